@@ -1,0 +1,81 @@
+/*
+** internal.h: helpers shared by the engine's files (not part of the public header).
+*/
+#ifndef LG_INTERNAL_H
+#define LG_INTERNAL_H
+
+#include "luagrad.h"
+
+#define LG_MAX_OPERANDS 4
+
+/* Propagate a failing status. */
+#define LG_TRY(expr)                                                                               \
+  do {                                                                                             \
+    lg_status st_ = (expr);                                                                        \
+    if (st_ != LG_OK) return st_;                                                                  \
+  } while (0)
+
+/* Shape strings for messages: SHAPE(t) formats into a per-call buffer. */
+typedef struct { char s[LG_MAX_DIMS * 21 + 3]; } lg_shapebuf;
+#define SHAPE(t) (lg_shape_str((t)->shape, (t)->ndim, (lg_shapebuf){{0}}.s, sizeof(lg_shapebuf)))
+#define SHAPEV(shape, n) (lg_shape_str((shape), (n), (lg_shapebuf){{0}}.s, sizeof(lg_shapebuf)))
+
+/* numel of a shape, or -1 if a size is negative or the product overflows. */
+int64_t lg_shape_numel(const int64_t *shape, int ndim);
+/* Contiguous (row-major) strides for shape. */
+void lg_contiguous_strides(const int64_t *shape, int ndim, int64_t *stride);
+/* A new tensor object viewing t's storage with the given geometry (one reference). */
+lg_status lg_view_of(lg_tensor *t, const int64_t *shape, const int64_t *stride, int ndim,
+                     int64_t offset, lg_tensor **out);
+/* Broadcast two shapes (numpy rules); on failure reports `op: shapes A and B ...`. */
+lg_status lg_broadcast_shapes(const char *op, const int64_t *a, int na, const int64_t *b, int nb,
+                              int64_t *out, int *nout);
+/* Strides of t seen as broadcast to shape (0 on broadcast dims). */
+void lg_broadcast_strides(const lg_tensor *t, const int64_t *shape, int ndim, int64_t *stride);
+
+/* ---- the strided iterator ----
+** Walks nops operands of a common shape, each with its own strides (in elements), and calls
+** `row` once per innermost row with element pointers and strides. Dimensions that can be merged
+** for every operand are merged first, so contiguous operands give one long row. */
+typedef void (*lg_row_fn)(void *ctx, int64_t n, char **ptr, const int64_t *stride);
+typedef struct lg_iter {
+  int nops, ndim;
+  int64_t shape[LG_MAX_DIMS];
+  int64_t stride[LG_MAX_OPERANDS][LG_MAX_DIMS];
+  char *base[LG_MAX_OPERANDS];
+  size_t elsize[LG_MAX_OPERANDS];
+} lg_iter;
+void lg_iter_init(lg_iter *it, const int64_t *shape, int ndim);
+void lg_iter_add(lg_iter *it, lg_tensor *t, const int64_t *stride /* NULL: t's own */);
+void lg_iter_run(lg_iter *it, lg_row_fn row, void *ctx);
+
+/* dtype-dispatched loads and stores */
+static inline double lg_load(const void *p, lg_dtype dt) {
+  switch (dt) {
+  case LG_FLOAT32: return *(const float *)p;
+  case LG_FLOAT64: return *(const double *)p;
+  default: return (double)*(const int64_t *)p;
+  }
+}
+static inline void lg_store(void *p, lg_dtype dt, double v) {
+  switch (dt) {
+  case LG_FLOAT32: *(float *)p = (float)v; break;
+  case LG_FLOAT64: *(double *)p = v; break;
+  default: *(int64_t *)p = (int64_t)v; break;
+  }
+}
+
+/* Allocation of fresh contiguous outputs */
+lg_status lg_new(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out);
+/* Contiguous copy of t in dtype dt (always a new tensor). */
+lg_status lg_copy_as(lg_tensor *t, lg_dtype dt, lg_tensor **out);
+/* Release a list of tensors (NULL entries skipped). */
+void lg_release_all(lg_tensor **ts, int n);
+
+/* matmul's forward (matmul.c) */
+lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+
+/* Number of threads for the engine's own loops */
+extern int lg_nthreads;
+
+#endif

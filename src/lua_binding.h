@@ -1,0 +1,43 @@
+/*
+** lua_binding.h: helpers shared by the binding's files (lua_tensor.c, lua_module.c).
+** Only the binding touches lua_State; it turns engine statuses into Lua errors.
+*/
+#ifndef LG_LUA_BINDING_H
+#define LG_LUA_BINDING_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "internal.h"
+#include "lg_lua.h"
+
+#define LG_TENSOR_MT "luagrad.Tensor"
+
+/* Raises the engine's message if st is an error. */
+int lgL_check(lua_State *L, lg_status st);
+/* The tensor at idx (raises a type error naming the argument otherwise). */
+lg_tensor *lgL_checktensor(lua_State *L, int idx);
+/* A new, empty tensor value on the stack; fill *slot and it owns the tensor. Allocate it before
+** doing the work, so an error midway leaks nothing. */
+lg_tensor **lgL_newslot(lua_State *L);
+/* Pushes t, taking over the caller's reference. */
+void lgL_pushnew(lua_State *L, lg_tensor *t);
+/* A tensor from a tensor or a number argument (numbers take dtype `like`); *owned is set when
+** the result is a new reference the caller must release. */
+lg_tensor *lgL_totensor(lua_State *L, int idx, lg_dtype like, int *owned);
+/* Parses a shape: one table, or integers from idx on. Returns the index after the shape. */
+int lgL_checkshape(lua_State *L, int idx, const char *op, int64_t *shape, int *ndim);
+/* 1-based (negative from the end) dimension -> 0-based; ndim is the valid range's size. */
+int lgL_checkdim(lua_State *L, int idx, int ndim, const char *op, const lg_tensor *t);
+/* dtype from a name or nil (default). */
+lg_dtype lgL_checkdtype(lua_State *L, int idx, lg_dtype def);
+/* Options table at idx (or none): dtype and requires_grad. */
+void lgL_creation_opts(lua_State *L, int idx, lg_dtype *dt, int *requires_grad);
+/* Pushes a number read from a tensor: whole floats below 2^53 come back as Lua integers. */
+void lgL_pushnumber(lua_State *L, double v, lg_dtype dt);
+/* Tells the collector about tensor memory allocated since the last call. */
+void lgL_gcpace(lua_State *L);
+
+void lgL_open_tensor(lua_State *L); /* pushes the methods table; sets up the metatable */
+
+#endif

@@ -1,0 +1,1017 @@
+/*
+** lua_tensor.c: tensors as Lua userdata ("luagrad.Tensor").
+**
+** The userdata holds one pointer to an engine tensor (lg_tensor *) and one reference to it;
+** __gc and __close share one idempotent release. __index is a C function: integer keys select
+** along dimension 1, string keys are fields (shape, dtype, requires_grad, grad) or methods.
+** Lua comparison metamethods must return booleans, so elementwise comparisons are methods
+** (t:gt(0)), never operators.
+**
+** Conventions at this boundary: dimensions and indices are 1-based (negative counts from the
+** end); numbers read out of tensors are Lua floats, except whole values below 2^53, which come
+** back as Lua integers (so `print(lg.ones(3):sum():item())` prints 3).
+*/
+#include "lua_binding.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- boundary helpers ---- */
+
+int lgL_check(lua_State *L, lg_status st) {
+  if (st != LG_OK) return luaL_error(L, "%s", lg_errmsg());
+  return 0;
+}
+
+void lgL_gcpace(lua_State *L) {
+  /* The collector does not see tensor memory (it is malloc'd by the engine), so pace it here:
+  ** every allocation is reported as a step of that many KB, and when storage in use doubles
+  ** since the last full collection, collect. A loop of allocations stays bounded without the
+  ** user calling collectgarbage(). */
+  static size_t last_total = 0, threshold = 64u << 20;
+  size_t total = lg_bytes_allocated_total();
+  if (total - last_total >= (256u << 10)) {
+    lua_gc(L, LUA_GCSTEP, (int)((total - last_total) >> 10));
+    last_total = total;
+  }
+  size_t used = lg_bytes_in_use();
+  if (used > threshold) {
+    lua_gc(L, LUA_GCCOLLECT);
+    used = lg_bytes_in_use();
+    threshold = used * 2 > (64u << 20) ? used * 2 : (64u << 20);
+  }
+}
+
+lg_tensor **lgL_newslot(lua_State *L) {
+  lg_tensor **slot = lua_newuserdatauv(L, sizeof(lg_tensor *), 0);
+  *slot = NULL;
+  luaL_setmetatable(L, LG_TENSOR_MT);
+  return slot;
+}
+
+void lgL_pushnew(lua_State *L, lg_tensor *t) {
+  lg_tensor **slot = lua_newuserdatauv(L, sizeof(lg_tensor *), 0);
+  *slot = t;
+  luaL_setmetatable(L, LG_TENSOR_MT);
+  lgL_gcpace(L);
+}
+
+void lg_lua_pushtensor(lua_State *L, lg_tensor *t) { lgL_pushnew(L, lg_tensor_retain(t)); }
+
+lg_tensor *lg_lua_totensor(lua_State *L, int idx) {
+  lg_tensor **slot = luaL_testudata(L, idx, LG_TENSOR_MT);
+  return slot ? *slot : NULL;
+}
+
+lg_tensor *lgL_checktensor(lua_State *L, int idx) {
+  lg_tensor **slot = luaL_testudata(L, idx, LG_TENSOR_MT);
+  if (!slot) {
+    const char *got = luaL_typename(L, idx);
+    return (luaL_error(L, "bad argument #%d: expected a tensor, got %s", idx, got), NULL);
+  }
+  if (!*slot) return (luaL_error(L, "bad argument #%d: the tensor was closed", idx), NULL);
+  return *slot;
+}
+
+/* check with the op's name in the message */
+static lg_tensor *checktensor_op(lua_State *L, int idx, const char *op) {
+  lg_tensor **slot = luaL_testudata(L, idx, LG_TENSOR_MT);
+  if (!slot) return (luaL_error(L, "%s: argument #%d must be a tensor, got %s", op, idx, luaL_typename(L, idx)), NULL);
+  if (!*slot) return (luaL_error(L, "%s: argument #%d is a closed tensor", op, idx), NULL);
+  return *slot;
+}
+
+lg_tensor *lgL_totensor(lua_State *L, int idx, lg_dtype like, int *owned) {
+  *owned = 0;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lg_tensor *t;
+    double v = lua_tonumber(L, idx);
+    lgL_check(L, lg_scalar_like(v, like, &t));
+    *owned = 1;
+    return t;
+  }
+  return lgL_checktensor(L, idx);
+}
+
+void lgL_pushnumber(lua_State *L, double v, lg_dtype dt) {
+  if (v == floor(v) && fabs(v) < 9007199254740992.0 && !(v == 0 && signbit(v)))
+    lua_pushinteger(L, (lua_Integer)v);
+  else
+    lua_pushnumber(L, v);
+}
+
+static void push_element(lua_State *L, const lg_tensor *t, int64_t i) {
+  if (t->dtype == LG_INT64) lua_pushinteger(L, (lua_Integer)lg_get_flat_i64(t, i));
+  else lgL_pushnumber(L, lg_get_flat(t, i), t->dtype);
+}
+
+static int64_t check_int(lua_State *L, int idx, const char *op, const char *what) {
+  int isint;
+  lua_Integer v = lua_tointegerx(L, idx, &isint);
+  if (!isint) {
+    if (lua_type(L, idx) == LUA_TNUMBER)
+      return luaL_error(L, "%s: %s must be an integer, got %s", op, what, lua_tostring(L, idx));
+    return luaL_error(L, "%s: %s must be an integer, got %s", op, what, luaL_typename(L, idx));
+  }
+  return (int64_t)v;
+}
+
+int lgL_checkshape(lua_State *L, int idx, const char *op, int64_t *shape, int *ndim) {
+  int n = 0;
+  if (lua_istable(L, idx) && !lua_getmetatable(L, idx)) {
+    lua_Integer len = luaL_len(L, idx);
+    if (len > LG_MAX_DIMS) return luaL_error(L, "%s: %d dimensions (at most %d)", op, (int)len, LG_MAX_DIMS);
+    for (lua_Integer i = 1; i <= len; i++) {
+      lua_geti(L, idx, i);
+      shape[n++] = check_int(L, -1, op, "a size");
+      lua_pop(L, 1);
+    }
+    idx++;
+  } else {
+    while (lua_type(L, idx) == LUA_TNUMBER) {
+      if (n >= LG_MAX_DIMS) return luaL_error(L, "%s: too many dimensions (at most %d)", op, LG_MAX_DIMS);
+      shape[n++] = check_int(L, idx, op, "a size");
+      idx++;
+    }
+  }
+  *ndim = n;
+  return idx;
+}
+
+int lgL_checkdim(lua_State *L, int idx, int ndim, const char *op, const lg_tensor *t) {
+  int64_t d = check_int(L, idx, op, "dimension");
+  int64_t lo = ndim > 0 ? -ndim : -1, hi = ndim > 0 ? ndim : 1;
+  if (d == 0 || d < lo || d > hi) {
+    char buf[sizeof(lg_shapebuf)];
+    return luaL_error(L, "%s: dimension %lld out of range for a %d-d tensor %s (expected %lld..%lld, not 0)", op,
+                      (long long)d, t ? t->ndim : ndim, t ? lg_shape_str(t->shape, t->ndim, buf, sizeof buf) : "",
+                      (long long)lo, (long long)hi);
+  }
+  if (ndim == 0) return 0;
+  return (int)(d < 0 ? d + ndim : d - 1);
+}
+
+lg_dtype lgL_checkdtype(lua_State *L, int idx, lg_dtype def) {
+  if (lua_isnoneornil(L, idx)) return def;
+  const char *name = luaL_checkstring(L, idx);
+  lg_dtype dt;
+  if (!lg_dtype_from_name(name, &dt))
+    return (luaL_error(L, "unknown dtype '%s' (expected float32, float64 or int64)", name), def);
+  return dt;
+}
+
+void lgL_creation_opts(lua_State *L, int idx, lg_dtype *dt, int *requires_grad) {
+  *dt = lg_default_dtype();
+  *requires_grad = 0;
+  if (!lua_istable(L, idx)) return;
+  if (lua_getfield(L, idx, "dtype") != LUA_TNIL) *dt = lgL_checkdtype(L, -1, *dt);
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "requires_grad");
+  *requires_grad = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+}
+
+/* ---- lifecycle and fields ---- */
+
+static int t_gc(lua_State *L) {
+  lg_tensor **slot = luaL_checkudata(L, 1, LG_TENSOR_MT);
+  lg_tensor_release(*slot);
+  *slot = NULL;
+  return 0;
+}
+
+static int t_shape(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  lua_createtable(L, t->ndim, 0);
+  for (int i = 0; i < t->ndim; i++) {
+    lua_pushinteger(L, t->shape[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int t_size(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (lua_isnoneornil(L, 2)) return t_shape(L);
+  lua_pushinteger(L, t->shape[lgL_checkdim(L, 2, t->ndim, "size", t)]);
+  return 1;
+}
+
+static int t_stride(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (!lua_isnoneornil(L, 2)) {
+    lua_pushinteger(L, t->stride[lgL_checkdim(L, 2, t->ndim, "stride", t)]);
+    return 1;
+  }
+  lua_createtable(L, t->ndim, 0);
+  for (int i = 0; i < t->ndim; i++) {
+    lua_pushinteger(L, t->stride[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int t_dim(lua_State *L) { lua_pushinteger(L, lgL_checktensor(L, 1)->ndim); return 1; }
+static int t_numel(lua_State *L) { lua_pushinteger(L, lg_numel(lgL_checktensor(L, 1))); return 1; }
+static int t_is_contiguous(lua_State *L) { lua_pushboolean(L, lg_is_contiguous(lgL_checktensor(L, 1))); return 1; }
+static int t_element_size(lua_State *L) { lua_pushinteger(L, (lua_Integer)lg_dtype_size(lgL_checktensor(L, 1)->dtype)); return 1; }
+
+static int t_len(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (t->ndim == 0) return luaL_error(L, "len: a 0-d tensor has no length (use item())");
+  lua_pushinteger(L, t->shape[0]);
+  return 1;
+}
+
+static int t_item(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  int64_t n = lg_numel(t);
+  if (n != 1) return luaL_error(L, "item: a tensor with %lld elements %s cannot be converted to a number", (long long)n, SHAPE(t));
+  push_element(L, t, 0);
+  return 1;
+}
+
+static void tolist_rec(lua_State *L, const lg_tensor *t, int d, int64_t *flat) {
+  if (d == t->ndim) {
+    push_element(L, t, (*flat)++);
+    return;
+  }
+  lua_createtable(L, (int)t->shape[d], 0);
+  for (int64_t i = 0; i < t->shape[d]; i++) {
+    tolist_rec(L, t, d + 1, flat);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+static int t_tolist(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  int64_t flat = 0;
+  luaL_checkstack(L, t->ndim + 5, "tolist: tensor too deep");
+  tolist_rec(L, t, 0, &flat);
+  return 1;
+}
+
+/* ---- views ---- */
+
+static int t_view_like(lua_State *L, int reshape) {
+  const char *op = reshape ? "reshape" : "view";
+  lg_tensor *t = lgL_checktensor(L, 1);
+  int64_t shape[LG_MAX_DIMS];
+  int nd;
+  lgL_checkshape(L, 2, op, shape, &nd);
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, reshape ? lg_reshape(t, shape, nd, slot) : lg_view(t, shape, nd, slot));
+  return 1;
+}
+static int t_view(lua_State *L) { return t_view_like(L, 0); }
+static int t_reshape(lua_State *L) { return t_view_like(L, 1); }
+
+static int t_view_as(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1), *o = lgL_checktensor(L, 2);
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_view(t, o->shape, o->ndim, slot));
+  return 1;
+}
+
+static int t_reshape_as(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1), *o = lgL_checktensor(L, 2);
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_reshape(t, o->shape, o->ndim, slot));
+  return 1;
+}
+
+static int t_transpose(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  int d1 = lgL_checkdim(L, 2, t->ndim, "transpose", t), d2 = lgL_checkdim(L, 3, t->ndim, "transpose", t);
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_transpose(t, d1, d2, slot));
+  return 1;
+}
+
+static int t_t(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (t->ndim > 2)
+    return luaL_error(L, "t: expects a tensor with at most 2 dimensions, got %s (use transpose)", SHAPE(t));
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, t->ndim == 2 ? lg_transpose(t, 0, 1, slot) : lg_alias(t, slot));
+  return 1;
+}
+
+static int t_permute(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  int64_t dims[LG_MAX_DIMS];
+  int n, perm[LG_MAX_DIMS];
+  lgL_checkshape(L, 2, "permute", dims, &n);
+  if (n != t->ndim)
+    return luaL_error(L, "permute: %d dimensions given for a %d-d tensor %s", n, t->ndim, SHAPE(t));
+  for (int i = 0; i < n; i++) {
+    lua_pushinteger(L, dims[i]);
+    perm[i] = lgL_checkdim(L, lua_gettop(L), t->ndim, "permute", t);
+    lua_pop(L, 1);
+  }
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_permute(t, perm, n, slot));
+  return 1;
+}
+
+static int t_narrow(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (t->ndim == 0) return luaL_error(L, "narrow: cannot narrow a 0-d tensor");
+  int d = lgL_checkdim(L, 2, t->ndim, "narrow", t);
+  int64_t start = check_int(L, 3, "narrow", "start"), len = check_int(L, 4, "narrow", "length");
+  if (start < 0) start += t->shape[d] + 1;
+  if (start < 1)
+    return luaL_error(L, "narrow: start %lld out of range for dimension %d of size %lld", (long long)check_int(L, 3, "narrow", "start"),
+                      d + 1, (long long)t->shape[d]);
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_narrow(t, d, start - 1, len, slot));
+  return 1;
+}
+
+static int64_t check_index(lua_State *L, int idx, int64_t size, const char *op, int dim) {
+  int64_t i = check_int(L, idx, op, "index");
+  if (i < 0) i += size + 1;
+  if (i < 1 || i > size)
+    return luaL_error(L, "%s: index %lld out of range for dimension %d of size %lld", op,
+                      (long long)check_int(L, idx, op, "index"), dim + 1, (long long)size);
+  return i - 1;
+}
+
+static int t_select(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (t->ndim == 0) return luaL_error(L, "select: cannot select from a 0-d tensor");
+  int d = lgL_checkdim(L, 2, t->ndim, "select", t);
+  int64_t i = check_index(L, 3, t->shape[d], "select", d);
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_select(t, d, i, slot));
+  return 1;
+}
+
+static int t_unsqueeze(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  int d = lgL_checkdim(L, 2, t->ndim + 1, "unsqueeze", t);
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_unsqueeze(t, d, slot));
+  return 1;
+}
+
+static int t_squeeze(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  int d = lua_isnoneornil(L, 2) ? -1 : lgL_checkdim(L, 2, t->ndim, "squeeze", t);
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, t->ndim == 0 ? lg_alias(t, slot) : lg_squeeze(t, d, slot));
+  return 1;
+}
+
+static int t_expand(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  int64_t shape[LG_MAX_DIMS];
+  int nd;
+  if (lg_lua_totensor(L, 2)) {
+    lg_tensor *o = lg_lua_totensor(L, 2);
+    nd = o->ndim;
+    memcpy(shape, o->shape, sizeof shape);
+  } else {
+    lgL_checkshape(L, 2, "expand", shape, &nd);
+  }
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_expand(t, shape, nd, slot));
+  return 1;
+}
+
+static int t_flatten(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (t->ndim == 0) {
+    int64_t one = 1;
+    lg_tensor **slot = lgL_newslot(L);
+    lgL_check(L, lg_reshape(t, &one, 1, slot));
+    return 1;
+  }
+  int s = lua_isnoneornil(L, 2) ? 0 : lgL_checkdim(L, 2, t->ndim, "flatten", t);
+  int e = lua_isnoneornil(L, 3) ? t->ndim - 1 : lgL_checkdim(L, 3, t->ndim, "flatten", t);
+  if (s > e) return luaL_error(L, "flatten: start dimension %d comes after end dimension %d", s + 1, e + 1);
+  int64_t shape[LG_MAX_DIMS];
+  int nd = 0;
+  for (int i = 0; i < t->ndim; i++) {
+    if (i <= s || i > e) shape[nd++] = t->shape[i];
+    else shape[nd - 1] *= t->shape[i];
+  }
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_reshape(t, shape, nd, slot));
+  return 1;
+}
+
+static int t_contiguous(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (lg_is_contiguous(t)) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_contiguous(t, slot));
+  return 1;
+}
+
+static int t_clone(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_clone(t, slot));
+  return 1;
+}
+
+static int t_detach(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_alias(t, slot));
+  return 1;
+}
+
+static lg_dtype dtype_arg(lua_State *L, int idx, const char *op) {
+  lg_tensor *o = lg_lua_totensor(L, idx);
+  if (o) return o->dtype;
+  if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, "dtype");
+    lg_dtype dt = lgL_checkdtype(L, -1, LG_NDTYPES);
+    lua_pop(L, 1);
+    if (dt == LG_NDTYPES) return (luaL_error(L, "%s: options need a dtype", op), dt);
+    return dt;
+  }
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return (luaL_error(L, "%s: expected a dtype name, got %s", op, luaL_typename(L, idx)), LG_FLOAT32);
+  return lgL_checkdtype(L, idx, LG_FLOAT32);
+}
+
+static int to_dtype(lua_State *L, lg_dtype dt) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (t->dtype == dt) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_to_dtype(t, dt, slot));
+  return 1;
+}
+static int t_to(lua_State *L) { return to_dtype(L, dtype_arg(L, 2, "to")); }
+static int t_float(lua_State *L) { return to_dtype(L, LG_FLOAT32); }
+static int t_double(lua_State *L) { return to_dtype(L, LG_FLOAT64); }
+static int t_long(lua_State *L) { return to_dtype(L, LG_INT64); }
+
+static int t_type(lua_State *L) {
+  if (lua_isnoneornil(L, 2)) {
+    lua_pushstring(L, lg_dtype_name(lgL_checktensor(L, 1)->dtype));
+    return 1;
+  }
+  return t_to(L);
+}
+
+/* ---- in-place ---- */
+
+static int t_copy_(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1), *src = lgL_checktensor(L, 2);
+  lgL_check(L, lg_copy_(t, src));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int t_fill_(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  lgL_check(L, lg_fill_(t, luaL_checknumber(L, 2)));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int t_zero_(lua_State *L) {
+  lgL_check(L, lg_fill_(lgL_checktensor(L, 1), 0));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int t_uniform_(lua_State *L) {
+  lgL_check(L, lg_uniform_(lgL_checktensor(L, 1), luaL_optnumber(L, 2, 0), luaL_optnumber(L, 3, 1)));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int t_normal_(lua_State *L) {
+  lgL_check(L, lg_normal_(lgL_checktensor(L, 1), luaL_optnumber(L, 2, 0), luaL_optnumber(L, 3, 1)));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int t_bernoulli_(lua_State *L) {
+  lgL_check(L, lg_bernoulli_(lgL_checktensor(L, 1), luaL_optnumber(L, 2, 0.5)));
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* ---- elementwise ops ---- */
+
+static int unary(lua_State *L, lg_opcode op) {
+  lg_tensor *t = checktensor_op(L, 1, lg_ops[op].name);
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_unary(op, t, slot));
+  return 1;
+}
+
+#define UNARY_METHOD(name, OP) static int t_##name(lua_State *L) { return unary(L, OP); }
+UNARY_METHOD(neg, LG_OP_NEG)
+UNARY_METHOD(exp, LG_OP_EXP)
+UNARY_METHOD(log, LG_OP_LOG)
+UNARY_METHOD(sqrt, LG_OP_SQRT)
+UNARY_METHOD(rsqrt, LG_OP_RSQRT)
+UNARY_METHOD(abs, LG_OP_ABS)
+UNARY_METHOD(sin, LG_OP_SIN)
+UNARY_METHOD(cos, LG_OP_COS)
+UNARY_METHOD(tanh, LG_OP_TANH)
+UNARY_METHOD(sigmoid, LG_OP_SIGMOID)
+UNARY_METHOD(relu, LG_OP_RELU)
+UNARY_METHOD(sign, LG_OP_SIGN)
+UNARY_METHOD(floor, LG_OP_FLOOR)
+UNARY_METHOD(ceil, LG_OP_CEIL)
+UNARY_METHOD(round, LG_OP_ROUND)
+UNARY_METHOD(log1p, LG_OP_LOG1P)
+UNARY_METHOD(expm1, LG_OP_EXPM1)
+UNARY_METHOD(reciprocal, LG_OP_RECIPROCAL)
+UNARY_METHOD(square, LG_OP_SQUARE)
+
+/* a op b where either may be a number (numbers adapt to the other operand's dtype) */
+static int binary(lua_State *L, lg_opcode op) {
+  const char *name = lg_ops[op].name;
+  lg_tensor *a = lg_lua_totensor(L, 1), *b = lg_lua_totensor(L, 2);
+  if (!a && !b) {
+    if (lua_type(L, 1) != LUA_TNUMBER) checktensor_op(L, 1, name);
+    checktensor_op(L, 2, name);
+  }
+  lg_tensor **slot = lgL_newslot(L);
+  if (a && b) {
+    lgL_check(L, lg_binary(op, a, b, slot));
+  } else if (a) {
+    if (lua_type(L, 2) != LUA_TNUMBER)
+      return luaL_error(L, "%s: argument #2 must be a tensor or a number, got %s", name, luaL_typename(L, 2));
+    lgL_check(L, lg_binary_scalar(op, a, lua_tonumber(L, 2), 0, slot));
+  } else {
+    if (lua_type(L, 1) != LUA_TNUMBER)
+      return luaL_error(L, "%s: argument #1 must be a tensor or a number, got %s", name, luaL_typename(L, 1));
+    lgL_check(L, lg_binary_scalar(op, b, lua_tonumber(L, 1), 1, slot));
+  }
+  return 1;
+}
+
+#define BINARY_METHOD(name, OP) static int t_##name(lua_State *L) { return binary(L, OP); }
+BINARY_METHOD(add, LG_OP_ADD)
+BINARY_METHOD(sub, LG_OP_SUB)
+BINARY_METHOD(mul, LG_OP_MUL)
+BINARY_METHOD(div, LG_OP_DIV)
+BINARY_METHOD(pow, LG_OP_POW)
+BINARY_METHOD(maximum, LG_OP_MAXIMUM)
+BINARY_METHOD(minimum, LG_OP_MINIMUM)
+BINARY_METHOD(floor_divide, LG_OP_FLOOR_DIVIDE)
+BINARY_METHOD(remainder, LG_OP_REMAINDER)
+BINARY_METHOD(atan2, LG_OP_ATAN2)
+BINARY_METHOD(eq, LG_OP_EQ)
+BINARY_METHOD(ne, LG_OP_NE)
+BINARY_METHOD(lt, LG_OP_LT)
+BINARY_METHOD(le, LG_OP_LE)
+BINARY_METHOD(gt, LG_OP_GT)
+BINARY_METHOD(ge, LG_OP_GE)
+
+/* In-place arithmetic: compute, then copy into self (the result must have self's shape). */
+static int inplace_binary(lua_State *L, lg_opcode op) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  binary(L, op);
+  lg_tensor *r = lgL_checktensor(L, -1);
+  if (r->ndim != t->ndim || lg_numel(r) != lg_numel(t)) {
+    char b1[sizeof(lg_shapebuf)];
+    return luaL_error(L, "%s_: the result's shape %s differs from the tensor's %s", lg_ops[op].name,
+                      lg_shape_str(r->shape, r->ndim, b1, sizeof b1), SHAPE(t));
+  }
+  lgL_check(L, lg_copy_(t, r));
+  lua_settop(L, 1);
+  return 1;
+}
+static int t_add_(lua_State *L) { return inplace_binary(L, LG_OP_ADD); }
+static int t_sub_(lua_State *L) { return inplace_binary(L, LG_OP_SUB); }
+static int t_mul_(lua_State *L) { return inplace_binary(L, LG_OP_MUL); }
+static int t_div_(lua_State *L) { return inplace_binary(L, LG_OP_DIV); }
+static int t_pow_(lua_State *L) { return inplace_binary(L, LG_OP_POW); }
+
+static void clamp_bounds(lua_State *L, int idx, lg_args *a) {
+  for (int k = 0; k < 2; k++) {
+    if (!lua_isnoneornil(L, idx + k)) {
+      a->s[k] = luaL_checknumber(L, idx + k);
+      a->has_s[k] = 1;
+    }
+  }
+}
+
+static int t_clamp(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  lg_args a = {.in = {t}, .nin = 1, .dim = -1};
+  if (lua_istable(L, 2)) { /* clamp({min = lo, max = hi}) */
+    lua_getfield(L, 2, "min");
+    lua_getfield(L, 2, "max");
+    clamp_bounds(L, lua_gettop(L) - 1, &a);
+    lua_pop(L, 2);
+  } else {
+    clamp_bounds(L, 2, &a);
+  }
+  if (!a.has_s[0] && !a.has_s[1]) return luaL_error(L, "clamp: at least one of min and max must be given");
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_apply(LG_OP_CLAMP, &a, slot));
+  return 1;
+}
+
+static int t_clamp_(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  t_clamp(L);
+  lgL_check(L, lg_copy_(t, lgL_checktensor(L, -1)));
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* where(mask, a, b) with a, b tensors or numbers */
+int lgL_where(lua_State *L) {
+  lg_tensor *m = checktensor_op(L, 1, "where");
+  lg_tensor *x = lg_lua_totensor(L, 2), *y = lg_lua_totensor(L, 3);
+  if (!x && !y && !(lua_type(L, 2) == LUA_TNUMBER && lua_type(L, 3) == LUA_TNUMBER))
+    return luaL_error(L, "where: arguments #2 and #3 must be tensors or numbers, got %s and %s", luaL_typename(L, 2), luaL_typename(L, 3));
+  lg_dtype like = x ? x->dtype : y ? y->dtype : lg_default_dtype();
+  int ox, oy;
+  x = lgL_totensor(L, 2, like, &ox);
+  if (ox) lgL_pushnew(L, x); /* let Lua own the temporary */
+  y = lgL_totensor(L, 3, like, &oy);
+  if (oy) lgL_pushnew(L, y);
+  lg_args a = {.in = {m, x, y}, .nin = 3, .dim = -1};
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_apply(LG_OP_WHERE, &a, slot));
+  return 1;
+}
+
+/* t:where(cond, other) = where(cond, t, other), as PyTorch's Tensor.where */
+static int t_where(lua_State *L) {
+  lua_settop(L, 3);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 1);
+  lua_pushvalue(L, 3);
+  lua_replace(L, 3);
+  lua_replace(L, 2);
+  lua_replace(L, 1);
+  return lgL_where(L);
+}
+
+/* ---- reductions ----
+** t:op()  t:op(dim)  t:op(dim, keepdim)  t:op(dim, keepdim, opts)  t:op(opts) */
+
+typedef struct { int has_dim, dim, keepdim; double correction; } reduce_spec;
+
+static reduce_spec reduce_args(lua_State *L, lg_tensor *t, int idx, const char *op) {
+  reduce_spec r = {0, -1, 0, 1};
+  int optidx = 0;
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    r.has_dim = 1;
+    r.dim = lgL_checkdim(L, idx, t->ndim, op, t);
+    if (t->ndim == 0) r.has_dim = 0, r.dim = -1;
+    if (lua_istable(L, idx + 1)) optidx = idx + 1;
+    else {
+      r.keepdim = lua_toboolean(L, idx + 1);
+      if (lua_istable(L, idx + 2)) optidx = idx + 2;
+    }
+  } else if (lua_istable(L, idx)) {
+    optidx = idx;
+  } else if (!lua_isnoneornil(L, idx)) {
+    luaL_error(L, "%s: dimension must be an integer, got %s", op, luaL_typename(L, idx));
+  }
+  if (optidx) {
+    if (lua_getfield(L, optidx, "dim") != LUA_TNIL) {
+      r.has_dim = 1;
+      r.dim = lgL_checkdim(L, lua_gettop(L), t->ndim, op, t);
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, optidx, "keepdim") != LUA_TNIL) r.keepdim = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, optidx, "unbiased") != LUA_TNIL) r.correction = lua_toboolean(L, -1) ? 1 : 0;
+    lua_pop(L, 1);
+    if (lua_getfield(L, optidx, "correction") != LUA_TNIL) r.correction = luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+  }
+  return r;
+}
+
+static int reduce(lua_State *L, lg_opcode op) {
+  const char *name = lg_ops[op].name;
+  lg_tensor *t = checktensor_op(L, 1, name);
+  reduce_spec r = reduce_args(L, t, 2, name);
+  lg_args a = {.in = {t}, .nin = 1, .dim = r.dim, .keepdim = r.keepdim, .s = {r.correction}};
+  lg_tensor **slot = lgL_newslot(L);
+  if (lg_ops[op].nout == 2) {
+    lg_tensor **islot = lgL_newslot(L);
+    lg_tensor *o[2];
+    lgL_check(L, lg_apply(op, &a, o));
+    *slot = o[0];
+    *islot = o[1];
+    return r.has_dim ? 2 : 1 + (lua_pop(L, 1), 0);
+  }
+  lgL_check(L, lg_apply(op, &a, slot));
+  return 1;
+}
+
+/* sum and mean also take a table of dimensions */
+static int reduce_dims(lua_State *L, lg_opcode op) {
+  if (!lua_istable(L, 2) || lua_getmetatable(L, 2)) return reduce(L, op);
+  lua_getfield(L, 2, "dim");
+  int isopts = !lua_isnil(L, -1) || lua_rawlen(L, 2) == 0;
+  lua_pop(L, 1);
+  if (isopts) return reduce(L, op);
+  lg_tensor *t = checktensor_op(L, 1, lg_ops[op].name);
+  int keepdim = lua_toboolean(L, 3), n = (int)lua_rawlen(L, 2), dims[LG_MAX_DIMS], seen[LG_MAX_DIMS] = {0};
+  if (n > t->ndim) return luaL_error(L, "%s: %d dimensions given for a %d-d tensor", lg_ops[op].name, n, t->ndim);
+  for (int i = 0; i < n; i++) {
+    lua_geti(L, 2, i + 1);
+    dims[i] = lgL_checkdim(L, -1, t->ndim, lg_ops[op].name, t);
+    lua_pop(L, 1);
+    if (seen[dims[i]]++) return luaL_error(L, "%s: dimension %d repeated", lg_ops[op].name, dims[i] + 1);
+  }
+  lg_tensor *cur = lg_tensor_retain(t);
+  lg_tensor **slot = lgL_newslot(L);
+  for (int d = t->ndim - 1; d >= 0; d--) { /* highest first, keepdim, so indices stay valid */
+    if (!seen[d]) continue;
+    lg_tensor *next;
+    lg_status st = lg_reduce(op, cur, d, 1, &next);
+    lg_tensor_release(cur);
+    if (st != LG_OK) return lgL_check(L, st);
+    cur = next;
+  }
+  if (!keepdim) {
+    int64_t shape[LG_MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < t->ndim; d++)
+      if (!seen[d]) shape[nd++] = t->shape[d];
+    lg_tensor *v;
+    lg_status st = lg_view(cur, shape, nd, &v);
+    lg_tensor_release(cur);
+    lgL_check(L, st);
+    cur = v;
+  }
+  *slot = cur;
+  return 1;
+}
+
+static int t_sum(lua_State *L) { return reduce_dims(L, LG_OP_SUM); }
+static int t_mean(lua_State *L) { return reduce_dims(L, LG_OP_MEAN); }
+static int t_var(lua_State *L) { return reduce(L, LG_OP_VAR); }
+static int t_std(lua_State *L) { return reduce(L, LG_OP_STD); }
+static int t_prod(lua_State *L) { return reduce(L, LG_OP_PROD); }
+static int t_logsumexp(lua_State *L) { return reduce(L, LG_OP_LOGSUMEXP); }
+static int t_argmax(lua_State *L) { return reduce(L, LG_OP_ARGMAX); }
+static int t_argmin(lua_State *L) { return reduce(L, LG_OP_ARGMIN); }
+
+/* t:max() / t:max(dim[, keepdim]) -> values, indices / t:max(other) = maximum */
+static int t_max(lua_State *L) { return lg_lua_totensor(L, 2) ? binary(L, LG_OP_MAXIMUM) : reduce(L, LG_OP_MAX); }
+static int t_min(lua_State *L) { return lg_lua_totensor(L, 2) ? binary(L, LG_OP_MINIMUM) : reduce(L, LG_OP_MIN); }
+
+/* t:norm(p, dim, keepdim): p = 2 by default, "fro" = 2, math.huge = max |x| */
+static int t_norm(lua_State *L) {
+  lg_tensor *t = checktensor_op(L, 1, "norm");
+  double p = 2;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    if (strcmp(lua_tostring(L, 2), "fro") != 0) return luaL_error(L, "norm: unknown norm '%s'", lua_tostring(L, 2));
+  } else if (!lua_isnoneornil(L, 2)) {
+    p = luaL_checknumber(L, 2);
+  }
+  reduce_spec r = reduce_args(L, t, 3, "norm");
+  lg_args a = {.in = {t}, .nin = 1, .dim = r.dim, .keepdim = r.keepdim, .s = {p}};
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_apply(LG_OP_NORM, &a, slot));
+  return 1;
+}
+
+/* ---- matmul and indexing ---- */
+
+static int t_matmul(lua_State *L) {
+  lg_tensor *a = checktensor_op(L, 1, "matmul"), *b = checktensor_op(L, 2, "matmul");
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_matmul(a, b, slot));
+  return 1;
+}
+
+static int t_index_select(lua_State *L) {
+  lg_tensor *t = checktensor_op(L, 1, "index_select");
+  if (t->ndim == 0) return luaL_error(L, "index_select: cannot index a 0-d tensor");
+  int d = lgL_checkdim(L, 2, t->ndim, "index_select", t);
+  lg_tensor *idx;
+  if (lua_istable(L, 3)) { /* a Lua list of integers */
+    int64_t n = (int64_t)lua_rawlen(L, 3);
+    lg_tensor **tmp = lgL_newslot(L);
+    lgL_check(L, lg_new(&n, 1, LG_INT64, tmp));
+    for (int64_t i = 0; i < n; i++) {
+      lua_geti(L, 3, i + 1);
+      ((int64_t *)lg_data(*tmp))[i] = check_int(L, -1, "index_select", "an index");
+      lua_pop(L, 1);
+    }
+    idx = *tmp;
+  } else {
+    idx = checktensor_op(L, 3, "index_select");
+  }
+  lg_args a = {.in = {t, idx}, .nin = 2, .dim = d};
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_apply(LG_OP_INDEX_SELECT, &a, slot));
+  return 1;
+}
+
+static int t_gather(lua_State *L) {
+  lg_tensor *t = checktensor_op(L, 1, "gather");
+  if (t->ndim == 0) return luaL_error(L, "gather: cannot index a 0-d tensor");
+  int d = lgL_checkdim(L, 2, t->ndim, "gather", t);
+  lg_tensor *idx = checktensor_op(L, 3, "gather");
+  lg_args a = {.in = {t, idx}, .nin = 2, .dim = d};
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_apply(LG_OP_GATHER, &a, slot));
+  return 1;
+}
+
+/* split(size or {sizes}, dim) -> list of views */
+static int t_split(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (t->ndim == 0) return luaL_error(L, "split: cannot split a 0-d tensor");
+  int d = lua_isnoneornil(L, 3) ? 0 : lgL_checkdim(L, 3, t->ndim, "split", t);
+  int64_t size = t->shape[d];
+  lua_newtable(L);
+  int out = lua_gettop(L), k = 0;
+  if (lua_istable(L, 2)) {
+    int64_t n = (int64_t)lua_rawlen(L, 2), at = 0;
+    for (int64_t i = 1; i <= n; i++) {
+      lua_geti(L, 2, i);
+      int64_t len = check_int(L, -1, "split", "a size");
+      lua_pop(L, 1);
+      if (len < 0 || at + len > size)
+        return luaL_error(L, "split: sizes exceed size %lld of dimension %d", (long long)size, d + 1);
+      lg_tensor **slot = lgL_newslot(L);
+      lgL_check(L, lg_narrow(t, d, at, len, slot));
+      lua_rawseti(L, out, ++k);
+      at += len;
+    }
+    if (at != size)
+      return luaL_error(L, "split: sizes add up to %lld, but dimension %d has size %lld", (long long)at, d + 1, (long long)size);
+  } else {
+    int64_t len = check_int(L, 2, "split", "split size");
+    if (len <= 0 && size > 0) return luaL_error(L, "split: split size must be positive, got %lld", (long long)len);
+    for (int64_t at = 0; at < size || (size == 0 && k == 0); at += len) {
+      lg_tensor **slot = lgL_newslot(L);
+      lgL_check(L, lg_narrow(t, d, at, size - at < len ? size - at : len, slot));
+      lua_rawseti(L, out, ++k);
+      if (size == 0) break;
+    }
+  }
+  return 1;
+}
+
+static int t_chunk(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (t->ndim == 0) return luaL_error(L, "chunk: cannot chunk a 0-d tensor");
+  int64_t n = check_int(L, 2, "chunk", "number of chunks");
+  if (n <= 0) return luaL_error(L, "chunk: number of chunks must be positive, got %lld", (long long)n);
+  int d = lua_isnoneornil(L, 3) ? 0 : lgL_checkdim(L, 3, t->ndim, "chunk", t);
+  int64_t size = t->shape[d], len = (size + n - 1) / n;
+  lua_settop(L, 3);
+  lua_pushinteger(L, len > 0 ? len : 1);
+  lua_replace(L, 2);
+  if (lua_isnoneornil(L, 3)) {
+    lua_pushinteger(L, 1);
+    lua_replace(L, 3);
+  }
+  return t_split(L);
+}
+
+/* ---- autograd fields (the tape lands with the autograd issue) ---- */
+
+static int t_requires_grad_(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  int on = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
+  if (on && !lg_dtype_is_float(t->dtype))
+    return luaL_error(L, "requires_grad_: only float tensors can require gradients, got %s", lg_dtype_name(t->dtype));
+  t->requires_grad = on;
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* ---- __index / __newindex ---- */
+
+static int t_index(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    if (t->ndim == 0) return luaL_error(L, "index: a 0-d tensor cannot be indexed (use item())");
+    int64_t i = check_index(L, 2, t->shape[0], "index", 0);
+    if (t->ndim == 1) {
+      char *p = (char *)lg_data(t) + i * t->stride[0] * (int64_t)lg_dtype_size(t->dtype);
+      if (t->dtype == LG_INT64) lua_pushinteger(L, *(int64_t *)p);
+      else lgL_pushnumber(L, lg_load(p, t->dtype), t->dtype);
+      return 1;
+    }
+    lg_tensor **slot = lgL_newslot(L);
+    lgL_check(L, lg_select(t, 0, i, slot));
+    return 1;
+  }
+  const char *k = lua_tostring(L, 2);
+  if (k) {
+    switch (k[0]) {
+    case 's': if (!strcmp(k, "shape")) return t_shape(L); break;
+    case 'd': if (!strcmp(k, "dtype")) { lua_pushstring(L, lg_dtype_name(t->dtype)); return 1; } break;
+    case 'r': if (!strcmp(k, "requires_grad")) { lua_pushboolean(L, t->requires_grad); return 1; } break;
+    case 'g':
+      if (!strcmp(k, "grad")) {
+        if (t->grad) lg_lua_pushtensor(L, t->grad);
+        else lua_pushnil(L);
+        return 1;
+      }
+      break;
+    case 'i': if (!strcmp(k, "is_leaf")) { lua_pushboolean(L, t->grad_fn == NULL); return 1; } break;
+    case 'T': if (!k[1]) { lua_settop(L, 1); return t_t(L); } break;
+    }
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1)); /* the methods table */
+  return 1;
+}
+
+static int t_newindex(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    if (t->ndim == 0) return luaL_error(L, "index: a 0-d tensor cannot be indexed (use fill_)");
+    int64_t i = check_index(L, 2, t->shape[0], "index", 0);
+    lg_tensor *view;
+    lgL_check(L, lg_select(t, 0, i, &view));
+    lg_status st;
+    if (lua_type(L, 3) == LUA_TNUMBER) st = lg_fill_(view, lua_tonumber(L, 3));
+    else {
+      lg_tensor *src = lg_lua_totensor(L, 3);
+      st = src ? lg_copy_(view, src)
+               : lg_error(LG_EVALUE, "index: can only assign a number or a tensor, got %s", luaL_typename(L, 3));
+    }
+    lg_tensor_release(view);
+    return lgL_check(L, st);
+  }
+  const char *k = lua_tostring(L, 2);
+  if (k && !strcmp(k, "requires_grad")) {
+    lua_settop(L, 3);
+    lua_remove(L, 2);
+    t_requires_grad_(L);
+    return 0;
+  }
+  if (k && !strcmp(k, "grad")) {
+    lg_tensor *g = lua_isnil(L, 3) ? NULL : lgL_checktensor(L, 3);
+    if (g && (g->ndim != t->ndim || memcmp(g->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim)))
+      return luaL_error(L, "grad: assigned gradient has shape %s, but the tensor has shape %s", SHAPE(g), SHAPE(t));
+    lg_tensor_release(t->grad);
+    t->grad = lg_tensor_retain(g);
+    return 0;
+  }
+  return luaL_error(L, "tensor: cannot set field '%s'", k ? k : luaL_typename(L, 2));
+}
+
+static int t_tostring_plain(lua_State *L) {
+  lg_tensor **slot = luaL_checkudata(L, 1, LG_TENSOR_MT);
+  if (!*slot) lua_pushstring(L, "tensor(closed)");
+  else lua_pushfstring(L, "tensor(%s, %s)", SHAPE(*slot), lg_dtype_name((*slot)->dtype));
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+  {"size", t_size}, {"dim", t_dim}, {"numel", t_numel}, {"nelement", t_numel}, {"stride", t_stride},
+  {"is_contiguous", t_is_contiguous}, {"element_size", t_element_size}, {"item", t_item}, {"tolist", t_tolist},
+  {"view", t_view}, {"reshape", t_reshape}, {"view_as", t_view_as}, {"reshape_as", t_reshape_as},
+  {"transpose", t_transpose}, {"t", t_t}, {"permute", t_permute}, {"narrow", t_narrow}, {"select", t_select},
+  {"unsqueeze", t_unsqueeze}, {"squeeze", t_squeeze}, {"expand", t_expand}, {"expand_as", t_expand},
+  {"flatten", t_flatten}, {"contiguous", t_contiguous}, {"clone", t_clone}, {"detach", t_detach},
+  {"to", t_to}, {"float", t_float}, {"double", t_double}, {"long", t_long}, {"type", t_type},
+  {"copy_", t_copy_}, {"fill_", t_fill_}, {"zero_", t_zero_}, {"uniform_", t_uniform_}, {"normal_", t_normal_},
+  {"bernoulli_", t_bernoulli_},
+  {"neg", t_neg}, {"exp", t_exp}, {"log", t_log}, {"sqrt", t_sqrt}, {"rsqrt", t_rsqrt}, {"abs", t_abs},
+  {"sin", t_sin}, {"cos", t_cos}, {"tanh", t_tanh}, {"sigmoid", t_sigmoid}, {"relu", t_relu}, {"sign", t_sign},
+  {"floor", t_floor}, {"ceil", t_ceil}, {"round", t_round}, {"log1p", t_log1p}, {"expm1", t_expm1},
+  {"reciprocal", t_reciprocal}, {"square", t_square},
+  {"add", t_add}, {"sub", t_sub}, {"mul", t_mul}, {"div", t_div}, {"pow", t_pow}, {"maximum", t_maximum},
+  {"minimum", t_minimum}, {"floor_divide", t_floor_divide}, {"remainder", t_remainder}, {"atan2", t_atan2},
+  {"eq", t_eq}, {"ne", t_ne}, {"lt", t_lt}, {"le", t_le}, {"gt", t_gt}, {"ge", t_ge},
+  {"add_", t_add_}, {"sub_", t_sub_}, {"mul_", t_mul_}, {"div_", t_div_}, {"pow_", t_pow_},
+  {"clamp", t_clamp}, {"clamp_", t_clamp_}, {"where", t_where},
+  {"sum", t_sum}, {"mean", t_mean}, {"var", t_var}, {"std", t_std}, {"prod", t_prod}, {"norm", t_norm},
+  {"logsumexp", t_logsumexp}, {"max", t_max}, {"min", t_min}, {"argmax", t_argmax}, {"argmin", t_argmin},
+  {"matmul", t_matmul}, {"index_select", t_index_select}, {"gather", t_gather}, {"split", t_split},
+  {"chunk", t_chunk}, {"requires_grad_", t_requires_grad_},
+  {NULL, NULL}};
+
+static const luaL_Reg metamethods[] = {
+  {"__add", t_add}, {"__sub", t_sub}, {"__mul", t_mul}, {"__div", t_div}, {"__pow", t_pow},
+  {"__idiv", t_floor_divide}, {"__mod", t_remainder}, {"__unm", t_neg}, {"__len", t_len},
+  {"__gc", t_gc}, {"__close", t_gc}, {"__tostring", t_tostring_plain}, {"__newindex", t_newindex},
+  {NULL, NULL}};
+
+void lgL_open_tensor(lua_State *L) {
+  luaL_newmetatable(L, LG_TENSOR_MT);
+  luaL_setfuncs(L, metamethods, 0);
+  luaL_newlib(L, methods);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, t_index, 1);
+  lua_setfield(L, -3, "__index");
+  lua_remove(L, -2); /* leave the methods table */
+}

@@ -1,0 +1,207 @@
+/*
+** luagrad.h: the public header of the luagrad engine.
+**
+** The engine is plain C: n-d strided tensors over reference-counted storage, one op table
+** (ops.c) that every operation goes through, and OpenBLAS for matrix products. It never
+** touches a lua_State; the Lua binding (lua_*.c) is a separate layer over this header, and a C
+** program can use the engine without Lua at all (see tests/c/test_engine.c).
+**
+** Conventions of this header:
+** - Every call that can fail returns an lg_status; on failure lg_errmsg() holds a message that
+**   names the operation and the shapes or values at fault ("narrow: start 4 + length 3 exceeds
+**   size 5 of dimension 1"). Dimensions and indices in messages are 1-based, as users see them.
+** - Dimensions passed to the engine are 0-based and already normalised (no negatives); the
+**   binding converts from Lua's 1-based, possibly negative, dimensions.
+** - Index *values* held in int64 tensors (argmax's result, index_select's and gather's indices,
+**   max's second result) are 1-based, as Lua users see them; dimensions, starts and indices passed
+**   as C arguments are 0-based.
+** - Tensors are reference counted: lg_tensor_retain/lg_tensor_release. Every function that
+**   returns a tensor through an out-parameter hands the caller one reference.
+*/
+#ifndef LUAGRAD_H
+#define LUAGRAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LG_VERSION "0.1.0"
+#define LG_MAX_DIMS 16
+
+typedef enum lg_dtype { LG_FLOAT32, LG_FLOAT64, LG_INT64, LG_NDTYPES } lg_dtype;
+
+typedef enum lg_status {
+  LG_OK = 0,
+  LG_ENOMEM,  /* allocation failed or a size overflowed */
+  LG_ESHAPE,  /* shapes do not fit */
+  LG_EDTYPE,  /* dtype not supported by the operation */
+  LG_EINDEX,  /* index or dimension out of range */
+  LG_EVALUE,  /* bad argument value */
+  LG_EGRAD,   /* autograd misuse */
+  LG_EIO      /* file input/output */
+} lg_status;
+
+/* Reference-counted flat buffer. The data is 64-byte aligned. */
+typedef struct lg_storage {
+  void *data;
+  size_t nbytes;
+  int refcount;
+} lg_storage;
+
+struct lg_node;
+
+/* A strided view of a storage. shape and stride are in elements; offset too. */
+typedef struct lg_tensor {
+  lg_storage *storage;
+  int64_t offset;
+  int64_t shape[LG_MAX_DIMS];
+  int64_t stride[LG_MAX_DIMS];
+  int ndim;
+  lg_dtype dtype;
+  int refcount;
+  /* autograd (see tape.c) */
+  int requires_grad;
+  struct lg_tensor *grad;
+  struct lg_node *grad_fn;
+} lg_tensor;
+
+/* ---- errors, dtypes, runtime ---- */
+const char *lg_errmsg(void);
+lg_status lg_error(lg_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+const char *lg_dtype_name(lg_dtype dt);
+int lg_dtype_from_name(const char *name, lg_dtype *dt); /* 1 if known */
+size_t lg_dtype_size(lg_dtype dt);
+int lg_dtype_is_float(lg_dtype dt);
+lg_dtype lg_promote(lg_dtype a, lg_dtype b);
+lg_dtype lg_default_dtype(void);
+void lg_set_default_dtype(lg_dtype dt);
+void lg_set_num_threads(int n);
+int lg_get_num_threads(void);
+/* Bytes of tensor storage currently allocated, and allocated in all (for GC pacing). */
+size_t lg_bytes_in_use(void);
+size_t lg_bytes_allocated_total(void);
+/* Formats a shape as "{2,3}" into buf (returns buf). */
+char *lg_shape_str(const int64_t *shape, int ndim, char *buf, size_t n);
+
+/* ---- tensor lifecycle ---- */
+lg_status lg_tensor_empty(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out);
+lg_status lg_tensor_zeros(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out);
+lg_status lg_tensor_full(const int64_t *shape, int ndim, lg_dtype dt, double v, lg_tensor **out);
+lg_status lg_tensor_from_data(const void *data, const int64_t *shape, int ndim, lg_dtype dt,
+                              lg_tensor **out);
+lg_tensor *lg_tensor_retain(lg_tensor *t);
+void lg_tensor_release(lg_tensor *t);
+int64_t lg_numel(const lg_tensor *t);
+int lg_is_contiguous(const lg_tensor *t);
+void *lg_data(const lg_tensor *t); /* address of the first element */
+/* Element access by a flat row-major index into the logical shape (slow, for tests/printing). */
+double lg_get_flat(const lg_tensor *t, int64_t i);
+int64_t lg_get_flat_i64(const lg_tensor *t, int64_t i);
+void lg_set_flat(lg_tensor *t, int64_t i, double v);
+
+/* ---- creation ---- */
+lg_status lg_arange(double start, double stop, double step, lg_dtype dt, lg_tensor **out);
+lg_status lg_linspace(double a, double b, int64_t n, lg_dtype dt, lg_tensor **out);
+lg_status lg_eye(int64_t n, int64_t m, lg_dtype dt, lg_tensor **out);
+
+/* ---- random numbers (random.c): Philox4x32-10, counter based ---- */
+void lg_manual_seed(uint64_t seed);
+uint64_t lg_initial_seed(void);
+lg_status lg_uniform_(lg_tensor *t, double a, double b);
+lg_status lg_normal_(lg_tensor *t, double mean, double std);
+lg_status lg_randint_(lg_tensor *t, int64_t low, int64_t high); /* [low, high) */
+lg_status lg_randperm(int64_t n, lg_tensor **out); /* 1..n shuffled, int64 */
+lg_status lg_bernoulli_(lg_tensor *t, double p);
+
+/* ---- views (share storage; never copy) ---- */
+lg_status lg_view(lg_tensor *t, const int64_t *shape, int ndim, lg_tensor **out);
+lg_status lg_reshape(lg_tensor *t, const int64_t *shape, int ndim, lg_tensor **out);
+lg_status lg_transpose(lg_tensor *t, int d1, int d2, lg_tensor **out);
+lg_status lg_permute(lg_tensor *t, const int *perm, int n, lg_tensor **out);
+lg_status lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len, lg_tensor **out);
+lg_status lg_select(lg_tensor *t, int dim, int64_t index, lg_tensor **out);
+lg_status lg_unsqueeze(lg_tensor *t, int dim, lg_tensor **out);
+lg_status lg_squeeze(lg_tensor *t, int dim, lg_tensor **out); /* dim < 0: all size-1 dims */
+lg_status lg_expand(lg_tensor *t, const int64_t *shape, int ndim, lg_tensor **out);
+lg_status lg_alias(lg_tensor *t, lg_tensor **out); /* same view, new tensor object */
+
+/* ---- copies ---- */
+lg_status lg_contiguous(lg_tensor *t, lg_tensor **out); /* returns t itself (retained) if already */
+lg_status lg_clone(lg_tensor *t, lg_tensor **out);
+lg_status lg_to_dtype(lg_tensor *t, lg_dtype dt, lg_tensor **out); /* t itself if same dtype */
+lg_status lg_copy_(lg_tensor *dst, lg_tensor *src);                /* broadcasts src */
+lg_status lg_fill_(lg_tensor *t, double v);
+
+/* ---- the op table (ops.c) ----
+** Every computing operation is one row of lg_ops[], indexed by lg_opcode. lg_apply runs the
+** row's forward function (and, with autograd, records the op on the tape). ORDER OP: keep the
+** enum and the table in ops.c in the same order. */
+typedef enum lg_opcode {
+  /* unary elementwise */
+  LG_OP_NEG, LG_OP_EXP, LG_OP_LOG, LG_OP_SQRT, LG_OP_RSQRT, LG_OP_ABS, LG_OP_SIN, LG_OP_COS,
+  LG_OP_TANH, LG_OP_SIGMOID, LG_OP_RELU, LG_OP_SIGN, LG_OP_FLOOR, LG_OP_CEIL, LG_OP_ROUND,
+  LG_OP_LOG1P, LG_OP_EXPM1, LG_OP_RECIPROCAL, LG_OP_SQUARE,
+  /* binary elementwise, broadcasting */
+  LG_OP_ADD, LG_OP_SUB, LG_OP_MUL, LG_OP_DIV, LG_OP_POW, LG_OP_MAXIMUM, LG_OP_MINIMUM,
+  LG_OP_FLOOR_DIVIDE, LG_OP_REMAINDER, LG_OP_ATAN2,
+  LG_OP_EQ, LG_OP_NE, LG_OP_LT, LG_OP_LE, LG_OP_GT, LG_OP_GE,
+  /* others */
+  LG_OP_WHERE, LG_OP_CLAMP,
+  LG_OP_SUM, LG_OP_MEAN, LG_OP_VAR, LG_OP_STD, LG_OP_PROD, LG_OP_NORM, LG_OP_LOGSUMEXP,
+  LG_OP_MAX, LG_OP_MIN, LG_OP_ARGMAX, LG_OP_ARGMIN,
+  LG_OP_MATMUL,
+  LG_OP_INDEX_SELECT, LG_OP_GATHER, LG_OP_CAT,
+  LG_NUM_OPS
+} lg_opcode;
+
+#define LG_MAX_INPUTS 3
+
+/* Arguments of one op application. Which fields an op reads is stated in its table row. */
+typedef struct lg_args {
+  lg_tensor *in[LG_MAX_INPUTS]; /* tensor inputs (cat takes its list through `list`) */
+  int nin;
+  lg_tensor **list; /* cat: the tensors to join */
+  int nlist;
+  double s[2];      /* scalars: clamp lo/hi, norm p, var correction */
+  int has_s[2];     /* clamp: whether lo / hi are given */
+  int dim;          /* reduction/gather dimension, 0-based; -1 = over everything */
+  int keepdim;
+} lg_args;
+
+struct lg_op;
+typedef lg_status (*lg_forward_fn)(const struct lg_op *op, const lg_args *a, lg_tensor **out);
+typedef void (*lg_kernel)(void); /* a per-dtype kernel; each op family casts it to its type */
+
+typedef struct lg_op {
+  const char *name;
+  int arity;                   /* number of tensor inputs (-1: a list) */
+  int nout;                    /* outputs (max/min give values and indices) */
+  lg_forward_fn forward;       /* checks arguments, allocates the output, runs the kernel */
+  lg_kernel kernel[LG_NDTYPES]; /* by input dtype; NULL for int64 means "computed in floats" */
+  int flags;                   /* LG_F_* below */
+} lg_op;
+
+#define LG_F_INDEX_OUT 1  /* the (first) output is an int64 index tensor */
+#define LG_F_INT_DIVIDES 2 /* integer kernel divides: a zero divisor is an error */
+#define LG_F_FLOAT_OUT 4  /* int64 input gives a float output (mean, var, ...) */
+
+extern const lg_op lg_ops[LG_NUM_OPS];
+
+/* Runs op on args; out must have room for lg_ops[op].nout tensors. */
+lg_status lg_apply(lg_opcode op, const lg_args *a, lg_tensor **out);
+
+/* Shorthands over lg_apply. */
+lg_status lg_unary(lg_opcode op, lg_tensor *x, lg_tensor **out);
+lg_status lg_binary(lg_opcode op, lg_tensor *a, lg_tensor *b, lg_tensor **out);
+lg_status lg_binary_scalar(lg_opcode op, lg_tensor *a, double s, int scalar_first,
+                           lg_tensor **out);
+lg_status lg_reduce(lg_opcode op, lg_tensor *x, int dim, int keepdim, lg_tensor **out);
+lg_status lg_matmul(lg_tensor *a, lg_tensor *b, lg_tensor **out);
+
+/* A 0-d tensor holding v: of dtype `like` unless v is not whole and `like` is int64. */
+lg_status lg_scalar_like(double v, lg_dtype like, lg_tensor **out);
+
+#endif

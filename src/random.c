@@ -1,0 +1,158 @@
+/*
+** random.c: random numbers from Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy
+** as 1, 2, 3", SC 2011), a counter-based generator.
+**
+** The generator's state is a 64-bit key (the seed) and a 64-bit counter offset. Element i of a
+** draw is a pure function of (seed, offset + i): one Philox block of four 32-bit words. After a
+** draw of n elements the offset advances by n. So a seed fixes every tensor bit for bit on every
+** machine, whatever the number of threads, and elements may be computed in any order.
+**
+**   uniform [a, b):  u = 53 (float64) or 24 (float32) high bits of words 0-1, scaled
+**   normal:          Box-Muller, u1 in (0, 1] from words 0-1, u2 from words 2-3,
+**                    z = sqrt(-2 log u1) cos(2 pi u2)
+**   randint [lo,hi): lo + (words 0-1 as uint64) mod (hi - lo)
+*/
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
+static uint64_t seed = 67280421310721ull; /* PyTorch's default seed */
+static uint64_t offset = 0;
+
+void lg_manual_seed(uint64_t s) {
+  seed = s;
+  offset = 0;
+}
+
+uint64_t lg_initial_seed(void) { return seed; }
+
+static void philox(uint64_t counter, uint64_t key, uint32_t out[4]) {
+  uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
+  uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+  for (int r = 0; r < 10; r++) {
+    uint64_t p0 = (uint64_t)PHILOX_M0 * c0, p1 = (uint64_t)PHILOX_M1 * c2;
+    uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
+    uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
+    c0 = hi1 ^ c1 ^ k0;
+    c1 = lo1;
+    c2 = hi0 ^ c3 ^ k1;
+    c3 = lo0;
+    k0 += PHILOX_W0;
+    k1 += PHILOX_W1;
+  }
+  out[0] = c0;
+  out[1] = c1;
+  out[2] = c2;
+  out[3] = c3;
+}
+
+static inline uint64_t word64(const uint32_t w[4], int i) { return (uint64_t)w[i] << 32 | w[i + 1]; }
+static inline double unit53(uint64_t u) { return (double)(u >> 11) * 0x1.0p-53; }    /* [0, 1) */
+static inline float unit24(uint32_t u) { return (float)(u >> 8) * 0x1.0p-24f; }       /* [0, 1) */
+
+typedef enum { DRAW_UNIFORM, DRAW_NORMAL, DRAW_RANDINT, DRAW_BERNOULLI } draw_kind;
+
+/* Fills n contiguous elements of dtype dt starting at counter base. */
+static void draw(draw_kind kind, void *data, int64_t n, lg_dtype dt, uint64_t base, double p1, double p2) {
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t w[4];
+    philox(base + (uint64_t)i, seed, w);
+    double v;
+    switch (kind) {
+    case DRAW_UNIFORM:
+      if (dt == LG_FLOAT32) {
+        float u = unit24(w[0]);
+        ((float *)data)[i] = (float)p1 + ((float)p2 - (float)p1) * u;
+        continue;
+      }
+      v = p1 + (p2 - p1) * unit53(word64(w, 0));
+      break;
+    case DRAW_NORMAL: {
+      double u1 = 1.0 - unit53(word64(w, 0)), u2 = unit53(word64(w, 2));
+      v = p1 + p2 * sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+      break;
+    }
+    case DRAW_RANDINT: {
+      uint64_t range = (uint64_t)((int64_t)p2 - (int64_t)p1);
+      int64_t r = (int64_t)p1 + (int64_t)(word64(w, 0) % range);
+      if (dt == LG_INT64) { ((int64_t *)data)[i] = r; continue; }
+      v = (double)r;
+      break;
+    }
+    default: v = unit53(word64(w, 0)) < p1 ? 1.0 : 0.0; break;
+    }
+    lg_store((char *)data + i * (int64_t)lg_dtype_size(dt), dt, v);
+  }
+}
+
+/* Draws into t in row-major order of its logical shape, through a contiguous buffer if t is a
+** strided view, and advances the offset. */
+static lg_status fill_random(lg_tensor *t, draw_kind kind, double p1, double p2) {
+  int64_t n = lg_numel(t);
+  uint64_t base = offset;
+  offset += (uint64_t)n;
+  if (lg_is_contiguous(t)) {
+    draw(kind, lg_data(t), n, t->dtype, base, p1, p2);
+    return LG_OK;
+  }
+  lg_tensor *tmp;
+  LG_TRY(lg_new(t->shape, t->ndim, t->dtype, &tmp));
+  draw(kind, lg_data(tmp), n, t->dtype, base, p1, p2);
+  lg_status st = lg_copy_(t, tmp);
+  lg_tensor_release(tmp);
+  return st;
+}
+
+lg_status lg_uniform_(lg_tensor *t, double a, double b) {
+  if (!lg_dtype_is_float(t->dtype))
+    return lg_error(LG_EDTYPE, "uniform_: needs a float tensor, got %s", lg_dtype_name(t->dtype));
+  if (!(a <= b) || !isfinite(a) || !isfinite(b))
+    return lg_error(LG_EVALUE, "uniform_: needs finite a <= b, got a = %g, b = %g", a, b);
+  return fill_random(t, DRAW_UNIFORM, a, b);
+}
+
+lg_status lg_normal_(lg_tensor *t, double mean, double std) {
+  if (!lg_dtype_is_float(t->dtype))
+    return lg_error(LG_EDTYPE, "normal_: needs a float tensor, got %s", lg_dtype_name(t->dtype));
+  if (!(std >= 0)) return lg_error(LG_EVALUE, "normal_: std must be non-negative, got %g", std);
+  return fill_random(t, DRAW_NORMAL, mean, std);
+}
+
+lg_status lg_randint_(lg_tensor *t, int64_t low, int64_t high) {
+  if (high <= low)
+    return lg_error(LG_EVALUE, "randint: high %lld must be greater than low %lld", (long long)high, (long long)low);
+  if ((double)high - (double)low > 9.0e18)
+    return lg_error(LG_EVALUE, "randint: range [%lld, %lld) is too large", (long long)low, (long long)high);
+  return fill_random(t, DRAW_RANDINT, (double)low, (double)high);
+}
+
+lg_status lg_bernoulli_(lg_tensor *t, double p) {
+  if (!(p >= 0 && p <= 1)) return lg_error(LG_EVALUE, "bernoulli_: p must be in [0, 1], got %g", p);
+  return fill_random(t, DRAW_BERNOULLI, p, 0);
+}
+
+/* A random permutation of 1..n (Fisher-Yates; draw i picks among the first n - i slots). */
+lg_status lg_randperm(int64_t n, lg_tensor **out) {
+  if (n < 0) return lg_error(LG_EVALUE, "randperm: n must be non-negative, got %lld", (long long)n);
+  LG_TRY(lg_new(&n, 1, LG_INT64, out));
+  int64_t *p = lg_data(*out);
+  for (int64_t i = 0; i < n; i++) p[i] = i + 1;
+  uint64_t base = offset;
+  offset += (uint64_t)n;
+  for (int64_t i = n - 1; i > 0; i--) {
+    uint32_t w[4];
+    philox(base + (uint64_t)i, seed, w);
+    int64_t j = (int64_t)(word64(w, 0) % (uint64_t)(i + 1));
+    int64_t x = p[i];
+    p[i] = p[j];
+    p[j] = x;
+  }
+  return LG_OK;
+}

@@ -1,0 +1,679 @@
+/*
+** tensor.c: storage and tensors, the strided iterator, views, copies, creation, errors and the
+** runtime settings (default dtype, threads).
+**
+** A tensor is a view: (storage, offset, shape, stride, dtype). Storage is reference counted and
+** freed with its last view; tensor objects are reference counted too, because the Lua binding and
+** the autograd tape may both hold one.
+*/
+#include "internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- errors ---- */
+
+static _Thread_local char errbuf[1024];
+
+const char *lg_errmsg(void) { return errbuf; }
+
+lg_status lg_error(lg_status st, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+  va_end(ap);
+  return st;
+}
+
+char *lg_shape_str(const int64_t *shape, int ndim, char *buf, size_t n) {
+  size_t k = 0;
+  k += (size_t)snprintf(buf + k, n - k, "{");
+  for (int i = 0; i < ndim && k < n; i++)
+    k += (size_t)snprintf(buf + k, n - k, i ? ",%lld" : "%lld", (long long)shape[i]);
+  if (k < n) snprintf(buf + k, n - k, "}");
+  return buf;
+}
+
+/* ---- dtypes ---- */
+
+static const char *const dtype_names[LG_NDTYPES] = {"float32", "float64", "int64"};
+static const size_t dtype_sizes[LG_NDTYPES] = {4, 8, 8};
+static lg_dtype default_dtype = LG_FLOAT32;
+
+const char *lg_dtype_name(lg_dtype dt) { return dt < LG_NDTYPES ? dtype_names[dt] : "?"; }
+size_t lg_dtype_size(lg_dtype dt) { return dtype_sizes[dt]; }
+int lg_dtype_is_float(lg_dtype dt) { return dt == LG_FLOAT32 || dt == LG_FLOAT64; }
+lg_dtype lg_default_dtype(void) { return default_dtype; }
+void lg_set_default_dtype(lg_dtype dt) { default_dtype = dt; }
+
+int lg_dtype_from_name(const char *name, lg_dtype *dt) {
+  for (int i = 0; i < LG_NDTYPES; i++)
+    if (strcmp(name, dtype_names[i]) == 0) {
+      *dt = (lg_dtype)i;
+      return 1;
+    }
+  if (strcmp(name, "float") == 0) { *dt = LG_FLOAT32; return 1; }
+  if (strcmp(name, "double") == 0) { *dt = LG_FLOAT64; return 1; }
+  if (strcmp(name, "long") == 0) { *dt = LG_INT64; return 1; }
+  return 0;
+}
+
+/* int64 < float32 < float64 */
+lg_dtype lg_promote(lg_dtype a, lg_dtype b) {
+  if (a == LG_FLOAT64 || b == LG_FLOAT64) return LG_FLOAT64;
+  if (a == LG_FLOAT32 || b == LG_FLOAT32) return LG_FLOAT32;
+  return LG_INT64;
+}
+
+/* ---- threads ---- */
+
+int lg_nthreads = 0; /* 0: not set, OpenBLAS's default */
+
+void lg_set_num_threads(int n) {
+  if (n < 1) n = 1;
+  lg_nthreads = n;
+  openblas_set_num_threads(n);
+}
+
+int lg_get_num_threads(void) { return lg_nthreads ? lg_nthreads : openblas_get_num_threads(); }
+
+/* ---- storage ---- */
+
+static size_t bytes_in_use, bytes_total;
+
+size_t lg_bytes_in_use(void) { return bytes_in_use; }
+size_t lg_bytes_allocated_total(void) { return bytes_total; }
+
+static lg_storage *storage_new(size_t nbytes) {
+  lg_storage *s = malloc(sizeof *s);
+  if (!s) return NULL;
+  size_t cap = (nbytes + 63) & ~(size_t)63;
+  if (cap < nbytes) { free(s); return NULL; }
+  s->data = aligned_alloc(64, cap ? cap : 64);
+  if (!s->data) { free(s); return NULL; }
+  s->nbytes = nbytes;
+  s->refcount = 1;
+  bytes_in_use += nbytes;
+  bytes_total += nbytes;
+  return s;
+}
+
+static void storage_release(lg_storage *s) {
+  if (s && --s->refcount == 0) {
+    bytes_in_use -= s->nbytes;
+    free(s->data);
+    free(s);
+  }
+}
+
+/* ---- shapes ---- */
+
+int64_t lg_shape_numel(const int64_t *shape, int ndim) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] < 0) return -1;
+    if (shape[i] && n > INT64_MAX / shape[i]) return -1;
+    n *= shape[i];
+  }
+  return n;
+}
+
+void lg_contiguous_strides(const int64_t *shape, int ndim, int64_t *stride) {
+  int64_t s = 1;
+  for (int i = ndim - 1; i >= 0; i--) {
+    stride[i] = s;
+    s *= shape[i] > 1 ? shape[i] : 1;
+  }
+}
+
+int64_t lg_numel(const lg_tensor *t) { return lg_shape_numel(t->shape, t->ndim); }
+
+int lg_is_contiguous(const lg_tensor *t) {
+  int64_t s = 1;
+  for (int i = t->ndim - 1; i >= 0; i--) {
+    if (t->shape[i] == 0) return 1;
+    if (t->shape[i] != 1 && t->stride[i] != s) return 0;
+    s *= t->shape[i];
+  }
+  return 1;
+}
+
+void *lg_data(const lg_tensor *t) {
+  return (char *)t->storage->data + t->offset * (int64_t)dtype_sizes[t->dtype];
+}
+
+lg_status lg_broadcast_shapes(const char *op, const int64_t *a, int na, const int64_t *b, int nb,
+                              int64_t *out, int *nout) {
+  int n = na > nb ? na : nb;
+  for (int i = 0; i < n; i++) {
+    int64_t x = i < n - na ? 1 : a[i - (n - na)];
+    int64_t y = i < n - nb ? 1 : b[i - (n - nb)];
+    if (x != y && x != 1 && y != 1)
+      return lg_error(LG_ESHAPE, "%s: shapes %s and %s do not broadcast (%lld ~= %lld at dimension %d)",
+                      op, SHAPEV(a, na), SHAPEV(b, nb), (long long)x, (long long)y, i + 1);
+    out[i] = x == 1 ? y : x;
+  }
+  *nout = n;
+  return LG_OK;
+}
+
+void lg_broadcast_strides(const lg_tensor *t, const int64_t *shape, int ndim, int64_t *stride) {
+  int off = ndim - t->ndim;
+  for (int i = 0; i < ndim; i++) {
+    if (i < off) stride[i] = 0;
+    else stride[i] = (t->shape[i - off] == 1 && shape[i] != 1) ? 0 : t->stride[i - off];
+  }
+}
+
+/* ---- the strided iterator ---- */
+
+void lg_iter_init(lg_iter *it, const int64_t *shape, int ndim) {
+  it->nops = 0;
+  it->ndim = ndim;
+  memcpy(it->shape, shape, sizeof(int64_t) * (size_t)ndim);
+}
+
+void lg_iter_add(lg_iter *it, lg_tensor *t, const int64_t *stride) {
+  int k = it->nops++;
+  if (!stride) stride = t->stride;
+  memcpy(it->stride[k], stride, sizeof(int64_t) * (size_t)it->ndim);
+  it->elsize[k] = dtype_sizes[t->dtype];
+  it->base[k] = lg_data(t);
+}
+
+/* Drop size-1 dims, then merge dim i into i+1 wherever every operand allows it. */
+static void iter_coalesce(lg_iter *it) {
+  int n = 0;
+  for (int i = 0; i < it->ndim; i++) {
+    if (it->shape[i] == 1) continue;
+    it->shape[n] = it->shape[i];
+    for (int k = 0; k < it->nops; k++) it->stride[k][n] = it->stride[k][i];
+    n++;
+  }
+  if (n == 0) {
+    it->shape[0] = 1;
+    for (int k = 0; k < it->nops; k++) it->stride[k][0] = 0;
+    n = 1;
+  }
+  int m = 0;
+  for (int i = 1; i < n; i++) {
+    int ok = 1;
+    for (int k = 0; k < it->nops; k++)
+      if (it->stride[k][m] != it->stride[k][i] * it->shape[i]) { ok = 0; break; }
+    if (ok) {
+      it->shape[m] *= it->shape[i];
+      for (int k = 0; k < it->nops; k++) it->stride[k][m] = it->stride[k][i];
+    } else {
+      m++;
+      it->shape[m] = it->shape[i];
+      for (int k = 0; k < it->nops; k++) it->stride[k][m] = it->stride[k][i];
+    }
+  }
+  it->ndim = m + 1;
+}
+
+void lg_iter_run(lg_iter *it, lg_row_fn row, void *ctx) {
+  if (lg_shape_numel(it->shape, it->ndim) == 0) return;
+  iter_coalesce(it);
+  int nd = it->ndim, last = nd - 1;
+  int64_t idx[LG_MAX_DIMS] = {0};
+  char *p[LG_MAX_OPERANDS];
+  int64_t s[LG_MAX_OPERANDS];
+  for (int k = 0; k < it->nops; k++) s[k] = it->stride[k][last];
+  for (;;) {
+    for (int k = 0; k < it->nops; k++) {
+      int64_t off = 0;
+      for (int d = 0; d < last; d++) off += idx[d] * it->stride[k][d];
+      p[k] = it->base[k] + off * (int64_t)it->elsize[k];
+    }
+    row(ctx, it->shape[last], p, s);
+    int d = last - 1;
+    while (d >= 0 && ++idx[d] == it->shape[d]) idx[d--] = 0;
+    if (d < 0) break;
+  }
+}
+
+/* ---- tensor lifecycle ---- */
+
+static lg_tensor *tensor_alloc(void) {
+  lg_tensor *t = calloc(1, sizeof *t);
+  if (t) t->refcount = 1;
+  return t;
+}
+
+lg_status lg_new(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out) {
+  if (ndim > LG_MAX_DIMS) return lg_error(LG_ESHAPE, "tensor: %d dimensions (at most %d)", ndim, LG_MAX_DIMS);
+  int64_t n = lg_shape_numel(shape, ndim);
+  if (n < 0) return lg_error(LG_ESHAPE, "tensor: invalid shape %s (negative size or too many elements)", SHAPEV(shape, ndim));
+  if ((uint64_t)n > ((uint64_t)1 << 62) / dtype_sizes[dt])
+    return lg_error(LG_ENOMEM, "tensor: shape %s is too large", SHAPEV(shape, ndim));
+  lg_tensor *t = tensor_alloc();
+  if (!t) return lg_error(LG_ENOMEM, "tensor: out of memory");
+  t->storage = storage_new((size_t)n * dtype_sizes[dt]);
+  if (!t->storage) {
+    free(t);
+    return lg_error(LG_ENOMEM, "tensor: out of memory allocating %s %s (%.1f MB)", lg_dtype_name(dt),
+                    SHAPEV(shape, ndim), (double)n * (double)dtype_sizes[dt] / 1e6);
+  }
+  t->ndim = ndim;
+  t->dtype = dt;
+  memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+  lg_contiguous_strides(shape, ndim, t->stride);
+  *out = t;
+  return LG_OK;
+}
+
+lg_status lg_tensor_empty(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out) {
+  return lg_new(shape, ndim, dt, out);
+}
+
+lg_status lg_tensor_zeros(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out) {
+  LG_TRY(lg_new(shape, ndim, dt, out));
+  memset((*out)->storage->data, 0, (*out)->storage->nbytes);
+  return LG_OK;
+}
+
+lg_status lg_tensor_full(const int64_t *shape, int ndim, lg_dtype dt, double v, lg_tensor **out) {
+  LG_TRY(lg_new(shape, ndim, dt, out));
+  return lg_fill_(*out, v);
+}
+
+lg_status lg_tensor_from_data(const void *data, const int64_t *shape, int ndim, lg_dtype dt,
+                              lg_tensor **out) {
+  LG_TRY(lg_new(shape, ndim, dt, out));
+  memcpy((*out)->storage->data, data, (*out)->storage->nbytes);
+  return LG_OK;
+}
+
+lg_tensor *lg_tensor_retain(lg_tensor *t) {
+  if (t) t->refcount++;
+  return t;
+}
+
+void lg_tensor_release(lg_tensor *t) {
+  if (!t || --t->refcount > 0) return;
+  storage_release(t->storage);
+  lg_tensor_release(t->grad);
+  free(t);
+}
+
+void lg_release_all(lg_tensor **ts, int n) {
+  for (int i = 0; i < n; i++) lg_tensor_release(ts[i]);
+}
+
+/* Flat row-major index -> element address. */
+static char *flat_addr(const lg_tensor *t, int64_t i) {
+  int64_t off = 0;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    int64_t n = t->shape[d];
+    off += (i % n) * t->stride[d];
+    i /= n;
+  }
+  return (char *)lg_data(t) + off * (int64_t)dtype_sizes[t->dtype];
+}
+
+double lg_get_flat(const lg_tensor *t, int64_t i) { return lg_load(flat_addr(t, i), t->dtype); }
+int64_t lg_get_flat_i64(const lg_tensor *t, int64_t i) {
+  const char *p = flat_addr(t, i);
+  return t->dtype == LG_INT64 ? *(const int64_t *)p : (int64_t)lg_load(p, t->dtype);
+}
+void lg_set_flat(lg_tensor *t, int64_t i, double v) { lg_store(flat_addr(t, i), t->dtype, v); }
+
+/* ---- creation ---- */
+
+lg_status lg_arange(double start, double stop, double step, lg_dtype dt, lg_tensor **out) {
+  if (step == 0 || !isfinite(step) || !isfinite(start) || !isfinite(stop))
+    return lg_error(LG_EVALUE, "arange: step must be nonzero and the bounds finite (start %g, stop %g, step %g)",
+                    start, stop, step);
+  if ((stop - start) / step < 0)
+    return lg_error(LG_EVALUE, "arange: step %g does not go from %g towards %g", step, start, stop);
+  double len = ceil((stop - start) / step);
+  if (len > 1e12) return lg_error(LG_EVALUE, "arange: %g elements is too many", len);
+  int64_t n = (int64_t)len;
+  LG_TRY(lg_new(&n, 1, dt, out));
+  for (int64_t i = 0; i < n; i++) lg_set_flat(*out, i, start + (double)i * step);
+  return LG_OK;
+}
+
+lg_status lg_linspace(double a, double b, int64_t n, lg_dtype dt, lg_tensor **out) {
+  if (n < 0) return lg_error(LG_EVALUE, "linspace: number of steps must be non-negative, got %lld", (long long)n);
+  LG_TRY(lg_new(&n, 1, dt, out));
+  double step = n > 1 ? (b - a) / (double)(n - 1) : 0;
+  /* PyTorch fills the first half from a and the second half from b, for symmetric rounding */
+  for (int64_t i = 0; i < n; i++)
+    lg_set_flat(*out, i, i < n / 2 ? a + step * (double)i : b - step * (double)(n - 1 - i));
+  return LG_OK;
+}
+
+lg_status lg_eye(int64_t n, int64_t m, lg_dtype dt, lg_tensor **out) {
+  int64_t shape[2] = {n, m};
+  LG_TRY(lg_tensor_zeros(shape, 2, dt, out));
+  for (int64_t i = 0; i < n && i < m; i++) lg_set_flat(*out, i * m + i, 1);
+  return LG_OK;
+}
+
+/* ---- views ---- */
+
+lg_status lg_view_of(lg_tensor *t, const int64_t *shape, const int64_t *stride, int ndim,
+                     int64_t offset, lg_tensor **out) {
+  lg_tensor *v = tensor_alloc();
+  if (!v) return lg_error(LG_ENOMEM, "view: out of memory");
+  v->storage = t->storage;
+  v->storage->refcount++;
+  v->dtype = t->dtype;
+  v->ndim = ndim;
+  v->offset = offset;
+  memcpy(v->shape, shape, sizeof(int64_t) * (size_t)ndim);
+  memcpy(v->stride, stride, sizeof(int64_t) * (size_t)ndim);
+  *out = v;
+  return LG_OK;
+}
+
+lg_status lg_alias(lg_tensor *t, lg_tensor **out) {
+  return lg_view_of(t, t->shape, t->stride, t->ndim, t->offset, out);
+}
+
+/* Resolve one -1 entry in a requested shape against numel. */
+static lg_status infer_shape(const char *op, const lg_tensor *t, const int64_t *req, int ndim,
+                             int64_t *shape) {
+  if (ndim > LG_MAX_DIMS) return lg_error(LG_ESHAPE, "%s: %d dimensions (at most %d)", op, ndim, LG_MAX_DIMS);
+  int64_t numel = lg_numel(t), known = 1;
+  int infer = -1;
+  for (int i = 0; i < ndim; i++) {
+    shape[i] = req[i];
+    if (req[i] == -1) {
+      if (infer >= 0) return lg_error(LG_ESHAPE, "%s: only one dimension can be -1 in %s", op, SHAPEV(req, ndim));
+      infer = i;
+    } else if (req[i] < 0) {
+      return lg_error(LG_ESHAPE, "%s: invalid size %lld in shape %s", op, (long long)req[i], SHAPEV(req, ndim));
+    } else {
+      if (req[i] && known > INT64_MAX / req[i]) return lg_error(LG_ESHAPE, "%s: shape %s is too large", op, SHAPEV(req, ndim));
+      known *= req[i];
+    }
+  }
+  if (infer >= 0) {
+    if (known == 0 || numel % known != 0)
+      return lg_error(LG_ESHAPE, "%s: shape %s does not fit %lld elements of %s", op, SHAPEV(req, ndim),
+                      (long long)numel, SHAPE(t));
+    shape[infer] = numel / known;
+  } else if (known != numel) {
+    return lg_error(LG_ESHAPE, "%s: shape %s does not fit %lld elements of %s", op, SHAPEV(req, ndim),
+                    (long long)numel, SHAPE(t));
+  }
+  return LG_OK;
+}
+
+/* Strides for viewing t as shape without copying, or 0 if impossible (PyTorch's
+** computeStride: walk chunks of dims that are contiguous among themselves). */
+static int view_strides(const lg_tensor *t, const int64_t *shape, int ndim, int64_t *stride) {
+  if (lg_numel(t) == 0 || lg_is_contiguous(t)) {
+    lg_contiguous_strides(shape, ndim, stride);
+    return 1;
+  }
+  int view_d = ndim - 1;
+  int64_t chunk_base_stride = t->ndim ? t->stride[t->ndim - 1] : 1;
+  int64_t tensor_numel = 1, view_numel = 1;
+  for (int td = t->ndim - 1; td >= 0; td--) {
+    tensor_numel *= t->shape[td];
+    if (td == 0 || (t->shape[td - 1] != 1 && t->stride[td - 1] != tensor_numel * chunk_base_stride)) {
+      while (view_d >= 0 && (view_numel < tensor_numel || shape[view_d] == 1)) {
+        stride[view_d] = view_numel * chunk_base_stride;
+        view_numel *= shape[view_d];
+        view_d--;
+      }
+      if (view_numel != tensor_numel) return 0;
+      if (td > 0) {
+        chunk_base_stride = t->stride[td - 1];
+        tensor_numel = 1;
+        view_numel = 1;
+      }
+    }
+  }
+  return view_d == -1;
+}
+
+lg_status lg_view(lg_tensor *t, const int64_t *req, int ndim, lg_tensor **out) {
+  int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
+  LG_TRY(infer_shape("view", t, req, ndim, shape));
+  if (!view_strides(t, shape, ndim, stride))
+    return lg_error(LG_ESHAPE, "view: cannot view a %s tensor with strides %s as %s without a copy (use reshape)",
+                    SHAPE(t), SHAPEV(t->stride, t->ndim), SHAPEV(shape, ndim));
+  return lg_view_of(t, shape, stride, ndim, t->offset, out);
+}
+
+lg_status lg_reshape(lg_tensor *t, const int64_t *req, int ndim, lg_tensor **out) {
+  int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
+  LG_TRY(infer_shape("reshape", t, req, ndim, shape));
+  if (view_strides(t, shape, ndim, stride)) return lg_view_of(t, shape, stride, ndim, t->offset, out);
+  lg_tensor *c;
+  LG_TRY(lg_copy_as(t, t->dtype, &c));
+  lg_status st = lg_view(c, shape, ndim, out);
+  lg_tensor_release(c);
+  return st;
+}
+
+lg_status lg_transpose(lg_tensor *t, int d1, int d2, lg_tensor **out) {
+  int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
+  memcpy(shape, t->shape, sizeof shape);
+  memcpy(stride, t->stride, sizeof stride);
+  if (t->ndim > 0) {
+    int64_t x = shape[d1]; shape[d1] = shape[d2]; shape[d2] = x;
+    x = stride[d1]; stride[d1] = stride[d2]; stride[d2] = x;
+  }
+  return lg_view_of(t, shape, stride, t->ndim, t->offset, out);
+}
+
+lg_status lg_permute(lg_tensor *t, const int *perm, int n, lg_tensor **out) {
+  if (n != t->ndim)
+    return lg_error(LG_ESHAPE, "permute: %d dimensions given for a %d-d tensor %s", n, t->ndim, SHAPE(t));
+  int seen[LG_MAX_DIMS] = {0};
+  int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
+  for (int i = 0; i < n; i++) {
+    if (perm[i] < 0 || perm[i] >= n || seen[perm[i]])
+      return lg_error(LG_EINDEX, "permute: dimensions must be a permutation of 1..%d (bad or repeated %d)", n, perm[i] + 1);
+    seen[perm[i]] = 1;
+    shape[i] = t->shape[perm[i]];
+    stride[i] = t->stride[perm[i]];
+  }
+  return lg_view_of(t, shape, stride, n, t->offset, out);
+}
+
+lg_status lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len, lg_tensor **out) {
+  if (len < 0) return lg_error(LG_EVALUE, "narrow: length %lld must be non-negative", (long long)len);
+  if (start < 0 || start > t->shape[dim] || start + len > t->shape[dim])
+    return lg_error(LG_EINDEX, "narrow: start %lld + length %lld exceeds size %lld of dimension %d",
+                    (long long)start + 1, (long long)len, (long long)t->shape[dim], dim + 1);
+  int64_t shape[LG_MAX_DIMS];
+  memcpy(shape, t->shape, sizeof shape);
+  shape[dim] = len;
+  return lg_view_of(t, shape, t->stride, t->ndim, t->offset + start * t->stride[dim], out);
+}
+
+lg_status lg_select(lg_tensor *t, int dim, int64_t index, lg_tensor **out) {
+  if (index < 0 || index >= t->shape[dim])
+    return lg_error(LG_EINDEX, "select: index %lld out of range for dimension %d of size %lld", (long long)index + 1,
+                    dim + 1, (long long)t->shape[dim]);
+  int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
+  int n = 0;
+  for (int i = 0; i < t->ndim; i++)
+    if (i != dim) { shape[n] = t->shape[i]; stride[n] = t->stride[i]; n++; }
+  return lg_view_of(t, shape, stride, n, t->offset + index * t->stride[dim], out);
+}
+
+lg_status lg_unsqueeze(lg_tensor *t, int dim, lg_tensor **out) {
+  if (t->ndim >= LG_MAX_DIMS) return lg_error(LG_ESHAPE, "unsqueeze: tensor already has %d dimensions", t->ndim);
+  int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
+  int n = 0;
+  for (int i = 0; i <= t->ndim; i++) {
+    if (i == dim) {
+      shape[n] = 1;
+      stride[n] = i < t->ndim ? t->shape[i] * t->stride[i] : 1;
+      n++;
+    }
+    if (i < t->ndim) { shape[n] = t->shape[i]; stride[n] = t->stride[i]; n++; }
+  }
+  return lg_view_of(t, shape, stride, n, t->offset, out);
+}
+
+lg_status lg_squeeze(lg_tensor *t, int dim, lg_tensor **out) {
+  int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
+  int n = 0;
+  for (int i = 0; i < t->ndim; i++)
+    if (!(t->shape[i] == 1 && (dim < 0 || dim == i))) { shape[n] = t->shape[i]; stride[n] = t->stride[i]; n++; }
+  return lg_view_of(t, shape, stride, n, t->offset, out);
+}
+
+lg_status lg_expand(lg_tensor *t, const int64_t *req, int ndim, lg_tensor **out) {
+  if (ndim < t->ndim)
+    return lg_error(LG_ESHAPE, "expand: shape %s has fewer dimensions than the tensor %s", SHAPEV(req, ndim), SHAPE(t));
+  if (ndim > LG_MAX_DIMS) return lg_error(LG_ESHAPE, "expand: %d dimensions (at most %d)", ndim, LG_MAX_DIMS);
+  int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
+  int off = ndim - t->ndim;
+  for (int i = 0; i < ndim; i++) {
+    int64_t have = i < off ? 1 : t->shape[i - off];
+    int64_t want = req[i] == -1 && i >= off ? have : req[i];
+    if (want < 0) return lg_error(LG_ESHAPE, "expand: invalid size %lld at dimension %d in %s", (long long)req[i], i + 1, SHAPEV(req, ndim));
+    if (have != want && have != 1)
+      return lg_error(LG_ESHAPE, "expand: cannot expand %s to %s (size %lld ~= %lld at dimension %d)", SHAPE(t),
+                      SHAPEV(req, ndim), (long long)have, (long long)want, i + 1);
+    shape[i] = want;
+    stride[i] = i < off ? 0 : (have == want ? t->stride[i - off] : 0);
+  }
+  return lg_view_of(t, shape, stride, ndim, t->offset, out);
+}
+
+/* ---- copies ---- */
+
+typedef struct { lg_dtype dst, src; } copy_ctx;
+
+#define COPY_ROW(name, TD, TS)                                                                     \
+  static void name(int64_t n, char *restrict d, int64_t sd, const char *restrict s, int64_t ss) { \
+    TD *o = (TD *)d;                                                                               \
+    const TS *x = (const TS *)s;                                                                   \
+    if (sd == 1 && ss == 1)                                                                        \
+      for (int64_t i = 0; i < n; i++) o[i] = (TD)x[i];                                             \
+    else                                                                                           \
+      for (int64_t i = 0; i < n; i++) o[i * sd] = (TD)x[i * ss];                                   \
+  }
+COPY_ROW(copy_f32_f32, float, float)
+COPY_ROW(copy_f32_f64, float, double)
+COPY_ROW(copy_f32_i64, float, int64_t)
+COPY_ROW(copy_f64_f32, double, float)
+COPY_ROW(copy_f64_f64, double, double)
+COPY_ROW(copy_f64_i64, double, int64_t)
+COPY_ROW(copy_i64_i64, int64_t, int64_t)
+
+/* float -> int64 truncates toward zero; NaN, Inf and out-of-range values become INT64_MIN
+** (as x86 does) without undefined behaviour. */
+static void copy_i64_float(int64_t n, char *d, int64_t sd, const char *s, int64_t ss, int src_is_f32) {
+  int64_t *o = (int64_t *)d;
+  for (int64_t i = 0; i < n; i++) {
+    double v = src_is_f32 ? ((const float *)s)[i * ss] : ((const double *)s)[i * ss];
+    o[i * sd] = (v >= -9223372036854775808.0 && v < 9223372036854775808.0) ? (int64_t)v : INT64_MIN;
+  }
+}
+
+static void copy_row(void *ctx, int64_t n, char **p, const int64_t *s) {
+  const copy_ctx *c = ctx;
+  switch (c->dst * LG_NDTYPES + c->src) {
+  case LG_FLOAT32 * LG_NDTYPES + LG_FLOAT32: copy_f32_f32(n, p[0], s[0], p[1], s[1]); break;
+  case LG_FLOAT32 * LG_NDTYPES + LG_FLOAT64: copy_f32_f64(n, p[0], s[0], p[1], s[1]); break;
+  case LG_FLOAT32 * LG_NDTYPES + LG_INT64: copy_f32_i64(n, p[0], s[0], p[1], s[1]); break;
+  case LG_FLOAT64 * LG_NDTYPES + LG_FLOAT32: copy_f64_f32(n, p[0], s[0], p[1], s[1]); break;
+  case LG_FLOAT64 * LG_NDTYPES + LG_FLOAT64: copy_f64_f64(n, p[0], s[0], p[1], s[1]); break;
+  case LG_FLOAT64 * LG_NDTYPES + LG_INT64: copy_f64_i64(n, p[0], s[0], p[1], s[1]); break;
+  case LG_INT64 * LG_NDTYPES + LG_FLOAT32: copy_i64_float(n, p[0], s[0], p[1], s[1], 1); break;
+  case LG_INT64 * LG_NDTYPES + LG_FLOAT64: copy_i64_float(n, p[0], s[0], p[1], s[1], 0); break;
+  default: copy_i64_i64(n, p[0], s[0], p[1], s[1]); break;
+  }
+}
+
+/* Does writing dst read memory that src reads from a different place? (conservative) */
+static int storage_overlap(const lg_tensor *a, const lg_tensor *b) { return a->storage == b->storage; }
+
+lg_status lg_copy_(lg_tensor *dst, lg_tensor *src) {
+  int64_t bshape[LG_MAX_DIMS];
+  int bn;
+  LG_TRY(lg_broadcast_shapes("copy_", dst->shape, dst->ndim, src->shape, src->ndim, bshape, &bn));
+  if (bn != dst->ndim || lg_shape_numel(bshape, bn) != lg_numel(dst))
+    return lg_error(LG_ESHAPE, "copy_: source %s does not broadcast to destination %s", SHAPE(src), SHAPE(dst));
+  lg_tensor *tmp = NULL;
+  if (storage_overlap(dst, src) && !(dst->offset == src->offset && dst->ndim == src->ndim &&
+                                     !memcmp(dst->stride, src->stride, sizeof(int64_t) * (size_t)dst->ndim))) {
+    LG_TRY(lg_copy_as(src, src->dtype, &tmp)); /* the source aliases the destination: copy it first */
+    src = tmp;
+  }
+  int64_t sstride[LG_MAX_DIMS];
+  lg_broadcast_strides(src, dst->shape, dst->ndim, sstride);
+  lg_iter it;
+  lg_iter_init(&it, dst->shape, dst->ndim);
+  lg_iter_add(&it, dst, NULL);
+  lg_iter_add(&it, src, sstride);
+  copy_ctx c = {dst->dtype, src->dtype};
+  lg_iter_run(&it, copy_row, &c);
+  lg_tensor_release(tmp);
+  return LG_OK;
+}
+
+lg_status lg_copy_as(lg_tensor *t, lg_dtype dt, lg_tensor **out) {
+  LG_TRY(lg_new(t->shape, t->ndim, dt, out));
+  lg_iter it;
+  lg_iter_init(&it, t->shape, t->ndim);
+  lg_iter_add(&it, *out, NULL);
+  lg_iter_add(&it, t, NULL);
+  copy_ctx c = {dt, t->dtype};
+  lg_iter_run(&it, copy_row, &c);
+  return LG_OK;
+}
+
+lg_status lg_contiguous(lg_tensor *t, lg_tensor **out) {
+  if (lg_is_contiguous(t)) {
+    *out = lg_tensor_retain(t);
+    return LG_OK;
+  }
+  return lg_copy_as(t, t->dtype, out);
+}
+
+lg_status lg_clone(lg_tensor *t, lg_tensor **out) { return lg_copy_as(t, t->dtype, out); }
+
+lg_status lg_to_dtype(lg_tensor *t, lg_dtype dt, lg_tensor **out) {
+  if (t->dtype == dt) {
+    *out = lg_tensor_retain(t);
+    return LG_OK;
+  }
+  return lg_copy_as(t, dt, out);
+}
+
+typedef struct { double v; lg_dtype dt; } fill_ctx;
+
+static void fill_row(void *ctx, int64_t n, char **p, const int64_t *s) {
+  const fill_ctx *c = ctx;
+  switch (c->dt) {
+  case LG_FLOAT32: { float v = (float)c->v, *o = (float *)p[0]; for (int64_t i = 0; i < n; i++) o[i * s[0]] = v; break; }
+  case LG_FLOAT64: { double *o = (double *)p[0]; for (int64_t i = 0; i < n; i++) o[i * s[0]] = c->v; break; }
+  default: { int64_t v = (int64_t)c->v, *o = (int64_t *)p[0]; for (int64_t i = 0; i < n; i++) o[i * s[0]] = v; break; }
+  }
+}
+
+lg_status lg_fill_(lg_tensor *t, double v) {
+  if (t->dtype == LG_INT64 && !(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
+    return lg_error(LG_EVALUE, "fill_: value %g does not fit int64", v);
+  lg_iter it;
+  lg_iter_init(&it, t->shape, t->ndim);
+  lg_iter_add(&it, t, NULL);
+  fill_ctx c = {v, t->dtype};
+  lg_iter_run(&it, fill_row, &c);
+  return LG_OK;
+}
+
+lg_status lg_scalar_like(double v, lg_dtype like, lg_tensor **out) {
+  lg_dtype dt = like;
+  if (like == LG_INT64 && (v != floor(v) || !(fabs(v) < 9.2e18))) dt = lg_default_dtype();
+  LG_TRY(lg_new(NULL, 0, dt, out));
+  lg_store((*out)->storage->data, dt, v);
+  return LG_OK;
+}
