@@ -1,5 +1,32 @@
--- luagrad: the Lua face of the engine. Loads the C core and adds what is written in Lua.
+-- luagrad: the Lua face of the engine. `require "luagrad"` loads the C core (luagrad.core)
+-- and adds what is written in Lua. It sets no globals.
 local core = require "luagrad.core"
+local format = require "luagrad.format"
+
 local lg = {}
-for k, v in pairs(core) do lg[k] = v end
+for k, v in pairs(core) do
+  if k:sub(1, 1) ~= "_" then lg[k] = v end
+end
+
+-- The methods table of tensors: methods written in Lua are added here.
+local Tensor = core.Tensor
+lg.Tensor = Tensor
+
+-- Tensors print through the Lua formatter (PyTorch's layout, Lua's braces).
+core._tensor_mt.__tostring = format.tensor
+
+-- Functional forms of tensor methods: lg.exp(t), lg.sum(t, 2), lg.add(1, t), ...
+local functional = {
+  "neg", "exp", "log", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh", "sigmoid", "relu", "sign",
+  "floor", "ceil", "round", "log1p", "expm1", "reciprocal", "square",
+  "add", "sub", "mul", "div", "pow", "maximum", "minimum", "floor_divide", "remainder", "atan2",
+  "eq", "ne", "lt", "le", "gt", "ge", "clamp",
+  "sum", "mean", "var", "std", "prod", "norm", "logsumexp", "max", "min", "argmax", "argmin",
+  "matmul", "index_select", "gather", "split", "chunk", "transpose", "permute", "narrow", "select",
+  "unsqueeze", "squeeze", "flatten", "reshape", "clone", "detach", "numel",
+}
+for _, name in ipairs(functional) do
+  if lg[name] == nil then lg[name] = Tensor[name] end
+end
+
 return lg
