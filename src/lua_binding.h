@@ -13,6 +13,12 @@
 
 #define LG_TENSOR_MT "luagrad.Tensor"
 
+/* luaL_error with printf formats (%lld, %g, ...): lua_pushfstring knows only a few. */
+int lgL_error(lua_State *L, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 /* Raises the engine's message if st is an error. */
 int lgL_check(lua_State *L, lg_status st);
 /* The tensor at idx (raises a type error naming the argument otherwise). */

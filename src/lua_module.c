@@ -17,7 +17,7 @@ static int nested_shape(lua_State *L, int idx, int64_t *shape) {
   int nd = 0;
   lua_pushvalue(L, idx);
   while (lua_istable(L, -1)) {
-    if (nd == LG_MAX_DIMS) luaL_error(L, "tensor: nested more than %d levels deep", LG_MAX_DIMS);
+    if (nd == LG_MAX_DIMS) lgL_error(L, "tensor: nested more than %d levels deep", LG_MAX_DIMS);
     int64_t n = (int64_t)lua_rawlen(L, -1);
     shape[nd++] = n;
     if (n == 0) break;
@@ -33,7 +33,7 @@ static void nested_fill(lua_State *L, int depth, const int64_t *shape, int nd, l
   /* the table to read is on top of the stack */
   int64_t n = (int64_t)lua_rawlen(L, -1);
   if (n != shape[depth])
-    luaL_error(L, "tensor: ragged nested table: %s has %lld elements, expected %lld", depth ? path : "the table",
+    lgL_error(L, "tensor: ragged nested table: %s has %lld elements, expected %lld", depth ? path : "the table",
                (long long)n, (long long)shape[depth]);
   luaL_checkstack(L, 4, "tensor: nested too deep");
   for (int64_t i = 1; i <= n; i++) {
@@ -42,7 +42,7 @@ static void nested_fill(lua_State *L, int depth, const int64_t *shape, int nd, l
     if (k > 255) k = 255;
     if (depth == nd - 1) {
       if (ty != LUA_TNUMBER)
-        luaL_error(L, "tensor: element %s is a %s, expected a number", path, lua_typename(L, ty));
+        lgL_error(L, "tensor: element %s is a %s, expected a number", path, lua_typename(L, ty));
       if (t->dtype == LG_INT64) {
         int isint;
         lua_Integer v = lua_tointegerx(L, -1, &isint);
@@ -53,7 +53,7 @@ static void nested_fill(lua_State *L, int depth, const int64_t *shape, int nd, l
       (*pos)++;
     } else {
       if (ty != LUA_TTABLE)
-        luaL_error(L, "tensor: element %s is a %s, expected a table of %lld elements", path, lua_typename(L, ty),
+        lgL_error(L, "tensor: element %s is a %s, expected a table of %lld elements", path, lua_typename(L, ty),
                    (long long)shape[depth + 1]);
       nested_fill(L, depth + 1, shape, nd, t, pos, path, k);
     }
@@ -65,7 +65,7 @@ static void nested_fill(lua_State *L, int depth, const int64_t *shape, int nd, l
 static void set_requires_grad(lua_State *L, lg_tensor *t, int rg) {
   if (!rg) return;
   if (!lg_dtype_is_float(t->dtype))
-    luaL_error(L, "requires_grad: only float tensors can require gradients, got %s", lg_dtype_name(t->dtype));
+    lgL_error(L, "requires_grad: only float tensors can require gradients, got %s", lg_dtype_name(t->dtype));
   t->requires_grad = 1;
 }
 
@@ -90,7 +90,7 @@ static int m_tensor(lua_State *L) {
     if (lg_numel(*slot) > 0) nested_fill(L, 0, shape, nd, *slot, &pos, path, 0);
     lua_pop(L, 1);
   } else {
-    return luaL_error(L, "tensor: expected a number, a nested table of numbers or a tensor, got %s", luaL_typename(L, 1));
+    return lgL_error(L, "tensor: expected a number, a nested table of numbers or a tensor, got %s", luaL_typename(L, 1));
   }
   set_requires_grad(L, *slot, rg);
   return 1;
@@ -98,19 +98,26 @@ static int m_tensor(lua_State *L) {
 
 /* ---- shapes + options creation ---- */
 
+/* Creation needs real sizes (view and reshape also take -1). */
+static void check_sizes(lua_State *L, const char *op, const int64_t *shape, int nd) {
+  for (int i = 0; i < nd; i++)
+    if (shape[i] < 0) lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[i], SHAPEV(shape, nd));
+}
+
 typedef enum { FILL_EMPTY, FILL_ZEROS, FILL_ONES, FILL_RAND, FILL_RANDN } fill_kind;
 
 static int create(lua_State *L, fill_kind kind, const char *op) {
   int64_t shape[LG_MAX_DIMS];
   int nd;
   int optidx = lgL_checkshape(L, 1, op, shape, &nd);
+  check_sizes(L, op, shape, nd);
   if (!lua_isnoneornil(L, optidx) && !lua_istable(L, optidx))
-    return luaL_error(L, "%s: expected sizes then an options table, got %s at argument #%d", op, luaL_typename(L, optidx), optidx);
+    return lgL_error(L, "%s: expected sizes then an options table, got %s at argument #%d", op, luaL_typename(L, optidx), optidx);
   lg_dtype dt;
   int rg;
   lgL_creation_opts(L, optidx, &dt, &rg);
   if ((kind == FILL_RAND || kind == FILL_RANDN) && !lg_dtype_is_float(dt))
-    return luaL_error(L, "%s: needs a float dtype, got %s", op, lg_dtype_name(dt));
+    return lgL_error(L, "%s: needs a float dtype, got %s", op, lg_dtype_name(dt));
   lg_tensor **slot = lgL_newslot(L);
   switch (kind) {
   case FILL_EMPTY: lgL_check(L, lg_tensor_empty(shape, nd, dt, slot)); break;
@@ -133,7 +140,7 @@ static int m_full(lua_State *L) {
   int64_t shape[LG_MAX_DIMS];
   int nd;
   if (!lua_istable(L, 1) && lua_type(L, 1) != LUA_TNUMBER)
-    return luaL_error(L, "full: shape must be a table of sizes, got %s", luaL_typename(L, 1));
+    return lgL_error(L, "full: shape must be a table of sizes, got %s", luaL_typename(L, 1));
   if (lua_type(L, 1) == LUA_TNUMBER) { /* full(n, value): 1-d */
     lua_createtable(L, 1, 0);
     lua_pushvalue(L, 1);
@@ -141,6 +148,7 @@ static int m_full(lua_State *L) {
     lua_replace(L, 1);
   }
   lgL_checkshape(L, 1, "full", shape, &nd);
+  check_sizes(L, "full", shape, nd);
   double v = luaL_checknumber(L, 2);
   lg_dtype dt;
   int rg;
@@ -165,7 +173,7 @@ static int like(lua_State *L, fill_kind kind, int has_value, const char *op) {
     lua_pop(L, 1);
   }
   if ((kind == FILL_RAND || kind == FILL_RANDN) && !lg_dtype_is_float(dt))
-    return luaL_error(L, "%s: needs a float dtype, got %s", op, lg_dtype_name(dt));
+    return lgL_error(L, "%s: needs a float dtype, got %s", op, lg_dtype_name(dt));
   lg_tensor **slot = lgL_newslot(L);
   lgL_check(L, lg_tensor_empty(t->shape, t->ndim, dt, slot));
   switch (kind) {
@@ -195,7 +203,7 @@ static int m_arange(lua_State *L) {
     v[nargs] = lua_tonumber(L, nargs + 1);
     nargs++;
   }
-  if (nargs == 0) return luaL_error(L, "arange: expected (stop), (start, stop) or (start, stop, step)");
+  if (nargs == 0) return lgL_error(L, "arange: expected (stop), (start, stop) or (start, stop, step)");
   double start = nargs == 1 ? 0 : v[0], stop = nargs == 1 ? v[0] : v[1], step = nargs == 3 ? v[2] : 1;
   lg_dtype dt;
   int rg;
@@ -223,7 +231,7 @@ static int m_linspace(lua_State *L) {
 static int m_eye(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
   lua_Integer m = lua_type(L, 2) == LUA_TNUMBER ? luaL_checkinteger(L, 2) : n;
-  if (n < 0 || m < 0) return luaL_error(L, "eye: sizes must be non-negative, got %lld x %lld", (long long)n, (long long)m);
+  if (n < 0 || m < 0) return lgL_error(L, "eye: sizes must be non-negative, got %lld x %lld", (long long)n, (long long)m);
   lg_dtype dt;
   int rg;
   lgL_creation_opts(L, lua_type(L, 2) == LUA_TNUMBER ? 3 : 2, &dt, &rg);
@@ -247,8 +255,9 @@ static int m_randint(lua_State *L) {
   }
   int64_t shape[LG_MAX_DIMS];
   int nd;
-  if (!lua_istable(L, sidx)) return luaL_error(L, "randint: shape must be a table of sizes, got %s", luaL_typename(L, sidx));
+  if (!lua_istable(L, sidx)) return lgL_error(L, "randint: shape must be a table of sizes, got %s", luaL_typename(L, sidx));
   lgL_checkshape(L, sidx, "randint", shape, &nd);
+  check_sizes(L, "randint", shape, nd);
   lg_dtype dt;
   int rg;
   lgL_creation_opts(L, sidx + 1, &dt, &rg);
@@ -272,13 +281,13 @@ static int m_randperm(lua_State *L) {
 static lg_tensor **tensor_list(lua_State *L, int idx, const char *op, int *n) {
   luaL_checktype(L, idx, LUA_TTABLE);
   int len = (int)lua_rawlen(L, idx);
-  if (len == 0) return (luaL_error(L, "%s: expected a non-empty list of tensors", op), NULL);
+  if (len == 0) return (lgL_error(L, "%s: expected a non-empty list of tensors", op), NULL);
   lg_tensor **list = lua_newuserdatauv(L, sizeof(lg_tensor *) * (size_t)len, 0);
   for (int i = 0; i < len; i++) {
     lua_rawgeti(L, idx, i + 1);
     list[i] = lg_lua_totensor(L, -1);
     if (!list[i] || !*(lg_tensor **)lua_touserdata(L, -1))
-      return (luaL_error(L, "%s: element %d of the list is a %s, not a tensor", op, i + 1, luaL_typename(L, -1)), NULL);
+      return (lgL_error(L, "%s: element %d of the list is a %s, not a tensor", op, i + 1, luaL_typename(L, -1)), NULL);
     lua_pop(L, 1);
   }
   *n = len;
@@ -287,11 +296,12 @@ static lg_tensor **tensor_list(lua_State *L, int idx, const char *op, int *n) {
 
 static int m_cat(lua_State *L) {
   int n;
+  lua_settop(L, 2);
   lg_tensor **list = tensor_list(L, 1, "cat", &n);
   int refnd = list[0]->ndim;
   for (int i = 0; i < n; i++)
     if (!(list[i]->ndim == 1 && list[i]->shape[0] == 0)) { refnd = list[i]->ndim; break; }
-  if (refnd == 0) return luaL_error(L, "cat: zero-dimensional tensors cannot be concatenated (use stack)");
+  if (refnd == 0) return lgL_error(L, "cat: zero-dimensional tensors cannot be concatenated (use stack)");
   int dim = lua_isnoneornil(L, 2) ? 0 : lgL_checkdim(L, 2, refnd, "cat", NULL);
   lg_args a = {.list = list, .nlist = n, .dim = dim};
   lg_tensor **slot = lgL_newslot(L);
@@ -302,13 +312,14 @@ static int m_cat(lua_State *L) {
 /* stack(list, dim): cat of unsqueezed tensors, which must all have the same shape */
 static int m_stack(lua_State *L) {
   int n;
+  lua_settop(L, 2);
   lg_tensor **list = tensor_list(L, 1, "stack", &n);
   int dim = lua_isnoneornil(L, 2) ? 0 : lgL_checkdim(L, 2, list[0]->ndim + 1, "stack", NULL);
   for (int i = 1; i < n; i++)
     if (list[i]->ndim != list[0]->ndim ||
         memcmp(list[i]->shape, list[0]->shape, sizeof(int64_t) * (size_t)list[0]->ndim)) {
       char b[sizeof(lg_shapebuf)];
-      return luaL_error(L, "stack: tensor %d has shape %s, but tensor 1 has %s", i + 1, SHAPE(list[i]),
+      return lgL_error(L, "stack: tensor %d has shape %s, but tensor 1 has %s", i + 1, SHAPE(list[i]),
                         lg_shape_str(list[0]->shape, list[0]->ndim, b, sizeof b));
     }
   lg_tensor **un = lua_newuserdatauv(L, sizeof(lg_tensor *) * (size_t)n, 0);
@@ -339,7 +350,7 @@ static int m_initial_seed(lua_State *L) {
 
 static int m_set_default_dtype(lua_State *L) {
   lg_dtype dt = lgL_checkdtype(L, 1, LG_FLOAT32);
-  if (!lg_dtype_is_float(dt)) return luaL_error(L, "set_default_dtype: must be float32 or float64, got %s", lg_dtype_name(dt));
+  if (!lg_dtype_is_float(dt)) return lgL_error(L, "set_default_dtype: must be float32 or float64, got %s", lg_dtype_name(dt));
   lg_set_default_dtype(dt);
   return 0;
 }
@@ -351,7 +362,7 @@ static int m_get_default_dtype(lua_State *L) {
 
 static int m_set_num_threads(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
-  if (n < 1) return luaL_error(L, "set_num_threads: needs at least 1 thread, got %lld", (long long)n);
+  if (n < 1) return lgL_error(L, "set_num_threads: needs at least 1 thread, got %lld", (long long)n);
   lg_set_num_threads((int)(n > 1024 ? 1024 : n));
   return 0;
 }

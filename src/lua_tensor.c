@@ -14,12 +14,26 @@
 #include "lua_binding.h"
 
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 /* ---- boundary helpers ---- */
 
+int lgL_error(lua_State *L, const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  luaL_where(L, 1);
+  lua_pushstring(L, buf);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 int lgL_check(lua_State *L, lg_status st) {
-  if (st != LG_OK) return luaL_error(L, "%s", lg_errmsg());
+  if (st != LG_OK) return lgL_error(L, "%s", lg_errmsg());
   return 0;
 }
 
@@ -43,6 +57,7 @@ void lgL_gcpace(lua_State *L) {
 }
 
 lg_tensor **lgL_newslot(lua_State *L) {
+  lgL_gcpace(L); /* accounts for allocations up to now, before this slot gets filled */
   lg_tensor **slot = lua_newuserdatauv(L, sizeof(lg_tensor *), 0);
   *slot = NULL;
   luaL_setmetatable(L, LG_TENSOR_MT);
@@ -63,21 +78,32 @@ lg_tensor *lg_lua_totensor(lua_State *L, int idx) {
   return slot ? *slot : NULL;
 }
 
+/* The name of the running C function as the caller wrote it ("copy_", "zeros"), and the
+** argument number as the user counts it (a method's self is not counted, as luaL_argerror). */
+static const char *current_name(lua_State *L, int *idx) {
+  lua_Debug ar;
+  if (!lua_getstack(L, 0, &ar)) return "?";
+  lua_getinfo(L, "n", &ar);
+  if (ar.namewhat && strcmp(ar.namewhat, "method") == 0 && idx) (*idx)--;
+  return ar.name ? ar.name : "?";
+}
+
 lg_tensor *lgL_checktensor(lua_State *L, int idx) {
   lg_tensor **slot = luaL_testudata(L, idx, LG_TENSOR_MT);
-  if (!slot) {
-    const char *got = luaL_typename(L, idx);
-    return (luaL_error(L, "bad argument #%d: expected a tensor, got %s", idx, got), NULL);
+  if (!slot || !*slot) {
+    int n = idx;
+    const char *name = current_name(L, &n);
+    if (!slot) return (lgL_error(L, "%s: argument #%d must be a tensor, got %s", name, n, luaL_typename(L, idx)), NULL);
+    return (lgL_error(L, "%s: argument #%d is a closed tensor", name, n), NULL);
   }
-  if (!*slot) return (luaL_error(L, "bad argument #%d: the tensor was closed", idx), NULL);
   return *slot;
 }
 
 /* check with the op's name in the message */
 static lg_tensor *checktensor_op(lua_State *L, int idx, const char *op) {
   lg_tensor **slot = luaL_testudata(L, idx, LG_TENSOR_MT);
-  if (!slot) return (luaL_error(L, "%s: argument #%d must be a tensor, got %s", op, idx, luaL_typename(L, idx)), NULL);
-  if (!*slot) return (luaL_error(L, "%s: argument #%d is a closed tensor", op, idx), NULL);
+  if (!slot) return (lgL_error(L, "%s: argument #%d must be a tensor, got %s", op, idx, luaL_typename(L, idx)), NULL);
+  if (!*slot) return (lgL_error(L, "%s: argument #%d is a closed tensor", op, idx), NULL);
   return *slot;
 }
 
@@ -110,8 +136,8 @@ static int64_t check_int(lua_State *L, int idx, const char *op, const char *what
   lua_Integer v = lua_tointegerx(L, idx, &isint);
   if (!isint) {
     if (lua_type(L, idx) == LUA_TNUMBER)
-      return luaL_error(L, "%s: %s must be an integer, got %s", op, what, lua_tostring(L, idx));
-    return luaL_error(L, "%s: %s must be an integer, got %s", op, what, luaL_typename(L, idx));
+      return lgL_error(L, "%s: %s must be an integer, got %s", op, what, lua_tostring(L, idx));
+    return lgL_error(L, "%s: %s must be an integer, got %s", op, what, luaL_typename(L, idx));
   }
   return (int64_t)v;
 }
@@ -120,17 +146,21 @@ int lgL_checkshape(lua_State *L, int idx, const char *op, int64_t *shape, int *n
   int n = 0;
   if (lua_istable(L, idx) && !lua_getmetatable(L, idx)) {
     lua_Integer len = luaL_len(L, idx);
-    if (len > LG_MAX_DIMS) return luaL_error(L, "%s: %d dimensions (at most %d)", op, (int)len, LG_MAX_DIMS);
+    if (len > LG_MAX_DIMS) return lgL_error(L, "%s: %d dimensions (at most %d)", op, (int)len, LG_MAX_DIMS);
     for (lua_Integer i = 1; i <= len; i++) {
       lua_geti(L, idx, i);
       shape[n++] = check_int(L, -1, op, "a size");
       lua_pop(L, 1);
+      if (shape[n - 1] < -1)
+        return lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[n - 1], SHAPEV(shape, n));
     }
     idx++;
   } else {
     while (lua_type(L, idx) == LUA_TNUMBER) {
-      if (n >= LG_MAX_DIMS) return luaL_error(L, "%s: too many dimensions (at most %d)", op, LG_MAX_DIMS);
+      if (n >= LG_MAX_DIMS) return lgL_error(L, "%s: too many dimensions (at most %d)", op, LG_MAX_DIMS);
       shape[n++] = check_int(L, idx, op, "a size");
+      if (shape[n - 1] < -1)
+        return lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[n - 1], SHAPEV(shape, n));
       idx++;
     }
   }
@@ -143,7 +173,7 @@ int lgL_checkdim(lua_State *L, int idx, int ndim, const char *op, const lg_tenso
   int64_t lo = ndim > 0 ? -ndim : -1, hi = ndim > 0 ? ndim : 1;
   if (d == 0 || d < lo || d > hi) {
     char buf[sizeof(lg_shapebuf)];
-    return luaL_error(L, "%s: dimension %lld out of range for a %d-d tensor %s (expected %lld..%lld, not 0)", op,
+    return lgL_error(L, "%s: dimension %lld out of range for a %d-d tensor %s (expected %lld..%lld, not 0)", op,
                       (long long)d, t ? t->ndim : ndim, t ? lg_shape_str(t->shape, t->ndim, buf, sizeof buf) : "",
                       (long long)lo, (long long)hi);
   }
@@ -156,7 +186,7 @@ lg_dtype lgL_checkdtype(lua_State *L, int idx, lg_dtype def) {
   const char *name = luaL_checkstring(L, idx);
   lg_dtype dt;
   if (!lg_dtype_from_name(name, &dt))
-    return (luaL_error(L, "unknown dtype '%s' (expected float32, float64 or int64)", name), def);
+    return (lgL_error(L, "%s: unknown dtype '%s' (expected float32, float64 or int64)", current_name(L, NULL), name), def);
   return dt;
 }
 
@@ -218,7 +248,7 @@ static int t_element_size(lua_State *L) { lua_pushinteger(L, (lua_Integer)lg_dty
 
 static int t_len(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  if (t->ndim == 0) return luaL_error(L, "len: a 0-d tensor has no length (use item())");
+  if (t->ndim == 0) return lgL_error(L, "len: a 0-d tensor has no length (use item())");
   lua_pushinteger(L, t->shape[0]);
   return 1;
 }
@@ -226,7 +256,7 @@ static int t_len(lua_State *L) {
 static int t_item(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int64_t n = lg_numel(t);
-  if (n != 1) return luaL_error(L, "item: a tensor with %lld elements %s cannot be converted to a number", (long long)n, SHAPE(t));
+  if (n != 1) return lgL_error(L, "item: a tensor with %lld elements %s cannot be converted to a number", (long long)n, SHAPE(t));
   push_element(L, t, 0);
   return 1;
 }
@@ -291,7 +321,7 @@ static int t_transpose(lua_State *L) {
 static int t_t(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   if (t->ndim > 2)
-    return luaL_error(L, "t: expects a tensor with at most 2 dimensions, got %s (use transpose)", SHAPE(t));
+    return lgL_error(L, "t: expects a tensor with at most 2 dimensions, got %s (use transpose)", SHAPE(t));
   lg_tensor **slot = lgL_newslot(L);
   lgL_check(L, t->ndim == 2 ? lg_transpose(t, 0, 1, slot) : lg_alias(t, slot));
   return 1;
@@ -303,7 +333,7 @@ static int t_permute(lua_State *L) {
   int n, perm[LG_MAX_DIMS];
   lgL_checkshape(L, 2, "permute", dims, &n);
   if (n != t->ndim)
-    return luaL_error(L, "permute: %d dimensions given for a %d-d tensor %s", n, t->ndim, SHAPE(t));
+    return lgL_error(L, "permute: %d dimensions given for a %d-d tensor %s", n, t->ndim, SHAPE(t));
   for (int i = 0; i < n; i++) {
     lua_pushinteger(L, dims[i]);
     perm[i] = lgL_checkdim(L, lua_gettop(L), t->ndim, "permute", t);
@@ -316,12 +346,12 @@ static int t_permute(lua_State *L) {
 
 static int t_narrow(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  if (t->ndim == 0) return luaL_error(L, "narrow: cannot narrow a 0-d tensor");
+  if (t->ndim == 0) return lgL_error(L, "narrow: cannot narrow a 0-d tensor");
   int d = lgL_checkdim(L, 2, t->ndim, "narrow", t);
   int64_t start = check_int(L, 3, "narrow", "start"), len = check_int(L, 4, "narrow", "length");
   if (start < 0) start += t->shape[d] + 1;
   if (start < 1)
-    return luaL_error(L, "narrow: start %lld out of range for dimension %d of size %lld", (long long)check_int(L, 3, "narrow", "start"),
+    return lgL_error(L, "narrow: start %lld out of range for dimension %d of size %lld", (long long)check_int(L, 3, "narrow", "start"),
                       d + 1, (long long)t->shape[d]);
   lg_tensor **slot = lgL_newslot(L);
   lgL_check(L, lg_narrow(t, d, start - 1, len, slot));
@@ -332,14 +362,14 @@ static int64_t check_index(lua_State *L, int idx, int64_t size, const char *op, 
   int64_t i = check_int(L, idx, op, "index");
   if (i < 0) i += size + 1;
   if (i < 1 || i > size)
-    return luaL_error(L, "%s: index %lld out of range for dimension %d of size %lld", op,
+    return lgL_error(L, "%s: index %lld out of range for dimension %d of size %lld", op,
                       (long long)check_int(L, idx, op, "index"), dim + 1, (long long)size);
   return i - 1;
 }
 
 static int t_select(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  if (t->ndim == 0) return luaL_error(L, "select: cannot select from a 0-d tensor");
+  if (t->ndim == 0) return lgL_error(L, "select: cannot select from a 0-d tensor");
   int d = lgL_checkdim(L, 2, t->ndim, "select", t);
   int64_t i = check_index(L, 3, t->shape[d], "select", d);
   lg_tensor **slot = lgL_newslot(L);
@@ -389,7 +419,7 @@ static int t_flatten(lua_State *L) {
   }
   int s = lua_isnoneornil(L, 2) ? 0 : lgL_checkdim(L, 2, t->ndim, "flatten", t);
   int e = lua_isnoneornil(L, 3) ? t->ndim - 1 : lgL_checkdim(L, 3, t->ndim, "flatten", t);
-  if (s > e) return luaL_error(L, "flatten: start dimension %d comes after end dimension %d", s + 1, e + 1);
+  if (s > e) return lgL_error(L, "flatten: start dimension %d comes after end dimension %d", s + 1, e + 1);
   int64_t shape[LG_MAX_DIMS];
   int nd = 0;
   for (int i = 0; i < t->ndim; i++) {
@@ -433,11 +463,11 @@ static lg_dtype dtype_arg(lua_State *L, int idx, const char *op) {
     lua_getfield(L, idx, "dtype");
     lg_dtype dt = lgL_checkdtype(L, -1, LG_NDTYPES);
     lua_pop(L, 1);
-    if (dt == LG_NDTYPES) return (luaL_error(L, "%s: options need a dtype", op), dt);
+    if (dt == LG_NDTYPES) return (lgL_error(L, "%s: options need a dtype", op), dt);
     return dt;
   }
   if (lua_type(L, idx) != LUA_TSTRING)
-    return (luaL_error(L, "%s: expected a dtype name, got %s", op, luaL_typename(L, idx)), LG_FLOAT32);
+    return (lgL_error(L, "%s: expected a dtype name, got %s", op, luaL_typename(L, idx)), LG_FLOAT32);
   return lgL_checkdtype(L, idx, LG_FLOAT32);
 }
 
@@ -547,11 +577,11 @@ static int binary(lua_State *L, lg_opcode op) {
     lgL_check(L, lg_binary(op, a, b, slot));
   } else if (a) {
     if (lua_type(L, 2) != LUA_TNUMBER)
-      return luaL_error(L, "%s: argument #2 must be a tensor or a number, got %s", name, luaL_typename(L, 2));
+      return lgL_error(L, "%s: argument #2 must be a tensor or a number, got %s", name, luaL_typename(L, 2));
     lgL_check(L, lg_binary_scalar(op, a, lua_tonumber(L, 2), 0, slot));
   } else {
     if (lua_type(L, 1) != LUA_TNUMBER)
-      return luaL_error(L, "%s: argument #1 must be a tensor or a number, got %s", name, luaL_typename(L, 1));
+      return lgL_error(L, "%s: argument #1 must be a tensor or a number, got %s", name, luaL_typename(L, 1));
     lgL_check(L, lg_binary_scalar(op, b, lua_tonumber(L, 1), 1, slot));
   }
   return 1;
@@ -582,7 +612,7 @@ static int inplace_binary(lua_State *L, lg_opcode op) {
   lg_tensor *r = lgL_checktensor(L, -1);
   if (r->ndim != t->ndim || lg_numel(r) != lg_numel(t)) {
     char b1[sizeof(lg_shapebuf)];
-    return luaL_error(L, "%s_: the result's shape %s differs from the tensor's %s", lg_ops[op].name,
+    return lgL_error(L, "%s_: the result's shape %s differs from the tensor's %s", lg_ops[op].name,
                       lg_shape_str(r->shape, r->ndim, b1, sizeof b1), SHAPE(t));
   }
   lgL_check(L, lg_copy_(t, r));
@@ -615,7 +645,7 @@ static int t_clamp(lua_State *L) {
   } else {
     clamp_bounds(L, 2, &a);
   }
-  if (!a.has_s[0] && !a.has_s[1]) return luaL_error(L, "clamp: at least one of min and max must be given");
+  if (!a.has_s[0] && !a.has_s[1]) return lgL_error(L, "clamp: at least one of min and max must be given");
   lg_tensor **slot = lgL_newslot(L);
   lgL_check(L, lg_apply(LG_OP_CLAMP, &a, slot));
   return 1;
@@ -634,7 +664,7 @@ int lgL_where(lua_State *L) {
   lg_tensor *m = checktensor_op(L, 1, "where");
   lg_tensor *x = lg_lua_totensor(L, 2), *y = lg_lua_totensor(L, 3);
   if (!x && !y && !(lua_type(L, 2) == LUA_TNUMBER && lua_type(L, 3) == LUA_TNUMBER))
-    return luaL_error(L, "where: arguments #2 and #3 must be tensors or numbers, got %s and %s", luaL_typename(L, 2), luaL_typename(L, 3));
+    return lgL_error(L, "where: arguments #2 and #3 must be tensors or numbers, got %s and %s", luaL_typename(L, 2), luaL_typename(L, 3));
   lg_dtype like = x ? x->dtype : y ? y->dtype : lg_default_dtype();
   int ox, oy;
   x = lgL_totensor(L, 2, like, &ox);
@@ -679,7 +709,7 @@ static reduce_spec reduce_args(lua_State *L, lg_tensor *t, int idx, const char *
   } else if (lua_istable(L, idx)) {
     optidx = idx;
   } else if (!lua_isnoneornil(L, idx)) {
-    luaL_error(L, "%s: dimension must be an integer, got %s", op, luaL_typename(L, idx));
+    lgL_error(L, "%s: dimension must be an integer, got %s", op, luaL_typename(L, idx));
   }
   if (optidx) {
     if (lua_getfield(L, optidx, "dim") != LUA_TNIL) {
@@ -724,12 +754,12 @@ static int reduce_dims(lua_State *L, lg_opcode op) {
   if (isopts) return reduce(L, op);
   lg_tensor *t = checktensor_op(L, 1, lg_ops[op].name);
   int keepdim = lua_toboolean(L, 3), n = (int)lua_rawlen(L, 2), dims[LG_MAX_DIMS], seen[LG_MAX_DIMS] = {0};
-  if (n > t->ndim) return luaL_error(L, "%s: %d dimensions given for a %d-d tensor", lg_ops[op].name, n, t->ndim);
+  if (n > t->ndim) return lgL_error(L, "%s: %d dimensions given for a %d-d tensor", lg_ops[op].name, n, t->ndim);
   for (int i = 0; i < n; i++) {
     lua_geti(L, 2, i + 1);
     dims[i] = lgL_checkdim(L, -1, t->ndim, lg_ops[op].name, t);
     lua_pop(L, 1);
-    if (seen[dims[i]]++) return luaL_error(L, "%s: dimension %d repeated", lg_ops[op].name, dims[i] + 1);
+    if (seen[dims[i]]++) return lgL_error(L, "%s: dimension %d repeated", lg_ops[op].name, dims[i] + 1);
   }
   lg_tensor *cur = lg_tensor_retain(t);
   lg_tensor **slot = lgL_newslot(L);
@@ -774,7 +804,7 @@ static int t_norm(lua_State *L) {
   lg_tensor *t = checktensor_op(L, 1, "norm");
   double p = 2;
   if (lua_type(L, 2) == LUA_TSTRING) {
-    if (strcmp(lua_tostring(L, 2), "fro") != 0) return luaL_error(L, "norm: unknown norm '%s'", lua_tostring(L, 2));
+    if (strcmp(lua_tostring(L, 2), "fro") != 0) return lgL_error(L, "norm: unknown norm '%s'", lua_tostring(L, 2));
   } else if (!lua_isnoneornil(L, 2)) {
     p = luaL_checknumber(L, 2);
   }
@@ -796,7 +826,7 @@ static int t_matmul(lua_State *L) {
 
 static int t_index_select(lua_State *L) {
   lg_tensor *t = checktensor_op(L, 1, "index_select");
-  if (t->ndim == 0) return luaL_error(L, "index_select: cannot index a 0-d tensor");
+  if (t->ndim == 0) return lgL_error(L, "index_select: cannot index a 0-d tensor");
   int d = lgL_checkdim(L, 2, t->ndim, "index_select", t);
   lg_tensor *idx;
   if (lua_istable(L, 3)) { /* a Lua list of integers */
@@ -820,7 +850,7 @@ static int t_index_select(lua_State *L) {
 
 static int t_gather(lua_State *L) {
   lg_tensor *t = checktensor_op(L, 1, "gather");
-  if (t->ndim == 0) return luaL_error(L, "gather: cannot index a 0-d tensor");
+  if (t->ndim == 0) return lgL_error(L, "gather: cannot index a 0-d tensor");
   int d = lgL_checkdim(L, 2, t->ndim, "gather", t);
   lg_tensor *idx = checktensor_op(L, 3, "gather");
   lg_args a = {.in = {t, idx}, .nin = 2, .dim = d};
@@ -832,7 +862,7 @@ static int t_gather(lua_State *L) {
 /* split(size or {sizes}, dim) -> list of views */
 static int t_split(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  if (t->ndim == 0) return luaL_error(L, "split: cannot split a 0-d tensor");
+  if (t->ndim == 0) return lgL_error(L, "split: cannot split a 0-d tensor");
   int d = lua_isnoneornil(L, 3) ? 0 : lgL_checkdim(L, 3, t->ndim, "split", t);
   int64_t size = t->shape[d];
   lua_newtable(L);
@@ -844,17 +874,17 @@ static int t_split(lua_State *L) {
       int64_t len = check_int(L, -1, "split", "a size");
       lua_pop(L, 1);
       if (len < 0 || at + len > size)
-        return luaL_error(L, "split: sizes exceed size %lld of dimension %d", (long long)size, d + 1);
+        return lgL_error(L, "split: sizes exceed size %lld of dimension %d", (long long)size, d + 1);
       lg_tensor **slot = lgL_newslot(L);
       lgL_check(L, lg_narrow(t, d, at, len, slot));
       lua_rawseti(L, out, ++k);
       at += len;
     }
     if (at != size)
-      return luaL_error(L, "split: sizes add up to %lld, but dimension %d has size %lld", (long long)at, d + 1, (long long)size);
+      return lgL_error(L, "split: sizes add up to %lld, but dimension %d has size %lld", (long long)at, d + 1, (long long)size);
   } else {
     int64_t len = check_int(L, 2, "split", "split size");
-    if (len <= 0 && size > 0) return luaL_error(L, "split: split size must be positive, got %lld", (long long)len);
+    if (len <= 0 && size > 0) return lgL_error(L, "split: split size must be positive, got %lld", (long long)len);
     for (int64_t at = 0; at < size || (size == 0 && k == 0); at += len) {
       lg_tensor **slot = lgL_newslot(L);
       lgL_check(L, lg_narrow(t, d, at, size - at < len ? size - at : len, slot));
@@ -867,9 +897,9 @@ static int t_split(lua_State *L) {
 
 static int t_chunk(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  if (t->ndim == 0) return luaL_error(L, "chunk: cannot chunk a 0-d tensor");
+  if (t->ndim == 0) return lgL_error(L, "chunk: cannot chunk a 0-d tensor");
   int64_t n = check_int(L, 2, "chunk", "number of chunks");
-  if (n <= 0) return luaL_error(L, "chunk: number of chunks must be positive, got %lld", (long long)n);
+  if (n <= 0) return lgL_error(L, "chunk: number of chunks must be positive, got %lld", (long long)n);
   int d = lua_isnoneornil(L, 3) ? 0 : lgL_checkdim(L, 3, t->ndim, "chunk", t);
   int64_t size = t->shape[d], len = (size + n - 1) / n;
   lua_settop(L, 3);
@@ -888,7 +918,7 @@ static int t_requires_grad_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int on = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
   if (on && !lg_dtype_is_float(t->dtype))
-    return luaL_error(L, "requires_grad_: only float tensors can require gradients, got %s", lg_dtype_name(t->dtype));
+    return lgL_error(L, "requires_grad_: only float tensors can require gradients, got %s", lg_dtype_name(t->dtype));
   t->requires_grad = on;
   lua_settop(L, 1);
   return 1;
@@ -899,7 +929,7 @@ static int t_requires_grad_(lua_State *L) {
 static int t_index(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   if (lua_type(L, 2) == LUA_TNUMBER) {
-    if (t->ndim == 0) return luaL_error(L, "index: a 0-d tensor cannot be indexed (use item())");
+    if (t->ndim == 0) return lgL_error(L, "index: a 0-d tensor cannot be indexed (use item())");
     int64_t i = check_index(L, 2, t->shape[0], "index", 0);
     if (t->ndim == 1) {
       char *p = (char *)lg_data(t) + i * t->stride[0] * (int64_t)lg_dtype_size(t->dtype);
@@ -936,7 +966,7 @@ static int t_index(lua_State *L) {
 static int t_newindex(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   if (lua_type(L, 2) == LUA_TNUMBER) {
-    if (t->ndim == 0) return luaL_error(L, "index: a 0-d tensor cannot be indexed (use fill_)");
+    if (t->ndim == 0) return lgL_error(L, "index: a 0-d tensor cannot be indexed (use fill_)");
     int64_t i = check_index(L, 2, t->shape[0], "index", 0);
     lg_tensor *view;
     lgL_check(L, lg_select(t, 0, i, &view));
@@ -960,12 +990,12 @@ static int t_newindex(lua_State *L) {
   if (k && !strcmp(k, "grad")) {
     lg_tensor *g = lua_isnil(L, 3) ? NULL : lgL_checktensor(L, 3);
     if (g && (g->ndim != t->ndim || memcmp(g->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim)))
-      return luaL_error(L, "grad: assigned gradient has shape %s, but the tensor has shape %s", SHAPE(g), SHAPE(t));
+      return lgL_error(L, "grad: assigned gradient has shape %s, but the tensor has shape %s", SHAPE(g), SHAPE(t));
     lg_tensor_release(t->grad);
     t->grad = lg_tensor_retain(g);
     return 0;
   }
-  return luaL_error(L, "tensor: cannot set field '%s'", k ? k : luaL_typename(L, 2));
+  return lgL_error(L, "tensor: cannot set field '%s'", k ? k : luaL_typename(L, 2));
 }
 
 static int t_tostring_plain(lua_State *L) {

@@ -40,7 +40,7 @@ typedef enum lg_status {
   LG_EIO      /* file input/output */
 } lg_status;
 
-/* Reference-counted flat buffer. The data is 64-byte aligned. */
+/* Reference-counted flat buffer (malloc alignment). */
 typedef struct lg_storage {
   void *data;
   size_t nbytes;

@@ -62,7 +62,8 @@ lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out) 
     return lg_error(LG_ESHAPE, "matmul: shapes %s and %s are too large for BLAS", SHAPE(x), SHAPE(y));
   int64_t bshape[LG_MAX_DIMS];
   int bn;
-  LG_TRY(lg_broadcast_shapes("matmul", x->shape, xb, y->shape, yb, bshape, &bn));
+  if (lg_broadcast_shapes("matmul", x->shape, xb, y->shape, yb, bshape, &bn) != LG_OK)
+    return lg_error(LG_ESHAPE, "matmul: batch dimensions of %s and %s do not broadcast", SHAPE(x), SHAPE(y));
 
   /* output shape: batch..., then m unless x was 1-d, then n unless y was 1-d */
   int64_t oshape[LG_MAX_DIMS];

@@ -93,7 +93,7 @@ static lg_storage *storage_new(size_t nbytes) {
   if (!s) return NULL;
   size_t cap = (nbytes + 63) & ~(size_t)63;
   if (cap < nbytes) { free(s); return NULL; }
-  s->data = aligned_alloc(64, cap ? cap : 64);
+  s->data = malloc(cap ? cap : 64);
   if (!s->data) { free(s); return NULL; }
   s->nbytes = nbytes;
   s->refcount = 1;
