@@ -174,13 +174,13 @@ void lg_broadcast_strides(const lg_tensor *t, const int64_t *shape, int ndim, in
 void lg_iter_init(lg_iter *it, const int64_t *shape, int ndim) {
   it->nops = 0;
   it->ndim = ndim;
-  memcpy(it->shape, shape, sizeof(int64_t) * (size_t)ndim);
+  if (ndim) memcpy(it->shape, shape, sizeof(int64_t) * (size_t)ndim);
 }
 
 void lg_iter_add(lg_iter *it, lg_tensor *t, const int64_t *stride) {
   int k = it->nops++;
   if (!stride) stride = t->stride;
-  memcpy(it->stride[k], stride, sizeof(int64_t) * (size_t)it->ndim);
+  if (it->ndim) memcpy(it->stride[k], stride, sizeof(int64_t) * (size_t)it->ndim);
   it->elsize[k] = dtype_sizes[t->dtype];
   it->base[k] = lg_data(t);
 }
@@ -261,7 +261,7 @@ lg_status lg_new(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out) {
   }
   t->ndim = ndim;
   t->dtype = dt;
-  memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+  if (ndim) memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
   lg_contiguous_strides(shape, ndim, t->stride);
   *out = t;
   return LG_OK;
@@ -285,7 +285,7 @@ lg_status lg_tensor_full(const int64_t *shape, int ndim, lg_dtype dt, double v, 
 lg_status lg_tensor_from_data(const void *data, const int64_t *shape, int ndim, lg_dtype dt,
                               lg_tensor **out) {
   LG_TRY(lg_new(shape, ndim, dt, out));
-  memcpy((*out)->storage->data, data, (*out)->storage->nbytes);
+  if ((*out)->storage->nbytes) memcpy((*out)->storage->data, data, (*out)->storage->nbytes);
   return LG_OK;
 }
 
@@ -367,8 +367,10 @@ lg_status lg_view_of(lg_tensor *t, const int64_t *shape, const int64_t *stride, 
   v->dtype = t->dtype;
   v->ndim = ndim;
   v->offset = offset;
-  memcpy(v->shape, shape, sizeof(int64_t) * (size_t)ndim);
-  memcpy(v->stride, stride, sizeof(int64_t) * (size_t)ndim);
+  if (ndim) {
+    memcpy(v->shape, shape, sizeof(int64_t) * (size_t)ndim);
+    memcpy(v->stride, stride, sizeof(int64_t) * (size_t)ndim);
+  }
   *out = v;
   return LG_OK;
 }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds luagrad (release and ASan+UBSan) and runs the whole suite in both: the C tests and
+# every busted spec. Ends with one line "N passed, N failed" covering all of them.
+#
+#   tools/test.sh             everything (installs missing packages first)
+#   tools/test.sh --release   only the release configuration (faster while developing)
+#   tools/test.sh -- spec/x_spec.lua ...   only these specs (both configurations)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+configs=(release asan)
+specs=(spec)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --release) configs=(release) ;;
+    --) shift; specs=("$@"); break ;;
+    *) echo "test.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [[ " ${configs[*]} " == *" asan "* ]]; then tools/setup.sh --asan || exit 1; else tools/setup.sh || exit 1; fi
+
+total_pass=0 total_fail=0
+count() { # label, passed, failed
+  printf '%-28s %4d passed, %d failed\n' "$1" "$2" "$3"
+  total_pass=$((total_pass + $2)); total_fail=$((total_fail + $3))
+}
+
+asan_lib=$(gcc -print-file-name=libasan.so)
+for cfg in "${configs[@]}"; do
+  dir=build; [ "$cfg" = asan ] && dir=build-asan
+  export LUAGRAD_BUILD=$dir
+  if [ "$cfg" = asan ]; then
+    # A stock lua5.4 loading the instrumented module needs the ASan runtime first; ASan's
+    # quarantine would otherwise count against the memory bounds the specs measure.
+    export LUAGRAD_LUA="env LD_PRELOAD=$asan_lib ASAN_OPTIONS=detect_leaks=0 lua5.4"
+    export ASAN_OPTIONS=quarantine_size_mb=16:detect_leaks=1:abort_on_error=0
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  else
+    export LUAGRAD_LUA=lua5.4
+    unset ASAN_OPTIONS UBSAN_OPTIONS
+  fi
+
+  # C tests: the engine through its header, and the embedding example
+  out=$("$dir/test_engine" 2>&1); rc=$?
+  echo "$out" | grep -v "^C tests:" || true
+  p=$(echo "$out" | sed -n 's/^C tests: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$out" | sed -n 's/^C tests: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  [ -n "$p" ] || { p=0; f=1; echo "test_engine ($cfg) crashed (exit $rc)"; }
+  [ $rc -eq 0 ] || [ "$f" -gt 0 ] || f=1
+  count "C engine ($cfg)" "$p" "$f"
+
+  # busted specs, run by the luagrad executable itself (so the sanitizers see everything)
+  log=$(mktemp)
+  "$dir/luagrad" /usr/bin/busted -o utfTerminal "${specs[@]}" >"$log" 2>&1; rc=$?
+  summary=$(grep -E '^[0-9]+ successes? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$log" | tail -1)
+  if [ -z "$summary" ]; then
+    cat "$log"; count "specs ($cfg)" 0 1; echo "busted ($cfg) did not finish (exit $rc)"
+  else
+    grep -E -A12 '^(Failure|Error) →' "$log" || true
+    grep -E -A20 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$log" | head -60 || true
+    s=$(echo "$summary" | awk '{print $1}'); fl=$(echo "$summary" | awk '{print $4}'); er=$(echo "$summary" | awk '{print $7}')
+    f=$((fl + er))
+    [ $rc -eq 0 ] || [ $f -gt 0 ] || { f=1; echo "busted ($cfg) exited $rc"; tail -30 "$log"; }
+    count "specs ($cfg)" "$s" "$f"
+  fi
+  rm -f "$log"
+done
+
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ]
