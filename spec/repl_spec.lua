@@ -1,0 +1,341 @@
+-- The REPL driven as a person drives it: luagrad runs in a detached tmux session on a private
+-- tmux server (its socket in the test's temporary directory), keys are typed with send-keys
+-- and the screen is read back with capture-pane.
+-- Every wait polls the screen with a timeout. HOME and LUAGRAD_HISTORY point into a fresh
+-- temporary directory, so no test reads or writes the user's history.
+--
+-- Run from the repository root; LUAGRAD_BUILD names the build directory (default "build").
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function read_command(cmd)
+  local p = assert(io.popen(cmd, "r"))
+  local out = p:read("a")
+  p:close()
+  return out
+end
+
+local ROOT = read_command("pwd"):gsub("\n$", "")
+local BUILD = os.getenv("LUAGRAD_BUILD") or "build"
+if BUILD:sub(1, 1) ~= "/" then BUILD = ROOT .. "/" .. BUILD end
+local LUAGRAD = BUILD .. "/luagrad"
+local TIMEOUT = 10 -- seconds for anything to appear on the screen
+
+local function file_exists(path)
+  local f = io.open(path, "r")
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function make_temp_dir()
+  local dir = os.tmpname() -- creates a file; make it a directory instead
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. shell_quote(dir)))
+  return dir
+end
+
+local function sleep(seconds)
+  os.execute("sleep " .. seconds)
+end
+
+-- A terminal running one program. term:type(text) types literally, term:key(name) presses
+-- a key by tmux's name (Enter, Tab, Up, C-c, C-d).
+local Terminal = {}
+Terminal.__index = Terminal
+
+local serial = 0
+
+-- The tmux server is private to the terminal: its socket lies in `dir` (the test's temporary
+-- HOME, removed afterwards), so nothing touches the user's own tmux sessions.
+local function open_terminal(dir, env, program)
+  serial = serial + 1
+  local self = setmetatable({}, Terminal)
+  self.socket = string.format("%s/tmux%d", dir, serial)
+  self.name = string.format("lgspec%d", serial)
+  self.tmux = "tmux -S " .. shell_quote(self.socket) .. " -f /dev/null"
+  local vars = {}
+  for k, v in pairs(env) do vars[#vars + 1] = k .. "=" .. shell_quote(v) end
+  table.sort(vars)
+  -- after the program ends the pane stays, showing its exit status
+  local command = string.format("env %s %s; echo \"[exit $?]\"; sleep 600",
+                                table.concat(vars, " "), program)
+  local ok = os.execute(string.format("%s new-session -d -s %s -x 100 -y 40 -c %s %s",
+                                      self.tmux, self.name, shell_quote(ROOT),
+                                      shell_quote(command)))
+  assert(ok, "tmux new-session failed")
+  return self
+end
+
+function Terminal:close()
+  os.execute(self.tmux .. " kill-server 2>/dev/null")
+  os.remove(self.socket)
+end
+
+function Terminal:type(text)
+  assert(os.execute(string.format("%s send-keys -t %s -l %s", self.tmux, self.name,
+                                  shell_quote(text))))
+end
+
+function Terminal:key(name)
+  assert(os.execute(string.format("%s send-keys -t %s %s", self.tmux, self.name, name)))
+end
+
+-- The screen (and what scrolled off it) as a list of lines without trailing blanks.
+function Terminal:lines()
+  local text = read_command(string.format("%s capture-pane -p -J -S -500 -t %s", self.tmux,
+                                          self.name))
+  local lines = {}
+  for line in (text .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line:gsub("%s+$", "") end
+  while #lines > 0 and lines[#lines] == "" do lines[#lines] = nil end
+  return lines
+end
+
+-- Polls the screen until pred(lines) is true; fails with the screen shown on timeout.
+function Terminal:wait(pred, what)
+  local deadline = os.time() + TIMEOUT
+  local lines
+  repeat
+    lines = self:lines()
+    if pred(lines) then return lines end
+    sleep(0.05)
+  until os.time() > deadline
+  error(string.format("timed out waiting for %s; the screen was:\n%s", what,
+                      table.concat(lines, "\n")), 2)
+end
+
+-- Waits until the last line of the screen is exactly `line`.
+function Terminal:wait_last(line)
+  return self:wait(function(lines) return lines[#lines] == line end,
+                   string.format("the last line to be %q", line))
+end
+
+-- Waits for an empty prompt on the last line.
+function Terminal:wait_prompt()
+  return self:wait_last(">")
+end
+
+-- Types a line and presses Enter.
+function Terminal:enter(text)
+  self:type(text)
+  self:key("Enter")
+end
+
+-- The lines after the last line equal to `line`, up to (not including) the final prompt.
+local function output_after(lines, line)
+  local at
+  for i = #lines, 1, -1 do
+    if lines[i] == line then at = i; break end
+  end
+  assert(at, "no line " .. line)
+  local out = {}
+  for i = at + 1, #lines do out[#out + 1] = lines[i] end
+  if out[#out] == ">" then out[#out] = nil end
+  return out
+end
+
+local BANNER = '^luagrad %d+%.%d+%.%d+ %(Lua 5%.4%.%d+%)  lg = require "luagrad" is loaded$'
+
+describe("the luagrad REPL", function()
+  local term, home
+
+  local function start(extra_env)
+    local env = {HOME = home, LUAGRAD_HISTORY = home .. "/history", INPUTRC = "/dev/null",
+                 LUA_INIT = "", LUA_INIT_5_4 = ""}
+    for k, v in pairs(extra_env or {}) do env[k] = v end
+    term = open_terminal(home, env, shell_quote(LUAGRAD))
+    return term:wait_prompt()
+  end
+
+  -- Types a line at the prompt and returns what it printed once the next prompt is shown.
+  local function eval(line)
+    term:enter(line)
+    local lines = term:wait(function(l)
+      local after = false
+      for i = #l, 1, -1 do
+        if l[i] == "> " .. line then after = i < #l and l[#l] == ">"; break end
+      end
+      return after
+    end, "the result of " .. line)
+    return output_after(lines, "> " .. line)
+  end
+
+  setup(function()
+    assert(file_exists(LUAGRAD), LUAGRAD .. " is missing: build it first (LUAGRAD_BUILD="
+                                 .. BUILD .. ")")
+    assert(os.execute("tmux -V >/dev/null 2>&1"), "tmux is not installed")
+  end)
+
+  before_each(function()
+    home = make_temp_dir()
+  end)
+
+  after_each(function()
+    if term then term:close() end
+    term = nil
+    os.execute("rm -rf " .. shell_quote(home))
+  end)
+
+  it("prints a banner and sets the global lg", function()
+    local lines = start()
+    assert.truthy(lines[1]:match(BANNER), "banner: " .. lines[1])
+    assert.are.same({'"table"'}, eval("type(lg)"))
+    assert.are.same({"true"}, eval('lg == require "luagrad"'))
+  end)
+
+  it("prints the value of an expression without return", function()
+    start()
+    assert.are.same({"3"}, eval("1 + 2"))
+    assert.are.same({"2.5"}, eval("5 / 2"))
+    assert.are.same({'"hello"'}, eval('"hel" .. "lo"'))
+    assert.are.same({}, eval("x = 10")) -- a statement prints nothing
+    assert.are.same({"20"}, eval("x * 2"))
+    assert.are.same({"nil"}, eval("nil"))
+    assert.are.same({"6.5"}, eval("lg.tensor({1.5, 2, 3}):sum():item()"))
+  end)
+
+  it("shows tensors by their __tostring", function()
+    local expected = read_command(shell_quote(LUAGRAD)
+      .. [[ -e 'io.write(tostring(require("luagrad").ones(2, 3)))']])
+    local want = {}
+    for line in (expected .. "\n"):gmatch("(.-)\n") do want[#want + 1] = line:gsub("%s+$", "") end
+    while want[#want] == "" do want[#want] = nil end
+    assert.is_true(#want >= 1)
+    start()
+    assert.are.same(want, eval("lg.ones(2, 3)"))
+  end)
+
+  it("continues an incomplete chunk on a >> line", function()
+    start()
+    term:enter("1 +")
+    term:wait_last(">>")
+    term:enter("2")
+    local lines = term:wait_prompt()
+    assert.are.same({">> 2", "3"}, output_after(lines, "> 1 +"))
+
+    term:enter("s = 0")
+    term:wait_prompt()
+    term:enter("for i = 1, 4 do")
+    term:wait_last(">>")
+    term:enter("s = s + i")
+    term:wait_last(">>")
+    term:enter("end return s")
+    lines = term:wait_prompt()
+    assert.are.same({">> s = s + i", ">> end return s", "10"},
+                    output_after(lines, "> for i = 1, 4 do"))
+  end)
+
+  it("reports an error with a traceback and goes on", function()
+    start()
+    local out = eval('error("boom")')
+    assert.are.equal("stdin:1: boom", out[1])
+    assert.are.equal("stack traceback:", out[2])
+    assert.are.equal("[C]: in function 'error'", out[3]:match("^%s*(.-)$"))
+    assert.are.same({"42"}, eval("40 + 2"))
+    out = eval("nosuch.field")
+    assert.truthy(out[1]:find("attempt to index a nil value (global 'nosuch')", 1, true), out[1])
+    out = eval("x = = 1") -- as lua.c, a syntax error is reported for the line as a statement
+    assert.are.equal("stdin:1: unexpected symbol near '='", out[1])
+    assert.are.same({"7"}, eval("7"))
+  end)
+
+  it("completes globals, table fields and tensor methods with Tab", function()
+    start()
+    term:type("lg.ze")
+    term:key("Tab")
+    term:wait_last("> lg.zeros")
+    term:enter("(2, 3):numel()")
+    local lines = term:wait_prompt()
+    assert.are.same({"6"}, output_after(lines, "> lg.zeros(2, 3):numel()"))
+
+    eval("config = {optim = {learning_rate = 0.5, momentum = 0.9}}")
+    term:type("config.optim.lea")
+    term:key("Tab")
+    term:wait_last("> config.optim.learning_rate")
+    term:key("Enter")
+    lines = term:wait_prompt()
+    assert.are.same({"0.5"}, output_after(lines, "> config.optim.learning_rate"))
+
+    eval("t = lg.ones(4)")
+    term:type("t:nume")
+    term:key("Tab")
+    term:wait_last("> t:numel(")
+    term:enter(")")
+    lines = term:wait_prompt()
+    assert.are.same({"4"}, output_after(lines, "> t:numel()"))
+
+    term:type("string.up")
+    term:key("Tab")
+    term:wait_last("> string.upper")
+    term:enter('("abc")')
+    lines = term:wait_prompt()
+    assert.are.same({'"ABC"'}, output_after(lines, '> string.upper("abc")'))
+  end)
+
+  it("keeps history across sessions", function()
+    start()
+    assert.are.same({}, eval("answer = 6 * 7"))
+    term:key("C-d")
+    term:wait_last("[exit 0]")
+    term:close()
+
+    local f = assert(io.open(home .. "/history", "r"))
+    local saved = f:read("a")
+    f:close()
+    assert.truthy(saved:find("answer = 6 * 7", 1, true), saved)
+
+    start()
+    term:key("Up")
+    term:wait_last("> answer = 6 * 7")
+    term:key("Enter")
+    term:wait_prompt()
+    assert.are.same({"42"}, eval("answer"))
+  end)
+
+  it("falls back to ~/.luagrad_history", function()
+    start({LUAGRAD_HISTORY = ""})
+    eval("remembered = 1")
+    term:key("C-d")
+    term:wait_last("[exit 0]")
+    local f = assert(io.open(home .. "/.luagrad_history", "r"))
+    local saved = f:read("a")
+    f:close()
+    assert.truthy(saved:find("remembered = 1", 1, true), saved)
+  end)
+
+  it("pretty-prints tables", function()
+    start()
+    assert.are.same({'{1, 2, 3, sub = {a = "x"}, x = 4}'}, eval('{1, 2, 3, x = 4, sub = {a = "x"}}'))
+    assert.are.same({'{3, 1, [10] = true, b = "two", ["not an id"] = 0}'},
+                    eval('{3, 1, b = "two", [10] = true, ["not an id"] = 0}'))
+    assert.are.same({"{}"}, eval("{}"))
+    assert.are.same({"{{{{...}}}}"}, eval("{{{{{1}}}}}"))
+    eval("c = {name = 'c'}; c.self = c")
+    assert.are.same({'{name = "c", self = <cycle>}'}, eval("c"))
+    assert.are.same({'"tab\\there"'}, eval('"tab\\there"'))
+  end)
+
+  it("interrupts a running chunk with Ctrl-C, and drops the line at the prompt", function()
+    start()
+    term:enter("while true do end")
+    sleep(0.3)
+    term:key("C-c")
+    local lines = term:wait_prompt()
+    local out = output_after(lines, "> while true do end")
+    assert.truthy(out[1]:find("interrupted!", 1, true), out[1])
+    assert.are.same({"5"}, eval("2 + 3"))
+
+    term:type("this line is dropped")
+    term:wait_last("> this line is dropped")
+    term:key("C-c")
+    term:wait_prompt()
+    assert.are.same({"8"}, eval("4 * 2"))
+  end)
+
+  it("exits with status 0 on Ctrl-D", function()
+    start()
+    term:key("C-d")
+    term:wait_last("[exit 0]")
+  end)
+end)

@@ -1,0 +1,15 @@
+/*
+** cli.h: what the luagrad executable's two files (main.c, repl.c) share.
+*/
+#ifndef LG_CLI_H
+#define LG_CLI_H
+
+#include <lua.h>
+
+/* Calls the function on the stack with narg arguments under a traceback handler, as lua.c's
+** docall; reports nothing. */
+int lg_cli_docall(lua_State *L, int narg, int nres);
+/* The interactive loop (readline, history, completion, pretty printing). */
+void lg_repl_run(lua_State *L);
+
+#endif
