@@ -21,6 +21,8 @@ int lgL_error(lua_State *L, const char *fmt, ...)
     ;
 /* Raises the engine's message if st is an error. */
 int lgL_check(lua_State *L, lg_status st);
+/* The same, naming op where the engine's message names only "tensor" (allocation). */
+int lgL_checkop(lua_State *L, lg_status st, const char *op);
 /* The tensor at idx (raises a type error naming the argument otherwise). */
 lg_tensor *lgL_checktensor(lua_State *L, int idx);
 /* A new, empty tensor value on the stack; fill *slot and it owns the tensor. Allocate it before

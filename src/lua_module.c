@@ -120,11 +120,11 @@ static int create(lua_State *L, fill_kind kind, const char *op) {
     return lgL_error(L, "%s: needs a float dtype, got %s", op, lg_dtype_name(dt));
   lg_tensor **slot = lgL_newslot(L);
   switch (kind) {
-  case FILL_EMPTY: lgL_check(L, lg_tensor_empty(shape, nd, dt, slot)); break;
-  case FILL_ZEROS: lgL_check(L, lg_tensor_zeros(shape, nd, dt, slot)); break;
-  case FILL_ONES: lgL_check(L, lg_tensor_full(shape, nd, dt, 1, slot)); break;
-  case FILL_RAND: lgL_check(L, lg_tensor_empty(shape, nd, dt, slot)); lgL_check(L, lg_uniform_(*slot, 0, 1)); break;
-  case FILL_RANDN: lgL_check(L, lg_tensor_empty(shape, nd, dt, slot)); lgL_check(L, lg_normal_(*slot, 0, 1)); break;
+  case FILL_EMPTY: lgL_checkop(L, lg_tensor_empty(shape, nd, dt, slot), op); break;
+  case FILL_ZEROS: lgL_checkop(L, lg_tensor_zeros(shape, nd, dt, slot), op); break;
+  case FILL_ONES: lgL_checkop(L, lg_tensor_full(shape, nd, dt, 1, slot), op); break;
+  case FILL_RAND: lgL_checkop(L, lg_tensor_empty(shape, nd, dt, slot), op); lgL_check(L, lg_uniform_(*slot, 0, 1)); break;
+  case FILL_RANDN: lgL_checkop(L, lg_tensor_empty(shape, nd, dt, slot), op); lgL_check(L, lg_normal_(*slot, 0, 1)); break;
   }
   set_requires_grad(L, *slot, rg);
   return 1;
@@ -154,7 +154,7 @@ static int m_full(lua_State *L) {
   int rg;
   lgL_creation_opts(L, 3, &dt, &rg);
   lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_tensor_full(shape, nd, dt, v, slot));
+  lgL_checkop(L, lg_tensor_full(shape, nd, dt, v, slot), "full");
   set_requires_grad(L, *slot, rg);
   return 1;
 }

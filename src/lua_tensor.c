@@ -37,6 +37,13 @@ int lgL_check(lua_State *L, lg_status st) {
   return 0;
 }
 
+int lgL_checkop(lua_State *L, lg_status st, const char *op) {
+  if (st == LG_OK) return 0;
+  const char *m = lg_errmsg();
+  if (strncmp(m, "tensor: ", 8) == 0) return lgL_error(L, "%s: %s", op, m + 8);
+  return lgL_error(L, "%s", m);
+}
+
 void lgL_gcpace(lua_State *L) {
   /* The collector does not see tensor memory (it is malloc'd by the engine), so pace it here:
   ** every allocation is reported as a step of that many KB, and when storage in use doubles

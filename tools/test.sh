@@ -34,8 +34,8 @@ for cfg in "${configs[@]}"; do
   if [ "$cfg" = asan ]; then
     # A stock lua5.4 loading the instrumented module needs the ASan runtime first; ASan's
     # quarantine would otherwise count against the memory bounds the specs measure.
-    export LUAGRAD_LUA="env LD_PRELOAD=$asan_lib ASAN_OPTIONS=detect_leaks=0 lua5.4"
-    export ASAN_OPTIONS=quarantine_size_mb=16:detect_leaks=1:abort_on_error=0
+    export LUAGRAD_LUA="env LD_PRELOAD=$asan_lib ASAN_OPTIONS=detect_leaks=0:quarantine_size_mb=16:allocator_may_return_null=1 lua5.4"
+    export ASAN_OPTIONS=quarantine_size_mb=16:detect_leaks=1:allocator_may_return_null=1
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   else
     export LUAGRAD_LUA=lua5.4
