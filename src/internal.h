@@ -75,6 +75,14 @@ void lg_release_all(lg_tensor **ts, int n);
 /* matmul's forward (matmul.c) */
 lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 
+/* the tape (tape.c) */
+lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor *out);
+void lg_node_release(lg_node *n);
+void lg_fw_level_set(int level);
+void lg_hooks_free(lg_hook *h);
+lg_status lg_inplace_check(const char *op, lg_tensor *t);
+lg_status lg_check_anomaly(const char *what, const char *opname, lg_tensor *t);
+
 /* Number of threads for the engine's own loops */
 extern int lg_nthreads;
 

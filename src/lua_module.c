@@ -325,7 +325,16 @@ static int m_stack(lua_State *L) {
   lg_tensor **un = lua_newuserdatauv(L, sizeof(lg_tensor *) * (size_t)n, 0);
   memset(un, 0, sizeof(lg_tensor *) * (size_t)n);
   lg_status st = LG_OK;
-  for (int i = 0; i < n && st == LG_OK; i++) st = lg_unsqueeze(list[i], dim, &un[i]);
+  for (int i = 0; i < n && st == LG_OK; i++) { /* recorded, so stack is differentiable */
+    lg_args a = {.in = {list[i]}, .nin = 1, .dim = -1, .mode = 1};
+    lg_tensor *t = list[i];
+    for (int k = 0, j = 0; k <= t->ndim; k++) {
+      if (k == dim) a.shape[j++] = 1;
+      if (k < t->ndim) a.shape[j++] = t->shape[k];
+    }
+    a.nshape = t->ndim + 1;
+    st = lg_apply(LG_OP_RESHAPE, &a, &un[i]);
+  }
   lg_tensor **slot = lgL_newslot(L);
   if (st == LG_OK) {
     lg_args a = {.list = un, .nlist = n, .dim = dim};

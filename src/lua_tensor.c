@@ -288,7 +288,36 @@ static int t_tolist(lua_State *L) {
   return 1;
 }
 
-/* ---- views ---- */
+/* ---- views (recorded ops: autograd sees through them) ---- */
+
+/* Pushes op(t) with shape-like arguments. */
+static int apply_view(lua_State *L, lg_opcode op, lg_args a) {
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_apply(op, &a, slot));
+  return 1;
+}
+
+static int reshape_to(lua_State *L, lg_tensor *t, const int64_t *shape, int nd, int strict) {
+  lg_args a = {.in = {t}, .nin = 1, .dim = -1, .nshape = nd, .mode = strict};
+  if (nd) memcpy(a.shape, shape, sizeof(int64_t) * (size_t)nd);
+  return apply_view(L, LG_OP_RESHAPE, a);
+}
+
+static int permute_to(lua_State *L, lg_tensor *t, const int *perm) {
+  lg_args a = {.in = {t}, .nin = 1, .dim = -1, .nshape = t->ndim};
+  for (int i = 0; i < t->ndim; i++) a.shape[i] = perm[i];
+  return apply_view(L, LG_OP_PERMUTE, a);
+}
+
+static int narrow_to(lua_State *L, lg_tensor *t, int dim, int64_t start, int64_t len) {
+  lg_args a = {.in = {t}, .nin = 1, .dim = dim, .start = start, .len = len};
+  return apply_view(L, LG_OP_NARROW, a);
+}
+
+static int select_at(lua_State *L, lg_tensor *t, int dim, int64_t i) {
+  lg_args a = {.in = {t}, .nin = 1, .dim = dim, .start = i};
+  return apply_view(L, LG_OP_SELECT, a);
+}
 
 static int t_view_like(lua_State *L, int reshape) {
   const char *op = reshape ? "reshape" : "view";
@@ -296,42 +325,36 @@ static int t_view_like(lua_State *L, int reshape) {
   int64_t shape[LG_MAX_DIMS];
   int nd;
   lgL_checkshape(L, 2, op, shape, &nd);
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, reshape ? lg_reshape(t, shape, nd, slot) : lg_view(t, shape, nd, slot));
-  return 1;
+  return reshape_to(L, t, shape, nd, !reshape);
 }
 static int t_view(lua_State *L) { return t_view_like(L, 0); }
 static int t_reshape(lua_State *L) { return t_view_like(L, 1); }
 
 static int t_view_as(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1), *o = lgL_checktensor(L, 2);
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_view(t, o->shape, o->ndim, slot));
-  return 1;
+  return reshape_to(L, t, o->shape, o->ndim, 1);
 }
 
 static int t_reshape_as(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1), *o = lgL_checktensor(L, 2);
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_reshape(t, o->shape, o->ndim, slot));
-  return 1;
+  return reshape_to(L, t, o->shape, o->ndim, 0);
 }
 
 static int t_transpose(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int d1 = lgL_checkdim(L, 2, t->ndim, "transpose", t), d2 = lgL_checkdim(L, 3, t->ndim, "transpose", t);
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_transpose(t, d1, d2, slot));
-  return 1;
+  int perm[LG_MAX_DIMS];
+  for (int i = 0; i < t->ndim; i++) perm[i] = i;
+  if (t->ndim) perm[d1] = d2, perm[d2] = d1;
+  return permute_to(L, t, perm);
 }
 
 static int t_t(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   if (t->ndim > 2)
     return lgL_error(L, "t: expects a tensor with at most 2 dimensions, got %s (use transpose)", SHAPE(t));
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, t->ndim == 2 ? lg_transpose(t, 0, 1, slot) : lg_alias(t, slot));
-  return 1;
+  int perm[2] = {t->ndim == 2 ? 1 : 0, 0};
+  return permute_to(L, t, perm);
 }
 
 static int t_permute(lua_State *L) {
@@ -346,9 +369,10 @@ static int t_permute(lua_State *L) {
     perm[i] = lgL_checkdim(L, lua_gettop(L), t->ndim, "permute", t);
     lua_pop(L, 1);
   }
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_permute(t, perm, n, slot));
-  return 1;
+  int seen[LG_MAX_DIMS] = {0};
+  for (int i = 0; i < n; i++)
+    if (seen[perm[i]]++) return lgL_error(L, "permute: dimension %d repeated", perm[i] + 1);
+  return permute_to(L, t, perm);
 }
 
 static int t_narrow(lua_State *L) {
@@ -360,9 +384,11 @@ static int t_narrow(lua_State *L) {
   if (start < 1)
     return lgL_error(L, "narrow: start %lld out of range for dimension %d of size %lld", (long long)check_int(L, 3, "narrow", "start"),
                       d + 1, (long long)t->shape[d]);
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_narrow(t, d, start - 1, len, slot));
-  return 1;
+  if (len < 0) return lgL_error(L, "narrow: length %lld must be non-negative", (long long)len);
+  if (start - 1 + len > t->shape[d])
+    return lgL_error(L, "narrow: start %lld + length %lld exceeds size %lld of dimension %d", (long long)start,
+                     (long long)len, (long long)t->shape[d], d + 1);
+  return narrow_to(L, t, d, start - 1, len);
 }
 
 static int64_t check_index(lua_State *L, int idx, int64_t size, const char *op, int dim) {
@@ -379,25 +405,30 @@ static int t_select(lua_State *L) {
   if (t->ndim == 0) return lgL_error(L, "select: cannot select from a 0-d tensor");
   int d = lgL_checkdim(L, 2, t->ndim, "select", t);
   int64_t i = check_index(L, 3, t->shape[d], "select", d);
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_select(t, d, i, slot));
-  return 1;
+  return select_at(L, t, d, i);
 }
 
 static int t_unsqueeze(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int d = lgL_checkdim(L, 2, t->ndim + 1, "unsqueeze", t);
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_unsqueeze(t, d, slot));
-  return 1;
+  if (t->ndim >= LG_MAX_DIMS) return lgL_error(L, "unsqueeze: tensor already has %d dimensions", t->ndim);
+  int64_t shape[LG_MAX_DIMS];
+  int n = 0;
+  for (int i = 0; i <= t->ndim; i++) {
+    if (i == d) shape[n++] = 1;
+    if (i < t->ndim) shape[n++] = t->shape[i];
+  }
+  return reshape_to(L, t, shape, n, 1);
 }
 
 static int t_squeeze(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int d = lua_isnoneornil(L, 2) ? -1 : lgL_checkdim(L, 2, t->ndim, "squeeze", t);
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, t->ndim == 0 ? lg_alias(t, slot) : lg_squeeze(t, d, slot));
-  return 1;
+  int64_t shape[LG_MAX_DIMS];
+  int n = 0;
+  for (int i = 0; i < t->ndim; i++)
+    if (!(t->shape[i] == 1 && (d < 0 || d == i))) shape[n++] = t->shape[i];
+  return reshape_to(L, t, shape, n, 1);
 }
 
 static int t_expand(lua_State *L) {
@@ -411,18 +442,16 @@ static int t_expand(lua_State *L) {
   } else {
     lgL_checkshape(L, 2, "expand", shape, &nd);
   }
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_expand(t, shape, nd, slot));
-  return 1;
+  lg_args a = {.in = {t}, .nin = 1, .dim = -1, .nshape = nd};
+  memcpy(a.shape, shape, sizeof a.shape);
+  return apply_view(L, LG_OP_EXPAND, a);
 }
 
 static int t_flatten(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   if (t->ndim == 0) {
     int64_t one = 1;
-    lg_tensor **slot = lgL_newslot(L);
-    lgL_check(L, lg_reshape(t, &one, 1, slot));
-    return 1;
+    return reshape_to(L, t, &one, 1, 0);
   }
   int s = lua_isnoneornil(L, 2) ? 0 : lgL_checkdim(L, 2, t->ndim, "flatten", t);
   int e = lua_isnoneornil(L, 3) ? t->ndim - 1 : lgL_checkdim(L, 3, t->ndim, "flatten", t);
@@ -433,9 +462,13 @@ static int t_flatten(lua_State *L) {
     if (i <= s || i > e) shape[nd++] = t->shape[i];
     else shape[nd - 1] *= t->shape[i];
   }
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_reshape(t, shape, nd, slot));
-  return 1;
+  return reshape_to(L, t, shape, nd, 0);
+}
+
+static int t_clone(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  lg_args a = {.in = {t}, .nin = 1, .dim = -1};
+  return apply_view(L, LG_OP_CLONE, a);
 }
 
 static int t_contiguous(lua_State *L) {
@@ -444,16 +477,7 @@ static int t_contiguous(lua_State *L) {
     lua_settop(L, 1);
     return 1;
   }
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_contiguous(t, slot));
-  return 1;
-}
-
-static int t_clone(lua_State *L) {
-  lg_tensor *t = lgL_checktensor(L, 1);
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_clone(t, slot));
-  return 1;
+  return t_clone(L);
 }
 
 static int t_detach(lua_State *L) {
@@ -484,9 +508,8 @@ static int to_dtype(lua_State *L, lg_dtype dt) {
     lua_settop(L, 1);
     return 1;
   }
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_to_dtype(t, dt, slot));
-  return 1;
+  lg_args a = {.in = {t}, .nin = 1, .dim = -1, .mode = (int)dt};
+  return apply_view(L, LG_OP_CAST, a);
 }
 static int t_to(lua_State *L) { return to_dtype(L, dtype_arg(L, 2, "to")); }
 static int t_float(lua_State *L) { return to_dtype(L, LG_FLOAT32); }
@@ -783,8 +806,10 @@ static int reduce_dims(lua_State *L, lg_opcode op) {
     int nd = 0;
     for (int d = 0; d < t->ndim; d++)
       if (!seen[d]) shape[nd++] = t->shape[d];
+    lg_args a = {.in = {cur}, .nin = 1, .dim = -1, .nshape = nd, .mode = 1};
+    memcpy(a.shape, shape, sizeof a.shape);
     lg_tensor *v;
-    lg_status st = lg_view(cur, shape, nd, &v);
+    lg_status st = lg_apply(LG_OP_RESHAPE, &a, &v);
     lg_tensor_release(cur);
     lgL_check(L, st);
     cur = v;
@@ -882,8 +907,7 @@ static int t_split(lua_State *L) {
       lua_pop(L, 1);
       if (len < 0 || at + len > size)
         return lgL_error(L, "split: sizes exceed size %lld of dimension %d", (long long)size, d + 1);
-      lg_tensor **slot = lgL_newslot(L);
-      lgL_check(L, lg_narrow(t, d, at, len, slot));
+      narrow_to(L, t, d, at, len);
       lua_rawseti(L, out, ++k);
       at += len;
     }
@@ -893,8 +917,7 @@ static int t_split(lua_State *L) {
     int64_t len = check_int(L, 2, "split", "split size");
     if (len <= 0 && size > 0) return lgL_error(L, "split: split size must be positive, got %lld", (long long)len);
     for (int64_t at = 0; at < size || (size == 0 && k == 0); at += len) {
-      lg_tensor **slot = lgL_newslot(L);
-      lgL_check(L, lg_narrow(t, d, at, size - at < len ? size - at : len, slot));
+      narrow_to(L, t, d, at, size - at < len ? size - at : len);
       lua_rawseti(L, out, ++k);
       if (size == 0) break;
     }
@@ -944,9 +967,7 @@ static int t_index(lua_State *L) {
       else lgL_pushnumber(L, lg_load(p, t->dtype), t->dtype);
       return 1;
     }
-    lg_tensor **slot = lgL_newslot(L);
-    lgL_check(L, lg_select(t, 0, i, slot));
-    return 1;
+    return select_at(L, t, 0, i);
   }
   const char *k = lua_tostring(L, 2);
   if (k) {
@@ -975,6 +996,7 @@ static int t_newindex(lua_State *L) {
   if (lua_type(L, 2) == LUA_TNUMBER) {
     if (t->ndim == 0) return lgL_error(L, "index: a 0-d tensor cannot be indexed (use fill_)");
     int64_t i = check_index(L, 2, t->shape[0], "index", 0);
+    lgL_check(L, lg_inplace_check("index assignment", t));
     lg_tensor *view;
     lgL_check(L, lg_select(t, 0, i, &view));
     lg_status st;

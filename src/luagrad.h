@@ -45,9 +45,11 @@ typedef struct lg_storage {
   void *data;
   size_t nbytes;
   int refcount;
+  int64_t version; /* bumped by every in-place write; the tape checks it (views share it) */
 } lg_storage;
 
 struct lg_node;
+struct lg_hook;
 
 /* A strided view of a storage. shape and stride are in elements; offset too. */
 typedef struct lg_tensor {
@@ -59,9 +61,12 @@ typedef struct lg_tensor {
   lg_dtype dtype;
   int refcount;
   /* autograd (see tape.c) */
-  int requires_grad;
-  struct lg_tensor *grad;
-  struct lg_node *grad_fn;
+  int requires_grad;       /* a leaf that wants .grad, or any output of a recorded op */
+  int retains_grad;        /* a non-leaf that keeps its .grad (retain_grad) */
+  struct lg_tensor *grad;  /* accumulated gradient, or NULL */
+  struct lg_node *grad_fn; /* the op that made this tensor, or NULL for a leaf */
+  struct lg_tensor *tangent; /* forward mode: the tangent paired with this primal, or NULL */
+  struct lg_hook *hooks;   /* gradient hooks, called in registration order */
 } lg_tensor;
 
 /* ---- errors, dtypes, runtime ---- */
@@ -126,7 +131,7 @@ lg_status lg_select(lg_tensor *t, int dim, int64_t index, lg_tensor **out);
 lg_status lg_unsqueeze(lg_tensor *t, int dim, lg_tensor **out);
 lg_status lg_squeeze(lg_tensor *t, int dim, lg_tensor **out); /* dim < 0: all size-1 dims */
 lg_status lg_expand(lg_tensor *t, const int64_t *shape, int ndim, lg_tensor **out);
-lg_status lg_alias(lg_tensor *t, lg_tensor **out); /* same view, new tensor object */
+lg_status lg_alias(lg_tensor *t, lg_tensor **out); /* same view, new tensor object, no history */
 
 /* ---- copies ---- */
 lg_status lg_contiguous(lg_tensor *t, lg_tensor **out); /* returns t itself (retained) if already */
@@ -143,7 +148,9 @@ typedef enum lg_opcode {
   /* unary elementwise */
   LG_OP_NEG, LG_OP_EXP, LG_OP_LOG, LG_OP_SQRT, LG_OP_RSQRT, LG_OP_ABS, LG_OP_SIN, LG_OP_COS,
   LG_OP_TANH, LG_OP_SIGMOID, LG_OP_RELU, LG_OP_SIGN, LG_OP_FLOOR, LG_OP_CEIL, LG_OP_ROUND,
-  LG_OP_LOG1P, LG_OP_EXPM1, LG_OP_RECIPROCAL, LG_OP_SQUARE,
+  LG_OP_LOG1P, LG_OP_EXPM1, LG_OP_RECIPROCAL, LG_OP_SQUARE, LG_OP_ERF,
+  /* activations with parameters (args.s, args.mode) */
+  LG_OP_GELU, LG_OP_LEAKY_RELU, LG_OP_ELU, LG_OP_SOFTPLUS, LG_OP_SILU,
   /* binary elementwise, broadcasting */
   LG_OP_ADD, LG_OP_SUB, LG_OP_MUL, LG_OP_DIV, LG_OP_POW, LG_OP_MAXIMUM, LG_OP_MINIMUM,
   LG_OP_FLOOR_DIVIDE, LG_OP_REMAINDER, LG_OP_ATAN2,
@@ -152,8 +159,12 @@ typedef enum lg_opcode {
   LG_OP_WHERE, LG_OP_CLAMP,
   LG_OP_SUM, LG_OP_MEAN, LG_OP_VAR, LG_OP_STD, LG_OP_PROD, LG_OP_NORM, LG_OP_LOGSUMEXP,
   LG_OP_MAX, LG_OP_MIN, LG_OP_ARGMAX, LG_OP_ARGMIN,
+  LG_OP_SOFTMAX, LG_OP_LOG_SOFTMAX,
   LG_OP_MATMUL,
-  LG_OP_INDEX_SELECT, LG_OP_GATHER, LG_OP_CAT,
+  LG_OP_INDEX_SELECT, LG_OP_GATHER, LG_OP_CAT, LG_OP_INDEX_ADD, LG_OP_SCATTER_ADD,
+  /* views and copies */
+  LG_OP_RESHAPE, LG_OP_EXPAND, LG_OP_PERMUTE, LG_OP_NARROW, LG_OP_SELECT, LG_OP_PAD_NARROW,
+  LG_OP_CLONE, LG_OP_CAST,
   LG_NUM_OPS
 } lg_opcode;
 
@@ -165,14 +176,25 @@ typedef struct lg_args {
   int nin;
   lg_tensor **list; /* cat: the tensors to join */
   int nlist;
-  double s[2];      /* scalars: clamp lo/hi, norm p, var correction */
+  double s[2];      /* scalars: clamp lo/hi, norm p, var correction, activation parameters */
   int has_s[2];     /* clamp: whether lo / hi are given */
   int dim;          /* reduction/gather dimension, 0-based; -1 = over everything */
   int keepdim;
+  int64_t shape[LG_MAX_DIMS]; /* reshape/expand: the target shape; permute: the order */
+  int nshape;
+  int64_t start, len; /* narrow: start and length; select: start is the index */
+  int mode;           /* gelu: 1 = tanh approximation */
 } lg_args;
 
 struct lg_op;
 typedef lg_status (*lg_forward_fn)(const struct lg_op *op, const lg_args *a, lg_tensor **out);
+/* Reverse mode: given the output's gradient g, put each input's gradient in gin[i] (NULL means
+** zero or not needed; n->needs[i] says which are wanted). The tape sums broadcast gradients back
+** to each input's shape, so a rule may return a gradient of the output's shape. */
+typedef lg_status (*lg_backward_fn)(struct lg_node *n, lg_tensor *g, lg_tensor **gin);
+/* Forward mode: given input tangents tin[i] (NULL = zero), compute the output tangent. */
+typedef lg_status (*lg_jvp_fn)(const struct lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                               lg_tensor **tout);
 typedef void (*lg_kernel)(void); /* a per-dtype kernel; each op family casts it to its type */
 
 typedef struct lg_op {
@@ -182,11 +204,78 @@ typedef struct lg_op {
   lg_forward_fn forward;       /* checks arguments, allocates the output, runs the kernel */
   lg_kernel kernel[LG_NDTYPES]; /* by input dtype; NULL for int64 means "computed in floats" */
   int flags;                   /* LG_F_* below */
+  lg_backward_fn backward;     /* NULL: not differentiable */
+  lg_jvp_fn jvp;               /* NULL: no forward mode */
 } lg_op;
 
 #define LG_F_INDEX_OUT 1  /* the (first) output is an int64 index tensor */
 #define LG_F_INT_DIVIDES 2 /* integer kernel divides: a zero divisor is an error */
 #define LG_F_FLOAT_OUT 4  /* int64 input gives a float output (mean, var, ...) */
+#define LG_F_SAVE_IN 8    /* backward reads the inputs: keep them (and check their versions) */
+#define LG_F_SAVE_OUT 16  /* backward reads the output: keep it */
+#define LG_F_VIEW 32      /* the output is a view of input 0 (shares its storage) */
+
+/* ---- the tape (tape.c) ----
+** Define-by-run: lg_apply records a node for every op whose inputs require grad while grad mode
+** is on. A node keeps the op's arguments, the tensors its backward rule reads, and one edge per
+** input: the input's own node, or the input itself if it is a leaf that requires grad. */
+typedef struct lg_edge {
+  struct lg_node *fn;  /* the input's grad_fn (a reference), or NULL */
+  lg_tensor *leaf;     /* or the input, if it is a leaf that requires grad (a reference) */
+  int ndim;            /* the input's shape and dtype: gradients are summed back to them */
+  int64_t shape[LG_MAX_DIMS];
+  lg_dtype dtype;
+} lg_edge;
+
+typedef struct lg_node {
+  lg_opcode op;
+  int refcount;
+  int nin;                 /* number of inputs, so of edges */
+  lg_edge *edges;          /* nin edges: inline_edges, or malloc'd for long cat lists */
+  lg_edge inline_edges[LG_MAX_INPUTS];
+  int needs[LG_MAX_INPUTS]; /* which inputs need a gradient (for lists: all) */
+  lg_args args;            /* arguments; in[] holds the saved inputs when LG_F_SAVE_IN */
+  lg_tensor *saved_out;    /* the output without its grad_fn, when LG_F_SAVE_OUT */
+  int64_t versions[LG_MAX_INPUTS + 1]; /* storage versions of the saved tensors when recorded */
+  lg_tensor *out;          /* the output while it lives (not a reference): hooks, retain_grad */
+  int released;            /* saved tensors were freed by a backward without retain_graph */
+  /* backward pass scratch */
+  lg_tensor *grad;         /* accumulated gradient of the output */
+  int deps, mark;
+  struct lg_node *next;    /* free list / work list */
+} lg_node;
+
+/* A gradient hook: called with the gradient of the tensor it is registered on; it may set
+** *replace to a new gradient (one reference). free(ud) runs when the tensor dies. */
+typedef struct lg_hook {
+  lg_status (*fn)(void *ud, lg_tensor *grad, lg_tensor **replace);
+  void (*free)(void *ud);
+  void *ud;
+  struct lg_hook *next;
+} lg_hook;
+
+int lg_grad_enabled(void);
+void lg_set_grad_enabled(int on);
+void lg_set_anomaly(int on);
+int lg_anomaly_enabled(void);
+/* Forward mode: while the level is above zero, ops propagate tangents. */
+void lg_fw_level_push(void);
+void lg_fw_level_pop(void);
+int lg_fw_level(void);
+
+/* Reverse pass from roots with their gradients (NULL = ones for a one-element root).
+** inputs == NULL: accumulate into the leaves' .grad (backward()).
+** inputs given: return the gradient of each input in results[i] (NULL if unused) and leave
+** every .grad alone (autograd.grad()). */
+typedef struct lg_backward_opts {
+  int retain_graph, create_graph;
+} lg_backward_opts;
+lg_status lg_backward(lg_tensor **roots, lg_tensor **grads, int nroots, lg_tensor **inputs, int ninputs,
+                      lg_backward_opts opts, lg_tensor **results);
+lg_status lg_tensor_add_hook(lg_tensor *t, const lg_hook *h);
+/* The saved output of a node, as the backward rule should read it (with create_graph it is
+** reconnected to the node, so the gradient's own graph flows through it). */
+lg_tensor *lg_node_saved_out(lg_node *n);
 
 extern const lg_op lg_ops[LG_NUM_OPS];
 

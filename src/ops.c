@@ -1,14 +1,21 @@
 /*
-** ops.c: the op table. Every computing operation is one row of lg_ops[] (at the end of this
-** file): its name, arity, number of outputs, forward function and per-dtype kernels. Sections
-** below hold each family's kernels and the forward function they share:
+** ops.c: the op table. Every operation is one row of lg_ops[] (at the end of this file): its
+** name, arity, outputs, forward function with per-dtype kernels, reverse-mode rule (the
+** vector-Jacobian product: output gradient g -> input gradients) and forward-mode rule (the
+** Jacobian-vector product: input tangents -> output tangent). Each section holds one family's
+** kernels with their rules beside them:
 **
-**   1. unary elementwise     y = f(x)
-**   2. binary elementwise    z = f(x, y), numpy broadcasting
+**   1. unary elementwise     y = f(x)               rules from f'(x)
+**   2. binary elementwise    z = f(x, y)            numpy broadcasting
 **   3. where, clamp
-**   4. reductions            over everything, or one dimension with keepdim
-**   5. indexing              index_select, gather, cat
-**   (matmul's forward lives in matmul.c, beside its BLAS driver)
+**   4. reductions            over everything, or one dimension with keepdim; softmax
+**   5. matmul                (the forward and its BLAS driver live in matmul.c)
+**   6. indexing              index_select, gather, cat, and their adjoints index_add, scatter_add
+**   7. views and copies      reshape, expand, permute, narrow, select, clone, cast
+**
+** Rules are written with ordinary ops, so under create_graph the backward pass is recorded too
+** and can be differentiated again. The tape sums every input gradient back to the input's shape
+** (undoing broadcasting), so rules may return gradients of the output's shape.
 **
 ** Kernels are plain loops over one row of elements with element strides (the strided iterator
 ** in tensor.c hands them rows; contiguous operands arrive as one long row with stride 1).
@@ -29,6 +36,108 @@ typedef void (*reduce_k)(const char *x, int64_t rows, int64_t R, char *out, int6
                          const lg_args *a);
 
 #define K(f) ((lg_kernel)(f))
+
+/* ==== composing ops inside rules ====
+** A scratch list owns a rule's temporaries. Every helper returns NULL once something failed (or
+** when given NULL), so a rule reads as straight-line math; sc_done hands out the result and
+** releases the rest. */
+typedef struct { lg_tensor *t[32]; int n; lg_status st; } sc;
+
+static lg_tensor *sc_keep(sc *s, lg_status st, lg_tensor *t) {
+  if (st != LG_OK) {
+    if (s->st == LG_OK) s->st = st;
+    return NULL;
+  }
+  if (s->n == 32) {
+    lg_tensor_release(t);
+    s->st = lg_error(LG_ENOMEM, "rule: too many temporaries");
+    return NULL;
+  }
+  return s->t[s->n++] = t;
+}
+#define SC_OK(s, ...) ((s)->st == LG_OK && !sc_null(__VA_ARGS__))
+static int sc_null(lg_tensor *a, lg_tensor *b) { return !a || !b; }
+
+static lg_tensor *sc_un(sc *s, lg_opcode op, lg_tensor *x) {
+  lg_tensor *o = NULL;
+  return SC_OK(s, x, x) ? sc_keep(s, lg_unary(op, x, &o), o) : NULL;
+}
+static lg_tensor *sc_bin(sc *s, lg_opcode op, lg_tensor *x, lg_tensor *y) {
+  lg_tensor *o = NULL;
+  return SC_OK(s, x, y) ? sc_keep(s, lg_binary(op, x, y, &o), o) : NULL;
+}
+static lg_tensor *sc_bs(sc *s, lg_opcode op, lg_tensor *x, double v) { /* x op v */
+  lg_tensor *o = NULL;
+  return SC_OK(s, x, x) ? sc_keep(s, lg_binary_scalar(op, x, v, 0, &o), o) : NULL;
+}
+static lg_tensor *sc_sb(sc *s, lg_opcode op, double v, lg_tensor *x) { /* v op x */
+  lg_tensor *o = NULL;
+  return SC_OK(s, x, x) ? sc_keep(s, lg_binary_scalar(op, x, v, 1, &o), o) : NULL;
+}
+static lg_tensor *sc_op(sc *s, lg_opcode op, lg_args a) {
+  lg_tensor *o[2] = {NULL, NULL};
+  for (int i = 0; i < a.nin; i++)
+    if (!a.in[i]) return NULL;
+  if (s->st != LG_OK) return NULL;
+  lg_status st = lg_apply(op, &a, o);
+  if (st == LG_OK && lg_ops[op].nout == 2) lg_tensor_release(o[1]);
+  return sc_keep(s, st, o[0]);
+}
+static lg_status sc_done(sc *s, lg_tensor *result, lg_tensor **out) {
+  lg_status st = s->st;
+  if (st == LG_OK && !result) st = lg_error(LG_EVALUE, "rule: no result");
+  if (st == LG_OK) *out = lg_tensor_retain(result);
+  lg_release_all(s->t, s->n);
+  s->n = 0;
+  return st;
+}
+/* Hands out two results (a NULL result leaves its slot NULL). */
+static lg_status sc_done2(sc *s, lg_tensor *r0, lg_tensor **o0, lg_tensor *r1, lg_tensor **o1) {
+  lg_status st = s->st;
+  if (st == LG_OK) {
+    *o0 = lg_tensor_retain(r0);
+    *o1 = lg_tensor_retain(r1);
+  }
+  lg_release_all(s->t, s->n);
+  s->n = 0;
+  return st;
+}
+/* a + b where either may be NULL (a zero tangent) */
+static lg_tensor *sc_add0(sc *s, lg_tensor *a, lg_tensor *b) { return !a ? b : !b ? a : sc_bin(s, LG_OP_ADD, a, b); }
+
+/* shape helpers, all recorded ops */
+static lg_tensor *sc_reshape(sc *s, lg_tensor *x, const int64_t *shape, int nd) {
+  lg_args a = {.in = {x}, .nin = 1, .dim = -1, .nshape = nd};
+  if (nd) memcpy(a.shape, shape, sizeof(int64_t) * (size_t)nd);
+  return sc_op(s, LG_OP_RESHAPE, a);
+}
+static lg_tensor *sc_unsqueeze(sc *s, lg_tensor *x, int dim) {
+  if (!x) return NULL;
+  int64_t shape[LG_MAX_DIMS];
+  int n = 0;
+  for (int i = 0; i <= x->ndim; i++) {
+    if (i == dim) shape[n++] = 1;
+    if (i < x->ndim) shape[n++] = x->shape[i];
+  }
+  return sc_reshape(s, x, shape, n);
+}
+static lg_tensor *sc_expand(sc *s, lg_tensor *x, const int64_t *shape, int nd) {
+  lg_args a = {.in = {x}, .nin = 1, .dim = -1, .nshape = nd};
+  if (nd) memcpy(a.shape, shape, sizeof(int64_t) * (size_t)nd);
+  return sc_op(s, LG_OP_EXPAND, a);
+}
+static lg_tensor *sc_swap_last2(sc *s, lg_tensor *x) {
+  if (!x) return NULL;
+  lg_args a = {.in = {x}, .nin = 1, .dim = -1, .nshape = x->ndim};
+  for (int i = 0; i < x->ndim; i++) a.shape[i] = i;
+  a.shape[x->ndim - 1] = x->ndim - 2;
+  a.shape[x->ndim - 2] = x->ndim - 1;
+  return sc_op(s, LG_OP_PERMUTE, a);
+}
+static lg_tensor *sc_reduce(sc *s, lg_opcode op, lg_tensor *x, int dim, int keepdim) {
+  lg_args a = {.in = {x}, .nin = 1, .dim = dim, .keepdim = keepdim, .s = {1}};
+  return sc_op(s, op, a);
+}
 
 /* ==== 1. unary elementwise ==== */
 
@@ -97,9 +206,52 @@ UNARY(reciprocal_f64, double, 1 / x)
 UNARY(square_f32, float, x * x)
 UNARY(square_f64, double, x * x)
 UNARY(square_i64, int64_t, (int64_t)((uint64_t)x * (uint64_t)x))
+UNARY(erf_f32, float, erff(x))
+UNARY(erf_f64, double, erf(x))
 
 static void unary_row(void *ctx, int64_t n, char **p, const int64_t *s) {
   ((unary_k)ctx)(n, p[0], s[0], p[1], s[1]);
+}
+
+/* Activations with parameters read args: gelu (mode 1 = tanh approximation), leaky_relu
+** (s[0] = negative slope), elu (s[0] = alpha), softplus (s[0] = beta, s[1] = threshold), silu. */
+typedef void (*unary_p_k)(int64_t n, char *o, int64_t so, const char *x, int64_t sx, const lg_args *a);
+
+#define UNARY_P(name, T, expr)                                                                     \
+  static void name(int64_t n, char *o_, int64_t so, const char *x_, int64_t sx, const lg_args *a) { \
+    T *restrict o = (T *)o_;                                                                       \
+    const T *restrict xp = (const T *)x_;                                                          \
+    const T p0 = (T)a->s[0], p1 = (T)a->s[1];                                                      \
+    const int mode = a->mode;                                                                      \
+    (void)p0, (void)p1, (void)mode;                                                                \
+    for (int64_t i = 0; i < n; i++) {                                                              \
+      T x = xp[i * sx];                                                                            \
+      o[i * so] = (expr);                                                                          \
+    }                                                                                              \
+  }
+
+#define SQRT_2_OVER_PI 0.7978845608028654
+#define GELU_C 0.044715
+/* gelu(x) = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + c x^3))) */
+UNARY_P(gelu_f32, float, mode ? 0.5f * x * (1 + tanhf((float)SQRT_2_OVER_PI * (x + (float)GELU_C * x * x * x)))
+                              : 0.5f * x * (1 + erff(x * (float)M_SQRT1_2)))
+UNARY_P(gelu_f64, double, mode ? 0.5 * x * (1 + tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)))
+                               : 0.5 * x * (1 + erf(x * M_SQRT1_2)))
+UNARY_P(leaky_relu_f32, float, x > 0 ? x : x * p0)
+UNARY_P(leaky_relu_f64, double, x > 0 ? x : x * p0)
+UNARY_P(elu_f32, float, x > 0 ? x : p0 * expm1f(x))
+UNARY_P(elu_f64, double, x > 0 ? x : p0 * expm1(x))
+/* softplus(x) = log(1 + exp(beta x)) / beta, and x itself once beta x > threshold */
+UNARY_P(softplus_f32, float, x * p0 > p1 ? x : log1pf(expf(x * p0)) / p0)
+UNARY_P(softplus_f64, double, x * p0 > p1 ? x : log1p(exp(x * p0)) / p0)
+UNARY_P(silu_f32, float, x * sigmoid_f(x))
+UNARY_P(silu_f64, double, x * sigmoid_d(x))
+
+typedef struct { unary_p_k k; const lg_args *a; } unary_p_ctx;
+
+static void unary_p_row(void *ctx, int64_t n, char **p, const int64_t *s) {
+  const unary_p_ctx *c = ctx;
+  c->k(n, p[0], s[0], p[1], s[1], c->a);
 }
 
 /* Casts x to dt if it differs; *tmp receives the copy to release. */
@@ -129,6 +281,140 @@ static lg_status unary_forward(const lg_op *op, const lg_args *a, lg_tensor **ou
   }
   lg_tensor_release(tmp);
   return st;
+}
+
+static lg_status unary_p_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  lg_tensor *x = a->in[0], *tmp;
+  LG_TRY(as_dtype(&x, compute_dtype(op, x->dtype), &tmp));
+  lg_status st = lg_new(x->shape, x->ndim, x->dtype, out);
+  if (st == LG_OK) {
+    lg_iter it;
+    lg_iter_init(&it, x->shape, x->ndim);
+    lg_iter_add(&it, *out, NULL);
+    lg_iter_add(&it, x, NULL);
+    unary_p_ctx c = {(unary_p_k)op->kernel[x->dtype], a};
+    lg_iter_run(&it, unary_p_row, &c);
+  }
+  lg_tensor_release(tmp);
+  return st;
+}
+
+/* ---- rules of unary ops: f'(x) from x (saved input) or y (saved output), then
+**      backward  gin = g * f'(x)        forward  tout = tin * f'(x) ---- */
+
+static lg_tensor *sc_scalar(sc *s, double v, lg_dtype dt) {
+  lg_tensor *o = NULL;
+  return s->st == LG_OK ? sc_keep(s, lg_scalar_like(v, dt, &o), o) : NULL;
+}
+static lg_tensor *sc_where(sc *s, lg_tensor *m, lg_tensor *a, lg_tensor *b) {
+  lg_args w = {.in = {m, a, b}, .nin = 3, .dim = -1};
+  return sc_op(s, LG_OP_WHERE, w);
+}
+
+typedef lg_tensor *(*deriv_fn)(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a);
+
+static lg_tensor *d_exp(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return y; }
+static lg_tensor *d_log(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_un(s, LG_OP_RECIPROCAL, x); }
+static lg_tensor *d_sqrt(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_sb(s, LG_OP_DIV, 0.5, y); }
+static lg_tensor *d_rsqrt(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* -y^3 / 2 */
+  return sc_bs(s, LG_OP_MUL, sc_bs(s, LG_OP_POW, y, 3), -0.5);
+}
+static lg_tensor *d_abs(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_un(s, LG_OP_SIGN, x); }
+static lg_tensor *d_sin(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_un(s, LG_OP_COS, x); }
+static lg_tensor *d_cos(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_un(s, LG_OP_NEG, sc_un(s, LG_OP_SIN, x)); }
+static lg_tensor *d_tanh(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* 1 - y^2 */
+  return sc_sb(s, LG_OP_SUB, 1, sc_un(s, LG_OP_SQUARE, y));
+}
+static lg_tensor *d_sigmoid(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* y (1 - y) */
+  return sc_bin(s, LG_OP_MUL, y, sc_sb(s, LG_OP_SUB, 1, y));
+}
+static lg_tensor *d_relu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_bs(s, LG_OP_GT, x, 0); }
+static lg_tensor *d_log1p(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
+  return sc_un(s, LG_OP_RECIPROCAL, sc_bs(s, LG_OP_ADD, x, 1));
+}
+static lg_tensor *d_expm1(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_bs(s, LG_OP_ADD, y, 1); }
+static lg_tensor *d_reciprocal(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* -y^2 */
+  return sc_un(s, LG_OP_NEG, sc_un(s, LG_OP_SQUARE, y));
+}
+static lg_tensor *d_square(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_bs(s, LG_OP_MUL, x, 2); }
+static lg_tensor *d_erf(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* 2/sqrt(pi) exp(-x^2) */
+  return sc_bs(s, LG_OP_MUL, sc_un(s, LG_OP_EXP, sc_un(s, LG_OP_NEG, sc_un(s, LG_OP_SQUARE, x))), M_2_SQRTPI);
+}
+static lg_tensor *d_gelu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
+  if (a->mode) { /* 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2), t = tanh(k (x + c x^3)) */
+    lg_tensor *x2 = sc_un(s, LG_OP_SQUARE, x);
+    lg_tensor *u = sc_bs(s, LG_OP_MUL, sc_bin(s, LG_OP_ADD, x, sc_bs(s, LG_OP_MUL, sc_bin(s, LG_OP_MUL, x2, x), GELU_C)), SQRT_2_OVER_PI);
+    lg_tensor *t = sc_un(s, LG_OP_TANH, u);
+    lg_tensor *left = sc_bs(s, LG_OP_MUL, sc_bs(s, LG_OP_ADD, t, 1), 0.5);
+    lg_tensor *du = sc_bs(s, LG_OP_MUL, sc_bs(s, LG_OP_ADD, sc_bs(s, LG_OP_MUL, x2, 3 * GELU_C), 1), SQRT_2_OVER_PI);
+    lg_tensor *right = sc_bin(s, LG_OP_MUL, sc_bs(s, LG_OP_MUL, x, 0.5), sc_bin(s, LG_OP_MUL, d_tanh(s, u, t, a), du));
+    return sc_bin(s, LG_OP_ADD, left, right);
+  }
+  /* Phi(x) + x phi(x) */
+  lg_tensor *Phi = sc_bs(s, LG_OP_MUL, sc_bs(s, LG_OP_ADD, sc_un(s, LG_OP_ERF, sc_bs(s, LG_OP_MUL, x, M_SQRT1_2)), 1), 0.5);
+  lg_tensor *phi = sc_bs(s, LG_OP_MUL, sc_un(s, LG_OP_EXP, sc_bs(s, LG_OP_MUL, sc_un(s, LG_OP_SQUARE, x), -0.5)),
+                         0.3989422804014327 /* 1/sqrt(2 pi) */);
+  return sc_bin(s, LG_OP_ADD, Phi, sc_bin(s, LG_OP_MUL, x, phi));
+}
+static lg_tensor *d_leaky_relu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* 1 or slope */
+  lg_tensor *one = x ? sc_scalar(s, 1, x->dtype) : NULL, *slope = x ? sc_scalar(s, a->s[0], x->dtype) : NULL;
+  return sc_where(s, sc_bs(s, LG_OP_GT, x, 0), one, slope);
+}
+static lg_tensor *d_elu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* 1 or alpha exp(x) */
+  lg_tensor *one = x ? sc_scalar(s, 1, x->dtype) : NULL;
+  return sc_where(s, sc_bs(s, LG_OP_GT, x, 0), one, sc_bs(s, LG_OP_MUL, sc_un(s, LG_OP_EXP, x), a->s[0]));
+}
+static lg_tensor *d_softplus(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* sigmoid(beta x), 1 above threshold */
+  lg_tensor *bx = sc_bs(s, LG_OP_MUL, x, a->s[0]), *one = x ? sc_scalar(s, 1, x->dtype) : NULL;
+  return sc_where(s, sc_bs(s, LG_OP_GT, bx, a->s[1]), one, sc_un(s, LG_OP_SIGMOID, bx));
+}
+static lg_tensor *d_silu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* s (1 + x (1 - s)) */
+  lg_tensor *sg = sc_un(s, LG_OP_SIGMOID, x);
+  return sc_bin(s, LG_OP_MUL, sg, sc_bs(s, LG_OP_ADD, sc_bin(s, LG_OP_MUL, x, sc_sb(s, LG_OP_SUB, 1, sg)), 1));
+}
+
+#define UNARY_RULES(name)                                                                          \
+  static lg_status name##_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {                   \
+    sc s = {0};                                                                                    \
+    lg_tensor *d = d_##name(&s, n->args.in[0], lg_node_saved_out(n), &n->args);                    \
+    return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, d), &gin[0]);                                      \
+  }                                                                                                \
+  static lg_status name##_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) { \
+    sc s = {0};                                                                                    \
+    lg_tensor *d = d_##name(&s, a->in[0], out, a);                                                 \
+    return sc_done(&s, sc_bin(&s, LG_OP_MUL, tin[0], d), tout);                                    \
+  }
+UNARY_RULES(exp)
+UNARY_RULES(log)
+UNARY_RULES(sqrt)
+UNARY_RULES(rsqrt)
+UNARY_RULES(abs)
+UNARY_RULES(sin)
+UNARY_RULES(cos)
+UNARY_RULES(tanh)
+UNARY_RULES(sigmoid)
+UNARY_RULES(relu)
+UNARY_RULES(log1p)
+UNARY_RULES(expm1)
+UNARY_RULES(reciprocal)
+UNARY_RULES(square)
+UNARY_RULES(erf)
+UNARY_RULES(gelu)
+UNARY_RULES(leaky_relu)
+UNARY_RULES(elu)
+UNARY_RULES(softplus)
+UNARY_RULES(silu)
+
+/* neg: -g; sign, floor, ceil, round: derivative zero almost everywhere */
+static lg_status neg_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) { return lg_unary(LG_OP_NEG, g, &gin[0]); }
+static lg_status neg_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  return lg_unary(LG_OP_NEG, tin[0], tout);
+}
+static lg_status zero_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  return lg_tensor_zeros(g->shape, g->ndim, g->dtype, &gin[0]);
+}
+static lg_status zero_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  return lg_tensor_zeros(out->shape, out->ndim, out->dtype, tout);
 }
 
 /* ==== 2. binary elementwise, broadcasting ==== */
@@ -272,6 +558,138 @@ static lg_status binary_forward(const lg_op *op, const lg_args *a, lg_tensor **o
   return st;
 }
 
+/* ---- rules of binary ops: z = f(a, b); backward gives g dz/da and g dz/db (the tape sums them
+**      back to the operands' shapes); forward gives ta dz/da + tb dz/db ---- */
+
+#define NEEDS(n, i) ((n)->needs[i])
+#define A(n) ((n)->args.in[0])
+#define B_(n) ((n)->args.in[1])
+
+static lg_status add_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  gin[0] = NEEDS(n, 0) ? lg_tensor_retain(g) : NULL;
+  gin[1] = NEEDS(n, 1) ? lg_tensor_retain(g) : NULL;
+  return LG_OK;
+}
+static lg_status add_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  return sc_done(&s, sc_add0(&s, tin[0], tin[1]), tout);
+}
+
+static lg_status sub_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  gin[0] = NEEDS(n, 0) ? lg_tensor_retain(g) : NULL;
+  return NEEDS(n, 1) ? lg_unary(LG_OP_NEG, g, &gin[1]) : LG_OK;
+}
+static lg_status sub_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  return sc_done(&s, tin[1] ? sc_add0(&s, tin[0], sc_un(&s, LG_OP_NEG, tin[1])) : tin[0], tout);
+}
+
+/* mul: d(ab) = b da + a db */
+static lg_status mul_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  if (NEEDS(n, 0)) LG_TRY(lg_binary(LG_OP_MUL, g, B_(n), &gin[0]));
+  if (NEEDS(n, 1)) LG_TRY(lg_binary(LG_OP_MUL, g, A(n), &gin[1]));
+  return LG_OK;
+}
+static lg_status mul_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *l = tin[0] ? sc_bin(&s, LG_OP_MUL, tin[0], a->in[1]) : NULL;
+  lg_tensor *r = tin[1] ? sc_bin(&s, LG_OP_MUL, a->in[0], tin[1]) : NULL;
+  return sc_done(&s, sc_add0(&s, l, r), tout);
+}
+
+/* div: d(a/b) = da / b - a db / b^2 */
+static lg_status div_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  if (NEEDS(n, 0) && (s.st = lg_binary(LG_OP_DIV, g, B_(n), &gin[0])) != LG_OK) return s.st;
+  if (!NEEDS(n, 1)) return LG_OK;
+  lg_tensor *r = sc_un(&s, LG_OP_NEG, sc_bin(&s, LG_OP_DIV, sc_bin(&s, LG_OP_MUL, g, A(n)), sc_un(&s, LG_OP_SQUARE, B_(n))));
+  return sc_done(&s, r, &gin[1]);
+}
+static lg_status div_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *l = tin[0] ? sc_bin(&s, LG_OP_DIV, tin[0], a->in[1]) : NULL;
+  lg_tensor *r = tin[1] ? sc_un(&s, LG_OP_NEG, sc_bin(&s, LG_OP_DIV, sc_bin(&s, LG_OP_MUL, out, tin[1]), a->in[1])) : NULL;
+  return sc_done(&s, sc_add0(&s, l, r), tout);
+}
+
+/* pow: d(a^b) = b a^(b-1) da + a^b log(a) db, the second term 0 where a = 0 and b >= 0 */
+static lg_tensor *pow_da(sc *s, lg_tensor *a, lg_tensor *b) {
+  return sc_bin(s, LG_OP_MUL, b, sc_bin(s, LG_OP_POW, a, sc_bs(s, LG_OP_SUB, b, 1)));
+}
+static lg_tensor *pow_db(sc *s, lg_tensor *a, lg_tensor *b, lg_tensor *out) {
+  lg_tensor *r = sc_bin(s, LG_OP_MUL, out, sc_un(s, LG_OP_LOG, a));
+  lg_tensor *zero = sc_bin(s, LG_OP_MUL, sc_bs(s, LG_OP_EQ, a, 0), sc_bs(s, LG_OP_GE, b, 0));
+  return sc_where(s, zero, r ? sc_scalar(s, 0, r->dtype) : NULL, r);
+}
+static lg_status pow_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  if (NEEDS(n, 0) && (s.st = sc_done(&s, sc_bin(&s, LG_OP_MUL, g, pow_da(&s, A(n), B_(n))), &gin[0])) != LG_OK) return s.st;
+  if (!NEEDS(n, 1)) return LG_OK;
+  return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, pow_db(&s, A(n), B_(n), lg_node_saved_out(n))), &gin[1]);
+}
+static lg_status pow_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *l = tin[0] ? sc_bin(&s, LG_OP_MUL, tin[0], pow_da(&s, a->in[0], a->in[1])) : NULL;
+  lg_tensor *r = tin[1] ? sc_bin(&s, LG_OP_MUL, tin[1], pow_db(&s, a->in[0], a->in[1], out)) : NULL;
+  return sc_done(&s, sc_add0(&s, l, r), tout);
+}
+
+/* maximum/minimum: the gradient goes to the larger (smaller) operand; ties split it in half */
+static lg_tensor *extreme_share(sc *s, lg_tensor *a, lg_tensor *b, lg_opcode cmp) {
+  return sc_bin(s, LG_OP_ADD, sc_bin(s, cmp, a, b), sc_bs(s, LG_OP_MUL, sc_bin(s, LG_OP_EQ, a, b), 0.5));
+}
+#define EXTREME_RULES(name, CMP, CMP_OTHER)                                                        \
+  static lg_status name##_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {                   \
+    sc s = {0};                                                                                    \
+    if (NEEDS(n, 0) && (s.st = sc_done(&s, sc_bin(&s, LG_OP_MUL, g, extreme_share(&s, A(n), B_(n), CMP)), &gin[0])) != LG_OK) \
+      return s.st;                                                                                 \
+    if (!NEEDS(n, 1)) return LG_OK;                                                                \
+    return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, extreme_share(&s, B_(n), A(n), CMP)), &gin[1]);    \
+  }                                                                                                \
+  static lg_status name##_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) { \
+    sc s = {0};                                                                                    \
+    lg_tensor *l = tin[0] ? sc_bin(&s, LG_OP_MUL, tin[0], extreme_share(&s, a->in[0], a->in[1], CMP)) : NULL; \
+    lg_tensor *r = tin[1] ? sc_bin(&s, LG_OP_MUL, tin[1], extreme_share(&s, a->in[1], a->in[0], CMP)) : NULL; \
+    return sc_done(&s, sc_add0(&s, l, r), tout);                                                   \
+  }
+EXTREME_RULES(maximum, LG_OP_GT, LG_OP_LT)
+EXTREME_RULES(minimum, LG_OP_LT, LG_OP_GT)
+
+/* remainder: a - b floor(a/b), so da = g, db = -g floor(a/b); floor_divide: zero */
+static lg_status remainder_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  gin[0] = NEEDS(n, 0) ? lg_tensor_retain(g) : NULL;
+  if (!NEEDS(n, 1)) return LG_OK;
+  return sc_done(&s, sc_un(&s, LG_OP_NEG, sc_bin(&s, LG_OP_MUL, g, sc_bin(&s, LG_OP_FLOOR_DIVIDE, A(n), B_(n)))), &gin[1]);
+}
+static lg_status remainder_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *r = tin[1] ? sc_un(&s, LG_OP_NEG, sc_bin(&s, LG_OP_MUL, tin[1], sc_bin(&s, LG_OP_FLOOR_DIVIDE, a->in[0], a->in[1]))) : NULL;
+  return sc_done(&s, sc_add0(&s, tin[0], r), tout);
+}
+static lg_status zero2_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  for (int i = 0; i < 2; i++)
+    if (NEEDS(n, i)) LG_TRY(lg_tensor_zeros(g->shape, g->ndim, g->dtype, &gin[i]));
+  return LG_OK;
+}
+
+/* atan2(a, b): da = b / (a^2 + b^2), db = -a / (a^2 + b^2) */
+static lg_status atan2_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  lg_tensor *r2 = sc_bin(&s, LG_OP_ADD, sc_un(&s, LG_OP_SQUARE, A(n)), sc_un(&s, LG_OP_SQUARE, B_(n)));
+  lg_tensor *gr = sc_bin(&s, LG_OP_DIV, g, r2);
+  lg_tensor *ga = NEEDS(n, 0) ? sc_bin(&s, LG_OP_MUL, gr, B_(n)) : NULL;
+  lg_tensor *gb = NEEDS(n, 1) ? sc_un(&s, LG_OP_NEG, sc_bin(&s, LG_OP_MUL, gr, A(n))) : NULL;
+  return sc_done2(&s, ga, &gin[0], gb, &gin[1]);
+}
+static lg_status atan2_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *r2 = sc_bin(&s, LG_OP_ADD, sc_un(&s, LG_OP_SQUARE, a->in[0]), sc_un(&s, LG_OP_SQUARE, a->in[1]));
+  lg_tensor *l = tin[0] ? sc_bin(&s, LG_OP_MUL, tin[0], a->in[1]) : NULL;
+  lg_tensor *r = tin[1] ? sc_un(&s, LG_OP_NEG, sc_bin(&s, LG_OP_MUL, tin[1], a->in[0])) : NULL;
+  return sc_done(&s, sc_bin(&s, LG_OP_DIV, sc_add0(&s, l, r), r2), tout);
+}
+
 /* ==== 3. where, clamp ==== */
 
 /* where(mask, a, b): a where mask is nonzero, else b; all three broadcast together. */
@@ -362,6 +780,39 @@ static lg_status clamp_forward(const lg_op *op, const lg_args *a, lg_tensor **ou
   }
   lg_tensor_release(tmp);
   return st;
+}
+
+/* where: the gradient goes to a where the mask is set, to b elsewhere */
+static lg_status where_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  lg_tensor *m = n->args.in[0], *zero = sc_scalar(&s, 0, g->dtype);
+  lg_tensor *ga = NEEDS(n, 1) ? sc_where(&s, m, g, zero) : NULL;
+  lg_tensor *gb = NEEDS(n, 2) ? sc_where(&s, m, zero, g) : NULL;
+  return sc_done2(&s, ga, &gin[1], gb, &gin[2]);
+}
+static lg_status where_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *zero = sc_scalar(&s, 0, out->dtype);
+  return sc_done(&s, sc_where(&s, a->in[0], tin[1] ? tin[1] : zero, tin[2] ? tin[2] : zero), tout);
+}
+
+/* clamp: the gradient passes where lo <= x <= hi */
+static lg_tensor *clamp_mask(sc *s, lg_tensor *x, const lg_args *a) {
+  lg_tensor *m = NULL;
+  if (a->has_s[0]) m = sc_bs(s, LG_OP_GE, x, a->s[0]);
+  if (a->has_s[1]) {
+    lg_tensor *h = sc_bs(s, LG_OP_LE, x, a->s[1]);
+    m = m ? sc_bin(s, LG_OP_MUL, m, h) : h;
+  }
+  return m;
+}
+static lg_status clamp_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, clamp_mask(&s, n->args.in[0], &n->args)), &gin[0]);
+}
+static lg_status clamp_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  return sc_done(&s, sc_bin(&s, LG_OP_MUL, tin[0], clamp_mask(&s, a->in[0], a)), tout);
 }
 
 /* ==== 4. reductions ====
@@ -519,7 +970,217 @@ static lg_status reduce_forward(const lg_op *op, const lg_args *a, lg_tensor **o
   return st;
 }
 
-/* ==== 5. indexing ==== */
+/* ---- rules of reductions. d = d out / d x has x's shape; the output (or its gradient) is
+**      brought back to x's shape by "unreduce" (unsqueeze the reduced dim, then expand):
+**      backward gin = unreduce(g) * d, forward tout = reduce_sum(tin * d). ---- */
+
+static lg_tensor *sc_unreduce(sc *s, lg_tensor *t, const int64_t *shape, int nd, int dim, int keepdim) {
+  lg_tensor *k = t;
+  if (!t) return NULL;
+  if (!keepdim) {
+    if (dim >= 0) {
+      k = sc_unsqueeze(s, t, dim);
+    } else {
+      int64_t ones[LG_MAX_DIMS];
+      for (int i = 0; i < nd; i++) ones[i] = 1;
+      k = sc_reshape(s, t, ones, nd);
+    }
+  }
+  return sc_expand(s, k, shape, nd);
+}
+
+static double reduced_count(const int64_t *shape, int nd, int dim) {
+  return dim >= 0 ? (double)shape[dim] : (double)lg_shape_numel(shape, nd);
+}
+
+/* d out / d x for each reduction: x the input, oe the output unreduced to x's shape */
+typedef lg_tensor *(*rderiv_fn)(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N);
+
+static lg_tensor *centered(sc *s, lg_tensor *x, const lg_args *a) {
+  return sc_bin(s, LG_OP_SUB, x, sc_reduce(s, LG_OP_MEAN, x, a->dim, 1));
+}
+static lg_tensor *rd_var(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N) { /* 2 (x - mean) / (N - c) */
+  return sc_bs(s, LG_OP_MUL, centered(s, x, a), 2 / (N - a->s[0]));
+}
+static lg_tensor *rd_std(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N) { /* (x - mean) / ((N - c) std) */
+  return sc_bin(s, LG_OP_DIV, centered(s, x, a), sc_bs(s, LG_OP_MUL, oe, N - a->s[0]));
+}
+static lg_tensor *rd_prod(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N) { /* prod / x (x nonzero) */
+  return sc_bin(s, LG_OP_DIV, oe, x);
+}
+static lg_tensor *rd_norm(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N) {
+  double p = a->s[0];
+  lg_tensor *zero = x ? sc_scalar(s, 0, x->dtype) : NULL;
+  if (p == 0) return sc_bs(s, LG_OP_MUL, x, 0);
+  if (p == 1) return sc_un(s, LG_OP_SIGN, x);
+  if (isinf(p)) { /* the extreme |x| entries share the gradient */
+    lg_tensor *m = sc_bin(s, LG_OP_EQ, sc_un(s, LG_OP_ABS, x), oe);
+    lg_tensor *cnt = m ? sc_unreduce(s, sc_reduce(s, LG_OP_SUM, m, a->dim, 1), x->shape, x->ndim, a->dim, 1) : NULL;
+    return sc_bin(s, LG_OP_DIV, sc_bin(s, LG_OP_MUL, m, sc_un(s, LG_OP_SIGN, x)), cnt);
+  }
+  lg_tensor *num = p == 2 ? x : sc_bin(s, LG_OP_MUL, sc_un(s, LG_OP_SIGN, x), sc_bs(s, LG_OP_POW, sc_un(s, LG_OP_ABS, x), p - 1));
+  lg_tensor *den = p == 2 ? oe : sc_bs(s, LG_OP_POW, oe, p - 1);
+  return sc_where(s, sc_bs(s, LG_OP_EQ, oe, 0), zero, sc_bin(s, LG_OP_DIV, num, den)); /* 0 at the origin */
+}
+static lg_tensor *rd_logsumexp(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N) { /* softmax */
+  return sc_un(s, LG_OP_EXP, sc_bin(s, LG_OP_SUB, x, oe));
+}
+static lg_tensor *rd_extreme(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N) {
+  /* max/min: the entries equal to the extreme share the gradient (one entry, unless ties) */
+  lg_tensor *m = sc_bin(s, LG_OP_EQ, x, oe);
+  lg_tensor *cnt = m ? sc_unreduce(s, sc_reduce(s, LG_OP_SUM, m, a->dim, 1), x->shape, x->ndim, a->dim, 1) : NULL;
+  return sc_bin(s, LG_OP_DIV, m, cnt);
+}
+
+#define REDUCE_RULES(name, deriv)                                                                  \
+  static lg_status name##_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {                   \
+    sc s = {0};                                                                                    \
+    const lg_edge *e = &n->edges[0];                                                               \
+    lg_tensor *x = n->args.in[0], *out = lg_node_saved_out(n);                                     \
+    lg_tensor *oe = sc_unreduce(&s, out, e->shape, e->ndim, n->args.dim, n->args.keepdim);         \
+    lg_tensor *d = deriv(&s, x, oe, &n->args, reduced_count(e->shape, e->ndim, n->args.dim));      \
+    lg_tensor *ge = sc_unreduce(&s, g, e->shape, e->ndim, n->args.dim, n->args.keepdim);           \
+    return sc_done(&s, sc_bin(&s, LG_OP_MUL, ge, d), &gin[0]);                                     \
+  }                                                                                                \
+  static lg_status name##_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) { \
+    sc s = {0};                                                                                    \
+    lg_tensor *x = a->in[0];                                                                       \
+    lg_tensor *oe = sc_unreduce(&s, out, x->shape, x->ndim, a->dim, a->keepdim);                   \
+    lg_tensor *d = deriv(&s, x, oe, a, reduced_count(x->shape, x->ndim, a->dim));                  \
+    return sc_done(&s, sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, tin[0], d), a->dim, a->keepdim), tout); \
+  }
+REDUCE_RULES(var, rd_var)
+REDUCE_RULES(std, rd_std)
+REDUCE_RULES(prod, rd_prod)
+REDUCE_RULES(norm, rd_norm)
+REDUCE_RULES(logsumexp, rd_logsumexp)
+REDUCE_RULES(max, rd_extreme)
+REDUCE_RULES(min, rd_extreme)
+
+/* sum: the gradient spreads unchanged; mean: divided by the count */
+static lg_status sum_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  const lg_edge *e = &n->edges[0];
+  return sc_done(&s, sc_unreduce(&s, g, e->shape, e->ndim, n->args.dim, n->args.keepdim), &gin[0]);
+}
+static lg_status sum_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  return lg_reduce(LG_OP_SUM, tin[0], a->dim, a->keepdim, tout);
+}
+static lg_status mean_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  const lg_edge *e = &n->edges[0];
+  lg_tensor *ge = sc_unreduce(&s, g, e->shape, e->ndim, n->args.dim, n->args.keepdim);
+  return sc_done(&s, sc_bs(&s, LG_OP_DIV, ge, reduced_count(e->shape, e->ndim, n->args.dim)), &gin[0]);
+}
+static lg_status mean_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  return lg_reduce(LG_OP_MEAN, tin[0], a->dim, a->keepdim, tout);
+}
+
+/* ---- softmax and log_softmax along a dimension ----
+**   softmax:     y = exp(x - m) / sum exp(x - m),      m = max x (for stability)
+**   log_softmax: y = x - m - log sum exp(x - m)
+** Both save y. Backward: softmax gin = y (g - sum(g y)); log_softmax gin = g - exp(y) sum(g). */
+
+#define SOFTMAX_ROWS(name, T)                                                                      \
+  static void name(const T *x, T *y, int64_t rows, int64_t R, int logmode) {                      \
+    for (int64_t r = 0; r < rows; r++, x += R, y += R) {                                           \
+      double m = -INFINITY, sum = 0;                                                               \
+      for (int64_t i = 0; i < R; i++) if (x[i] > m) m = x[i];                                      \
+      if (isinf(m) && m < 0) m = 0;                                                                \
+      for (int64_t i = 0; i < R; i++) sum += exp((double)x[i] - m);                                \
+      double ls = log(sum);                                                                        \
+      for (int64_t i = 0; i < R; i++)                                                              \
+        y[i] = (T)(logmode ? (double)x[i] - m - ls : exp((double)x[i] - m) / sum);                 \
+    }                                                                                              \
+  }
+SOFTMAX_ROWS(softmax_rows_f32, float)
+SOFTMAX_ROWS(softmax_rows_f64, double)
+
+static lg_status softmax_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  lg_tensor *x = a->in[0], *moved = NULL, *xc = NULL, *y = NULL;
+  int dim = a->dim, nd = x->ndim, perm[LG_MAX_DIMS], inv[LG_MAX_DIMS], k = 0;
+  lg_dtype dt = compute_dtype(op, x->dtype);
+  if (nd == 0) return lg_copy_as(x, dt, out); /* softmax of a scalar: handled by the kernel below too */
+  for (int i = 0; i < nd; i++)
+    if (i != dim) perm[k++] = i;
+  perm[k] = dim;
+  for (int i = 0; i < nd; i++) inv[perm[i]] = i;
+  lg_status st = lg_permute(x, perm, nd, &moved);
+  if (st == LG_OK) st = lg_copy_as(moved, dt, &xc);
+  if (st == LG_OK) st = lg_new(xc->shape, nd, dt, &y);
+  if (st == LG_OK) {
+    int64_t R = x->shape[dim], rows = R ? lg_numel(x) / R : 0;
+    int logmode = op == &lg_ops[LG_OP_LOG_SOFTMAX];
+    if (dt == LG_FLOAT32) softmax_rows_f32(lg_data(xc), lg_data(y), rows, R, logmode);
+    else softmax_rows_f64(lg_data(xc), lg_data(y), rows, R, logmode);
+    st = dim == nd - 1 ? (*out = lg_tensor_retain(y), LG_OK) : lg_permute(y, inv, nd, out);
+  }
+  lg_tensor_release(moved);
+  lg_tensor_release(xc);
+  lg_tensor_release(y);
+  return st;
+}
+
+static lg_status softmax_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  lg_tensor *y = lg_node_saved_out(n);
+  lg_tensor *dot = sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, g, y), n->args.dim, 1);
+  return sc_done(&s, sc_bin(&s, LG_OP_MUL, y, sc_bin(&s, LG_OP_SUB, g, dot)), &gin[0]);
+}
+static lg_status softmax_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *dot = sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, tin[0], out), a->dim, 1);
+  return sc_done(&s, sc_bin(&s, LG_OP_MUL, out, sc_bin(&s, LG_OP_SUB, tin[0], dot)), tout);
+}
+static lg_status log_softmax_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  lg_tensor *y = lg_node_saved_out(n);
+  lg_tensor *gs = sc_reduce(&s, LG_OP_SUM, g, n->args.dim, 1);
+  return sc_done(&s, sc_bin(&s, LG_OP_SUB, g, sc_bin(&s, LG_OP_MUL, sc_un(&s, LG_OP_EXP, y), gs)), &gin[0]);
+}
+static lg_status log_softmax_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *dot = sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, tin[0], sc_un(&s, LG_OP_EXP, out)), a->dim, 1);
+  return sc_done(&s, sc_bin(&s, LG_OP_SUB, tin[0], dot), tout);
+}
+
+/* ==== 5. matmul ====
+** forward in matmul.c. With 1-d operands promoted to matrices (a as a row, b as a column) and g
+** reshaped to match: da = g b^T, db = a^T g; the tape sums broadcast batch dimensions away.
+** Forward mode: t_out = ta b + a tb. */
+
+static lg_status matmul_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  lg_tensor *a = n->args.in[0], *b = n->args.in[1];
+  int a1 = a->ndim == 1, b1 = b->ndim == 1;
+  lg_tensor *a2 = a1 ? sc_unsqueeze(&s, a, 0) : a, *b2 = b1 ? sc_unsqueeze(&s, b, 1) : b, *g2 = g;
+  if (a1) g2 = sc_unsqueeze(&s, g2, g2->ndim - (b1 ? 0 : 1));
+  if (b1) g2 = sc_unsqueeze(&s, g2, g2 ? g2->ndim : 0);
+  lg_tensor *ga = NULL, *gb = NULL;
+  if (NEEDS(n, 0)) {
+    ga = sc_bin(&s, LG_OP_MATMUL, g2, sc_swap_last2(&s, b2));
+    if (a1 && ga) { /* drop the row dimension again */
+      int64_t shape[LG_MAX_DIMS];
+      int nd = 0;
+      for (int i = 0; i < ga->ndim; i++)
+        if (i != ga->ndim - 2) shape[nd++] = ga->shape[i];
+      ga = sc_reshape(&s, ga, shape, nd);
+    }
+  }
+  if (NEEDS(n, 1)) {
+    gb = sc_bin(&s, LG_OP_MATMUL, sc_swap_last2(&s, a2), g2);
+    if (b1 && gb) gb = sc_reshape(&s, gb, gb->shape, gb->ndim - 1);
+  }
+  return sc_done2(&s, ga, &gin[0], gb, &gin[1]);
+}
+static lg_status matmul_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *l = tin[0] ? sc_bin(&s, LG_OP_MATMUL, tin[0], a->in[1]) : NULL;
+  lg_tensor *r = tin[1] ? sc_bin(&s, LG_OP_MATMUL, a->in[0], tin[1]) : NULL;
+  return sc_done(&s, sc_add0(&s, l, r), tout);
+}
+
+/* ==== 6. indexing ==== */
 
 /* Checks that every (1-based) index in idx lies in 1..n. */
 static lg_status check_indices(const char *op, lg_tensor *idx, int64_t n, int dim) {
@@ -629,77 +1290,341 @@ static lg_status cat_forward(const lg_op *op, const lg_args *a, lg_tensor **out)
   return st;
 }
 
+/* index_add(src, dim, idx, shape): zeros of `shape`, then slice idx[i] of dim += slice i of src.
+** The adjoint of index_select. */
+typedef struct { lg_dtype dt; } acc_ctx;
+
+static void acc_row(void *ctx, int64_t n, char **p, const int64_t *s) {
+  switch (((acc_ctx *)ctx)->dt) {
+  case LG_FLOAT32: for (int64_t i = 0; i < n; i++) ((float *)p[0])[i * s[0]] += ((const float *)p[1])[i * s[1]]; break;
+  case LG_FLOAT64: for (int64_t i = 0; i < n; i++) ((double *)p[0])[i * s[0]] += ((const double *)p[1])[i * s[1]]; break;
+  default: for (int64_t i = 0; i < n; i++) ((int64_t *)p[0])[i * s[0]] += ((const int64_t *)p[1])[i * s[1]]; break;
+  }
+}
+
+static lg_status index_add_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  lg_tensor *src = a->in[0], *idx = a->in[1];
+  int dim = a->dim;
+  if (a->nshape != src->ndim || idx->ndim != 1 || lg_numel(idx) != src->shape[dim])
+    return lg_error(LG_ESHAPE, "index_add: source %s and indices %s do not fit the shape %s", SHAPE(src), SHAPE(idx),
+                    SHAPEV(a->shape, a->nshape));
+  LG_TRY(check_indices("index_add", idx, a->shape[dim], dim));
+  LG_TRY(lg_tensor_zeros(a->shape, a->nshape, src->dtype, out));
+  acc_ctx c = {src->dtype};
+  lg_status st = LG_OK;
+  for (int64_t i = 0; i < src->shape[dim] && st == LG_OK; i++) {
+    lg_tensor *d = NULL, *sv = NULL;
+    st = lg_select(*out, dim, lg_get_flat_i64(idx, i) - 1, &d);
+    if (st == LG_OK) st = lg_select(src, dim, i, &sv);
+    if (st == LG_OK) {
+      lg_iter it;
+      lg_iter_init(&it, d->shape, d->ndim);
+      lg_iter_add(&it, d, NULL);
+      lg_iter_add(&it, sv, NULL);
+      lg_iter_run(&it, acc_row, &c);
+    }
+    lg_tensor_release(d);
+    lg_tensor_release(sv);
+  }
+  if (st != LG_OK) lg_tensor_release(*out);
+  return st;
+}
+
+/* scatter_add(src, dim, idx, shape): zeros of `shape`, then out[p with p[dim] = idx[p]] += src[p]
+** for every position p of idx. The adjoint of gather. */
+static lg_status scatter_add_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  lg_tensor *src = a->in[0], *idx = a->in[1];
+  int dim = a->dim;
+  if (a->nshape != idx->ndim || src->ndim != idx->ndim ||
+      memcmp(src->shape, idx->shape, sizeof(int64_t) * (size_t)idx->ndim))
+    return lg_error(LG_ESHAPE, "scatter_add: source %s and indices %s must have one shape, of %d dimensions",
+                    SHAPE(src), SHAPE(idx), a->nshape);
+  LG_TRY(check_indices("scatter_add", idx, a->shape[dim], dim));
+  LG_TRY(lg_tensor_zeros(a->shape, a->nshape, src->dtype, out));
+  int64_t n = lg_numel(idx), pos[LG_MAX_DIMS] = {0}, ostride[LG_MAX_DIMS];
+  lg_contiguous_strides(a->shape, a->nshape, ostride);
+  char *ob = lg_data(*out);
+  size_t es = lg_dtype_size(src->dtype);
+  for (int64_t i = 0; i < n; i++) {
+    int64_t off = 0;
+    for (int d = 0; d < idx->ndim; d++) {
+      int64_t at = d == dim ? lg_get_flat_i64(idx, i) - 1 : pos[d];
+      off += at * ostride[d];
+    }
+    char *o = ob + off * (int64_t)es;
+    lg_store(o, src->dtype, lg_load(o, src->dtype) + lg_get_flat(src, i));
+    for (int d = idx->ndim - 1; d >= 0 && ++pos[d] == idx->shape[d]; d--) pos[d] = 0;
+  }
+  return LG_OK;
+}
+
+/* ---- rules: each of index_select/index_add and gather/scatter_add is the other's adjoint;
+**      cat's gradient is g cut back into the inputs' pieces ---- */
+
+static lg_tensor *sc_index_op(sc *s, lg_opcode op, lg_tensor *src, lg_tensor *idx, int dim, const int64_t *shape, int nd) {
+  lg_args a = {.in = {src, idx}, .nin = 2, .dim = dim, .nshape = nd};
+  if (shape) memcpy(a.shape, shape, sizeof(int64_t) * (size_t)nd);
+  return sc_op(s, op, a);
+}
+#define INDEX_RULES(name, ADJ, SHAPED)                                                             \
+  static lg_status name##_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {                   \
+    sc s = {0};                                                                                    \
+    const lg_edge *e = &n->edges[0];                                                               \
+    return sc_done(&s, sc_index_op(&s, ADJ, g, n->args.in[1], n->args.dim, SHAPED ? e->shape : NULL, SHAPED ? e->ndim : 0), &gin[0]); \
+  }
+#define index_select_jvp same_op_jvp
+#define gather_jvp same_op_jvp
+#define index_add_jvp same_op_jvp
+#define scatter_add_jvp same_op_jvp
+INDEX_RULES(index_select, LG_OP_INDEX_ADD, 1)
+INDEX_RULES(gather, LG_OP_SCATTER_ADD, 1)
+INDEX_RULES(index_add, LG_OP_INDEX_SELECT, 0)
+INDEX_RULES(scatter_add, LG_OP_GATHER, 0)
+
+static lg_status cat_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  int64_t at = 0;
+  int dim = n->args.dim;
+  for (int i = 0; i < n->nin; i++) {
+    const lg_edge *e = &n->edges[i];
+    if (e->ndim != g->ndim) continue; /* a skipped 1-d empty tensor */
+    if (e->fn || e->leaf) {
+      lg_args a = {.in = {g}, .nin = 1, .dim = dim, .start = at, .len = e->shape[dim]};
+      LG_TRY(lg_apply(LG_OP_NARROW, &a, &gin[i]));
+    }
+    at += e->shape[dim];
+  }
+  return LG_OK;
+}
+static lg_status cat_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  lg_tensor **ts = calloc((size_t)a->nlist, sizeof *ts);
+  if (!ts) return lg_error(LG_ENOMEM, "cat: out of memory");
+  lg_status st = LG_OK;
+  for (int i = 0; i < a->nlist && st == LG_OK; i++) {
+    lg_tensor *x = a->list[i];
+    ts[i] = tin[i] ? lg_tensor_retain(tin[i]) : NULL;
+    if (!ts[i]) st = lg_tensor_zeros(x->shape, x->ndim, out->dtype, &ts[i]);
+  }
+  if (st == LG_OK) {
+    lg_args b = {.list = ts, .nlist = a->nlist, .dim = a->dim};
+    st = lg_apply(LG_OP_CAT, &b, tout);
+  }
+  lg_release_all(ts, a->nlist);
+  free(ts);
+  return st;
+}
+
+/* ==== 7. views and copies ====
+** reshape (view when the layout allows, else a copy), expand, permute, narrow, select: the
+** output shares the input's storage. Their rules apply the inverse shape change to g, and the
+** same change to a tangent. pad_narrow (zeros, then g copied into a narrowed window) is
+** narrow's adjoint. clone and cast copy. */
+
+/* reshape: mode 1 is view (an error when the layout needs a copy), mode 0 reshape */
+static lg_status reshape_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  return (a->mode ? lg_view : lg_reshape)(a->in[0], a->shape, a->nshape, out);
+}
+static lg_status reshape_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  return sc_done(&s, sc_reshape(&s, g, n->edges[0].shape, n->edges[0].ndim), &gin[0]);
+}
+
+static lg_status expand_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  return lg_expand(a->in[0], a->shape, a->nshape, out);
+}
+static lg_status pass_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) { /* the tape sums g back */
+  gin[0] = lg_tensor_retain(g);
+  return LG_OK;
+}
+
+static lg_status permute_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  int perm[LG_MAX_DIMS];
+  for (int i = 0; i < a->nshape; i++) perm[i] = (int)a->shape[i];
+  return lg_permute(a->in[0], perm, a->nshape, out);
+}
+static lg_status permute_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  lg_args a = {.in = {g}, .nin = 1, .dim = -1, .nshape = n->args.nshape};
+  for (int i = 0; i < a.nshape; i++) a.shape[n->args.shape[i]] = i;
+  return lg_apply(LG_OP_PERMUTE, &a, &gin[0]);
+}
+
+static lg_status narrow_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  return lg_narrow(a->in[0], a->dim, a->start, a->len, out);
+}
+static lg_status select_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  return lg_select(a->in[0], a->dim, a->start, out);
+}
+static lg_status pad_narrow_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  lg_tensor *g = a->in[0], *win = NULL;
+  LG_TRY(lg_tensor_zeros(a->shape, a->nshape, g->dtype, out));
+  lg_status st = lg_narrow(*out, a->dim, a->start, g->shape[a->dim], &win);
+  if (st == LG_OK) st = lg_copy_(win, g);
+  lg_tensor_release(win);
+  if (st != LG_OK) lg_tensor_release(*out);
+  return st;
+}
+static lg_status pad_narrow(lg_tensor *g, const lg_edge *e, int dim, int64_t start, lg_tensor **out) {
+  lg_args a = {.in = {g}, .nin = 1, .dim = dim, .start = start, .nshape = e->ndim};
+  memcpy(a.shape, e->shape, sizeof a.shape);
+  return lg_apply(LG_OP_PAD_NARROW, &a, out);
+}
+static lg_status narrow_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  return pad_narrow(g, &n->edges[0], n->args.dim, n->args.start, &gin[0]);
+}
+static lg_status select_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  lg_tensor *gu = sc_unsqueeze(&s, g, n->args.dim);
+  if (s.st == LG_OK) s.st = pad_narrow(gu, &n->edges[0], n->args.dim, n->args.start, &gin[0]);
+  lg_release_all(s.t, s.n);
+  return s.st;
+}
+static lg_status pad_narrow_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  lg_args a = {.in = {g}, .nin = 1, .dim = n->args.dim, .start = n->args.start, .len = n->edges[0].shape[n->args.dim]};
+  return lg_apply(LG_OP_NARROW, &a, &gin[0]);
+}
+
+static lg_status clone_forward(const lg_op *op, const lg_args *a, lg_tensor **out) { return lg_clone(a->in[0], out); }
+static lg_status cast_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  return lg_copy_as(a->in[0], (lg_dtype)a->mode, out);
+}
+
+/* Forward mode of every view and copy: the same op applied to the tangent. */
+static lg_status same_op_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  lg_args b = *a;
+  b.in[0] = tin[0];
+  return lg_apply((lg_opcode)(op - lg_ops), &b, tout);
+}
+
 /* ==== the op table (ORDER OP: same order as lg_opcode in luagrad.h) ==== */
 
-#define U(name, f32, f64, i64) {name, 1, 1, unary_forward, {K(f32), K(f64), K(i64)}, 0}
-#define B(name, f32, f64, i64, fl) {name, 2, 1, binary_forward, {K(f32), K(f64), K(i64)}, fl}
-#define RED(name, nout, f32, f64, i64, fl) {name, 1, nout, reduce_forward, {K(f32), K(f64), K(i64)}, fl}
+#define SI LG_F_SAVE_IN
+#define SO LG_F_SAVE_OUT
+#define U(name, f32, f64, i64, fl, ...) {#name, 1, 1, unary_forward, {K(f32), K(f64), K(i64)}, fl, __VA_ARGS__}
+#define RULES(name) name##_backward, name##_jvp
+#define UP(name, fl) {#name, 1, 1, unary_p_forward, {K(name##_f32), K(name##_f64), NULL}, fl, RULES(name)}
+#define B(name, i64, fl, ...) {#name, 2, 1, binary_forward, {K(name##_f32), K(name##_f64), K(i64)}, fl, __VA_ARGS__}
+#define RED(name, nout, i64, fl, ...) {#name, 1, nout, reduce_forward, {K(name##_f32), K(name##_f64), K(i64)}, fl, __VA_ARGS__}
+#define VIEW(name, fwd, bw) {#name, 1, 1, fwd, {NULL, NULL, NULL}, LG_F_VIEW, bw, same_op_jvp}
+#define NONE NULL, NULL
 
 const lg_op lg_ops[LG_NUM_OPS] = {
-  U("neg", neg_f32, neg_f64, neg_i64),
-  U("exp", exp_f32, exp_f64, NULL),
-  U("log", log_f32, log_f64, NULL),
-  U("sqrt", sqrt_f32, sqrt_f64, NULL),
-  U("rsqrt", rsqrt_f32, rsqrt_f64, NULL),
-  U("abs", abs_f32, abs_f64, abs_i64),
-  U("sin", sin_f32, sin_f64, NULL),
-  U("cos", cos_f32, cos_f64, NULL),
-  U("tanh", tanh_f32, tanh_f64, NULL),
-  U("sigmoid", sigmoid_f32, sigmoid_f64, NULL),
-  U("relu", relu_f32, relu_f64, relu_i64),
-  U("sign", sign_f32, sign_f64, sign_i64),
-  U("floor", floor_f32, floor_f64, copy_i64),
-  U("ceil", ceil_f32, ceil_f64, copy_i64),
-  U("round", round_f32, round_f64, copy_i64),
-  U("log1p", log1p_f32, log1p_f64, NULL),
-  U("expm1", expm1_f32, expm1_f64, NULL),
-  U("reciprocal", reciprocal_f32, reciprocal_f64, NULL),
-  U("square", square_f32, square_f64, square_i64),
+  U(neg, neg_f32, neg_f64, neg_i64, 0, RULES(neg)),
+  U(exp, exp_f32, exp_f64, NULL, SO, RULES(exp)),
+  U(log, log_f32, log_f64, NULL, SI, RULES(log)),
+  U(sqrt, sqrt_f32, sqrt_f64, NULL, SO, RULES(sqrt)),
+  U(rsqrt, rsqrt_f32, rsqrt_f64, NULL, SO, RULES(rsqrt)),
+  U(abs, abs_f32, abs_f64, abs_i64, SI, RULES(abs)),
+  U(sin, sin_f32, sin_f64, NULL, SI, RULES(sin)),
+  U(cos, cos_f32, cos_f64, NULL, SI, RULES(cos)),
+  U(tanh, tanh_f32, tanh_f64, NULL, SO, RULES(tanh)),
+  U(sigmoid, sigmoid_f32, sigmoid_f64, NULL, SO, RULES(sigmoid)),
+  U(relu, relu_f32, relu_f64, relu_i64, SI, RULES(relu)),
+  U(sign, sign_f32, sign_f64, sign_i64, 0, RULES(zero)),
+  U(floor, floor_f32, floor_f64, copy_i64, 0, RULES(zero)),
+  U(ceil, ceil_f32, ceil_f64, copy_i64, 0, RULES(zero)),
+  U(round, round_f32, round_f64, copy_i64, 0, RULES(zero)),
+  U(log1p, log1p_f32, log1p_f64, NULL, SI, RULES(log1p)),
+  U(expm1, expm1_f32, expm1_f64, NULL, SO, RULES(expm1)),
+  U(reciprocal, reciprocal_f32, reciprocal_f64, NULL, SO, RULES(reciprocal)),
+  U(square, square_f32, square_f64, square_i64, SI, RULES(square)),
+  U(erf, erf_f32, erf_f64, NULL, SI, RULES(erf)),
 
-  B("add", add_f32, add_f64, add_i64, 0),
-  B("sub", sub_f32, sub_f64, sub_i64, 0),
-  B("mul", mul_f32, mul_f64, mul_i64, 0),
-  B("div", div_f32, div_f64, NULL, 0),
-  B("pow", pow_f32, pow_f64, pow_i64, 0),
-  B("maximum", maximum_f32, maximum_f64, maximum_i64, 0),
-  B("minimum", minimum_f32, minimum_f64, minimum_i64, 0),
-  B("floor_divide", floor_divide_f32, floor_divide_f64, floor_divide_i64, LG_F_INT_DIVIDES),
-  B("remainder", remainder_f32, remainder_f64, remainder_i64, LG_F_INT_DIVIDES),
-  B("atan2", atan2_f32, atan2_f64, NULL, 0),
-  B("eq", eq_f32, eq_f64, eq_i64, 0),
-  B("ne", ne_f32, ne_f64, ne_i64, 0),
-  B("lt", lt_f32, lt_f64, lt_i64, 0),
-  B("le", le_f32, le_f64, le_i64, 0),
-  B("gt", gt_f32, gt_f64, gt_i64, 0),
-  B("ge", ge_f32, ge_f64, ge_i64, 0),
+  UP(gelu, SI),
+  UP(leaky_relu, SI),
+  UP(elu, SI),
+  UP(softplus, SI),
+  UP(silu, SI),
 
-  {"where", 3, 1, where_forward, {NULL, NULL, NULL}, 0},
-  {"clamp", 1, 1, clamp_forward, {NULL, NULL, NULL}, 0},
+  B(add, add_i64, 0, RULES(add)),
+  B(sub, sub_i64, 0, RULES(sub)),
+  B(mul, mul_i64, SI, RULES(mul)),
+  B(div, NULL, SI, RULES(div)),
+  B(pow, pow_i64, SI | SO, RULES(pow)),
+  B(maximum, maximum_i64, SI, RULES(maximum)),
+  B(minimum, minimum_i64, SI, RULES(minimum)),
+  B(floor_divide, floor_divide_i64, LG_F_INT_DIVIDES, zero2_backward, zero_jvp),
+  B(remainder, remainder_i64, LG_F_INT_DIVIDES | SI, RULES(remainder)),
+  B(atan2, NULL, SI, RULES(atan2)),
+  B(eq, eq_i64, 0, NONE),
+  B(ne, ne_i64, 0, NONE),
+  B(lt, lt_i64, 0, NONE),
+  B(le, le_i64, 0, NONE),
+  B(gt, gt_i64, 0, NONE),
+  B(ge, ge_i64, 0, NONE),
 
-  RED("sum", 1, sum_f32, sum_f64, sum_i64, 0),
-  RED("mean", 1, mean_f32, mean_f64, NULL, LG_F_FLOAT_OUT),
-  RED("var", 1, var_f32, var_f64, NULL, LG_F_FLOAT_OUT),
-  RED("std", 1, std_f32, std_f64, NULL, LG_F_FLOAT_OUT),
-  RED("prod", 1, prod_f32, prod_f64, prod_i64, 0),
-  RED("norm", 1, norm_f32, norm_f64, NULL, LG_F_FLOAT_OUT),
-  RED("logsumexp", 1, logsumexp_f32, logsumexp_f64, NULL, LG_F_FLOAT_OUT),
-  RED("max", 2, max_f32, max_f64, max_i64, 0),
-  RED("min", 2, min_f32, min_f64, min_i64, 0),
-  RED("argmax", 1, argmax_f32, argmax_f64, argmax_i64, LG_F_INDEX_OUT),
-  RED("argmin", 1, argmin_f32, argmin_f64, argmin_i64, LG_F_INDEX_OUT),
+  {"where", 3, 1, where_forward, {NULL, NULL, NULL}, SI, RULES(where)},
+  {"clamp", 1, 1, clamp_forward, {NULL, NULL, NULL}, SI, RULES(clamp)},
 
-  {"matmul", 2, 1, lg_matmul_forward, {NULL, NULL, NULL}, 0},
+  RED(sum, 1, sum_i64, 0, RULES(sum)),
+  RED(mean, 1, NULL, LG_F_FLOAT_OUT, RULES(mean)),
+  RED(var, 1, NULL, LG_F_FLOAT_OUT | SI, RULES(var)),
+  RED(std, 1, NULL, LG_F_FLOAT_OUT | SI | SO, RULES(std)),
+  RED(prod, 1, prod_i64, SI | SO, RULES(prod)),
+  RED(norm, 1, NULL, LG_F_FLOAT_OUT | SI | SO, RULES(norm)),
+  RED(logsumexp, 1, NULL, LG_F_FLOAT_OUT | SI | SO, RULES(logsumexp)),
+  RED(max, 2, max_i64, SI | SO, RULES(max)),
+  RED(min, 2, min_i64, SI | SO, RULES(min)),
+  RED(argmax, 1, argmax_i64, LG_F_INDEX_OUT, NONE),
+  RED(argmin, 1, argmin_i64, LG_F_INDEX_OUT, NONE),
+  {"softmax", 1, 1, softmax_forward, {K(softmax_rows_f32), K(softmax_rows_f64), NULL}, SO, RULES(softmax)},
+  {"log_softmax", 1, 1, softmax_forward, {K(softmax_rows_f32), K(softmax_rows_f64), NULL}, SO, RULES(log_softmax)},
 
-  {"index_select", 2, 1, index_select_forward, {NULL, NULL, NULL}, 0},
-  {"gather", 2, 1, gather_forward, {NULL, NULL, NULL}, 0},
-  {"cat", -1, 1, cat_forward, {NULL, NULL, NULL}, 0},
+  {"matmul", 2, 1, lg_matmul_forward, {NULL, NULL, NULL}, SI, RULES(matmul)},
+
+  {"index_select", 2, 1, index_select_forward, {NULL, NULL, NULL}, SI, RULES(index_select)},
+  {"gather", 2, 1, gather_forward, {NULL, NULL, NULL}, SI, RULES(gather)},
+  {"cat", -1, 1, cat_forward, {NULL, NULL, NULL}, 0, RULES(cat)},
+  {"index_add", 2, 1, index_add_forward, {NULL, NULL, NULL}, SI, RULES(index_add)},
+  {"scatter_add", 2, 1, scatter_add_forward, {NULL, NULL, NULL}, SI, RULES(scatter_add)},
+
+  VIEW(reshape, reshape_forward, reshape_backward),
+  VIEW(expand, expand_forward, pass_backward),
+  VIEW(permute, permute_forward, permute_backward),
+  VIEW(narrow, narrow_forward, narrow_backward),
+  VIEW(select, select_forward, select_backward),
+  {"pad_narrow", 1, 1, pad_narrow_forward, {NULL, NULL, NULL}, 0, pad_narrow_backward, same_op_jvp},
+  {"clone", 1, 1, clone_forward, {NULL, NULL, NULL}, 0, pass_backward, same_op_jvp},
+  {"cast", 1, 1, cast_forward, {NULL, NULL, NULL}, 0, pass_backward, same_op_jvp},
 };
 _Static_assert(sizeof lg_ops / sizeof lg_ops[0] == LG_NUM_OPS, "lg_ops must have a row per lg_opcode");
 
 /* ==== applying ops ==== */
 
-lg_status lg_apply(lg_opcode op, const lg_args *a, lg_tensor **out) {
-  return lg_ops[op].forward(&lg_ops[op], a, out);
+/* Forward mode: the output's tangent from the inputs' tangents, by the op's JVP rule (run with
+** forward mode off, so the rule's own ops do not propagate tangents again). */
+static lg_status propagate_tangent(const lg_op *op, const lg_args *a, lg_tensor *out) {
+  lg_tensor *const *ins = op->arity < 0 ? a->list : a->in;
+  int nin = op->arity < 0 ? a->nlist : a->nin, any = 0;
+  lg_tensor *tin_inline[LG_MAX_INPUTS] = {NULL}, **tin = tin_inline;
+  for (int i = 0; i < nin; i++) any |= ins[i] && ins[i]->tangent;
+  if (!any || !lg_dtype_is_float(out->dtype)) return LG_OK;
+  if (nin > LG_MAX_INPUTS && !(tin = calloc((size_t)nin, sizeof *tin))) return lg_error(LG_ENOMEM, "%s: out of memory", op->name);
+  for (int i = 0; i < nin; i++) tin[i] = ins[i] ? ins[i]->tangent : NULL;
+  int level = lg_fw_level();
+  lg_fw_level_set(0);
+  lg_tensor *t = NULL;
+  lg_status st = op->jvp(op, a, out, tin, &t);
+  lg_fw_level_set(level);
+  if (tin != tin_inline) free(tin);
+  if (st == LG_OK && t && t->dtype != out->dtype) {
+    lg_tensor *c;
+    st = lg_to_dtype(t, out->dtype, &c);
+    lg_tensor_release(t);
+    t = st == LG_OK ? c : NULL;
+  }
+  if (st == LG_OK) st = lg_check_anomaly("forward-mode tangent", op->name, t);
+  if (st == LG_OK) out->tangent = t;
+  else lg_tensor_release(t);
+  return st;
+}
+
+lg_status lg_apply(lg_opcode code, const lg_args *a, lg_tensor **out) {
+  const lg_op *op = &lg_ops[code];
+  LG_TRY(op->forward(op, a, out));
+  lg_status st = lg_check_anomaly("forward", op->name, out[0]);
+  if (st == LG_OK && op->backward && lg_grad_enabled()) st = lg_tape_record(code, a, out[0]);
+  if (st == LG_OK && op->jvp && lg_fw_level() > 0) st = propagate_tangent(op, a, out[0]);
+  if (st != LG_OK) lg_release_all(out, op->nout);
+  return st;
 }
 
 lg_status lg_unary(lg_opcode op, lg_tensor *x, lg_tensor **out) {

@@ -95,6 +95,7 @@ static void draw(draw_kind kind, void *data, int64_t n, lg_dtype dt, uint64_t ba
 /* Draws into t in row-major order of its logical shape, through a contiguous buffer if t is a
 ** strided view, and advances the offset. */
 static lg_status fill_random(lg_tensor *t, draw_kind kind, double p1, double p2) {
+  LG_TRY(lg_inplace_check(kind == DRAW_NORMAL ? "normal_" : kind == DRAW_UNIFORM ? "uniform_" : "random", t));
   int64_t n = lg_numel(t);
   uint64_t base = offset;
   offset += (uint64_t)n;

@@ -296,10 +296,29 @@ lg_tensor *lg_tensor_retain(lg_tensor *t) {
 
 void lg_tensor_release(lg_tensor *t) {
   if (!t || --t->refcount > 0) return;
-  storage_release(t->storage);
+  if (t->grad_fn) {
+    if (t->grad_fn->out == t) t->grad_fn->out = NULL;
+    lg_node_release(t->grad_fn);
+  }
+  lg_hooks_free(t->hooks);
   lg_tensor_release(t->grad);
+  lg_tensor_release(t->tangent);
+  storage_release(t->storage);
   free(t);
 }
+
+/* In-place writes: refused on tensors that require grad while grad mode is on (use no_grad);
+** otherwise they bump the storage's version, which the tape checks. */
+static lg_status inplace_check(const char *op, lg_tensor *t) {
+  if (t->requires_grad && lg_grad_enabled())
+    return lg_error(LG_EGRAD, "%s: cannot modify a tensor that requires grad in place (%s %s); "
+                    "do it inside lg.no_grad or on a detached tensor", op, t->grad_fn ? "a result of" : "a leaf",
+                    t->grad_fn ? lg_ops[t->grad_fn->op].name : SHAPE(t));
+  t->storage->version++;
+  return LG_OK;
+}
+
+lg_status lg_inplace_check(const char *op, lg_tensor *t) { return inplace_check(op, t); }
 
 void lg_release_all(lg_tensor **ts, int n) {
   for (int i = 0; i < n; i++) lg_tensor_release(ts[i]);
@@ -600,6 +619,7 @@ static int storage_overlap(const lg_tensor *a, const lg_tensor *b) { return a->s
 lg_status lg_copy_(lg_tensor *dst, lg_tensor *src) {
   int64_t bshape[LG_MAX_DIMS];
   int bn;
+  LG_TRY(inplace_check("copy_", dst));
   LG_TRY(lg_broadcast_shapes("copy_", dst->shape, dst->ndim, src->shape, src->ndim, bshape, &bn));
   if (bn != dst->ndim || lg_shape_numel(bshape, bn) != lg_numel(dst))
     return lg_error(LG_ESHAPE, "copy_: source %s does not broadcast to destination %s", SHAPE(src), SHAPE(dst));
@@ -662,6 +682,7 @@ static void fill_row(void *ctx, int64_t n, char **p, const int64_t *s) {
 }
 
 lg_status lg_fill_(lg_tensor *t, double v) {
+  LG_TRY(inplace_check("fill_", t));
   if (t->dtype == LG_INT64 && !(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
     return lg_error(LG_EVALUE, "fill_: value %g does not fit int64", v);
   lg_iter it;

@@ -1,0 +1,533 @@
+/*
+** tape.c: define-by-run automatic differentiation.
+**
+** Recording. lg_apply (ops.c) runs an op's forward kernel and, when grad mode is on and an input
+** requires grad, calls tape_record: a node (from a pool) keeps the op's arguments, the tensors
+** its backward rule reads (LG_F_SAVE_IN / LG_F_SAVE_OUT, with their storage versions), and one
+** edge per input. The output points at the node (grad_fn); the node points back at the output
+** only weakly (for hooks and retain_grad), so there are no reference cycles.
+**
+** The reverse pass (lg_backward) is the chain rule as an algorithm:
+**   1. walk the graph from the roots and count, for each node, the edges that reach it;
+**   2. seed the roots with dL/dL = 1 (or the given gradients);
+**   3. take a node whose consumers have all delivered (Kahn's order), run its backward rule
+**      (the op's vector-Jacobian product), sum each input gradient back to the input's shape
+**      (undoing broadcasting, in this one place), and add it into the input's node or leaf;
+**   4. free the saved tensors unless retain_graph.
+** With create_graph the backward rules run with grad mode on: they are ordinary ops, so the
+** backward pass is itself recorded and can be differentiated again.
+**
+** Forward mode needs no tape: while lg_fw_level() > 0, lg_apply pairs each output with the
+** tangent its op's JVP rule computes from the input tangents.
+*/
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int grad_enabled = 1, anomaly = 0, fw_level = 0;
+
+int lg_grad_enabled(void) { return grad_enabled; }
+void lg_set_grad_enabled(int on) { grad_enabled = on != 0; }
+void lg_set_anomaly(int on) { anomaly = on != 0; }
+int lg_anomaly_enabled(void) { return anomaly; }
+void lg_fw_level_push(void) { fw_level++; }
+void lg_fw_level_pop(void) { if (fw_level > 0) fw_level--; }
+int lg_fw_level(void) { return fw_level; }
+void lg_fw_level_set(int level) { fw_level = level; }
+
+/* ---- the node pool ---- */
+
+#define POOL_MAX 4096
+static lg_node *pool;
+static int pool_n;
+
+static lg_node *node_alloc(void) {
+  lg_node *n = pool;
+  if (n) {
+    pool = n->next;
+    pool_n--;
+    memset(n, 0, sizeof *n);
+  } else {
+    n = calloc(1, sizeof *n);
+    if (!n) return NULL;
+  }
+  n->refcount = 1;
+  n->edges = n->inline_edges;
+  return n;
+}
+
+static void node_release_saved(lg_node *n) {
+  for (int i = 0; i < LG_MAX_INPUTS; i++) {
+    lg_tensor_release(n->args.in[i]);
+    n->args.in[i] = NULL;
+  }
+  lg_tensor_release(n->saved_out);
+  n->saved_out = NULL;
+}
+
+/* Releasing a node may release its inputs' nodes, and so on down a long chain: done with a work
+** list rather than recursion, so a graph of any depth frees without exhausting the C stack. */
+static lg_node *dying;
+static int releasing;
+
+void lg_node_release(lg_node *n) {
+  if (!n || --n->refcount > 0) return;
+  n->next = dying;
+  dying = n;
+  if (releasing) return;
+  releasing = 1;
+  while (dying) {
+    lg_node *d = dying;
+    dying = d->next;
+    node_release_saved(d); /* may release tensors, whose grad_fn joins the list */
+    for (int i = 0; i < d->nin; i++) {
+      lg_node_release(d->edges[i].fn);
+      lg_tensor_release(d->edges[i].leaf);
+    }
+    lg_tensor_release(d->grad);
+    if (d->edges != d->inline_edges) free(d->edges);
+    if (pool_n < POOL_MAX) {
+      d->next = pool;
+      pool = d;
+      pool_n++;
+    } else {
+      free(d);
+    }
+  }
+  releasing = 0;
+}
+
+/* ---- recording ---- */
+
+static int wants_grad(const lg_tensor *t) { return t && t->requires_grad; }
+
+lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor *out) {
+  const lg_op *op = &lg_ops[code];
+  lg_tensor *const *ins = op->arity < 0 ? a->list : a->in;
+  int nin = op->arity < 0 ? a->nlist : a->nin, any = 0;
+  for (int i = 0; i < nin; i++) any |= wants_grad(ins[i]);
+  if (!any || !lg_dtype_is_float(out->dtype)) return LG_OK;
+  lg_node *n = node_alloc();
+  if (!n) return lg_error(LG_ENOMEM, "%s: out of memory recording the op", op->name);
+  if (nin > LG_MAX_INPUTS) {
+    n->edges = calloc((size_t)nin, sizeof(lg_edge));
+    if (!n->edges) {
+      n->edges = n->inline_edges;
+      lg_node_release(n);
+      return lg_error(LG_ENOMEM, "%s: out of memory recording the op", op->name);
+    }
+  }
+  n->op = code;
+  n->nin = nin;
+  for (int i = 0; i < nin; i++) {
+    lg_edge *e = &n->edges[i];
+    lg_tensor *t = ins[i];
+    e->ndim = t->ndim;
+    memcpy(e->shape, t->shape, sizeof e->shape);
+    e->dtype = t->dtype;
+    if (t->grad_fn) {
+      e->fn = t->grad_fn;
+      e->fn->refcount++;
+    } else if (t->requires_grad) {
+      e->leaf = lg_tensor_retain(t);
+    }
+    if (i < LG_MAX_INPUTS) n->needs[i] = e->fn || e->leaf;
+  }
+  n->args = *a;
+  n->args.list = NULL;
+  n->args.nlist = 0;
+  for (int i = 0; i < LG_MAX_INPUTS; i++) {
+    if ((op->flags & LG_F_SAVE_IN) && op->arity >= 0 && i < a->nin && a->in[i]) {
+      lg_tensor_retain(a->in[i]);
+      n->versions[i] = a->in[i]->storage->version;
+    } else {
+      n->args.in[i] = NULL;
+    }
+  }
+  if (op->flags & LG_F_SAVE_OUT) {
+    lg_status st = lg_alias(out, &n->saved_out);
+    if (st != LG_OK) {
+      lg_node_release(n);
+      return st;
+    }
+    n->versions[LG_MAX_INPUTS] = out->storage->version;
+  }
+  out->grad_fn = n;
+  out->requires_grad = 1;
+  n->out = out;
+  return LG_OK;
+}
+
+/* ---- hooks ---- */
+
+lg_status lg_tensor_add_hook(lg_tensor *t, const lg_hook *h) {
+  lg_hook *c = malloc(sizeof *c), **p = &t->hooks;
+  if (!c) return lg_error(LG_ENOMEM, "register_hook: out of memory");
+  *c = *h;
+  c->next = NULL;
+  while (*p) p = &(*p)->next;
+  *p = c;
+  return LG_OK;
+}
+
+void lg_hooks_free(lg_hook *h) {
+  while (h) {
+    lg_hook *next = h->next;
+    if (h->free) h->free(h->ud);
+    free(h);
+    h = next;
+  }
+}
+
+/* Runs t's hooks on *g, replacing it when a hook returns a new gradient. */
+static lg_status run_hooks(lg_tensor *t, lg_tensor **g) {
+  for (lg_hook *h = t->hooks; h; h = h->next) {
+    lg_tensor *r = NULL;
+    LG_TRY(h->fn(h->ud, *g, &r));
+    if (r) {
+      if (r->ndim != (*g)->ndim || memcmp(r->shape, (*g)->shape, sizeof(int64_t) * (size_t)r->ndim)) {
+        lg_status st = lg_error(LG_ESHAPE, "hook: returned a gradient of shape %s for a gradient of shape %s",
+                                SHAPE(r), SHAPE(*g));
+        lg_tensor_release(r);
+        return st;
+      }
+      lg_tensor_release(*g);
+      *g = r;
+    }
+  }
+  return LG_OK;
+}
+
+/* ---- the reverse pass ---- */
+
+/* *acc += g (a new tensor; recorded when grad mode is on). Takes no reference to g. */
+static lg_status accumulate(lg_tensor **acc, lg_tensor *g) {
+  if (!*acc) {
+    *acc = lg_tensor_retain(g);
+    return LG_OK;
+  }
+  lg_tensor *s;
+  LG_TRY(lg_binary(LG_OP_ADD, *acc, g, &s));
+  lg_tensor_release(*acc);
+  *acc = s;
+  return LG_OK;
+}
+
+/* Sums g over the dimensions that broadcasting added or stretched, so it has the edge's shape,
+** and casts it to the edge's dtype. Returns a new reference in *out. */
+static lg_status sum_to_input(const char *opname, lg_tensor *g, const lg_edge *e, lg_tensor **out) {
+  lg_tensor *cur = lg_tensor_retain(g), *next;
+  lg_status st = LG_OK;
+  if (cur->ndim < e->ndim) {
+    st = lg_error(LG_ESHAPE, "backward of %s: gradient %s has fewer dimensions than its input %s", opname, SHAPE(cur),
+                  SHAPEV(e->shape, e->ndim));
+    goto fail;
+  }
+  while (cur->ndim > e->ndim) { /* leading dimensions added by broadcasting */
+    if ((st = lg_reduce(LG_OP_SUM, cur, 0, 0, &next)) != LG_OK) goto fail;
+    lg_tensor_release(cur);
+    cur = next;
+  }
+  for (int d = 0; d < e->ndim; d++) {
+    if (cur->shape[d] == e->shape[d]) continue;
+    if (e->shape[d] != 1) {
+      st = lg_error(LG_ESHAPE, "backward of %s: gradient %s does not fit its input %s", opname, SHAPE(cur),
+                    SHAPEV(e->shape, e->ndim));
+      goto fail;
+    }
+    if ((st = lg_reduce(LG_OP_SUM, cur, d, 1, &next)) != LG_OK) goto fail;
+    lg_tensor_release(cur);
+    cur = next;
+  }
+  if (cur->dtype != e->dtype) {
+    lg_args a = {.in = {cur}, .nin = 1, .dim = -1, .mode = (int)e->dtype};
+    if ((st = lg_apply(LG_OP_CAST, &a, &next)) != LG_OK) goto fail;
+    lg_tensor_release(cur);
+    cur = next;
+  }
+  *out = cur;
+  return LG_OK;
+fail:
+  lg_tensor_release(cur);
+  return st;
+}
+
+static int has_nonfinite(lg_tensor *t) {
+  if (!lg_dtype_is_float(t->dtype)) return 0;
+  int64_t n = lg_numel(t);
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite(lg_get_flat(t, i))) return 1;
+  return 0;
+}
+
+lg_status lg_check_anomaly(const char *what, const char *opname, lg_tensor *t) {
+  if (anomaly && t && has_nonfinite(t))
+    return lg_error(LG_EVALUE, "anomaly: %s of '%s' produced NaN or Inf (shape %s)", what, opname, SHAPE(t));
+  return LG_OK;
+}
+
+lg_tensor *lg_node_saved_out(lg_node *n) { return n->saved_out; }
+
+typedef struct {
+  lg_tensor **inputs;
+  int ninputs;
+  lg_tensor **results;
+  int create_graph;
+} pass;
+
+/* A gradient reaching a leaf: its hooks run, then it lands in .grad, or in results[] when the
+** leaf is one of autograd.grad's inputs. */
+static lg_status deliver_leaf(pass *p, lg_tensor *leaf, lg_tensor *g) {
+  lg_tensor *gg = lg_tensor_retain(g);
+  lg_status st = run_hooks(leaf, &gg);
+  if (st != LG_OK) goto done;
+  if (p->inputs) {
+    for (int k = 0; k < p->ninputs; k++)
+      if (p->inputs[k] == leaf && (st = accumulate(&p->results[k], gg)) != LG_OK) goto done;
+    goto done;
+  }
+  if (p->create_graph) {
+    st = accumulate(&leaf->grad, gg);
+  } else if (!leaf->grad) {
+    /* take the gradient over if nothing else holds it, else copy it */
+    if (gg->refcount == 1 && gg->storage->refcount == 1 && lg_is_contiguous(gg) && !gg->grad_fn) {
+      leaf->grad = lg_tensor_retain(gg);
+    } else {
+      st = lg_clone(gg, &leaf->grad);
+    }
+  } else {
+    lg_tensor *s;
+    if ((st = lg_binary(LG_OP_ADD, leaf->grad, gg, &s)) == LG_OK) {
+      if (leaf->grad->grad_fn || leaf->grad->requires_grad) { /* a graph-carrying .grad: replace it */
+        lg_tensor_release(leaf->grad);
+        leaf->grad = s;
+        s = NULL;
+      } else {
+        st = lg_copy_(leaf->grad, s); /* in place, as PyTorch: views of .grad see the sum */
+      }
+      lg_tensor_release(s);
+    }
+  }
+done:
+  lg_tensor_release(gg);
+  return st;
+}
+
+/* A node's output gradient is complete: its tensor's hooks run, retain_grad keeps it, and
+** autograd.grad captures it when the output is one of the inputs. */
+static lg_status node_ready(pass *p, lg_node *n) {
+  lg_tensor *out = n->out;
+  if (out) {
+    LG_TRY(run_hooks(out, &n->grad));
+    if (out->retains_grad && !p->inputs) {
+      if (!out->grad) LG_TRY(lg_clone(n->grad, &out->grad));
+      else LG_TRY(accumulate(&out->grad, n->grad));
+    }
+  }
+  if (p->inputs)
+    for (int k = 0; k < p->ninputs; k++)
+      if (p->inputs[k]->grad_fn == n) LG_TRY(accumulate(&p->results[k], n->grad));
+  return LG_OK;
+}
+
+static lg_status check_versions(lg_node *n) {
+  const lg_op *op = &lg_ops[n->op];
+  for (int i = 0; i < LG_MAX_INPUTS; i++) {
+    lg_tensor *t = n->args.in[i];
+    if (t && t->storage->version != n->versions[i])
+      return lg_error(LG_EGRAD,
+                      "backward: input %d of '%s' (shape %s) was modified in place after the op saved it "
+                      "(version %lld, now %lld); use an out-of-place op or clone() it first",
+                      i + 1, op->name, SHAPE(t), (long long)n->versions[i], (long long)t->storage->version);
+  }
+  lg_tensor *o = n->saved_out;
+  if (o && o->storage->version != n->versions[LG_MAX_INPUTS])
+    return lg_error(LG_EGRAD,
+                    "backward: the output of '%s' (shape %s) was modified in place after the op saved it "
+                    "(version %lld, now %lld)",
+                    op->name, SHAPE(o), (long long)n->versions[LG_MAX_INPUTS], (long long)o->storage->version);
+  return LG_OK;
+}
+
+/* Runs n's backward rule and sends each input gradient along its edge. */
+static lg_status node_backward(pass *p, lg_node *n, lg_node **ready) {
+  const lg_op *op = &lg_ops[n->op];
+  if (n->released)
+    return lg_error(LG_EGRAD,
+                    "backward: the graph through '%s' was already freed by an earlier backward; "
+                    "pass {retain_graph = true} to the first backward to go through it twice", op->name);
+  LG_TRY(check_versions(n));
+  lg_tensor *gin_inline[LG_MAX_INPUTS] = {NULL}, **gin = gin_inline;
+  if (n->nin > LG_MAX_INPUTS && !(gin = calloc((size_t)n->nin, sizeof *gin)))
+    return lg_error(LG_ENOMEM, "backward: out of memory");
+  /* with create_graph the saved output is reconnected to this node, so second-order
+  ** gradients flow through it */
+  lg_tensor *saved = n->saved_out, *reconnected = NULL;
+  lg_status st = LG_OK;
+  if (saved && p->create_graph) {
+    if ((st = lg_alias(saved, &reconnected)) != LG_OK) goto done;
+    reconnected->grad_fn = n;
+    reconnected->requires_grad = 1;
+    n->refcount++;
+    n->saved_out = reconnected;
+  }
+  st = op->backward(n, n->grad, gin);
+  if (reconnected) {
+    n->saved_out = saved;
+    lg_tensor_release(reconnected);
+  }
+  if (st != LG_OK) goto done;
+  for (int i = 0; i < n->nin && st == LG_OK; i++) {
+    lg_edge *e = &n->edges[i];
+    if (!gin[i] || (!e->fn && !e->leaf)) continue;
+    lg_tensor *g = NULL;
+    if ((st = lg_check_anomaly("backward", op->name, gin[i])) != LG_OK) break;
+    if ((st = sum_to_input(op->name, gin[i], e, &g)) != LG_OK) break;
+    if (e->fn) st = accumulate(&e->fn->grad, g);
+    else st = deliver_leaf(p, e->leaf, g);
+    lg_tensor_release(g);
+  }
+done:
+  for (int i = 0; i < n->nin; i++) lg_tensor_release(gin[i]);
+  if (gin != gin_inline) free(gin);
+  (void)ready;
+  return st;
+}
+
+lg_status lg_backward(lg_tensor **roots, lg_tensor **grads, int nroots, lg_tensor **inputs, int ninputs,
+                      lg_backward_opts opts, lg_tensor **results) {
+  static int generation;
+  int gen = ++generation;
+  pass p = {inputs, ninputs, results, opts.create_graph};
+  lg_tensor **seeds = calloc((size_t)(nroots > 0 ? nroots : 1), sizeof *seeds);
+  size_t cap = 64, count = 0;
+  lg_node **nodes = malloc(cap * sizeof *nodes);
+  lg_status st = LG_OK;
+  int saved_mode = grad_enabled, saved_fw = fw_level;
+  if (!seeds || !nodes) {
+    st = lg_error(LG_ENOMEM, "backward: out of memory");
+    goto out;
+  }
+  for (int k = 0; k < ninputs; k++) results[k] = NULL;
+
+  /* seeds: dL/dL = 1 for a one-element root, else the given gradient */
+  for (int i = 0; i < nroots; i++) {
+    lg_tensor *r = roots[i];
+    if (!r->requires_grad) {
+      st = lg_error(LG_EGRAD, "backward: tensor %d (shape %s) does not require grad and has no grad_fn", i + 1, SHAPE(r));
+      goto out;
+    }
+    if (grads && grads[i]) {
+      lg_tensor *g = grads[i];
+      if (g->ndim != r->ndim || memcmp(g->shape, r->shape, sizeof(int64_t) * (size_t)r->ndim)) {
+        st = lg_error(LG_ESHAPE, "backward: gradient %s does not match the shape %s of tensor %d", SHAPE(g), SHAPE(r), i + 1);
+        goto out;
+      }
+      if ((st = lg_to_dtype(g, r->dtype, &seeds[i])) != LG_OK) goto out;
+    } else {
+      if (lg_numel(r) != 1) {
+        st = lg_error(LG_EGRAD, "backward: tensor %d has shape %s; a gradient can be created implicitly only for "
+                      "one-element outputs (pass the gradient: t:backward(grad))", i + 1, SHAPE(r));
+        goto out;
+      }
+      if ((st = lg_tensor_full(r->shape, r->ndim, r->dtype, 1, &seeds[i])) != LG_OK) goto out;
+    }
+  }
+
+  /* 1. the graph reachable from the roots, with the number of edges into each node */
+  for (int i = 0; i < nroots; i++) {
+    lg_node *n = roots[i]->grad_fn;
+    if (n && n->mark != gen) {
+      n->mark = gen;
+      n->deps = 0;
+      nodes[count++] = n;
+    }
+  }
+  for (size_t k = 0; k < count; k++) {
+    lg_node *n = nodes[k];
+    for (int i = 0; i < n->nin; i++) {
+      lg_node *c = n->edges[i].fn;
+      if (!c) continue;
+      if (c->mark != gen) {
+        c->mark = gen;
+        c->deps = 0;
+        if (count == cap) {
+          lg_node **bigger = realloc(nodes, 2 * cap * sizeof *nodes);
+          if (!bigger) {
+            st = lg_error(LG_ENOMEM, "backward: out of memory");
+            goto out;
+          }
+          nodes = bigger;
+          cap *= 2;
+        }
+        nodes[count++] = c;
+      }
+      c->deps++;
+    }
+  }
+  for (size_t k = 0; k < count; k++) lg_tensor_release(nodes[k]->grad), nodes[k]->grad = NULL;
+
+  grad_enabled = opts.create_graph;
+  fw_level = 0;
+  /* 2. seed */
+  for (int i = 0; i < nroots && st == LG_OK; i++) {
+    if (roots[i]->grad_fn) st = accumulate(&roots[i]->grad_fn->grad, seeds[i]);
+    else st = deliver_leaf(&p, roots[i], seeds[i]);
+  }
+  /* 3. Kahn's order: a node runs once every consumer has added its gradient */
+  lg_node *ready = NULL;
+  for (size_t k = 0; k < count; k++)
+    if (nodes[k]->deps == 0) {
+      nodes[k]->next = ready;
+      ready = nodes[k];
+    }
+  while (ready && st == LG_OK) {
+    lg_node *n = ready;
+    ready = n->next;
+    if (n->grad) {
+      if ((st = node_ready(&p, n)) != LG_OK) break;
+      if ((st = node_backward(&p, n, &ready)) != LG_OK) break;
+    }
+    lg_tensor_release(n->grad);
+    n->grad = NULL;
+    for (int i = 0; i < n->nin; i++) {
+      lg_node *c = n->edges[i].fn;
+      if (c && --c->deps == 0) {
+        c->next = ready;
+        ready = c;
+      }
+    }
+  }
+  /* 4. free what the backward rules needed, unless the graph is to be used again */
+  if (st == LG_OK && !opts.retain_graph)
+    for (size_t k = 0; k < count; k++) {
+      node_release_saved(nodes[k]);
+      nodes[k]->released = 1;
+    }
+  if (st == LG_OK && inputs)
+    for (int k = 0; k < ninputs; k++)
+      if (results[k] && results[k]->dtype != inputs[k]->dtype) {
+        lg_tensor *c;
+        if ((st = lg_to_dtype(results[k], inputs[k]->dtype, &c)) != LG_OK) break;
+        lg_tensor_release(results[k]);
+        results[k] = c;
+      }
+out:
+  grad_enabled = saved_mode;
+  fw_level = saved_fw;
+  for (size_t k = 0; k < count; k++) {
+    lg_tensor_release(nodes[k]->grad);
+    nodes[k]->grad = NULL;
+  }
+  if (st != LG_OK && inputs)
+    for (int k = 0; k < ninputs; k++) {
+      lg_tensor_release(results[k]);
+      results[k] = NULL;
+    }
+  if (seeds) lg_release_all(seeds, nroots);
+  free(seeds);
+  free(nodes);
+  return st;
+}
