@@ -47,5 +47,6 @@ void lgL_pushnumber(lua_State *L, double v, lg_dtype dt);
 void lgL_gcpace(lua_State *L);
 
 void lgL_open_tensor(lua_State *L); /* pushes the methods table; sets up the metatable */
+void lgL_open_autograd(lua_State *L); /* methods table at -2, module at -1 */
 
 #endif

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 int lgL_where(lua_State *L); /* lua_tensor.c */
 
@@ -386,6 +387,14 @@ static int m_memory_in_use(lua_State *L) {
   return 1;
 }
 
+/* lg.clock(): wall-clock seconds from a monotonic clock (os.clock counts CPU time of all threads) */
+static int m_clock(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+  return 1;
+}
+
 static int m_is_tensor(lua_State *L) {
   lua_pushboolean(L, lg_lua_totensor(L, 1) != NULL);
   return 1;
@@ -401,12 +410,15 @@ static const luaL_Reg functions[] = {
   {"manual_seed", m_manual_seed}, {"initial_seed", m_initial_seed},
   {"set_default_dtype", m_set_default_dtype}, {"get_default_dtype", m_get_default_dtype},
   {"set_num_threads", m_set_num_threads}, {"get_num_threads", m_get_num_threads},
-  {"memory_in_use", m_memory_in_use}, {"is_tensor", m_is_tensor},
+  {"memory_in_use", m_memory_in_use}, {"is_tensor", m_is_tensor}, {"clock", m_clock},
   {NULL, NULL}};
 
 int luaopen_luagrad_core(lua_State *L) {
   luaL_newlib(L, functions);
   lgL_open_tensor(L);
+  lua_pushvalue(L, -2);
+  lgL_open_autograd(L);
+  lua_pop(L, 1);
   lua_setfield(L, -2, "Tensor");
   luaL_getmetatable(L, LG_TENSOR_MT);
   lua_setfield(L, -2, "_tensor_mt");

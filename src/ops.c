@@ -58,21 +58,30 @@ static lg_tensor *sc_keep(sc *s, lg_status st, lg_tensor *t) {
 #define SC_OK(s, ...) ((s)->st == LG_OK && !sc_null(__VA_ARGS__))
 static int sc_null(lg_tensor *a, lg_tensor *b) { return !a || !b; }
 
+/* (the status is computed first: C leaves the order of argument evaluation open) */
 static lg_tensor *sc_un(sc *s, lg_opcode op, lg_tensor *x) {
   lg_tensor *o = NULL;
-  return SC_OK(s, x, x) ? sc_keep(s, lg_unary(op, x, &o), o) : NULL;
+  if (!SC_OK(s, x, x)) return NULL;
+  lg_status st = lg_unary(op, x, &o);
+  return sc_keep(s, st, o);
 }
 static lg_tensor *sc_bin(sc *s, lg_opcode op, lg_tensor *x, lg_tensor *y) {
   lg_tensor *o = NULL;
-  return SC_OK(s, x, y) ? sc_keep(s, lg_binary(op, x, y, &o), o) : NULL;
+  if (!SC_OK(s, x, y)) return NULL;
+  lg_status st = lg_binary(op, x, y, &o);
+  return sc_keep(s, st, o);
 }
 static lg_tensor *sc_bs(sc *s, lg_opcode op, lg_tensor *x, double v) { /* x op v */
   lg_tensor *o = NULL;
-  return SC_OK(s, x, x) ? sc_keep(s, lg_binary_scalar(op, x, v, 0, &o), o) : NULL;
+  if (!SC_OK(s, x, x)) return NULL;
+  lg_status st = lg_binary_scalar(op, x, v, 0, &o);
+  return sc_keep(s, st, o);
 }
 static lg_tensor *sc_sb(sc *s, lg_opcode op, double v, lg_tensor *x) { /* v op x */
   lg_tensor *o = NULL;
-  return SC_OK(s, x, x) ? sc_keep(s, lg_binary_scalar(op, x, v, 1, &o), o) : NULL;
+  if (!SC_OK(s, x, x)) return NULL;
+  lg_status st = lg_binary_scalar(op, x, v, 1, &o);
+  return sc_keep(s, st, o);
 }
 static lg_tensor *sc_op(sc *s, lg_opcode op, lg_args a) {
   lg_tensor *o[2] = {NULL, NULL};
@@ -304,7 +313,9 @@ static lg_status unary_p_forward(const lg_op *op, const lg_args *a, lg_tensor **
 
 static lg_tensor *sc_scalar(sc *s, double v, lg_dtype dt) {
   lg_tensor *o = NULL;
-  return s->st == LG_OK ? sc_keep(s, lg_scalar_like(v, dt, &o), o) : NULL;
+  if (s->st != LG_OK) return NULL;
+  lg_status st = lg_scalar_like(v, dt, &o);
+  return sc_keep(s, st, o);
 }
 static lg_tensor *sc_where(sc *s, lg_tensor *m, lg_tensor *a, lg_tensor *b) {
   lg_args w = {.in = {m, a, b}, .nin = 3, .dim = -1};

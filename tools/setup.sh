@@ -13,7 +13,7 @@ packages=(
   libopenblas-dev                      # BLAS for matmul
   libreadline-dev                      # the REPL's line editing
   zlib1g-dev                           # gzipped datasets
-  lua-busted                           # the spec runner
+  lua-busted lua-dkjson                # the spec runner; JSON for the golden files
   tmux                                 # the REPL specs drive the REPL through a terminal
   dataset-fashion-mnist                # real data for the main example
 )

@@ -99,7 +99,12 @@ function M.tensor(t)
   local dtype, numel, nd = t.dtype, t:numel(), t:dim()
   local opts = {}
   if dtype ~= "float32" then opts[#opts + 1] = string.format('dtype = "%s"', dtype) end
-  if t.requires_grad then opts[#opts + 1] = "requires_grad = true" end
+  local fn = t:grad_fn()
+  if fn then
+    opts[#opts + 1] = string.format('grad_fn = "%s"', fn)
+  elseif t.requires_grad then
+    opts[#opts + 1] = "requires_grad = true"
+  end
   local body
   if numel == 0 then
     body = "{}"

@@ -2,6 +2,7 @@
 -- and adds what is written in Lua. It sets no globals.
 local core = require "luagrad.core"
 local format = require "luagrad.format"
+local autograd = require "luagrad.autograd"
 
 local lg = {}
 for k, v in pairs(core) do
@@ -24,9 +25,18 @@ local functional = {
   "sum", "mean", "var", "std", "prod", "norm", "logsumexp", "max", "min", "argmax", "argmin",
   "matmul", "index_select", "gather", "split", "chunk", "transpose", "permute", "narrow", "select",
   "unsqueeze", "squeeze", "flatten", "reshape", "clone", "detach", "numel",
+  "erf", "gelu", "leaky_relu", "elu", "silu", "softplus", "softmax", "log_softmax",
 }
 for _, name in ipairs(functional) do
   if lg[name] == nil then lg[name] = Tensor[name] end
 end
+
+-- Autograd: lg.autograd.grad/jvp/vjp/jacobian/hessian/hvp/gradcheck/detect_anomaly;
+-- lg.no_grad(fn, ...) runs fn without recording and returns its results.
+lg.autograd = autograd
+lg.no_grad = autograd.no_grad
+lg.enable_grad = autograd.enable_grad
+lg._grad = nil
+lg._detect_anomaly = nil
 
 return lg

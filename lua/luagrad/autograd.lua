@@ -1,0 +1,242 @@
+-- luagrad.autograd: differentiation built on the C tape.
+--
+--   grad(outputs, inputs, opts)        reverse mode: gradients of the outputs' sum (or of the
+--                                      weighted sum with opts.grad_outputs) w.r.t. each input
+--   vjp(f, primals, cotangents)        f's outputs and v^T J for each primal (reverse mode)
+--   jvp(f, primals, tangents)          f's outputs and J t (forward mode: tangents propagate
+--                                      through each op's JVP rule during one forward pass)
+--   jacobian(f, x, {mode})             the full Jacobian: row by row in reverse mode, column by
+--                                      column in forward mode
+--   hessian(f, x), hvp(f, x, v)        second order, reverse over reverse (create_graph)
+--   gradcheck(f, inputs, opts)         the tape against central differences in float64
+--   detect_anomaly(on)                 the first op producing NaN/Inf raises, naming the op
+--
+-- Where f takes or returns a single tensor, these take and return single tensors.
+local core = require "luagrad.core"
+
+local M = {}
+
+local is_tensor = core.is_tensor
+
+local function as_list(x, what)
+  if is_tensor(x) then return { x }, true end
+  if type(x) ~= "table" then
+    error(string.format("%s must be a tensor or a list of tensors, got %s", what, type(x)), 3)
+  end
+  return x, false
+end
+
+local function unlist(list, single)
+  if single then return list[1] end
+  return list
+end
+
+-- Runs fn with grad mode set to `on`, restoring the previous mode even when fn fails.
+local function with_grad_mode(on, fn, ...)
+  local prev = core.is_grad_enabled()
+  core.set_grad_enabled(on)
+  local res = table.pack(pcall(fn, ...))
+  core.set_grad_enabled(prev)
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+M.with_grad_mode = with_grad_mode
+
+function M.no_grad(fn, ...) return with_grad_mode(false, fn, ...) end
+function M.enable_grad(fn, ...) return with_grad_mode(true, fn, ...) end
+
+function M.grad(outputs, inputs, opts)
+  return core._grad(outputs, inputs, opts)
+end
+
+function M.detect_anomaly(on)
+  return core._detect_anomaly(on)
+end
+
+-- Fresh leaves for f's inputs: detached copies that require grad.
+local function leaves(primals)
+  local xs = {}
+  for i, p in ipairs(primals) do
+    if not is_tensor(p) then error("primal " .. i .. " is not a tensor", 3) end
+    xs[i] = p:detach():requires_grad_(true)
+  end
+  return xs
+end
+
+function M.vjp(f, primals, cotangents)
+  local ps, single_in = as_list(primals, "vjp: primals")
+  local xs = leaves(ps)
+  local out = with_grad_mode(true, f, table.unpack(xs))
+  local outs, single_out = as_list(out, "vjp: f's result")
+  local cts = cotangents and as_list(cotangents, "vjp: cotangents") or nil
+  local gs = M.grad(outs, xs, { grad_outputs = cts, allow_unused = true })
+  for i, x in ipairs(xs) do
+    if gs[i] == nil then gs[i] = core.zeros_like(x) end
+  end
+  local detached = {}
+  for i, o in ipairs(outs) do detached[i] = o:detach() end
+  return unlist(detached, single_out), unlist(gs, single_in)
+end
+
+function M.jvp(f, primals, tangents)
+  local ps = as_list(primals, "jvp: primals")
+  local ts = as_list(tangents, "jvp: tangents")
+  if #ts ~= #ps then error(string.format("jvp: %d tangents for %d primals", #ts, #ps), 2) end
+  local duals = {}
+  for i, p in ipairs(ps) do
+    duals[i] = p:detach()
+    duals[i]:_set_tangent(ts[i])
+  end
+  core._fw_push()
+  local res = table.pack(pcall(f, table.unpack(duals)))
+  core._fw_pop()
+  if not res[1] then error(res[2], 0) end
+  local outs, single_out = as_list(res[2], "jvp: f's result")
+  local ys, tys = {}, {}
+  for i, o in ipairs(outs) do
+    tys[i] = o:_tangent() or core.zeros_like(o)
+    ys[i] = o:detach()
+  end
+  return unlist(ys, single_out), unlist(tys, single_out)
+end
+
+-- One-hot tensor shaped like t with a 1 at flat (1-based) index k.
+local function one_hot(t, k)
+  local e = core.zeros_like(t)
+  e:_set_flat(k, 1)
+  return e
+end
+
+-- jacobian(f, x, {mode = "reverse" | "forward"}): for f: tensor -> tensor, a tensor of shape
+-- f(x).shape .. x.shape. Reverse mode makes one pass per output element (a row of J),
+-- forward mode one pass per input element (a column).
+function M.jacobian(f, x, opts)
+  if not is_tensor(x) then error("jacobian: x must be a tensor", 2) end
+  local mode = opts and opts.mode or "reverse"
+  local y = M.no_grad(f, x:detach())
+  if not is_tensor(y) then error("jacobian: f must return a tensor", 2) end
+  local n, m = x:numel(), y:numel()
+  local J = core.zeros({ m, n }, { dtype = y.dtype })
+  if mode == "reverse" then
+    for i = 1, m do
+      local _, row = M.vjp(f, x, one_hot(y, i))
+      J[i] = row:reshape(n)
+    end
+  elseif mode == "forward" then
+    local Jt = core.zeros({ n, m }, { dtype = y.dtype })
+    for j = 1, n do
+      local _, col = M.jvp(f, x, one_hot(x, j))
+      Jt[j] = col:reshape(m)
+    end
+    J = Jt:t():contiguous()
+  else
+    error(string.format('jacobian: mode must be "reverse" or "forward", got %q', tostring(mode)), 2)
+  end
+  local shape = {}
+  for _, s in ipairs(y.shape) do shape[#shape + 1] = s end
+  for _, s in ipairs(x.shape) do shape[#shape + 1] = s end
+  return J:reshape(shape)
+end
+
+-- hessian(f, x) for scalar f: reverse over reverse, one row per element of x.
+function M.hessian(f, x)
+  if not is_tensor(x) then error("hessian: x must be a tensor", 2) end
+  local xl = x:detach():requires_grad_(true)
+  local y = with_grad_mode(true, f, xl)
+  if not is_tensor(y) or y:numel() ~= 1 then error("hessian: f must return a one-element tensor", 2) end
+  local g = M.grad(y, xl, { create_graph = true })[1]
+  local n = x:numel()
+  local H = core.zeros({ n, n }, { dtype = x.dtype })
+  local gflat = g:reshape(n)
+  for i = 1, n do
+    local row = M.grad(gflat:select(1, i), xl, { retain_graph = true, allow_unused = true })[1]
+    if row then H[i] = row:detach():reshape(n) end
+  end
+  local shape = {}
+  for _, s in ipairs(x.shape) do shape[#shape + 1] = s end
+  for _, s in ipairs(x.shape) do shape[#shape + 1] = s end
+  return H:reshape(shape)
+end
+
+-- hvp(f, x, v) -> f(x), H v: the gradient's directional derivative, in two reverse passes.
+function M.hvp(f, x, v)
+  local xl = x:detach():requires_grad_(true)
+  local y = with_grad_mode(true, f, xl)
+  local g = M.grad(y, xl, { create_graph = true })[1]
+  local hv = M.grad((g * v):sum(), xl, { allow_unused = true })[1] or core.zeros_like(x)
+  return y:detach(), hv
+end
+
+local function index_string(t, k)
+  -- flat 1-based index -> "{i,j,...}"
+  local shape, idx = t.shape, {}
+  k = k - 1
+  for d = #shape, 1, -1 do
+    idx[d] = k % shape[d] + 1
+    k = k // shape[d]
+  end
+  return "{" .. table.concat(idx, ",") .. "}"
+end
+
+-- gradcheck(f, inputs, {eps = 1e-6, atol = 1e-5, rtol = 1e-3}): compares the Jacobian the tape
+-- computes (one reverse pass per output element) with central differences
+-- (f(x + eps) - f(x - eps)) / 2 eps, for every element of every float64 input that requires
+-- grad. Returns true, or raises an error naming the input, the element and both values.
+function M.gradcheck(f, inputs, opts)
+  opts = opts or {}
+  local eps, atol, rtol = opts.eps or 1e-6, opts.atol or 1e-5, opts.rtol or 1e-3
+  local xs = as_list(inputs, "gradcheck: inputs")
+  for i, x in ipairs(xs) do
+    if x.dtype ~= "float64" and x.requires_grad then
+      error(string.format("gradcheck: input %d is %s; use float64 inputs for finite differences", i, x.dtype), 2)
+    end
+  end
+  local function call(args)
+    local out = f(table.unpack(args))
+    local outs = as_list(out, "gradcheck: f's result")
+    local flat = {}
+    for _, o in ipairs(outs) do
+      if o.dtype == "float64" or o.dtype == "float32" then flat[#flat + 1] = o:reshape(-1) end
+    end
+    return #flat == 1 and flat[1] or core.cat(flat)
+  end
+  local leaves_ = {}
+  for i, x in ipairs(xs) do leaves_[i] = x.requires_grad and x:detach():requires_grad_(true) or x end
+  local y = with_grad_mode(true, call, leaves_)
+  local m = y:numel()
+  for i, x in ipairs(xs) do
+    if x.requires_grad then
+      local n = x:numel()
+      -- analytic: row r of the Jacobian for input i
+      local analytic = {}
+      for r = 1, m do
+        local gs = M.grad(y, leaves_, { grad_outputs = one_hot(y, r), retain_graph = true, allow_unused = true })
+        analytic[r] = gs[i] and gs[i]:detach():reshape(-1) or core.zeros({ n }, { dtype = "float64" })
+      end
+      -- numeric: perturb each element of a private copy of input i
+      local probe = x:detach():clone()
+      local args = {}
+      for k, v in ipairs(xs) do args[k] = v:detach() end
+      args[i] = probe
+      for j = 1, n do
+        local orig = probe:_get_flat(j)
+        probe:_set_flat(j, orig + eps)
+        local yp = M.no_grad(call, args)
+        probe:_set_flat(j, orig - eps)
+        local ym = M.no_grad(call, args)
+        probe:_set_flat(j, orig)
+        for r = 1, m do
+          local num = (yp:_get_flat(r) - ym:_get_flat(r)) / (2 * eps)
+          local ana = analytic[r]:_get_flat(j)
+          if not (math.abs(ana - num) <= atol + rtol * math.abs(num)) then
+            error(string.format("gradcheck: input %d, element %s, output element %d: analytic %.10g, numeric %.10g",
+              i, index_string(x, j), r, ana, num), 2)
+          end
+        end
+      end
+    end
+  end
+  return true
+end
+
+return M
