@@ -75,8 +75,19 @@ void lg_release_all(lg_tensor **ts, int n);
 /* matmul's forward (matmul.c) */
 lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 
+/* fused layers (norm.c, loss.c) */
+lg_status lg_batch_norm_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_batch_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_batch_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout);
+lg_status lg_layer_norm_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_layer_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_layer_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout);
+lg_status lg_cross_entropy_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_cross_entropy_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_cross_entropy_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout);
+
 /* the tape (tape.c) */
-lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor *out);
+lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **out);
 void lg_node_release(lg_node *n);
 void lg_fw_level_set(int level);
 void lg_hooks_free(lg_hook *h);

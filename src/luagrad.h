@@ -165,6 +165,8 @@ typedef enum lg_opcode {
   /* views and copies */
   LG_OP_RESHAPE, LG_OP_EXPAND, LG_OP_PERMUTE, LG_OP_NARROW, LG_OP_SELECT, LG_OP_PAD_NARROW,
   LG_OP_CLONE, LG_OP_CAST,
+  /* fused layers: batch_norm and layer_norm (norm.c), cross_entropy (loss.c) */
+  LG_OP_BATCH_NORM, LG_OP_LAYER_NORM, LG_OP_CROSS_ENTROPY,
   LG_NUM_OPS
 } lg_opcode;
 
@@ -214,6 +216,7 @@ typedef struct lg_op {
 #define LG_F_SAVE_IN 8    /* backward reads the inputs: keep them (and check their versions) */
 #define LG_F_SAVE_OUT 16  /* backward reads the output: keep it */
 #define LG_F_VIEW 32      /* the output is a view of input 0 (shares its storage) */
+#define LG_F_SAVE_AUX 64  /* backward reads the extra outputs (batch statistics): keep them */
 
 /* ---- the tape (tape.c) ----
 ** Define-by-run: lg_apply records a node for every op whose inputs require grad while grad mode
@@ -236,6 +239,7 @@ typedef struct lg_node {
   int needs[LG_MAX_INPUTS]; /* which inputs need a gradient (for lists: all) */
   lg_args args;            /* arguments; in[] holds the saved inputs when LG_F_SAVE_IN */
   lg_tensor *saved_out;    /* the output without its grad_fn, when LG_F_SAVE_OUT */
+  lg_tensor *saved_aux[2]; /* outputs 2 and 3 (e.g. batch mean and variance), when LG_F_SAVE_AUX */
   int64_t versions[LG_MAX_INPUTS + 1]; /* storage versions of the saved tensors when recorded */
   lg_tensor *out;          /* the output while it lives (not a reference): hooks, retain_grad */
   int released;            /* saved tensors were freed by a backward without retain_graph */

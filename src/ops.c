@@ -37,116 +37,7 @@ typedef void (*reduce_k)(const char *x, int64_t rows, int64_t R, char *out, int6
 
 #define K(f) ((lg_kernel)(f))
 
-/* ==== composing ops inside rules ====
-** A scratch list owns a rule's temporaries. Every helper returns NULL once something failed (or
-** when given NULL), so a rule reads as straight-line math; sc_done hands out the result and
-** releases the rest. */
-typedef struct { lg_tensor *t[32]; int n; lg_status st; } sc;
-
-static lg_tensor *sc_keep(sc *s, lg_status st, lg_tensor *t) {
-  if (st != LG_OK) {
-    if (s->st == LG_OK) s->st = st;
-    return NULL;
-  }
-  if (s->n == 32) {
-    lg_tensor_release(t);
-    s->st = lg_error(LG_ENOMEM, "rule: too many temporaries");
-    return NULL;
-  }
-  return s->t[s->n++] = t;
-}
-#define SC_OK(s, ...) ((s)->st == LG_OK && !sc_null(__VA_ARGS__))
-static int sc_null(lg_tensor *a, lg_tensor *b) { return !a || !b; }
-
-/* (the status is computed first: C leaves the order of argument evaluation open) */
-static lg_tensor *sc_un(sc *s, lg_opcode op, lg_tensor *x) {
-  lg_tensor *o = NULL;
-  if (!SC_OK(s, x, x)) return NULL;
-  lg_status st = lg_unary(op, x, &o);
-  return sc_keep(s, st, o);
-}
-static lg_tensor *sc_bin(sc *s, lg_opcode op, lg_tensor *x, lg_tensor *y) {
-  lg_tensor *o = NULL;
-  if (!SC_OK(s, x, y)) return NULL;
-  lg_status st = lg_binary(op, x, y, &o);
-  return sc_keep(s, st, o);
-}
-static lg_tensor *sc_bs(sc *s, lg_opcode op, lg_tensor *x, double v) { /* x op v */
-  lg_tensor *o = NULL;
-  if (!SC_OK(s, x, x)) return NULL;
-  lg_status st = lg_binary_scalar(op, x, v, 0, &o);
-  return sc_keep(s, st, o);
-}
-static lg_tensor *sc_sb(sc *s, lg_opcode op, double v, lg_tensor *x) { /* v op x */
-  lg_tensor *o = NULL;
-  if (!SC_OK(s, x, x)) return NULL;
-  lg_status st = lg_binary_scalar(op, x, v, 1, &o);
-  return sc_keep(s, st, o);
-}
-static lg_tensor *sc_op(sc *s, lg_opcode op, lg_args a) {
-  lg_tensor *o[2] = {NULL, NULL};
-  for (int i = 0; i < a.nin; i++)
-    if (!a.in[i]) return NULL;
-  if (s->st != LG_OK) return NULL;
-  lg_status st = lg_apply(op, &a, o);
-  if (st == LG_OK && lg_ops[op].nout == 2) lg_tensor_release(o[1]);
-  return sc_keep(s, st, o[0]);
-}
-static lg_status sc_done(sc *s, lg_tensor *result, lg_tensor **out) {
-  lg_status st = s->st;
-  if (st == LG_OK && !result) st = lg_error(LG_EVALUE, "rule: no result");
-  if (st == LG_OK) *out = lg_tensor_retain(result);
-  lg_release_all(s->t, s->n);
-  s->n = 0;
-  return st;
-}
-/* Hands out two results (a NULL result leaves its slot NULL). */
-static lg_status sc_done2(sc *s, lg_tensor *r0, lg_tensor **o0, lg_tensor *r1, lg_tensor **o1) {
-  lg_status st = s->st;
-  if (st == LG_OK) {
-    *o0 = lg_tensor_retain(r0);
-    *o1 = lg_tensor_retain(r1);
-  }
-  lg_release_all(s->t, s->n);
-  s->n = 0;
-  return st;
-}
-/* a + b where either may be NULL (a zero tangent) */
-static lg_tensor *sc_add0(sc *s, lg_tensor *a, lg_tensor *b) { return !a ? b : !b ? a : sc_bin(s, LG_OP_ADD, a, b); }
-
-/* shape helpers, all recorded ops */
-static lg_tensor *sc_reshape(sc *s, lg_tensor *x, const int64_t *shape, int nd) {
-  lg_args a = {.in = {x}, .nin = 1, .dim = -1, .nshape = nd};
-  if (nd) memcpy(a.shape, shape, sizeof(int64_t) * (size_t)nd);
-  return sc_op(s, LG_OP_RESHAPE, a);
-}
-static lg_tensor *sc_unsqueeze(sc *s, lg_tensor *x, int dim) {
-  if (!x) return NULL;
-  int64_t shape[LG_MAX_DIMS];
-  int n = 0;
-  for (int i = 0; i <= x->ndim; i++) {
-    if (i == dim) shape[n++] = 1;
-    if (i < x->ndim) shape[n++] = x->shape[i];
-  }
-  return sc_reshape(s, x, shape, n);
-}
-static lg_tensor *sc_expand(sc *s, lg_tensor *x, const int64_t *shape, int nd) {
-  lg_args a = {.in = {x}, .nin = 1, .dim = -1, .nshape = nd};
-  if (nd) memcpy(a.shape, shape, sizeof(int64_t) * (size_t)nd);
-  return sc_op(s, LG_OP_EXPAND, a);
-}
-static lg_tensor *sc_swap_last2(sc *s, lg_tensor *x) {
-  if (!x) return NULL;
-  lg_args a = {.in = {x}, .nin = 1, .dim = -1, .nshape = x->ndim};
-  for (int i = 0; i < x->ndim; i++) a.shape[i] = i;
-  a.shape[x->ndim - 1] = x->ndim - 2;
-  a.shape[x->ndim - 2] = x->ndim - 1;
-  return sc_op(s, LG_OP_PERMUTE, a);
-}
-static lg_tensor *sc_reduce(sc *s, lg_opcode op, lg_tensor *x, int dim, int keepdim) {
-  lg_args a = {.in = {x}, .nin = 1, .dim = dim, .keepdim = keepdim, .s = {1}};
-  return sc_op(s, op, a);
-}
+#include "compose.h"
 
 /* ==== 1. unary elementwise ==== */
 
@@ -311,16 +202,6 @@ static lg_status unary_p_forward(const lg_op *op, const lg_args *a, lg_tensor **
 /* ---- rules of unary ops: f'(x) from x (saved input) or y (saved output), then
 **      backward  gin = g * f'(x)        forward  tout = tin * f'(x) ---- */
 
-static lg_tensor *sc_scalar(sc *s, double v, lg_dtype dt) {
-  lg_tensor *o = NULL;
-  if (s->st != LG_OK) return NULL;
-  lg_status st = lg_scalar_like(v, dt, &o);
-  return sc_keep(s, st, o);
-}
-static lg_tensor *sc_where(sc *s, lg_tensor *m, lg_tensor *a, lg_tensor *b) {
-  lg_args w = {.in = {m, a, b}, .nin = 3, .dim = -1};
-  return sc_op(s, LG_OP_WHERE, w);
-}
 
 typedef lg_tensor *(*deriv_fn)(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a);
 
@@ -985,24 +866,7 @@ static lg_status reduce_forward(const lg_op *op, const lg_args *a, lg_tensor **o
 **      brought back to x's shape by "unreduce" (unsqueeze the reduced dim, then expand):
 **      backward gin = unreduce(g) * d, forward tout = reduce_sum(tin * d). ---- */
 
-static lg_tensor *sc_unreduce(sc *s, lg_tensor *t, const int64_t *shape, int nd, int dim, int keepdim) {
-  lg_tensor *k = t;
-  if (!t) return NULL;
-  if (!keepdim) {
-    if (dim >= 0) {
-      k = sc_unsqueeze(s, t, dim);
-    } else {
-      int64_t ones[LG_MAX_DIMS];
-      for (int i = 0; i < nd; i++) ones[i] = 1;
-      k = sc_reshape(s, t, ones, nd);
-    }
-  }
-  return sc_expand(s, k, shape, nd);
-}
 
-static double reduced_count(const int64_t *shape, int nd, int dim) {
-  return dim >= 0 ? (double)shape[dim] : (double)lg_shape_numel(shape, nd);
-}
 
 /* d out / d x for each reduction: x the input, oe the output unreduced to x's shape */
 typedef lg_tensor *(*rderiv_fn)(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N);
@@ -1595,6 +1459,11 @@ const lg_op lg_ops[LG_NUM_OPS] = {
   {"pad_narrow", 1, 1, pad_narrow_forward, {NULL, NULL, NULL}, 0, pad_narrow_backward, same_op_jvp},
   {"clone", 1, 1, clone_forward, {NULL, NULL, NULL}, 0, pass_backward, same_op_jvp},
   {"cast", 1, 1, cast_forward, {NULL, NULL, NULL}, 0, pass_backward, same_op_jvp},
+
+  {"batch_norm", 3, 3, lg_batch_norm_forward, {NULL, NULL, NULL}, SI | LG_F_SAVE_AUX, lg_batch_norm_backward, lg_batch_norm_jvp},
+  {"layer_norm", 3, 3, lg_layer_norm_forward, {NULL, NULL, NULL}, SI | LG_F_SAVE_AUX, lg_layer_norm_backward, lg_layer_norm_jvp},
+  {"cross_entropy", 2, 2, lg_cross_entropy_forward, {NULL, NULL, NULL}, SI | LG_F_SAVE_AUX, lg_cross_entropy_backward,
+   lg_cross_entropy_jvp},
 };
 _Static_assert(sizeof lg_ops / sizeof lg_ops[0] == LG_NUM_OPS, "lg_ops must have a row per lg_opcode");
 
@@ -1632,7 +1501,7 @@ lg_status lg_apply(lg_opcode code, const lg_args *a, lg_tensor **out) {
   const lg_op *op = &lg_ops[code];
   LG_TRY(op->forward(op, a, out));
   lg_status st = lg_check_anomaly("forward", op->name, out[0]);
-  if (st == LG_OK && op->backward && lg_grad_enabled()) st = lg_tape_record(code, a, out[0]);
+  if (st == LG_OK && op->backward && lg_grad_enabled()) st = lg_tape_record(code, a, out);
   if (st == LG_OK && op->jvp && lg_fw_level() > 0) st = propagate_tangent(op, a, out[0]);
   if (st != LG_OK) lg_release_all(out, op->nout);
   return st;

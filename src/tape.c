@@ -65,6 +65,10 @@ static void node_release_saved(lg_node *n) {
   }
   lg_tensor_release(n->saved_out);
   n->saved_out = NULL;
+  for (int i = 0; i < 2; i++) {
+    lg_tensor_release(n->saved_aux[i]);
+    n->saved_aux[i] = NULL;
+  }
 }
 
 /* Releasing a node may release its inputs' nodes, and so on down a long chain: done with a work
@@ -103,8 +107,9 @@ void lg_node_release(lg_node *n) {
 
 static int wants_grad(const lg_tensor *t) { return t && t->requires_grad; }
 
-lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor *out) {
+lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **outs) {
   const lg_op *op = &lg_ops[code];
+  lg_tensor *out = outs[0];
   lg_tensor *const *ins = op->arity < 0 ? a->list : a->in;
   int nin = op->arity < 0 ? a->nlist : a->nin, any = 0;
   for (int i = 0; i < nin; i++) any |= wants_grad(ins[i]);
@@ -154,6 +159,8 @@ lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor *out) {
     }
     n->versions[LG_MAX_INPUTS] = out->storage->version;
   }
+  if (op->flags & LG_F_SAVE_AUX)
+    for (int i = 1; i < op->nout && i <= 2; i++) n->saved_aux[i - 1] = lg_tensor_retain(outs[i]);
   out->grad_fn = n;
   out->requires_grad = 1;
   n->out = out;

@@ -1,0 +1,420 @@
+/*
+** norm.c: batch normalization and layer normalization as fused ops.
+**
+** Both normalize groups of M values with their mean and biased variance, then scale and shift:
+**   xhat = (x - mean) * rstd,   rstd = 1 / sqrt(var + eps),   y = xhat * w + b
+** BatchNorm's groups are the channels of (N, C) or (N, C, L) input (M = N * L values each, w and
+** b per channel); LayerNorm's groups are the rows over the last D values (w and b per value).
+**
+** Backward, by hand (the reference text's BatchNorm formula). With dxhat = dy * w:
+**   dx = rstd / M * (M * dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))
+**   dw = sum(dy * xhat),   db = sum(dy)             (sums over the group's values)
+** The forward saves the batch mean and variance (outputs 2 and 3); the backward recomputes xhat
+** from them and x in one pass. Under create_graph, and in forward mode, the same formulas are
+** written with ordinary ops instead (a differentiable fallback), so second derivatives and
+** tangents flow through them.
+**
+** Running statistics (BatchNorm in training) and eval mode are handled by the nn module: eval
+** mode is an affine map of the running statistics, written with ops.
+*/
+#include "compose.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* ---- kernels ----
+** x, y: N x C x L contiguous (L = 1 for 2-d input), or R x D for layer norm. Statistics are
+** accumulated in double. */
+
+#define BN_FORWARD(name, T)                                                                        \
+  static void name(const T *x, T *y, const T *w, const T *b, T *mean_out, T *var_out, double *acc,     \
+                   int64_t N, int64_t C, int64_t L, double eps) {                                  \
+    double *mean = acc, *var = acc + C, M = (double)(N * L);                                       \
+    for (int64_t c = 0; c < 2 * C; c++) acc[c] = 0;                                                \
+    for (int64_t n = 0; n < N; n++)                                                                \
+      for (int64_t c = 0; c < C; c++) {                                                            \
+        const T *p = x + (n * C + c) * L;                                                          \
+        for (int64_t l = 0; l < L; l++) mean[c] += p[l];                                           \
+      }                                                                                            \
+    for (int64_t c = 0; c < C; c++) mean[c] /= M;                                                  \
+    for (int64_t n = 0; n < N; n++)                                                                \
+      for (int64_t c = 0; c < C; c++) {                                                            \
+        const T *p = x + (n * C + c) * L;                                                          \
+        for (int64_t l = 0; l < L; l++) var[c] += ((double)p[l] - mean[c]) * ((double)p[l] - mean[c]); \
+      }                                                                                            \
+    for (int64_t c = 0; c < C; c++) {                                                              \
+      var[c] /= M;                                                                                 \
+      mean_out[c] = (T)mean[c];                                                                    \
+      var_out[c] = (T)var[c];                                                                      \
+    }                                                                                              \
+    for (int64_t n = 0; n < N; n++)                                                                \
+      for (int64_t c = 0; c < C; c++) {                                                            \
+        const T *p = x + (n * C + c) * L;                                                          \
+        T *q = y + (n * C + c) * L;                                                                \
+        double r = 1 / sqrt(var[c] + eps), k = r * (w ? w[c] : 1), sh = (b ? b[c] : 0) - mean[c] * k; \
+        for (int64_t l = 0; l < L; l++) q[l] = (T)(p[l] * k + sh);                                 \
+      }                                                                                            \
+  }
+BN_FORWARD(bn_forward_f32, float)
+BN_FORWARD(bn_forward_f64, double)
+
+#define BN_BACKWARD(name, T)                                                                       \
+  static void name(const T *x, const T *dy, const T *w, const T *mean, const T *var, T *dx, T *dw, T *db, \
+                   double *acc, int64_t N, int64_t C, int64_t L, double eps) {                     \
+    double *sdy = acc, *sdyx = acc + C, *rstd = acc + 2 * C, M = (double)(N * L);                   \
+    for (int64_t c = 0; c < C; c++) sdy[c] = sdyx[c] = 0, rstd[c] = 1 / sqrt((double)var[c] + eps); \
+    for (int64_t n = 0; n < N; n++)                                                                \
+      for (int64_t c = 0; c < C; c++) {                                                            \
+        const T *p = x + (n * C + c) * L, *g = dy + (n * C + c) * L;                               \
+        for (int64_t l = 0; l < L; l++) {                                                          \
+          sdy[c] += g[l];                                                                          \
+          sdyx[c] += g[l] * ((double)p[l] - mean[c]) * rstd[c];                                    \
+        }                                                                                          \
+      }                                                                                            \
+    if (dx)                                                                                        \
+      for (int64_t n = 0; n < N; n++)                                                              \
+        for (int64_t c = 0; c < C; c++) {                                                          \
+          const T *p = x + (n * C + c) * L, *g = dy + (n * C + c) * L;                             \
+          T *q = dx + (n * C + c) * L;                                                             \
+          double k = (w ? w[c] : 1) * rstd[c] / M;                                                 \
+          for (int64_t l = 0; l < L; l++) {                                                        \
+            double xhat = ((double)p[l] - mean[c]) * rstd[c];                                      \
+            q[l] = (T)(k * (M * g[l] - sdy[c] - xhat * sdyx[c]));                                  \
+          }                                                                                        \
+        }                                                                                          \
+    for (int64_t c = 0; c < C; c++) {                                                              \
+      if (dw) dw[c] = (T)sdyx[c];                                                                  \
+      if (db) db[c] = (T)sdy[c];                                                                   \
+    }                                                                                              \
+  }
+BN_BACKWARD(bn_backward_f32, float)
+BN_BACKWARD(bn_backward_f64, double)
+
+#define LN_FORWARD(name, T)                                                                        \
+  static void name(const T *x, T *y, const T *w, const T *b, T *mean_out, T *var_out, int64_t R,   \
+                   int64_t D, double eps) {                                                        \
+    for (int64_t r = 0; r < R; r++, x += D, y += D) {                                              \
+      double m = 0, v = 0;                                                                         \
+      for (int64_t d = 0; d < D; d++) m += x[d];                                                   \
+      m /= (double)D;                                                                              \
+      for (int64_t d = 0; d < D; d++) v += ((double)x[d] - m) * ((double)x[d] - m);                \
+      v /= (double)D;                                                                              \
+      mean_out[r] = (T)m;                                                                          \
+      var_out[r] = (T)v;                                                                           \
+      double rs = 1 / sqrt(v + eps);                                                               \
+      for (int64_t d = 0; d < D; d++)                                                              \
+        y[d] = (T)(((double)x[d] - m) * rs * (w ? w[d] : 1) + (b ? b[d] : 0));                     \
+    }                                                                                              \
+  }
+LN_FORWARD(ln_forward_f32, float)
+LN_FORWARD(ln_forward_f64, double)
+
+#define LN_BACKWARD(name, T)                                                                       \
+  static void name(const T *x, const T *dy, const T *w, const T *mean, const T *var, T *dx, double *dw, \
+                   double *db, int64_t R, int64_t D, double eps) {                                 \
+    for (int64_t r = 0; r < R; r++, x += D, dy += D) {                                             \
+      double rs = 1 / sqrt((double)var[r] + eps), m = mean[r], s1 = 0, s2 = 0;                     \
+      for (int64_t d = 0; d < D; d++) {                                                            \
+        double xhat = ((double)x[d] - m) * rs, dxh = dy[d] * (w ? (double)w[d] : 1);               \
+        s1 += dxh;                                                                                 \
+        s2 += dxh * xhat;                                                                          \
+        if (dw) dw[d] += dy[d] * xhat;                                                             \
+        if (db) db[d] += dy[d];                                                                    \
+      }                                                                                            \
+      if (dx)                                                                                      \
+        for (int64_t d = 0; d < D; d++) {                                                          \
+          double xhat = ((double)x[d] - m) * rs, dxh = dy[d] * (w ? (double)w[d] : 1);             \
+          dx[r * D + d] = (T)(rs / (double)D * ((double)D * dxh - s1 - xhat * s2));                \
+        }                                                                                          \
+    }                                                                                              \
+  }
+LN_BACKWARD(ln_backward_f32, float)
+LN_BACKWARD(ln_backward_f64, double)
+
+/* ---- shared checks ---- */
+
+static lg_status float_contig(const char *op, lg_tensor *t, lg_dtype dt, lg_tensor **out) {
+  if (!t) {
+    *out = NULL;
+    return LG_OK;
+  }
+  if (lg_is_contiguous(t) && t->dtype == dt) {
+    *out = lg_tensor_retain(t);
+    return LG_OK;
+  }
+  return lg_copy_as(t, dt, out);
+}
+
+static lg_status check_param(const char *op, const char *what, lg_tensor *p, int64_t n) {
+  if (p && lg_numel(p) != n)
+    return lg_error(LG_ESHAPE, "%s: %s has shape %s, expected %lld elements", op, what, SHAPE(p), (long long)n);
+  return LG_OK;
+}
+
+/* ==== batch_norm(x, weight, bias; eps) -> y, batch mean, batch variance (biased) ==== */
+
+lg_status lg_batch_norm_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  lg_tensor *x = a->in[0], *w = a->nin > 1 ? a->in[1] : NULL, *b = a->nin > 2 ? a->in[2] : NULL;
+  if (x->ndim != 2 && x->ndim != 3)
+    return lg_error(LG_ESHAPE, "batch_norm: expected (N, C) or (N, C, L) input, got %s", SHAPE(x));
+  int64_t N = x->shape[0], C = x->shape[1], L = x->ndim == 3 ? x->shape[2] : 1;
+  LG_TRY(check_param("batch_norm", "weight", w, C));
+  LG_TRY(check_param("batch_norm", "bias", b, C));
+  lg_dtype dt = lg_dtype_is_float(x->dtype) ? x->dtype : lg_default_dtype();
+  lg_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *mean = NULL, *var = NULL;
+  double *acc = malloc(sizeof(double) * (size_t)(2 * C + 1));
+  lg_status st = acc ? LG_OK : lg_error(LG_ENOMEM, "batch_norm: out of memory");
+  if (st == LG_OK) st = float_contig("batch_norm", x, dt, &xc);
+  if (st == LG_OK) st = float_contig("batch_norm", w, dt, &wc);
+  if (st == LG_OK) st = float_contig("batch_norm", b, dt, &bc);
+  if (st == LG_OK) st = lg_new(x->shape, x->ndim, dt, &y);
+  if (st == LG_OK) st = lg_new(&C, 1, dt, &mean);
+  if (st == LG_OK) st = lg_new(&C, 1, dt, &var);
+  if (st == LG_OK) {
+    if (dt == LG_FLOAT32)
+      bn_forward_f32(lg_data(xc), lg_data(y), wc ? lg_data(wc) : NULL, bc ? lg_data(bc) : NULL, lg_data(mean),
+                     lg_data(var), acc, N, C, L, a->s[0]);
+    else
+      bn_forward_f64(lg_data(xc), lg_data(y), wc ? lg_data(wc) : NULL, bc ? lg_data(bc) : NULL, lg_data(mean),
+                     lg_data(var), acc, N, C, L, a->s[0]);
+    out[0] = y, out[1] = mean, out[2] = var;
+  } else {
+    lg_tensor_release(y);
+    lg_tensor_release(mean);
+    lg_tensor_release(var);
+  }
+  free(acc);
+  lg_tensor_release(xc);
+  lg_tensor_release(wc);
+  lg_tensor_release(bc);
+  return st;
+}
+
+/* The per-channel parameter or statistic t (C) shaped to broadcast against x: (1, C[, 1]). */
+static lg_tensor *bn_bcast(sc *s, lg_tensor *t, const lg_tensor *x) {
+  int64_t shape[3] = {1, x->shape[1], 1};
+  return t ? sc_reshape(s, t, shape, x->ndim) : NULL;
+}
+/* sum or mean over every dimension but the channel one, keeping dims */
+static lg_tensor *bn_reduce(sc *s, lg_opcode op, lg_tensor *t) {
+  if (t && t->ndim == 3) t = sc_reduce(s, op, t, 2, 1);
+  return sc_reduce(s, op, t, 0, 1);
+}
+/* composite statistics: xhat and rstd written with ops, so gradients flow through them */
+static lg_tensor *bn_xhat(sc *s, lg_tensor *x, double eps, lg_tensor **rstd) {
+  lg_tensor *xm = sc_bin(s, LG_OP_SUB, x, bn_reduce(s, LG_OP_MEAN, x));
+  lg_tensor *var = bn_reduce(s, LG_OP_MEAN, sc_un(s, LG_OP_SQUARE, xm));
+  *rstd = sc_un(s, LG_OP_RSQRT, sc_bs(s, LG_OP_ADD, var, eps));
+  return sc_bin(s, LG_OP_MUL, xm, *rstd);
+}
+static lg_tensor *flat_c(sc *s, lg_tensor *t) { /* (1, C[, 1]) -> (C) */
+  return t ? sc_reshape(s, t, &t->shape[1], 1) : NULL;
+}
+
+lg_status lg_batch_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  lg_tensor *x = n->args.in[0], *w = n->nin > 1 ? n->args.in[1] : NULL;
+  double eps = n->args.s[0];
+  int64_t N = x->shape[0], C = x->shape[1], L = x->ndim == 3 ? x->shape[2] : 1;
+  if (lg_grad_enabled()) { /* create_graph: the formulas with ops */
+    sc s = {0};
+    lg_tensor *rstd, *xhat = bn_xhat(&s, x, eps, &rstd);
+    lg_tensor *dxh = w ? sc_bin(&s, LG_OP_MUL, g, bn_bcast(&s, w, x)) : g;
+    lg_tensor *dx = NULL, *dw = NULL, *db = NULL;
+    if (n->needs[0]) {
+      double M = (double)(N * L);
+      lg_tensor *t = sc_bin(&s, LG_OP_SUB, sc_bs(&s, LG_OP_MUL, dxh, M), bn_reduce(&s, LG_OP_SUM, dxh));
+      t = sc_bin(&s, LG_OP_SUB, t, sc_bin(&s, LG_OP_MUL, xhat, bn_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, dxh, xhat))));
+      dx = sc_bs(&s, LG_OP_DIV, sc_bin(&s, LG_OP_MUL, t, rstd), M);
+    }
+    if (n->nin > 1 && n->needs[1]) dw = flat_c(&s, bn_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, g, xhat)));
+    if (n->nin > 2 && n->needs[2]) db = flat_c(&s, bn_reduce(&s, LG_OP_SUM, g));
+    if (s.st == LG_OK && db) gin[2] = lg_tensor_retain(db);
+    return sc_done2(&s, dx, &gin[0], dw, &gin[1]);
+  }
+  lg_dtype dt = x->dtype;
+  lg_tensor *xc = NULL, *gc = NULL, *wc = NULL, *dx = NULL, *dw = NULL, *db = NULL;
+  double *acc = malloc(sizeof(double) * (size_t)(3 * C + 1));
+  lg_status st = acc ? LG_OK : lg_error(LG_ENOMEM, "batch_norm: out of memory");
+  if (st == LG_OK) st = float_contig("batch_norm", x, dt, &xc);
+  if (st == LG_OK) st = float_contig("batch_norm", g, dt, &gc);
+  if (st == LG_OK) st = float_contig("batch_norm", w, dt, &wc);
+  if (st == LG_OK && n->needs[0]) st = lg_new(x->shape, x->ndim, dt, &dx);
+  if (st == LG_OK && n->nin > 1 && n->needs[1]) st = lg_new(&C, 1, dt, &dw);
+  if (st == LG_OK && n->nin > 2 && n->needs[2]) st = lg_new(&C, 1, dt, &db);
+  if (st == LG_OK) {
+    lg_tensor *mean = n->saved_aux[0], *var = n->saved_aux[1];
+    if (dt == LG_FLOAT32)
+      bn_backward_f32(lg_data(xc), lg_data(gc), wc ? lg_data(wc) : NULL, lg_data(mean), lg_data(var), dx ? lg_data(dx) : NULL,
+                      dw ? lg_data(dw) : NULL, db ? lg_data(db) : NULL, acc, N, C, L, eps);
+    else
+      bn_backward_f64(lg_data(xc), lg_data(gc), wc ? lg_data(wc) : NULL, lg_data(mean), lg_data(var), dx ? lg_data(dx) : NULL,
+                      dw ? lg_data(dw) : NULL, db ? lg_data(db) : NULL, acc, N, C, L, eps);
+    gin[0] = dx;
+    if (n->nin > 1) gin[1] = dw;
+    if (n->nin > 2) gin[2] = db;
+  } else {
+    lg_tensor_release(dx);
+    lg_tensor_release(dw);
+    lg_tensor_release(db);
+  }
+  free(acc);
+  lg_tensor_release(xc);
+  lg_tensor_release(gc);
+  lg_tensor_release(wc);
+  return st;
+}
+
+/* Forward mode: with r = rstd, t_xhat = r (tx - mean(tx) - xhat mean(xhat tx));
+** t_y = t_xhat w + xhat tw + tb. */
+lg_status lg_batch_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *x = a->in[0], *w = a->nin > 1 ? a->in[1] : NULL;
+  lg_tensor *rstd, *xhat = bn_xhat(&s, x, a->s[0], &rstd), *ty = NULL;
+  if (tin[0]) {
+    lg_tensor *tx = tin[0];
+    lg_tensor *t = sc_bin(&s, LG_OP_SUB, tx, bn_reduce(&s, LG_OP_MEAN, tx));
+    t = sc_bin(&s, LG_OP_SUB, t, sc_bin(&s, LG_OP_MUL, xhat, bn_reduce(&s, LG_OP_MEAN, sc_bin(&s, LG_OP_MUL, xhat, tx))));
+    t = sc_bin(&s, LG_OP_MUL, t, rstd);
+    ty = w ? sc_bin(&s, LG_OP_MUL, t, bn_bcast(&s, w, x)) : t;
+  }
+  if (a->nin > 1 && tin[1]) ty = sc_add0(&s, ty, sc_bin(&s, LG_OP_MUL, xhat, bn_bcast(&s, tin[1], x)));
+  if (a->nin > 2 && tin[2]) ty = sc_add0(&s, ty, bn_bcast(&s, tin[2], x));
+  return sc_done(&s, ty, tout);
+}
+
+/* ==== layer_norm(x, weight, bias; D = a->len values per row, eps) -> y, row mean, row variance ==== */
+
+static lg_status ln_geometry(const lg_args *a, int64_t *R, int64_t *D) {
+  lg_tensor *x = a->in[0];
+  *D = a->len;
+  int64_t n = lg_numel(x);
+  if (*D <= 0 || (n && n % *D) || *D > (n ? n : *D))
+    return lg_error(LG_ESHAPE, "layer_norm: input %s does not end in %lld normalized elements", SHAPE(x), (long long)*D);
+  *R = n / *D;
+  return LG_OK;
+}
+
+lg_status lg_layer_norm_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  lg_tensor *x = a->in[0], *w = a->nin > 1 ? a->in[1] : NULL, *b = a->nin > 2 ? a->in[2] : NULL;
+  int64_t R, D;
+  LG_TRY(ln_geometry(a, &R, &D));
+  LG_TRY(check_param("layer_norm", "weight", w, D));
+  LG_TRY(check_param("layer_norm", "bias", b, D));
+  lg_dtype dt = lg_dtype_is_float(x->dtype) ? x->dtype : lg_default_dtype();
+  lg_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *mean = NULL, *var = NULL;
+  lg_status st = float_contig("layer_norm", x, dt, &xc);
+  if (st == LG_OK) st = float_contig("layer_norm", w, dt, &wc);
+  if (st == LG_OK) st = float_contig("layer_norm", b, dt, &bc);
+  if (st == LG_OK) st = lg_new(x->shape, x->ndim, dt, &y);
+  if (st == LG_OK) st = lg_new(&R, 1, dt, &mean);
+  if (st == LG_OK) st = lg_new(&R, 1, dt, &var);
+  if (st == LG_OK) {
+    if (dt == LG_FLOAT32)
+      ln_forward_f32(lg_data(xc), lg_data(y), wc ? lg_data(wc) : NULL, bc ? lg_data(bc) : NULL, lg_data(mean),
+                     lg_data(var), R, D, a->s[0]);
+    else
+      ln_forward_f64(lg_data(xc), lg_data(y), wc ? lg_data(wc) : NULL, bc ? lg_data(bc) : NULL, lg_data(mean),
+                     lg_data(var), R, D, a->s[0]);
+    out[0] = y, out[1] = mean, out[2] = var;
+  } else {
+    lg_tensor_release(y);
+    lg_tensor_release(mean);
+    lg_tensor_release(var);
+  }
+  lg_tensor_release(xc);
+  lg_tensor_release(wc);
+  lg_tensor_release(bc);
+  return st;
+}
+
+/* x as (R, D) rows, and back */
+static lg_tensor *ln_rows(sc *s, lg_tensor *t, int64_t R, int64_t D) {
+  int64_t shape[2] = {R, D};
+  return sc_reshape(s, t, shape, 2);
+}
+static lg_tensor *ln_xhat(sc *s, lg_tensor *x2, double eps, lg_tensor **rstd) {
+  lg_tensor *xm = sc_bin(s, LG_OP_SUB, x2, sc_reduce(s, LG_OP_MEAN, x2, 1, 1));
+  lg_tensor *var = sc_reduce(s, LG_OP_MEAN, sc_un(s, LG_OP_SQUARE, xm), 1, 1);
+  *rstd = sc_un(s, LG_OP_RSQRT, sc_bs(s, LG_OP_ADD, var, eps));
+  return sc_bin(s, LG_OP_MUL, xm, *rstd);
+}
+static lg_tensor *ln_param(sc *s, lg_tensor *p, int64_t D) { return p ? sc_reshape(s, p, &D, 1) : NULL; }
+
+lg_status lg_layer_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  lg_tensor *x = n->args.in[0], *w = n->nin > 1 ? n->args.in[1] : NULL;
+  int64_t R, D;
+  LG_TRY(ln_geometry(&n->args, &R, &D));
+  double eps = n->args.s[0];
+  if (lg_grad_enabled()) { /* create_graph: the formulas with ops */
+    sc s = {0};
+    lg_tensor *x2 = ln_rows(&s, x, R, D), *g2 = ln_rows(&s, g, R, D), *rstd;
+    lg_tensor *xhat = ln_xhat(&s, x2, eps, &rstd);
+    lg_tensor *dxh = w ? sc_bin(&s, LG_OP_MUL, g2, ln_param(&s, w, D)) : g2;
+    lg_tensor *dx = NULL, *dw = NULL, *db = NULL;
+    if (n->needs[0]) {
+      lg_tensor *t = sc_bin(&s, LG_OP_SUB, sc_bs(&s, LG_OP_MUL, dxh, (double)D), sc_reduce(&s, LG_OP_SUM, dxh, 1, 1));
+      t = sc_bin(&s, LG_OP_SUB, t, sc_bin(&s, LG_OP_MUL, xhat, sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, dxh, xhat), 1, 1)));
+      dx = sc_reshape(&s, sc_bs(&s, LG_OP_DIV, sc_bin(&s, LG_OP_MUL, t, rstd), (double)D), x->shape, x->ndim);
+    }
+    if (n->nin > 1 && n->needs[1])
+      dw = sc_reshape(&s, sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, g2, xhat), 0, 0), n->edges[1].shape, n->edges[1].ndim);
+    if (n->nin > 2 && n->needs[2])
+      db = sc_reshape(&s, sc_reduce(&s, LG_OP_SUM, g2, 0, 0), n->edges[2].shape, n->edges[2].ndim);
+    if (s.st == LG_OK && db) gin[2] = lg_tensor_retain(db);
+    return sc_done2(&s, dx, &gin[0], dw, &gin[1]);
+  }
+  lg_dtype dt = x->dtype;
+  lg_tensor *xc = NULL, *gc = NULL, *wc = NULL, *dx = NULL, *dw = NULL, *db = NULL;
+  double *acc = calloc((size_t)(2 * D + 1), sizeof(double));
+  int want_w = n->nin > 1 && n->needs[1], want_b = n->nin > 2 && n->needs[2];
+  lg_status st = acc ? LG_OK : lg_error(LG_ENOMEM, "layer_norm: out of memory");
+  if (st == LG_OK) st = float_contig("layer_norm", x, dt, &xc);
+  if (st == LG_OK) st = float_contig("layer_norm", g, dt, &gc);
+  if (st == LG_OK) st = float_contig("layer_norm", w, dt, &wc);
+  if (st == LG_OK && n->needs[0]) st = lg_new(x->shape, x->ndim, dt, &dx);
+  if (st == LG_OK && want_w) st = lg_new(n->edges[1].shape, n->edges[1].ndim, dt, &dw);
+  if (st == LG_OK && want_b) st = lg_new(n->edges[2].shape, n->edges[2].ndim, dt, &db);
+  if (st == LG_OK) {
+    lg_tensor *mean = n->saved_aux[0], *var = n->saved_aux[1];
+    if (dt == LG_FLOAT32)
+      ln_backward_f32(lg_data(xc), lg_data(gc), wc ? lg_data(wc) : NULL, lg_data(mean), lg_data(var), dx ? lg_data(dx) : NULL,
+                      want_w ? acc : NULL, want_b ? acc + D : NULL, R, D, eps);
+    else
+      ln_backward_f64(lg_data(xc), lg_data(gc), wc ? lg_data(wc) : NULL, lg_data(mean), lg_data(var), dx ? lg_data(dx) : NULL,
+                      want_w ? acc : NULL, want_b ? acc + D : NULL, R, D, eps);
+    for (int64_t d = 0; d < D; d++) {
+      if (dw) lg_set_flat(dw, d, acc[d]);
+      if (db) lg_set_flat(db, d, acc[D + d]);
+    }
+    gin[0] = dx;
+    if (n->nin > 1) gin[1] = dw;
+    if (n->nin > 2) gin[2] = db;
+  } else {
+    lg_tensor_release(dx);
+    lg_tensor_release(dw);
+    lg_tensor_release(db);
+  }
+  free(acc);
+  lg_tensor_release(xc);
+  lg_tensor_release(gc);
+  lg_tensor_release(wc);
+  return st;
+}
+
+lg_status lg_layer_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *x = a->in[0], *w = a->nin > 1 ? a->in[1] : NULL;
+  int64_t R, D;
+  LG_TRY(ln_geometry(a, &R, &D));
+  lg_tensor *x2 = ln_rows(&s, x, R, D), *rstd, *xhat = ln_xhat(&s, x2, a->s[0], &rstd), *ty = NULL;
+  if (tin[0]) {
+    lg_tensor *tx = ln_rows(&s, tin[0], R, D);
+    lg_tensor *t = sc_bin(&s, LG_OP_SUB, tx, sc_reduce(&s, LG_OP_MEAN, tx, 1, 1));
+    t = sc_bin(&s, LG_OP_SUB, t, sc_bin(&s, LG_OP_MUL, xhat, sc_reduce(&s, LG_OP_MEAN, sc_bin(&s, LG_OP_MUL, xhat, tx), 1, 1)));
+    t = sc_bin(&s, LG_OP_MUL, t, rstd);
+    ty = w ? sc_bin(&s, LG_OP_MUL, t, ln_param(&s, w, D)) : t;
+  }
+  if (a->nin > 1 && tin[1]) ty = sc_add0(&s, ty, sc_bin(&s, LG_OP_MUL, xhat, ln_param(&s, tin[1], D)));
+  if (a->nin > 2 && tin[2]) ty = sc_add0(&s, ty, ln_param(&s, tin[2], D));
+  return sc_done(&s, ty ? sc_reshape(&s, ty, x->shape, x->ndim) : NULL, tout);
+}
