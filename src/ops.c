@@ -1491,6 +1491,14 @@ static lg_status propagate_tangent(const lg_op *op, const lg_args *a, lg_tensor 
     lg_tensor_release(t);
     t = st == LG_OK ? c : NULL;
   }
+  /* a rule may return a tangent of an input's shape (a + b with tb = 0): broadcast it to the
+  ** output's shape here, in one place, as the tape sums gradients back in one place */
+  if (st == LG_OK && t && (t->ndim != out->ndim || memcmp(t->shape, out->shape, sizeof(int64_t) * (size_t)out->ndim))) {
+    lg_tensor *e;
+    st = lg_expand(t, out->shape, out->ndim, &e);
+    lg_tensor_release(t);
+    t = st == LG_OK ? e : NULL;
+  }
   if (st == LG_OK) st = lg_check_anomaly("forward-mode tangent", op->name, t);
   if (st == LG_OK) out->tangent = t;
   else lg_tensor_release(t);

@@ -196,7 +196,8 @@ function M.gradcheck(f, inputs, opts)
     local outs = as_list(out, "gradcheck: f's result")
     local flat = {}
     for _, o in ipairs(outs) do
-      if o.dtype == "float64" or o.dtype == "float32" then flat[#flat + 1] = o:reshape(-1) end
+      -- a copy: an output that views the probed input would change back with it
+      if o.dtype == "float64" or o.dtype == "float32" then flat[#flat + 1] = o:reshape(-1):clone() end
     end
     return #flat == 1 and flat[1] or core.cat(flat)
   end
