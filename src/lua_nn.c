@@ -54,9 +54,53 @@ static int m_cross_entropy(lua_State *L) {
   return 1;
 }
 
+/* ---- raw bytes, for the safetensors reader and writer (lua/luagrad/serialize.lua) ---- */
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "safetensors data is little-endian; byte swapping is not implemented for this machine"
+#endif
+
+/* t:_to_bytes() -> the tensor's elements, row-major, as a string (little-endian) */
+static int t_to_bytes(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1), *c = NULL;
+  lgL_check(L, lg_contiguous(t, &c));
+  lua_pushlstring(L, (const char *)lg_data(c), (size_t)lg_numel(c) * lg_dtype_size(c->dtype));
+  lg_tensor_release(c);
+  return 1;
+}
+
+/* core._from_bytes(s, offset, nbytes, dtype, shape) -> a tensor copied from s[offset+1 .. offset+nbytes] */
+static int m_from_bytes(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_Integer off = luaL_checkinteger(L, 2), nbytes = luaL_checkinteger(L, 3);
+  lg_dtype dt = lgL_checkdtype(L, 4, LG_FLOAT32);
+  int64_t shape[LG_MAX_DIMS];
+  int nd;
+  luaL_checktype(L, 5, LUA_TTABLE);
+  lgL_checkshape(L, 5, "load", shape, &nd);
+  int64_t n = lg_shape_numel(shape, nd);
+  if (n < 0) return lgL_error(L, "load: invalid shape %s", SHAPEV(shape, nd));
+  if (off < 0 || nbytes < 0 || (size_t)off > len || (size_t)nbytes > len - (size_t)off)
+    return lgL_error(L, "load: data range [%lld, %lld) lies outside the %zu bytes read", (long long)off,
+                     (long long)(off + nbytes), len);
+  if ((uint64_t)n > (uint64_t)nbytes / lg_dtype_size(dt) || (uint64_t)n * lg_dtype_size(dt) != (uint64_t)nbytes)
+    return lgL_error(L, "load: %lld bytes do not hold a %s tensor of shape %s", (long long)nbytes, lg_dtype_name(dt),
+                     SHAPEV(shape, nd));
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_tensor_from_data(s + off, shape, nd, dt, slot));
+  return 1;
+}
+
 static const luaL_Reg functions[] = {
   {"_batch_norm", m_batch_norm}, {"_layer_norm", m_layer_norm}, {"_cross_entropy", m_cross_entropy},
+  {"_from_bytes", m_from_bytes},
   {NULL, NULL}};
 
-/* Adds the functions to the module table on top of the stack. */
-void lgL_open_nn(lua_State *L) { luaL_setfuncs(L, functions, 0); }
+/* Adds the functions to the module table on top of the stack, and _to_bytes to the tensor
+** methods (the table just below it). */
+void lgL_open_nn(lua_State *L) {
+  luaL_setfuncs(L, functions, 0);
+  lua_pushcfunction(L, t_to_bytes);
+  lua_setfield(L, -3, "_to_bytes");
+}
