@@ -533,6 +533,16 @@ static int t_copy_(lua_State *L) {
   return 1;
 }
 
+static int t_set_(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1), *src = lgL_checktensor(L, 2);
+  if (t->grad_fn) return lgL_error(L, "set_: cannot re-point a tensor that has a grad_fn (a result of %s)", lg_ops[t->grad_fn->op].name);
+  if (t->requires_grad && !lg_dtype_is_float(src->dtype))
+    return lgL_error(L, "set_: a tensor that requires grad cannot take %s data", lg_dtype_name(src->dtype));
+  lgL_check(L, lg_set_(t, src));
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int t_fill_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   lgL_check(L, lg_fill_(t, luaL_checknumber(L, 2)));
@@ -1042,7 +1052,7 @@ static const luaL_Reg methods[] = {
   {"unsqueeze", t_unsqueeze}, {"squeeze", t_squeeze}, {"expand", t_expand}, {"expand_as", t_expand},
   {"flatten", t_flatten}, {"contiguous", t_contiguous}, {"clone", t_clone}, {"detach", t_detach},
   {"to", t_to}, {"float", t_float}, {"double", t_double}, {"long", t_long}, {"type", t_type},
-  {"copy_", t_copy_}, {"fill_", t_fill_}, {"zero_", t_zero_}, {"uniform_", t_uniform_}, {"normal_", t_normal_},
+  {"copy_", t_copy_}, {"set_", t_set_}, {"fill_", t_fill_}, {"zero_", t_zero_}, {"uniform_", t_uniform_}, {"normal_", t_normal_},
   {"bernoulli_", t_bernoulli_},
   {"neg", t_neg}, {"exp", t_exp}, {"log", t_log}, {"sqrt", t_sqrt}, {"rsqrt", t_rsqrt}, {"abs", t_abs},
   {"sin", t_sin}, {"cos", t_cos}, {"tanh", t_tanh}, {"sigmoid", t_sigmoid}, {"relu", t_relu}, {"sign", t_sign},

@@ -139,6 +139,7 @@ lg_status lg_clone(lg_tensor *t, lg_tensor **out);
 lg_status lg_to_dtype(lg_tensor *t, lg_dtype dt, lg_tensor **out); /* t itself if same dtype */
 lg_status lg_copy_(lg_tensor *dst, lg_tensor *src);                /* broadcasts src */
 lg_status lg_fill_(lg_tensor *t, double v);
+lg_status lg_set_(lg_tensor *t, lg_tensor *src); /* t becomes a view of src's storage */
 
 /* ---- the op table (ops.c) ----
 ** Every computing operation is one row of lg_ops[], indexed by lg_opcode. lg_apply runs the

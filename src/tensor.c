@@ -662,6 +662,26 @@ lg_status lg_contiguous(lg_tensor *t, lg_tensor **out) {
 
 lg_status lg_clone(lg_tensor *t, lg_tensor **out) { return lg_copy_as(t, t->dtype, out); }
 
+/* t takes src's storage, geometry and dtype (PyTorch's set_ / param.data = ...): every holder
+** of t sees the change. A gradient of the old dtype or shape is dropped. */
+lg_status lg_set_(lg_tensor *t, lg_tensor *src) {
+  LG_TRY(inplace_check("set_", t));
+  src->storage->refcount++;
+  storage_release(t->storage);
+  t->storage = src->storage;
+  t->offset = src->offset;
+  t->ndim = src->ndim;
+  memcpy(t->shape, src->shape, sizeof t->shape);
+  memcpy(t->stride, src->stride, sizeof t->stride);
+  if (t->grad && (t->grad->dtype != src->dtype || t->grad->ndim != src->ndim ||
+                  memcmp(t->grad->shape, src->shape, sizeof(int64_t) * (size_t)src->ndim))) {
+    lg_tensor_release(t->grad);
+    t->grad = NULL;
+  }
+  t->dtype = src->dtype;
+  return LG_OK;
+}
+
 lg_status lg_to_dtype(lg_tensor *t, lg_dtype dt, lg_tensor **out) {
   if (t->dtype == dt) {
     *out = lg_tensor_retain(t);
