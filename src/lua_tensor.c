@@ -208,6 +208,11 @@ void lgL_creation_opts(lua_State *L, int idx, lg_dtype *dt, int *requires_grad) 
   lua_pop(L, 1);
 }
 
+/* In-place methods check the target first, so the error names the method the user called. */
+static void inplace_target(lua_State *L, lg_tensor *t, const char *name) {
+  if (t->requires_grad && lg_grad_enabled()) lgL_check(L, lg_inplace_check(name, t));
+}
+
 /* ---- lifecycle and fields ---- */
 
 static int t_gc(lua_State *L) {
@@ -551,6 +556,7 @@ static int t_fill_(lua_State *L) {
 }
 
 static int t_zero_(lua_State *L) {
+  inplace_target(L, lgL_checktensor(L, 1), "zero_");
   lgL_check(L, lg_fill_(lgL_checktensor(L, 1), 0));
   lua_settop(L, 1);
   return 1;
@@ -648,6 +654,9 @@ BINARY_METHOD(ge, LG_OP_GE)
 /* In-place arithmetic: compute, then copy into self (the result must have self's shape). */
 static int inplace_binary(lua_State *L, lg_opcode op) {
   lg_tensor *t = lgL_checktensor(L, 1);
+  char name[32];
+  snprintf(name, sizeof name, "%s_", lg_ops[op].name);
+  inplace_target(L, t, name);
   binary(L, op);
   lg_tensor *r = lgL_checktensor(L, -1);
   if (r->ndim != t->ndim || lg_numel(r) != lg_numel(t)) {
@@ -693,6 +702,7 @@ static int t_clamp(lua_State *L) {
 
 static int t_clamp_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
+  inplace_target(L, t, "clamp_");
   t_clamp(L);
   lgL_check(L, lg_copy_(t, lgL_checktensor(L, -1)));
   lua_settop(L, 1);

@@ -1511,7 +1511,11 @@ lg_status lg_apply(lg_opcode code, const lg_args *a, lg_tensor **out) {
   lg_status st = lg_check_anomaly("forward", op->name, out[0]);
   if (st == LG_OK && op->backward && lg_grad_enabled()) st = lg_tape_record(code, a, out);
   if (st == LG_OK && op->jvp && lg_fw_level() > 0) st = propagate_tangent(op, a, out[0]);
-  if (st != LG_OK) lg_release_all(out, op->nout);
+  if (st != LG_OK) /* the caller's slots must not keep what was freed */
+    for (int i = 0; i < op->nout; i++) {
+      lg_tensor_release(out[i]);
+      out[i] = NULL;
+    }
   return st;
 }
 

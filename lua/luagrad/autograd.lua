@@ -148,7 +148,7 @@ function M.hessian(f, x)
   local n = x:numel()
   local H = core.zeros({ n, n }, { dtype = x.dtype })
   local gflat = g:reshape(n)
-  for i = 1, n do
+  for i = 1, gflat.requires_grad and n or 0 do -- a constant gradient has a zero Hessian
     local row = M.grad(gflat:select(1, i), xl, { retain_graph = true, allow_unused = true })[1]
     if row then H[i] = row:detach():reshape(n) end
   end
@@ -163,8 +163,9 @@ function M.hvp(f, x, v)
   local xl = x:detach():requires_grad_(true)
   local y = with_grad_mode(true, f, xl)
   local g = M.grad(y, xl, { create_graph = true })[1]
-  local hv = M.grad((g * v):sum(), xl, { allow_unused = true })[1] or core.zeros_like(x)
-  return y:detach(), hv
+  local gv = (g * v):sum()
+  local hv = gv.requires_grad and M.grad(gv, xl, { allow_unused = true })[1] or nil
+  return y:detach(), hv or core.zeros_like(x)
 end
 
 local function index_string(t, k)
