@@ -298,4 +298,32 @@ lg_status lg_matmul(lg_tensor *a, lg_tensor *b, lg_tensor **out);
 /* A 0-d tensor holding v: of dtype `like` unless v is not whole and `like` is int64. */
 lg_status lg_scalar_like(double v, lg_dtype like, lg_tensor **out);
 
+/* ---- optimizer updates (optim.c): one fused pass over a parameter, its gradient and state ---- */
+typedef struct lg_sgd_opts {
+  double lr, momentum, dampening, weight_decay;
+  int nesterov, maximize;
+} lg_sgd_opts;
+typedef struct lg_adam_opts {
+  double lr, beta1, beta2, eps, weight_decay;
+  int maximize, decoupled; /* decoupled: AdamW */
+} lg_adam_opts;
+typedef struct lg_rmsprop_opts {
+  double lr, alpha, eps, weight_decay, momentum;
+  int maximize;
+} lg_rmsprop_opts;
+typedef struct lg_adagrad_opts {
+  double lr, lr_decay, weight_decay, eps;
+  int maximize;
+} lg_adagrad_opts;
+
+/* buf: momentum buffer or NULL (no momentum); first: buf holds nothing yet */
+lg_status lg_sgd_step(lg_tensor *p, lg_tensor *g, lg_tensor *buf, int first, const lg_sgd_opts *o);
+/* vmax: NULL unless amsgrad; step counts from 1 */
+lg_status lg_adam_step(lg_tensor *p, lg_tensor *g, lg_tensor *m, lg_tensor *v, lg_tensor *vmax, int64_t step,
+                       const lg_adam_opts *o);
+/* ga: NULL unless centered; buf: NULL unless momentum > 0 */
+lg_status lg_rmsprop_step(lg_tensor *p, lg_tensor *g, lg_tensor *sq, lg_tensor *ga, lg_tensor *buf,
+                          const lg_rmsprop_opts *o);
+lg_status lg_adagrad_step(lg_tensor *p, lg_tensor *g, lg_tensor *sum, int64_t step, const lg_adagrad_opts *o);
+
 #endif

@@ -1,0 +1,337 @@
+-- luagrad.optim: optimizers. The classes keep parameter groups and state in Lua; each update is
+-- one fused C pass over a parameter, its gradient and its state (src/optim.c), with PyTorch's
+-- update equations step for step:
+--
+--   SGD(params, {lr, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false, maximize = false})
+--   Adam(params, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0, amsgrad = false, maximize = false})
+--   AdamW(params, {... as Adam, weight_decay = 1e-2})          decoupled: p <- p (1 - lr wd) first
+--   RMSprop(params, {lr = 1e-2, alpha = 0.99, eps = 1e-8, weight_decay = 0, momentum = 0, centered = false})
+--   Adagrad(params, {lr = 1e-2, lr_decay = 0, weight_decay = 0, initial_accumulator_value = 0, eps = 1e-10})
+--
+-- params is a list of tensors or a list of groups {{params = {...}, lr = ...}, ...}; a group's
+-- options override the optimizer's. opt.param_groups[i].lr can be changed between steps.
+-- Parameters whose .grad is nil are skipped. opt:zero_grad() sets gradients to nil
+-- (opt:zero_grad(false) zeroes them instead). opt:state_dict() / opt:load_state_dict(sd) save
+-- and restore everything, so a resumed run continues bit for bit.
+local core = require "luagrad.core"
+
+local M = {}
+
+local Optimizer = {}
+Optimizer.__index = Optimizer
+M.Optimizer = Optimizer
+
+local function fail(name, fmt, ...)
+  error(name .. ": " .. string.format(fmt, ...), 4)
+end
+
+local function copy(t)
+  if type(t) ~= "table" then return t end
+  local c = {}
+  for k, v in pairs(t) do c[k] = copy(v) end
+  return c
+end
+
+-- Defines an optimizer class: defaults, a validator and the per-parameter update.
+local function class(name, defaults, validate, update)
+  local C = setmetatable({ name = name, defaults = defaults, validate = validate, update = update }, {
+    __index = Optimizer,
+    __call = function(cls, params, opts) return cls.new(cls, params, opts) end,
+  })
+  C.__index = C
+  C.__tostring = function(self)
+    local lines = { name .. " (" }
+    for i, g in ipairs(self.param_groups) do
+      local keys = {}
+      for k in pairs(g) do if k ~= "params" then keys[#keys + 1] = k end end
+      table.sort(keys)
+      lines[#lines + 1] = string.format("Parameter Group %d", i - 1)
+      for _, k in ipairs(keys) do
+        local v = g[k]
+        if type(v) == "table" then v = "{" .. table.concat(v, ", ") .. "}" end
+        lines[#lines + 1] = string.format("    %s: %s", k, tostring(v))
+      end
+    end
+    lines[#lines + 1] = ")"
+    return table.concat(lines, "\n")
+  end
+  M[name] = C
+  return C
+end
+
+function Optimizer.new(cls, params, opts)
+  local name = cls.name
+  if type(params) ~= "table" and not core.is_tensor(params) then
+    fail(name, "params must be a list of tensors or of parameter groups, got %s", type(params))
+  end
+  if core.is_tensor(params) then params = { params } end
+  opts = opts or {}
+  if type(opts) ~= "table" then fail(name, "options must be a table, got %s", type(opts)) end
+  for k in pairs(opts) do
+    if cls.defaults[k] == nil and not (k == "lr" and cls.defaults.lr == false) then
+      fail(name, "unknown option '%s'", tostring(k))
+    end
+  end
+  local self = setmetatable({ param_groups = {}, state = {} }, cls)
+  if #params == 0 then fail(name, "optimizer got an empty parameter list") end
+  local groups = core.is_tensor(params[1]) and { { params = params } } or params
+  local seen = {}
+  for gi, group in ipairs(groups) do
+    if type(group) ~= "table" or type(group.params) ~= "table" and not core.is_tensor(group.params) then
+      fail(name, "parameter group %d must be a table with a params list", gi)
+    end
+    local g = { params = {} }
+    local plist = core.is_tensor(group.params) and { group.params } or group.params
+    if #plist == 0 then fail(name, "parameter group %d is empty", gi) end
+    for i, p in ipairs(plist) do
+      if not core.is_tensor(p) then fail(name, "params[%d] is a %s, not a tensor", i, type(p)) end
+      if not p.is_leaf then fail(name, "params[%d] is not a leaf tensor (it was computed by %s)", i, p:grad_fn()) end
+      if p.dtype ~= "float32" and p.dtype ~= "float64" then fail(name, "params[%d] is %s; parameters must be float", i, p.dtype) end
+      if seen[p] then fail(name, "a parameter appears more than once across the parameter groups") end
+      seen[p] = true
+      g.params[i] = p
+    end
+    for k, v in pairs(cls.defaults) do g[k] = copy(v) end
+    for k, v in pairs(opts) do g[k] = copy(v) end
+    for k, v in pairs(group) do
+      if k ~= "params" then
+        if cls.defaults[k] == nil then fail(name, "unknown option '%s' in parameter group %d", tostring(k), gi) end
+        g[k] = copy(v)
+      end
+    end
+    if g.lr == false or g.lr == nil then fail(name, "a learning rate is required (lr = ...)") end
+    cls.validate(g, function(fmt, ...) fail(name, fmt, ...) end)
+    self.param_groups[gi] = g
+  end
+  if cls.init_state then
+    for _, g in ipairs(self.param_groups) do
+      for _, p in ipairs(g.params) do self.state[p] = cls.init_state(p, g) end
+    end
+  end
+  return self
+end
+
+-- One update of every parameter that has a gradient. A closure, if given, is called first
+-- (with gradients enabled) and its loss returned.
+function Optimizer:step(closure)
+  local loss
+  if closure then loss = closure() end
+  local update = self.update
+  for _, g in ipairs(self.param_groups) do
+    self.validate(g, function(fmt, ...) fail(self.name, fmt, ...) end)
+    for _, p in ipairs(g.params) do
+      local grad = p.grad
+      if grad ~= nil then
+        local st = self.state[p]
+        if st == nil then
+          st = {}
+          self.state[p] = st
+        end
+        update(p, grad, st, g)
+      end
+    end
+  end
+  return loss
+end
+
+function Optimizer:zero_grad(set_to_none)
+  for _, g in ipairs(self.param_groups) do
+    for _, p in ipairs(g.params) do
+      if set_to_none == false then
+        local gr = p.grad
+        if gr ~= nil then core.set_grad_enabled(false); gr:zero_(); core.set_grad_enabled(true) end
+      else
+        p.grad = nil
+      end
+    end
+  end
+end
+
+-- Parameters are numbered 1..n across groups in order; state tensors are cloned so the
+-- dictionary does not change under a running optimizer.
+function Optimizer:state_dict()
+  local state, groups, index = {}, {}, 0
+  for gi, g in ipairs(self.param_groups) do
+    local gd = { params = {} }
+    for k, v in pairs(g) do if k ~= "params" then gd[k] = copy(v) end end
+    for _, p in ipairs(g.params) do
+      index = index + 1
+      gd.params[#gd.params + 1] = index
+      local st = self.state[p]
+      if st ~= nil and next(st) ~= nil then
+        local s = {}
+        for k, v in pairs(st) do s[k] = core.is_tensor(v) and v:clone() or v end
+        state[index] = s
+      end
+    end
+    groups[gi] = gd
+  end
+  return { state = state, param_groups = groups }
+end
+
+function Optimizer:load_state_dict(sd)
+  local name = self.name
+  if type(sd) ~= "table" or type(sd.param_groups) ~= "table" then fail(name, "load_state_dict: not an optimizer state dict") end
+  if #sd.param_groups ~= #self.param_groups then
+    fail(name, "load_state_dict: %d parameter groups saved, this optimizer has %d", #sd.param_groups, #self.param_groups)
+  end
+  local byindex = {}
+  for gi, g in ipairs(self.param_groups) do
+    local saved = sd.param_groups[gi]
+    if #saved.params ~= #g.params then
+      fail(name, "load_state_dict: group %d has %d parameters saved and %d here", gi, #saved.params, #g.params)
+    end
+    for i, p in ipairs(g.params) do byindex[saved.params[i]] = p end
+  end
+  local state = {}
+  for idx, s in pairs(sd.state or {}) do
+    local p = byindex[tonumber(idx)]
+    if p == nil then fail(name, "load_state_dict: state for unknown parameter %s", tostring(idx)) end
+    local st = {}
+    for k, v in pairs(s) do
+      if core.is_tensor(v) then
+        if v:numel() ~= p:numel() and v:numel() ~= 1 then
+          fail(name, "load_state_dict: state '%s' has %d elements, the parameter %d", k, v:numel(), p:numel())
+        end
+        st[k] = v:to(p.dtype):clone():reshape(p.shape)
+      else
+        st[k] = v
+      end
+    end
+    state[p] = st
+  end
+  for gi, g in ipairs(self.param_groups) do
+    for k, v in pairs(sd.param_groups[gi]) do if k ~= "params" then g[k] = copy(v) end end
+  end
+  self.state = state
+end
+
+function Optimizer:add_param_group(group)
+  local tmp = self.new(getmetatable(self), { group }, {})
+  local seen = {}
+  for _, g in ipairs(self.param_groups) do for _, p in ipairs(g.params) do seen[p] = true end end
+  for _, p in ipairs(tmp.param_groups[1].params) do
+    if seen[p] then fail(self.name, "a parameter appears more than once across the parameter groups") end
+  end
+  self.param_groups[#self.param_groups + 1] = tmp.param_groups[1]
+  for p, st in pairs(tmp.state) do self.state[p] = st end
+end
+
+-- ---- checks shared by the optimizers ----
+
+local function nonneg(bad, g, key, what)
+  local v = g[key]
+  if type(v) ~= "number" then bad("%s must be a number, got %s", what or key, type(v)) end
+  if not (v >= 0) then bad("invalid %s: %s (must be >= 0)", what or key, tostring(v)) end
+end
+
+local function betas_ok(bad, g)
+  if type(g.betas) ~= "table" or #g.betas ~= 2 then bad("betas must be a table of two numbers") end
+  for i = 1, 2 do
+    local b = g.betas[i]
+    if type(b) ~= "number" or not (b >= 0 and b < 1) then
+      bad("invalid beta parameter at index %d: %s (must be in [0, 1))", i, tostring(b))
+    end
+  end
+end
+
+-- ---- SGD ----
+
+class("SGD", { lr = false, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false, maximize = false },
+  function(g, bad)
+    nonneg(bad, g, "lr", "learning rate")
+    nonneg(bad, g, "momentum")
+    nonneg(bad, g, "weight_decay", "weight_decay value")
+    if type(g.dampening) ~= "number" then bad("dampening must be a number") end
+    if g.nesterov and (g.momentum <= 0 or g.dampening ~= 0) then
+      bad("Nesterov momentum requires a momentum and zero dampening (momentum = %s, dampening = %s)",
+        tostring(g.momentum), tostring(g.dampening))
+    end
+  end,
+  function(p, grad, st, g)
+    local buf, first = nil, false
+    if g.momentum ~= 0 then
+      buf = st.momentum_buffer
+      if buf == nil then
+        buf = core.zeros_like(p)
+        st.momentum_buffer = buf
+        first = true
+      end
+    end
+    core._sgd_step(p, grad, buf, first, g.lr, g.momentum, g.dampening, g.weight_decay, g.nesterov, g.maximize)
+  end)
+
+-- ---- Adam and AdamW ----
+
+local function adam_validate(g, bad)
+  nonneg(bad, g, "lr", "learning rate")
+  nonneg(bad, g, "eps", "epsilon value")
+  nonneg(bad, g, "weight_decay", "weight_decay value")
+  betas_ok(bad, g)
+end
+
+local function adam_update(decoupled)
+  return function(p, grad, st, g)
+    if st.step == nil then
+      st.step = 0
+      st.exp_avg = core.zeros_like(p)
+      st.exp_avg_sq = core.zeros_like(p)
+      if g.amsgrad then st.max_exp_avg_sq = core.zeros_like(p) end
+    end
+    if g.amsgrad and st.max_exp_avg_sq == nil then st.max_exp_avg_sq = core.zeros_like(p) end
+    st.step = st.step + 1
+    core._adam_step(p, grad, st.exp_avg, st.exp_avg_sq, g.amsgrad and st.max_exp_avg_sq or nil, st.step,
+      g.lr, g.betas[1], g.betas[2], g.eps, g.weight_decay, g.maximize, decoupled)
+  end
+end
+
+class("Adam", { lr = 1e-3, betas = { 0.9, 0.999 }, eps = 1e-8, weight_decay = 0, amsgrad = false, maximize = false },
+  adam_validate, adam_update(false))
+class("AdamW", { lr = 1e-3, betas = { 0.9, 0.999 }, eps = 1e-8, weight_decay = 1e-2, amsgrad = false, maximize = false },
+  adam_validate, adam_update(true))
+
+-- ---- RMSprop ----
+
+class("RMSprop", { lr = 1e-2, alpha = 0.99, eps = 1e-8, weight_decay = 0, momentum = 0, centered = false, maximize = false },
+  function(g, bad)
+    nonneg(bad, g, "lr", "learning rate")
+    nonneg(bad, g, "eps", "epsilon value")
+    nonneg(bad, g, "momentum", "momentum value")
+    nonneg(bad, g, "weight_decay", "weight_decay value")
+    nonneg(bad, g, "alpha", "alpha value")
+  end,
+  function(p, grad, st, g)
+    if st.step == nil then
+      st.step = 0
+      st.square_avg = core.zeros_like(p)
+    end
+    if g.momentum > 0 and st.momentum_buffer == nil then st.momentum_buffer = core.zeros_like(p) end
+    if g.centered and st.grad_avg == nil then st.grad_avg = core.zeros_like(p) end
+    st.step = st.step + 1
+    core._rmsprop_step(p, grad, st.square_avg, g.centered and st.grad_avg or nil,
+      g.momentum > 0 and st.momentum_buffer or nil, g.lr, g.alpha, g.eps, g.weight_decay, g.momentum, g.maximize)
+  end)
+
+-- ---- Adagrad ----
+
+local Adagrad = class("Adagrad",
+  { lr = 1e-2, lr_decay = 0, weight_decay = 0, initial_accumulator_value = 0, eps = 1e-10, maximize = false },
+  function(g, bad)
+    nonneg(bad, g, "lr", "learning rate")
+    nonneg(bad, g, "lr_decay")
+    nonneg(bad, g, "weight_decay", "weight_decay value")
+    nonneg(bad, g, "initial_accumulator_value", "initial_accumulator_value")
+    nonneg(bad, g, "eps", "epsilon value")
+  end,
+  function(p, grad, st, g)
+    st.step = st.step + 1
+    core._adagrad_step(p, grad, st.sum, st.step, g.lr, g.lr_decay, g.weight_decay, g.eps, g.maximize)
+  end)
+-- as PyTorch, the accumulator exists from construction, filled with initial_accumulator_value
+Adagrad.init_state = function(p, g)
+  return { step = 0, sum = core.full_like(p, g.initial_accumulator_value) }
+end
+
+M.lr_scheduler = require "luagrad.optim.lr_scheduler"
+
+return M

@@ -1,0 +1,174 @@
+/*
+** optim.c: optimizer updates, each one fused loop over a parameter's data, gradient and state.
+**
+** The equations are PyTorch's (1.13), step for step, where they differ from the textbook:
+**
+** SGD (lr, momentum mu, dampening d, weight decay wd, nesterov, maximize):
+**   g = -g if maximize;  g += wd p
+**   buf = g on the first step, else buf = mu buf + (1 - d) g     (no learning rate in buf)
+**   g = g + mu buf if nesterov, else buf;   p -= lr g
+** Adam (lr, b1, b2, eps, wd, amsgrad, maximize), t = step (from 1):
+**   g += wd p   (coupled L2; AdamW instead first does p *= 1 - lr wd)
+**   m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2;   vmax = max(vmax, v) if amsgrad
+**   p -= lr / (1 - b1^t) * m / (sqrt(v or vmax) / sqrt(1 - b2^t) + eps)   (eps after the root)
+** RMSprop (lr, alpha, eps, wd, momentum, centered):
+**   g += wd p;  s = alpha s + (1 - alpha) g^2;  avg = sqrt(s - ga^2 if centered (ga = alpha ga +
+**   (1 - alpha) g) else s) + eps;  with momentum: buf = mom buf + g / avg, p -= lr buf;
+**   else p -= lr g / avg
+** Adagrad (lr, lr_decay, wd, eps), t = step (from 1):
+**   g += wd p;  clr = lr / (1 + (t - 1) lr_decay);  sum += g^2;  p -= clr g / (sqrt(sum) + eps)
+**
+** Every tensor must be contiguous with the parameter's shape and dtype (the optimizers make their
+** state that way). float32 parameters update in float32 arithmetic, as PyTorch does.
+*/
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define SGD_KERNEL(name, T)                                                                        \
+  static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict buf, const lg_sgd_opts *o, int first) { \
+    const T lr = (T)o->lr, mu = (T)o->momentum, damp = (T)(1 - o->dampening), wd = (T)o->weight_decay; \
+    for (int64_t i = 0; i < n; i++) {                                                              \
+      T d = o->maximize ? -g[i] : g[i];                                                            \
+      if (o->weight_decay != 0) d = d + wd * p[i];                                                 \
+      if (buf) {                                                                                   \
+        T b = first ? d : mu * buf[i] + damp * d;                                                  \
+        buf[i] = b;                                                                                \
+        d = o->nesterov ? d + mu * b : b;                                                          \
+      }                                                                                            \
+      p[i] = p[i] - lr * d;                                                                        \
+    }                                                                                              \
+  }
+SGD_KERNEL(sgd_f32, float)
+SGD_KERNEL(sgd_f64, double)
+
+#define ADAM_KERNEL(name, T)                                                                       \
+  static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict m, T *restrict v, T *restrict vmax, \
+                   const lg_adam_opts *o, int64_t step) {                                          \
+    const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps, wd = (T)o->weight_decay;          \
+    const double bc1 = 1 - pow(o->beta1, (double)step), bc2 = 1 - pow(o->beta2, (double)step);     \
+    const T step_size = (T)(o->lr / bc1), bc2_sqrt = (T)sqrt(bc2), decay = (T)(1 - o->lr * o->weight_decay); \
+    for (int64_t i = 0; i < n; i++) {                                                              \
+      T gi = o->maximize ? -g[i] : g[i];                                                           \
+      if (o->decoupled) p[i] = p[i] * decay;                                                       \
+      else if (o->weight_decay != 0) gi = gi + wd * p[i];                                          \
+      m[i] = m[i] * b1 + (1 - b1) * gi;                                                            \
+      v[i] = v[i] * b2 + (1 - b2) * gi * gi;                                                       \
+      T vv = v[i];                                                                                 \
+      if (vmax) vv = vmax[i] = vmax[i] > v[i] ? vmax[i] : v[i];                                    \
+      T denom = (T)sqrt(vv) / bc2_sqrt + eps;                                                      \
+      p[i] = p[i] + (-step_size) * (m[i] / denom);                                                 \
+    }                                                                                              \
+  }
+ADAM_KERNEL(adam_f32, float)
+ADAM_KERNEL(adam_f64, double)
+
+#define RMSPROP_KERNEL(name, T)                                                                    \
+  static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict sq, T *restrict ga, T *restrict buf, \
+                   const lg_rmsprop_opts *o) {                                                     \
+    const T a = (T)o->alpha, eps = (T)o->eps, wd = (T)o->weight_decay, lr = (T)o->lr, mom = (T)o->momentum; \
+    for (int64_t i = 0; i < n; i++) {                                                              \
+      T gi = o->maximize ? -g[i] : g[i];                                                           \
+      if (o->weight_decay != 0) gi = gi + wd * p[i];                                               \
+      sq[i] = sq[i] * a + (1 - a) * gi * gi;                                                       \
+      T avg;                                                                                       \
+      if (ga) {                                                                                    \
+        ga[i] = ga[i] * a + (1 - a) * gi;                                                          \
+        avg = (T)sqrt(sq[i] + -1 * ga[i] * ga[i]) + eps;                                           \
+      } else {                                                                                     \
+        avg = (T)sqrt(sq[i]) + eps;                                                                \
+      }                                                                                            \
+      if (buf) {                                                                                   \
+        buf[i] = buf[i] * mom + gi / avg;                                                          \
+        p[i] = p[i] + (-lr) * buf[i];                                                              \
+      } else {                                                                                     \
+        p[i] = p[i] + (-lr) * (gi / avg);                                                          \
+      }                                                                                            \
+    }                                                                                              \
+  }
+RMSPROP_KERNEL(rmsprop_f32, float)
+RMSPROP_KERNEL(rmsprop_f64, double)
+
+#define ADAGRAD_KERNEL(name, T)                                                                    \
+  static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict sum, const lg_adagrad_opts *o, \
+                   int64_t step) {                                                                 \
+    const T clr = (T)(o->lr / (1 + (double)(step - 1) * o->lr_decay)), eps = (T)o->eps, wd = (T)o->weight_decay; \
+    for (int64_t i = 0; i < n; i++) {                                                              \
+      T gi = o->maximize ? -g[i] : g[i];                                                           \
+      if (o->weight_decay != 0) gi = gi + wd * p[i];                                               \
+      sum[i] = sum[i] + gi * gi;                                                                   \
+      p[i] = p[i] + (-clr) * (gi / ((T)sqrt(sum[i]) + eps));                                       \
+    }                                                                                              \
+  }
+ADAGRAD_KERNEL(adagrad_f32, float)
+ADAGRAD_KERNEL(adagrad_f64, double)
+
+/* Each state tensor must be contiguous and match the parameter's shape and dtype. */
+static lg_status check_like(const char *opt, const char *what, lg_tensor *p, lg_tensor *t) {
+  if (!t) return LG_OK;
+  if (t->dtype != p->dtype || t->ndim != p->ndim || memcmp(t->shape, p->shape, sizeof(int64_t) * (size_t)p->ndim))
+    return lg_error(LG_ESHAPE, "%s: %s is %s %s, but the parameter is %s %s", opt, what, lg_dtype_name(t->dtype), SHAPE(t),
+                    lg_dtype_name(p->dtype), SHAPE(p));
+  if (!lg_is_contiguous(t)) return lg_error(LG_EVALUE, "%s: %s must be contiguous", opt, what);
+  return LG_OK;
+}
+
+static lg_status check_param(const char *opt, lg_tensor *p, lg_tensor *g) {
+  if (!lg_dtype_is_float(p->dtype))
+    return lg_error(LG_EDTYPE, "%s: parameters must be float tensors, got %s %s", opt, lg_dtype_name(p->dtype), SHAPE(p));
+  if (!lg_is_contiguous(p)) return lg_error(LG_EVALUE, "%s: parameter %s must be contiguous", opt, SHAPE(p));
+  LG_TRY(check_like(opt, "the gradient", p, g));
+  p->storage->version++; /* an in-place update, visible to the tape's checks */
+  return LG_OK;
+}
+
+#define DATA(t) ((t) ? lg_data(t) : NULL)
+
+lg_status lg_sgd_step(lg_tensor *p, lg_tensor *g, lg_tensor *buf, int first, const lg_sgd_opts *o) {
+  LG_TRY(check_like("SGD", "the momentum buffer", p, buf));
+  LG_TRY(check_param("SGD", p, g));
+  int64_t n = lg_numel(p);
+  if (p->dtype == LG_FLOAT32) sgd_f32(n, lg_data(p), lg_data(g), DATA(buf), o, first);
+  else sgd_f64(n, lg_data(p), lg_data(g), DATA(buf), o, first);
+  return LG_OK;
+}
+
+lg_status lg_adam_step(lg_tensor *p, lg_tensor *g, lg_tensor *m, lg_tensor *v, lg_tensor *vmax, int64_t step,
+                       const lg_adam_opts *o) {
+  const char *name = o->decoupled ? "AdamW" : "Adam";
+  if (step < 1) return lg_error(LG_EVALUE, "%s: step must be at least 1, got %lld", name, (long long)step);
+  if (!m || !v) return lg_error(LG_EVALUE, "%s: missing moment buffers", name);
+  LG_TRY(check_like(name, "exp_avg", p, m));
+  LG_TRY(check_like(name, "exp_avg_sq", p, v));
+  LG_TRY(check_like(name, "max_exp_avg_sq", p, vmax));
+  LG_TRY(check_param(name, p, g));
+  int64_t n = lg_numel(p);
+  if (p->dtype == LG_FLOAT32) adam_f32(n, lg_data(p), lg_data(g), lg_data(m), lg_data(v), DATA(vmax), o, step);
+  else adam_f64(n, lg_data(p), lg_data(g), lg_data(m), lg_data(v), DATA(vmax), o, step);
+  return LG_OK;
+}
+
+lg_status lg_rmsprop_step(lg_tensor *p, lg_tensor *g, lg_tensor *sq, lg_tensor *ga, lg_tensor *buf,
+                          const lg_rmsprop_opts *o) {
+  if (!sq) return lg_error(LG_EVALUE, "RMSprop: missing square_avg");
+  LG_TRY(check_like("RMSprop", "square_avg", p, sq));
+  LG_TRY(check_like("RMSprop", "grad_avg", p, ga));
+  LG_TRY(check_like("RMSprop", "momentum_buffer", p, buf));
+  LG_TRY(check_param("RMSprop", p, g));
+  int64_t n = lg_numel(p);
+  if (p->dtype == LG_FLOAT32) rmsprop_f32(n, lg_data(p), lg_data(g), lg_data(sq), DATA(ga), DATA(buf), o);
+  else rmsprop_f64(n, lg_data(p), lg_data(g), lg_data(sq), DATA(ga), DATA(buf), o);
+  return LG_OK;
+}
+
+lg_status lg_adagrad_step(lg_tensor *p, lg_tensor *g, lg_tensor *sum, int64_t step, const lg_adagrad_opts *o) {
+  if (step < 1) return lg_error(LG_EVALUE, "Adagrad: step must be at least 1, got %lld", (long long)step);
+  if (!sum) return lg_error(LG_EVALUE, "Adagrad: missing sum");
+  LG_TRY(check_like("Adagrad", "sum", p, sum));
+  LG_TRY(check_param("Adagrad", p, g));
+  int64_t n = lg_numel(p);
+  if (p->dtype == LG_FLOAT32) adagrad_f32(n, lg_data(p), lg_data(g), lg_data(sum), o, step);
+  else adagrad_f64(n, lg_data(p), lg_data(g), lg_data(sum), o, step);
+  return LG_OK;
+}
