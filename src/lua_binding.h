@@ -50,5 +50,6 @@ void lgL_open_tensor(lua_State *L); /* pushes the methods table; sets up the met
 void lgL_open_autograd(lua_State *L); /* methods table at -2, module at -1 */
 void lgL_open_nn(lua_State *L);       /* module on top */
 void lgL_open_optim(lua_State *L);    /* module on top */
+void lgL_open_io(lua_State *L);       /* module on top */
 
 #endif

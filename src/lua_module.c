@@ -420,6 +420,7 @@ int luaopen_luagrad_core(lua_State *L) {
   lgL_open_autograd(L);
   lgL_open_nn(L);
   lgL_open_optim(L);
+  lgL_open_io(L);
   lua_pop(L, 1);
   lua_setfield(L, -2, "Tensor");
   luaL_getmetatable(L, LG_TENSOR_MT);

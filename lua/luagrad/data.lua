@@ -1,0 +1,100 @@
+-- luagrad.data: datasets and mini-batches.
+--
+--   local ds = lg.data.TensorDataset(x, y)          -- ds[i] is {x[i], y[i]}; #ds
+--   local loader = lg.data.DataLoader(ds, {batch_size = 128, shuffle = true, drop_last = false})
+--   for xb, yb in loader do ... end                  -- one epoch per loop; #loader batches
+--
+-- Shuffling draws a permutation from luagrad's generator each epoch, so lg.manual_seed(n) fixes
+-- the order of every epoch. A TensorDataset is batched with one index_select per tensor; any other
+-- dataset (a table with __len and __index returning a list of tensors) by stacking items.
+local core = require "luagrad.core"
+
+local M = {}
+
+local TensorDataset = {}
+TensorDataset.__index = function(self, k)
+  if type(k) == "number" then
+    local item = {}
+    for j, t in ipairs(rawget(self, "tensors")) do item[j] = t[k] end
+    return item
+  end
+  return TensorDataset[k]
+end
+TensorDataset.__len = function(self) return rawget(self, "n") end
+
+function M.TensorDataset(...)
+  local ts = table.pack(...)
+  if ts.n == 0 then error("TensorDataset: needs at least one tensor", 2) end
+  local n
+  for i = 1, ts.n do
+    local t = ts[i]
+    if not core.is_tensor(t) then error(string.format("TensorDataset: argument %d is a %s, not a tensor", i, type(t)), 2) end
+    if t:dim() == 0 then error(string.format("TensorDataset: tensor %d is 0-d; it needs a first dimension", i), 2) end
+    if n and t:size(1) ~= n then
+      error(string.format("TensorDataset: tensor %d has %d rows, tensor 1 has %d", i, t:size(1), n), 2)
+    end
+    n = n or t:size(1)
+  end
+  return setmetatable({ tensors = { table.unpack(ts, 1, ts.n) }, n = n }, TensorDataset)
+end
+
+local DataLoader = {}
+DataLoader.__index = DataLoader
+
+function M.DataLoader(ds, opts)
+  opts = opts or {}
+  local bs = opts.batch_size or 1
+  if math.type(bs) ~= "integer" or bs < 1 then
+    error("DataLoader: batch_size must be a positive integer, got " .. tostring(bs), 2)
+  end
+  if type(ds) ~= "table" and type(ds) ~= "userdata" then error("DataLoader: dataset must be a table, got " .. type(ds), 2) end
+  local self = setmetatable({ dataset = ds, batch_size = bs, shuffle = opts.shuffle or false,
+    drop_last = opts.drop_last or false }, DataLoader)
+  return self
+end
+
+function DataLoader:__len()
+  local n = #self.dataset
+  return self.drop_last and n // self.batch_size or (n + self.batch_size - 1) // self.batch_size
+end
+
+-- Starts an epoch: the order of the samples (1-based int64 indices).
+function DataLoader:_start()
+  local n = #self.dataset
+  self._order = self.shuffle and core.randperm(n) or core.arange(1, n + 1)
+  self._pos = 0
+end
+
+local function batch_of(ds, idx)
+  if getmetatable(ds) == TensorDataset then
+    local out = {}
+    for j, t in ipairs(ds.tensors) do out[j] = t:index_select(1, idx) end
+    return out
+  end
+  local items = {}
+  for k = 1, idx:numel() do items[k] = ds[idx[k]] end
+  local out = {}
+  for j = 1, #items[1] do
+    local col = {}
+    for k, item in ipairs(items) do col[k] = item[j] end
+    out[j] = core.is_tensor(col[1]) and core.stack(col) or core.tensor(col)
+  end
+  return out
+end
+
+-- The generic for calls the loader: each call returns the next batch's tensors, and nil at the
+-- end of the epoch (the next loop starts a new epoch, reshuffled).
+function DataLoader:__call()
+  if self._order == nil then self:_start() end
+  local n, pos = self._order:numel(), self._pos
+  local count = math.min(self.batch_size, n - pos)
+  if count <= 0 or (self.drop_last and count < self.batch_size) then
+    self._order = nil
+    return nil
+  end
+  self._pos = pos + count
+  return table.unpack(batch_of(self.dataset, self._order:narrow(1, pos + 1, count)))
+end
+
+M.Dataset = TensorDataset
+return M

@@ -1,0 +1,75 @@
+-- luagrad.datasets: real data from Debian's packages.
+--
+--   lg.datasets.fashion_mnist({split = "train" | "test", root = "/usr/share/datasets/fashion-mnist"})
+--
+-- reads the IDX files that the package dataset-fashion-mnist installs (gzipped or not) and
+-- returns a TensorDataset of images (N, 28, 28) float32 in [0, 1] and labels (N) int64 in 1..10,
+-- with fields images, labels and classes (the ten class names, in label order).
+local core = require "luagrad.core"
+local data = require "luagrad.data"
+
+local M = {}
+
+M.FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+M.fashion_mnist_classes = {
+  "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+}
+
+local function read(root, name)
+  local tried = {}
+  for _, suffix in ipairs({ ".gz", "" }) do
+    local path = root .. "/" .. name .. suffix
+    local s, err = core._read_file(path, 64 * 1024 * 1024)
+    if s then return s, path end
+    tried[#tried + 1] = err
+  end
+  error(string.format("fashion_mnist: cannot read %s in %s (%s); install Debian's package dataset-fashion-mnist "
+    .. "(apt-get install dataset-fashion-mnist) or pass {root = ...}", name, root, table.concat(tried, "; ")), 3)
+end
+
+-- An IDX file: magic 0x00000801 (labels, 1 dimension) or 0x00000803 (images, 3 dimensions) of
+-- unsigned bytes, then the sizes as big-endian 32-bit integers, then the data.
+local function idx(s, path, want_dims)
+  if #s < 8 then error(string.format("fashion_mnist: %s is too short for an IDX file", path), 3) end
+  local zero, kind, ndim = string.unpack(">I2BB", s)
+  if zero ~= 0 or kind ~= 0x08 or ndim ~= want_dims then
+    error(string.format("fashion_mnist: %s has magic 0x%04x%02x%02x, expected 0x000008%02x (unsigned bytes, %d dimensions)",
+      path, zero, kind, ndim, want_dims, want_dims), 3)
+  end
+  local shape, count = {}, 1
+  for d = 1, ndim do
+    shape[d] = string.unpack(">I4", s, 5 + 4 * (d - 1))
+    count = count * shape[d]
+  end
+  local offset = 4 + 4 * ndim
+  if #s ~= offset + count then
+    error(string.format("fashion_mnist: %s holds %d bytes of data, its header promises %d", path, #s - offset, count), 3)
+  end
+  return shape, offset
+end
+
+function M.fashion_mnist(opts)
+  opts = opts or {}
+  local split = opts.split or "train"
+  if split ~= "train" and split ~= "test" then
+    error(string.format('fashion_mnist: split must be "train" or "test", got %q', tostring(split)), 2)
+  end
+  local root = opts.root or M.FASHION_MNIST_ROOT
+  local prefix = split == "train" and "train" or "t10k"
+  local simg, pimg = read(root, prefix .. "-images-idx3-ubyte")
+  local slab, plab = read(root, prefix .. "-labels-idx1-ubyte")
+  local ishape, ioff = idx(simg, pimg, 3)
+  local lshape, loff = idx(slab, plab, 1)
+  if ishape[1] ~= lshape[1] then
+    error(string.format("fashion_mnist: %d images but %d labels", ishape[1], lshape[1]), 2)
+  end
+  local images = core._bytes_to_tensor(simg, ioff, ishape, "float32", 1 / 255, 0)
+  local labels = core._bytes_to_tensor(slab, loff, lshape, "int64", 1, 1)
+  local ds = data.TensorDataset(images, labels)
+  rawset(ds, "images", images)
+  rawset(ds, "labels", labels)
+  rawset(ds, "classes", M.fashion_mnist_classes)
+  return ds
+end
+
+return M
