@@ -395,6 +395,19 @@ static int m_clock(lua_State *L) {
   return 1;
 }
 
+static int m_memory_cached(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)lg_bytes_cached());
+  return 1;
+}
+
+/* lg.empty_cache(): returns the allocator's cached buffers to the system (after a full GC, so
+** that garbage tensors give theirs back first) */
+static int m_empty_cache(lua_State *L) {
+  lua_gc(L, LUA_GCCOLLECT);
+  lg_empty_cache();
+  return 0;
+}
+
 static int m_is_tensor(lua_State *L) {
   lua_pushboolean(L, lg_lua_totensor(L, 1) != NULL);
   return 1;
@@ -410,7 +423,8 @@ static const luaL_Reg functions[] = {
   {"manual_seed", m_manual_seed}, {"initial_seed", m_initial_seed},
   {"set_default_dtype", m_set_default_dtype}, {"get_default_dtype", m_get_default_dtype},
   {"set_num_threads", m_set_num_threads}, {"get_num_threads", m_get_num_threads},
-  {"memory_in_use", m_memory_in_use}, {"is_tensor", m_is_tensor}, {"clock", m_clock},
+  {"memory_in_use", m_memory_in_use}, {"memory_cached", m_memory_cached}, {"empty_cache", m_empty_cache},
+  {"is_tensor", m_is_tensor}, {"clock", m_clock},
   {NULL, NULL}};
 
 int luaopen_luagrad_core(lua_State *L) {

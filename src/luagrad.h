@@ -40,10 +40,11 @@ typedef enum lg_status {
   LG_EIO      /* file input/output */
 } lg_status;
 
-/* Reference-counted flat buffer (malloc alignment). */
+/* Reference-counted flat buffer (malloc alignment), from the caching allocator in tensor.c. */
 typedef struct lg_storage {
   void *data;
   size_t nbytes;
+  size_t capacity; /* the buffer's size class */
   int refcount;
   int64_t version; /* bumped by every in-place write; the tape checks it (views share it) */
 } lg_storage;
@@ -88,6 +89,8 @@ int lg_get_num_threads(void);
 /* Bytes of tensor storage currently allocated, and allocated in all (for GC pacing). */
 size_t lg_bytes_in_use(void);
 size_t lg_bytes_allocated_total(void);
+size_t lg_bytes_cached(void); /* freed buffers the allocator keeps for reuse */
+void lg_empty_cache(void);    /* returns them to the system */
 /* Formats a shape as "{2,3}" into buf (returns buf). */
 char *lg_shape_str(const int64_t *shape, int ndim, char *buf, size_t n);
 

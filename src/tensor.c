@@ -81,33 +81,94 @@ void lg_set_num_threads(int n) {
 
 int lg_get_num_threads(void) { return lg_nthreads ? lg_nthreads : openblas_get_num_threads(); }
 
-/* ---- storage ---- */
+/* ---- storage: a caching allocator ----
+** Freed buffers wait on free lists by size class and are handed out again, so a training loop
+** that allocates the same shapes every step stops calling malloc (and stops touching fresh pages).
+** Classes: multiples of 64 bytes up to 1 KB, then four per power of two (at most 25% slack). The
+** cache holds at most CACHE_MAX bytes; past that, buffers go back to the system. Storage headers
+** are recycled the same way. Tensor memory in use (what the Lua collector is told about) counts
+** live buffers only. */
 
-static size_t bytes_in_use, bytes_total;
+#define CACHE_MAX ((size_t)128 << 20)
+#define NCLASSES 256
+
+static size_t bytes_in_use, bytes_total, bytes_cached;
+static void *buffers[NCLASSES];   /* free buffers, linked through their first word */
+static lg_storage *headers;       /* free storage headers, linked through ->data */
 
 size_t lg_bytes_in_use(void) { return bytes_in_use; }
 size_t lg_bytes_allocated_total(void) { return bytes_total; }
+size_t lg_bytes_cached(void) { return bytes_cached; }
+
+/* The class of an n-byte request, and the capacity of that class's buffers. */
+static int size_class(size_t n, size_t *cap) {
+  if (n <= 1024) {
+    size_t c = n ? (n + 63) / 64 : 1;
+    *cap = c * 64;
+    return (int)c; /* 1..16 */
+  }
+  int k = 63 - __builtin_clzll((unsigned long long)(n - 1)); /* 2^k < n <= 2^(k+1) */
+  size_t base = (size_t)1 << k, step = base / 4, j = (n - base + step - 1) / step; /* 1..4 */
+  *cap = base + j * step;
+  return 16 + (k - 10) * 4 + (int)j;
+}
+
+void lg_empty_cache(void) {
+  for (int c = 0; c < NCLASSES; c++)
+    while (buffers[c]) {
+      void *b = buffers[c];
+      buffers[c] = *(void **)b;
+      free(b);
+    }
+  bytes_cached = 0;
+  while (headers) {
+    lg_storage *h = headers;
+    headers = h->data;
+    free(h);
+  }
+}
 
 static lg_storage *storage_new(size_t nbytes) {
-  lg_storage *s = malloc(sizeof *s);
-  if (!s) return NULL;
-  size_t cap = (nbytes + 63) & ~(size_t)63;
-  if (cap < nbytes) { free(s); return NULL; }
-  s->data = malloc(cap ? cap : 64);
-  if (!s->data) { free(s); return NULL; }
+  size_t cap;
+  int c = nbytes > ((size_t)1 << 60) ? -1 : size_class(nbytes, &cap);
+  if (c < 0 || c >= NCLASSES) return NULL;
+  lg_storage *s = headers;
+  if (s) headers = s->data;
+  else if (!(s = malloc(sizeof *s))) return NULL;
+  if (buffers[c]) {
+    s->data = buffers[c];
+    buffers[c] = *(void **)s->data;
+    bytes_cached -= cap;
+  } else if (!(s->data = malloc(cap))) {
+    lg_empty_cache(); /* give the cache back and try once more */
+    if (!(s->data = malloc(cap))) {
+      free(s);
+      return NULL;
+    }
+  }
   s->nbytes = nbytes;
+  s->capacity = cap;
   s->refcount = 1;
+  s->version = 0;
   bytes_in_use += nbytes;
   bytes_total += nbytes;
   return s;
 }
 
 static void storage_release(lg_storage *s) {
-  if (s && --s->refcount == 0) {
-    bytes_in_use -= s->nbytes;
+  if (!s || --s->refcount > 0) return;
+  bytes_in_use -= s->nbytes;
+  size_t cap;
+  int c = size_class(s->capacity, &cap);
+  if (cap == s->capacity && bytes_cached + cap <= CACHE_MAX) {
+    *(void **)s->data = buffers[c];
+    buffers[c] = s->data;
+    bytes_cached += cap;
+  } else {
     free(s->data);
-    free(s);
   }
+  s->data = headers;
+  headers = s;
 }
 
 /* ---- shapes ---- */
@@ -239,10 +300,31 @@ void lg_iter_run(lg_iter *it, lg_row_fn row, void *ctx) {
 
 /* ---- tensor lifecycle ---- */
 
+/* Tensor objects are recycled through a free list (linked through ->storage). */
+static lg_tensor *tensor_pool;
+static int tensor_pool_n;
+
 static lg_tensor *tensor_alloc(void) {
-  lg_tensor *t = calloc(1, sizeof *t);
-  if (t) t->refcount = 1;
+  lg_tensor *t = tensor_pool;
+  if (t) {
+    tensor_pool = (lg_tensor *)t->storage;
+    tensor_pool_n--;
+    memset(t, 0, sizeof *t);
+  } else if (!(t = calloc(1, sizeof *t))) {
+    return NULL;
+  }
+  t->refcount = 1;
   return t;
+}
+
+static void tensor_free(lg_tensor *t) {
+  if (tensor_pool_n >= 8192) {
+    free(t);
+    return;
+  }
+  t->storage = (lg_storage *)tensor_pool;
+  tensor_pool = t;
+  tensor_pool_n++;
 }
 
 lg_status lg_new(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out) {
@@ -255,7 +337,7 @@ lg_status lg_new(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out) {
   if (!t) return lg_error(LG_ENOMEM, "tensor: out of memory");
   t->storage = storage_new((size_t)n * dtype_sizes[dt]);
   if (!t->storage) {
-    free(t);
+    tensor_free(t);
     return lg_error(LG_ENOMEM, "tensor: out of memory allocating %s %s (%.1f MB)", lg_dtype_name(dt),
                     SHAPEV(shape, ndim), (double)n * (double)dtype_sizes[dt] / 1e6);
   }
@@ -304,7 +386,7 @@ void lg_tensor_release(lg_tensor *t) {
   lg_tensor_release(t->grad);
   lg_tensor_release(t->tangent);
   storage_release(t->storage);
-  free(t);
+  tensor_free(t);
 }
 
 /* In-place writes: refused on tensors that require grad while grad mode is on (use no_grad);
