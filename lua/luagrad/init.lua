@@ -39,4 +39,14 @@ lg.enable_grad = autograd.enable_grad
 lg._grad = nil
 lg._detect_anomaly = nil
 
+lg.nn = require "luagrad.nn"
+lg.save, lg.load = require("luagrad.serialize").save, require("luagrad.serialize").load
+
+-- Optimizers (fused C updates) and learning-rate schedules.
+lg.optim = require "luagrad.optim"
+
+-- Data: datasets, loaders, Fashion-MNIST.
+lg.data = require "luagrad.data"
+lg.datasets = require "luagrad.datasets"
+
 return lg

@@ -1,0 +1,370 @@
+-- luagrad.nn.functional (nn.functional, also nn.F): the stateless forms of the layers and
+-- losses. Tensor arguments come first and PyTorch's keyword options last, as one table; a
+-- dimension or a single scalar option may be given plainly:
+--
+--   F.softmax(x, 2)  F.softmax(x, {dim = 2})  F.gelu(x, {approximate = "tanh"})
+--   F.leaky_relu(x, 0.2)  F.dropout(x, 0.5, {training = true})  F.dropout(x, {p = 0.5})
+--   F.cross_entropy(logits, {3, 1, 2}, {reduction = "sum", label_smoothing = 0.1})
+--
+-- Unknown option names raise (an option PyTorch has and luagrad lacks, such as
+-- cross_entropy's `weight`, is an error rather than silently ignored).
+--
+-- Losses (reduction = "mean" | "sum" | "none"; class labels are 1-based):
+--   cross_entropy(input (N, C) or (C), target, {reduction, label_smoothing})
+--       target: int64 labels (N) or a Lua list of integers -> the fused C kernel
+--               (log-softmax + NLL, labels checked with the bad label and the range named);
+--               a float tensor of input's shape -> class probabilities:
+--               -(t' * log_softmax(input, -1)):sum(-1), t' = t (1 - ls) + ls / C
+--   nll_loss(input (N, C) or (C), target, {reduction})     -input[i, target[i]]
+--   mse_loss(input, target, {reduction})                    (input - target)^2, no one-half
+--   binary_cross_entropy_with_logits(x, y, {reduction, pos_weight, weight})
+--       PyTorch's loss, -w [p y log s(x) + (1 - y) log(1 - s(x))] with p = pos_weight, written
+--       as w [p y softplus(-x) + (1 - y) softplus(x)]: the stable form
+--       max(x, 0) - x y + log(1 + exp(-|x|)) regrouped as a sum of two non-negative terms, so
+--       nothing cancels, and its gradient is w [(1 - y + p y) s(x) - p y] everywhere,
+--       including at x = 0 (the max/abs form's kinks give a wrong subgradient there).
+local core = require "luagrad.core"
+local autograd = require "luagrad.autograd"
+
+local F = {}
+
+local is_tensor = core.is_tensor
+
+local function shape_str(t)
+  local s = {}
+  for i, d in ipairs(t.shape) do s[i] = tostring(d) end
+  return "{" .. table.concat(s, ",") .. "}"
+end
+F._shape_str = shape_str
+
+local function same_shape(a, b)
+  if #a.shape ~= #b.shape then return false end
+  for i, d in ipairs(a.shape) do
+    if b.shape[i] ~= d then return false end
+  end
+  return true
+end
+
+local function check_tensor(t, fname, what)
+  if not is_tensor(t) then
+    error(string.format("%s: %s must be a tensor, got %s", fname, what or "input", type(t)), 3)
+  end
+end
+
+-- opts must be nil or a table whose keys are among `allowed`; returns a table.
+local function check_opts(fname, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(string.format("%s: options must be a table, got %s", fname, type(opts)), 3) end
+  for k in pairs(opts) do
+    local ok = false
+    for _, a in ipairs(allowed) do
+      if a == k then ok = true break end
+    end
+    if not ok then
+      error(string.format("%s: unknown option '%s' (accepted: %s)", fname, tostring(k), table.concat(allowed, ", ")), 3)
+    end
+  end
+  return opts
+end
+F._check_opts = check_opts
+
+-- A plain value for the first option, or an options table: plain(x, "p", {...}).
+local function plain_or_opts(fname, v, key, allowed)
+  if type(v) == "table" then return check_opts(fname, v, allowed) end
+  return { [key] = v }
+end
+
+-- ---- activations --------------------------------------------------------------------------
+
+function F.relu(x) check_tensor(x, "relu"); return x:relu() end
+function F.sigmoid(x) check_tensor(x, "sigmoid"); return x:sigmoid() end
+function F.tanh(x) check_tensor(x, "tanh"); return x:tanh() end
+function F.silu(x) check_tensor(x, "silu"); return x:silu() end
+
+-- gelu(x, {approximate = "none" | "tanh"}) or gelu(x, "tanh")
+function F.gelu(x, opts)
+  check_tensor(x, "gelu")
+  local o = plain_or_opts("gelu", opts, "approximate", { "approximate" })
+  return x:gelu({ approximate = o.approximate or "none" })
+end
+
+-- leaky_relu(x, negative_slope = 0.01) or leaky_relu(x, {negative_slope = })
+function F.leaky_relu(x, opts)
+  check_tensor(x, "leaky_relu")
+  local o = plain_or_opts("leaky_relu", opts, "negative_slope", { "negative_slope" })
+  return x:leaky_relu(o.negative_slope or 0.01)
+end
+
+-- elu(x, alpha = 1) or elu(x, {alpha = })
+function F.elu(x, opts)
+  check_tensor(x, "elu")
+  local o = plain_or_opts("elu", opts, "alpha", { "alpha" })
+  return x:elu({ alpha = o.alpha or 1 })
+end
+
+-- softplus(x, {beta = 1, threshold = 20}) or softplus(x, beta, threshold)
+function F.softplus(x, opts, threshold)
+  check_tensor(x, "softplus")
+  local o = plain_or_opts("softplus", opts, "beta", { "beta", "threshold" })
+  return x:softplus({ beta = o.beta or 1, threshold = o.threshold or threshold or 20 })
+end
+
+local function softmax_like(method, fname)
+  return function(x, opts)
+    check_tensor(x, fname)
+    local o = plain_or_opts(fname, opts, "dim", { "dim" })
+    if o.dim == nil then error(string.format("%s: a dimension is needed, e.g. %s(x, -1)", fname, fname), 2) end
+    return x[method](x, o.dim)
+  end
+end
+F.softmax = softmax_like("softmax", "softmax")
+F.log_softmax = softmax_like("log_softmax", "log_softmax")
+
+-- ---- linear, dropout ----------------------------------------------------------------------
+
+-- linear(x, weight (out, in), bias (out) | nil) = x W^T + b, for x (.., in)
+function F.linear(x, weight, bias)
+  check_tensor(x, "linear")
+  check_tensor(weight, "linear", "weight")
+  if x:dim() == 0 or x:size(-1) ~= weight:size(2) then
+    error(string.format("linear: input of shape %s does not fit weight of shape %s (%s features expected in the last dimension)",
+      shape_str(x), shape_str(weight), weight:size(2)), 2)
+  end
+  local y = x:matmul(weight:t())
+  if bias ~= nil then y = y + bias end
+  return y
+end
+
+-- dropout(x, p = 0.5, {training = true}) or dropout(x, {p =, training =}): inverted dropout,
+-- each element zeroed with probability p and the rest scaled by 1 / (1 - p); the identity when
+-- not training. p = 1 gives zeros.
+function F.dropout(x, p, opts)
+  check_tensor(x, "dropout")
+  local o
+  if type(p) == "table" then
+    o = check_opts("dropout", p, { "p", "training" })
+  else
+    o = check_opts("dropout", opts, { "training" })
+    o = { p = p, training = o.training }
+  end
+  local prob = o.p == nil and 0.5 or o.p
+  if type(prob) ~= "number" or not (prob >= 0 and prob <= 1) then
+    error(string.format("dropout: p must be a probability between 0 and 1, got %s", tostring(prob)), 2)
+  end
+  if o.training == false or prob == 0 then return x end
+  if prob == 1 then return x * 0 end
+  local keep = autograd.no_grad(function()
+    local dtype = (x.dtype == "int64") and core.get_default_dtype() or x.dtype
+    return core.empty(x.shape, { dtype = dtype }):bernoulli_(1 - prob):mul_(1 / (1 - prob))
+  end)
+  return x * keep
+end
+
+-- ---- normalization ------------------------------------------------------------------------
+
+local function channel_shape(x)
+  return x:dim() == 2 and { 1, x:size(2) } or { 1, x:size(2), 1 }
+end
+
+-- batch_norm(x (N, C) or (N, C, L), running_mean | nil, running_var | nil,
+--            {weight, bias, training = false, momentum = 0.1, eps = 1e-5})
+-- Training: batch statistics (the fused C kernel, biased variance); running statistics, when
+-- given, are updated in place under no_grad with the unbiased variance:
+--   running = (1 - momentum) running + momentum batch_stat.
+-- Not training: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+function F.batch_norm(x, running_mean, running_var, opts)
+  check_tensor(x, "batch_norm")
+  local o = check_opts("batch_norm", opts, { "weight", "bias", "training", "momentum", "eps" })
+  local eps = o.eps or 1e-5
+  local w, b = o.weight, o.bias
+  if x:dim() ~= 2 and x:dim() ~= 3 then
+    error(string.format("batch_norm: expected 2-d (N, C) or 3-d (N, C, L) input, got shape %s", shape_str(x)), 2)
+  end
+  local C = x:size(2)
+  if o.training then
+    local M = x:numel() // C
+    if M <= 1 then
+      error(string.format("batch_norm: expected more than 1 value per channel when training, got input of shape %s",
+        shape_str(x)), 2)
+    end
+    if (w == nil) ~= (b == nil) then
+      w = w or core.ones({ C }, { dtype = x.dtype })
+      b = b or core.zeros({ C }, { dtype = x.dtype })
+    end
+    local y, mean, var = core._batch_norm(x, w, b, eps)
+    local f = o.momentum == nil and 0.1 or o.momentum
+    autograd.no_grad(function()
+      if running_mean ~= nil then running_mean:copy_(running_mean * (1 - f) + mean * f) end
+      if running_var ~= nil then running_var:copy_(running_var * (1 - f) + var * (f * M / (M - 1))) end
+    end)
+    return y
+  end
+  if running_mean == nil or running_var == nil then
+    error("batch_norm: running_mean and running_var are needed when not training", 2)
+  end
+  local shape = channel_shape(x)
+  local y = (x - running_mean:view(shape)) * (running_var:view(shape) + eps):rsqrt()
+  if w ~= nil then y = y * w:view(shape) end
+  if b ~= nil then y = y + b:view(shape) end
+  return y
+end
+
+-- layer_norm(x, normalized_shape (number or table), {weight, bias, eps = 1e-5}): normalizes
+-- over the trailing dimensions given by normalized_shape (the fused C kernel).
+function F.layer_norm(x, normalized_shape, opts)
+  check_tensor(x, "layer_norm")
+  local o = check_opts("layer_norm", opts, { "weight", "bias", "eps" })
+  local ns = type(normalized_shape) == "number" and { normalized_shape } or normalized_shape
+  if type(ns) ~= "table" or #ns == 0 then
+    error("layer_norm: normalized_shape must be a number or a non-empty table of sizes", 2)
+  end
+  local nd, k = x:dim(), #ns
+  local fits = nd >= k
+  local D = 1
+  for i = 1, k do
+    if fits and x:size(nd - k + i) ~= ns[i] then fits = false end
+    D = D * ns[i]
+  end
+  if not fits then
+    error(string.format("layer_norm: expected input with trailing dimensions {%s}, got shape %s",
+      table.concat(ns, ","), shape_str(x)), 2)
+  end
+  local w, b = o.weight, o.bias
+  if (w == nil) ~= (b == nil) then
+    w = w or core.ones(ns, { dtype = x.dtype })
+    b = b or core.zeros(ns, { dtype = x.dtype })
+  end
+  return core._layer_norm(x, D, w, b, o.eps or 1e-5)
+end
+
+-- ---- losses -------------------------------------------------------------------------------
+
+local function reduce(loss, reduction, fname)
+  if reduction == nil or reduction == "mean" then return loss:mean() end
+  if reduction == "sum" then return loss:sum() end
+  if reduction == "none" then return loss end
+  error(string.format('%s: reduction must be "mean", "sum" or "none", got %s', fname, tostring(reduction)), 3)
+end
+
+-- Class labels: an int64 tensor, or a Lua list of integers (made into one).
+local function labels(target, fname)
+  if is_tensor(target) then return target end
+  if type(target) ~= "table" then
+    error(string.format("%s: target must be an int64 tensor or a list of 1-based integer labels, got %s", fname, type(target)), 3)
+  end
+  for i, v in ipairs(target) do
+    if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
+      error(string.format("%s: target[%d] = %s is not an integer class label", fname, i, tostring(v)), 3)
+    end
+  end
+  return core.tensor(target, { dtype = "int64" })
+end
+
+local function check_logits(input, fname)
+  if input:dim() ~= 1 and input:dim() ~= 2 then
+    error(string.format("%s: expected input of shape (N, C) or (C), got shape %s", fname, shape_str(input)), 3)
+  end
+end
+
+local function check_label_range(target, C, fname)
+  if target:numel() == 0 then return end
+  if target:min():item() >= 1 and target:max():item() <= C then return end
+  for i, v in ipairs(target:reshape(-1):tolist()) do
+    if v < 1 or v > C then
+      error(string.format("%s: label %d at position %d is out of range 1..%d (labels are 1-based)", fname, v, i, C), 3)
+    end
+  end
+end
+
+function F.cross_entropy(input, target, opts)
+  check_tensor(input, "cross_entropy")
+  local o = check_opts("cross_entropy", opts, { "reduction", "label_smoothing" })
+  local reduction, ls = o.reduction or "mean", o.label_smoothing or 0
+  if type(ls) ~= "number" or not (ls >= 0 and ls <= 1) then
+    error(string.format("cross_entropy: label_smoothing must be between 0 and 1, got %s", tostring(ls)), 2)
+  end
+  check_logits(input, "cross_entropy")
+  target = labels(target, "cross_entropy")
+  if target.dtype == "int64" then
+    check_label_range(target, input:size(-1), "cross_entropy")
+    return core._cross_entropy(input, target, ls, reduction)
+  end
+  -- class probabilities
+  if not same_shape(input, target) then
+    error(string.format("cross_entropy: a float target is read as class probabilities and must have the input's shape %s, " ..
+      "got %s; for class labels pass an int64 tensor or a Lua list of 1-based integers", shape_str(input), shape_str(target)), 2)
+  end
+  if ls > 0 then target = target * (1 - ls) + ls / input:size(-1) end
+  local loss = -(target * input:log_softmax(-1)):sum(-1)
+  return reduce(loss, reduction, "cross_entropy")
+end
+
+-- nll_loss(input (N, C) or (C) log-probabilities, target labels, {reduction})
+function F.nll_loss(input, target, opts)
+  check_tensor(input, "nll_loss")
+  local o = check_opts("nll_loss", opts, { "reduction" })
+  check_logits(input, "nll_loss")
+  target = labels(target, "nll_loss")
+  if target.dtype ~= "int64" then
+    error(string.format("nll_loss: class labels must be int64, got %s", target.dtype), 2)
+  end
+  local C = input:size(-1)
+  local loss
+  if input:dim() == 2 then
+    local N = input:size(1)
+    if target:dim() ~= 1 or target:size(1) ~= N then
+      error(string.format("nll_loss: expected %d labels (shape {%d}) for input of shape %s, got shape %s",
+        N, N, shape_str(input), shape_str(target)), 2)
+    end
+    check_label_range(target, C, "nll_loss")
+    loss = -input:gather(2, target:view(N, 1)):view(N)
+  else
+    if target:numel() ~= 1 or target:dim() > 1 then
+      error(string.format("nll_loss: expected one label for input of shape %s, got shape %s", shape_str(input),
+        shape_str(target)), 2)
+    end
+    check_label_range(target, C, "nll_loss")
+    loss = -input:gather(1, target:reshape(1)):sum()
+  end
+  return reduce(loss, o.reduction, "nll_loss")
+end
+
+local warned = {}
+local function warn_broadcast(fname, a, b)
+  if warned[fname] then return end
+  warned[fname] = true
+  io.stderr:write(string.format("luagrad warning: %s: target shape %s differs from input shape %s; they are " ..
+    "broadcast, which is rarely intended\n", fname, shape_str(b), shape_str(a)))
+end
+
+-- mse_loss(input, target, {reduction}): mean (or sum) of (input - target)^2. Shapes that differ
+-- are broadcast with a warning, as PyTorch does.
+function F.mse_loss(input, target, opts)
+  check_tensor(input, "mse_loss")
+  check_tensor(target, "mse_loss", "target")
+  local o = check_opts("mse_loss", opts, { "reduction" })
+  if not same_shape(input, target) then warn_broadcast("mse_loss", input, target) end
+  local d = input - target
+  return reduce(d * d, o.reduction, "mse_loss")
+end
+
+-- softplus with a threshold where it is exact to rounding: log1p(exp(z)) for z <= 40, and z
+-- above (log1p(exp(-40)) = 4e-18 is below double precision relative to 40).
+local function softplus(z) return z:softplus({ beta = 1, threshold = 40 }) end
+
+function F.binary_cross_entropy_with_logits(input, target, opts)
+  local fname = "binary_cross_entropy_with_logits"
+  check_tensor(input, fname)
+  check_tensor(target, fname, "target")
+  local o = check_opts(fname, opts, { "reduction", "pos_weight", "weight" })
+  if not same_shape(input, target) then
+    error(string.format("%s: target shape %s must equal input shape %s", fname, shape_str(target), shape_str(input)), 2)
+  end
+  local pos = target
+  if o.pos_weight ~= nil then pos = target * o.pos_weight end
+  local loss = pos * softplus(-input) + (1 - target) * softplus(input)
+  if o.weight ~= nil then loss = loss * o.weight end
+  return reduce(loss, o.reduction, fname)
+end
+
+return F

@@ -1,0 +1,173 @@
+-- luagrad.nn.initializers, exposed as nn.init: PyTorch's torch.nn.init, with its gain and fan
+-- rules. Every function fills its tensor in place under no_grad (so it works on parameters)
+-- and returns it.
+--
+-- Fans: a tensor of shape (out, in, k1, k2, ...) has receptive field r = k1 * k2 * ...,
+-- fan_in = in * r and fan_out = out * r (a Linear weight (out, in): fan_in = in).
+--
+--   kaiming_uniform_(t, {a = 0, mode = "fan_in", nonlinearity = "leaky_relu"})
+--       U(-bound, bound), bound = gain * sqrt(3 / fan), gain = calculate_gain(nonlinearity, a)
+--   kaiming_normal_(t, {same options})        N(0, std^2), std = gain / sqrt(fan)
+--   xavier_uniform_(t, {gain = 1})            U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out))
+--   xavier_normal_(t, {gain = 1})             N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))
+--   uniform_(t, a = 0, b = 1), normal_(t, mean = 0, std = 1), constant_(t, v), zeros_, ones_
+--   calculate_gain(nonlinearity, param)       linear/conv/sigmoid 1, tanh 5/3, relu sqrt(2),
+--                                             leaky_relu sqrt(2 / (1 + slope^2)) (slope 0.01
+--                                             unless given), selu 3/4
+-- Options may also be given plainly: kaiming_uniform_(t, math.sqrt(5)) is {a = math.sqrt(5)},
+-- xavier_uniform_(t, 2) is {gain = 2}.
+local core = require "luagrad.core"
+local autograd = require "luagrad.autograd"
+
+local init = {}
+
+local function check_tensor(t, fname)
+  if not core.is_tensor(t) then error(string.format("nn.init.%s: expected a tensor, got %s", fname, type(t)), 3) end
+end
+
+local function check_float(t, fname)
+  check_tensor(t, fname)
+  if t.dtype ~= "float32" and t.dtype ~= "float64" then
+    error(string.format("nn.init.%s: expected a float32 or float64 tensor, got %s", fname, t.dtype), 3)
+  end
+end
+
+local function in_place(t, fn, ...)
+  autograd.no_grad(fn, t, ...)
+  return t
+end
+
+-- fan_in, fan_out of a tensor with at least 2 dimensions (PyTorch's rules above).
+function init.calculate_fan_in_and_fan_out(t)
+  check_tensor(t, "calculate_fan_in_and_fan_out")
+  local d = t:dim()
+  if d < 2 then
+    error(string.format("nn.init: fan in and fan out cannot be computed for a tensor with fewer than 2 dimensions (shape {%s})",
+      table.concat(t.shape, ",")), 3)
+  end
+  local receptive = 1
+  for i = 3, d do receptive = receptive * t:size(i) end
+  return t:size(2) * receptive, t:size(1) * receptive
+end
+init._calculate_fan_in_and_fan_out = init.calculate_fan_in_and_fan_out
+
+local LINEAR = {
+  linear = true, conv1d = true, conv2d = true, conv3d = true, sigmoid = true,
+  conv_transpose1d = true, conv_transpose2d = true, conv_transpose3d = true,
+}
+
+function init.calculate_gain(nonlinearity, param)
+  if LINEAR[nonlinearity] then return 1 end
+  if nonlinearity == "tanh" then return 5 / 3 end
+  if nonlinearity == "relu" then return math.sqrt(2) end
+  if nonlinearity == "selu" then return 3 / 4 end
+  if nonlinearity == "leaky_relu" then
+    local slope = 0.01
+    if param ~= nil then
+      if type(param) ~= "number" then
+        error(string.format("nn.init.calculate_gain: negative_slope %s is not a valid number", tostring(param)), 2)
+      end
+      slope = param
+    end
+    return math.sqrt(2 / (1 + slope * slope))
+  end
+  error(string.format("nn.init.calculate_gain: unsupported nonlinearity '%s'", tostring(nonlinearity)), 2)
+end
+
+local function options(opts, plain_key, fname, allowed)
+  if opts == nil then return {} end
+  if type(opts) == "number" then return { [plain_key] = opts } end
+  if type(opts) ~= "table" then
+    error(string.format("nn.init.%s: options must be a table, got %s", fname, type(opts)), 3)
+  end
+  for k in pairs(opts) do
+    if not allowed[k] then error(string.format("nn.init.%s: unknown option '%s'", fname, tostring(k)), 3) end
+  end
+  return opts
+end
+
+local KAIMING = { a = true, mode = true, nonlinearity = true }
+
+local function kaiming_std(t, opts, fname)
+  local o = options(opts, "a", fname, KAIMING)
+  local mode = o.mode or "fan_in"
+  local fan_in, fan_out = init.calculate_fan_in_and_fan_out(t)
+  local fan
+  if mode == "fan_in" then
+    fan = fan_in
+  elseif mode == "fan_out" then
+    fan = fan_out
+  else
+    error(string.format('nn.init.%s: mode must be "fan_in" or "fan_out", got %s', fname, tostring(mode)), 3)
+  end
+  local gain = init.calculate_gain(o.nonlinearity or "leaky_relu", o.a or 0)
+  return gain / math.sqrt(fan)
+end
+
+function init.kaiming_uniform_(t, opts)
+  check_float(t, "kaiming_uniform_")
+  if t:numel() == 0 then return t end
+  local bound = math.sqrt(3) * kaiming_std(t, opts, "kaiming_uniform_")
+  return in_place(t, t.uniform_, -bound, bound)
+end
+
+function init.kaiming_normal_(t, opts)
+  check_float(t, "kaiming_normal_")
+  if t:numel() == 0 then return t end
+  return in_place(t, t.normal_, 0, kaiming_std(t, opts, "kaiming_normal_"))
+end
+
+local function xavier_std(t, opts, fname)
+  local o = options(opts, "gain", fname, { gain = true })
+  local fan_in, fan_out = init.calculate_fan_in_and_fan_out(t)
+  return (o.gain or 1) * math.sqrt(2 / (fan_in + fan_out))
+end
+
+function init.xavier_uniform_(t, opts)
+  check_float(t, "xavier_uniform_")
+  if t:numel() == 0 then return t end
+  local a = math.sqrt(3) * xavier_std(t, opts, "xavier_uniform_")
+  return in_place(t, t.uniform_, -a, a)
+end
+
+function init.xavier_normal_(t, opts)
+  check_float(t, "xavier_normal_")
+  if t:numel() == 0 then return t end
+  return in_place(t, t.normal_, 0, xavier_std(t, opts, "xavier_normal_"))
+end
+
+function init.uniform_(t, a, b)
+  check_float(t, "uniform_")
+  a, b = a or 0, b or 1
+  if not (a <= b) then -- luacheck: ignore 581 (NaN fails too)
+    error(string.format("nn.init.uniform_: expected a <= b, got a = %g, b = %g", a, b), 2)
+  end
+  return in_place(t, t.uniform_, a, b)
+end
+
+function init.normal_(t, mean, std)
+  check_float(t, "normal_")
+  mean, std = mean or 0, std or 1
+  if not (std >= 0) then -- luacheck: ignore 581 (NaN fails too)
+    error(string.format("nn.init.normal_: std must be non-negative, got %g", std), 2)
+  end
+  return in_place(t, t.normal_, mean, std)
+end
+
+function init.constant_(t, v)
+  check_tensor(t, "constant_")
+  if type(v) ~= "number" then error("nn.init.constant_: the value must be a number, got " .. type(v), 2) end
+  return in_place(t, t.fill_, v)
+end
+
+function init.zeros_(t)
+  check_tensor(t, "zeros_")
+  return in_place(t, t.fill_, 0)
+end
+
+function init.ones_(t)
+  check_tensor(t, "ones_")
+  return in_place(t, t.fill_, 1)
+end
+
+return init

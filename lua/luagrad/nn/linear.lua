@@ -1,0 +1,54 @@
+-- luagrad.nn.linear: Linear(in_features, out_features, {bias = true, dtype = default}).
+--
+-- y = x W^T + b for x of shape (.., in_features): (N, in), (in) and batched (B, N, in).
+-- weight (out, in) starts as kaiming_uniform_ with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)),
+-- and bias (out) as U(-1/sqrt(in), 1/sqrt(in)): PyTorch's default initialization.
+local core = require "luagrad.core"
+local base = require "luagrad.nn.module"
+local init = require "luagrad.nn.initializers"
+local F = require "luagrad.nn.functional"
+
+local Parameter = base.Parameter
+
+local Linear = base.Module:extend("Linear")
+
+local function check_size(v, what)
+  if math.type(v) ~= "integer" or v < 0 then
+    error(string.format("Linear: %s must be a non-negative integer, got %s", what, tostring(v)), 4)
+  end
+end
+
+function Linear:init(in_features, out_features, opts)
+  check_size(in_features, "in_features")
+  check_size(out_features, "out_features")
+  local o = F._check_opts("Linear", opts, { "bias", "dtype" })
+  self.in_features, self.out_features = in_features, out_features
+  local dtype = o.dtype or core.get_default_dtype()
+  self.weight = Parameter(core.empty({ out_features, in_features }, { dtype = dtype }))
+  if o.bias ~= false then self.bias = Parameter(core.empty({ out_features }, { dtype = dtype })) end
+  self:reset_parameters()
+end
+
+function Linear:reset_parameters()
+  init.kaiming_uniform_(self.weight, { a = math.sqrt(5) })
+  if self.bias ~= nil then
+    local bound = self.in_features > 0 and 1 / math.sqrt(self.in_features) or 0
+    init.uniform_(self.bias, -bound, bound)
+  end
+end
+
+function Linear:forward(x)
+  if not core.is_tensor(x) then error("Linear: expected a tensor input, got " .. type(x), 2) end
+  if x:dim() == 0 or x:size(-1) ~= self.in_features then
+    error(string.format("Linear: expected input with %d features in its last dimension, got shape %s",
+      self.in_features, F._shape_str(x)), 2)
+  end
+  return F.linear(x, self.weight, self.bias)
+end
+
+function Linear:extra_repr()
+  return string.format("in_features=%d, out_features=%d, bias=%s", self.in_features, self.out_features,
+    tostring(self.bias ~= nil))
+end
+
+return { Linear = Linear }

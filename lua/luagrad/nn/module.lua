@@ -1,0 +1,437 @@
+-- luagrad.nn.module: nn.Module, the base class of every layer, and nn.Parameter.
+--
+-- Classes are small: a class is a table that is also the metatable of its instances;
+-- `Module:extend(name)` makes a subclass, calling a class makes an instance and runs its
+-- `init(...)`, calling an instance runs `forward(...)`.
+--
+--   local Net = nn.Module:extend("Net")
+--   function Net:init(d) self.fc = nn.Linear(d, 1) end      -- registered as child "fc"
+--   function Net:forward(x) return self.fc(x) end
+--   local net = Net(10); local y = net(lg.randn(4, 10))
+--
+-- Registration by assignment (PyTorch's __setattr__): an instance is a proxy, and assigning a
+-- field routes the value by what it is:
+--   * a name registered with self:register_buffer(name, t)  -> the buffers (later assignments of
+--     a tensor to that name replace the buffer)
+--   * a leaf tensor that requires grad (nn.Parameter(t))     -> the parameters
+--   * a Module                                               -> the children
+--   * anything else                                          -> a plain field
+-- A tensor that requires grad but is the result of an operation (has a grad_fn) is not a
+-- parameter: it becomes a plain field, so caching an activation in forward registers nothing.
+-- Assigning nil removes the name from wherever it is. As in PyTorch, assigning something that
+-- is not a parameter to a parameter's name (or a non-module to a child's name) raises.
+-- Everything keeps registration order, so parameters() is deterministic.
+local core = require "luagrad.core"
+local autograd = require "luagrad.autograd"
+
+local is_tensor = core.is_tensor
+
+-- ---- ordered registries: names in registration order, name -> value ----------------------
+
+local function registry() return { names = {}, values = {} } end
+
+local function reg_set(r, name, v)
+  if r.values[name] == nil then r.names[#r.names + 1] = name end
+  r.values[name] = v
+end
+
+local function reg_remove(r, name)
+  if r.values[name] == nil then return end
+  r.values[name] = nil
+  for i, n in ipairs(r.names) do
+    if n == name then
+      table.remove(r.names, i)
+      break
+    end
+  end
+end
+
+local function shape_str(t)
+  local s = {}
+  for i, d in ipairs(t.shape) do s[i] = tostring(d) end
+  return "{" .. table.concat(s, ",") .. "}"
+end
+
+-- ---- the class machinery ------------------------------------------------------------------
+
+local Module = { __name = "Module", __luagrad_module = true }
+
+local function is_module(v)
+  if type(v) ~= "table" then return false end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__luagrad_module == true and rawget(v, "_parameters") ~= nil
+end
+
+local function class_name(m) return getmetatable(m).__name end
+
+-- Field lookup on an instance: plain fields, parameters, buffers, children, then the class
+-- (and its ancestors). Integer keys go to the class's _item(i) when it has one (Sequential).
+function Module.__index(self, k)
+  local v = self._fields[k]
+  if v ~= nil then return v end
+  v = self._parameters.values[k]
+  if v ~= nil then return v end
+  v = self._buffers.values[k]
+  if v ~= nil then return v end
+  v = self._modules.values[k]
+  if v ~= nil then return v end
+  local cls = getmetatable(self)
+  if math.type(k) == "integer" then
+    local item = cls._item
+    if item then return item(self, k) end
+  end
+  return cls[k]
+end
+
+function Module.__newindex(self, k, v)
+  if type(k) ~= "string" then
+    local setitem = getmetatable(self)._setitem
+    if setitem and math.type(k) == "integer" then return setitem(self, k, v) end
+    error(string.format("%s: field names must be strings, got %s", class_name(self), type(k)), 2)
+  end
+  local P, B, C, F = self._parameters, self._buffers, self._modules, self._fields
+  if v == nil then
+    reg_remove(P, k); reg_remove(B, k); reg_remove(C, k); F[k] = nil
+    return
+  end
+  if is_tensor(v) and B.values[k] ~= nil then
+    reg_set(B, k, v)
+    return
+  end
+  if is_tensor(v) and v.requires_grad and v:grad_fn() == nil then
+    reg_remove(B, k); reg_remove(C, k); F[k] = nil
+    reg_set(P, k, v)
+    return
+  end
+  if is_module(v) then
+    reg_remove(P, k); reg_remove(B, k); F[k] = nil
+    reg_set(C, k, v)
+    return
+  end
+  local what = is_tensor(v) and (v.requires_grad and "a non-leaf tensor" or "a tensor that does not require grad")
+    or ("a " .. type(v))
+  if P.values[k] ~= nil then
+    error(string.format("%s: cannot assign %s as parameter '%s' (use nn.Parameter(t), or nil to remove it)",
+      class_name(self), what, k), 2)
+  elseif C.values[k] ~= nil then
+    error(string.format("%s: cannot assign %s as child module '%s' (a Module or nil expected)", class_name(self), what, k), 2)
+  elseif B.values[k] ~= nil then
+    error(string.format("%s: cannot assign %s as buffer '%s' (a tensor or nil expected)", class_name(self), what, k), 2)
+  end
+  F[k] = v
+end
+
+function Module.__call(self, ...) return self:forward(...) end
+
+local function new_instance(cls, ...)
+  local self = setmetatable({
+    _parameters = registry(), _buffers = registry(), _modules = registry(),
+    _fields = {}, _non_persistent = {},
+  }, cls)
+  self.training = true
+  self:init(...)
+  return self
+end
+
+local function describe_class(cls) return "class " .. cls.__name end
+
+setmetatable(Module, { __call = new_instance, __tostring = describe_class })
+
+-- Module:extend(name) -> a subclass. Metamethods are copied (Lua reads them with rawget);
+-- everything else is inherited through the class's own metatable.
+function Module.extend(parent, name)
+  if name ~= nil and type(name) ~= "string" then
+    error("Module:extend: the class name must be a string, got " .. type(name), 2)
+  end
+  local cls = {}
+  for k, v in pairs(parent) do
+    if type(k) == "string" and k:sub(1, 2) == "__" then cls[k] = v end
+  end
+  cls.__name = name or parent.__name
+  return setmetatable(cls, { __index = parent, __call = new_instance, __tostring = describe_class })
+end
+
+function Module.init() end
+
+function Module:forward()
+  error(class_name(self) .. ": forward is not implemented (define " .. class_name(self) .. ":forward)", 2)
+end
+
+-- ---- explicit registration ----------------------------------------------------------------
+
+-- register_buffer(name, t, {persistent = true}): state that is not a parameter (running
+-- statistics). Non-persistent buffers are left out of state_dict.
+function Module:register_buffer(name, t, opts)
+  if type(name) ~= "string" or name == "" or name:find(".", 1, true) then
+    error(string.format("%s.register_buffer: the name must be a non-empty string without '.', got %s",
+      class_name(self), tostring(name)), 2)
+  end
+  if not is_tensor(t) then
+    error(string.format("%s.register_buffer: '%s' must be a tensor, got %s", class_name(self), name, type(t)), 2)
+  end
+  reg_remove(self._parameters, name); reg_remove(self._modules, name); self._fields[name] = nil
+  reg_set(self._buffers, name, t)
+  self._non_persistent[name] = (opts and opts.persistent == false) or nil
+  return t
+end
+
+function Module:register_parameter(name, t)
+  if t ~= nil and not (is_tensor(t) and t.requires_grad and t:grad_fn() == nil) then
+    error(string.format("%s.register_parameter: '%s' must be a leaf tensor that requires grad (nn.Parameter(t))",
+      class_name(self), tostring(name)), 2)
+  end
+  self[name] = t
+  return t
+end
+
+function Module:add_module(name, m)
+  if not is_module(m) then
+    error(string.format("%s.add_module: '%s' is not a Module (got %s)", class_name(self), tostring(name), type(m)), 2)
+  end
+  self[name] = m
+  return m
+end
+Module.register_module = Module.add_module
+
+-- ---- traversal ----------------------------------------------------------------------------
+
+-- A list-backed iterator: for name, v in iter(list) do ... end
+local function iter(list)
+  local i = 0
+  return function()
+    i = i + 1
+    local e = list[i]
+    if e then return e[1], e[2] end
+  end
+end
+
+local function join(prefix, name) return prefix == "" and name or prefix .. "." .. name end
+
+-- Depth-first, pre-order (self first), each module once: a list of {dotted name, module}.
+local function collect_modules(m, prefix, memo, out)
+  if memo[m] then return out end
+  memo[m] = true
+  out[#out + 1] = { prefix, m }
+  local C = m._modules
+  for _, name in ipairs(C.names) do collect_modules(C.values[name], join(prefix, name), memo, out) end
+  return out
+end
+
+-- The members (parameters or buffers) of self (and its descendants), each tensor once.
+local function collect_members(m, which, opts)
+  opts = opts or {}
+  local prefix, recurse = opts.prefix or "", opts.recurse ~= false
+  local mods = recurse and collect_modules(m, prefix, {}, {}) or { { prefix, m } }
+  local out, seen = {}, {}
+  for _, e in ipairs(mods) do
+    local r = e[2][which]
+    for _, name in ipairs(r.names) do
+      local t = r.values[name]
+      if not seen[t] then
+        seen[t] = true
+        out[#out + 1] = { join(e[1], name), t }
+      end
+    end
+  end
+  return out
+end
+
+local function values_of(list)
+  local out = {}
+  for i, e in ipairs(list) do out[i] = e[2] end
+  return out
+end
+
+-- for name, p in m:named_parameters({prefix = "", recurse = true}) do ... end
+function Module:named_parameters(opts) return iter(collect_members(self, "_parameters", opts)) end
+function Module:parameters(opts) return values_of(collect_members(self, "_parameters", opts)) end
+function Module:named_buffers(opts) return iter(collect_members(self, "_buffers", opts)) end
+function Module:buffers(opts) return values_of(collect_members(self, "_buffers", opts)) end
+
+local function child_list(self)
+  local out, seen = {}, {}
+  for _, name in ipairs(self._modules.names) do
+    local c = self._modules.values[name]
+    if not seen[c] then
+      seen[c] = true
+      out[#out + 1] = { name, c }
+    end
+  end
+  return out
+end
+function Module:named_children() return iter(child_list(self)) end
+function Module:children() return values_of(child_list(self)) end
+
+-- named_modules() includes self, named "" (or the prefix).
+function Module:named_modules(opts)
+  return iter(collect_modules(self, opts and opts.prefix or "", {}, {}))
+end
+function Module:modules() return values_of(collect_modules(self, "", {}, {})) end
+
+-- apply(fn): fn(m) on every descendant, children before parents, then self. Returns self.
+function Module:apply(fn)
+  for _, c in ipairs(self:children()) do c:apply(fn) end
+  fn(self)
+  return self
+end
+
+-- ---- modes and gradients ------------------------------------------------------------------
+
+function Module:train(mode)
+  if mode == nil then mode = true end
+  if type(mode) ~= "boolean" then
+    error(string.format("%s.train: mode must be a boolean, got %s", class_name(self), type(mode)), 2)
+  end
+  for _, m in ipairs(self:modules()) do m.training = mode end
+  return self
+end
+
+function Module:eval() return self:train(false) end
+
+-- zero_grad(): every parameter's .grad becomes nil (PyTorch's set_to_none = True).
+function Module:zero_grad()
+  for _, p in ipairs(self:parameters()) do p.grad = nil end
+end
+
+-- to(dtype): converts floating-point parameters and buffers in place (integer buffers such as
+-- num_batches_tracked stay int64). The tensors keep their identity (t:set_ re-points them at
+-- the converted data), so references held elsewhere (an optimizer's list) see the change.
+-- A gradient of the old dtype is dropped. Returns self.
+local FLOAT = { float32 = true, float64 = true }
+function Module:to(dtype)
+  if not FLOAT[dtype] then
+    error(string.format('%s.to: dtype must be "float32" or "float64", got %s', class_name(self), tostring(dtype)), 2)
+  end
+  autograd.no_grad(function()
+    for _, list in ipairs({ self:parameters(), self:buffers() }) do
+      for _, t in ipairs(list) do
+        if FLOAT[t.dtype] and t.dtype ~= dtype then t:set_(t:to(dtype)) end
+      end
+    end
+  end)
+  return self
+end
+function Module:double() return self:to("float64") end
+function Module:float() return self:to("float32") end
+
+-- ---- state dicts --------------------------------------------------------------------------
+
+-- state_dict({prefix = "", keep_vars = false}) -> a plain table: dotted name -> tensor, for
+-- every parameter and persistent buffer. The tensors are detached views sharing storage with
+-- the module's (keep_vars = true gives the tensors themselves).
+local function fill_state(m, prefix, keep, out)
+  for _, which in ipairs({ "_parameters", "_buffers" }) do
+    local r = m[which]
+    for _, name in ipairs(r.names) do
+      if not (which == "_buffers" and m._non_persistent[name]) then
+        local t = r.values[name]
+        out[prefix .. name] = keep and t or t:detach()
+      end
+    end
+  end
+  for _, name in ipairs(m._modules.names) do fill_state(m._modules.values[name], prefix .. name .. ".", keep, out) end
+  return out
+end
+
+function Module:state_dict(opts)
+  opts = opts or {}
+  local prefix = opts.prefix or ""
+  if prefix ~= "" and prefix:sub(-1) ~= "." then prefix = prefix .. "." end
+  return fill_state(self, prefix, opts.keep_vars, {})
+end
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+  return ks
+end
+
+local function same_shape(a, b)
+  if #a.shape ~= #b.shape then return false end
+  for i, d in ipairs(a.shape) do
+    if b.shape[i] ~= d then return false end
+  end
+  return true
+end
+
+-- load_state_dict(sd, {strict = true}) copies sd's tensors into the parameters and buffers
+-- (under no_grad, converting dtypes as copy_ does). Everything is checked before anything is
+-- written: a shape mismatch (always) or, when strict, missing or unexpected keys raise one
+-- error listing them all, and the module is left unchanged. Returns {missing_keys = {...},
+-- unexpected_keys = {...}} (sorted).
+function Module:load_state_dict(sd, opts)
+  local name = class_name(self) .. ".load_state_dict"
+  if type(sd) ~= "table" then error(string.format("%s: expected a table of tensors, got %s", name, type(sd)), 2) end
+  local strict = not (opts and opts.strict == false)
+  local own = self:state_dict({ keep_vars = true })
+  local missing, unexpected, problems = {}, {}, {}
+  for _, k in ipairs(sorted_keys(own)) do
+    if sd[k] == nil then missing[#missing + 1] = k end
+  end
+  for _, k in ipairs(sorted_keys(sd)) do
+    local v, dst = sd[k], own[k]
+    if dst == nil then
+      unexpected[#unexpected + 1] = tostring(k)
+    elseif not is_tensor(v) then
+      problems[#problems + 1] = string.format("'%s' is a %s, not a tensor", k, type(v))
+    elseif not same_shape(v, dst) then
+      problems[#problems + 1] = string.format("size mismatch for '%s': copying a tensor of shape %s into one of shape %s",
+        k, shape_str(v), shape_str(dst))
+    end
+  end
+  local function quoted(list)
+    local q = {}
+    for i, k in ipairs(list) do q[i] = "'" .. k .. "'" end
+    return table.concat(q, ", ")
+  end
+  if strict and #missing > 0 then table.insert(problems, 1, "missing keys: " .. quoted(missing)) end
+  if strict and #unexpected > 0 then
+    table.insert(problems, (strict and #missing > 0) and 2 or 1, "unexpected keys: " .. quoted(unexpected))
+  end
+  if #problems > 0 then error(name .. ": " .. table.concat(problems, "; "), 2) end
+  autograd.no_grad(function()
+    for k, dst in pairs(own) do
+      local v = sd[k]
+      if v ~= nil and v ~= dst then dst:copy_(v) end
+    end
+  end)
+  return { missing_keys = missing, unexpected_keys = unexpected }
+end
+
+-- ---- printing -----------------------------------------------------------------------------
+
+-- extra_repr(): what a layer prints between its parentheses ("in_features=784, ...").
+function Module.extra_repr() return "" end
+
+-- tostring(module): PyTorch's tree layout, children as "(name): ..." indented two spaces.
+function Module.__tostring(self)
+  local lines = {}
+  local extra = self:extra_repr()
+  local n_extra = 0
+  if extra ~= "" then
+    for line in (extra .. "\n"):gmatch("(.-)\n") do
+      lines[#lines + 1] = line
+      n_extra = n_extra + 1
+    end
+  end
+  for _, name in ipairs(self._modules.names) do
+    local s = tostring(self._modules.values[name]):gsub("\n", "\n  ")
+    lines[#lines + 1] = "(" .. name .. "): " .. s
+  end
+  local s = class_name(self) .. "("
+  if #lines == 1 and n_extra == 1 then
+    s = s .. lines[1]
+  elseif #lines > 0 then
+    s = s .. "\n  " .. table.concat(lines, "\n  ") .. "\n"
+  end
+  return s .. ")"
+end
+
+-- nn.Parameter(t): a leaf that requires grad, sharing t's storage (t:detach():requires_grad_()).
+local function Parameter(t)
+  if not is_tensor(t) then error("nn.Parameter: expected a tensor, got " .. type(t), 2) end
+  return t:detach():requires_grad_(true)
+end
+
+return { Module = Module, Parameter = Parameter, is_module = is_module, shape_str = shape_str }

@@ -1,0 +1,142 @@
+-- luagrad.nn.normalization: BatchNorm1d and LayerNorm over the fused C kernels.
+--
+-- BatchNorm1d(C, {eps = 1e-5, momentum = 0.1, affine = true, track_running_stats = true, dtype})
+--   input (N, C) or (N, C, L). Parameters weight (ones) and bias (zeros) when affine; buffers
+--   running_mean (zeros), running_var (ones) and num_batches_tracked (an int64 0-d tensor)
+--   when tracking. In training (or without tracking) it normalizes with the batch statistics
+--   (biased variance; core._batch_norm, a hand-derived backward); with tracking it also
+--   counts the batch and, under no_grad, updates
+--     running_mean = (1 - f) running_mean + f mean,
+--     running_var  = (1 - f) running_var  + f var * M / (M - 1)   (unbiased, M = N * L)
+--   with f = momentum, or f = 1 / num_batches_tracked when momentum = false (a cumulative
+--   average). In eval with tracking: (x - running_mean) / sqrt(running_var + eps) * w + b.
+--
+-- LayerNorm(normalized_shape, {eps = 1e-5, elementwise_affine = true, dtype})
+--   normalizes over the trailing dimensions normalized_shape (a number or a table of sizes)
+--   with weight (ones) and bias (zeros) of that shape; core._layer_norm.
+local core = require "luagrad.core"
+local autograd = require "luagrad.autograd"
+local base = require "luagrad.nn.module"
+local F = require "luagrad.nn.functional"
+
+local Module, Parameter = base.Module, base.Parameter
+local shape_str = F._shape_str
+
+local BatchNorm1d = Module:extend("BatchNorm1d")
+
+function BatchNorm1d:init(num_features, opts)
+  if math.type(num_features) ~= "integer" or num_features < 1 then
+    error(string.format("BatchNorm1d: num_features must be a positive integer, got %s", tostring(num_features)), 3)
+  end
+  local o = F._check_opts("BatchNorm1d", opts, { "eps", "momentum", "affine", "track_running_stats", "dtype" })
+  local momentum = o.momentum
+  if momentum == nil then momentum = 0.1 end
+  if momentum ~= false and type(momentum) ~= "number" then
+    error("BatchNorm1d: momentum must be a number, or false for a cumulative average, got " .. type(momentum), 3)
+  end
+  self.num_features = num_features
+  self.eps = o.eps or 1e-5
+  self.momentum = momentum
+  self.affine = o.affine ~= false
+  self.track_running_stats = o.track_running_stats ~= false
+  local dt = { dtype = o.dtype or core.get_default_dtype() }
+  if self.affine then
+    self.weight = Parameter(core.ones({ num_features }, dt))
+    self.bias = Parameter(core.zeros({ num_features }, dt))
+  end
+  if self.track_running_stats then
+    self:register_buffer("running_mean", core.zeros({ num_features }, dt))
+    self:register_buffer("running_var", core.ones({ num_features }, dt))
+    self:register_buffer("num_batches_tracked", core.zeros({}, { dtype = "int64" }))
+  end
+end
+
+-- Zeros the running statistics and the batch count.
+function BatchNorm1d:reset_running_stats()
+  if not self.track_running_stats then return end
+  autograd.no_grad(function()
+    self.running_mean:zero_()
+    self.running_var:fill_(1)
+    self.num_batches_tracked:zero_()
+  end)
+end
+
+function BatchNorm1d:forward(x)
+  if not core.is_tensor(x) then error("BatchNorm1d: expected a tensor input, got " .. type(x), 2) end
+  if x:dim() ~= 2 and x:dim() ~= 3 then
+    error(string.format("BatchNorm1d: expected 2-d (N, C) or 3-d (N, C, L) input, got shape %s", shape_str(x)), 2)
+  end
+  if x:size(2) ~= self.num_features then
+    error(string.format("BatchNorm1d: expected %d channels in dimension 2, got input of shape %s",
+      self.num_features, shape_str(x)), 2)
+  end
+  local batch_stats = self.training or not self.track_running_stats
+  if batch_stats and x:numel() // x:size(2) <= 1 then
+    error(string.format("BatchNorm1d: expected more than 1 value per channel when training, got input of shape %s",
+      shape_str(x)), 2)
+  end
+  local factor = 0
+  if self.training and self.track_running_stats then
+    local n = autograd.no_grad(function() return self.num_batches_tracked:add_(1):item() end)
+    factor = self.momentum == false and 1 / n or self.momentum
+  end
+  local update = self.training and self.track_running_stats
+  local use_running = update or not batch_stats
+  return F.batch_norm(x, use_running and self.running_mean or nil, use_running and self.running_var or nil, {
+    weight = self.weight, bias = self.bias, training = batch_stats, momentum = factor, eps = self.eps,
+  })
+end
+
+function BatchNorm1d:extra_repr()
+  return string.format("%d, eps=%g, momentum=%s, affine=%s, track_running_stats=%s", self.num_features, self.eps,
+    self.momentum == false and "false" or string.format("%g", self.momentum), tostring(self.affine),
+    tostring(self.track_running_stats))
+end
+
+local LayerNorm = Module:extend("LayerNorm")
+
+function LayerNorm:init(normalized_shape, opts)
+  local ns = type(normalized_shape) == "number" and { normalized_shape } or normalized_shape
+  local ok = type(ns) == "table" and #ns > 0
+  if ok then
+    local copy = {}
+    for i, d in ipairs(ns) do
+      if math.type(d) ~= "integer" or d < 1 then ok = false end
+      copy[i] = d
+    end
+    ns = copy
+  end
+  if not ok then
+    error("LayerNorm: normalized_shape must be a positive integer or a table of them, got " .. tostring(normalized_shape), 3)
+  end
+  local o = F._check_opts("LayerNorm", opts, { "eps", "elementwise_affine", "dtype" })
+  self.normalized_shape = ns
+  self.eps = o.eps or 1e-5
+  self.elementwise_affine = o.elementwise_affine ~= false
+  if self.elementwise_affine then
+    local dt = { dtype = o.dtype or core.get_default_dtype() }
+    self.weight = Parameter(core.ones(ns, dt))
+    self.bias = Parameter(core.zeros(ns, dt))
+  end
+end
+
+function LayerNorm:forward(x)
+  if not core.is_tensor(x) then error("LayerNorm: expected a tensor input, got " .. type(x), 2) end
+  local ns, nd = self.normalized_shape, x:dim()
+  local fits = nd >= #ns
+  for i = 1, #ns do
+    if fits and x:size(nd - #ns + i) ~= ns[i] then fits = false end
+  end
+  if not fits then
+    error(string.format("LayerNorm: expected input with trailing dimensions {%s}, got shape %s",
+      table.concat(ns, ","), shape_str(x)), 2)
+  end
+  return F.layer_norm(x, ns, { weight = self.weight, bias = self.bias, eps = self.eps })
+end
+
+function LayerNorm:extra_repr()
+  return string.format("{%s}, eps=%g, elementwise_affine=%s", table.concat(self.normalized_shape, ","), self.eps,
+    tostring(self.elementwise_affine))
+end
+
+return { BatchNorm1d = BatchNorm1d, LayerNorm = LayerNorm }
