@@ -59,13 +59,55 @@ typedef void (*reduce_k)(const char *x, int64_t rows, int64_t R, char *out, int6
 
 /* integer negation and abs wrap around at INT64_MIN instead of overflowing */
 static inline int64_t neg_i(int64_t x) { return (int64_t)(0 - (uint64_t)x); }
-static inline float sigmoid_f(float x) { return x >= 0 ? 1 / (1 + expf(-x)) : expf(x) / (1 + expf(x)); }
+/* float32 exp and tanh as straight-line code the compiler vectorizes (glibc's expf and tanhf
+** are scalar calls, and they dominated small models). Cephes' polynomials, about 1 ulp; NaN stays
+** NaN, exp overflows to inf and underflows to 0 as IEEE says. float64 keeps libm. */
+static inline float exp_fast(float x) {
+  float c = x > 88.72283935546875f ? 88.72283935546875f : x;
+  c = c < -103.972084f ? -103.972084f : c;
+  c = x != x ? 0.0f : c; /* converting NaN to an integer would be undefined */
+  float t = c * 1.44269504088896341f + 0.5f;
+  int32_t k = (int32_t)t;
+  k -= t < (float)k; /* floor without floorf, which is a library call before SSE4.1 */
+  float n = (float)k;
+  float r = c - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  /* 2^k as two normal factors, so results down in the denormal range still come out right */
+  int32_t k1 = k / 2, k2 = k - k1;
+  union { uint32_t u; float f; } s1 = {(uint32_t)(k1 + 127) << 23}, s2 = {(uint32_t)(k2 + 127) << 23};
+  float y = p * s1.f * s2.f;
+  y = x > 88.72283935546875f ? INFINITY : y;
+  y = x < -103.972084f ? 0.0f : y;
+  return x != x ? x : y;
+}
+static inline float tanh_fast(float x) {
+  float a = fabsf(x);
+  float z = x * x;
+  float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
+                 3.33332819422e-1f) * z * x + x;
+  float e = exp_fast(2 * (a < 9.0f ? a : 9.0f));
+  float big = 1 - 2 / (e + 1);
+  big = x < 0 ? -big : big;
+  float y = a < 0.625f ? small : big;
+  return x != x ? x : y;
+}
+static inline float sigmoid_f(float x) {
+  float e = exp_fast(-fabsf(x));
+  float y = x >= 0 ? 1 / (1 + e) : e / (1 + e);
+  return x != x ? x : y;
+}
 static inline double sigmoid_d(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x)); }
 
 UNARY(neg_f32, float, -x)
 UNARY(neg_f64, double, -x)
 UNARY(neg_i64, int64_t, neg_i(x))
-UNARY(exp_f32, float, expf(x))
+UNARY(exp_f32, float, exp_fast(x))
 UNARY(exp_f64, double, exp(x))
 UNARY(log_f32, float, logf(x))
 UNARY(log_f64, double, log(x))
@@ -80,7 +122,7 @@ UNARY(sin_f32, float, sinf(x))
 UNARY(sin_f64, double, sin(x))
 UNARY(cos_f32, float, cosf(x))
 UNARY(cos_f64, double, cos(x))
-UNARY(tanh_f32, float, tanhf(x))
+UNARY(tanh_f32, float, tanh_fast(x))
 UNARY(tanh_f64, double, tanh(x))
 UNARY(sigmoid_f32, float, sigmoid_f(x))
 UNARY(sigmoid_f64, double, sigmoid_d(x))
