@@ -624,7 +624,10 @@ static int binary(lua_State *L, lg_opcode op) {
   } else if (a) {
     if (lua_type(L, 2) != LUA_TNUMBER)
       return lgL_error(L, "%s: argument #2 must be a tensor or a number, got %s", name, luaL_typename(L, 2));
-    lgL_check(L, lg_binary_scalar(op, a, lua_tonumber(L, 2), 0, slot));
+    double v = lua_tonumber(L, 2);
+    if (op == LG_OP_POW && v == 2) /* t ^ 2: one multiply, not powf per element */
+      return lgL_check(L, lg_unary(LG_OP_SQUARE, a, slot)), 1;
+    lgL_check(L, lg_binary_scalar(op, a, v, 0, slot));
   } else {
     if (lua_type(L, 1) != LUA_TNUMBER)
       return lgL_error(L, "%s: argument #1 must be a tensor or a number, got %s", name, luaL_typename(L, 1));

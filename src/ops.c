@@ -39,6 +39,35 @@ typedef void (*reduce_k)(const char *x, int64_t rows, int64_t R, char *out, int6
 
 #include "compose.h"
 
+/* The loop shapes of binary kernels (section 2), used by the fused backward kernels of section
+** 1 too. */
+#define BINARY(name, T, expr)                                                                      \
+  static void name(int64_t n, char *o_, int64_t so, const char *a_, int64_t sa, const char *b_,   \
+                   int64_t sb) {                                                                   \
+    T *restrict o = (T *)o_;                                                                       \
+    const T *restrict ap = (const T *)a_, *restrict bp = (const T *)b_;                           \
+    if (so == 1 && sa == 1 && sb == 1)                                                             \
+      for (int64_t i = 0; i < n; i++) {                                                            \
+        T x = ap[i], y = bp[i];                                                                    \
+        o[i] = (expr);                                                                             \
+      }                                                                                            \
+    else if (so == 1 && sa == 1 && sb == 0) {                                                      \
+      T y = bp[0];                                                                                 \
+      for (int64_t i = 0; i < n; i++) {                                                            \
+        T x = ap[i];                                                                               \
+        o[i] = (expr);                                                                             \
+      }                                                                                            \
+    } else                                                                                         \
+      for (int64_t i = 0; i < n; i++) {                                                            \
+        T x = ap[i * sa], y = bp[i * sb];                                                          \
+        o[i * so] = (expr);                                                                        \
+      }                                                                                            \
+  }
+
+static void binary_row(void *ctx, int64_t n, char **p, const int64_t *s) {
+  ((binary_k)ctx)(n, p[0], s[0], p[1], s[1], p[2], s[2]);
+}
+
 /* ==== 1. unary elementwise ==== */
 
 #define UNARY(name, T, expr)                                                                       \
@@ -86,15 +115,25 @@ static inline float exp_fast(float x) {
   y = x < -103.972084f ? 0.0f : y;
   return x != x ? x : y;
 }
+/* tanh as Eigen's rational approximation on [-7.9, 7.9] (odd degree 13 over even degree 6, one
+** division; a few ulp), exactly +-1 beyond, x itself near 0 where x is tanh(x) to float precision. */
 static inline float tanh_fast(float x) {
-  float a = fabsf(x);
-  float z = x * x;
-  float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
-                 3.33332819422e-1f) * z * x + x;
-  float e = exp_fast(2 * (a < 9.0f ? a : 9.0f));
-  float big = 1 - 2 / (e + 1);
-  big = x < 0 ? -big : big;
-  float y = a < 0.625f ? small : big;
+  float c = x > 7.90531110763549805f ? 7.90531110763549805f : (x < -7.90531110763549805f ? -7.90531110763549805f : x);
+  float z = c * c;
+  float p = -2.76076847742355e-16f;
+  p = p * z + 2.00018790482477e-13f;
+  p = p * z + -8.60467152213735e-11f;
+  p = p * z + 5.12229709037114e-08f;
+  p = p * z + 1.48572235717979e-05f;
+  p = p * z + 6.37261928875436e-04f;
+  p = p * z + 4.89352455891786e-03f;
+  p = p * c;
+  float q = 1.19825839466702e-06f;
+  q = q * z + 1.18534705686654e-04f;
+  q = q * z + 2.26843463243900e-03f;
+  q = q * z + 4.89352518554385e-03f;
+  float y = p / q;
+  y = fabsf(x) < 0.0004f ? x : y;
   return x != x ? x : y;
 }
 static inline float sigmoid_f(float x) {
@@ -318,16 +357,55 @@ static lg_tensor *d_silu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { 
     lg_tensor *d = d_##name(&s, a->in[0], out, a);                                                 \
     return sc_done(&s, sc_bin(&s, LG_OP_MUL, tin[0], d), tout);                                    \
   }
-UNARY_RULES(exp)
+/* The hot activations also have a fused backward: gin = g * f' in one pass, used when the
+** backward pass is not itself recorded (no create_graph). x is g, y the saved tensor. */
+BINARY(exp_bw_f32, float, x * y)
+BINARY(exp_bw_f64, double, x * y)
+BINARY(tanh_bw_f32, float, x * (1 - y * y))
+BINARY(tanh_bw_f64, double, x * (1 - y * y))
+BINARY(sigmoid_bw_f32, float, x * (y * (1 - y)))
+BINARY(sigmoid_bw_f64, double, x * (y * (1 - y)))
+BINARY(relu_bw_f32, float, y > 0 ? x : 0)
+BINARY(relu_bw_f64, double, y > 0 ? x : 0)
+
+static lg_status fused_grad(binary_k f32, binary_k f64, lg_tensor *g, lg_tensor *y, lg_tensor **out) {
+  LG_TRY(lg_new(y->shape, y->ndim, y->dtype, out));
+  int64_t sg[LG_MAX_DIMS];
+  lg_broadcast_strides(g, y->shape, y->ndim, sg);
+  lg_iter it;
+  lg_iter_init(&it, y->shape, y->ndim);
+  lg_iter_add(&it, *out, NULL);
+  lg_iter_add(&it, g, sg);
+  lg_iter_add(&it, y, NULL);
+  lg_iter_run(&it, binary_row, (void *)(y->dtype == LG_FLOAT32 ? f32 : f64));
+  return LG_OK;
+}
+
+#define FUSED_UNARY_RULES(name, SAVED_OUT)                                                         \
+  static lg_status name##_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {                   \
+    lg_tensor *saved = SAVED_OUT ? lg_node_saved_out(n) : n->args.in[0];                           \
+    if (!lg_grad_enabled() && g->dtype == saved->dtype && lg_dtype_is_float(g->dtype) &&          \
+        g->ndim <= saved->ndim)                                                                    \
+      return fused_grad(name##_bw_f32, name##_bw_f64, g, saved, &gin[0]);                          \
+    sc s = {0};                                                                                    \
+    lg_tensor *d = d_##name(&s, n->args.in[0], lg_node_saved_out(n), &n->args);                    \
+    return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, d), &gin[0]);                                      \
+  }                                                                                                \
+  static lg_status name##_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) { \
+    sc s = {0};                                                                                    \
+    lg_tensor *d = d_##name(&s, a->in[0], out, a);                                                 \
+    return sc_done(&s, sc_bin(&s, LG_OP_MUL, tin[0], d), tout);                                    \
+  }
+FUSED_UNARY_RULES(exp, 1)
 UNARY_RULES(log)
 UNARY_RULES(sqrt)
 UNARY_RULES(rsqrt)
 UNARY_RULES(abs)
 UNARY_RULES(sin)
 UNARY_RULES(cos)
-UNARY_RULES(tanh)
-UNARY_RULES(sigmoid)
-UNARY_RULES(relu)
+FUSED_UNARY_RULES(tanh, 1)
+FUSED_UNARY_RULES(sigmoid, 1)
+FUSED_UNARY_RULES(relu, 0)
 UNARY_RULES(log1p)
 UNARY_RULES(expm1)
 UNARY_RULES(reciprocal)
@@ -352,29 +430,6 @@ static lg_status zero_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_
 }
 
 /* ==== 2. binary elementwise, broadcasting ==== */
-
-#define BINARY(name, T, expr)                                                                      \
-  static void name(int64_t n, char *o_, int64_t so, const char *a_, int64_t sa, const char *b_,   \
-                   int64_t sb) {                                                                   \
-    T *restrict o = (T *)o_;                                                                       \
-    const T *restrict ap = (const T *)a_, *restrict bp = (const T *)b_;                           \
-    if (so == 1 && sa == 1 && sb == 1)                                                             \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T x = ap[i], y = bp[i];                                                                    \
-        o[i] = (expr);                                                                             \
-      }                                                                                            \
-    else if (so == 1 && sa == 1 && sb == 0) {                                                      \
-      T y = bp[0];                                                                                 \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T x = ap[i];                                                                               \
-        o[i] = (expr);                                                                             \
-      }                                                                                            \
-    } else                                                                                         \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T x = ap[i * sa], y = bp[i * sb];                                                          \
-        o[i * so] = (expr);                                                                        \
-      }                                                                                            \
-  }
 
 /* integer arithmetic wraps (two's complement) rather than overflowing */
 #define WRAP(op) ((int64_t)((uint64_t)x op (uint64_t)y))
@@ -454,9 +509,6 @@ BINARY(ge_f32, float, (float)(x >= y))
 BINARY(ge_f64, double, (double)(x >= y))
 BINARY(ge_i64, int64_t, x >= y)
 
-static void binary_row(void *ctx, int64_t n, char **p, const int64_t *s) {
-  ((binary_k)ctx)(n, p[0], s[0], p[1], s[1], p[2], s[2]);
-}
 
 static int has_zero_i64(lg_tensor *t) {
   int64_t n = lg_numel(t);

@@ -26,40 +26,73 @@
 #include <math.h>
 #include <string.h>
 
+/* Loops carry no option branches (the options are hoisted into constants or into separate
+** loops), so the compiler vectorizes them. sgn folds maximize in (-g is exact); a weight decay of
+** zero adds 0 * p, which leaves every finite value bit for bit unchanged. */
+
 #define SGD_KERNEL(name, T)                                                                        \
   static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict buf, const lg_sgd_opts *o, int first) { \
     const T lr = (T)o->lr, mu = (T)o->momentum, damp = (T)(1 - o->dampening), wd = (T)o->weight_decay; \
-    for (int64_t i = 0; i < n; i++) {                                                              \
-      T d = o->maximize ? -g[i] : g[i];                                                            \
-      if (o->weight_decay != 0) d = d + wd * p[i];                                                 \
-      if (buf) {                                                                                   \
-        T b = first ? d : mu * buf[i] + damp * d;                                                  \
+    const T sgn = o->maximize ? -1 : 1;                                                            \
+    if (!buf) {                                                                                    \
+      for (int64_t i = 0; i < n; i++) p[i] = p[i] - lr * (sgn * g[i] + wd * p[i]);                 \
+    } else if (first) { /* the buffer starts as the gradient itself */                            \
+      if (o->nesterov)                                                                             \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+          T d = sgn * g[i] + wd * p[i];                                                            \
+          buf[i] = d;                                                                              \
+          p[i] = p[i] - lr * (d + mu * d);                                                         \
+        }                                                                                          \
+      else                                                                                         \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+          T d = sgn * g[i] + wd * p[i];                                                            \
+          buf[i] = d;                                                                              \
+          p[i] = p[i] - lr * d;                                                                    \
+        }                                                                                          \
+    } else if (o->nesterov) {                                                                      \
+      for (int64_t i = 0; i < n; i++) {                                                            \
+        T d = sgn * g[i] + wd * p[i], b = mu * buf[i] + damp * d;                                  \
         buf[i] = b;                                                                                \
-        d = o->nesterov ? d + mu * b : b;                                                          \
+        p[i] = p[i] - lr * (d + mu * b);                                                           \
       }                                                                                            \
-      p[i] = p[i] - lr * d;                                                                        \
+    } else {                                                                                       \
+      for (int64_t i = 0; i < n; i++) {                                                            \
+        T d = sgn * g[i] + wd * p[i], b = mu * buf[i] + damp * d;                                  \
+        buf[i] = b;                                                                                \
+        p[i] = p[i] - lr * b;                                                                      \
+      }                                                                                            \
     }                                                                                              \
   }
 SGD_KERNEL(sgd_f32, float)
 SGD_KERNEL(sgd_f64, double)
 
+/* Adam's step: coupled L2 goes into the gradient (wdg), AdamW's decay scales p first (decay). */
+#define ADAM_BODY(T, VV)                                                                           \
+  T pi = p[i] * decay;                                                                             \
+  T gi = sgn * g[i] + wdg * pi;                                                                    \
+  T mi = m[i] * b1 + (1 - b1) * gi;                                                                \
+  T vi = v[i] * b2 + (1 - b2) * gi * gi;                                                           \
+  m[i] = mi;                                                                                       \
+  v[i] = vi;                                                                                       \
+  VV;                                                                                              \
+  p[i] = pi + (-step_size) * (mi / ((T)sqrt(vv) / bc2_sqrt + eps));
+
 #define ADAM_KERNEL(name, T)                                                                       \
   static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict m, T *restrict v, T *restrict vmax, \
                    const lg_adam_opts *o, int64_t step) {                                          \
-    const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps, wd = (T)o->weight_decay;          \
+    const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps, sgn = o->maximize ? -1 : 1;       \
+    const T wdg = o->decoupled ? 0 : (T)o->weight_decay;                                           \
+    const T decay = o->decoupled ? (T)(1 - o->lr * o->weight_decay) : 1;                          \
     const double bc1 = 1 - pow(o->beta1, (double)step), bc2 = 1 - pow(o->beta2, (double)step);     \
-    const T step_size = (T)(o->lr / bc1), bc2_sqrt = (T)sqrt(bc2), decay = (T)(1 - o->lr * o->weight_decay); \
-    for (int64_t i = 0; i < n; i++) {                                                              \
-      T gi = o->maximize ? -g[i] : g[i];                                                           \
-      if (o->decoupled) p[i] = p[i] * decay;                                                       \
-      else if (o->weight_decay != 0) gi = gi + wd * p[i];                                          \
-      m[i] = m[i] * b1 + (1 - b1) * gi;                                                            \
-      v[i] = v[i] * b2 + (1 - b2) * gi * gi;                                                       \
-      T vv = v[i];                                                                                 \
-      if (vmax) vv = vmax[i] = vmax[i] > v[i] ? vmax[i] : v[i];                                    \
-      T denom = (T)sqrt(vv) / bc2_sqrt + eps;                                                      \
-      p[i] = p[i] + (-step_size) * (m[i] / denom);                                                 \
-    }                                                                                              \
+    const T step_size = (T)(o->lr / bc1), bc2_sqrt = (T)sqrt(bc2);                                 \
+    if (vmax)                                                                                      \
+      for (int64_t i = 0; i < n; i++) {                                                            \
+        ADAM_BODY(T, T vv = vmax[i] > vi ? vmax[i] : vi; vmax[i] = vv)                             \
+      }                                                                                            \
+    else                                                                                           \
+      for (int64_t i = 0; i < n; i++) {                                                            \
+        ADAM_BODY(T, T vv = vi)                                                                    \
+      }                                                                                            \
   }
 ADAM_KERNEL(adam_f32, float)
 ADAM_KERNEL(adam_f64, double)
@@ -68,20 +101,23 @@ ADAM_KERNEL(adam_f64, double)
   static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict sq, T *restrict ga, T *restrict buf, \
                    const lg_rmsprop_opts *o) {                                                     \
     const T a = (T)o->alpha, eps = (T)o->eps, wd = (T)o->weight_decay, lr = (T)o->lr, mom = (T)o->momentum; \
+    const T sgn = o->maximize ? -1 : 1;                                                            \
     for (int64_t i = 0; i < n; i++) {                                                              \
-      T gi = o->maximize ? -g[i] : g[i];                                                           \
-      if (o->weight_decay != 0) gi = gi + wd * p[i];                                               \
-      sq[i] = sq[i] * a + (1 - a) * gi * gi;                                                       \
+      T gi = sgn * g[i] + wd * p[i];                                                               \
+      T s = sq[i] * a + (1 - a) * gi * gi;                                                         \
+      sq[i] = s;                                                                                   \
       T avg;                                                                                       \
-      if (ga) {                                                                                    \
-        ga[i] = ga[i] * a + (1 - a) * gi;                                                          \
-        avg = (T)sqrt(sq[i] + -1 * ga[i] * ga[i]) + eps;                                           \
+      if (ga) { /* loop-invariant: unswitched by the compiler */                                   \
+        T gm = ga[i] * a + (1 - a) * gi;                                                           \
+        ga[i] = gm;                                                                                \
+        avg = (T)sqrt(s + -1 * gm * gm) + eps;                                                     \
       } else {                                                                                     \
-        avg = (T)sqrt(sq[i]) + eps;                                                                \
+        avg = (T)sqrt(s) + eps;                                                                    \
       }                                                                                            \
       if (buf) {                                                                                   \
-        buf[i] = buf[i] * mom + gi / avg;                                                          \
-        p[i] = p[i] + (-lr) * buf[i];                                                              \
+        T b = buf[i] * mom + gi / avg;                                                             \
+        buf[i] = b;                                                                                \
+        p[i] = p[i] + (-lr) * b;                                                                   \
       } else {                                                                                     \
         p[i] = p[i] + (-lr) * (gi / avg);                                                          \
       }                                                                                            \
@@ -94,11 +130,12 @@ RMSPROP_KERNEL(rmsprop_f64, double)
   static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict sum, const lg_adagrad_opts *o, \
                    int64_t step) {                                                                 \
     const T clr = (T)(o->lr / (1 + (double)(step - 1) * o->lr_decay)), eps = (T)o->eps, wd = (T)o->weight_decay; \
+    const T sgn = o->maximize ? -1 : 1;                                                            \
     for (int64_t i = 0; i < n; i++) {                                                              \
-      T gi = o->maximize ? -g[i] : g[i];                                                           \
-      if (o->weight_decay != 0) gi = gi + wd * p[i];                                               \
-      sum[i] = sum[i] + gi * gi;                                                                   \
-      p[i] = p[i] + (-clr) * (gi / ((T)sqrt(sum[i]) + eps));                                       \
+      T gi = sgn * g[i] + wd * p[i];                                                               \
+      T s = sum[i] + gi * gi;                                                                      \
+      sum[i] = s;                                                                                  \
+      p[i] = p[i] + (-clr) * (gi / ((T)sqrt(s) + eps));                                            \
     }                                                                                              \
   }
 ADAGRAD_KERNEL(adagrad_f32, float)
