@@ -2,6 +2,7 @@
 -- g <- g * min(1, c / ||g||), with ||g|| the norm of all gradients taken together.
 local core = require "luagrad.core"
 local autograd = require "luagrad.autograd"
+local errors = require "luagrad.errors"
 
 local M = {}
 
@@ -40,8 +41,8 @@ function M.clip_grad_norm_(params, max_norm, opts)
     end
     local t = total:item()
     if opts.error_if_nonfinite and (t ~= t or t == math.huge or t == -math.huge) then
-      error(string.format("clip_grad_norm_: the total norm of order %s of the gradients is %s, so it cannot be clipped; "
-        .. "pass {error_if_nonfinite = false} to clip anyway", tostring(p), tostring(t)), 3)
+      errors.raisef("clip_grad_norm_: the total norm of order %s of the gradients is %s, so it cannot be clipped; "
+        .. "pass {error_if_nonfinite = false} to clip anyway", tostring(p), tostring(t))
     end
     local coef = ((total + 1e-6):reciprocal() * max_norm):clamp(nil, 1.0) -- max_norm / (total + 1e-6), at most 1
     for _, g in ipairs(gs) do g:mul_(coef:to(g.dtype)) end

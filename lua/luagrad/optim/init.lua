@@ -14,6 +14,7 @@
 -- (opt:zero_grad(false) zeroes them instead). opt:state_dict() / opt:load_state_dict(sd) save
 -- and restore everything, so a resumed run continues bit for bit.
 local core = require "luagrad.core"
+local errors = require "luagrad.errors"
 
 local M = {}
 
@@ -22,7 +23,7 @@ Optimizer.__index = Optimizer
 M.Optimizer = Optimizer
 
 local function fail(name, fmt, ...)
-  error(name .. ": " .. string.format(fmt, ...), 4)
+  errors.raise(name .. ": " .. string.format(fmt, ...))
 end
 
 local function copy(t)
@@ -86,7 +87,9 @@ function Optimizer.new(cls, params, opts)
     for i, p in ipairs(plist) do
       if not core.is_tensor(p) then fail(name, "params[%d] is a %s, not a tensor", i, type(p)) end
       if not p.is_leaf then fail(name, "params[%d] is not a leaf tensor (it was computed by %s)", i, p:grad_fn()) end
-      if p.dtype ~= "float32" and p.dtype ~= "float64" then fail(name, "params[%d] is %s; parameters must be float", i, p.dtype) end
+      if p.dtype ~= "float32" and p.dtype ~= "float64" then
+        fail(name, "params[%d] is %s; parameters must be float", i, p.dtype)
+      end
       if seen[p] then fail(name, "a parameter appears more than once across the parameter groups") end
       seen[p] = true
       g.params[i] = p

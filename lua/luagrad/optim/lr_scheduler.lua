@@ -22,6 +22,8 @@
 --   exponential decay  function(t) return eta0 * math.exp(-alpha * t) end
 --   inverse time       function(t) return eta0 / (1 + alpha * t) end
 -- and FunctionLR(opt, {lr = f}) drives an optimizer with any of them.
+local errors = require "luagrad.errors"
+
 local M = {}
 
 local pi, cos = math.pi, math.cos
@@ -31,7 +33,7 @@ Scheduler.__index = Scheduler
 M.LRScheduler = Scheduler
 
 local function fail(name, fmt, ...)
-  error(name .. ": " .. string.format(fmt, ...), 4)
+  errors.raise(name .. ": " .. string.format(fmt, ...))
 end
 
 local function check_opt(name, opt)
@@ -103,16 +105,40 @@ local function map_groups(self, f)
   return out
 end
 
+-- A deep copy of the schedule's state without functions (lr_lambda, FunctionLR's function):
+-- those stay with the object, as PyTorch leaves plain functions out of its state dicts.
+local function plain_copy(v)
+  if type(v) == "function" then return nil end
+  if type(v) ~= "table" then return v end
+  local c, any = {}, false
+  for k, x in pairs(v) do
+    local y = plain_copy(x)
+    if y ~= nil then c[k], any = y, true end
+  end
+  if not any and next(v) ~= nil then return nil end -- a table of functions only
+  return c
+end
+
 function Scheduler:state_dict()
   local sd = {}
   for k, v in pairs(self) do
-    if k ~= "optimizer" and type(v) ~= "function" and not (type(v) == "table" and getmetatable(v)) then sd[k] = v end
+    if k ~= "optimizer" and k ~= "_schedulers" then sd[k] = plain_copy(v) end
+  end
+  if self._schedulers then
+    sd._schedulers = {}
+    for i, s in ipairs(self._schedulers) do sd._schedulers[i] = s:state_dict() end
   end
   return sd
 end
 
 function Scheduler:load_state_dict(sd)
-  for k, v in pairs(sd) do self[k] = v end
+  for k, v in pairs(sd) do
+    if k == "_schedulers" then
+      for i, s in ipairs(v) do self._schedulers[i]:load_state_dict(s) end
+    else
+      self[k] = plain_copy(v)
+    end
+  end
 end
 
 -- ---- the schedules ----
@@ -253,7 +279,8 @@ class("OneCycleLR", function(self, o)
   if o.three_phase then
     self.phases = {
       { end_step = pct * T - 1, start_lr = "initial_lr", end_lr = "max_lr", start_m = "max_momentum", end_m = "base_momentum" },
-      { end_step = 2 * pct * T - 2, start_lr = "max_lr", end_lr = "initial_lr", start_m = "base_momentum", end_m = "max_momentum" },
+      { end_step = 2 * pct * T - 2, start_lr = "max_lr", end_lr = "initial_lr",
+        start_m = "base_momentum", end_m = "max_momentum" },
       { end_step = T - 1, start_lr = "initial_lr", end_lr = "min_lr", start_m = "max_momentum", end_m = "max_momentum" },
     }
   else
@@ -265,7 +292,10 @@ class("OneCycleLR", function(self, o)
   self.cycle_momentum = o.cycle_momentum ~= false
   if self.cycle_momentum then
     for _, g in ipairs(self.optimizer.param_groups) do
-      if g.momentum == nil and g.betas == nil then self.cycle_momentum = false break end
+      if g.momentum == nil and g.betas == nil then
+        fail(name, "optimizer must support momentum (momentum or betas) with cycle_momentum = true; "
+          .. "pass {cycle_momentum = false}")
+      end
       g.base_momentum = o.base_momentum or 0.85
       g.max_momentum = o.max_momentum or 0.95
       if g.betas then g.betas = { g.max_momentum, g.betas[2] } else g.momentum = g.max_momentum end
@@ -273,7 +303,7 @@ class("OneCycleLR", function(self, o)
   end
 end, function(self)
   local step = self.last_epoch
-  if step >= self.total_steps then
+  if step > self.total_steps then
     fail("OneCycleLR", "tried to step %d times; total steps is %d", step + 1, self.total_steps)
   end
   return map_groups(self, function(g)
@@ -325,8 +355,12 @@ end)
 class("LambdaLR", function(self, o)
   local f = o.lr_lambda
   if type(f) ~= "function" and type(f) ~= "table" then fail("LambdaLR", "option 'lr_lambda' must be a function") end
+  local ngroups = #self.optimizer.param_groups
+  if type(f) == "table" and #f ~= ngroups then
+    fail("LambdaLR", "expected %d lr_lambdas (one per parameter group), got %d", ngroups, #f)
+  end
   self.lr_lambdas = {}
-  for i = 1, #self.optimizer.param_groups do self.lr_lambdas[i] = type(f) == "table" and f[i] or f end
+  for i = 1, ngroups do self.lr_lambdas[i] = type(f) == "table" and f[i] or f end
 end, function(self)
   return map_groups(self, function(_, base, i) return base * self.lr_lambdas[i](self.last_epoch) end)
 end)
@@ -350,7 +384,8 @@ setmetatable(Seq, {
     local scheds, ms = o.schedulers, o.milestones
     if type(scheds) ~= "table" or #scheds < 1 then fail("SequentialLR", "option 'schedulers' must be a non-empty list") end
     if type(ms) ~= "table" or #ms ~= #scheds - 1 then
-      fail("SequentialLR", "expected %d milestones for %d schedulers, got %d", #scheds - 1, #scheds, type(ms) == "table" and #ms or 0)
+      fail("SequentialLR", "expected %d milestones for %d schedulers, got %d", #scheds - 1, #scheds,
+        type(ms) == "table" and #ms or 0)
     end
     for i, s in ipairs(scheds) do
       if s.optimizer ~= opt then fail("SequentialLR", "scheduler %d belongs to a different optimizer", i) end

@@ -1,0 +1,465 @@
+-- Optimizer behaviour beyond the golden trajectories (spec/optim_golden_spec.lua): parameter
+-- groups, settable learning rates, skipped parameters, zero_grad, maximize, float32 training,
+-- validation messages, save/resume bit for bit, and gradient clipping.
+--
+-- Hand-computed expectations use gradients set directly (p.grad = ...) so each update can be
+-- written out from PyTorch's equations in a line.
+local lg = require "luagrad"
+local nn = lg.nn
+local utils = require "luagrad.nn.utils"
+local O = lg.optim
+
+local F64 = { dtype = "float64" }
+
+local function t64(x) return lg.tensor(x, F64) end
+local function param(x) return lg.tensor(x, { dtype = "float64", requires_grad = true }) end
+
+-- |got - want| <= rel |want| + abs for every element; the message names the index and values.
+local function close(got, want, rel, abs, what)
+  rel, abs = rel or 1e-14, abs or 1e-15
+  if type(got) == "userdata" then got = got:tolist() end
+  if type(got) ~= "table" then got, want = { got }, { want } end
+  assert.are.equal(#want, #got, (what or "") .. " length")
+  for i = 1, #want do
+    local err = math.abs(got[i] - want[i])
+    assert.is_true(err <= rel * math.abs(want[i]) + abs,
+      string.format("%s[%d]: got %.17g, want %.17g", what or "value", i, got[i], want[i]))
+  end
+end
+
+local function raises(pattern, f, ...)
+  local ok, err = pcall(f, ...)
+  assert.is_false(ok, "expected an error matching " .. pattern)
+  err = tostring(err)
+  assert.is_truthy(err:find(pattern), string.format("error %q does not match %q", err, pattern))
+  return err
+end
+
+describe("optim: parameter groups", function()
+  it("applies per-group options (lr, momentum) and the top-level defaults elsewhere", function()
+    local a, b = param({ 1, 2 }), param({ 3, 4 })
+    local opt = O.SGD({ { params = { a } }, { params = { b }, lr = 0.01, momentum = 0.9 } }, { lr = 0.1 })
+    assert.are.equal(0.1, opt.param_groups[1].lr)
+    assert.are.equal(0, opt.param_groups[1].momentum)
+    assert.are.equal(0.01, opt.param_groups[2].lr)
+    assert.are.equal(0.9, opt.param_groups[2].momentum)
+    local ga, gb = { 0.5, -1 }, { 2, 1 }
+    for _ = 1, 2 do
+      a.grad, b.grad = t64(ga), t64(gb)
+      opt:step()
+    end
+    -- group 1: plain SGD twice; group 2: buf = g, then buf = 0.9 g + g
+    close(a, { 1 - 0.2 * 0.5, 2 + 0.2 }, 1e-15, 0, "a")
+    close(b, { 3 - 0.01 * 2 - 0.01 * 1.9 * 2, 4 - 0.01 * 1 - 0.01 * 1.9 * 1 }, 1e-15, 0, "b")
+  end)
+
+  it("takes a change of param_groups[i].lr between steps", function()
+    local p = param({ 1.0, -1.0 })
+    local opt = O.SGD({ p }, { lr = 0.1 })
+    p.grad = t64({ 1, 1 })
+    opt:step()
+    close(p, { 0.9, -1.1 }, 1e-15, 0, "after lr 0.1")
+    opt.param_groups[1].lr = 0.5
+    opt:step()
+    close(p, { 0.4, -1.6 }, 1e-15, 0, "after lr 0.5")
+    -- Adam: the step size is lr itself on the first step with a constant gradient
+    local q = param({ 0.0 })
+    local adam = O.Adam({ q }, { lr = 0.25 })
+    adam.param_groups[1].lr = 0.125
+    q.grad = t64({ 3 })
+    adam:step()
+    close(q, { -0.125 * 3 / (3 + 1e-8) }, 1e-15, 0, "Adam with changed lr")
+  end)
+
+  it("skips parameters whose grad is nil: state stays empty, values unchanged", function()
+    for _, case in ipairs({ { "SGD", { lr = 0.1, momentum = 0.9 } }, { "Adam", {} }, { "AdamW", {} },
+      { "RMSprop", { momentum = 0.5, centered = true } } }) do
+      local a, b = param({ 1, 2, 3 }), param({ 4, 5 })
+      local opt = O[case[1]]({ a, b }, case[2])
+      a.grad = t64({ 1, 1, 1 })
+      opt:step()
+      opt:step()
+      close(b, { 4, 5 }, 0, 0, case[1] .. " b")
+      assert.is_nil(b.grad)
+      assert.is_true(opt.state[b] == nil or next(opt.state[b]) == nil, case[1] .. ": state of b not empty")
+      assert.is_true(a:tolist()[1] < 1, case[1] .. ": a did not move")
+      assert.is_not_nil(next(opt.state[a]), case[1] .. ": a has no state")
+    end
+    -- Adagrad, as PyTorch, makes its accumulator at construction; a skipped parameter keeps it as made
+    local a, b = param({ 1 }), param({ 2 })
+    local ada = O.Adagrad({ a, b }, { lr = 0.1, initial_accumulator_value = 0.5 })
+    a.grad = t64({ 1 })
+    ada:step()
+    close(b, { 2 }, 0, 0, "Adagrad b")
+    assert.are.equal(0, ada.state[b].step)
+    close(ada.state[b].sum, { 0.5 }, 0, 0, "Adagrad b sum")
+    assert.are.equal(1, ada.state[a].step)
+  end)
+
+  it("zero_grad() sets gradients to nil, zero_grad(false) zeroes them in place", function()
+    local a, b = param({ 1, 2 }), param({ 3 })
+    local opt = O.SGD({ a, b }, { lr = 0.1 })
+    ;((a * a):sum() + (b * 3):sum()):backward()
+    local ga = a.grad
+    close(ga, { 2, 4 }, 0, 0, "a.grad")
+    opt:zero_grad(false)
+    assert.is_not_nil(a.grad)
+    close(a.grad, { 0, 0 }, 0, 0, "zeroed a.grad")
+    close(b.grad, { 0 }, 0, 0, "zeroed b.grad")
+    close(ga, { 0, 0 }, 0, 0, "the same tensor, zeroed in place")
+    opt:zero_grad()
+    assert.is_nil(a.grad)
+    assert.is_nil(b.grad)
+    -- and after a nil reset, backward starts afresh
+    ;(a * 5):sum():backward()
+    close(a.grad, { 5, 5 }, 0, 0, "a.grad after reset")
+  end)
+
+  it("maximize ascends for SGD (with momentum and weight decay)", function()
+    local p = param({ 1.0, 2.0 })
+    local opt = O.SGD({ p }, { lr = 0.1, momentum = 0.9, weight_decay = 0.1, maximize = true })
+    p.grad = t64({ 1, -1 })
+    opt:step()
+    -- d = -g + wd p = {-0.9, 1.2}; buf = d; p -= lr d
+    close(p, { 1.09, 1.88 }, 1e-15, 0, "after step 1")
+    p.grad = t64({ 1, -1 })
+    opt:step()
+    local d1, d2 = -1 + 0.1 * 1.09, 1 + 0.1 * 1.88
+    local b1, b2 = 0.9 * -0.9 + d1, 0.9 * 1.2 + d2
+    close(p, { 1.09 - 0.1 * b1, 1.88 - 0.1 * b2 }, 1e-15, 0, "after step 2")
+    -- plain gradient ascent on f(p) = -(p - 3)^2 climbs to 3
+    local q = param({ 0.0 })
+    local asc = O.SGD({ q }, { lr = 0.1, maximize = true })
+    for _ = 1, 100 do
+      asc:zero_grad()
+      local f = -((q - 3) ^ 2):sum()
+      f:backward()
+      asc:step()
+    end
+    close(q, { 3 }, 1e-6, 0, "argmax")
+  end)
+end)
+
+describe("optim: float32 training", function()
+  local cases = {
+    { "SGD", { lr = 0.05, momentum = 0.9 } },
+    { "SGD", { lr = 0.05, momentum = 0.9, nesterov = true } },
+    { "Adam", { lr = 0.05 } },
+    { "Adam", { lr = 0.05, amsgrad = true, weight_decay = 1e-3 } },
+    { "AdamW", { lr = 0.05 } },
+    { "RMSprop", { lr = 0.01 } },
+    { "RMSprop", { lr = 0.005, momentum = 0.5, centered = true } },
+    { "Adagrad", { lr = 0.3 } },
+  }
+  for _, c in ipairs(cases) do
+    local name, o = c[1], c[2]
+    local label = name
+    for k, v in pairs(o) do if k ~= "lr" then label = label .. " " .. k .. "=" .. tostring(v) end end
+    it(label .. " brings a float32 regression loss down by 10x in 100 steps", function()
+      lg.manual_seed(7)
+      local X = lg.randn(32, 4)
+      local Wt = lg.randn(4, 3)
+      local Y = X:matmul(Wt) + 0.5
+      local model = nn.Linear(4, 3)
+      local oo = {}
+      for k, v in pairs(o) do oo[k] = v end
+      local opt = O[name](model:parameters(), oo)
+      local first, last
+      for s = 1, 100 do
+        opt:zero_grad()
+        local loss = ((model(X) - Y) ^ 2):mean()
+        if s == 1 then first = loss:item() end
+        last = loss:item()
+        loss:backward()
+        opt:step()
+      end
+      assert.are.equal("float32", model.weight.dtype)
+      for _, st in pairs(opt.state) do
+        for k, v in pairs(st) do
+          if type(v) == "userdata" then assert.are.equal("float32", v.dtype, k) end
+        end
+      end
+      assert.is_true(last == last and last < first / 10,
+        string.format("%s: loss %.4g -> %.4g", label, first, last))
+    end)
+  end
+end)
+
+describe("optim: validation", function()
+  local p = lg.randn(3, { requires_grad = true })
+
+  it("rejects a negative learning rate, naming the optimizer and the value", function()
+    raises("SGD: invalid learning rate: %-0%.5", O.SGD, { p }, { lr = -0.5 })
+    raises("Adam: invalid learning rate: %-1", O.Adam, { p }, { lr = -1 })
+    raises("RMSprop: invalid learning rate: %-2", O.RMSprop, { p }, { lr = -2 })
+    raises("Adagrad: invalid learning rate: %-3", O.Adagrad, { p }, { lr = -3 })
+  end)
+
+  it("requires lr for SGD", function()
+    raises("SGD: a learning rate is required", O.SGD, { p })
+    raises("SGD: a learning rate is required", O.SGD, { p }, { momentum = 0.9 })
+  end)
+
+  it("rejects betas outside [0, 1)", function()
+    raises("Adam: invalid beta parameter at index 1: 1%.0", O.Adam, { p }, { betas = { 1.0, 0.999 } })
+    raises("Adam: invalid beta parameter at index 2: %-0%.1", O.Adam, { p }, { betas = { 0.9, -0.1 } })
+    raises("AdamW: invalid beta parameter at index 2: 1%.5", O.AdamW, { p }, { betas = { 0.9, 1.5 } })
+    raises("Adam: betas must be a table of two numbers", O.Adam, { p }, { betas = { 0.9 } })
+  end)
+
+  it("rejects a negative eps", function()
+    raises("Adam: invalid epsilon value: %-1e%-08", O.Adam, { p }, { eps = -1e-8 })
+    raises("RMSprop: invalid epsilon value: %-0%.1", O.RMSprop, { p }, { eps = -0.1 })
+    raises("Adagrad: invalid epsilon value: %-0%.1", O.Adagrad, { p }, { eps = -0.1 })
+  end)
+
+  it("rejects a negative weight decay", function()
+    raises("SGD: invalid weight_decay value: %-0%.01", O.SGD, { p }, { lr = 0.1, weight_decay = -0.01 })
+    raises("AdamW: invalid weight_decay value: %-0%.5", O.AdamW, { p }, { weight_decay = -0.5 })
+    raises("Adam: invalid weight_decay value: %-0%.5", O.Adam, { p }, { weight_decay = -0.5 })
+    raises("RMSprop: invalid weight_decay value: %-1", O.RMSprop, { p }, { weight_decay = -1 })
+    raises("Adagrad: invalid weight_decay value: %-1", O.Adagrad, { p }, { weight_decay = -1 })
+  end)
+
+  it("rejects nesterov without momentum or with dampening, naming both values", function()
+    raises("SGD: Nesterov momentum requires a momentum and zero dampening %(momentum = 0, dampening = 0%)",
+      O.SGD, { p }, { lr = 0.1, nesterov = true })
+    raises("SGD: Nesterov momentum requires .*dampening = 0%.1%)",
+      O.SGD, { p }, { lr = 0.1, nesterov = true, momentum = 0.9, dampening = 0.1 })
+  end)
+
+  it("rejects an empty parameter list, a non-tensor and a non-leaf tensor", function()
+    raises("SGD: optimizer got an empty parameter list", O.SGD, {}, { lr = 0.1 })
+    raises("Adam: parameter group 1 is empty", O.Adam, { { params = {} } })
+    raises("Adam: params%[2%] is a number, not a tensor", O.Adam, { p, 3 })
+    -- a list whose first entry is not a tensor is read as a list of groups
+    raises("AdamW: parameter group 1 must be a table with a params list", O.AdamW, { "w" })
+    raises("Adam: params must be a list of tensors or of parameter groups, got number", O.Adam, 5)
+    raises("Adam: params%[1%] is not a leaf tensor %(it was computed by mul%)", O.Adam, { p * 2 })
+    raises("Adam: params%[1%] is int64; parameters must be float", O.Adam, { lg.zeros(2, { dtype = "int64" }) })
+  end)
+
+  it("rejects unknown options, at the top level and in a group", function()
+    raises("Adam: unknown option 'lrr'", O.Adam, { p }, { lrr = 0.1 })
+    raises("SGD: unknown option 'betas'", O.SGD, { p }, { lr = 0.1, betas = { 0.9, 0.99 } })
+    local q = lg.randn(2, { requires_grad = true })
+    raises("Adam: unknown option 'foo' in parameter group 2", O.Adam, { { params = { p } }, { params = { q }, foo = 1 } })
+  end)
+
+  it("rejects a parameter given twice across groups (and within one)", function()
+    raises("Adam: a parameter appears more than once", O.Adam, { { params = { p } }, { params = { p }, lr = 0.1 } })
+    raises("SGD: a parameter appears more than once", O.SGD, { p, p }, { lr = 0.1 })
+  end)
+
+  it("re-checks options changed between steps", function()
+    local q = param({ 1 })
+    local opt = O.SGD({ q }, { lr = 0.1 })
+    q.grad = t64({ 1 })
+    opt.param_groups[1].lr = -0.1
+    raises("SGD: invalid learning rate: %-0%.1", opt.step, opt)
+    close(q, { 1 }, 0, 0, "no update on a rejected step")
+  end)
+
+  it("reports validation errors at the caller's line, not inside the library", function()
+    -- every message above should point at this spec file, as the empty-list and non-tensor
+    -- errors do; the option checks (lr, betas, eps, weight decay, nesterov) point into optim/init.lua
+    local e1 = raises("empty parameter list", O.SGD, {}, { lr = 0.1 })
+    local e2 = raises("invalid learning rate", O.SGD, { p }, { lr = -1 })
+    assert.is_truthy(e1:find("optim_spec.lua", 1, true), e1)
+    assert.is_truthy(e2:find("optim_spec.lua", 1, true), e2)
+  end)
+end)
+
+-- ---- state_dict / load_state_dict: save at step k, resume in fresh objects, compare with == ----
+
+local function flat(t)
+  local out = {}
+  local function walk(x)
+    if type(x) == "table" then for i = 1, #x do walk(x[i]) end else out[#out + 1] = x end
+  end
+  walk(t:tolist())
+  return out
+end
+
+local function same_bits(got, want, what)
+  local g, w = flat(got), flat(want)
+  assert.are.equal(#w, #g)
+  for i = 1, #w do
+    if g[i] ~= w[i] then
+      assert.is_true(false, string.format("%s[%d]: %.9g ~= %.9g (diff %.3g)", what, i, g[i], w[i], g[i] - w[i]))
+    end
+  end
+end
+
+describe("optim: state_dict and resume", function()
+  local K, N = 6, 8
+  local cases = {
+    { "Adam", { lr = 0.05, amsgrad = true, weight_decay = 1e-3 } },
+    { "AdamW", { lr = 0.05, weight_decay = 0.1 } },
+    { "SGD", { lr = 0.05, momentum = 0.9, nesterov = true, weight_decay = 1e-3 } },
+    { "RMSprop", { lr = 0.01, centered = true, momentum = 0.5, weight_decay = 1e-3 } },
+    { "Adagrad", { lr = 0.2, lr_decay = 0.01, initial_accumulator_value = 0.1 } },
+  }
+  lg.manual_seed(11)
+  local X, Y = lg.randn(16, 4), lg.randn(16, 3)
+
+  local function train(model, opt, steps, losses)
+    for _ = 1, steps do
+      opt:zero_grad()
+      local loss = ((model(X) - Y) ^ 2):mean()
+      losses[#losses + 1] = loss:item()
+      loss:backward()
+      opt:step()
+    end
+  end
+
+  local function fresh(name, o, seed)
+    lg.manual_seed(seed)
+    local model = nn.Linear(4, 3)
+    local oo = {}
+    for k, v in pairs(o) do oo[k] = v end
+    return model, O[name](model:parameters(), oo)
+  end
+
+  local have_save = type(lg.save) == "function" and type(lg.load) == "function"
+
+  for _, c in ipairs(cases) do
+    it(string.format("%s resumed after %d steps continues bit for bit for %d more", c[1], K, N), function()
+      -- the uninterrupted run
+      local m1, o1 = fresh(c[1], c[2], 3)
+      local ref_losses = {}
+      train(m1, o1, K + N, ref_losses)
+
+      -- the interrupted run: K steps, save, then fresh objects load and continue
+      local m2, o2 = fresh(c[1], c[2], 3)
+      local losses = {}
+      train(m2, o2, K, losses)
+      local saved = { model = m2:state_dict(), optim = o2:state_dict() }
+      if have_save then
+        local path = os.tmpname()
+        lg.save(path, saved)
+        saved = assert(lg.load(path))
+        os.remove(path)
+      end
+      -- the saved dict is a snapshot: another step of the old optimizer does not change it
+      local st1 = saved.optim.state[1] or saved.optim.state["1"]
+      local snapshot = {}
+      for k, v in pairs(st1) do if type(v) == "userdata" then snapshot[k] = v:clone() end end
+      train(m2, o2, 1, {})
+      for k, v in pairs(snapshot) do same_bits(st1[k], v, "saved state " .. k) end
+
+      local m3, o3 = fresh(c[1], c[2], 99)
+      assert.are_not.equal(m1.weight:tolist()[1][1], m3.weight:tolist()[1][1])
+      m3:load_state_dict(saved.model)
+      o3:load_state_dict(saved.optim)
+      train(m3, o3, N, losses)
+
+      for i = 1, K + N do
+        assert.is_true(losses[i] == ref_losses[i],
+          string.format("loss at step %d: %.9g resumed vs %.9g uninterrupted", i, losses[i], ref_losses[i]))
+      end
+      same_bits(m3.weight, m1.weight, "weight")
+      same_bits(m3.bias, m1.bias, "bias")
+      local p1, p3 = m1:parameters(), m3:parameters()
+      for i = 1, #p1 do
+        for k, v in pairs(o1.state[p1[i]]) do
+          if type(v) == "userdata" then same_bits(o3.state[p3[i]][k], v, c[1] .. " state " .. k)
+          else assert.are.equal(v, o3.state[p3[i]][k]) end
+        end
+      end
+    end)
+  end
+
+  it("restores group options (lr changed by hand) and rejects a mismatched dict", function()
+    local a, b = param({ 1, 2 }), param({ 3 })
+    local opt = O.SGD({ { params = { a } }, { params = { b }, lr = 0.2 } }, { lr = 0.1, momentum = 0.9 })
+    opt.param_groups[2].lr = 0.05
+    local sd = opt:state_dict()
+    local a2, b2 = param({ 0, 0 }), param({ 0 })
+    local opt2 = O.SGD({ { params = { a2 } }, { params = { b2 } } }, { lr = 1 })
+    opt2:load_state_dict(sd)
+    assert.are.equal(0.1, opt2.param_groups[1].lr)
+    assert.are.equal(0.05, opt2.param_groups[2].lr)
+    assert.are.equal(0.9, opt2.param_groups[2].momentum)
+    assert.are.equal(a2, opt2.param_groups[1].params[1])
+    raises("SGD: load_state_dict: 2 parameter groups saved, this optimizer has 1", opt.load_state_dict,
+      O.SGD({ a2, b2 }, { lr = 1 }), sd)
+    raises("load_state_dict: group 1 has 1 parameters saved and 2 here", opt.load_state_dict,
+      O.SGD({ { params = { a2, b2 } }, { params = { param({ 1 }) } } }, { lr = 1 }), sd)
+  end)
+end)
+
+describe("nn.utils.clip_grad_norm_ and clip_grad_value_", function()
+  local function two()
+    local a, b = param({ 0, 0 }), param({ 0 })
+    a.grad, b.grad = t64({ 3, 4 }), t64({ 12 })
+    return a, b
+  end
+
+  it("returns the total 2-norm before clipping and scales to max_norm / (total + 1e-6)", function()
+    local a, b = two()
+    local total = utils.clip_grad_norm_({ a, b }, 1.0)
+    assert.are.equal(0, total:dim())
+    close(total:item(), 13, 1e-15, 0, "total")
+    local coef = 1.0 / (13 + 1e-6)
+    close(a.grad, { 3 * coef, 4 * coef }, 1e-14, 0, "a.grad")
+    close(b.grad, { 12 * coef }, 1e-14, 0, "b.grad")
+    close(math.sqrt(a.grad:tolist()[1] ^ 2 + a.grad:tolist()[2] ^ 2 + b.grad:tolist()[1] ^ 2), 1.0, 1e-6, 0, "new norm")
+  end)
+
+  it("handles norm_type = math.huge (largest |g|) and 1 (sum of |g|)", function()
+    local a, b = two()
+    a.grad = t64({ -20, 4 })
+    local total = utils.clip_grad_norm_({ a, b }, 2.0, { norm_type = math.huge })
+    close(total:item(), 20, 0, 0, "inf-norm")
+    local coef = 2.0 / (20 + 1e-6)
+    close(a.grad, { -20 * coef, 4 * coef }, 1e-14, 0, "a.grad inf")
+    close(b.grad, { 12 * coef }, 1e-14, 0, "b.grad inf")
+
+    a, b = two()
+    total = utils.clip_grad_norm_({ a, b }, 5.0, { norm_type = 1 })
+    close(total:item(), 19, 1e-15, 0, "1-norm")
+    coef = 5.0 / (19 + 1e-6)
+    close(a.grad, { 3 * coef, 4 * coef }, 1e-14, 0, "a.grad 1")
+    close(b.grad, { 12 * coef }, 1e-14, 0, "b.grad 1")
+  end)
+
+  it("leaves gradients below max_norm unchanged and skips nil gradients", function()
+    local a, b = two()
+    local c = param({ 7 })
+    local total = utils.clip_grad_norm_({ a, b, c }, 100)
+    close(total:item(), 13, 1e-15, 0, "total")
+    close(a.grad, { 3, 4 }, 0, 0, "a.grad")
+    close(b.grad, { 12 }, 0, 0, "b.grad")
+    assert.is_nil(c.grad)
+    -- works on float32 gradients too
+    local f = lg.zeros(2, { requires_grad = true })
+    f.grad = lg.tensor({ 30, 40 })
+    close(utils.clip_grad_norm_(f, 5):item(), 50, 1e-7, 0, "float32 total")
+    close(f.grad, { 3, 4 }, 1e-6, 0, "float32 clipped")
+  end)
+
+  it("raises on a non-finite total norm with error_if_nonfinite = true, and not by default", function()
+    local a, b = two()
+    b.grad = t64({ 0 / 0 })
+    raises("clip_grad_norm_: the total norm of order 2 of the gradients is .*nan", utils.clip_grad_norm_, { a, b }, 1,
+      { error_if_nonfinite = true })
+    a, b = two()
+    b.grad = t64({ math.huge })
+    raises("clip_grad_norm_: the total norm of order inf of the gradients is inf", utils.clip_grad_norm_, { a, b }, 1,
+      { error_if_nonfinite = true, norm_type = math.huge })
+    a, b = two()
+    b.grad = t64({ math.huge })
+    local total = utils.clip_grad_norm_({ a, b }, 1)
+    assert.are.equal(math.huge, total:item())
+  end)
+
+  it("clip_grad_value_ clamps every element into [-v, v]", function()
+    local a, b = two()
+    a.grad = t64({ -3, 0.25 })
+    utils.clip_grad_value_({ a, b }, 0.5)
+    close(a.grad, { -0.5, 0.25 }, 0, 0, "a.grad")
+    close(b.grad, { 0.5 }, 0, 0, "b.grad")
+    raises("clip_grad_value_: clip_value must be a non%-negative number, got %-1", utils.clip_grad_value_, { a }, -1)
+  end)
+end)
