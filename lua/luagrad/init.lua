@@ -49,4 +49,8 @@ lg.optim = require "luagrad.optim"
 lg.data = require "luagrad.data"
 lg.datasets = require "luagrad.datasets"
 
+-- Seeing what happens: SVG line charts and progress bars.
+lg.plot = require "luagrad.plot"
+lg.progress = require "luagrad.progress"
+
 return lg
