@@ -91,6 +91,7 @@ lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **out);
 void lg_node_release(lg_node *n);
 void lg_fw_level_set(int level);
 void lg_hooks_free(lg_hook *h);
+void lg_weak_release(lg_weak *w);
 lg_status lg_inplace_check(const char *op, lg_tensor *t);
 lg_status lg_check_anomaly(const char *what, const char *opname, lg_tensor *t);
 

@@ -68,7 +68,16 @@ typedef struct lg_tensor {
   struct lg_node *grad_fn; /* the op that made this tensor, or NULL for a leaf */
   struct lg_tensor *tangent; /* forward mode: the tangent paired with this primal, or NULL */
   struct lg_hook *hooks;   /* gradient hooks, called in registration order */
+  struct lg_weak *weak;    /* how the tape's edges refer to this leaf (NULL until needed) */
 } lg_tensor;
+
+/* A weak reference to a leaf: the tape's edges hold these rather than the leaf itself, so a
+** leaf's .grad that carries a graph (create_graph) does not keep the leaf alive through it.
+** t becomes NULL when the leaf dies; a gradient for a dead leaf has nowhere to go and is dropped. */
+typedef struct lg_weak {
+  lg_tensor *t;
+  int refcount;
+} lg_weak;
 
 /* ---- errors, dtypes, runtime ---- */
 const char *lg_errmsg(void);
@@ -228,7 +237,7 @@ typedef struct lg_op {
 ** input: the input's own node, or the input itself if it is a leaf that requires grad. */
 typedef struct lg_edge {
   struct lg_node *fn;  /* the input's grad_fn (a reference), or NULL */
-  lg_tensor *leaf;     /* or the input, if it is a leaf that requires grad (a reference) */
+  lg_weak *leaf;       /* or the input, if it is a leaf that requires grad (a weak reference) */
   int ndim;            /* the input's shape and dtype: gradients are summed back to them */
   int64_t shape[LG_MAX_DIMS];
   lg_dtype dtype;

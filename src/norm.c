@@ -296,7 +296,7 @@ static lg_status ln_geometry(const lg_args *a, int64_t *R, int64_t *D) {
 
 lg_status lg_layer_norm_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *x = a->in[0], *w = a->nin > 1 ? a->in[1] : NULL, *b = a->nin > 2 ? a->in[2] : NULL;
-  int64_t R, D;
+  int64_t R = 0, D = 0;
   LG_TRY(ln_geometry(a, &R, &D));
   LG_TRY(check_param("layer_norm", "weight", w, D));
   LG_TRY(check_param("layer_norm", "bias", b, D));
@@ -342,7 +342,7 @@ static lg_tensor *ln_param(sc *s, lg_tensor *p, int64_t D) { return p ? sc_resha
 
 lg_status lg_layer_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   lg_tensor *x = n->args.in[0], *w = n->nin > 1 ? n->args.in[1] : NULL;
-  int64_t R, D;
+  int64_t R = 0, D = 0;
   LG_TRY(ln_geometry(&n->args, &R, &D));
   double eps = n->args.s[0];
   if (lg_grad_enabled()) { /* create_graph: the formulas with ops */
@@ -404,7 +404,7 @@ lg_status lg_layer_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
 lg_status lg_layer_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
   sc s = {0};
   lg_tensor *x = a->in[0], *w = a->nin > 1 ? a->in[1] : NULL;
-  int64_t R, D;
+  int64_t R = 0, D = 0;
   LG_TRY(ln_geometry(a, &R, &D));
   lg_tensor *x2 = ln_rows(&s, x, R, D), *rstd, *xhat = ln_xhat(&s, x2, a->s[0], &rstd), *ty = NULL;
   if (tin[0]) {

@@ -88,7 +88,7 @@ void lg_node_release(lg_node *n) {
     node_release_saved(d); /* may release tensors, whose grad_fn joins the list */
     for (int i = 0; i < d->nin; i++) {
       lg_node_release(d->edges[i].fn);
-      lg_tensor_release(d->edges[i].leaf);
+      lg_weak_release(d->edges[i].leaf);
     }
     lg_tensor_release(d->grad);
     if (d->edges != d->inline_edges) free(d->edges);
@@ -106,6 +106,22 @@ void lg_node_release(lg_node *n) {
 /* ---- recording ---- */
 
 static int wants_grad(const lg_tensor *t) { return t && t->requires_grad; }
+
+/* A saved input. A leaf that requires grad is not held: the node keeps an alias that shares its
+** storage and its weak identity, so gradients through the saved value (create_graph) still reach
+** the leaf, while a .grad that carries such a graph (backward with create_graph) does not keep
+** the leaf alive through its own gradient. Other tensors are simply held. */
+static lg_status save_input(lg_tensor *t, lg_tensor **slot) {
+  if (t->grad_fn || !t->requires_grad || !t->weak) {
+    *slot = lg_tensor_retain(t);
+    return LG_OK;
+  }
+  LG_TRY(lg_alias(t, slot));
+  (*slot)->requires_grad = 1;
+  (*slot)->weak = t->weak;
+  t->weak->refcount++;
+  return LG_OK;
+}
 
 lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **outs) {
   const lg_op *op = &lg_ops[code];
@@ -136,7 +152,16 @@ lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **outs) {
       e->fn = t->grad_fn;
       e->fn->refcount++;
     } else if (t->requires_grad) {
-      e->leaf = lg_tensor_retain(t);
+      if (!t->weak) { /* the leaf holds one reference to its handle, each edge another */
+        if (!(t->weak = calloc(1, sizeof *t->weak))) {
+          lg_node_release(n);
+          return lg_error(LG_ENOMEM, "%s: out of memory recording the op", op->name);
+        }
+        t->weak->t = t;
+        t->weak->refcount = 1;
+      }
+      t->weak->refcount++;
+      e->leaf = t->weak;
     }
     if (i < LG_MAX_INPUTS) n->needs[i] = e->fn || e->leaf;
   }
@@ -144,11 +169,14 @@ lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **outs) {
   n->args.list = NULL;
   n->args.nlist = 0;
   for (int i = 0; i < LG_MAX_INPUTS; i++) {
+    n->args.in[i] = NULL;
     if ((op->flags & LG_F_SAVE_IN) && op->arity >= 0 && i < a->nin && a->in[i]) {
-      lg_tensor_retain(a->in[i]);
+      lg_status st = save_input(a->in[i], &n->args.in[i]);
+      if (st != LG_OK) {
+        lg_node_release(n);
+        return st;
+      }
       n->versions[i] = a->in[i]->storage->version;
-    } else {
-      n->args.in[i] = NULL;
     }
   }
   if (op->flags & LG_F_SAVE_OUT) {
@@ -165,6 +193,10 @@ lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **outs) {
   out->requires_grad = 1;
   n->out = out;
   return LG_OK;
+}
+
+void lg_weak_release(lg_weak *w) {
+  if (w && --w->refcount == 0) free(w);
 }
 
 /* ---- hooks ---- */
@@ -395,12 +427,12 @@ static lg_status node_backward(pass *p, lg_node *n, lg_node **ready) {
   if (st != LG_OK) goto done;
   for (int i = 0; i < n->nin && st == LG_OK; i++) {
     lg_edge *e = &n->edges[i];
-    if (!gin[i] || (!e->fn && !e->leaf)) continue;
+    if (!gin[i] || (!e->fn && !(e->leaf && e->leaf->t))) continue;
     lg_tensor *g = NULL;
     if ((st = lg_check_anomaly("backward", op->name, gin[i])) != LG_OK) break;
     if ((st = sum_to_input(op->name, gin[i], e, &g)) != LG_OK) break;
     if (e->fn) st = accumulate(&e->fn->grad, g);
-    else st = deliver_leaf(p, e->leaf, g);
+    else st = deliver_leaf(p, e->leaf->t, g);
     lg_tensor_release(g);
   }
 done:

@@ -383,6 +383,10 @@ void lg_tensor_release(lg_tensor *t) {
     lg_node_release(t->grad_fn);
   }
   lg_hooks_free(t->hooks);
+  if (t->weak) { /* edges that still point here see a dead leaf (aliases only share the handle) */
+    if (t->weak->t == t) t->weak->t = NULL;
+    lg_weak_release(t->weak);
+  }
   lg_tensor_release(t->grad);
   lg_tensor_release(t->tangent);
   storage_release(t->storage);
