@@ -75,7 +75,10 @@ void lg_release_all(lg_tensor **ts, int n);
 /* matmul's forward (matmul.c) */
 lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 
-/* fused layers (norm.c, loss.c) */
+/* fused layers (matmul.c, norm.c, loss.c) */
+lg_status lg_linear_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_linear_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_linear_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout);
 lg_status lg_batch_norm_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 lg_status lg_batch_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
 lg_status lg_batch_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout);

@@ -92,8 +92,18 @@ static int m_from_bytes(lua_State *L) {
   return 1;
 }
 
+/* core._linear(x, W, b|nil) -> x W^T + b */
+static int m_linear(lua_State *L) {
+  lg_tensor *x = lgL_checktensor(L, 1), *w = lgL_checktensor(L, 2);
+  lg_tensor *b = lua_isnoneornil(L, 3) ? NULL : lgL_checktensor(L, 3);
+  lg_args a = {.in = {x, w, b}, .nin = b ? 3 : 2, .dim = -1};
+  lg_tensor **y = lgL_newslot(L);
+  lgL_check(L, lg_apply(LG_OP_LINEAR, &a, y));
+  return 1;
+}
+
 static const luaL_Reg functions[] = {
-  {"_batch_norm", m_batch_norm}, {"_layer_norm", m_layer_norm}, {"_cross_entropy", m_cross_entropy},
+  {"_linear", m_linear}, {"_batch_norm", m_batch_norm}, {"_layer_norm", m_layer_norm}, {"_cross_entropy", m_cross_entropy},
   {"_from_bytes", m_from_bytes},
   {NULL, NULL}};
 

@@ -180,6 +180,7 @@ typedef enum lg_opcode {
   LG_OP_CLONE, LG_OP_CAST,
   /* fused layers: batch_norm and layer_norm (norm.c), cross_entropy (loss.c) */
   LG_OP_BATCH_NORM, LG_OP_LAYER_NORM, LG_OP_CROSS_ENTROPY,
+  LG_OP_LINEAR, /* x W^T + b as one GEMM (matmul.c) */
   LG_NUM_OPS
 } lg_opcode;
 

@@ -10,7 +10,7 @@
 ** j*ld + i as Trans. Only layouts BLAS cannot express (e.g. a column step with a gap, or an
 ** expanded matrix) are copied to contiguous memory first. int64 products use a plain loop.
 */
-#include "internal.h"
+#include "compose.h"
 
 #include <cblas.h>
 #include <limits.h>
@@ -128,5 +128,162 @@ lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out) 
 done:
   lg_tensor_release(tx);
   lg_tensor_release(ty);
+  return st;
+}
+
+/* ==== linear(x, W, b) = x W^T + b ====
+** x (..., K), W (N, K), b (N) or absent; output (..., N). One GEMM: the output rows start as b
+** and the product is added with beta = 1, W^T is a transpose flag. Backward (one pass each, with
+** G the output gradient as (M, N) rows): dx = G W, dW = G^T X (written contiguous, so it becomes
+** W's .grad without a copy), db = the column sums of G. Under create_graph and in forward mode
+** the same formulas run as ordinary ops. Saves x and W. */
+
+/* A view of t as an (M, K) matrix with unit column stride, copying only if it must. */
+static lg_status as_rows(lg_tensor *t, int64_t K, lg_dtype dt, lg_tensor **out) {
+  int64_t M = K ? lg_numel(t) / K : 0, shape[2] = {M, K};
+  if (t->dtype == dt && lg_is_contiguous(t)) return lg_view(t, shape, 2, out);
+  lg_tensor *c;
+  LG_TRY(lg_copy_as(t, dt, &c));
+  lg_status st = lg_view(c, shape, 2, out);
+  lg_tensor_release(c);
+  return st;
+}
+
+static void gemm(lg_dtype dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const void *A,
+                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (dt == LG_FLOAT32)
+    cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, A, (int)lda, B, (int)ldb, (float)beta, C, (int)ldc);
+  else
+    cblas_dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
+lg_status lg_linear_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  lg_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL;
+  if (w->ndim != 2) return lg_error(LG_ESHAPE, "linear: weight must be 2-d (out, in), got %s", SHAPE(w));
+  int64_t N = w->shape[0], K = w->shape[1];
+  if (x->ndim < 1 || x->shape[x->ndim - 1] != K)
+    return lg_error(LG_ESHAPE, "linear: input %s does not end in %lld features (weight %s)", SHAPE(x), (long long)K, SHAPE(w));
+  if (b && (b->ndim != 1 || b->shape[0] != N))
+    return lg_error(LG_ESHAPE, "linear: bias %s does not match %lld output features", SHAPE(b), (long long)N);
+  lg_dtype dt = lg_promote(x->dtype, w->dtype);
+  if (!lg_dtype_is_float(dt)) return lg_error(LG_EDTYPE, "linear: needs float tensors, got %s", lg_dtype_name(dt));
+  if (N > INT_MAX || K > INT_MAX) return lg_error(LG_ESHAPE, "linear: weight %s is too large for BLAS", SHAPE(w));
+  int64_t oshape[LG_MAX_DIMS];
+  memcpy(oshape, x->shape, sizeof oshape);
+  oshape[x->ndim - 1] = N;
+  lg_tensor *xr = NULL, *wc = NULL, *bc = NULL, *y = NULL;
+  lg_status st = as_rows(x, K, dt, &xr);
+  if (st == LG_OK) st = as_rows(w, K, dt, &wc);
+  if (st == LG_OK && b) st = lg_to_dtype(b, dt, &bc);
+  if (st == LG_OK) st = lg_new(oshape, x->ndim, dt, &y);
+  if (st == LG_OK) {
+    int64_t M = xr->shape[0];
+    size_t es = lg_dtype_size(dt);
+    char *yd = lg_data(y);
+    if (bc) { /* rows start as the bias */
+      lg_tensor *bcc = NULL;
+      st = lg_contiguous(bc, &bcc);
+      if (st == LG_OK)
+        for (int64_t i = 0; i < M; i++) memcpy(yd + i * N * (int64_t)es, lg_data(bcc), (size_t)N * es);
+      lg_tensor_release(bcc);
+    }
+    if (st == LG_OK && M > INT_MAX) st = lg_error(LG_ESHAPE, "linear: input %s is too large for BLAS", SHAPE(x));
+    if (st == LG_OK) {
+      if (K == 0) {
+        if (!bc) memset(yd, 0, (size_t)(M * N) * es);
+      } else {
+        gemm(dt, CblasNoTrans, CblasTrans, M, N, K, lg_data(xr), K, lg_data(wc), K, bc ? 1.0 : 0.0, yd, N);
+      }
+    }
+  }
+  if (st == LG_OK) *out = y;
+  else lg_tensor_release(y);
+  lg_tensor_release(xr);
+  lg_tensor_release(wc);
+  lg_tensor_release(bc);
+  return st;
+}
+
+#define COLSUM(name, T)                                                                            \
+  static void name(const T *g, int64_t M, int64_t N, T *out) {                                     \
+    for (int64_t j = 0; j < N; j++) out[j] = 0;                                                    \
+    for (int64_t i = 0; i < M; i++, g += N)                                                        \
+      for (int64_t j = 0; j < N; j++) out[j] += g[j];                                              \
+  }
+COLSUM(colsum_f32, float)
+COLSUM(colsum_f64, double)
+
+/* x and g as (M, K) and (M, N) rows, with ops */
+static lg_tensor *sc_rows(sc *s, lg_tensor *t, int64_t K) {
+  int64_t shape[2] = {-1, K};
+  return sc_reshape(s, t, shape, 2);
+}
+
+static lg_status linear_backward_composite(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  lg_tensor *x = n->args.in[0], *w = n->args.in[1];
+  int64_t N = w->shape[0], K = w->shape[1];
+  lg_tensor *dx = n->needs[0] ? sc_bin(&s, LG_OP_MATMUL, g, w) : NULL;
+  lg_tensor *g2 = sc_rows(&s, g, N);
+  lg_tensor *dw = n->needs[1] ? sc_bin(&s, LG_OP_MATMUL, sc_swap_last2(&s, g2), sc_rows(&s, x, K)) : NULL;
+  if (n->nin > 2 && n->needs[2] && s.st == LG_OK) {
+    lg_tensor *db = sc_reduce(&s, LG_OP_SUM, g2, 0, 0);
+    if (db) gin[2] = lg_tensor_retain(db);
+  }
+  return sc_done2(&s, dx, &gin[0], dw, &gin[1]);
+}
+
+lg_status lg_linear_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *t = tin[0] ? sc_bin(&s, LG_OP_MATMUL, tin[0], sc_swap_last2(&s, a->in[1])) : NULL;
+  if (tin[1]) t = sc_add0(&s, t, sc_bin(&s, LG_OP_MATMUL, a->in[0], sc_swap_last2(&s, tin[1])));
+  if (a->nin > 2 && tin[2]) t = sc_add0(&s, t, tin[2]);
+  return sc_done(&s, t, tout);
+}
+
+lg_status lg_linear_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  if (lg_grad_enabled()) return linear_backward_composite(n, g, gin);
+  lg_tensor *x = n->args.in[0], *w = n->args.in[1];
+  int64_t N = w->shape[0], K = w->shape[1];
+  lg_dtype dt = g->dtype;
+  lg_tensor *gr = NULL, *xr = NULL, *wc = NULL, *dx = NULL, *dw = NULL, *db = NULL;
+  lg_status st = as_rows(g, N, dt, &gr);
+  int64_t M = st == LG_OK ? gr->shape[0] : 0;
+  if (st == LG_OK && n->needs[0]) { /* dx = G W: (M, N) (N, K) */
+    st = as_rows(w, K, dt, &wc);
+    if (st == LG_OK) st = lg_new(x->shape, x->ndim, dt, &dx);
+    if (st == LG_OK) {
+      if (N) gemm(dt, CblasNoTrans, CblasNoTrans, M, K, N, lg_data(gr), N, lg_data(wc), K, 0.0, lg_data(dx), K);
+      else memset(lg_data(dx), 0, (size_t)(M * K) * lg_dtype_size(dt));
+    }
+  }
+  if (st == LG_OK && n->needs[1]) { /* dW = G^T X: (N, M) (M, K) */
+    st = as_rows(x, K, dt, &xr);
+    if (st == LG_OK) st = lg_new(w->shape, 2, dt, &dw);
+    if (st == LG_OK) {
+      if (M) gemm(dt, CblasTrans, CblasNoTrans, N, K, M, lg_data(gr), N, lg_data(xr), K, 0.0, lg_data(dw), K);
+      else memset(lg_data(dw), 0, (size_t)(N * K) * lg_dtype_size(dt));
+    }
+  }
+  if (st == LG_OK && n->nin > 2 && n->needs[2]) { /* db = column sums of G */
+    st = lg_new(&N, 1, dt, &db);
+    if (st == LG_OK) {
+      if (dt == LG_FLOAT32) colsum_f32(lg_data(gr), M, N, lg_data(db));
+      else colsum_f64(lg_data(gr), M, N, lg_data(db));
+    }
+  }
+  if (st == LG_OK) {
+    gin[0] = dx;
+    gin[1] = dw;
+    if (n->nin > 2) gin[2] = db;
+  } else {
+    lg_tensor_release(dx);
+    lg_tensor_release(dw);
+    lg_tensor_release(db);
+  }
+  lg_tensor_release(gr);
+  lg_tensor_release(xr);
+  lg_tensor_release(wc);
   return st;
 }

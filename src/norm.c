@@ -42,17 +42,20 @@
         const T *p = x + (n * C + c) * L;                                                          \
         for (int64_t l = 0; l < L; l++) var[c] += ((double)p[l] - mean[c]) * ((double)p[l] - mean[c]); \
       }                                                                                            \
-    for (int64_t c = 0; c < C; c++) {                                                              \
+    for (int64_t c = 0; c < C; c++) { /* y = x * k + sh per channel: k = w rstd, sh = b - mean k */ \
       var[c] /= M;                                                                                 \
       mean_out[c] = (T)mean[c];                                                                    \
       var_out[c] = (T)var[c];                                                                      \
+      double k = 1 / sqrt(var[c] + eps) * (w ? w[c] : 1);                                          \
+      var[c] = (b ? b[c] : 0) - mean[c] * k;                                                       \
+      mean[c] = k;                                                                                 \
     }                                                                                              \
     for (int64_t n = 0; n < N; n++)                                                                \
       for (int64_t c = 0; c < C; c++) {                                                            \
         const T *p = x + (n * C + c) * L;                                                          \
         T *q = y + (n * C + c) * L;                                                                \
-        double r = 1 / sqrt(var[c] + eps), k = r * (w ? w[c] : 1), sh = (b ? b[c] : 0) - mean[c] * k; \
-        for (int64_t l = 0; l < L; l++) q[l] = (T)(p[l] * k + sh);                                 \
+        const T k = (T)mean[c], sh = (T)var[c];                                                    \
+        for (int64_t l = 0; l < L; l++) q[l] = p[l] * k + sh;                                      \
       }                                                                                            \
   }
 BN_FORWARD(bn_forward_f32, float)

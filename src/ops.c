@@ -1558,6 +1558,7 @@ const lg_op lg_ops[LG_NUM_OPS] = {
   {"layer_norm", 3, 3, lg_layer_norm_forward, {NULL, NULL, NULL}, SI | LG_F_SAVE_AUX, lg_layer_norm_backward, lg_layer_norm_jvp},
   {"cross_entropy", 2, 2, lg_cross_entropy_forward, {NULL, NULL, NULL}, SI | LG_F_SAVE_AUX, lg_cross_entropy_backward,
    lg_cross_entropy_jvp},
+  {"linear", 3, 1, lg_linear_forward, {NULL, NULL, NULL}, SI, lg_linear_backward, lg_linear_jvp},
 };
 _Static_assert(sizeof lg_ops / sizeof lg_ops[0] == LG_NUM_OPS, "lg_ops must have a row per lg_opcode");
 

@@ -324,6 +324,7 @@ typedef struct {
 /* A gradient reaching a leaf: its hooks run, then it lands in .grad, or in results[] when the
 ** leaf is one of autograd.grad's inputs. */
 static lg_status deliver_leaf(pass *p, lg_tensor *leaf, lg_tensor *g) {
+  int exclusive = g->refcount == 1; /* only the caller holds g: .grad may take it over */
   lg_tensor *gg = lg_tensor_retain(g);
   lg_status st = run_hooks(leaf, &gg);
   if (st != LG_OK) goto done;
@@ -336,7 +337,7 @@ static lg_status deliver_leaf(pass *p, lg_tensor *leaf, lg_tensor *g) {
     st = accumulate(&leaf->grad, gg);
   } else if (!leaf->grad) {
     /* take the gradient over if nothing else holds it, else copy it */
-    if (gg->refcount == 1 && gg->storage->refcount == 1 && lg_is_contiguous(gg) && !gg->grad_fn) {
+    if (exclusive && gg->refcount == 2 && gg->storage->refcount == 1 && lg_is_contiguous(gg) && !gg->grad_fn) {
       leaf->grad = lg_tensor_retain(gg);
     } else {
       st = lg_clone(gg, &leaf->grad);
@@ -431,6 +432,8 @@ static lg_status node_backward(pass *p, lg_node *n, lg_node **ready) {
     lg_tensor *g = NULL;
     if ((st = lg_check_anomaly("backward", op->name, gin[i])) != LG_OK) break;
     if ((st = sum_to_input(op->name, gin[i], e, &g)) != LG_OK) break;
+    lg_tensor_release(gin[i]); /* so a fresh gradient reaches its leaf held once, and is taken over */
+    gin[i] = NULL;
     if (e->fn) st = accumulate(&e->fn->grad, g);
     else st = deliver_leaf(p, e->leaf->t, g);
     lg_tensor_release(g);

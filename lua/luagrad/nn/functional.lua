@@ -130,9 +130,12 @@ function F.linear(x, weight, bias)
     error(string.format("linear: input of shape %s does not fit weight of shape %s (%s features expected in the last dimension)",
       shape_str(x), shape_str(weight), weight:size(2)), 2)
   end
-  local y = x:matmul(weight:t())
-  if bias ~= nil then y = y + bias end
-  return y
+  if weight:dim() ~= 2 or (bias ~= nil and (bias:dim() ~= 1 or bias:size(1) ~= weight:size(1))) then
+    error(string.format("linear: weight %s must be (out, in) and bias %s (out)", shape_str(weight),
+      bias ~= nil and shape_str(bias) or "nil"), 2)
+  end
+  -- one fused op: x W^T + b as a single GEMM, with a fused backward (src/matmul.c)
+  return core._linear(x, weight, bias)
 end
 
 -- dropout(x, p = 0.5, {training = true}) or dropout(x, {p =, training =}): inverted dropout,

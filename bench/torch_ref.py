@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""bench/torch_ref.py: the four workloads of bench/workloads.lua in PyTorch (CPU, eager, float32).
+
+Same shapes, losses, optimizers and learning rates; synthetic data with a fixed seed. Prints one
+JSON line per workload: median ms per step after warm-up at 1 and 2 threads, first and final loss.
+
+  /usr/bin/python3 bench/torch_ref.py [--only W2] [--threads 1,2] [--steps-scale 1]
+  /usr/bin/python3 bench/torch_ref.py --rss W2 200      (200 steps of W2, then peak RSS)
+"""
+import json
+import resource
+import sys
+import time
+
+import torch
+from torch import nn
+
+
+def mlp(sizes, act, bn=False):
+    layers = []
+    for k in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[k], sizes[k + 1]))
+        if k < len(sizes) - 2:
+            if bn:
+                layers.append(nn.BatchNorm1d(sizes[k + 1]))
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def w1():
+    m = mlp([1, 64, 64, 1], nn.Tanh)
+    x = torch.rand(64, 1) * 4 - 2
+    y = x.sin()
+    return m, torch.optim.Adam(m.parameters(), lr=1e-3), lambda: nn.functional.mse_loss(m(x), y)
+
+
+def w2():
+    m = mlp([784, 256, 128, 10], nn.ReLU, bn=True)
+    x = torch.randn(128, 784)
+    y = torch.randint(0, 10, (128,))
+    return m, torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=1e-2), lambda: nn.functional.cross_entropy(m(x), y)
+
+
+def w3():
+    m = mlp([1024, 4096, 4096, 1024], nn.ReLU)
+    x = torch.randn(256, 1024)
+    y = torch.randn(256, 1024)
+    return m, torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9), lambda: nn.functional.mse_loss(m(x), y)
+
+
+def w4():
+    layers = []
+    for k in range(20):
+        layers.append(nn.Linear(128, 128))
+        if k < 19:
+            layers.append(nn.Sigmoid())
+    m = nn.Sequential(*layers)
+    x = torch.randn(64, 128)
+    y = torch.randn(64, 128)
+    return m, torch.optim.SGD(m.parameters(), lr=0.1), lambda: nn.functional.mse_loss(m(x), y)
+
+
+WORKLOADS = [("W1", w1, 2000, 100), ("W2", w2, 300, 20), ("W3", w3, 8, 2), ("W4", w4, 300, 20)]
+
+
+def step(opt, lossf):
+    opt.zero_grad()
+    loss = lossf()
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def run(build, steps, warm, threads):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    _, opt, lossf = build()
+    first = step(opt, lossf).item()
+    for _ in range(warm - 1):
+        step(opt, lossf)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        last = step(opt, lossf)
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return times[(len(times) - 1) // 2], first, last.item()
+
+
+def main():
+    args = sys.argv[1:]
+    only, threads, scale = None, [1, 2], 1.0
+    if "--rss" in args:
+        k = args.index("--rss")
+        name, n = args[k + 1], int(args[k + 2])
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        build = dict((w[0], w[1]) for w in WORKLOADS)[name]
+        _, opt, lossf = build()
+        for _ in range(n):
+            step(opt, lossf)
+        print(json.dumps({"rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+        return
+    if "--only" in args:
+        only = args[args.index("--only") + 1]
+    if "--threads" in args:
+        threads = [int(t) for t in args[args.index("--threads") + 1].split(",")]
+    if "--steps-scale" in args:
+        scale = float(args[args.index("--steps-scale") + 1])
+    for name, build, steps, warm in WORKLOADS:
+        if only and only != name:
+            continue
+        res = {"name": name}
+        for t in threads:
+            ms, first, final = run(build, max(2, int(steps * scale)), warm, t)
+            res["ms%d" % t] = ms
+            res["first"], res["final"] = first, final
+        print(json.dumps(res), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+-- bench/workloads.lua: the four training workloads of the performance issue, in luagrad.
+--
+--   W1 tiny regression   MLP 1-64-64-1, tanh, MSE, batch 64, Adam lr 1e-3
+--   W2 Fashion-MNIST MLP 784-256-128-10, Linear-BatchNorm1d-ReLU hidden layers, cross-entropy,
+--                        batch 128, AdamW lr 1e-3 wd 1e-2
+--   W3 wide MLP          1024-4096-4096-1024, ReLU, MSE, batch 256, SGD lr 1e-3 momentum 0.9
+--   W4 deep sigmoid      20 x Linear(128, 128), sigmoid between, MSE, batch 64, SGD lr 0.1
+--
+-- One step = zero_grad + forward + loss + backward + optimizer step, on synthetic data with a
+-- fixed seed. For each workload: median ms per step after warm-up at 1 and 2 threads, the GEMM
+-- floor (exactly the matrix products one step needs, run back to back: forward, weight gradient
+-- and input gradient per layer), and a check that the run's final loss is finite and lower than
+-- its first. Prints one JSON line per workload for bench/run.sh, or a table with --table.
+--
+--   build/luagrad bench/workloads.lua [--table] [--only W2] [--threads 1,2] [--steps-scale 1]
+--   build/luagrad bench/workloads.lua --rss W2 200     (runs 200 steps of W2 and prints VmHWM)
+local lg = require "luagrad"
+local nn, F = lg.nn, lg.nn.functional
+
+local args = { table = false, only = nil, threads = { 1, 2 }, scale = 1 }
+local i = 1
+while i <= #arg do
+  local a = arg[i]
+  if a == "--table" then args.table = true
+  elseif a == "--only" then args.only = arg[i + 1]; i = i + 1
+  elseif a == "--threads" then
+    args.threads = {}
+    for t in arg[i + 1]:gmatch("%d+") do args.threads[#args.threads + 1] = tonumber(t) end
+    i = i + 1
+  elseif a == "--steps-scale" then args.scale = tonumber(arg[i + 1]); i = i + 1
+  elseif a == "--rss" then args.rss = { arg[i + 1], tonumber(arg[i + 2]) }; i = i + 2
+  else error("workloads: unknown argument " .. a, 0) end
+  i = i + 1
+end
+
+local function mlp(sizes, act, bn)
+  local layers = {}
+  for k = 1, #sizes - 1 do
+    layers[#layers + 1] = nn.Linear(sizes[k], sizes[k + 1])
+    if k < #sizes - 1 then
+      if bn then layers[#layers + 1] = nn.BatchNorm1d(sizes[k + 1]) end
+      layers[#layers + 1] = act()
+    end
+  end
+  return nn.Sequential(table.unpack(layers))
+end
+
+-- Each workload: builds model, optimizer, data and a loss closure; steps = timed steps.
+local W = {
+  { name = "W1", desc = "tiny regression 1-64-64-1 tanh, Adam", steps = 2000, warm = 100,
+    layers = { { 64, 1, 64 }, { 64, 64, 64 }, { 64, 64, 1 } },
+    build = function()
+      local model = mlp({ 1, 64, 64, 1 }, nn.Tanh)
+      local x = lg.rand(64, 1) * 4 - 2
+      local y = x:sin()
+      return model, lg.optim.Adam(model:parameters(), { lr = 1e-3 }), function() return F.mse_loss(model(x), y) end
+    end },
+  { name = "W2", desc = "Fashion-MNIST MLP 784-256-128-10 BN ReLU, AdamW", steps = 300, warm = 20,
+    layers = { { 128, 784, 256 }, { 128, 256, 128 }, { 128, 128, 10 } },
+    build = function()
+      local model = mlp({ 784, 256, 128, 10 }, nn.ReLU, true)
+      local x = lg.randn(128, 784)
+      local y = lg.randint(1, 11, { 128 })
+      return model, lg.optim.AdamW(model:parameters(), { lr = 1e-3, weight_decay = 1e-2 }),
+        function() return F.cross_entropy(model(x), y) end
+    end },
+  { name = "W3", desc = "wide MLP 1024-4096-4096-1024 ReLU, SGD momentum", steps = 8, warm = 2,
+    layers = { { 256, 1024, 4096 }, { 256, 4096, 4096 }, { 256, 4096, 1024 } },
+    build = function()
+      local model = mlp({ 1024, 4096, 4096, 1024 }, nn.ReLU)
+      local x = lg.randn(256, 1024)
+      local y = lg.randn(256, 1024)
+      return model, lg.optim.SGD(model:parameters(), { lr = 1e-3, momentum = 0.9 }),
+        function() return F.mse_loss(model(x), y) end
+    end },
+  { name = "W4", desc = "deep sigmoid 20 x Linear(128,128), SGD", steps = 300, warm = 20,
+    layers = (function() local l = {} for k = 1, 20 do l[k] = { 64, 128, 128 } end return l end)(),
+    build = function()
+      local layers = {}
+      for k = 1, 20 do
+        layers[#layers + 1] = nn.Linear(128, 128)
+        if k < 20 then layers[#layers + 1] = nn.Sigmoid() end
+      end
+      local model = nn.Sequential(table.unpack(layers))
+      local x = lg.randn(64, 128)
+      local y = lg.randn(64, 128)
+      return model, lg.optim.SGD(model:parameters(), { lr = 0.1 }), function() return F.mse_loss(model(x), y) end
+    end },
+}
+
+local function median(t)
+  local c = { table.unpack(t) }
+  table.sort(c)
+  return c[(#c + 1) // 2]
+end
+
+local function step(opt, lossf)
+  opt:zero_grad()
+  local loss = lossf()
+  loss:backward()
+  opt:step()
+  return loss
+end
+
+-- The GEMM floor: per layer (batch B, in K, out N) the forward X W^T (B x K . K x N), the
+-- weight gradient G^T X (N x B . B x K) and, except for the first layer, the input gradient
+-- G W (B x N . N x K): exactly the products a step needs, back to back.
+local function gemm_floor(w, reps)
+  local mats = {}
+  for k, l in ipairs(w.layers) do
+    local B, K, N = l[1], l[2], l[3]
+    mats[k] = { x = lg.randn(B, K), wt = lg.randn(N, K):t(), g = lg.randn(B, N), w = lg.randn(N, K), first = k == 1 }
+  end
+  local times = {}
+  for r = 1, reps do
+    local t0 = lg.clock()
+    for _, m in ipairs(mats) do
+      local _ = m.x:matmul(m.wt)
+      _ = m.g:t():matmul(m.x)
+      if not m.first then _ = m.g:matmul(m.w) end
+    end
+    times[r] = (lg.clock() - t0) * 1e3
+  end
+  return median(times)
+end
+
+local function run(w, threads)
+  lg.set_num_threads(threads)
+  lg.manual_seed(0)
+  local model, opt, lossf = w.build()
+  local steps = math.max(2, math.floor(w.steps * args.scale))
+  local first = step(opt, lossf):item()
+  for _ = 1, w.warm - 1 do step(opt, lossf) end
+  local times, last = {}, nil
+  for s = 1, steps do
+    local t0 = lg.clock()
+    last = step(opt, lossf)
+    times[s] = (lg.clock() - t0) * 1e3
+  end
+  local final = last:item()
+  local _ = model
+  return median(times), first, final
+end
+
+if args.rss then -- peak resident memory of a short run
+  local name, n = args.rss[1], args.rss[2]
+  for _, w in ipairs(W) do
+    if w.name == name then
+      lg.set_num_threads(1)
+      lg.manual_seed(0)
+      local _, opt, lossf = w.build()
+      for _ = 1, n do step(opt, lossf) end
+      for line in io.lines("/proc/self/status") do
+        local v = line:match("^VmHWM:%s+(%d+)")
+        if v then print(string.format('{"rss_kb": %d}', tonumber(v))) end
+      end
+    end
+  end
+  return
+end
+
+-- sgemm peak: a large square product at 1 thread
+lg.set_num_threads(1)
+local n = 2048
+local a, b = lg.randn(n, n), lg.randn(n, n)
+local _ = a:matmul(b)
+local best = math.huge
+for _ = 1, 3 do
+  local t0 = lg.clock()
+  _ = a:matmul(b)
+  best = math.min(best, lg.clock() - t0)
+end
+local peak = 2 * n ^ 3 / best / 1e9
+if args.table then print(string.format("sgemm peak (1 thread, %dx%d): %.1f GFLOP/s", n, n, peak)) end
+if not args.table then print(string.format('{"sgemm_gflops": %.2f}', peak)) end
+
+for _, w in ipairs(W) do
+  if not args.only or args.only == w.name then
+    local res = { name = w.name }
+    for _, t in ipairs(args.threads) do
+      local ms, first, final = run(w, t)
+      res["ms" .. t] = ms
+      res.ok = res.ok ~= false and final == final and math.abs(final) < math.huge and final < first
+      res.first, res.final = first, final
+    end
+    lg.set_num_threads(1)
+    res.floor = gemm_floor(w, math.max(5, math.min(50, w.steps)))
+    if args.table then
+      print(string.format("%-3s %-48s %9.3f ms (1 thr) %9.3f ms (2 thr)  floor %8.3f ms  loss %.4g -> %.4g %s",
+        w.name, w.desc, res.ms1 or -1, res.ms2 or -1, res.floor, res.first, res.final, res.ok and "ok" or "NOT DECREASING"))
+    else
+      print(string.format('{"name": "%s", "ms1": %.4f, "ms2": %.4f, "floor": %.4f, "first": %.6g, "final": %.6g, "ok": %s}',
+        w.name, res.ms1 or -1, res.ms2 or -1, res.floor, res.first, res.final, tostring(res.ok)))
+    end
+  end
+end
