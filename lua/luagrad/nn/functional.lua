@@ -38,9 +38,10 @@ end
 F._shape_str = shape_str
 
 local function same_shape(a, b)
-  if #a.shape ~= #b.shape then return false end
-  for i, d in ipairs(a.shape) do
-    if b.shape[i] ~= d then return false end
+  local sa, sb = a.shape, b.shape -- each .shape is a fresh table: read once
+  if #sa ~= #sb then return false end
+  for i, d in ipairs(sa) do
+    if sb[i] ~= d then return false end
   end
   return true
 end
@@ -126,15 +127,8 @@ F.log_softmax = softmax_like("log_softmax", "log_softmax")
 function F.linear(x, weight, bias)
   check_tensor(x, "linear")
   check_tensor(weight, "linear", "weight")
-  if x:dim() == 0 or x:size(-1) ~= weight:size(2) then
-    error(string.format("linear: input of shape %s does not fit weight of shape %s (%s features expected in the last dimension)",
-      shape_str(x), shape_str(weight), weight:size(2)), 2)
-  end
-  if weight:dim() ~= 2 or (bias ~= nil and (bias:dim() ~= 1 or bias:size(1) ~= weight:size(1))) then
-    error(string.format("linear: weight %s must be (out, in) and bias %s (out)", shape_str(weight),
-      bias ~= nil and shape_str(bias) or "nil"), 2)
-  end
-  -- one fused op: x W^T + b as a single GEMM, with a fused backward (src/matmul.c)
+  -- one fused op: x W^T + b as a single GEMM with a fused backward (src/matmul.c); it checks
+  -- the shapes and names them in its errors
   return core._linear(x, weight, bias)
 end
 
@@ -347,8 +341,7 @@ function F.mse_loss(input, target, opts)
   check_tensor(target, "mse_loss", "target")
   local o = check_opts("mse_loss", opts, { "reduction" })
   if not same_shape(input, target) then warn_broadcast("mse_loss", input, target) end
-  local d = input - target
-  return reduce(d * d, o.reduction, "mse_loss")
+  return reduce((input - target):square(), o.reduction, "mse_loss")
 end
 
 -- softplus with a threshold where it is exact to rounding: log1p(exp(z)) for z <= 40, and z

@@ -120,8 +120,13 @@ function Optimizer:step(closure)
   local loss
   if closure then loss = closure() end
   local update = self.update
+  local bad = self._bad
+  if bad == nil then -- made once: step() runs every iteration
+    bad = function(fmt, ...) fail(self.name, fmt, ...) end
+    self._bad = bad
+  end
   for _, g in ipairs(self.param_groups) do
-    self.validate(g, function(fmt, ...) fail(self.name, fmt, ...) end)
+    self.validate(g, bad) -- options may have changed since the last step
     for _, p in ipairs(g.params) do
       local grad = p.grad
       if grad ~= nil then
