@@ -98,6 +98,11 @@ void lg_weak_release(lg_weak *w);
 lg_status lg_inplace_check(const char *op, lg_tensor *t);
 lg_status lg_check_anomaly(const char *what, const char *opname, lg_tensor *t);
 
+void lg_blas_threads_reset(void); /* matmul.c: forget the per-call BLAS thread count */
+
+/* Runs fn(ctx, lo, hi) over [0, n), split across threads when n is large (tensor.c). */
+void lg_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);
+
 /* Number of threads for the engine's own loops */
 extern int lg_nthreads;
 

@@ -16,6 +16,22 @@
 #include <limits.h>
 #include <string.h>
 
+/* BLAS threads per call: waking a second thread costs more than it saves on small products
+** (a W2-sized step ran 4x slower with two threads), so products under about 64 MFLOP run on one
+** thread and larger ones on lg_get_num_threads(). OpenBLAS is told only when the count changes. */
+#define PARALLEL_GEMM_FLOPS 6.4e7
+static int blas_threads_now = -1;
+
+void lg_blas_threads_reset(void) { blas_threads_now = -1; }
+
+static void blas_threads_for(double m, double n, double k) {
+  int want = 2 * m * n * k >= PARALLEL_GEMM_FLOPS ? lg_get_num_threads() : 1;
+  if (want != blas_threads_now) {
+    openblas_set_num_threads(want);
+    blas_threads_now = want;
+  }
+}
+
 /* How BLAS can read a rows x cols matrix with strides (rs, cs), if it can at all. */
 static int blas_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs, CBLAS_TRANSPOSE *tr,
                        int64_t *ld) {
@@ -111,6 +127,7 @@ lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out) 
   size_t es = lg_dtype_size(dt);
   char *xd = lg_data(x), *yd = lg_data(y), *od = lg_data(*out);
   if (m == 0 || n == 0 || k == 0) goto done; /* zeros already */
+  blas_threads_for((double)m, (double)n, (double)k);
   for (int64_t b = 0; b < nbatch; b++) {
     int64_t xo = 0, yo = 0;
     for (int d = 0; d < bn; d++) { xo += idx[d] * xbs[d]; yo += idx[d] * ybs[d]; }
@@ -152,6 +169,7 @@ static lg_status as_rows(lg_tensor *t, int64_t K, lg_dtype dt, lg_tensor **out) 
 static void gemm(lg_dtype dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const void *A,
                  int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  blas_threads_for((double)m, (double)n, (double)k);
   if (dt == LG_FLOAT32)
     cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, A, (int)lda, B, (int)ldb, (float)beta, C, (int)ldc);
   else

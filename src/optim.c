@@ -161,13 +161,54 @@ static lg_status check_param(const char *opt, lg_tensor *p, lg_tensor *g) {
 }
 
 #define DATA(t) ((t) ? lg_data(t) : NULL)
+#define AT(ptr, lo) ((ptr) ? (ptr) + (lo) : NULL)
+
+/* Each update splits its elements across threads (elements are independent: the result is the
+** same for any thread count). */
+typedef struct {
+  lg_dtype dt;
+  void *p, *g, *a, *b, *c;
+  const void *opts;
+  int64_t step;
+  int first;
+} upd;
+
+static void sgd_range(void *u_, int64_t lo, int64_t hi) {
+  upd *u = u_;
+  if (u->dt == LG_FLOAT32) sgd_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, AT((float *)u->a, lo), u->opts, u->first);
+  else sgd_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, AT((double *)u->a, lo), u->opts, u->first);
+}
+static void adam_range(void *u_, int64_t lo, int64_t hi) {
+  upd *u = u_;
+  if (u->dt == LG_FLOAT32)
+    adam_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, (float *)u->a + lo, (float *)u->b + lo,
+             AT((float *)u->c, lo), u->opts, u->step);
+  else
+    adam_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo, (double *)u->b + lo,
+             AT((double *)u->c, lo), u->opts, u->step);
+}
+static void rmsprop_range(void *u_, int64_t lo, int64_t hi) {
+  upd *u = u_;
+  if (u->dt == LG_FLOAT32)
+    rmsprop_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, (float *)u->a + lo, AT((float *)u->b, lo),
+                AT((float *)u->c, lo), u->opts);
+  else
+    rmsprop_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo, AT((double *)u->b, lo),
+                AT((double *)u->c, lo), u->opts);
+}
+static void adagrad_range(void *u_, int64_t lo, int64_t hi) {
+  upd *u = u_;
+  if (u->dt == LG_FLOAT32)
+    adagrad_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, (float *)u->a + lo, u->opts, u->step);
+  else
+    adagrad_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo, u->opts, u->step);
+}
 
 lg_status lg_sgd_step(lg_tensor *p, lg_tensor *g, lg_tensor *buf, int first, const lg_sgd_opts *o) {
   LG_TRY(check_like("SGD", "the momentum buffer", p, buf));
   LG_TRY(check_param("SGD", p, g));
-  int64_t n = lg_numel(p);
-  if (p->dtype == LG_FLOAT32) sgd_f32(n, lg_data(p), lg_data(g), DATA(buf), o, first);
-  else sgd_f64(n, lg_data(p), lg_data(g), DATA(buf), o, first);
+  upd u = {p->dtype, lg_data(p), lg_data(g), DATA(buf), NULL, NULL, o, 0, first};
+  lg_parallel_for(lg_numel(p), sgd_range, &u);
   return LG_OK;
 }
 
@@ -180,9 +221,8 @@ lg_status lg_adam_step(lg_tensor *p, lg_tensor *g, lg_tensor *m, lg_tensor *v, l
   LG_TRY(check_like(name, "exp_avg_sq", p, v));
   LG_TRY(check_like(name, "max_exp_avg_sq", p, vmax));
   LG_TRY(check_param(name, p, g));
-  int64_t n = lg_numel(p);
-  if (p->dtype == LG_FLOAT32) adam_f32(n, lg_data(p), lg_data(g), lg_data(m), lg_data(v), DATA(vmax), o, step);
-  else adam_f64(n, lg_data(p), lg_data(g), lg_data(m), lg_data(v), DATA(vmax), o, step);
+  upd u = {p->dtype, lg_data(p), lg_data(g), lg_data(m), lg_data(v), DATA(vmax), o, step, 0};
+  lg_parallel_for(lg_numel(p), adam_range, &u);
   return LG_OK;
 }
 
@@ -193,9 +233,8 @@ lg_status lg_rmsprop_step(lg_tensor *p, lg_tensor *g, lg_tensor *sq, lg_tensor *
   LG_TRY(check_like("RMSprop", "grad_avg", p, ga));
   LG_TRY(check_like("RMSprop", "momentum_buffer", p, buf));
   LG_TRY(check_param("RMSprop", p, g));
-  int64_t n = lg_numel(p);
-  if (p->dtype == LG_FLOAT32) rmsprop_f32(n, lg_data(p), lg_data(g), lg_data(sq), DATA(ga), DATA(buf), o);
-  else rmsprop_f64(n, lg_data(p), lg_data(g), lg_data(sq), DATA(ga), DATA(buf), o);
+  upd u = {p->dtype, lg_data(p), lg_data(g), lg_data(sq), DATA(ga), DATA(buf), o, 0, 0};
+  lg_parallel_for(lg_numel(p), rmsprop_range, &u);
   return LG_OK;
 }
 
@@ -204,8 +243,7 @@ lg_status lg_adagrad_step(lg_tensor *p, lg_tensor *g, lg_tensor *sum, int64_t st
   if (!sum) return lg_error(LG_EVALUE, "Adagrad: missing sum");
   LG_TRY(check_like("Adagrad", "sum", p, sum));
   LG_TRY(check_param("Adagrad", p, g));
-  int64_t n = lg_numel(p);
-  if (p->dtype == LG_FLOAT32) adagrad_f32(n, lg_data(p), lg_data(g), lg_data(sum), o, step);
-  else adagrad_f64(n, lg_data(p), lg_data(g), lg_data(sum), o, step);
+  upd u = {p->dtype, lg_data(p), lg_data(g), lg_data(sum), NULL, NULL, o, step, 0};
+  lg_parallel_for(lg_numel(p), adagrad_range, &u);
   return LG_OK;
 }

@@ -10,6 +10,9 @@
 
 #include <cblas.h>
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,7 +79,8 @@ int lg_nthreads = 0; /* 0: not set, OpenBLAS's default */
 void lg_set_num_threads(int n) {
   if (n < 1) n = 1;
   lg_nthreads = n;
-  openblas_set_num_threads(n);
+  openblas_set_num_threads(n); /* matmul.c then lowers it per call for small products */
+  lg_blas_threads_reset();
 }
 
 int lg_get_num_threads(void) { return lg_nthreads ? lg_nthreads : openblas_get_num_threads(); }
@@ -277,9 +281,50 @@ static void iter_coalesce(lg_iter *it) {
   it->ndim = m + 1;
 }
 
+/* ---- parallel loops ----
+** lg_parallel_for splits [0, n) into one contiguous range per thread when n is large enough to
+** pay for it; fn must treat elements independently (then the result does not depend on the
+** number of threads). */
+#define LG_PARALLEL_GRAIN 32768
+
+void lg_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx) {
+  int nt = lg_get_num_threads();
+  if (nt <= 1 || n < 2 * LG_PARALLEL_GRAIN) {
+    fn(ctx, 0, n);
+    return;
+  }
+  if ((int64_t)nt > n / LG_PARALLEL_GRAIN) nt = (int)(n / LG_PARALLEL_GRAIN);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), k = omp_get_num_threads();
+    int64_t lo = n * t / k, hi = n * (t + 1) / k;
+    fn(ctx, lo, hi);
+  }
+#else
+  fn(ctx, 0, n);
+#endif
+}
+
+typedef struct { lg_row_fn row; void *ctx; char **p; const int64_t *s; size_t *es; int nops; } row_split;
+
+static void run_row_range(void *c_, int64_t lo, int64_t hi) {
+  row_split *c = c_;
+  char *q[LG_MAX_OPERANDS];
+  for (int k = 0; k < c->nops; k++) q[k] = c->p[k] + lo * c->s[k] * (int64_t)c->es[k];
+  c->row(c->ctx, hi - lo, q, c->s);
+}
+
 void lg_iter_run(lg_iter *it, lg_row_fn row, void *ctx) {
   if (lg_shape_numel(it->shape, it->ndim) == 0) return;
   iter_coalesce(it);
+  if (it->ndim == 1 && it->shape[0] >= 2 * LG_PARALLEL_GRAIN) { /* one long row: split it across threads */
+    int64_t s[LG_MAX_OPERANDS];
+    for (int k = 0; k < it->nops; k++) s[k] = it->stride[k][0];
+    row_split c = {row, ctx, it->base, s, it->elsize, it->nops};
+    lg_parallel_for(it->shape[0], run_row_range, &c);
+    return;
+  }
   int nd = it->ndim, last = nd - 1;
   int64_t idx[LG_MAX_DIMS] = {0};
   char *p[LG_MAX_OPERANDS];
