@@ -180,9 +180,9 @@ int lgL_checkdim(lua_State *L, int idx, int ndim, const char *op, const lg_tenso
   int64_t lo = ndim > 0 ? -ndim : -1, hi = ndim > 0 ? ndim : 1;
   if (d == 0 || d < lo || d > hi) {
     char buf[sizeof(lg_shapebuf)];
-    return lgL_error(L, "%s: dimension %lld out of range for a %d-d tensor %s (expected %lld..%lld, not 0)", op,
+    return lgL_error(L, "%s: dimension %lld out of range for a %d-d tensor %s (expected %lld..-1 or 1..%lld%s)", op,
                       (long long)d, t ? t->ndim : ndim, t ? lg_shape_str(t->shape, t->ndim, buf, sizeof buf) : "",
-                      (long long)lo, (long long)hi);
+                      (long long)lo, (long long)hi, d == 0 ? "; dimensions are 1-based" : "");
   }
   if (ndim == 0) return 0;
   return (int)(d < 0 ? d + ndim : d - 1);
