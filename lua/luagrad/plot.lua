@@ -30,7 +30,6 @@ plot.colors = {
 plot.dashes = { false, "7 4", "2 3", "9 3 2 3" }
 
 local FONT = 12 -- px, tick labels and legend
-local CHAR_W = 0.6 * FONT -- a sans-serif character's average width, for layout
 
 -- ---- small helpers ---------------------------------------------------------------------------
 
@@ -48,8 +47,20 @@ local function comment_text(s)
   return s
 end
 
+-- Width of a label in a sans-serif font, estimated by character class (capitals and digits are
+-- wider than lowercase, punctuation and spaces narrower), so boxes and titles fit their text.
 local function text_width(s)
-  return (utf8.len(s) or #s) * CHAR_W
+  local w = 0
+  for _, c in utf8.codes(s) do
+    local ch = c < 128 and string.char(c) or ""
+    if ch:match("%u") then w = w + ((ch == "M" or ch == "W") and 0.86 or 0.70)
+    elseif ch:match("%l") then w = w + ((ch == "m" or ch == "w") and 0.90 or (ch:match("[ijlft]") and 0.32 or 0.60))
+    elseif ch:match("%d") then w = w + 0.64
+    elseif ch:match("[%s%.,:;|!']") then w = w + 0.32
+    elseif ch == "" then w = w + 0.75
+    else w = w + 0.70 end
+  end
+  return w * FONT
 end
 
 -- Legend entries longer than 30 characters are cut with an ellipsis, so the plot keeps its room.
@@ -407,8 +418,11 @@ local function line(series, opts)
 
   -- Title and axis labels.
   if o.title then
+    -- centred over the plot, but kept inside the picture when the title is wider than the plot
+    local half = text_width(o.title) * 16 / FONT * 1.05 / 2
+    local tx = math.max(half + 4, math.min(W - half - 4, left + pw / 2))
     emit('<text class="title" x="%s" y="%s" text-anchor="middle" font-size="16" font-weight="bold">%s</text>\n',
-      num(left + pw / 2), num(top / 2 + 6), escape(o.title))
+      num(tx), num(top / 2 + 6), escape(o.title))
   end
   if o.xlabel then
     emit('<text class="xlabel" x="%s" y="%s" text-anchor="middle" font-size="13">%s</text>\n',
