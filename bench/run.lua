@@ -1,0 +1,92 @@
+-- bench/run.lua: the performance table of the performance issue, in one command.
+--
+--   build/luagrad bench/run.lua [--quick]
+--
+-- Runs bench/workloads.lua (luagrad) and bench/torch_ref.py (PyTorch, when /usr/bin/python3
+-- can import torch) on the four workloads at 1 and 2 threads, then peak resident memory of 200
+-- steps of W2 and the start-up time of each, and prints a markdown table: luagrad ms/step,
+-- PyTorch ms/step, their ratio (PyTorch / luagrad, 1 thread), the GEMM floor and the fraction
+-- of luagrad's step that the floor accounts for. --quick shortens every run (for a smoke test).
+local lg = require "luagrad"
+local json = require "luagrad.json"
+
+local quick = arg[1] == "--quick"
+local exe = arg[-1] or "build/luagrad"
+local scale = quick and " --steps-scale 0.1" or ""
+
+local function lines(cmd)
+  local p = assert(io.popen(cmd, "r"))
+  local out = {}
+  for l in p:lines() do out[#out + 1] = l end
+  local ok = p:close()
+  return out, ok
+end
+
+local function decode_all(ls)
+  local rows = {}
+  for _, l in ipairs(ls) do
+    if l:sub(1, 1) == "{" then rows[#rows + 1] = json.decode(l) end
+  end
+  return rows
+end
+
+local function median(t)
+  table.sort(t)
+  return t[(#t + 1) // 2]
+end
+
+-- wall-clock time of a command, median of n runs
+local function time_cmd(cmd, n)
+  local ts = {}
+  for k = 1, n do
+    local t0 = lg.clock()
+    os.execute(cmd .. " >/dev/null 2>&1")
+    ts[k] = lg.clock() - t0
+  end
+  return median(ts)
+end
+
+io.stderr:write("bench: luagrad workloads...\n")
+local ours = decode_all((lines(exe .. " bench/workloads.lua" .. scale)))
+local have_torch = os.execute("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1")
+local theirs = {}
+if have_torch then
+  io.stderr:write("bench: PyTorch workloads...\n")
+  for _, r in ipairs(decode_all((lines("/usr/bin/python3 bench/torch_ref.py" .. scale)))) do theirs[r.name] = r end
+end
+
+local peak
+local rows = {}
+for _, r in ipairs(ours) do
+  if r.sgemm_gflops then peak = r.sgemm_gflops else rows[#rows + 1] = r end
+end
+
+local goals = { W1 = 8, W2 = 2, W3 = 1.0, W4 = 1.4 }
+print(string.format("sgemm peak, 1 thread (2048x2048): %.1f GFLOP/s", peak or 0))
+print("")
+print("| workload | luagrad ms (1 thr) | luagrad ms (2 thr) | PyTorch ms (1 thr) | PyTorch ms (2 thr) | ratio (1 thr) | goal | GEMM floor ms | floor / luagrad | loss falls |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+for _, r in ipairs(rows) do
+  local t = theirs[r.name]
+  local ratio = t and t.ms1 / r.ms1 or nil
+  print(string.format("| %s | %.3f | %.3f | %s | %s | %s | %.1fx | %.3f | %.0f%% | %s |", r.name, r.ms1, r.ms2,
+    t and string.format("%.3f", t.ms1) or "-", t and string.format("%.3f", t.ms2) or "-",
+    ratio and string.format("%.2fx", ratio) or "-", goals[r.name], r.floor, 100 * r.floor / r.ms1,
+    r.ok and "yes" or "NO"))
+end
+local w3 = nil
+for _, r in ipairs(rows) do if r.name == "W3" then w3 = r end end
+if w3 then print(string.format("\nW3 at 2 threads is %.2fx faster than at 1 thread (goal 1.7x).", w3.ms1 / w3.ms2)) end
+
+io.stderr:write("bench: memory and start-up...\n")
+local rss_ours = decode_all((lines(exe .. " bench/workloads.lua --rss W2 200")))[1]
+local rss_theirs = have_torch and decode_all((lines("/usr/bin/python3 bench/torch_ref.py --rss W2 200")))[1] or nil
+local start_ours = time_cmd(exe .. ' -e ""', 21)
+local start_theirs = have_torch and time_cmd("/usr/bin/python3 -c 'import torch'", 5) or nil
+print("")
+print("| | luagrad | PyTorch |")
+print("|---|---:|---:|")
+print(string.format("| peak resident memory, 200 steps of W2 | %.1f MiB | %s |", rss_ours.rss_kb / 1024,
+  rss_theirs and string.format("%.1f MiB", rss_theirs.rss_kb / 1024) or "-"))
+print(string.format("| start-up (`luagrad -e \"\"` / `python3 -c \"import torch\"`) | %.1f ms | %s |", start_ours * 1e3,
+  start_theirs and string.format("%.0f ms", start_theirs * 1e3) or "-"))
