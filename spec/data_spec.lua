@@ -1,0 +1,202 @@
+-- lg.data (TensorDataset, DataLoader) and lg.datasets.fashion_mnist (IDX files through zlib).
+local lg = require "luagrad"
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p '" .. d .. "'"))
+  return d
+end
+
+local function write(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+end
+
+-- An IDX file of unsigned bytes: magic 0x0000 08 <ndim>, big-endian sizes, data.
+local function idx(sizes, data)
+  local parts = { string.pack(">I2BB", 0, 8, #sizes) }
+  for _, s in ipairs(sizes) do parts[#parts + 1] = string.pack(">I4", s) end
+  parts[#parts + 1] = data
+  return table.concat(parts)
+end
+
+describe("TensorDataset", function()
+  it("indexes rows of every tensor and has the common length", function()
+    local x = lg.arange(12):view(6, 2)
+    local y = lg.arange(6) * 10
+    local ds = lg.data.TensorDataset(x, y)
+    assert.are.equal(6, #ds)
+    local item = ds[3]
+    assert.are.same({ 4, 5 }, item[1]:tolist())
+    assert.are.equal(20, item[2])
+  end)
+
+  it("rejects tensors with different numbers of rows, 0-d tensors and non-tensors", function()
+    assert.has_error(function() lg.data.TensorDataset(lg.zeros(3, 2), lg.zeros(4)) end,
+      "TensorDataset: tensor 2 has 4 rows, tensor 1 has 3")
+    assert.has_error(function() lg.data.TensorDataset(lg.tensor(1)) end,
+      "TensorDataset: tensor 1 is 0-d; it needs a first dimension")
+    assert.has_error(function() lg.data.TensorDataset(lg.zeros(3), "y") end,
+      "TensorDataset: argument 2 is a string, not a tensor")
+  end)
+end)
+
+describe("DataLoader", function()
+  local x = lg.arange(10):view(10, 1):double()
+  local y = lg.arange(10)
+  local ds = lg.data.TensorDataset(x, y)
+
+  it("batches in order without shuffling, the last batch short, #loader batches", function()
+    local loader = lg.data.DataLoader(ds, { batch_size = 4 })
+    local sizes, seen = {}, {}
+    for xb, yb in loader do
+      sizes[#sizes + 1] = xb:size(1)
+      for i = 1, yb:numel() do seen[#seen + 1] = yb[i] end
+      assert.are.same(yb:tolist(), xb:view(-1):long():tolist()) -- rows stay paired
+    end
+    assert.are.same({ 4, 4, 2 }, sizes)
+    assert.are.same({ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 }, seen)
+    assert.are.equal(3, #loader)
+  end)
+
+  it("drop_last drops the short batch", function()
+    local loader = lg.data.DataLoader(ds, { batch_size = 4, drop_last = true })
+    local n = 0
+    for xb in loader do
+      n = n + 1
+      assert.are.equal(4, xb:size(1))
+    end
+    assert.are.equal(2, n)
+    assert.are.equal(2, #loader)
+  end)
+
+  it("shuffles into a permutation, reproducibly for a seed, and reshuffles every epoch", function()
+    local function epoch(loader)
+      local order = {}
+      for _, yb in loader do
+        for i = 1, yb:numel() do order[#order + 1] = yb[i] end
+      end
+      return order
+    end
+    lg.manual_seed(7)
+    local loader = lg.data.DataLoader(ds, { batch_size = 3, shuffle = true })
+    local e1, e2 = epoch(loader), epoch(loader)
+    local sorted = { table.unpack(e1) }
+    table.sort(sorted)
+    assert.are.same({ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 }, sorted)
+    assert.are_not.same(e1, e2)
+    lg.manual_seed(7)
+    local again = lg.data.DataLoader(ds, { batch_size = 3, shuffle = true })
+    assert.are.same(e1, epoch(again))
+    assert.are.same(e2, epoch(again))
+  end)
+
+  it("batches any dataset with __len and __index by stacking its items", function()
+    local items = setmetatable({}, {
+      __len = function() return 5 end,
+      __index = function(_, i) return { lg.full({ 2 }, i), i * 10 } end,
+    })
+    local loader = lg.data.DataLoader(items, { batch_size = 2 })
+    local xb, yb = loader()
+    assert.are.same({ { 1, 1 }, { 2, 2 } }, xb:tolist())
+    assert.are.same({ 10, 20 }, yb:tolist())
+  end)
+
+  it("rejects a bad batch size", function()
+    assert.has_error(function() lg.data.DataLoader(ds, { batch_size = 0 }) end,
+      "DataLoader: batch_size must be a positive integer, got 0")
+    assert.has_error(function() lg.data.DataLoader(ds, { batch_size = 2.5 }) end,
+      "DataLoader: batch_size must be a positive integer, got 2.5")
+  end)
+end)
+
+describe("fashion_mnist", function()
+  local have = io.open("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", "rb")
+  if have then have:close() end
+
+  it("reads the test split from Debian's dataset-fashion-mnist", function()
+    if not have then
+      print("\nnote: dataset-fashion-mnist is not installed; skipping the real-data case")
+      return
+    end
+    local ds = lg.datasets.fashion_mnist({ split = "test" })
+    assert.are.equal(10000, #ds)
+    assert.are.same({ 10000, 28, 28 }, ds.images.shape)
+    assert.are.equal("float32", ds.images.dtype)
+    assert.are.equal("int64", ds.labels.dtype)
+    assert.are.equal(0, ds.images:min():item())
+    assert.are.equal(1, ds.images:max():item())
+    assert.are.equal(1, ds.labels:min():item())
+    assert.are.equal(10, ds.labels:max():item())
+    -- the test set is balanced: 1,000 images of each class
+    for c = 1, 10 do assert.are.equal(1000, ds.labels:eq(c):sum():item()) end
+    assert.are.equal("Ankle boot", ds.classes[10])
+  end)
+
+  it("reads uncompressed and gzipped IDX files from another root, scaling pixels and shifting labels", function()
+    local dir = tmpdir()
+    local pixels = string.char(0, 255, 51, 102) .. string.char(204, 153, 0, 255)
+    write(dir .. "/t10k-images-idx3-ubyte", idx({ 2, 2, 2 }, pixels))
+    write(dir .. "/t10k-labels-idx1-ubyte", idx({ 2 }, string.char(9, 0)))
+    local ds = lg.datasets.fashion_mnist({ split = "test", root = dir })
+    assert.are.equal(2, #ds)
+    assert.are.same({ 10, 1 }, ds.labels:tolist())
+    local img = ds.images:double():tolist()
+    assert.is_true(math.abs(img[1][1][2] - 1) < 1e-7 and math.abs(img[1][2][1] - 0.2) < 1e-7)
+    assert.is_true(math.abs(img[1][2][2] - 0.4) < 1e-7 and img[2][2][1] == 0, "pixels are bytes / 255")
+    -- the same files gzipped are read through zlib
+    assert(os.execute("gzip -f '" .. dir .. "/t10k-images-idx3-ubyte' '" .. dir .. "/t10k-labels-idx1-ubyte'"))
+    local gz = lg.datasets.fashion_mnist({ split = "test", root = dir })
+    assert.are.same(ds.labels:tolist(), gz.labels:tolist())
+    assert.are.same(ds.images:tolist(), gz.images:tolist())
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  it("names the Debian package when the files are missing", function()
+    local dir = tmpdir()
+    local ok, err = pcall(lg.datasets.fashion_mnist, { split = "train", root = dir })
+    assert.is_false(ok)
+    assert.matches("fashion_mnist: cannot read train%-images%-idx3%-ubyte", err)
+    assert.matches("dataset%-fashion%-mnist", err)
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  it("checks the magic numbers, the sizes and the split", function()
+    local dir = tmpdir()
+    write(dir .. "/t10k-images-idx3-ubyte", idx({ 1, 2, 2 }, string.rep("\0", 4)))
+    write(dir .. "/t10k-labels-idx1-ubyte", string.pack(">I2BB", 0, 9, 1) .. string.pack(">I4", 1) .. "\0")
+    local ok, err = pcall(lg.datasets.fashion_mnist, { split = "test", root = dir })
+    assert.is_false(ok)
+    assert.matches("has magic 0x00000901, expected 0x00000801", err)
+    write(dir .. "/t10k-labels-idx1-ubyte", idx({ 3 }, "\0\1")) -- promises 3 labels, holds 2
+    ok, err = pcall(lg.datasets.fashion_mnist, { split = "test", root = dir })
+    assert.is_false(ok)
+    assert.matches("holds 2 bytes of data, its header promises 3", err)
+    write(dir .. "/t10k-labels-idx1-ubyte", idx({ 2 }, "\0\1")) -- 2 labels for 1 image
+    ok, err = pcall(lg.datasets.fashion_mnist, { split = "test", root = dir })
+    assert.is_false(ok)
+    assert.matches("1 images but 2 labels", err)
+    ok, err = pcall(lg.datasets.fashion_mnist, { split = "valid", root = dir })
+    assert.is_false(ok)
+    assert.matches('split must be "train" or "test", got "valid"', err)
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
+  it("reports a corrupt gzip stream as an error, not a crash", function()
+    local dir = tmpdir()
+    local good = idx({ 2 }, "\0\1")
+    write(dir .. "/t10k-labels-idx1-ubyte", good)
+    assert(os.execute("gzip -f '" .. dir .. "/t10k-labels-idx1-ubyte'"))
+    local f = assert(io.open(dir .. "/t10k-labels-idx1-ubyte.gz", "rb"))
+    local gz = f:read("a")
+    f:close()
+    write(dir .. "/t10k-labels-idx1-ubyte.gz", gz:sub(1, #gz - 6)) -- cut the stream short
+    write(dir .. "/t10k-images-idx3-ubyte", idx({ 2, 1, 1 }, "\0\0"))
+    local ok, err = pcall(lg.datasets.fashion_mnist, { split = "test", root = dir })
+    assert.is_false(ok)
+    assert.matches("corrupt or truncated", err)
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+end)
