@@ -1,16 +1,22 @@
 -- luagrad.datasets: real data from Debian's packages.
 --
---   lg.datasets.fashion_mnist({split = "train" | "test", root = "/usr/share/datasets/fashion-mnist"})
+--   lg.datasets.fashion_mnist({split = "train" | "test", root = "/usr/share/datasets/fashion-mnist",
+--                              normalize = false | true | {mean, std}})
 --
 -- reads the IDX files that the package dataset-fashion-mnist installs (gzipped or not) and
 -- returns a TensorDataset of images (N, 28, 28) float32 in [0, 1] and labels (N) int64 in 1..10,
--- with fields images, labels and classes (the ten class names, in label order).
+-- with fields images, labels and classes (the ten class names, in label order). normalize
+-- standardizes the pixels while they are decoded, (p - mean) / std, with no extra copy: true uses
+-- the training set's mean and standard deviation (M.FASHION_MNIST_MEAN, M.FASHION_MNIST_STD).
 local core = require "luagrad.core"
 local data = require "luagrad.data"
 
 local M = {}
 
 M.FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+-- the mean and standard deviation of the 60,000 training images' pixels in [0, 1]
+M.FASHION_MNIST_MEAN = 0.28604059
+M.FASHION_MNIST_STD = 0.35302424
 M.fashion_mnist_classes = {
   "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 }
@@ -63,7 +69,19 @@ function M.fashion_mnist(opts)
   if ishape[1] ~= lshape[1] then
     error(string.format("fashion_mnist: %d images but %d labels", ishape[1], lshape[1]), 2)
   end
-  local images = core._bytes_to_tensor(simg, ioff, ishape, "float32", 1 / 255, 0)
+  local mean, std = 0, 1
+  if opts.normalize == true then
+    mean, std = M.FASHION_MNIST_MEAN, M.FASHION_MNIST_STD
+  elseif type(opts.normalize) == "table" then
+    mean, std = opts.normalize[1], opts.normalize[2]
+    if type(mean) ~= "number" or type(std) ~= "number" or not (std > 0) then
+      error("fashion_mnist: normalize must be true or {mean, std} with std > 0", 2)
+    end
+  elseif opts.normalize ~= nil and opts.normalize ~= false then
+    error("fashion_mnist: normalize must be true, false or {mean, std}, got " .. type(opts.normalize), 2)
+  end
+  -- pixel p/255 standardized: (p/255 - mean)/std = p * 1/(255 std) - mean/std
+  local images = core._bytes_to_tensor(simg, ioff, ishape, "float32", 1 / (255 * std), -mean / std)
   local labels = core._bytes_to_tensor(slab, loff, lshape, "int64", 1, 1)
   local ds = data.TensorDataset(images, labels)
   rawset(ds, "images", images)
