@@ -10,9 +10,7 @@
 
 #include <cblas.h>
 #include <math.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,26 +282,67 @@ static void iter_coalesce(lg_iter *it) {
 /* ---- parallel loops ----
 ** lg_parallel_for splits [0, n) into one contiguous range per thread when n is large enough to
 ** pay for it; fn must treat elements independently (then the result does not depend on the
-** number of threads). */
-#define LG_PARALLEL_GRAIN 32768
+** number of threads). The workers are a small pthread pool that sleeps on a condition variable
+** between jobs: spinning workers (OpenMP's default) fought OpenBLAS's own spinning threads for
+** the two cores and made a wide MLP's step slower than running these loops on one thread. */
+#define LG_PARALLEL_GRAIN 65536
+#define LG_MAX_WORKERS 64
+
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t go, done;
+  int nworkers, generation, pending;
+  void (*fn)(void *ctx, int64_t lo, int64_t hi);
+  void *ctx;
+  int64_t n;
+  int parts;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, NULL, 0, 0};
+
+static void *worker(void *arg) {
+  int id = (int)(intptr_t)arg, seen = 0;
+  for (;;) {
+    pthread_mutex_lock(&pool.mu);
+    while (pool.generation == seen) pthread_cond_wait(&pool.go, &pool.mu);
+    seen = pool.generation;
+    int parts = pool.parts;
+    int64_t n = pool.n;
+    pthread_mutex_unlock(&pool.mu);
+    if (id < parts) pool.fn(pool.ctx, n * id / parts, n * (id + 1) / parts);
+    pthread_mutex_lock(&pool.mu);
+    if (--pool.pending == 0) pthread_cond_signal(&pool.done);
+    pthread_mutex_unlock(&pool.mu);
+  }
+  return NULL;
+}
 
 void lg_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx) {
   int nt = lg_get_num_threads();
-  if (nt <= 1 || n < 2 * LG_PARALLEL_GRAIN) {
+  if (nt > n / LG_PARALLEL_GRAIN) nt = (int)(n / LG_PARALLEL_GRAIN);
+  if (nt > LG_MAX_WORKERS + 1) nt = LG_MAX_WORKERS + 1;
+  while (pool.nworkers < nt - 1) { /* workers 1..nt-1 (the caller is part 0) */
+    pthread_t th;
+    if (pthread_create(&th, NULL, worker, (void *)(intptr_t)(pool.nworkers + 1)) != 0) break;
+    pthread_detach(th);
+    pool.nworkers++;
+  }
+  if (nt > pool.nworkers + 1) nt = pool.nworkers + 1;
+  if (nt <= 1) {
     fn(ctx, 0, n);
     return;
   }
-  if ((int64_t)nt > n / LG_PARALLEL_GRAIN) nt = (int)(n / LG_PARALLEL_GRAIN);
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-  {
-    int t = omp_get_thread_num(), k = omp_get_num_threads();
-    int64_t lo = n * t / k, hi = n * (t + 1) / k;
-    fn(ctx, lo, hi);
-  }
-#else
-  fn(ctx, 0, n);
-#endif
+  pthread_mutex_lock(&pool.mu);
+  pool.fn = fn;
+  pool.ctx = ctx;
+  pool.n = n;
+  pool.parts = nt;
+  pool.pending = pool.nworkers;
+  pool.generation++;
+  pthread_cond_broadcast(&pool.go);
+  pthread_mutex_unlock(&pool.mu);
+  fn(ctx, 0, n / nt);
+  pthread_mutex_lock(&pool.mu);
+  while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
+  pthread_mutex_unlock(&pool.mu);
 }
 
 typedef struct { lg_row_fn row; void *ctx; char **p; const int64_t *s; size_t *es; int nops; } row_split;
