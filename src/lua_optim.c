@@ -6,10 +6,12 @@
 
 static lg_tensor *opt_tensor(lua_State *L, int idx) { return lua_isnil(L, idx) ? NULL : lgL_checktensor(L, idx); }
 
-/* The gradient, contiguous and of the parameter's dtype; *tmp is a copy to release, if one was made. */
+/* The gradient (nil: the parameter's own .grad, read here without making a Lua value for it),
+** contiguous and of the parameter's dtype; *tmp is a copy to release, if one was made. */
 static lg_tensor *grad_arg(lua_State *L, int idx, lg_tensor *p, lg_tensor **tmp) {
-  lg_tensor *g = lgL_checktensor(L, idx);
+  lg_tensor *g = lua_isnil(L, idx) ? p->grad : lgL_checktensor(L, idx);
   *tmp = NULL;
+  if (!g) return (lgL_error(L, "optimizer: the parameter %s has no gradient", SHAPE(p)), NULL);
   if (lg_is_contiguous(g) && g->dtype == p->dtype) return g;
   lgL_check(L, lg_copy_as(g, p->dtype, tmp));
   lgL_pushnew(L, *tmp); /* owned by Lua from here, so an error below leaks nothing */
@@ -52,8 +54,14 @@ static int m_adagrad_step(lua_State *L) {
   return 0;
 }
 
+/* p:_has_grad(): whether p.grad is set, without making a Lua value for it */
+static int t_has_grad(lua_State *L) {
+  lua_pushboolean(L, lgL_checktensor(L, 1)->grad != NULL);
+  return 1;
+}
+
 static const luaL_Reg functions[] = {
-  {"_sgd_step", m_sgd_step}, {"_adam_step", m_adam_step}, {"_rmsprop_step", m_rmsprop_step},
+  {"_has_grad", t_has_grad}, {"_sgd_step", m_sgd_step}, {"_adam_step", m_adam_step}, {"_rmsprop_step", m_rmsprop_step},
   {"_adagrad_step", m_adagrad_step}, {NULL, NULL}};
 
 /* Adds the functions to the module table on top of the stack. */

@@ -70,14 +70,6 @@ static void binary_row(void *ctx, int64_t n, char **p, const int64_t *s) {
 
 /* ==== 1. unary elementwise ==== */
 
-/* Kernels worth wider vectors get an AVX2+FMA clone chosen at run time (GCC's target_clones:
-** the binary stays portable, x86-64 machines with AVX2 run 8 floats at a time). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(LG_NO_CLONES)
-#define LG_WIDE __attribute__((target_clones("avx2,arch=haswell", "default")))
-#else
-#define LG_WIDE
-#endif
-
 #define UNARY_W(name, T, expr) LG_WIDE UNARY(name, T, expr)
 
 #define UNARY(name, T, expr)                                                                       \

@@ -31,7 +31,7 @@
 ** zero adds 0 * p, which leaves every finite value bit for bit unchanged. */
 
 #define SGD_KERNEL(name, T)                                                                        \
-  static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict buf, const lg_sgd_opts *o, int first) { \
+  LG_WIDE static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict buf, const lg_sgd_opts *o, int first) { \
     const T lr = (T)o->lr, mu = (T)o->momentum, damp = (T)(1 - o->dampening), wd = (T)o->weight_decay; \
     const T sgn = o->maximize ? -1 : 1;                                                            \
     if (!buf) {                                                                                    \
@@ -78,7 +78,7 @@ SGD_KERNEL(sgd_f64, double)
   p[i] = pi + (-step_size) * (mi / ((T)sqrt(vv) / bc2_sqrt + eps));
 
 #define ADAM_KERNEL(name, T)                                                                       \
-  static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict m, T *restrict v, T *restrict vmax, \
+  LG_WIDE static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict m, T *restrict v, T *restrict vmax, \
                    const lg_adam_opts *o, int64_t step) {                                          \
     const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps, sgn = o->maximize ? -1 : 1;       \
     const T wdg = o->decoupled ? 0 : (T)o->weight_decay;                                           \
@@ -98,7 +98,7 @@ ADAM_KERNEL(adam_f32, float)
 ADAM_KERNEL(adam_f64, double)
 
 #define RMSPROP_KERNEL(name, T)                                                                    \
-  static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict sq, T *restrict ga, T *restrict buf, \
+  LG_WIDE static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict sq, T *restrict ga, T *restrict buf, \
                    const lg_rmsprop_opts *o) {                                                     \
     const T a = (T)o->alpha, eps = (T)o->eps, wd = (T)o->weight_decay, lr = (T)o->lr, mom = (T)o->momentum; \
     const T sgn = o->maximize ? -1 : 1;                                                            \
@@ -127,7 +127,7 @@ RMSPROP_KERNEL(rmsprop_f32, float)
 RMSPROP_KERNEL(rmsprop_f64, double)
 
 #define ADAGRAD_KERNEL(name, T)                                                                    \
-  static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict sum, const lg_adagrad_opts *o, \
+  LG_WIDE static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict sum, const lg_adagrad_opts *o, \
                    int64_t step) {                                                                 \
     const T clr = (T)(o->lr / (1 + (double)(step - 1) * o->lr_decay)), eps = (T)o->eps, wd = (T)o->weight_decay; \
     const T sgn = o->maximize ? -1 : 1;                                                            \

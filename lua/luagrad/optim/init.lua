@@ -18,6 +18,8 @@ local errors = require "luagrad.errors"
 
 local M = {}
 
+local has_grad = core._has_grad
+
 local Optimizer = {}
 Optimizer.__index = Optimizer
 M.Optimizer = Optimizer
@@ -128,14 +130,13 @@ function Optimizer:step(closure)
   for _, g in ipairs(self.param_groups) do
     self.validate(g, bad) -- options may have changed since the last step
     for _, p in ipairs(g.params) do
-      local grad = p.grad
-      if grad ~= nil then
+      if has_grad(p) then -- the update reads p's gradient in C (nil below)
         local st = self.state[p]
         if st == nil then
           st = {}
           self.state[p] = st
         end
-        update(p, grad, st, g)
+        update(p, nil, st, g)
       end
     end
   end
