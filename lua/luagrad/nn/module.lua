@@ -121,7 +121,9 @@ function Module.__newindex(self, k, v)
   F[k] = v
 end
 
-function Module.__call(self, ...) return self:forward(...) end
+-- calling an instance runs its class's forward (looked up on the class directly: this runs for
+-- every layer of every step)
+function Module.__call(self, ...) return getmetatable(self).forward(self, ...) end
 
 local function new_instance(cls, ...)
   local self = setmetatable({
