@@ -31,6 +31,28 @@
                    int64_t N, int64_t C, int64_t L, double eps) {                                  \
     double *mean = acc, *var = acc + C, M = (double)(N * L);                                       \
     for (int64_t c = 0; c < 2 * C; c++) acc[c] = 0;                                                \
+    if (L == 1) { /* (N, C): channels are contiguous, so loop over them innermost */              \
+      for (int64_t n = 0; n < N; n++)                                                              \
+        for (int64_t c = 0; c < C; c++) mean[c] += x[n * C + c];                                   \
+      for (int64_t c = 0; c < C; c++) mean[c] /= M;                                                \
+      for (int64_t n = 0; n < N; n++)                                                              \
+        for (int64_t c = 0; c < C; c++) {                                                          \
+          double d = x[n * C + c] - mean[c];                                                       \
+          var[c] += d * d;                                                                         \
+        }                                                                                          \
+      T *k = (T *)(acc + 2 * C), *sh = k + C; /* scratch after the statistics */                   \
+      for (int64_t c = 0; c < C; c++) {                                                            \
+        var[c] /= M;                                                                               \
+        mean_out[c] = (T)mean[c];                                                                  \
+        var_out[c] = (T)var[c];                                                                    \
+        double kk = 1 / sqrt(var[c] + eps) * (w ? w[c] : 1);                                       \
+        k[c] = (T)kk;                                                                              \
+        sh[c] = (T)((b ? b[c] : 0) - mean[c] * kk);                                                \
+      }                                                                                            \
+      for (int64_t n = 0; n < N; n++)                                                              \
+        for (int64_t c = 0; c < C; c++) y[n * C + c] = x[n * C + c] * k[c] + sh[c];                \
+      return;                                                                                      \
+    }                                                                                              \
     for (int64_t n = 0; n < N; n++)                                                                \
       for (int64_t c = 0; c < C; c++) {                                                            \
         const T *p = x + (n * C + c) * L;                                                          \
@@ -66,6 +88,28 @@ BN_FORWARD(bn_forward_f64, double)
                    double *acc, int64_t N, int64_t C, int64_t L, double eps) {                     \
     double *sdy = acc, *sdyx = acc + C, *rstd = acc + 2 * C, M = (double)(N * L);                   \
     for (int64_t c = 0; c < C; c++) sdy[c] = sdyx[c] = 0, rstd[c] = 1 / sqrt((double)var[c] + eps); \
+    if (L == 1) { /* (N, C): channels innermost */                                                 \
+      for (int64_t n = 0; n < N; n++)                                                              \
+        for (int64_t c = 0; c < C; c++) {                                                          \
+          double g = dy[n * C + c];                                                                \
+          sdy[c] += g;                                                                             \
+          sdyx[c] += g * ((double)x[n * C + c] - mean[c]) * rstd[c];                               \
+        }                                                                                          \
+      if (dx) {                                                                                    \
+        double *k = acc + 3 * C;                                                                   \
+        for (int64_t c = 0; c < C; c++) k[c] = (w ? w[c] : 1) * rstd[c] / M;                       \
+        for (int64_t n = 0; n < N; n++)                                                            \
+          for (int64_t c = 0; c < C; c++) {                                                        \
+            double xhat = ((double)x[n * C + c] - mean[c]) * rstd[c];                              \
+            dx[n * C + c] = (T)(k[c] * (M * dy[n * C + c] - sdy[c] - xhat * sdyx[c]));             \
+          }                                                                                        \
+      }                                                                                            \
+      for (int64_t c = 0; c < C; c++) {                                                            \
+        if (dw) dw[c] = (T)sdyx[c];                                                                \
+        if (db) db[c] = (T)sdy[c];                                                                 \
+      }                                                                                            \
+      return;                                                                                      \
+    }                                                                                              \
     for (int64_t n = 0; n < N; n++)                                                                \
       for (int64_t c = 0; c < C; c++) {                                                            \
         const T *p = x + (n * C + c) * L, *g = dy + (n * C + c) * L;                               \
@@ -165,7 +209,7 @@ lg_status lg_batch_norm_forward(const lg_op *op, const lg_args *a, lg_tensor **o
   LG_TRY(check_param("batch_norm", "bias", b, C));
   lg_dtype dt = lg_dtype_is_float(x->dtype) ? x->dtype : lg_default_dtype();
   lg_tensor *xc = NULL, *wc = NULL, *bc = NULL, *y = NULL, *mean = NULL, *var = NULL;
-  double *acc = malloc(sizeof(double) * (size_t)(2 * C + 1));
+  double *acc = malloc(sizeof(double) * (size_t)(4 * C + 1)); /* statistics, then scale and shift */
   lg_status st = acc ? LG_OK : lg_error(LG_ENOMEM, "batch_norm: out of memory");
   if (st == LG_OK) st = float_contig("batch_norm", x, dt, &xc);
   if (st == LG_OK) st = float_contig("batch_norm", w, dt, &wc);
@@ -236,7 +280,7 @@ lg_status lg_batch_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   }
   lg_dtype dt = x->dtype;
   lg_tensor *xc = NULL, *gc = NULL, *wc = NULL, *dx = NULL, *dw = NULL, *db = NULL;
-  double *acc = malloc(sizeof(double) * (size_t)(3 * C + 1));
+  double *acc = malloc(sizeof(double) * (size_t)(4 * C + 1));
   lg_status st = acc ? LG_OK : lg_error(LG_ENOMEM, "batch_norm: out of memory");
   if (st == LG_OK) st = float_contig("batch_norm", x, dt, &xc);
   if (st == LG_OK) st = float_contig("batch_norm", g, dt, &gc);
