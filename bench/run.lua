@@ -64,7 +64,8 @@ end
 local goals = { W1 = 8, W2 = 2, W3 = 1.0, W4 = 1.4 }
 print(string.format("sgemm peak, 1 thread (2048x2048): %.1f GFLOP/s", peak or 0))
 print("")
-print("| workload | luagrad ms (1 thr) | luagrad ms (2 thr) | PyTorch ms (1 thr) | PyTorch ms (2 thr) | ratio (1 thr) | goal | GEMM floor ms | floor / luagrad | loss falls |")
+print("| workload | luagrad ms (1 thr) | luagrad ms (2 thr) | PyTorch ms (1 thr) | PyTorch ms (2 thr) "
+  .. "| ratio (1 thr) | goal | GEMM floor ms | floor / luagrad | loss falls |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for _, r in ipairs(rows) do
   local t = theirs[r.name]

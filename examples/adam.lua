@@ -22,26 +22,12 @@
 local lg = require "luagrad"
 
 -- ---- options ----
-local opts = { quick = false, out = "." }
-do
-  local i = 1
-  while i <= #arg do
-    if arg[i] == "--quick" then
-      opts.quick = true
-    elseif arg[i] == "--out" and arg[i + 1] then
-      opts.out = arg[i + 1]
-      i = i + 1
-    else
-      error("adam: unknown argument " .. tostring(arg[i]) .. " (options: --quick, --out DIR)", 0)
-    end
-    i = i + 1
-  end
-end
+local opts = lg.cli.options(arg, { quick = false, out = "." }, "adam")
 lg.manual_seed(0)
 local f64 = { dtype = "float64" }
 local TOL = 1e-12
-local failures = {}
-local function check(ok, what) if not ok then failures[#failures + 1] = what end end
+local claim = lg.cli.claim() -- check(ok, what) collects failures; claim.verify() raises them
+local check = claim.check
 
 -- ---- Adam by hand ----
 -- The text's algorithm with PyTorch's placement of eps (after the bias-corrected square root):
@@ -305,7 +291,7 @@ check(wrows[#wrows].l2 >= 0.9, string.format("Adam+L2 with the largest gradient 
   wrows[#wrows].l2))
 check(math.abs(wrows[2].l2) < factor, string.format("Adam+L2 with gradient scale %g kept %.4f, expected more decay " ..
   "than AdamW's %.4f", scales[2], wrows[2].l2, factor))
-if #failures > 0 then error("claim fails: " .. table.concat(failures, "; "), 0) end
+claim.verify()
 print(string.format("claim holds: hand Adam/AdamW match lg.optim to %.1e; with bias correction m_hat = g from step 1 " ..
   "and every step is lr, without it the first step is %.3f lr (peak %.2f lr at t = %d); AdamW shrinks every weight " ..
   "to %.4f..%.4f (= (1 - lr wd)^T = %.4f) while Adam+L2 leaves %.4f (s = %g) to %.4f (s = %g)", worst_match, rec[1].step_u,

@@ -22,21 +22,7 @@ local lg = require "luagrad"
 local nn, F = lg.nn, lg.nn.functional
 
 -- ---- options ----
-local opts = { quick = false, out = "." }
-do
-  local i = 1
-  while i <= #arg do
-    if arg[i] == "--quick" then
-      opts.quick = true
-    elseif arg[i] == "--out" and arg[i + 1] then
-      opts.out = arg[i + 1]
-      i = i + 1
-    else
-      error("backprop_from_scratch: unknown argument " .. tostring(arg[i]) .. " (options: --quick, --out DIR)", 0)
-    end
-    i = i + 1
-  end
-end
+local opts = lg.cli.options(arg, { quick = false, out = "." }, "backprop_from_scratch")
 lg.manual_seed(0)
 local TOL = 1e-12
 local sizes = { 5, 16, 12, 3 } -- input, two hidden layers, output: three Linear layers

@@ -24,16 +24,8 @@ local lg = require "luagrad"
 local nn, F = lg.nn, lg.nn.functional
 
 -- ---- options ----
-local quick, out = false, "."
-do
-  local i = 1
-  while i <= #arg do
-    if arg[i] == "--quick" then quick = true
-    elseif arg[i] == "--out" and arg[i + 1] then out = arg[i + 1]; i = i + 1
-    else error("batchnorm: unknown argument " .. tostring(arg[i]) .. " (use --quick, --out DIR)", 0) end
-    i = i + 1
-  end
-end
+local opts = lg.cli.options(arg, { quick = false, out = "." }, "batchnorm")
+local quick, out = opts.quick, opts.out
 
 -- ==== (a) the backward formula against the tape ====
 lg.manual_seed(0)

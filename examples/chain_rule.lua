@@ -17,21 +17,7 @@
 local lg = require "luagrad"
 
 -- ---- options ----
-local opts = { quick = false, out = "." }
-do
-  local i = 1
-  while i <= #arg do
-    if arg[i] == "--quick" then
-      opts.quick = true
-    elseif arg[i] == "--out" and arg[i + 1] then
-      opts.out = arg[i + 1]
-      i = i + 1
-    else
-      error("chain_rule: unknown argument " .. tostring(arg[i]) .. " (options: --quick, --out DIR)", 0)
-    end
-    i = i + 1
-  end
-end
+local opts = lg.cli.options(arg, { quick = false, out = "." }, "chain_rule")
 lg.manual_seed(1)
 local f64 = { dtype = "float64" }
 local TOL = 1e-12

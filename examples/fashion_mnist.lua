@@ -14,31 +14,10 @@ local lg = require "luagrad"
 local nn, F = lg.nn, lg.nn.functional
 
 -- ---- options ----
-local opts = { epochs = 12, batch_size = 128, lr = 2e-3, optimizer = "adamw", weight_decay = 0.05,
-  warmup = 1, seed = 0, threads = nil, out = "fashion_mnist", quick = false, smoothing = 0.05 }
-local i = 1
-while i <= #arg do
-  local a = arg[i]
-  local key = a:match("^%-%-([%w%-]+)$")
-  if not key then error("fashion_mnist: unexpected argument " .. a, 0) end
-  key = key:gsub("%-", "_")
-  if key == "quick" then
-    opts.quick = true
-  elseif key == "help" then
-    print("usage: luagrad examples/fashion_mnist.lua [--epochs N] [--batch-size N] [--lr X] "
-      .. "[--optimizer adamw|adam|sgd] [--weight-decay X] [--warmup EPOCHS] [--seed N] [--threads N] "
-      .. "[--out PREFIX] [--quick]")
-    os.exit(0)
-  elseif opts[key] ~= nil or key == "threads" then
-    local v = arg[i + 1]
-    if v == nil then error("fashion_mnist: --" .. key .. " needs a value", 0) end
-    opts[key] = tonumber(v) or v
-    i = i + 1
-  else
-    error("fashion_mnist: unknown option --" .. key, 0)
-  end
-  i = i + 1
-end
+local opts = lg.cli.options(arg, { epochs = 12, batch_size = 128, lr = 2e-3, optimizer = "adamw", weight_decay = 0.05,
+  warmup = 1, seed = 0, out = "fashion_mnist", quick = false, smoothing = 0.05 }, "fashion_mnist",
+  { unset = { "threads" }, metavar = { epochs = "N", batch_size = "N", lr = "X", optimizer = "adamw|adam|sgd",
+    weight_decay = "X", warmup = "EPOCHS", seed = "N", threads = "N", out = "PREFIX", smoothing = "X" } })
 if opts.quick then
   opts.epochs = math.min(opts.epochs, 2)
 end

@@ -30,16 +30,8 @@ local lg = require "luagrad"
 local nn, F = lg.nn, lg.nn.functional
 
 -- ---- options ----
-local quick, out = false, "."
-do
-  local i = 1
-  while i <= #arg do
-    if arg[i] == "--quick" then quick = true
-    elseif arg[i] == "--out" and arg[i + 1] then out = arg[i + 1]; i = i + 1
-    else error("forward_vs_reverse: unknown argument " .. tostring(arg[i]) .. " (use --quick, --out DIR)", 0) end
-    i = i + 1
-  end
-end
+local opts = lg.cli.options(arg, { quick = false, out = "." }, "forward_vs_reverse")
+local quick, out = opts.quick, opts.out
 local sanitized = os.getenv("ASAN_OPTIONS") ~= nil
 -- One BLAS thread: these are small products, and with two threads a busy neighbour on the
 -- machine stalls them far more often (the timings here are about per-pass cost, not speed).
@@ -272,8 +264,8 @@ print(string.format("  backward / forward = %.2f (the text: roughly 2; matmul FL
   .. "layer needs no input gradient)", bw_ratio, bwd_flops / fwd_flops))
 
 -- ---- the claims ----
-local problems = {}
-local function need(ok, msg, ...) if not ok then problems[#problems + 1] = string.format(msg, ...) end end
+local claim = lg.cli.claim("forward_vs_reverse") -- need(ok, fmt, ...) collects failures
+local need = claim.check
 -- (a) pass counts are exact; times: the cheaper mode wins by a clear margin at the extremes
 local a_fwd, a_rev = rows_n[1], rows_m[1] -- n = 2, m = 64 and n = 64, m = 2
 for _, rows in ipairs({ rows_n, rows_m }) do
@@ -304,7 +296,7 @@ end
 local lo_c, hi_c = sanitized and 0.25 or 0.5, sanitized and 8 or 4
 need(bw_ratio > lo_c and bw_ratio < hi_c, "backward/forward %.2f outside (%g, %g)", bw_ratio, lo_c, hi_c)
 
-if #problems > 0 then error("forward_vs_reverse: claim fails: " .. table.concat(problems, "; "), 0) end
+claim.verify()
 print(string.format("claim holds: forward mode is %.1fx faster for n=2, m=64 (%d vs %d passes) and reverse mode %.1fx "
   .. "faster for n=64, m=2; central differences take 2P forward passes and scale with slope %.2f in P against "
   .. "backprop's %.2f (P = %d..%d); backward takes %.2fx the forward time (band %g-%gx)",

@@ -19,25 +19,11 @@
 local lg = require "luagrad"
 
 -- ---- options ----
-local opts = { quick = false, out = "." }
-do
-  local i = 1
-  while i <= #arg do
-    if arg[i] == "--quick" then
-      opts.quick = true
-    elseif arg[i] == "--out" and arg[i + 1] then
-      opts.out = arg[i + 1]
-      i = i + 1
-    else
-      error("momentum: unknown argument " .. tostring(arg[i]) .. " (options: --quick, --out DIR)", 0)
-    end
-    i = i + 1
-  end
-end
+local opts = lg.cli.options(arg, { quick = false, out = "." }, "momentum")
 lg.manual_seed(0) -- nothing here is random; kept for the habit
 local f64 = { dtype = "float64" }
-local failures = {}
-local function check(ok, what) if not ok then failures[#failures + 1] = what end end
+local claim = lg.cli.claim() -- check(ok, what) collects failures; claim.verify() raises them
+local check = claim.check
 
 -- ---- (a) the 1/(1 - beta) amplification on a constant slope ----
 local c, lr = 2.0, 0.01
@@ -210,9 +196,7 @@ for _, m in ipairs({ "heavy ball", "Nesterov" }) do
   check(last[m] * 5 <= last.GD, string.format("%s needs %d steps at kappa %g, not far fewer than GD's %d", m, last[m],
     kmax, last.GD))
 end
-if #failures > 0 then
-  error("claim fails: " .. table.concat(failures, "; "), 0)
-end
+claim.verify()
 local amp = {}
 for _, r in ipairs(amp_rows) do amp[#amp + 1] = string.format("%.4f (1/(1-%g) = %g)", r.final, r.beta, r.expect) end
 print(string.format("claim holds: momentum amplifies a constant slope by 1/(1-beta): %s; at kappa = %g GD needs %d " ..

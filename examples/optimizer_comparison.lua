@@ -19,16 +19,8 @@ local lg = require "luagrad"
 local nn, F = lg.nn, lg.nn.functional
 
 -- ---- options ----
-local quick, out = false, "."
-do
-  local i = 1
-  while i <= #arg do
-    if arg[i] == "--quick" then quick = true
-    elseif arg[i] == "--out" and arg[i + 1] then out = arg[i + 1]; i = i + 1
-    else error("optimizer_comparison: unknown argument " .. tostring(arg[i]) .. " (use --quick, --out DIR)", 0) end
-    i = i + 1
-  end
-end
+local opts = lg.cli.options(arg, { quick = false, out = "." }, "optimizer_comparison")
+local quick, out = opts.quick, opts.out
 local steps = quick and 400 or 3000
 local eval_every = quick and 10 or 25
 local threshold = quick and 0.05 or 0.03 -- full-data MSE; the noise floor is 0.1^2 = 0.01

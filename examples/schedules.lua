@@ -21,16 +21,8 @@ local lg = require "luagrad"
 local S = lg.optim.lr_scheduler
 
 -- ---- options ----
-local quick, out = false, "."
-do
-  local i = 1
-  while i <= #arg do
-    if arg[i] == "--quick" then quick = true
-    elseif arg[i] == "--out" and arg[i + 1] then out = arg[i + 1]; i = i + 1
-    else error("schedules: unknown argument " .. tostring(arg[i]) .. " (use --quick, --out DIR)", 0) end
-    i = i + 1
-  end
-end
+local opts = lg.cli.options(arg, { quick = false, out = "." }, "schedules")
+local quick, out = opts.quick, opts.out
 
 -- ---- the setup: one parameter, SGD, a base rate eta0, T steps ----
 local eta0, T = 0.1, 100

@@ -16,21 +16,7 @@
 local lg = require "luagrad"
 
 -- ---- options ----
-local opts = { quick = false, out = "." }
-do
-  local i = 1
-  while i <= #arg do
-    if arg[i] == "--quick" then
-      opts.quick = true
-    elseif arg[i] == "--out" and arg[i + 1] then
-      opts.out = arg[i + 1]
-      i = i + 1
-    else
-      error("sgd_variance: unknown argument " .. tostring(arg[i]) .. " (options: --quick, --out DIR)", 0)
-    end
-    i = i + 1
-  end
-end
+local opts = lg.cli.options(arg, { quick = false, out = "." }, "sgd_variance")
 lg.manual_seed(3)
 local f64 = { dtype = "float64" }
 local n, d = 4096, 4

@@ -29,16 +29,8 @@ local lg = require "luagrad"
 local nn, F, init = lg.nn, lg.nn.functional, lg.nn.init
 
 -- ---- options ----
-local quick, out = false, "."
-do
-  local i = 1
-  while i <= #arg do
-    if arg[i] == "--quick" then quick = true
-    elseif arg[i] == "--out" and arg[i + 1] then out = arg[i + 1]; i = i + 1
-    else error("vanishing_gradients: unknown argument " .. tostring(arg[i]) .. " (use --quick, --out DIR)", 0) end
-    i = i + 1
-  end
-end
+local opts = lg.cli.options(arg, { quick = false, out = "." }, "vanishing_gradients")
+local quick, out = opts.quick, opts.out
 
 -- ==== 1. vanishing: per-layer gradient norms at initialization ====
 local depth, width, din, dout, B = 10, 64, 32, 10, 256

@@ -5,62 +5,15 @@
 -- last dimension of a 2-d X, PyTorch's dim=1), which is luagrad's numbering as it stands.
 local lg = require "luagrad"
 local ag = lg.autograd
-local json = require "dkjson"
+package.path = "spec/?.lua;" .. package.path
+local golden = require "helpers.golden"
 
-local GOLDEN = "../shared/golden/"
-local TOL = 1e-9
-local F64 = { dtype = "float64" }
+local TOL = 1e-9 -- relative, with an absolute floor of the same size: 1e-9 * max(1, |want|)
+local F64 = golden.F64
+local load, flatten, T, P = golden.load, golden.flatten, golden.T, golden.P
 
-local function load(name)
-  local f = assert(io.open(GOLDEN .. name, "r"))
-  local s = f:read("a")
-  f:close()
-  local doc, _, err = json.decode(s)
-  assert(doc, err)
-  return doc
-end
-
-local function flatten(x, out)
-  out = out or {}
-  if type(x) == "table" then
-    for i = 1, #x do flatten(x[i], out) end
-  else
-    out[#out + 1] = x
-  end
-  return out
-end
-
-local function shape_of(x)
-  local s = {}
-  while type(x) == "table" do
-    s[#s + 1] = #x
-    x = x[1]
-  end
-  return s
-end
-
-local function T(nested) return lg.tensor(nested, F64) end
-local function P(nested) return lg.tensor(nested, { dtype = "float64", requires_grad = true }) end
-
--- got: tensor or number; want: nested list or number. Checks shape and every element.
-local function assert_golden(got, want, what)
-  local gl, gs
-  if type(got) == "number" then
-    gl, gs = { got }, {}
-  else
-    assert.is_not_nil(got, what .. ": no tensor")
-    assert.are.equal("float64", got.dtype, what .. ": dtype")
-    local l = got:tolist()
-    gl, gs = type(l) == "table" and flatten(l) or { l }, got.shape
-  end
-  local wl = type(want) == "table" and flatten(want) or { want }
-  assert.are.same(shape_of(want), gs, what .. ": shape")
-  for i = 1, #wl do
-    local g, w = gl[i], wl[i]
-    local ok = math.abs(g - w) <= TOL * math.max(1, math.abs(w))
-    assert.is_true(ok, string.format("%s: element %d: got %.17g, expected %.17g (diff %.3g)", what, i, g, w, g - w))
-  end
-end
+-- got: tensor or number; want: nested list or number. Checks the dtype, shape and every element.
+local function assert_golden(got, want, what) golden.assert_close(got, want, what, TOL, TOL) end
 
 describe("golden autodiff.json", function()
   local doc = load("autodiff.json")

@@ -10,41 +10,11 @@ local lg = require "luagrad"
 local nn = lg.nn
 local F = nn.functional
 local json = require "dkjson"
+package.path = "spec/?.lua;" .. package.path
+local golden = require "helpers.golden"
 
-local GOLDEN = "../shared/golden/"
 local REL, ABS = 1e-8, 1e-14
-local F64 = { dtype = "float64" }
-
-local function load(name)
-  local f = assert(io.open(GOLDEN .. name, "r"))
-  local s = f:read("a")
-  f:close()
-  local doc, _, err = json.decode(s)
-  assert(doc, err)
-  return doc
-end
-
-local function flatten(x, out)
-  out = out or {}
-  if type(x) == "table" then
-    for i = 1, #x do flatten(x[i], out) end
-  else
-    out[#out + 1] = x
-  end
-  return out
-end
-
-local function shape_of(x)
-  local s = {}
-  while type(x) == "table" do
-    s[#s + 1] = #x
-    x = x[1]
-  end
-  return s
-end
-
-local function T(nested) return lg.tensor(nested, F64) end
-local function P(nested) return lg.tensor(nested, { dtype = "float64", requires_grad = true }) end
+local load, shape_of, T, P = golden.load, golden.shape_of, golden.T, golden.P
 
 local function labels(zero_based)
   local t = {}
@@ -52,26 +22,8 @@ local function labels(zero_based)
   return lg.tensor(t, { dtype = "int64" })
 end
 
--- got: tensor or number; want: nested list or number. Checks the shape and every element.
-local function assert_golden(got, want, what)
-  assert(got ~= nil, what .. ": got nil")
-  local gl, gs
-  if type(got) == "number" then
-    gl, gs = { got }, {}
-  else
-    assert.are.equal("float64", got.dtype, what .. ": dtype")
-    gl, gs = flatten(got:tolist()), got.shape
-  end
-  local wl, ws = flatten(want), shape_of(want)
-  assert.are.same(ws, gs, what .. ": shape")
-  for i = 1, #wl do
-    local g, w = gl[i], wl[i]
-    if not (math.abs(g - w) <= math.max(REL * math.abs(w), ABS)) then -- luacheck: ignore 581 (NaN fails too)
-      error(string.format("%s: element %d is %.17g, PyTorch gives %.17g (relative error %.3g)", what, i, g, w,
-        math.abs(g - w) / math.abs(w)), 2)
-    end
-  end
-end
+-- got: tensor or number; want: nested list or number. Checks the dtype, shape and every element.
+local function assert_golden(got, want, what) golden.assert_close(got, want, what, REL, ABS) end
 
 local function copy_into(t, nested) lg.no_grad(function() t:copy_(T(nested)) end) end
 

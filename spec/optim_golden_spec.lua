@@ -14,41 +14,15 @@
 local lg = require "luagrad"
 local json = require "dkjson"
 local utils = require "luagrad.nn.utils"
+package.path = "spec/?.lua;" .. package.path
+local golden = require "helpers.golden"
 
-local GOLDEN = "../shared/golden/"
-local F64 = { dtype = "float64" }
+local F64 = golden.F64
+local load = golden.load
 
-local function load(name)
-  local f = assert(io.open(GOLDEN .. name, "r"))
-  local s = f:read("a")
-  f:close()
-  local doc, _, err = json.decode(s)
-  assert(doc, err)
-  return doc
-end
-
-local function flatten(x, out)
-  out = out or {}
-  if type(x) == "table" then
-    for i = 1, #x do flatten(x[i], out) end
-  else
-    out[#out + 1] = x
-  end
-  return out
-end
-
--- Fails with the case, step, name, index and both values at the first entry out of tolerance.
-local function close(what, got, want, rel, abs)
-  local g, w = flatten(got), flatten(want)
-  assert.are.equal(#w, #g, what .. ": element count")
-  for i = 1, #w do
-    local err = math.abs(g[i] - w[i])
-    if not (err <= rel * math.abs(w[i]) or err <= abs) then
-      assert.is_true(false, string.format("%s[%d]: got %.17g, want %.17g (rel error %.3g > %.0e)", what, i, g[i],
-        w[i], err / math.abs(w[i]), rel))
-    end
-  end
-end
+-- Fails with the case, step, name, index and both values at the first entry out of tolerance:
+-- |got - want| <= max(rel |want|, abs). got and want are lists (nested or flat), counts must match.
+local function close(what, got, want, rel, abs) golden.assert_close(got, want, what, rel, abs) end
 
 local function copy(t)
   local c = {}

@@ -52,5 +52,6 @@ lg.datasets = require "luagrad.datasets"
 -- Seeing what happens: SVG line charts and progress bars.
 lg.plot = require "luagrad.plot"
 lg.progress = require "luagrad.progress"
+lg.cli = require "luagrad.cli"
 
 return lg
