@@ -117,6 +117,63 @@ static inline float exp_fast(float x) {
   y = x < -103.972084f ? 0.0f : y;
   return x != x ? x : y;
 }
+/* The same exp and sigmoid eight floats at a time with AVX2 and FMA, written with intrinsics
+** (GCC does not vectorize exp_fast's selects for AVX2 by itself); chosen at run time when the CPU
+** has them, for contiguous rows. Results may differ from the 4-wide path in the last bit (FMA). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(LG_NO_CLONES)
+#include <immintrin.h>
+#define LG_HAVE_AVX2_PATH 1
+
+static int have_avx2(void) {
+  static int known = -1;
+  if (known < 0) known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return known;
+}
+
+__attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
+  const __m256 hi = _mm256_set1_ps(88.72283935546875f), lo = _mm256_set1_ps(-103.972084f);
+  __m256 c = _mm256_min_ps(_mm256_max_ps(x, lo), hi); /* NaN becomes lo here; fixed below */
+  __m256 n = _mm256_floor_ps(_mm256_fmadd_ps(c, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), c);
+  r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  __m256i k = _mm256_cvtps_epi32(n), k1 = _mm256_srai_epi32(k, 1), k2 = _mm256_sub_epi32(k, k1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23));
+  __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23));
+  __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+  y = _mm256_blendv_ps(y, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
+  y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
+  return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+__attribute__((target("avx2,fma"))) static int64_t exp_avx2(int64_t n, float *o, const float *x) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, exp8(_mm256_loadu_ps(x + i)));
+  return i;
+}
+
+/* sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below, with e = exp(-|x|) */
+__attribute__((target("avx2,fma"))) static int64_t sigmoid_avx2(int64_t n, float *o, const float *x) {
+  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    __m256 e = exp8(_mm256_or_ps(v, sign)); /* exp(-|v|) */
+    __m256 d = _mm256_add_ps(one, e);
+    __m256 y = _mm256_blendv_ps(_mm256_div_ps(e, d), _mm256_div_ps(one, d), _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ));
+    _mm256_storeu_ps(o + i, _mm256_blendv_ps(y, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+  }
+  return i;
+}
+#endif
+
 /* tanh as Eigen's rational approximation on [-7.9, 7.9] (odd degree 13 over even degree 6, one
 ** division; a few ulp), exactly +-1 beyond, x itself near 0 where x is tanh(x) to float precision. */
 static inline float tanh_fast(float x) {
@@ -148,7 +205,16 @@ static inline double sigmoid_d(double x) { return x >= 0 ? 1 / (1 + exp(-x)) : e
 UNARY(neg_f32, float, -x)
 UNARY(neg_f64, double, -x)
 UNARY(neg_i64, int64_t, neg_i(x))
-UNARY(exp_f32, float, exp_fast(x))
+UNARY(exp_scalar_f32, float, exp_fast(x))
+static void exp_f32(int64_t n, char *o, int64_t so, const char *x, int64_t sx) {
+#ifdef LG_HAVE_AVX2_PATH
+  if (so == 1 && sx == 1 && have_avx2()) { /* contiguous: eight at a time, the tail below */
+    int64_t done = exp_avx2(n, (float *)o, (const float *)x);
+    o += done * 4, x += done * 4, n -= done;
+  }
+#endif
+  exp_scalar_f32(n, o, so, x, sx);
+}
 UNARY(exp_f64, double, exp(x))
 UNARY(log_f32, float, logf(x))
 UNARY(log_f64, double, log(x))
@@ -165,7 +231,16 @@ UNARY(cos_f32, float, cosf(x))
 UNARY(cos_f64, double, cos(x))
 UNARY_W(tanh_f32, float, tanh_fast(x))
 UNARY(tanh_f64, double, tanh(x))
-UNARY(sigmoid_f32, float, sigmoid_f(x))
+UNARY(sigmoid_scalar_f32, float, sigmoid_f(x))
+static void sigmoid_f32(int64_t n, char *o, int64_t so, const char *x, int64_t sx) {
+#ifdef LG_HAVE_AVX2_PATH
+  if (so == 1 && sx == 1 && have_avx2()) {
+    int64_t done = sigmoid_avx2(n, (float *)o, (const float *)x);
+    o += done * 4, x += done * 4, n -= done;
+  }
+#endif
+  sigmoid_scalar_f32(n, o, so, x, sx);
+}
 UNARY(sigmoid_f64, double, sigmoid_d(x))
 UNARY(relu_f32, float, x < 0 ? 0 : x) /* NaN stays NaN */
 UNARY(relu_f64, double, x < 0 ? 0 : x)
