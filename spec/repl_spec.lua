@@ -265,6 +265,13 @@ describe("the luagrad REPL", function()
     lines = term:wait_prompt()
     assert.are.same({"4"}, output_after(lines, "> t:numel()"))
 
+    term:type("t.sh") -- fields that the tensor's __index answers in C
+    term:key("Tab")
+    term:wait_last("> t.shape")
+    term:key("Enter")
+    lines = term:wait_prompt()
+    assert.are.same({"{4}"}, output_after(lines, "> t.shape"))
+
     term:type("string.up")
     term:key("Tab")
     term:wait_last("> string.upper")

@@ -283,6 +283,16 @@ static void add_value_keys(lua_State *L, int idx, int set, const char *prefix, c
         if (lua_getfield(L, -1, "Tensor") == LUA_TTABLE)
           add_keys(L, -1, set, prefix, partial, methods_only, suffix);
         lua_pop(L, 2);
+        if (!methods_only) { /* the fields __index answers from C: t.sh<TAB> -> t.shape */
+          static const char *const fields[] = {"shape", "dtype", "grad", "requires_grad", "is_leaf", "T", NULL};
+          size_t plen = strlen(partial);
+          for (const char *const *f = fields; *f; f++)
+            if (strncmp(*f, partial, plen) == 0) {
+              lua_pushfstring(L, "%s%s", prefix, *f);
+              lua_pushboolean(L, 1);
+              lua_rawset(L, set);
+            }
+        }
         break;
       }
       lua_pop(L, 1);
