@@ -112,7 +112,8 @@ lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out) 
       blas_layout(k, n, yrs, ycs, &tb, &ldb);
     }
   }
-  if (st == LG_OK) st = lg_tensor_zeros(oshape, ond, dt, out);
+  /* BLAS writes every element (beta = 0); only an empty inner dimension needs the zeros */
+  if (st == LG_OK) st = k == 0 ? lg_tensor_zeros(oshape, ond, dt, out) : lg_new(oshape, ond, dt, out);
   if (st != LG_OK) goto done;
 
   int64_t xbs[LG_MAX_DIMS], ybs[LG_MAX_DIMS], idx[LG_MAX_DIMS] = {0};
@@ -126,7 +127,7 @@ lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out) 
   int64_t nbatch = lg_shape_numel(bshape, bn);
   size_t es = lg_dtype_size(dt);
   char *xd = lg_data(x), *yd = lg_data(y), *od = lg_data(*out);
-  if (m == 0 || n == 0 || k == 0) goto done; /* zeros already */
+  if (m == 0 || n == 0 || k == 0) goto done; /* empty, or zeros already */
   blas_threads_for((double)m, (double)n, (double)k);
   for (int64_t b = 0; b < nbatch; b++) {
     int64_t xo = 0, yo = 0;
