@@ -1242,6 +1242,50 @@ static lg_status check_indices(const char *op, lg_tensor *idx, int64_t n, int di
   return LG_OK;
 }
 
+/* index_select and index_add pair slices along dim: slice i of one side with slice idx[i] of the
+** other. index_slices runs over the pairs: copying dst[i] = src[idx[i]] (add = 0, index_select)
+** or adding dst[idx[i]] += src[i] (add = 1, index_add). dst and src have one dtype. */
+typedef struct { lg_dtype dt; int add; } slice_ctx;
+
+#define SLICE_LOOP(T)                                                                              \
+  do {                                                                                             \
+    T *o = (T *)p[0];                                                                              \
+    const T *x = (const T *)p[1];                                                                  \
+    if (c->add) for (int64_t i = 0; i < n; i++) o[i * s[0]] += x[i * s[1]];                        \
+    else for (int64_t i = 0; i < n; i++) o[i * s[0]] = x[i * s[1]];                                \
+  } while (0)
+
+static void slice_row(void *ctx, int64_t n, char **p, const int64_t *s) {
+  const slice_ctx *c = ctx;
+  switch (c->dt) {
+  case LG_FLOAT32: SLICE_LOOP(float); break;
+  case LG_FLOAT64: SLICE_LOOP(double); break;
+  default: SLICE_LOOP(int64_t); break;
+  }
+}
+
+static lg_status index_slices(lg_tensor *dst, lg_tensor *src, int dim, lg_tensor *idx, int add) {
+  slice_ctx c = {dst->dtype, add};
+  int64_t m = lg_numel(idx);
+  lg_status st = LG_OK;
+  for (int64_t i = 0; i < m && st == LG_OK; i++) {
+    int64_t j = lg_get_flat_i64(idx, i) - 1;
+    lg_tensor *d = NULL, *sv = NULL;
+    st = lg_select(dst, dim, add ? j : i, &d);
+    if (st == LG_OK) st = lg_select(src, dim, add ? i : j, &sv);
+    if (st == LG_OK) {
+      lg_iter it;
+      lg_iter_init(&it, d->shape, d->ndim);
+      lg_iter_add(&it, d, NULL);
+      lg_iter_add(&it, sv, NULL);
+      lg_iter_run(&it, slice_row, &c);
+    }
+    lg_tensor_release(d);
+    lg_tensor_release(sv);
+  }
+  return st;
+}
+
 /* index_select(x, dim, idx): out[..., i, ...] = x[..., idx[i], ...] for a 1-d idx */
 static lg_status index_select_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *x = a->in[0], *idx = a->in[1];
@@ -1253,15 +1297,7 @@ static lg_status index_select_forward(const lg_op *op, const lg_args *a, lg_tens
   memcpy(shape, x->shape, sizeof shape);
   shape[dim] = m;
   LG_TRY(lg_new(shape, x->ndim, x->dtype, out));
-  lg_status st = LG_OK;
-  for (int64_t i = 0; i < m && st == LG_OK; i++) {
-    lg_tensor *src = NULL, *dst = NULL;
-    st = lg_select(x, dim, lg_get_flat_i64(idx, i) - 1, &src);
-    if (st == LG_OK) st = lg_select(*out, dim, i, &dst);
-    if (st == LG_OK) st = lg_copy_(dst, src);
-    lg_tensor_release(src);
-    lg_tensor_release(dst);
-  }
+  lg_status st = index_slices(*out, x, dim, idx, 0);
   if (st != LG_OK) lg_tensor_release(*out);
   return st;
 }
@@ -1338,16 +1374,6 @@ static lg_status cat_forward(const lg_op *op, const lg_args *a, lg_tensor **out)
 
 /* index_add(src, dim, idx, shape): zeros of `shape`, then slice idx[i] of dim += slice i of src.
 ** The adjoint of index_select. */
-typedef struct { lg_dtype dt; } acc_ctx;
-
-static void acc_row(void *ctx, int64_t n, char **p, const int64_t *s) {
-  switch (((acc_ctx *)ctx)->dt) {
-  case LG_FLOAT32: for (int64_t i = 0; i < n; i++) ((float *)p[0])[i * s[0]] += ((const float *)p[1])[i * s[1]]; break;
-  case LG_FLOAT64: for (int64_t i = 0; i < n; i++) ((double *)p[0])[i * s[0]] += ((const double *)p[1])[i * s[1]]; break;
-  default: for (int64_t i = 0; i < n; i++) ((int64_t *)p[0])[i * s[0]] += ((const int64_t *)p[1])[i * s[1]]; break;
-  }
-}
-
 static lg_status index_add_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *src = a->in[0], *idx = a->in[1];
   int dim = a->dim;
@@ -1356,22 +1382,7 @@ static lg_status index_add_forward(const lg_op *op, const lg_args *a, lg_tensor 
                     SHAPEV(a->shape, a->nshape));
   LG_TRY(check_indices("index_add", idx, a->shape[dim], dim));
   LG_TRY(lg_tensor_zeros(a->shape, a->nshape, src->dtype, out));
-  acc_ctx c = {src->dtype};
-  lg_status st = LG_OK;
-  for (int64_t i = 0; i < src->shape[dim] && st == LG_OK; i++) {
-    lg_tensor *d = NULL, *sv = NULL;
-    st = lg_select(*out, dim, lg_get_flat_i64(idx, i) - 1, &d);
-    if (st == LG_OK) st = lg_select(src, dim, i, &sv);
-    if (st == LG_OK) {
-      lg_iter it;
-      lg_iter_init(&it, d->shape, d->ndim);
-      lg_iter_add(&it, d, NULL);
-      lg_iter_add(&it, sv, NULL);
-      lg_iter_run(&it, acc_row, &c);
-    }
-    lg_tensor_release(d);
-    lg_tensor_release(sv);
-  }
+  lg_status st = index_slices(*out, src, dim, idx, 1);
   if (st != LG_OK) lg_tensor_release(*out);
   return st;
 }
