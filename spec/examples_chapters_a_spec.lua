@@ -5,47 +5,16 @@
 --
 -- Run from the repository root; LUAGRAD_BUILD names the build directory (default "build").
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local ROOT = assert(io.popen("pwd")):read("l")
-local BUILD = os.getenv("LUAGRAD_BUILD") or "build"
-if BUILD:sub(1, 1) ~= "/" then BUILD = ROOT .. "/" .. BUILD end
-local LUAGRAD = BUILD .. "/luagrad"
+package.path = "spec/?.lua;" .. package.path
+local ex = require "helpers.examples"
+local read_file, LUAGRAD = ex.read_file, ex.LUAGRAD
 
 local tmpdir
 
--- Runs examples/NAME.lua --quick --out tmpdir from the repository root; returns stdout (as a
--- list of lines too), stderr and the exit status.
-local function run_example(name)
-  local outpath, errpath = tmpdir .. "/" .. name .. ".stdout", tmpdir .. "/" .. name .. ".stderr"
-  local cmd = string.format("cd %s && env -u LUA_INIT -u LUA_INIT_5_4 %s examples/%s.lua --quick --out %s >%s 2>%s",
-    shell_quote(ROOT), shell_quote(LUAGRAD), name, shell_quote(tmpdir), shell_quote(outpath), shell_quote(errpath))
-  local _, _, code = os.execute(cmd)
-  local out = read_file(outpath) or ""
-  local lines = {}
-  for line in out:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
-  return out, lines, read_file(errpath) or "", code
-end
-
--- The common contract: exit 0, last line "claim holds: ...", the SVG written.
+-- The common contract (exit 0, last line "claim holds: ...", the SVG written); returns stdout and
+-- its lines.
 local function check_run(name, svg)
-  local out, lines, err, code = run_example(name)
-  assert.are.equal(0, code, name .. " failed:\n" .. err .. "\n" .. out)
-  assert.truthy(lines[#lines] and lines[#lines]:find("^claim holds:"), name .. "'s last line: " .. tostring(lines[#lines]))
-  local s = read_file(tmpdir .. "/" .. svg)
-  assert.truthy(s, svg .. " was not written")
-  assert.truthy(s:find("^<svg") or s:find("^<%?xml"), svg .. " does not start like an SVG file")
-  assert.truthy(s:find("<polyline", 1, true) or s:find("<path", 1, true), svg .. " holds no line")
+  local lines, out = ex.check(tmpdir, name, { svg })
   return out, lines
 end
 
@@ -81,16 +50,12 @@ end
 describe("the chapter examples 1-5 (quick mode)", function()
   setup(function()
     local f = io.open(LUAGRAD, "r")
-    assert(f, LUAGRAD .. " is missing: build it first (LUAGRAD_BUILD=" .. BUILD .. ")")
+    assert(f, LUAGRAD .. " is missing: build it first (LUAGRAD_BUILD names the build directory)")
     f:close()
-    tmpdir = os.tmpname()
-    os.remove(tmpdir)
-    assert(os.execute("mkdir -p " .. shell_quote(tmpdir)))
+    tmpdir = ex.tmpdir()
   end)
 
-  teardown(function()
-    if tmpdir then os.execute("rm -rf " .. shell_quote(tmpdir)) end
-  end)
+  teardown(function() ex.remove(tmpdir) end)
 
   it("chain_rule.lua: the hand chain rule equals the tape", function()
     local out = check_run("chain_rule", "chain_rule.svg")

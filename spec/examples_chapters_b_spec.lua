@@ -6,51 +6,16 @@
 --
 -- Run from the repository root; LUAGRAD_BUILD names the build directory (default "build").
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local ROOT = assert(io.popen("pwd")):read("l")
-local BUILD = os.getenv("LUAGRAD_BUILD") or "build"
-if BUILD:sub(1, 1) ~= "/" then BUILD = ROOT .. "/" .. BUILD end
-local LUAGRAD = BUILD .. "/luagrad"
+package.path = "spec/?.lua;" .. package.path
+local ex = require "helpers.examples"
+local LUAGRAD = ex.LUAGRAD
 
 local tmpdir
 
--- Runs examples/NAME.lua --quick --out tmpdir; returns stdout's lines, stdout, stderr, exit code.
-local function run_example(name)
-  local outpath, errpath = tmpdir .. "/" .. name .. ".out", tmpdir .. "/" .. name .. ".err"
-  local cmd = string.format("cd %s && env -u LUA_INIT -u LUA_INIT_5_4 %s %s --quick --out %s >%s 2>%s </dev/null",
-    shell_quote(ROOT), shell_quote(LUAGRAD), shell_quote("examples/" .. name .. ".lua"), shell_quote(tmpdir),
-    shell_quote(outpath), shell_quote(errpath))
-  local _, _, code = os.execute(cmd)
-  local out, err = read_file(outpath) or "", read_file(errpath) or ""
-  local lines = {}
-  for line in out:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
-  return lines, out, err, code
-end
-
--- The common contract: exit 0, a last line "claim holds: ...", each SVG written.
+-- The common contract (exit 0, a last line "claim holds: ...", each SVG written); returns
+-- stdout's lines.
 local function check_contract(name, svgs)
-  local lines, out, err, code = run_example(name)
-  assert.are.equal(0, code, name .. " exited " .. tostring(code) .. "\nstdout:\n" .. out .. "\nstderr:\n" .. err)
-  local last = lines[#lines] or ""
-  assert.is_truthy(last:find("^claim holds:"), name .. "'s last line: " .. last)
-  for _, svg in ipairs(svgs) do
-    local text = read_file(tmpdir .. "/" .. svg)
-    assert.is_truthy(text, name .. " did not write " .. svg)
-    assert.is_truthy(text:find("^<svg") or text:find("^<%?xml"), svg .. " is not an SVG: " .. text:sub(1, 40))
-    assert.is_truthy(text:find("</svg>%s*$"), svg .. " is not a complete SVG")
-  end
-  return lines
+  return (ex.check(tmpdir, name, svgs))
 end
 
 -- The first line matching a Lua pattern, with its captures.
@@ -90,16 +55,12 @@ local function is_finite(v) return v == v and v ~= math.huge and v ~= -math.huge
 describe("the chapter examples (schedules to forward vs reverse), in quick mode", function()
   setup(function()
     local f = io.open(LUAGRAD, "r")
-    assert(f, LUAGRAD .. " is missing: build it first (LUAGRAD_BUILD=" .. BUILD .. ")")
+    assert(f, LUAGRAD .. " is missing: build it first (LUAGRAD_BUILD names the build directory)")
     f:close()
-    tmpdir = os.tmpname()
-    os.remove(tmpdir)
-    assert(os.execute("mkdir -p " .. shell_quote(tmpdir)))
+    tmpdir = ex.tmpdir()
   end)
 
-  teardown(function()
-    if tmpdir then os.execute("rm -rf " .. shell_quote(tmpdir)) end
-  end)
+  teardown(function() ex.remove(tmpdir) end)
 
   it("schedules.lua: library schedules equal their closed forms; inverse time sums behave as the text says", function()
     local lines = check_contract("schedules", { "schedules.svg", "schedules_text.svg" })
