@@ -75,6 +75,14 @@ for _, r in ipairs(rows) do
     ratio and string.format("%.2fx", ratio) or "-", goals[r.name], r.floor, 100 * r.floor / r.ms1,
     r.ok and "yes" or "NO"))
 end
+print("")
+print("CPU seconds per wall second during the timed steps (1 thread / 2 threads), which shows that")
+print("each side ran on the cores it was given:")
+for _, r in ipairs(rows) do
+  local t = theirs[r.name]
+  print(string.format("  %s: luagrad %.2f / %.2f, PyTorch %s", r.name, r.cores1 or -1, r.cores2 or -1,
+    t and string.format("%.2f / %.2f", t.cores1 or -1, t.cores2 or -1) or "-"))
+end
 local w3 = nil
 for _, r in ipairs(rows) do if r.name == "W3" then w3 = r end end
 if w3 then print(string.format("\nW3 at 2 threads is %.2fx faster than at 1 thread (goal 1.7x).", w3.ms1 / w3.ms2)) end

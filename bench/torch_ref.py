@@ -7,6 +7,7 @@ JSON line per workload: median ms per step after warm-up at 1 and 2 threads, fir
   /usr/bin/python3 bench/torch_ref.py [--only W2] [--threads 1,2] [--steps-scale 1]
   /usr/bin/python3 bench/torch_ref.py --rss W2 200      (200 steps of W2, then peak RSS)
 """
+import ctypes
 import json
 import resource
 import sys
@@ -14,6 +15,28 @@ import time
 
 import torch
 from torch import nn
+
+
+def _loaded_openblas():
+    """The OpenBLAS that this torch links (Debian's: through libblas.so.3), or None."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            path = line.split()[-1]
+            if "libopenblas" in path:
+                return ctypes.CDLL(path)
+    return None
+
+
+OPENBLAS = _loaded_openblas()
+
+
+def set_threads(n):
+    """torch.set_num_threads does not reach Debian's pthread OpenBLAS, which torch's matmul and
+    Linear call (BLAS_INFO=generic): left alone it runs every GEMM on all cores, so a "1-thread"
+    run would really use two. Set both."""
+    torch.set_num_threads(n)
+    if OPENBLAS is not None:
+        OPENBLAS.openblas_set_num_threads(n)
 
 
 def mlp(sizes, act, bn=False):
@@ -72,19 +95,21 @@ def step(opt, lossf):
 
 
 def run(build, steps, warm, threads):
-    torch.set_num_threads(threads)
+    set_threads(threads)
     torch.manual_seed(0)
     _, opt, lossf = build()
     first = step(opt, lossf).item()
     for _ in range(warm - 1):
         step(opt, lossf)
     times = []
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         t0 = time.perf_counter()
         last = step(opt, lossf)
         times.append((time.perf_counter() - t0) * 1e3)
+    cores = (time.process_time() - cpu0) / (time.perf_counter() - wall0)  # CPU seconds per wall second
     times.sort()
-    return times[(len(times) - 1) // 2], first, last.item()
+    return times[(len(times) - 1) // 2], first, last.item(), cores
 
 
 def main():
@@ -93,7 +118,7 @@ def main():
     if "--rss" in args:
         k = args.index("--rss")
         name, n = args[k + 1], int(args[k + 2])
-        torch.set_num_threads(1)
+        set_threads(1)
         torch.manual_seed(0)
         build = dict((w[0], w[1]) for w in WORKLOADS)[name]
         _, opt, lossf = build()
@@ -112,8 +137,8 @@ def main():
             continue
         res = {"name": name}
         for t in threads:
-            ms, first, final = run(build, max(2, int(steps * scale)), warm, t)
-            res["ms%d" % t] = ms
+            ms, first, final, cores = run(build, max(2, int(steps * scale)), warm, t)
+            res["ms%d" % t], res["cores%d" % t] = ms, cores
             res["first"], res["final"] = first, final
         print(json.dumps(res), flush=True)
 

@@ -132,14 +132,16 @@ local function run(w, threads)
   local first = step(opt, lossf):item()
   for _ = 1, w.warm - 1 do step(opt, lossf) end
   local times, last = {}, nil
+  local wall0, cpu0 = lg.clock(), os.clock()
   for s = 1, steps do
     local t0 = lg.clock()
     last = step(opt, lossf)
     times[s] = (lg.clock() - t0) * 1e3
   end
+  local cores = (os.clock() - cpu0) / (lg.clock() - wall0) -- CPU seconds per wall second
   local final = last:item()
   local _ = model
-  return median(times), first, final
+  return median(times), first, final, cores
 end
 
 if args.rss then -- peak resident memory of a short run
@@ -178,8 +180,8 @@ for _, w in ipairs(W) do
   if not args.only or args.only == w.name then
     local res = { name = w.name }
     for _, t in ipairs(args.threads) do
-      local ms, first, final = run(w, t)
-      res["ms" .. t] = ms
+      local ms, first, final, cores = run(w, t)
+      res["ms" .. t], res["cores" .. t] = ms, cores
       res.ok = res.ok ~= false and final == final and math.abs(final) < math.huge and final < first
       res.first, res.final = first, final
     end
@@ -189,8 +191,9 @@ for _, w in ipairs(W) do
       print(string.format("%-3s %-48s %9.3f ms (1 thr) %9.3f ms (2 thr)  floor %8.3f ms  loss %.4g -> %.4g %s",
         w.name, w.desc, res.ms1 or -1, res.ms2 or -1, res.floor, res.first, res.final, res.ok and "ok" or "NOT DECREASING"))
     else
-      print(string.format('{"name": "%s", "ms1": %.4f, "ms2": %.4f, "floor": %.4f, "first": %.6g, "final": %.6g, "ok": %s}',
-        w.name, res.ms1 or -1, res.ms2 or -1, res.floor, res.first, res.final, tostring(res.ok)))
+      print(string.format('{"name": "%s", "ms1": %.4f, "ms2": %.4f, "cores1": %.3f, "cores2": %.3f, "floor": %.4f, '
+        .. '"first": %.6g, "final": %.6g, "ok": %s}', w.name, res.ms1 or -1, res.ms2 or -1, res.cores1 or -1,
+        res.cores2 or -1, res.floor, res.first, res.final, tostring(res.ok)))
     end
   end
 end
