@@ -8,10 +8,14 @@
 
 #define LG_MAX_OPERANDS 4
 
-/* Kernels worth wider vectors get an AVX2+FMA clone chosen at run time (GCC's target_clones:
-** the binary stays portable, x86-64 machines with AVX2 run 8 floats at a time). */
+/* Kernels worth wider vectors get an x86-64-v3 clone (AVX2, FMA, ...) chosen at run time (GCC's
+** target_clones: the binary stays portable, x86-64 machines with AVX2 run 8 floats at a time).
+** The build turns floating-point contraction off, so a clone computes exactly what the default
+** code does; FMA is used only where a kernel asks for it by name. (Each comma-separated name in
+** target_clones is its own clone: "avx2,arch=haswell" would make an AVX2 clone without FMA and
+** an Intel-only Haswell clone.) */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(LG_NO_CLONES)
-#define LG_WIDE __attribute__((target_clones("avx2,arch=haswell", "default")))
+#define LG_WIDE __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define LG_WIDE
 #endif
