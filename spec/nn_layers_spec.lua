@@ -50,6 +50,8 @@ local layers = {
   { "Linear (B, N, in)", function() return nn.Linear(3, 2, { dtype = "float64" }) end, { 2, 3, 3 }, { "weight", "bias" } },
   { "Linear without bias", function() return nn.Linear(4, 3, { bias = false, dtype = "float64" }) end, { 3, 4 }, { "weight" } },
   { "BatchNorm1d (N, C)", function() return warmed_bn(3, { dtype = "float64" }) end, { 5, 3 }, { "weight", "bias" } },
+  { "BatchNorm1d (N, C), C = 37: 16-channel blocks and a remainder",
+    function() return warmed_bn(37, { dtype = "float64" }) end, { 6, 37 }, { "weight", "bias" } },
   { "BatchNorm1d (N, C, L)", function() return warmed_bn(3, { dtype = "float64" }) end, { 3, 3, 2 }, { "weight", "bias" } },
   { "BatchNorm1d affine=false", function() return warmed_bn(3, { affine = false, dtype = "float64" }) end, { 4, 3 }, {} },
   { "BatchNorm1d track_running_stats=false",
@@ -324,6 +326,46 @@ describe("nn.BatchNorm1d", function()
       assert_close(bn.running_var, rv, 1e-13, "running_var")
       assert.are.equal(step, bn.num_batches_tracked:item())
     end
+  end)
+
+  it("float32 (N, C) with C = 37 matches the float64 formulas forward and backward", function()
+    lg.manual_seed(9)
+    local x64 = lg.randn(64, 37, F64) * 3 + 5
+    local w64, b64 = lg.randn(37, F64), lg.randn(37, F64)
+    local dy64 = lg.randn(64, 37, F64)
+    local bn = nn.BatchNorm1d(37)
+    lg.no_grad(function() bn.weight:copy_(w64); bn.bias:copy_(b64) end)
+    local x = x64:float():requires_grad_()
+    local y = bn(x)
+    y:backward(dy64:float())
+    -- reference in float64 from the float32 inputs, by the textbook formulas
+    local xr = x:detach():double()
+    local mean, var = xr:mean(1), xr:var(1, { correction = 0 })
+    local rstd = (var + 1e-5):rsqrt()
+    local xhat = (xr - mean) * rstd
+    local dyr = dy64:float():double()
+    local dxhat = dyr * w64:float():double()
+    local dx = rstd / 64 * (dxhat * 64 - dxhat:sum(1) - xhat * (dxhat * xhat):sum(1))
+    assert_close(y:double(), xhat * w64:float():double() + b64:float():double(), 2e-5, "y")
+    assert_close(x.grad:double(), dx, 2e-5, "dx")
+    assert_close(bn.weight.grad:double(), (dyr * xhat):sum(1), 1e-4, "dweight")
+    assert_close(bn.bias.grad:double(), dyr:sum(1), 1e-4, "dbias")
+    assert_close(bn.running_mean:double(), mean * 0.1, 1e-6, "running_mean")
+    assert_close(bn.running_var:double(), var * (64 / 63) * 0.1 + 0.9, 1e-5, "running_var")
+  end)
+
+  it("updates running buffers that are strided views or of another dtype, in place", function()
+    lg.manual_seed(4)
+    local store = lg.zeros(3, 2, F64)
+    local rm = store:select(2, 1)          -- every other element: not contiguous
+    local rv = lg.ones(3)                  -- float32 beside a float64 input
+    local x = lg.randn(6, 3, F64) * 2 + 1
+    F.batch_norm(x, rm, rv, { training = true, momentum = 0.5 })
+    local mean, uvar = x:mean(1), x:var(1)
+    assert_close(store:select(2, 1), mean * 0.5, 1e-15, "strided running_mean")
+    assert.are.equal(0, store:select(2, 2):abs():max():item(), "the other column is untouched")
+    assert.are.equal("float32", rv.dtype)
+    assert_close(rv:double(), uvar * 0.5 + 0.5, 1e-6, "float32 running_var")
   end)
 
   it("momentum = false keeps a cumulative average", function()

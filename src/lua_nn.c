@@ -20,6 +20,17 @@ static int m_batch_norm(lua_State *L) {
   return 3;
 }
 
+/* core._bn_update_stats(running_mean|nil, running_var|nil, mean, var, momentum, M) -> true, or
+** false (nothing written) when a running tensor is not a contiguous match of its statistic: the
+** caller then updates it with ordinary ops. */
+static int m_bn_update_stats(lua_State *L) {
+  lg_tensor *rm = lua_isnil(L, 1) ? NULL : lgL_checktensor(L, 1);
+  lg_tensor *rv = lua_isnil(L, 2) ? NULL : lgL_checktensor(L, 2);
+  lg_tensor *mean = lgL_checktensor(L, 3), *var = lgL_checktensor(L, 4);
+  lua_pushboolean(L, lg_batch_norm_update_stats(rm, rv, mean, var, luaL_checknumber(L, 5), luaL_checkinteger(L, 6)) == LG_OK);
+  return 1;
+}
+
 /* core._layer_norm(x, D, weight|nil, bias|nil, eps) -> y: normalizes over the last D values */
 static int m_layer_norm(lua_State *L) {
   lg_tensor *x = lgL_checktensor(L, 1);
@@ -103,7 +114,7 @@ static int m_linear(lua_State *L) {
 }
 
 static const luaL_Reg functions[] = {
-  {"_linear", m_linear}, {"_batch_norm", m_batch_norm}, {"_layer_norm", m_layer_norm}, {"_cross_entropy", m_cross_entropy},
+  {"_linear", m_linear}, {"_batch_norm", m_batch_norm}, {"_bn_update_stats", m_bn_update_stats}, {"_layer_norm", m_layer_norm}, {"_cross_entropy", m_cross_entropy},
   {"_from_bytes", m_from_bytes},
   {NULL, NULL}};
 

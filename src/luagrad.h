@@ -339,4 +339,11 @@ lg_status lg_rmsprop_step(lg_tensor *p, lg_tensor *g, lg_tensor *sq, lg_tensor *
                           const lg_rmsprop_opts *o);
 lg_status lg_adagrad_step(lg_tensor *p, lg_tensor *g, lg_tensor *sum, int64_t step, const lg_adagrad_opts *o);
 
+/* BatchNorm's running statistics, in place and off the tape (norm.c), from the batch mean and
+** biased variance of M values per channel: running_mean = (1 - f) running_mean + f mean,
+** running_var = (1 - f) running_var + f var M / (M - 1). Either running tensor may be NULL.
+** LG_EVALUE (nothing written) unless each is a contiguous tensor of its statistic's dtype and size. */
+lg_status lg_batch_norm_update_stats(lg_tensor *running_mean, lg_tensor *running_var, lg_tensor *mean,
+                                     lg_tensor *var, double f, int64_t M);
+
 #endif

@@ -26,20 +26,121 @@
 ** x, y: N x C x L contiguous (L = 1 for 2-d input), or R x D for layer norm. Statistics are
 ** accumulated in double. */
 
-#define BN_FORWARD(name, T)                                                                        \
-  static void name(const T *x, T *y, const T *w, const T *b, T *mean_out, T *var_out, double *acc,     \
+/* Per-channel sums over the N rows of an N x C block, in double. Channels go 16 at a time with
+** the rows inside, so the 16 accumulators stay in registers while x streams through once:
+**   colsum:  s[c] = sum_n x[n, c]
+**   coldev:  with d = x[n, c] - m[c]:  s1[c] = sum_n g[n, c] (g = d when g is NULL), s2[c] = sum_n g d */
+#define BN_COLS 16
+/* float32 column sums with AVX2 (FMA for the products), 16 channels per block as above; they
+** return how many leading channels they did (a multiple of 16), the portable loops do the rest. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(LG_NO_CLONES)
+#include <immintrin.h>
+static int bn_have_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+
+/* the 16 floats at p as four vectors of 4 doubles */
+#define BN_LOAD16(v, p)                                                                            \
+  do {                                                                                             \
+    __m256 lo_ = _mm256_loadu_ps(p), hi_ = _mm256_loadu_ps((p) + 8);                               \
+    v[0] = _mm256_cvtps_pd(_mm256_castps256_ps128(lo_)), v[1] = _mm256_cvtps_pd(_mm256_extractf128_ps(lo_, 1)); \
+    v[2] = _mm256_cvtps_pd(_mm256_castps256_ps128(hi_)), v[3] = _mm256_cvtps_pd(_mm256_extractf128_ps(hi_, 1)); \
+  } while (0)
+
+__attribute__((target("avx2,fma"))) static int64_t colsum_f32_fast(const float *x, int64_t N, int64_t C, double *s) {
+  if (!bn_have_avx2()) return 0;
+  int64_t c0 = 0;
+  for (; c0 + BN_COLS <= C; c0 += BN_COLS) {
+    __m256d a[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()}, v[4];
+    for (int64_t n = 0; n < N; n++) {
+      BN_LOAD16(v, x + n * C + c0);
+      for (int j = 0; j < 4; j++) a[j] = _mm256_add_pd(a[j], v[j]);
+    }
+    for (int j = 0; j < 4; j++) _mm256_storeu_pd(s + c0 + 4 * j, a[j]);
+  }
+  return c0;
+}
+
+__attribute__((target("avx2,fma"))) static int64_t coldev_f32_fast(const float *g, const float *x, const double *m,
+                                                                   int64_t N, int64_t C, double *s1, double *s2) {
+  if (!bn_have_avx2()) return 0;
+  int64_t c0 = 0;
+  for (; c0 + BN_COLS <= C; c0 += BN_COLS) {
+    __m256d a[4], b[4], mm[4], v[4], w[4];
+    for (int j = 0; j < 4; j++) a[j] = b[j] = _mm256_setzero_pd(), mm[j] = _mm256_loadu_pd(m + c0 + 4 * j);
+    for (int64_t n = 0; n < N; n++) {
+      BN_LOAD16(v, x + n * C + c0);
+      for (int j = 0; j < 4; j++) v[j] = _mm256_sub_pd(v[j], mm[j]);
+      if (g) BN_LOAD16(w, g + n * C + c0);
+      else for (int j = 0; j < 4; j++) w[j] = v[j];
+      for (int j = 0; j < 4; j++) a[j] = _mm256_add_pd(a[j], w[j]), b[j] = _mm256_fmadd_pd(w[j], v[j], b[j]);
+    }
+    for (int j = 0; j < 4; j++) _mm256_storeu_pd(s1 + c0 + 4 * j, a[j]), _mm256_storeu_pd(s2 + c0 + 4 * j, b[j]);
+  }
+  return c0;
+}
+#else
+static int64_t colsum_f32_fast(const float *x, int64_t N, int64_t C, double *s) { return 0; }
+static int64_t coldev_f32_fast(const float *g, const float *x, const double *m, int64_t N, int64_t C, double *s1,
+                               double *s2) { return 0; }
+#endif
+static int64_t colsum_f64_fast(const double *x, int64_t N, int64_t C, double *s) { return 0; }
+static int64_t coldev_f64_fast(const double *g, const double *x, const double *m, int64_t N, int64_t C, double *s1,
+                               double *s2) { return 0; }
+
+#define BN_COLSUMS(sfx, T)                                                                         \
+  LG_WIDE static void colsum_##sfx(const T *restrict x, int64_t N, int64_t C, double *restrict s) {\
+    int64_t c0 = colsum_##sfx##_fast(x, N, C, s);                                                  \
+    for (; c0 + BN_COLS <= C; c0 += BN_COLS) {                                                     \
+      double a[BN_COLS] = {0};                                                                     \
+      for (int64_t n = 0; n < N; n++)                                                              \
+        for (int j = 0; j < BN_COLS; j++) a[j] += x[n * C + c0 + j];                               \
+      for (int j = 0; j < BN_COLS; j++) s[c0 + j] = a[j];                                          \
+    }                                                                                              \
+    for (int64_t c = c0; c < C; c++) {                                                             \
+      double a = 0;                                                                                \
+      for (int64_t n = 0; n < N; n++) a += x[n * C + c];                                           \
+      s[c] = a;                                                                                    \
+    }                                                                                              \
+  }                                                                                                \
+  LG_WIDE static void coldev_##sfx(const T *restrict g, const T *restrict x, const double *restrict m, \
+                                   int64_t N, int64_t C, double *restrict s1, double *restrict s2) { \
+    int64_t c0 = coldev_##sfx##_fast(g, x, m, N, C, s1, s2);                                       \
+    for (; c0 + BN_COLS <= C; c0 += BN_COLS) {                                                     \
+      double a[BN_COLS] = {0}, b[BN_COLS] = {0};                                                   \
+      if (g)                                                                                       \
+        for (int64_t n = 0; n < N; n++)                                                            \
+          for (int j = 0; j < BN_COLS; j++) {                                                      \
+            double d = x[n * C + c0 + j] - m[c0 + j], gg = g[n * C + c0 + j];                      \
+            a[j] += gg, b[j] += gg * d;                                                            \
+          }                                                                                        \
+      else                                                                                         \
+        for (int64_t n = 0; n < N; n++)                                                            \
+          for (int j = 0; j < BN_COLS; j++) {                                                      \
+            double d = x[n * C + c0 + j] - m[c0 + j];                                              \
+            a[j] += d, b[j] += d * d;                                                              \
+          }                                                                                        \
+      for (int j = 0; j < BN_COLS; j++) s1[c0 + j] = a[j], s2[c0 + j] = b[j];                      \
+    }                                                                                              \
+    for (int64_t c = c0; c < C; c++) {                                                             \
+      double a = 0, b = 0;                                                                         \
+      for (int64_t n = 0; n < N; n++) {                                                            \
+        double d = x[n * C + c] - m[c], gg = g ? (double)g[n * C + c] : d;                         \
+        a += gg, b += gg * d;                                                                      \
+      }                                                                                            \
+      s1[c] = a, s2[c] = b;                                                                        \
+    }                                                                                              \
+  }
+BN_COLSUMS(f32, float)
+BN_COLSUMS(f64, double)
+
+#define BN_FORWARD(name, sfx, T)                                                                   \
+  LG_WIDE static void name(const T *x, T *y, const T *w, const T *b, T *mean_out, T *var_out, double *acc,    \
                    int64_t N, int64_t C, int64_t L, double eps) {                                  \
     double *mean = acc, *var = acc + C, M = (double)(N * L);                                       \
     for (int64_t c = 0; c < 2 * C; c++) acc[c] = 0;                                                \
-    if (L == 1) { /* (N, C): channels are contiguous, so loop over them innermost */              \
-      for (int64_t n = 0; n < N; n++)                                                              \
-        for (int64_t c = 0; c < C; c++) mean[c] += x[n * C + c];                                   \
+    if (L == 1) { /* (N, C): channels are contiguous */                                           \
+      colsum_##sfx(x, N, C, mean);                                                                 \
       for (int64_t c = 0; c < C; c++) mean[c] /= M;                                                \
-      for (int64_t n = 0; n < N; n++)                                                              \
-        for (int64_t c = 0; c < C; c++) {                                                          \
-          double d = x[n * C + c] - mean[c];                                                       \
-          var[c] += d * d;                                                                         \
-        }                                                                                          \
+      coldev_##sfx(NULL, x, mean, N, C, acc + 2 * C, var); /* acc + 2C: sum of d, unused */        \
       T *k = (T *)(acc + 2 * C), *sh = k + C; /* scratch after the statistics */                   \
       for (int64_t c = 0; c < C; c++) {                                                            \
         var[c] /= M;                                                                               \
@@ -80,29 +181,28 @@
         for (int64_t l = 0; l < L; l++) q[l] = p[l] * k + sh;                                      \
       }                                                                                            \
   }
-BN_FORWARD(bn_forward_f32, float)
-BN_FORWARD(bn_forward_f64, double)
+BN_FORWARD(bn_forward_f32, f32, float)
+BN_FORWARD(bn_forward_f64, f64, double)
 
-#define BN_BACKWARD(name, T)                                                                       \
-  static void name(const T *x, const T *dy, const T *w, const T *mean, const T *var, T *dx, T *dw, T *db, \
+#define BN_BACKWARD(name, sfx, T)                                                                  \
+  LG_WIDE static void name(const T *x, const T *dy, const T *w, const T *mean, const T *var, T *dx, T *dw, T *db,\
                    double *acc, int64_t N, int64_t C, int64_t L, double eps) {                     \
     double *sdy = acc, *sdyx = acc + C, *rstd = acc + 2 * C, M = (double)(N * L);                   \
     for (int64_t c = 0; c < C; c++) sdy[c] = sdyx[c] = 0, rstd[c] = 1 / sqrt((double)var[c] + eps); \
-    if (L == 1) { /* (N, C): channels innermost */                                                 \
-      for (int64_t n = 0; n < N; n++)                                                              \
+    if (L == 1) { /* (N, C): channels innermost; dx is affine in dy and x - mean per channel */   \
+      double *md = acc + 3 * C;                                                                    \
+      for (int64_t c = 0; c < C; c++) md[c] = mean[c];                                             \
+      coldev_##sfx(dy, x, md, N, C, sdy, sdyx);                                                    \
+      for (int64_t c = 0; c < C; c++) sdyx[c] *= rstd[c];                                          \
+      if (dx) { /* dx = k M dy - k rstd sdyx (x - mean) - k sdy,  k = w rstd / M */               \
+        T *ka = (T *)(acc + 4 * C), *kb = ka + C, *kc = kb + C; /* scratch after the sums */       \
         for (int64_t c = 0; c < C; c++) {                                                          \
-          double g = dy[n * C + c];                                                                \
-          sdy[c] += g;                                                                             \
-          sdyx[c] += g * ((double)x[n * C + c] - mean[c]) * rstd[c];                               \
+          double k = (w ? w[c] : 1) * rstd[c] / M;                                                 \
+          ka[c] = (T)(k * M), kb[c] = (T)(-k * rstd[c] * sdyx[c]), kc[c] = (T)(-k * sdy[c]);       \
         }                                                                                          \
-      if (dx) {                                                                                    \
-        double *k = acc + 3 * C;                                                                   \
-        for (int64_t c = 0; c < C; c++) k[c] = (w ? w[c] : 1) * rstd[c] / M;                       \
         for (int64_t n = 0; n < N; n++)                                                            \
-          for (int64_t c = 0; c < C; c++) {                                                        \
-            double xhat = ((double)x[n * C + c] - mean[c]) * rstd[c];                              \
-            dx[n * C + c] = (T)(k[c] * (M * dy[n * C + c] - sdy[c] - xhat * sdyx[c]));             \
-          }                                                                                        \
+          for (int64_t c = 0; c < C; c++)                                                          \
+            dx[n * C + c] = ka[c] * dy[n * C + c] + kb[c] * (x[n * C + c] - mean[c]) + kc[c];      \
       }                                                                                            \
       for (int64_t c = 0; c < C; c++) {                                                            \
         if (dw) dw[c] = (T)sdyx[c];                                                                \
@@ -134,8 +234,8 @@ BN_FORWARD(bn_forward_f64, double)
       if (db) db[c] = (T)sdy[c];                                                                   \
     }                                                                                              \
   }
-BN_BACKWARD(bn_backward_f32, float)
-BN_BACKWARD(bn_backward_f64, double)
+BN_BACKWARD(bn_backward_f32, f32, float)
+BN_BACKWARD(bn_backward_f64, f64, double)
 
 #define LN_FORWARD(name, T)                                                                        \
   static void name(const T *x, T *y, const T *w, const T *b, T *mean_out, T *var_out, int64_t R,   \
@@ -237,6 +337,37 @@ lg_status lg_batch_norm_forward(const lg_op *op, const lg_args *a, lg_tensor **o
   return st;
 }
 
+/* Running statistics, each updated in double and rounded once, as PyTorch's kernel does. */
+static lg_status bn_stat_check(lg_tensor *run, lg_tensor *stat) {
+  if (run && (run->dtype != stat->dtype || lg_numel(run) != lg_numel(stat) || !lg_is_contiguous(run) ||
+              !lg_is_contiguous(stat) || !lg_dtype_is_float(run->dtype)))
+    return lg_error(LG_EVALUE, "batch_norm: running statistic %s (%s) does not match the batch statistic %s (%s)",
+                    SHAPE(run), lg_dtype_name(run->dtype), SHAPE(stat), lg_dtype_name(stat->dtype));
+  return LG_OK;
+}
+static void bn_stat_update(lg_tensor *run, lg_tensor *stat, double f, double scale) {
+  if (!run) return;
+  int64_t C = lg_numel(stat);
+  if (run->dtype == LG_FLOAT32) {
+    float *r = lg_data(run);
+    const float *s = lg_data(stat);
+    for (int64_t c = 0; c < C; c++) r[c] = (float)((1 - f) * r[c] + f * scale * s[c]);
+  } else {
+    double *r = lg_data(run);
+    const double *s = lg_data(stat);
+    for (int64_t c = 0; c < C; c++) r[c] = (1 - f) * r[c] + f * scale * s[c];
+  }
+}
+
+lg_status lg_batch_norm_update_stats(lg_tensor *running_mean, lg_tensor *running_var, lg_tensor *mean,
+                                     lg_tensor *var, double f, int64_t M) {
+  LG_TRY(bn_stat_check(running_mean, mean));
+  LG_TRY(bn_stat_check(running_var, var));
+  bn_stat_update(running_mean, mean, f, 1);
+  bn_stat_update(running_var, var, f, M > 1 ? (double)M / (double)(M - 1) : 1);
+  return LG_OK;
+}
+
 /* The per-channel parameter or statistic t (C) shaped to broadcast against x: (1, C[, 1]). */
 static lg_tensor *bn_bcast(sc *s, lg_tensor *t, const lg_tensor *x) {
   int64_t shape[3] = {1, x->shape[1], 1};
@@ -280,7 +411,7 @@ lg_status lg_batch_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   }
   lg_dtype dt = x->dtype;
   lg_tensor *xc = NULL, *gc = NULL, *wc = NULL, *dx = NULL, *dw = NULL, *db = NULL;
-  double *acc = malloc(sizeof(double) * (size_t)(4 * C + 1));
+  double *acc = malloc(sizeof(double) * (size_t)(7 * C + 1)); /* sums, rstd, then 3 T coefficients */
   lg_status st = acc ? LG_OK : lg_error(LG_ENOMEM, "batch_norm: out of memory");
   if (st == LG_OK) st = float_contig("batch_norm", x, dt, &xc);
   if (st == LG_OK) st = float_contig("batch_norm", g, dt, &gc);

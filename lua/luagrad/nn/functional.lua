@@ -190,10 +190,12 @@ function F.batch_norm(x, running_mean, running_var, opts)
     end
     local y, mean, var = core._batch_norm(x, w, b, eps)
     local f = o.momentum == nil and 0.1 or o.momentum
-    autograd.no_grad(function()
-      if running_mean ~= nil then running_mean:copy_(running_mean * (1 - f) + mean * f) end
-      if running_var ~= nil then running_var:copy_(running_var * (1 - f) + var * (f * M / (M - 1))) end
-    end)
+    if (running_mean ~= nil or running_var ~= nil) and not core._bn_update_stats(running_mean, running_var, mean, var, f, M) then
+      autograd.no_grad(function() -- buffers the fused update does not take (another dtype, a strided view)
+        if running_mean ~= nil then running_mean:copy_(running_mean * (1 - f) + mean * f) end
+        if running_var ~= nil then running_var:copy_(running_var * (1 - f) + var * (f * M / (M - 1))) end
+      end)
+    end
     return y
   end
   if running_mean == nil or running_var == nil then
