@@ -139,17 +139,29 @@ lg.plot.line({ { name = "plain (chance: ln 4 = 1.386)", x = ep, y = plain.curve 
     xlabel = "epoch", ylabel = "cross-entropy", logy = true, path = out .. "/batchnorm.svg" })
 
 -- ---- the claims ----
--- (a) formula = tape to 1e-10; (b) the BatchNorm net ends at under half the plain net's loss and
--- under 60% of chance, while the plain net stalls (within 5% of chance) or diverges (not finite)
+-- (a) formula = tape to 1e-10; (b) training: the BatchNorm net's mean training loss over the last
+-- three epochs is under half the plain net's and under half of chance, while the plain net stalls
+-- (within 5% of chance) or diverges (not finite). The check reads the training loss, averaged over
+-- ~50 batches, rather than the one eval at the end: at lr = 1 each step moves the weights far and
+-- the running statistics (an average of the last ~10 batches) trail them, so the eval loss of the
+-- BatchNorm net swings from run to run and from epoch to epoch (measured at 10, 12, 14, 16, 20 and
+-- 60 epochs: 0.11, 1.38, 0.43, 0.51, 0.09, 0.08) while its training loss stays near 0.3.
+local function tail_mean(curve)
+  local s, n = 0, 0
+  for e = math.max(1, #curve - 2), #curve do s, n = s + curve[e], n + 1 end
+  return s / n
+end
+local plain_t, bn_t = tail_mean(plain.curve), tail_mean(withbn.curve)
+print(string.format("  mean training loss, last 3 epochs: plain %.4f, BatchNorm %.4f", plain_t, bn_t))
 local plain_f = plain.final
-local plain_stalled = plain_f ~= plain_f or plain_f == math.huge or math.abs(plain_f - chance) < 0.05 * chance
-local bn_ok = withbn.final < 0.5 * plain_f and withbn.final < 0.6 * chance
+local plain_stalled = plain_t ~= plain_t or plain_t == math.huge or math.abs(plain_t - chance) < 0.05 * chance
+local bn_ok = bn_t < 0.5 * plain_t and bn_t < 0.5 * chance
 if not (err_max < 1e-10 and plain_stalled and bn_ok) then
   error(string.format("batchnorm: claim fails: formula vs tape %.3g (dx %.3g, dgamma %.3g, dbeta %.3g); "
-    .. "final loss plain %.4f, BatchNorm %.4f (chance %.4f)", err_max, err.x, err.gamma, err.beta, plain_f,
-    withbn.final, chance), 0)
+    .. "training loss, last 3 epochs: plain %.4f, BatchNorm %.4f (chance %.4f)", err_max, err.x, err.gamma, err.beta,
+    plain_t, bn_t, chance), 0)
 end
 print(string.format("claim holds: the text's BatchNorm backward formula matches the tape to %.1e (dx, dgamma, dbeta, "
-  .. "float64), and at lr = %g the %d-layer net with BatchNorm reaches loss %.4f (accuracy %.1f%%) while the plain "
-  .. "net stalls at %.4f (chance %.4f, accuracy %.1f%%)", err_max, lr, depth, withbn.final, withbn.acc * 100, plain_f,
-  chance, plain.acc * 100))
+  .. "float64), and at lr = %g the %d-layer net with BatchNorm trains (loss %.4f over the last 3 epochs; full-data "
+  .. "eval loss %.4f, accuracy %.1f%%) while the plain net stalls at %.4f (chance %.4f, accuracy %.1f%%)", err_max, lr,
+  depth, bn_t, withbn.final, withbn.acc * 100, plain_t, chance, plain.acc * 100))

@@ -89,11 +89,14 @@ describe("the chapter examples (schedules to forward vs reverse), in quick mode"
     end
     local plain, bn = row(lines, "plain"), row(lines, "BatchNorm")
     local chance = math.log(4)
-    local plain_loss, bn_loss = tonumber(plain[2]), tonumber(bn[2]) -- the full-data loss column
+    -- the last epoch's training loss (the eval at the end swings at lr = 1; see the example)
+    local plain_loss, bn_loss = tonumber(plain[1]), tonumber(bn[1])
     assert.is_true(not is_finite(plain_loss) or math.abs(plain_loss - chance) < 0.05 * chance,
-      "plain net loss " .. plain[2])
-    assert.is_true(bn_loss < 0.5 * chance, "BatchNorm net loss " .. bn[2])
-    assert.is_true(tonumber(bn[3]) > 0.8, "BatchNorm accuracy " .. bn[3])
+      "plain net loss " .. plain[1])
+    assert.is_true(bn_loss < 0.5 * chance, "BatchNorm net loss " .. bn[1])
+    local p3, b3 = find_line(lines, "last 3 epochs: plain ([%d.]+), BatchNorm ([%d.]+)")
+    assert.is_true(tonumber(b3) < 0.5 * tonumber(p3), string.format("last 3 epochs: %s vs %s", b3, p3))
+    assert.are.equal(0.25, tonumber(plain[3]), "the plain net predicts one class")
   end)
 
   it("optimizer_comparison.lua: Adam and momentum end below plain SGD from the same start", function()
