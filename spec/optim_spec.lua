@@ -96,6 +96,45 @@ describe("optim: parameter groups", function()
     assert.are.equal(1, ada.state[a].step)
   end)
 
+  it("takes gradients that are strided views or of another dtype, as their contiguous copies", function()
+    for _, case in ipairs({ { "SGD", { lr = 0.1, momentum = 0.9 } }, { "Adam", { amsgrad = true } }, { "AdamW", {} },
+      { "RMSprop", { momentum = 0.5 } }, { "Adagrad", {} } }) do
+      lg.manual_seed(3)
+      local g1, g2 = lg.randn(4, 3, F64), lg.randn(4, 3, F64)
+      local a = lg.randn(3, 4, F64):requires_grad_()
+      local b = a:detach():clone():requires_grad_()
+      local oa, ob = O[case[1]]({ a }, case[2]), O[case[1]]({ b }, case[2])
+      for _, g in ipairs({ g1, g2 }) do
+        a.grad = g:t()                 -- a transposed view
+        b.grad = g:t():contiguous()
+        oa:step()
+        ob:step()
+      end
+      assert.are.equal(0, (a - b):abs():max():item(), case[1] .. ": strided gradient")
+      local c = lg.randn(5, { dtype = "float32" }):requires_grad_()
+      local d = c:detach():clone():requires_grad_()
+      local oc, od = O[case[1]]({ c }, case[2]), O[case[1]]({ d }, case[2])
+      local g = lg.randn(5, F64)
+      c.grad, d.grad = g, g:float()       -- float64 gradient of a float32 parameter
+      oc:step()
+      od:step()
+      assert.are.equal(0, (c - d):abs():max():item(), case[1] .. ": float64 gradient")
+    end
+  end)
+
+  it("makes max_exp_avg_sq when amsgrad is switched on after the first steps", function()
+    local a = param({ 1, -2 })
+    local opt = O.Adam({ a }, { lr = 0.1 })
+    a.grad = t64({ 0.5, 0.25 })
+    opt:step()
+    assert.is_nil(opt.state[a].max_exp_avg_sq)
+    opt.param_groups[1].amsgrad = true
+    opt:step()
+    assert.are.equal(2, opt.state[a].step)
+    -- made as zeros on this step, then max(0, v) = v
+    close(opt.state[a].max_exp_avg_sq, opt.state[a].exp_avg_sq:tolist(), 0, 0, "max_exp_avg_sq")
+  end)
+
   it("zero_grad() sets gradients to nil, zero_grad(false) zeroes them in place", function()
     local a, b = param({ 1, 2 }), param({ 3 })
     local opt = O.SGD({ a, b }, { lr = 0.1 })

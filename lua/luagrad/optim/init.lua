@@ -35,7 +35,8 @@ local function copy(t)
   return c
 end
 
--- Defines an optimizer class: defaults, a validator and the per-parameter update.
+-- Defines an optimizer class: defaults, a validator and the update of one parameter group,
+-- update(g, state): every parameter of g with a gradient, its state table in state[p].
 local function class(name, defaults, validate, update)
   local C = setmetatable({ name = name, defaults = defaults, validate = validate, update = update }, {
     __index = Optimizer,
@@ -129,18 +130,26 @@ function Optimizer:step(closure)
   end
   for _, g in ipairs(self.param_groups) do
     self.validate(g, bad) -- options may have changed since the last step
+    update(g, self.state)
+  end
+  return loss
+end
+
+-- A group update from a per-parameter one, fn(p, st, g), called for each parameter with a
+-- gradient (which the C step reads from p itself).
+local function per_param(fn)
+  return function(g, state)
     for _, p in ipairs(g.params) do
-      if has_grad(p) then -- the update reads p's gradient in C (nil below)
-        local st = self.state[p]
+      if has_grad(p) then
+        local st = state[p]
         if st == nil then
           st = {}
-          self.state[p] = st
+          state[p] = st
         end
-        update(p, nil, st, g)
+        fn(p, st, g)
       end
     end
   end
-  return loss
 end
 
 function Optimizer:zero_grad(set_to_none)
@@ -257,17 +266,8 @@ class("SGD", { lr = false, momentum = 0, dampening = 0, weight_decay = 0, nester
         tostring(g.momentum), tostring(g.dampening))
     end
   end,
-  function(p, grad, st, g)
-    local buf, first = nil, false
-    if g.momentum ~= 0 then
-      buf = st.momentum_buffer
-      if buf == nil then
-        buf = core.zeros_like(p)
-        st.momentum_buffer = buf
-        first = true
-      end
-    end
-    core._sgd_step(p, grad, buf, first, g.lr, g.momentum, g.dampening, g.weight_decay, g.nesterov, g.maximize)
+  function(g, state) -- the whole group in one C call: momentum_buffer is made on the first step
+    core._sgd_group(g.params, state, g.lr, g.momentum, g.dampening, g.weight_decay, g.nesterov, g.maximize)
   end)
 
 -- ---- Adam and AdamW ----
@@ -279,18 +279,12 @@ local function adam_validate(g, bad)
   betas_ok(bad, g)
 end
 
+-- The whole group in one C call; the state is step, exp_avg, exp_avg_sq (and max_exp_avg_sq
+-- with amsgrad), made on a parameter's first step.
 local function adam_update(decoupled)
-  return function(p, grad, st, g)
-    if st.step == nil then
-      st.step = 0
-      st.exp_avg = core.zeros_like(p)
-      st.exp_avg_sq = core.zeros_like(p)
-      if g.amsgrad then st.max_exp_avg_sq = core.zeros_like(p) end
-    end
-    if g.amsgrad and st.max_exp_avg_sq == nil then st.max_exp_avg_sq = core.zeros_like(p) end
-    st.step = st.step + 1
-    core._adam_step(p, grad, st.exp_avg, st.exp_avg_sq, g.amsgrad and st.max_exp_avg_sq or nil, st.step,
-      g.lr, g.betas[1], g.betas[2], g.eps, g.weight_decay, g.maximize, decoupled)
+  return function(g, state)
+    core._adam_group(g.params, state, g.lr, g.betas[1], g.betas[2], g.eps, g.weight_decay, g.amsgrad, g.maximize,
+      decoupled)
   end
 end
 
@@ -309,7 +303,7 @@ class("RMSprop", { lr = 1e-2, alpha = 0.99, eps = 1e-8, weight_decay = 0, moment
     nonneg(bad, g, "weight_decay", "weight_decay value")
     nonneg(bad, g, "alpha", "alpha value")
   end,
-  function(p, grad, st, g)
+  per_param(function(p, st, g)
     if st.step == nil then
       st.step = 0
       st.square_avg = core.zeros_like(p)
@@ -317,9 +311,9 @@ class("RMSprop", { lr = 1e-2, alpha = 0.99, eps = 1e-8, weight_decay = 0, moment
     if g.momentum > 0 and st.momentum_buffer == nil then st.momentum_buffer = core.zeros_like(p) end
     if g.centered and st.grad_avg == nil then st.grad_avg = core.zeros_like(p) end
     st.step = st.step + 1
-    core._rmsprop_step(p, grad, st.square_avg, g.centered and st.grad_avg or nil,
+    core._rmsprop_step(p, nil, st.square_avg, g.centered and st.grad_avg or nil,
       g.momentum > 0 and st.momentum_buffer or nil, g.lr, g.alpha, g.eps, g.weight_decay, g.momentum, g.maximize)
-  end)
+  end))
 
 -- ---- Adagrad ----
 
@@ -332,10 +326,10 @@ local Adagrad = class("Adagrad",
     nonneg(bad, g, "initial_accumulator_value", "initial_accumulator_value")
     nonneg(bad, g, "eps", "epsilon value")
   end,
-  function(p, grad, st, g)
+  per_param(function(p, st, g)
     st.step = st.step + 1
-    core._adagrad_step(p, grad, st.sum, st.step, g.lr, g.lr_decay, g.weight_decay, g.eps, g.maximize)
-  end)
+    core._adagrad_step(p, nil, st.sum, st.step, g.lr, g.lr_decay, g.weight_decay, g.eps, g.maximize)
+  end))
 -- as PyTorch, the accumulator exists from construction, filled with initial_accumulator_value
 Adagrad.init_state = function(p, g)
   return { step = 0, sum = core.full_like(p, g.initial_accumulator_value) }
