@@ -992,7 +992,11 @@ static int t_index(lua_State *L) {
     }
     return select_at(L, t, 0, i);
   }
-  const char *k = lua_tostring(L, 2);
+  /* methods first: they are most lookups (x:matmul), and none is named like a field below */
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+  lua_pop(L, 1);
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
   if (k) {
     switch (k[0]) {
     case 's': if (!strcmp(k, "shape")) return t_shape(L); break;
@@ -1009,8 +1013,7 @@ static int t_index(lua_State *L) {
     case 'T': if (!k[1]) { lua_settop(L, 1); return t_t(L); } break;
     }
   }
-  lua_pushvalue(L, 2);
-  lua_rawget(L, lua_upvalueindex(1)); /* the methods table */
+  lua_pushnil(L);
   return 1;
 }
 
