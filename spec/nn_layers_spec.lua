@@ -156,6 +156,23 @@ describe("nn.Linear", function()
     assert.is_nil(nn.Linear(2, 3, { bias = false }).bias)
   end)
 
+  it("float32 and float64 agree with a float64 product on small and large shapes, with and without bias", function()
+    -- small products copy W^T (8 x 8 AVX blocks plus scalar edges) before the GEMM; large ones
+    -- pass W^T as a transpose flag: both paths, every edge combination
+    lg.manual_seed(12)
+    for _, s in ipairs({ { 64, 64, 64 }, { 7, 13, 11 }, { 128, 128, 10 }, { 5, 17, 24 }, { 3, 64, 1 }, { 9, 40, 33 },
+      { 1, 8, 8 }, { 300, 200, 100 } }) do
+      for _, dt in ipairs({ "float32", "float64" }) do
+        local o = { dtype = dt }
+        local x, w, b = lg.randn(s[1], s[2], o), lg.randn(s[3], s[2], o), lg.randn(s[3], o)
+        local ref = x:double():matmul(w:double():t())
+        local tol = dt == "float32" and 2e-6 * s[2] or 1e-13
+        assert_close(F.linear(x, w, b):double(), ref + b:double(), tol, string.format("%s %dx%dx%d", dt, s[1], s[2], s[3]))
+        assert_close(F.linear(x, w):double(), ref, tol, string.format("%s %dx%dx%d without bias", dt, s[1], s[2], s[3]))
+      end
+    end
+  end)
+
   it("initializes as PyTorch: weight and bias in U(-1/sqrt(in), 1/sqrt(in))", function()
     lg.manual_seed(0)
     local lin = nn.Linear(400, 300)
