@@ -204,6 +204,30 @@ describe("reduction accuracy and edges", function()
     ref.assert_close(lg.full({ 10000000 }, 0.1):mean(), 0.1, 1e-6, 0)
   end)
 
+  it("sums and means of rows of every length 0-40 (16 partial sums and a tail) match a double loop", function()
+    lg.manual_seed(21)
+    for _, dt in ipairs({ "float32", "float64" }) do
+      for R = 0, 40 do
+        local x = lg.randn(3, R, { dtype = dt }) * 1e3
+        local rows = x:tolist()
+        local s, m = x:sum(2):tolist(), x:mean(2):tolist()
+        for r = 1, 3 do
+          local want, mag = 0, 0
+          for i = 1, R do want, mag = want + rows[r][i], mag + math.abs(rows[r][i]) end
+          -- double accumulation in any order: within a few ulp of the sum of |x|; float32 then
+          -- rounds the result once
+          local tol = 4e-16 * mag + (dt == "float32" and 6e-8 * math.abs(want) or 0)
+          assert.is_true(math.abs(s[r] - want) <= tol, string.format("%s R=%d sum %.17g vs %.17g", dt, R, s[r], want))
+          if R > 0 then
+            assert.is_true(math.abs(m[r] - want / R) <= tol / R, string.format("%s R=%d mean", dt, R))
+          else
+            assert.is_true(m[r] ~= m[r], "mean of nothing is NaN")
+          end
+        end
+      end
+    end
+  end)
+
   it("var is stable for data with a large offset", function()
     local x = lg.full({ 1000 }, 10000) + lg.arange(1000) % 2
     ref.assert_close(x:var(), 0.25 * 1000 / 999, 1e-4, 0)

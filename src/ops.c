@@ -897,11 +897,27 @@ static lg_status clamp_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg
     }                                                                                              \
   }
 
-REDUCE(sum_f32, float, float, double acc = 0, acc += x[i], acc)
-REDUCE(sum_f64, double, double, double acc = 0, acc += x[i], acc)
+/* Sums of contiguous rows in double with 16 running partial sums (one add chain would wait on
+** the adder's latency for every element; 16 independent ones keep 4 vector adds in flight). */
+#define SUM_ROW(name, T)                                                                           \
+  LG_WIDE static double name(const T *x, int64_t R) {                                              \
+    double part[16] = {0}, s = 0;                                                                  \
+    int64_t i = 0;                                                                                 \
+    for (; i + 16 <= R; i += 16)                                                                   \
+      for (int j = 0; j < 16; j++) part[j] += x[i + j];                                            \
+    for (; i < R; i++) s += x[i];                                                                  \
+    for (int w = 8; w >= 1; w /= 2) /* pairwise: 16 -> 1 */                                        \
+      for (int j = 0; j < w; j++) part[j] += part[j + w];                                          \
+    return part[0] + s;                                                                            \
+  }
+SUM_ROW(sum_row_f32, float)
+SUM_ROW(sum_row_f64, double)
+
+REDUCE(sum_f32, float, float, (void)0, (void)0, sum_row_f32(x, R))
+REDUCE(sum_f64, double, double, (void)0, (void)0, sum_row_f64(x, R))
 REDUCE(sum_i64, int64_t, int64_t, uint64_t acc = 0, acc += (uint64_t)x[i], (int64_t)acc)
-REDUCE(mean_f32, float, float, double acc = 0, acc += x[i], R ? acc / (double)R : NAN)
-REDUCE(mean_f64, double, double, double acc = 0, acc += x[i], R ? acc / (double)R : NAN)
+REDUCE(mean_f32, float, float, (void)0, (void)0, R ? sum_row_f32(x, R) / (double)R : NAN)
+REDUCE(mean_f64, double, double, (void)0, (void)0, R ? sum_row_f64(x, R) / (double)R : NAN)
 REDUCE(prod_f32, float, float, double acc = 1, acc *= x[i], acc)
 REDUCE(prod_f64, double, double, double acc = 1, acc *= x[i], acc)
 REDUCE(prod_i64, int64_t, int64_t, uint64_t acc = 1, acc *= (uint64_t)x[i], (int64_t)acc)
