@@ -141,6 +141,21 @@ static int m_adam_group(lua_State *L) {
   return 0;
 }
 
+/* _clear_grads(params): p.grad = nil for every tensor of the list (zero_grad's default) */
+static int m_clear_grads(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    lg_tensor *p = lg_lua_totensor(L, -1);
+    if (!p) lgL_error(L, "optimizer: params[%d] is a %s, not a tensor", (int)i, luaL_typename(L, -1));
+    lg_tensor_release(p->grad);
+    p->grad = NULL;
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
 /* p:_has_grad(): whether p.grad is set, without making a Lua value for it */
 static int t_has_grad(lua_State *L) {
   lua_pushboolean(L, lgL_checktensor(L, 1)->grad != NULL);
@@ -148,7 +163,7 @@ static int t_has_grad(lua_State *L) {
 }
 
 static const luaL_Reg functions[] = {
-  {"_has_grad", t_has_grad}, {"_sgd_group", m_sgd_group}, {"_adam_group", m_adam_group},
+  {"_has_grad", t_has_grad}, {"_clear_grads", m_clear_grads}, {"_sgd_group", m_sgd_group}, {"_adam_group", m_adam_group},
   {"_rmsprop_step", m_rmsprop_step}, {"_adagrad_step", m_adagrad_step}, {NULL, NULL}};
 
 /* Adds the functions to the module table on top of the stack. */
