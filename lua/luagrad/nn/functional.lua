@@ -169,6 +169,26 @@ end
 -- given, are updated in place under no_grad with the unbiased variance:
 --   running = (1 - momentum) running + momentum batch_stat.
 -- Not training: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+-- batch_norm's training path with its arguments checked (BatchNorm1d calls it directly): batch
+-- statistics, then the running ones updated in place with factor f.
+function F._batch_norm_train(x, running_mean, running_var, w, b, f, eps)
+  if (w == nil) ~= (b == nil) then
+    w = w or core.ones({ x:size(2) }, { dtype = x.dtype })
+    b = b or core.zeros({ x:size(2) }, { dtype = x.dtype })
+  end
+  local y, mean, var = core._batch_norm(x, w, b, eps)
+  if running_mean ~= nil or running_var ~= nil then
+    local M = x:numel() // x:size(2)
+    if not core._bn_update_stats(running_mean, running_var, mean, var, f, M) then
+      autograd.no_grad(function() -- buffers the fused update does not take (another dtype, a strided view)
+        if running_mean ~= nil then running_mean:copy_(running_mean * (1 - f) + mean * f) end
+        if running_var ~= nil then running_var:copy_(running_var * (1 - f) + var * (f * M / (M - 1))) end
+      end)
+    end
+  end
+  return y
+end
+
 function F.batch_norm(x, running_mean, running_var, opts)
   check_tensor(x, "batch_norm")
   local o = check_opts("batch_norm", opts, { "weight", "bias", "training", "momentum", "eps" })
@@ -179,24 +199,11 @@ function F.batch_norm(x, running_mean, running_var, opts)
   end
   local C = x:size(2)
   if o.training then
-    local M = x:numel() // C
-    if M <= 1 then
+    if x:numel() // C <= 1 then
       error(string.format("batch_norm: expected more than 1 value per channel when training, got input of shape %s",
         shape_str(x)), 2)
     end
-    if (w == nil) ~= (b == nil) then
-      w = w or core.ones({ C }, { dtype = x.dtype })
-      b = b or core.zeros({ C }, { dtype = x.dtype })
-    end
-    local y, mean, var = core._batch_norm(x, w, b, eps)
-    local f = o.momentum == nil and 0.1 or o.momentum
-    if (running_mean ~= nil or running_var ~= nil) and not core._bn_update_stats(running_mean, running_var, mean, var, f, M) then
-      autograd.no_grad(function() -- buffers the fused update does not take (another dtype, a strided view)
-        if running_mean ~= nil then running_mean:copy_(running_mean * (1 - f) + mean * f) end
-        if running_var ~= nil then running_var:copy_(running_var * (1 - f) + var * (f * M / (M - 1))) end
-      end)
-    end
-    return y
+    return F._batch_norm_train(x, running_mean, running_var, w, b, o.momentum == nil and 0.1 or o.momentum, eps)
   end
   if running_mean == nil or running_var == nil then
     error("batch_norm: running_mean and running_var are needed when not training", 2)

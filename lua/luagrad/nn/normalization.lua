@@ -75,15 +75,15 @@ function BatchNorm1d:forward(x)
     error(string.format("BatchNorm1d: expected more than 1 value per channel when training, got input of shape %s",
       shape_str(x)), 2)
   end
-  local factor = 0
-  if self.training and self.track_running_stats then
-    local n = autograd.no_grad(function() return self.num_batches_tracked:add_(1):item() end)
-    factor = self.momentum == false and 1 / n or self.momentum
+  if self.training and self.track_running_stats then -- count the batch, update the running statistics
+    local nbt = self.num_batches_tracked
+    nbt:add_(1) -- an int64 buffer: nothing for autograd to record
+    local factor = self.momentum == false and 1 / nbt:item() or self.momentum
+    return F._batch_norm_train(x, self.running_mean, self.running_var, self.weight, self.bias, factor, self.eps)
   end
-  local update = self.training and self.track_running_stats
-  local use_running = update or not batch_stats
-  return F.batch_norm(x, use_running and self.running_mean or nil, use_running and self.running_var or nil, {
-    weight = self.weight, bias = self.bias, training = batch_stats, momentum = factor, eps = self.eps,
+  if batch_stats then return F._batch_norm_train(x, nil, nil, self.weight, self.bias, 0, self.eps) end
+  return F.batch_norm(x, self.running_mean, self.running_var, {
+    weight = self.weight, bias = self.bias, training = false, eps = self.eps,
   })
 end
 
