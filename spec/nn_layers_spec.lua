@@ -490,6 +490,33 @@ describe("losses", function()
     assert.is_true(math.abs(F.cross_entropy(logits, { 1, 2 }, { label_smoothing = e }):item() - want) < 1e-15)
   end)
 
+  it("float32 (vectorized exps) agrees with float64, with smoothing, reductions and -inf logits", function()
+    lg.manual_seed(31)
+    local x64 = lg.randn(37, 13, F64) * 4
+    x64[3][5] = -math.huge -- a masked class: probability 0, gradient 0
+    local y = lg.randint(1, 14, { 37 })
+    if y[3] == 5 then y[3] = 6 end
+    for _, ls in ipairs({ 0, 0.25 }) do
+      for _, red in ipairs({ "mean", "sum", "none" }) do
+        local a = x64:float():requires_grad_()
+        local b = x64:clone():requires_grad_()
+        local la = F.cross_entropy(a, y, { label_smoothing = ls, reduction = red })
+        local lb = F.cross_entropy(b, y, { label_smoothing = ls, reduction = red })
+        local what = string.format("smoothing %g, %s", ls, red)
+        if ls == 0 then -- smoothing spreads over every class, the masked one too: an infinite loss
+          assert_close(la:double(), lb, 2e-6 * math.max(1, lb:abs():max():item()), what .. ": loss")
+          la:sum():backward()
+          lb:sum():backward()
+          assert_close(a.grad:double(), b.grad, 2e-7 * (red == "mean" and 1 or 37), what .. ": gradient")
+          assert.are.equal(0, a.grad[3][5], "masked class gradient")
+        else
+          assert.are.equal(math.huge, lb:sum():item())
+          assert.are.equal(math.huge, la:sum():item())
+        end
+      end
+    end
+  end)
+
   it("bad labels name the label and the range", function()
     assert.are.equal("cross_entropy: label 4 at position 2 is out of range 1..3 (labels are 1-based)",
       errmsg(F.cross_entropy, logits, { 1, 4 }))

@@ -83,6 +83,8 @@ lg_status lg_new(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out);
 lg_status lg_copy_as(lg_tensor *t, lg_dtype dt, lg_tensor **out);
 /* Release a list of tensors (NULL entries skipped). */
 void lg_release_all(lg_tensor **ts, int n);
+/* o[i] = exp(x[i]) for n contiguous floats, as the exp op computes it (ops.c); o may be x */
+void lg_exp_f32(int64_t n, float *o, const float *x);
 
 /* matmul's forward (matmul.c) */
 lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out);

@@ -6,41 +6,71 @@
 **   loss_i = lse_i - (1 - e) x_{i,t_i} - (e / C) sum_j x_ij
 ** reduced by mode: 0 none (N), 1 mean over N, 2 sum. The forward saves lse (output 2).
 ** Backward: dx_ij = g_i (softmax_ij - (1 - e) [j = t_i] - e / C), g_i = g, g / N or g[i].
+** float64 computes every exp with libm in double; float32 computes x - max and x - lse in float
+** and their exps with the exp op's vectorized kernel (as PyTorch's float32 log-softmax does),
+** accumulating the sums in double.
 ** Under create_graph, and in forward mode, the same formula is written with ops.
 */
 #include "compose.h"
 
 #include <math.h>
 
-#define CE_FORWARD(name, T)                                                                        \
-  static void name(const T *x, const int64_t *t, T *loss, T *lse, int64_t N, int64_t C, double e) { \
-    for (int64_t i = 0; i < N; i++, x += C) {                                                      \
-      double m = -INFINITY, s = 0, sx = 0;                                                         \
-      for (int64_t j = 0; j < C; j++) if (x[j] > m) m = x[j];                                      \
-      if (isinf(m)) m = 0;                                                                         \
-      for (int64_t j = 0; j < C; j++) {                                                            \
-        s += exp((double)x[j] - m);                                                                \
-        sx += x[j];                                                                                \
-      }                                                                                            \
-      double l = m + log(s);                                                                       \
-      lse[i] = (T)l;                                                                               \
-      loss[i] = (T)(l - (1 - e) * (double)x[t[i] - 1] - e / (double)C * sx);                       \
-    }                                                                                              \
+/* float64: each exp by libm, in double */
+static void ce_forward_f64(const double *x, const int64_t *t, double *loss, double *lse, int64_t N, int64_t C, double e) {
+  for (int64_t i = 0; i < N; i++, x += C) {
+    double m = -INFINITY, s = 0, sx = 0;
+    for (int64_t j = 0; j < C; j++) if (x[j] > m) m = x[j];
+    if (isinf(m)) m = 0;
+    for (int64_t j = 0; j < C; j++) {
+      s += exp(x[j] - m);
+      sx += x[j];
+    }
+    double l = m + log(s);
+    lse[i] = l;
+    loss[i] = l - (1 - e) * x[t[i] - 1] - (e > 0 ? e / (double)C * sx : 0); /* -inf logits: no 0 * inf */
   }
-CE_FORWARD(ce_forward_f32, float)
-CE_FORWARD(ce_forward_f64, double)
+}
 
-#define CE_BACKWARD(name, T)                                                                       \
-  static void name(const T *x, const int64_t *t, const T *lse, const T *g, int64_t gstride, double gscale, \
-                   T *dx, int64_t N, int64_t C, double e) {                                        \
-    for (int64_t i = 0; i < N; i++, x += C, dx += C) {                                             \
-      double gi = (double)g[i * gstride] * gscale, l = lse[i];                                     \
-      for (int64_t j = 0; j < C; j++)                                                              \
-        dx[j] = (T)(gi * (exp((double)x[j] - l) - e / (double)C - (j == t[i] - 1 ? 1 - e : 0)));   \
-    }                                                                                              \
+/* float32, as PyTorch computes it in float: d = x - m in float, exp(d) by the exp op's kernel (8 at
+** a time with AVX2) over the whole block into the scratch ex (N x C), sums in double. */
+static void ce_forward_f32(const float *x, const int64_t *t, float *loss, float *lse, int64_t N, int64_t C, double e,
+                           float *ex) {
+  float *mx = ex + N * C; /* the row maxima, after the block */
+  for (int64_t i = 0; i < N; i++) {
+    float m = -INFINITY;
+    for (int64_t j = 0; j < C; j++) if (x[i * C + j] > m) m = x[i * C + j];
+    mx[i] = isinf(m) ? 0 : m;
+    for (int64_t j = 0; j < C; j++) ex[i * C + j] = x[i * C + j] - mx[i];
   }
-CE_BACKWARD(ce_backward_f32, float)
-CE_BACKWARD(ce_backward_f64, double)
+  lg_exp_f32(N * C, ex, ex);
+  for (int64_t i = 0; i < N; i++) {
+    double s = 0, sx = 0;
+    for (int64_t j = 0; j < C; j++) s += ex[i * C + j], sx += x[i * C + j];
+    double l = mx[i] + log(s);
+    lse[i] = (float)l;
+    loss[i] = (float)(l - (1 - e) * (double)x[i * C + t[i] - 1] - (e > 0 ? e / (double)C * sx : 0));
+  }
+}
+
+/* dx_ij = g_i (exp(x_ij - lse_i) - e / C - (1 - e) [j = t_i]); float32's exps as in its forward,
+** into dx itself first */
+static void ce_backward_f64(const double *x, const int64_t *t, const double *lse, const double *g, int64_t gstride,
+                            double gscale, double *dx, int64_t N, int64_t C, double e) {
+  for (int64_t i = 0; i < N; i++, x += C, dx += C) {
+    double gi = g[i * gstride] * gscale;
+    for (int64_t j = 0; j < C; j++) dx[j] = gi * (exp(x[j] - lse[i]) - e / (double)C - (j == t[i] - 1 ? 1 - e : 0));
+  }
+}
+static void ce_backward_f32(const float *x, const int64_t *t, const float *lse, const float *g, int64_t gstride,
+                            double gscale, float *dx, int64_t N, int64_t C, double e) {
+  for (int64_t i = 0; i < N; i++)
+    for (int64_t j = 0; j < C; j++) dx[i * C + j] = x[i * C + j] - lse[i];
+  lg_exp_f32(N * C, dx, dx);
+  for (int64_t i = 0; i < N; i++, dx += C) {
+    double gi = (double)g[i * gstride] * gscale;
+    for (int64_t j = 0; j < C; j++) dx[j] = (float)(gi * ((double)dx[j] - e / (double)C - (j == t[i] - 1 ? 1 - e : 0)));
+  }
+}
 
 /* logits as (N, C) and labels as (N), both contiguous; checks every label */
 static lg_status ce_inputs(const lg_args *a, lg_tensor **xc, lg_tensor **tc, int64_t *N, int64_t *C) {
@@ -75,10 +105,13 @@ lg_status lg_cross_entropy_forward(const lg_op *op, const lg_args *a, lg_tensor 
   if (!(e >= 0 && e <= 1)) return lg_error(LG_EVALUE, "cross_entropy: label_smoothing must be in [0, 1], got %g", e);
   LG_TRY(ce_inputs(a, &xc, &tc, &N, &C));
   lg_dtype dt = xc->dtype;
+  lg_tensor *scratch = NULL; /* float32: the exps and the row maxima */
+  int64_t nscratch = N * C + N;
   lg_status st = lg_new(&N, 1, dt, &loss);
   if (st == LG_OK) st = lg_new(&N, 1, dt, &lse);
+  if (st == LG_OK && dt == LG_FLOAT32) st = lg_tensor_empty(&nscratch, 1, dt, &scratch);
   if (st == LG_OK) {
-    if (dt == LG_FLOAT32) ce_forward_f32(lg_data(xc), lg_data(tc), lg_data(loss), lg_data(lse), N, C, e);
+    if (dt == LG_FLOAT32) ce_forward_f32(lg_data(xc), lg_data(tc), lg_data(loss), lg_data(lse), N, C, e, lg_data(scratch));
     else ce_forward_f64(lg_data(xc), lg_data(tc), lg_data(loss), lg_data(lse), N, C, e);
     if (a->mode == 0) {
       if (a->in[0]->ndim == 1) st = lg_view(loss, NULL, 0, &red); /* one sample: a 0-d loss */
@@ -93,6 +126,7 @@ lg_status lg_cross_entropy_forward(const lg_op *op, const lg_args *a, lg_tensor 
     out[1] = lse;
     lse = NULL;
   }
+  lg_tensor_release(scratch);
   lg_tensor_release(loss);
   lg_tensor_release(lse);
   lg_tensor_release(xc);

@@ -215,6 +215,7 @@ static void exp_f32(int64_t n, char *o, int64_t so, const char *x, int64_t sx) {
 #endif
   exp_scalar_f32(n, o, so, x, sx);
 }
+void lg_exp_f32(int64_t n, float *o, const float *x) { exp_f32(n, (char *)o, 1, (const char *)x, 1); }
 UNARY(exp_f64, double, exp(x))
 UNARY(log_f32, float, logf(x))
 UNARY(log_f64, double, log(x))
