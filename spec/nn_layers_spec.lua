@@ -157,11 +157,12 @@ describe("nn.Linear", function()
   end)
 
   it("float32 and float64 agree with a float64 product on small and large shapes, with and without bias", function()
-    -- small products copy W^T (8 x 8 AVX blocks plus scalar edges) before the GEMM; large ones
-    -- pass W^T as a transpose flag: both paths, every edge combination
+    -- batch x in x out: small float32 products run in gemm_small.c (W^T packed in 8 x 8 blocks
+    -- plus edges, tiles of 6 x 16 plus partial ones, the bias added as beta = 1), narrow or large
+    -- ones in OpenBLAS; shapes that reach every edge of both
     lg.manual_seed(12)
     for _, s in ipairs({ { 64, 64, 64 }, { 7, 13, 11 }, { 128, 128, 10 }, { 5, 17, 24 }, { 3, 64, 1 }, { 9, 40, 33 },
-      { 1, 8, 8 }, { 300, 200, 100 } }) do
+      { 1, 8, 8 }, { 300, 200, 100 }, { 50, 20, 37 }, { 48, 16, 16 }, { 53, 9, 70 }, { 64, 128, 128 } }) do
       for _, dt in ipairs({ "float32", "float64" }) do
         local o = { dtype = dt }
         local x, w, b = lg.randn(s[1], s[2], o), lg.randn(s[3], s[2], o), lg.randn(s[3], o)

@@ -113,6 +113,10 @@ lg_status lg_inplace_check(const char *op, lg_tensor *t);
 lg_status lg_check_anomaly(const char *what, const char *opname, lg_tensor *t);
 
 void lg_blas_threads_reset(void); /* matmul.c: forget the per-call BLAS thread count */
+/* A small float32 product done here (gemm_small.c): C = beta C + op(A) op(B), row-major, beta 0 or
+** 1; returns 0 (nothing done) when the product is not small or the CPU lacks AVX2 and FMA. */
+int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
+                      int64_t ldb, float beta, float *C, int64_t ldc);
 
 /* Runs fn(ctx, lo, hi) over [0, n), split across threads when n is large (tensor.c). */
 void lg_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);

@@ -382,6 +382,13 @@ static int m_get_num_threads(lua_State *L) {
   return 1;
 }
 
+/* lg.blas_info(): which BLAS and which of its kernels run the matrix products */
+static int m_blas_info(lua_State *L) {
+  char buf[512];
+  lua_pushstring(L, lg_blas_info(buf, sizeof buf));
+  return 1;
+}
+
 static int m_memory_in_use(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)lg_bytes_in_use());
   return 1;
@@ -422,7 +429,7 @@ static const luaL_Reg functions[] = {
   {"cat", m_cat}, {"stack", m_stack}, {"where", lgL_where},
   {"manual_seed", m_manual_seed}, {"initial_seed", m_initial_seed},
   {"set_default_dtype", m_set_default_dtype}, {"get_default_dtype", m_get_default_dtype},
-  {"set_num_threads", m_set_num_threads}, {"get_num_threads", m_get_num_threads},
+  {"set_num_threads", m_set_num_threads}, {"get_num_threads", m_get_num_threads}, {"blas_info", m_blas_info},
   {"memory_in_use", m_memory_in_use}, {"memory_cached", m_memory_cached}, {"empty_cache", m_empty_cache},
   {"is_tensor", m_is_tensor}, {"clock", m_clock},
   {NULL, NULL}};

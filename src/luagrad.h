@@ -103,6 +103,10 @@ void lg_empty_cache(void);    /* returns them to the system */
 /* Formats a shape as "{2,3}" into buf (returns buf). */
 char *lg_shape_str(const int64_t *shape, int ndim, char *buf, size_t n);
 
+/* The BLAS in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ..., kernels Haswell (chosen by luagrad for
+** this CPU)", or why it could not be loaded; written into buf (n bytes), which is returned. */
+const char *lg_blas_info(char *buf, size_t n);
+
 /* ---- tensor lifecycle ---- */
 lg_status lg_tensor_empty(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out);
 lg_status lg_tensor_zeros(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out);

@@ -10,9 +10,9 @@
 ** j*ld + i as Trans. Only layouts BLAS cannot express (e.g. a column step with a gap, or an
 ** expanded matrix) are copied to contiguous memory first. int64 products use a plain loop.
 */
+#include "blas.h"
 #include "compose.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <string.h>
 
@@ -27,7 +27,7 @@ void lg_blas_threads_reset(void) { blas_threads_now = -1; }
 static void blas_threads_for(double m, double n, double k) {
   int want = 2 * m * n * k >= PARALLEL_GEMM_FLOPS ? lg_get_num_threads() : 1;
   if (want != blas_threads_now) {
-    openblas_set_num_threads(want);
+    lg_blas_fns.set_num_threads(want);
     blas_threads_now = want;
   }
 }
@@ -58,6 +58,23 @@ static void gemm_i64(int64_t m, int64_t n, int64_t k, const int64_t *A, int64_t 
       for (int64_t p = 0; p < k; p++) acc += (uint64_t)A[i * ars + p * acs] * (uint64_t)B[p * brs + j * bcs];
       C[i * n + j] = (int64_t)acc;
     }
+}
+
+/* C = A B (+ beta C) in float32 or float64, row-major, through OpenBLAS (loaded on first use) */
+static lg_status gemm(lg_dtype dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k,
+                      const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
+  if (m == 0 || n == 0) return LG_OK;
+  if (dt == LG_FLOAT32 && lg_gemm_small_f32(ta == CblasTrans, tb == CblasTrans, m, n, k, A, lda, B, ldb, (float)beta,
+                                            C, ldc))
+    return LG_OK;
+  LG_TRY(lg_blas_load());
+  blas_threads_for((double)m, (double)n, (double)k);
+  if (dt == LG_FLOAT32)
+    lg_blas_fns.sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, A, (int)lda, B, (int)ldb, (float)beta, C,
+                      (int)ldc);
+  else
+    lg_blas_fns.dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+  return LG_OK;
 }
 
 lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
@@ -128,19 +145,12 @@ lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out) 
   size_t es = lg_dtype_size(dt);
   char *xd = lg_data(x), *yd = lg_data(y), *od = lg_data(*out);
   if (m == 0 || n == 0 || k == 0) goto done; /* empty, or zeros already */
-  blas_threads_for((double)m, (double)n, (double)k);
-  for (int64_t b = 0; b < nbatch; b++) {
+  for (int64_t b = 0; b < nbatch && st == LG_OK; b++) {
     int64_t xo = 0, yo = 0;
     for (int d = 0; d < bn; d++) { xo += idx[d] * xbs[d]; yo += idx[d] * ybs[d]; }
     char *A = xd + xo * (int64_t)es, *B = yd + yo * (int64_t)es, *C = od + b * m * n * (int64_t)es;
-    if (dt == LG_FLOAT32)
-      cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, (const float *)A, (int)lda,
-                  (const float *)B, (int)ldb, 0.0f, (float *)C, (int)n);
-    else if (dt == LG_FLOAT64)
-      cblas_dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0, (const double *)A, (int)lda,
-                  (const double *)B, (int)ldb, 0.0, (double *)C, (int)n);
-    else
-      gemm_i64(m, n, k, (const int64_t *)A, xrs, xcs, (const int64_t *)B, yrs, ycs, (int64_t *)C);
+    if (dt == LG_INT64) gemm_i64(m, n, k, (const int64_t *)A, xrs, xcs, (const int64_t *)B, yrs, ycs, (int64_t *)C);
+    else st = gemm(dt, ta, tb, m, n, k, A, lda, B, ldb, 0, C, n);
     for (int d = bn - 1; d >= 0 && ++idx[d] == bshape[d]; d--) idx[d] = 0;
   }
 done:
@@ -167,64 +177,6 @@ static lg_status as_rows(lg_tensor *t, int64_t K, lg_dtype dt, lg_tensor **out) 
   return st;
 }
 
-static void gemm(lg_dtype dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, const void *A,
-                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  blas_threads_for((double)m, (double)n, (double)k);
-  if (dt == LG_FLOAT32)
-    cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, A, (int)lda, B, (int)ldb, (float)beta, C, (int)ldc);
-  else
-    cblas_dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-}
-
-/* OpenBLAS (0.3.21, its SkylakeX/Cooperlake kernels) runs products of up to 2^19 multiply-adds
-** through small-matrix kernels, where X W^T with W^T as a transpose flag is 25-50% slower than X B
-** with B contiguous (1 thread: 64x64x64 6.2 vs 4.6 us; 128x10x128 7.0 vs 4.7 us). For such products
-** Linear copies W^T first; the copy is small, as a product that size has a small weight. */
-static int small_product(int64_t M, int64_t N, int64_t K) {
-  return (double)M * (double)N * (double)K <= 524288.0 && N * K <= 16384;
-}
-
-/* out (K x N) = w^T for w (N x K), both contiguous: 8 x 8 float blocks with AVX where the CPU
-** has it, scalar loops for the edges and for float64. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(LG_NO_CLONES)
-#include <immintrin.h>
-__attribute__((target("avx2"))) static void transpose8x8_blocks(const float *w, int64_t N, int64_t K, float *out,
-                                                               int64_t N8, int64_t K8) {
-  for (int64_t i = 0; i < N8; i += 8)
-    for (int64_t j = 0; j < K8; j += 8) {
-      __m256 r[8], t[8];
-      for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(w + (i + k) * K + j);
-      for (int k = 0; k < 8; k += 2) t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]), t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
-      for (int k = 0; k < 8; k += 4) {
-        r[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44), r[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
-        r[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44), r[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
-      }
-      for (int k = 0; k < 4; k++) {
-        _mm256_storeu_ps(out + (j + k) * N + i, _mm256_permute2f128_ps(r[k], r[k + 4], 0x20));
-        _mm256_storeu_ps(out + (j + k + 4) * N + i, _mm256_permute2f128_ps(r[k], r[k + 4], 0x31));
-      }
-    }
-}
-static int transpose_fast(void) { return __builtin_cpu_supports("avx2"); }
-#else
-static void transpose8x8_blocks(const float *w, int64_t N, int64_t K, float *out, int64_t N8, int64_t K8) {}
-static int transpose_fast(void) { return 0; }
-#endif
-
-static void transpose(lg_dtype dt, const void *w, int64_t N, int64_t K, void *out) {
-  int64_t N8 = 0, K8 = 0; /* the corner done in 8 x 8 blocks */
-  if (dt == LG_FLOAT32 && transpose_fast()) {
-    N8 = N / 8 * 8, K8 = K / 8 * 8;
-    transpose8x8_blocks(w, N, K, out, N8, K8);
-  }
-  size_t es = lg_dtype_size(dt);
-  for (int64_t i = 0; i < N; i++) /* the rest: columns from K8 in the first N8 rows, then all */
-    for (int64_t j = i < N8 ? K8 : 0; j < K; j++) {
-      if (es == 4) ((float *)out)[j * N + i] = ((const float *)w)[i * K + j];
-      else ((double *)out)[j * N + i] = ((const double *)w)[i * K + j];
-    }
-}
 
 lg_status lg_linear_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL;
@@ -260,17 +212,8 @@ lg_status lg_linear_forward(const lg_op *op, const lg_args *a, lg_tensor **out) 
     if (st == LG_OK) {
       if (K == 0) {
         if (!bc) memset(yd, 0, (size_t)(M * N) * es);
-      } else if (small_product(M, N, K)) { /* see small_product: X (W^T copied) */
-        lg_tensor *wt = NULL;
-        int64_t tshape[2] = {K, N};
-        st = lg_tensor_empty(tshape, 2, dt, &wt);
-        if (st == LG_OK) {
-          transpose(dt, lg_data(wc), N, K, lg_data(wt));
-          gemm(dt, CblasNoTrans, CblasNoTrans, M, N, K, lg_data(xr), K, lg_data(wt), N, bc ? 1.0 : 0.0, yd, N);
-        }
-        lg_tensor_release(wt);
       } else {
-        gemm(dt, CblasNoTrans, CblasTrans, M, N, K, lg_data(xr), K, lg_data(wc), K, bc ? 1.0 : 0.0, yd, N);
+        st = gemm(dt, CblasNoTrans, CblasTrans, M, N, K, lg_data(xr), K, lg_data(wc), K, bc ? 1.0 : 0.0, yd, N);
       }
     }
   }
@@ -331,7 +274,7 @@ lg_status lg_linear_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
     st = as_rows(w, K, dt, &wc);
     if (st == LG_OK) st = lg_new(x->shape, x->ndim, dt, &dx);
     if (st == LG_OK) {
-      if (N) gemm(dt, CblasNoTrans, CblasNoTrans, M, K, N, lg_data(gr), N, lg_data(wc), K, 0.0, lg_data(dx), K);
+      if (N) st = gemm(dt, CblasNoTrans, CblasNoTrans, M, K, N, lg_data(gr), N, lg_data(wc), K, 0.0, lg_data(dx), K);
       else memset(lg_data(dx), 0, (size_t)(M * K) * lg_dtype_size(dt));
     }
   }
@@ -339,7 +282,7 @@ lg_status lg_linear_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
     st = as_rows(x, K, dt, &xr);
     if (st == LG_OK) st = lg_new(w->shape, 2, dt, &dw);
     if (st == LG_OK) {
-      if (M) gemm(dt, CblasTrans, CblasNoTrans, N, K, M, lg_data(gr), N, lg_data(xr), K, 0.0, lg_data(dw), K);
+      if (M) st = gemm(dt, CblasTrans, CblasNoTrans, N, K, M, lg_data(gr), N, lg_data(xr), K, 0.0, lg_data(dw), K);
       else memset(lg_data(dw), 0, (size_t)(N * K) * lg_dtype_size(dt));
     }
   }

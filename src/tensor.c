@@ -8,7 +8,7 @@
 */
 #include "internal.h"
 
-#include <cblas.h>
+#include "blas.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -77,11 +77,15 @@ int lg_nthreads = 0; /* 0: not set, OpenBLAS's default */
 void lg_set_num_threads(int n) {
   if (n < 1) n = 1;
   lg_nthreads = n;
-  openblas_set_num_threads(n); /* matmul.c then lowers it per call for small products */
+  if (lg_blas_load() == LG_OK) lg_blas_fns.set_num_threads(n); /* matmul.c lowers it per call for small products */
   lg_blas_threads_reset();
 }
 
-int lg_get_num_threads(void) { return lg_nthreads ? lg_nthreads : openblas_get_num_threads(); }
+/* set, or else OpenBLAS's default (its thread count: one per core unless OPENBLAS_NUM_THREADS) */
+int lg_get_num_threads(void) {
+  if (lg_nthreads) return lg_nthreads;
+  return lg_blas_load() == LG_OK ? lg_blas_fns.get_num_threads() : 1;
+}
 
 /* ---- storage: a caching allocator ----
 ** Freed buffers wait on free lists by size class and are handed out again, so a training loop

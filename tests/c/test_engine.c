@@ -100,11 +100,58 @@ static void test_memory_accounting(void) {
   CHECK(lg_bytes_in_use() == before, "storage freed with the last view");
 }
 
+/* float32 products against a plain loop: where gemm_small.c takes the product (a CPU with AVX2
+** and FMA, at most 2^20 multiply-adds, n >= 16, and m >= 48 when B is transposed) the sum over p
+** is one fmaf per term in order, so the results must be equal bit for bit; elsewhere (OpenBLAS)
+** close. Shapes cover full and partial 6 x 16 tiles, every transpose and the packing's edges. */
+static void test_small_products(void) {
+  const int shapes[][3] = {{64, 64, 64}, {6, 16, 1}, {7, 17, 9}, {13, 33, 24}, {50, 48, 31}, {48, 20, 70},
+                           {64, 128, 128}, {3, 16, 5}, {100, 10, 20}, {2, 2, 2}, {49, 100, 21}};
+  int exact_capable = 0;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  exact_capable = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+    for (int ta = 0; ta < 2; ta++)
+      for (int tb = 0; tb < 2; tb++) {
+        int m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+        lg_tensor *a0 = NULL, *b0 = NULL, *a = NULL, *b = NULL, *c = NULL;
+        int64_t sa[2] = {ta ? k : m, ta ? m : k}, sb[2] = {tb ? n : k, tb ? k : n};
+        lg_manual_seed(100 + (uint64_t)si);
+        CHECK(lg_tensor_empty(sa, 2, LG_FLOAT32, &a0) == LG_OK && lg_normal_(a0, 0, 1) == LG_OK &&
+                  lg_tensor_empty(sb, 2, LG_FLOAT32, &b0) == LG_OK && lg_normal_(b0, 0, 1) == LG_OK,
+              "random operands");
+        if (ta) CHECK(lg_transpose(a0, 0, 1, &a) == LG_OK, "transpose a");
+        else a = lg_tensor_retain(a0);
+        if (tb) CHECK(lg_transpose(b0, 0, 1, &b) == LG_OK, "transpose b");
+        else b = lg_tensor_retain(b0);
+        CHECK(lg_matmul(a, b, &c) == LG_OK, "matmul %dx%dx%d", m, n, k);
+        int small = exact_capable && (double)m * n * k <= 1048576.0 && n >= 16 && !(tb && m < 48);
+        int bad = 0;
+        for (int i = 0; i < m && c; i++)
+          for (int j = 0; j < n; j++) {
+            float acc = 0;
+            double ref = 0;
+            for (int p = 0; p < k; p++) {
+              float x = (float)lg_get_flat(a, (int64_t)i * k + p), y = (float)lg_get_flat(b, (int64_t)p * n + j);
+              acc = fmaf(x, y, acc);
+              ref += (double)x * y;
+            }
+            double got = lg_get_flat(c, (int64_t)i * n + j);
+            if (small ? got != (double)acc : !close_to(got, ref, 1e-5 * k)) bad++;
+          }
+        CHECK(bad == 0, "%dx%dx%d ta=%d tb=%d: %d elements differ from the %s", m, n, k, ta, tb, bad,
+              small ? "fmaf loop (exactly)" : "double loop");
+        lg_tensor_release(a0), lg_tensor_release(b0), lg_tensor_release(a), lg_tensor_release(b), lg_tensor_release(c);
+      }
+}
+
 int main(void) {
   test_create_and_arith();
   test_views_and_matmul();
   test_random();
   test_memory_accounting();
+  test_small_products();
   printf("C tests: %d passed, %d failed\n", passed, failed);
   return failed != 0;
 }

@@ -1,0 +1,78 @@
+/*
+** blas.c: OpenBLAS, loaded when first needed, with its kernels chosen for the CPU.
+**
+** Debian's OpenBLAS is built for every x86-64 core (DYNAMIC_ARCH) and picks its kernels once, as
+** it is loaded, from the CPU or from the environment variable OPENBLAS_CORETYPE. On AMD Zen 4 it
+** picks its AVX-512 kernels (Cooperlake), but Zen 4 executes a 512-bit FMA as two 256-bit halves,
+** and there its Haswell (AVX2) kernels are faster: 1 thread, OpenBLAS 0.3.21, bench/workloads.lua,
+** W3 392-401 -> 360-365 ms, W2 1.50-1.51 -> 1.43-1.47 ms, W4 1.68-1.70 -> 1.61-1.64 ms.
+**
+** So luagrad does not link OpenBLAS: it loads libopenblas.so.0 on first use, and on an AMD CPU with
+** AVX-512, unless OPENBLAS_CORETYPE is set, it sets OPENBLAS_CORETYPE=Haswell for the load and
+** removes it again (child processes see the environment they would have seen). A user's
+** OPENBLAS_CORETYPE wins; an OpenBLAS the host process had already loaded is used as it is.
+*/
+#include "blas.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+lg_blas_api lg_blas_fns;
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+static char blas_error[512];
+static char blas_chosen[64]; /* the core type luagrad asked for, or "" */
+
+/* the core type to ask for on this CPU, or NULL for OpenBLAS's own choice */
+static const char *preferred_coretype(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_is("amd") && __builtin_cpu_supports("avx512f")) return "Haswell";
+#endif
+  return NULL;
+}
+
+static void blas_load(void) {
+  const char *want = getenv("OPENBLAS_CORETYPE") ? NULL : preferred_coretype();
+  if (want) {
+    setenv("OPENBLAS_CORETYPE", want, 0);
+    snprintf(blas_chosen, sizeof blas_chosen, "%s", want);
+  }
+  const char *names[] = {"libopenblas.so.0", "libopenblas.so"};
+  void *h = NULL;
+  for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++) h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+  if (want) unsetenv("OPENBLAS_CORETYPE");
+  if (!h) {
+    snprintf(blas_error, sizeof blas_error, "cannot load OpenBLAS (libopenblas.so.0): %s", dlerror());
+    return;
+  }
+#define LOAD(field, sym)                                                                           \
+  if (!(*(void **)&lg_blas_fns.field = dlsym(h, sym))) {                                           \
+    snprintf(blas_error, sizeof blas_error, "OpenBLAS has no %s", sym);                            \
+    return;                                                                                        \
+  }
+  LOAD(sgemm, "cblas_sgemm")
+  LOAD(dgemm, "cblas_dgemm")
+  LOAD(set_num_threads, "openblas_set_num_threads")
+  LOAD(get_num_threads, "openblas_get_num_threads")
+  LOAD(get_corename, "openblas_get_corename")
+  LOAD(get_config, "openblas_get_config")
+#undef LOAD
+  lg_blas_fns.loaded = 1;
+}
+
+lg_status lg_blas_load(void) {
+  pthread_once(&blas_once, blas_load);
+  return lg_blas_fns.loaded ? LG_OK : lg_error(LG_EVALUE, "%s", blas_error);
+}
+
+const char *lg_blas_info(char *buf, size_t n) {
+  if (lg_blas_load() != LG_OK) snprintf(buf, n, "%s", blas_error);
+  else
+    snprintf(buf, n, "%s, kernels %s%s", lg_blas_fns.get_config(), lg_blas_fns.get_corename(),
+             blas_chosen[0] ? " (chosen by luagrad for this CPU)" : "");
+  return buf;
+}
