@@ -52,7 +52,9 @@ local have_torch = os.execute("/usr/bin/python3 -c 'import torch' >/dev/null 2>&
 local theirs = {}
 if have_torch then
   io.stderr:write("bench: PyTorch workloads...\n")
-  for _, r in ipairs(decode_all((lines("/usr/bin/python3 bench/torch_ref.py" .. scale)))) do theirs[r.name] = r end
+  for _, r in ipairs(decode_all((lines("/usr/bin/python3 bench/torch_ref.py" .. scale)))) do
+    if r.blas then theirs.blas = r.blas else theirs[r.name] = r end
+  end
 end
 
 local peak
@@ -63,6 +65,8 @@ end
 
 local goals = { W1 = 8, W2 = 2, W3 = 1.0, W4 = 1.4 }
 print(string.format("sgemm peak, 1 thread (2048x2048): %.1f GFLOP/s", peak or 0))
+print("luagrad's BLAS: " .. lg.blas_info())
+if theirs.blas then print("PyTorch's BLAS: " .. theirs.blas) end
 print("")
 print("| workload | luagrad ms (1 thr) | luagrad ms (2 thr) | PyTorch ms (1 thr) | PyTorch ms (2 thr) "
   .. "| ratio (1 thr) | goal | GEMM floor ms | floor / luagrad | loss falls |")

@@ -132,6 +132,11 @@ def main():
         threads = [int(t) for t in args[args.index("--threads") + 1].split(",")]
     if "--steps-scale" in args:
         scale = float(args[args.index("--steps-scale") + 1])
+    if OPENBLAS is not None:
+        OPENBLAS.openblas_get_corename.restype = ctypes.c_char_p
+        OPENBLAS.openblas_get_config.restype = ctypes.c_char_p
+        print(json.dumps({"blas": "%s, kernels %s" % (OPENBLAS.openblas_get_config().decode(),
+                                                      OPENBLAS.openblas_get_corename().decode())}), flush=True)
     for name, build, steps, warm in WORKLOADS:
         if only and only != name:
             continue
