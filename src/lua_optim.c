@@ -71,6 +71,14 @@ static lg_tensor *state_tensor(lua_State *L, int st, const char *key, lg_tensor 
   return t;
 }
 
+/* params[i] of the list at index 1, pushed; an error unless it is a tensor */
+static lg_tensor *push_param(lua_State *L, lua_Integer i) {
+  lua_rawgeti(L, 1, i);
+  lg_tensor *p = lg_lua_totensor(L, -1);
+  if (!p) lgL_error(L, "optimizer: params[%d] is a %s, not a tensor", (int)i, luaL_typename(L, -1));
+  return p;
+}
+
 /* Calls visit for each parameter of the list at index 1 that has a gradient, with the parameter
 ** and its state table on the stack top (state tables in the table at index 2). */
 static void each_param(lua_State *L, void (*visit)(lua_State *L, lg_tensor *p, lg_tensor *g, int st, void *ud), void *ud) {
@@ -78,9 +86,7 @@ static void each_param(lua_State *L, void (*visit)(lua_State *L, lg_tensor *p, l
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
   for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, 1, i);
-    lg_tensor *p = lg_lua_totensor(L, -1);
-    if (!p) lgL_error(L, "optimizer: params[%d] is a %s, not a tensor", (int)i, luaL_typename(L, -1));
+    lg_tensor *p = push_param(L, i);
     if (p->grad) {
       int top = lua_gettop(L);
       push_state(L, 2);
@@ -146,9 +152,7 @@ static int m_clear_grads(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
   for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, 1, i);
-    lg_tensor *p = lg_lua_totensor(L, -1);
-    if (!p) lgL_error(L, "optimizer: params[%d] is a %s, not a tensor", (int)i, luaL_typename(L, -1));
+    lg_tensor *p = push_param(L, i);
     lg_tensor_release(p->grad);
     p->grad = NULL;
     lua_pop(L, 1);
