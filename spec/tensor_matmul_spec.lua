@@ -121,3 +121,30 @@ describe("matmul", function()
     ref.assert_close(r1, ref.matmul(a, b), 1e-12, 1e-11)
   end)
 end)
+
+describe("the BLAS luagrad loads", function()
+  -- a child luagrad with the given environment prefix; its stdout
+  local function child(env, code)
+    local build = os.getenv("LUAGRAD_BUILD") or "build"
+    local p = assert(io.popen(env .. " " .. build .. "/luagrad -e '" .. code .. "' 2>&1"))
+    local out = p:read("a")
+    p:close()
+    return out
+  end
+
+  it("blas_info names OpenBLAS and its kernels; the loading leaves OPENBLAS_CORETYPE as it was", function()
+    local out = child("env -u OPENBLAS_CORETYPE",
+      'local lg = require "luagrad"; lg.ones(2, 2):matmul(lg.ones(2, 2)); print(lg.blas_info()); '
+      .. 'print("env", os.getenv("OPENBLAS_CORETYPE"))')
+    assert.matches("^OpenBLAS [%d.]+ .*, kernels %a+", out)
+    assert.matches("\nenv\tnil\n", out)
+  end)
+
+  it("keeps a user's OPENBLAS_CORETYPE", function()
+    local out = child("OPENBLAS_CORETYPE=Sandybridge",
+      'local lg = require "luagrad"; print(lg.blas_info()); print("env", os.getenv("OPENBLAS_CORETYPE"))')
+    assert.matches("kernels Sandybridge\n", out)
+    assert.is_nil(out:find("chosen by luagrad", 1, true))
+    assert.matches("\nenv\tSandybridge\n", out)
+  end)
+end)

@@ -36,13 +36,17 @@ static const char *preferred_coretype(void) {
 }
 
 static void blas_load(void) {
-  const char *want = getenv("OPENBLAS_CORETYPE") ? NULL : preferred_coretype();
+  const char *names[] = {"libopenblas.so.0", "libopenblas.so"};
+  void *h = NULL;
+  for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++) /* already in the process? */
+    h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+  /* The variable is set only around the load (setenv is not safe beside a getenv in another thread;
+  ** the load happens once, from the first product or thread setting). */
+  const char *want = h || getenv("OPENBLAS_CORETYPE") ? NULL : preferred_coretype();
   if (want) {
     setenv("OPENBLAS_CORETYPE", want, 0);
     snprintf(blas_chosen, sizeof blas_chosen, "%s", want);
   }
-  const char *names[] = {"libopenblas.so.0", "libopenblas.so"};
-  void *h = NULL;
   for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++) h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
   if (want) unsetenv("OPENBLAS_CORETYPE");
   if (!h) {
