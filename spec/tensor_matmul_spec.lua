@@ -133,11 +133,11 @@ describe("the BLAS luagrad loads", function()
   end
 
   it("blas_info names OpenBLAS and its kernels; the loading leaves OPENBLAS_CORETYPE as it was", function()
-    local out = child("env -u OPENBLAS_CORETYPE",
+    local out = child("env -u OPENBLAS_CORETYPE -u OPENBLAS_THREAD_TIMEOUT",
       'local lg = require "luagrad"; lg.ones(2, 2):matmul(lg.ones(2, 2)); print(lg.blas_info()); '
-      .. 'print("env", os.getenv("OPENBLAS_CORETYPE"))')
+      .. 'print("env", os.getenv("OPENBLAS_CORETYPE"), os.getenv("OPENBLAS_THREAD_TIMEOUT"))')
     assert.matches("^OpenBLAS [%d.]+ .*, kernels %a+", out)
-    assert.matches("\nenv\tnil\n", out)
+    assert.matches("\nenv\tnil\tnil\n", out)
   end)
 
   it("keeps a user's OPENBLAS_CORETYPE", function()

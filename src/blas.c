@@ -7,10 +7,17 @@
 ** and there its Haswell (AVX2) kernels are faster: 1 thread, OpenBLAS 0.3.21, bench/workloads.lua,
 ** W3 392-401 -> 360-365 ms, W2 1.50-1.51 -> 1.43-1.47 ms, W4 1.68-1.70 -> 1.61-1.64 ms.
 **
-** So luagrad does not link OpenBLAS: it loads libopenblas.so.0 on first use, and on an AMD CPU with
-** AVX-512, unless OPENBLAS_CORETYPE is set, it sets OPENBLAS_CORETYPE=Haswell for the load and
-** removes it again (child processes see the environment they would have seen). A user's
-** OPENBLAS_CORETYPE wins; an OpenBLAS the host process had already loaded is used as it is.
+** OpenBLAS also reads, at load time, how long its worker threads spin after a product before they
+** sleep: 2^28 cycles by default, about 80 ms. luagrad's own loops run on a thread pool beside
+** OpenBLAS's, and a worker spinning on the second core halved what the pool got: W3's SGD step at
+** 2 threads, right after the backward pass's products, took 12.1 ms instead of 6.5 ms. luagrad asks
+** for 2^12 cycles (about 1 us); a product big enough for two threads (64 MFLOP) takes far longer
+** than a worker's wake-up.
+**
+** So luagrad does not link OpenBLAS: it loads libopenblas.so.0 on first use, with
+** OPENBLAS_THREAD_TIMEOUT=12 and, on an AMD CPU with AVX-512, OPENBLAS_CORETYPE=Haswell set for
+** the load and removed again (child processes see the environment they would have seen). A
+** variable the user set wins; an OpenBLAS the host process had already loaded is used as it is.
 */
 #include "blas.h"
 
@@ -40,15 +47,18 @@ static void blas_load(void) {
   void *h = NULL;
   for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++) /* already in the process? */
     h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
-  /* The variable is set only around the load (setenv is not safe beside a getenv in another thread;
-  ** the load happens once, from the first product or thread setting). */
+  /* The variables are set only around the load (setenv is not safe beside a getenv in another
+  ** thread; the load happens once, from the first product or thread setting). */
   const char *want = h || getenv("OPENBLAS_CORETYPE") ? NULL : preferred_coretype();
+  int set_timeout = !h && !getenv("OPENBLAS_THREAD_TIMEOUT");
   if (want) {
     setenv("OPENBLAS_CORETYPE", want, 0);
     snprintf(blas_chosen, sizeof blas_chosen, "%s", want);
   }
+  if (set_timeout) setenv("OPENBLAS_THREAD_TIMEOUT", "12", 0);
   for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++) h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
   if (want) unsetenv("OPENBLAS_CORETYPE");
+  if (set_timeout) unsetenv("OPENBLAS_THREAD_TIMEOUT");
   if (!h) {
     snprintf(blas_error, sizeof blas_error, "cannot load OpenBLAS (libopenblas.so.0): %s", dlerror());
     return;
