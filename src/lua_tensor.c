@@ -63,25 +63,44 @@ void lgL_gcpace(lua_State *L) {
   }
 }
 
+/* The tensor metatable is also kept in the registry under the address of tensor_mt_key, and found
+** with lua_rawgetp: a lookup by name (luaL_testudata, luaL_setmetatable) goes through Lua's string
+** cache, a strcmp each time, and ran about 300 times per step of a small model. */
+static const char tensor_mt_key = 0;
+
+static void push_tensor_mt(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &tensor_mt_key); }
+
+/* the slot of the tensor at idx, or NULL if the value there is not a tensor */
+static lg_tensor **test_slot(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  if (!p || !lua_getmetatable(L, idx)) return NULL;
+  push_tensor_mt(L);
+  int ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return ok ? p : NULL;
+}
+
 lg_tensor **lgL_newslot(lua_State *L) {
   lgL_gcpace(L); /* accounts for allocations up to now, before this slot gets filled */
   lg_tensor **slot = lua_newuserdatauv(L, sizeof(lg_tensor *), 0);
   *slot = NULL;
-  luaL_setmetatable(L, LG_TENSOR_MT);
+  push_tensor_mt(L);
+  lua_setmetatable(L, -2);
   return slot;
 }
 
 void lgL_pushnew(lua_State *L, lg_tensor *t) {
   lg_tensor **slot = lua_newuserdatauv(L, sizeof(lg_tensor *), 0);
   *slot = t;
-  luaL_setmetatable(L, LG_TENSOR_MT);
+  push_tensor_mt(L);
+  lua_setmetatable(L, -2);
   lgL_gcpace(L);
 }
 
 void lg_lua_pushtensor(lua_State *L, lg_tensor *t) { lgL_pushnew(L, lg_tensor_retain(t)); }
 
 lg_tensor *lg_lua_totensor(lua_State *L, int idx) {
-  lg_tensor **slot = luaL_testudata(L, idx, LG_TENSOR_MT);
+  lg_tensor **slot = test_slot(L, idx);
   return slot ? *slot : NULL;
 }
 
@@ -96,7 +115,7 @@ static const char *current_name(lua_State *L, int *idx) {
 }
 
 lg_tensor *lgL_checktensor(lua_State *L, int idx) {
-  lg_tensor **slot = luaL_testudata(L, idx, LG_TENSOR_MT);
+  lg_tensor **slot = test_slot(L, idx);
   if (!slot || !*slot) {
     int n = idx;
     const char *name = current_name(L, &n);
@@ -108,7 +127,7 @@ lg_tensor *lgL_checktensor(lua_State *L, int idx) {
 
 /* check with the op's name in the message */
 static lg_tensor *checktensor_op(lua_State *L, int idx, const char *op) {
-  lg_tensor **slot = luaL_testudata(L, idx, LG_TENSOR_MT);
+  lg_tensor **slot = test_slot(L, idx);
   if (!slot) return (lgL_error(L, "%s: argument #%d must be a tensor, got %s", op, idx, luaL_typename(L, idx)), NULL);
   if (!*slot) return (lgL_error(L, "%s: argument #%d is a closed tensor", op, idx), NULL);
   return *slot;
@@ -216,7 +235,8 @@ static void inplace_target(lua_State *L, lg_tensor *t, const char *name) {
 /* ---- lifecycle and fields ---- */
 
 static int t_gc(lua_State *L) {
-  lg_tensor **slot = luaL_checkudata(L, 1, LG_TENSOR_MT);
+  lg_tensor **slot = test_slot(L, 1);
+  if (!slot) return luaL_typeerror(L, 1, LG_TENSOR_MT);
   lg_tensor_release(*slot);
   *slot = NULL;
   return 0;
@@ -1093,6 +1113,8 @@ static const luaL_Reg metamethods[] = {
 
 void lgL_open_tensor(lua_State *L) {
   luaL_newmetatable(L, LG_TENSOR_MT);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &tensor_mt_key);
   luaL_setfuncs(L, metamethods, 0);
   luaL_newlib(L, methods);
   lua_pushvalue(L, -1);
