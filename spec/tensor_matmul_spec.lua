@@ -140,6 +140,18 @@ describe("the BLAS luagrad loads", function()
     assert.matches("\nenv\tnil\tnil\n", out)
   end)
 
+  it("keeps the default thread count after small products (which run on one BLAS thread)", function()
+    local out = child("env -u OPENBLAS_NUM_THREADS -u GOTO_NUM_THREADS -u OMP_NUM_THREADS",
+      'local lg = require "luagrad"; local n0 = lg.get_num_threads(); '
+      .. 'lg.matmul(lg.randn(8, 8, {dtype = "float64"}), lg.randn(8, 8, {dtype = "float64"})); '
+      .. 'lg.matmul(lg.randn(8, 32), lg.randn(32, 32)); print("threads", n0, lg.get_num_threads())')
+    local n0, n1 = out:match("threads\t(%d+)\t(%d+)")
+    assert.is_not_nil(n0, out)
+    assert.are.equal(n0, n1)
+    local cores = tonumber(child("", 'local p = io.popen("nproc"); print("nproc", p:read("n"))'):match("nproc\t(%d+)"))
+    assert.are.equal(math.min(cores, 64), tonumber(n0), "the default is one thread per core (OpenBLAS: at most 64)")
+  end)
+
   it("keeps a user's OPENBLAS_CORETYPE", function()
     local out = child("OPENBLAS_CORETYPE=Sandybridge",
       'local lg = require "luagrad"; print(lg.blas_info()); print("env", os.getenv("OPENBLAS_CORETYPE"))')

@@ -42,13 +42,23 @@ static const char *preferred_coretype(void) {
   return NULL;
 }
 
+/* An OpenBLAS already in the process (under one of these names, as the host or another library
+** loaded it), or NULL. libblas.so.3 counts only if it is OpenBLAS (Debian's alternatives). */
+static void *loaded_openblas(void) {
+  const char *names[] = {"libopenblas.so.0", "libopenblas.so", "libblas.so.3"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    if (h && dlsym(h, "openblas_get_config")) return h;
+    if (h) dlclose(h);
+  }
+  return NULL;
+}
+
 static void blas_load(void) {
-  const char *names[] = {"libopenblas.so.0", "libopenblas.so"};
-  void *h = NULL;
-  for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++) /* already in the process? */
-    h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
-  /* The variables are set only around the load (setenv is not safe beside a getenv in another
-  ** thread; the load happens once, from the first product or thread setting). */
+  void *h = loaded_openblas();
+  /* The variables are set only around the load. setenv is not safe beside a getenv in another
+  ** thread; the load happens once, at the first product, thread setting or engine loop large
+  ** enough to split across threads (which asks for OpenBLAS's thread count). */
   const char *want = h || getenv("OPENBLAS_CORETYPE") ? NULL : preferred_coretype();
   int set_timeout = !h && !getenv("OPENBLAS_THREAD_TIMEOUT");
   if (want) {
@@ -56,6 +66,7 @@ static void blas_load(void) {
     snprintf(blas_chosen, sizeof blas_chosen, "%s", want);
   }
   if (set_timeout) setenv("OPENBLAS_THREAD_TIMEOUT", "12", 0);
+  const char *names[] = {"libopenblas.so.0", "libopenblas.so"};
   for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++) h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
   if (want) unsetenv("OPENBLAS_CORETYPE");
   if (set_timeout) unsetenv("OPENBLAS_THREAD_TIMEOUT");
@@ -66,6 +77,7 @@ static void blas_load(void) {
 #define LOAD(field, sym)                                                                           \
   if (!(*(void **)&lg_blas_fns.field = dlsym(h, sym))) {                                           \
     snprintf(blas_error, sizeof blas_error, "OpenBLAS has no %s", sym);                            \
+    dlclose(h);                                                                                    \
     return;                                                                                        \
   }
   LOAD(sgemm, "cblas_sgemm")
@@ -75,6 +87,8 @@ static void blas_load(void) {
   LOAD(get_corename, "openblas_get_corename")
   LOAD(get_config, "openblas_get_config")
 #undef LOAD
+  /* its thread count before luagrad changes it (per product, see matmul.c): the default */
+  lg_blas_fns.default_threads = lg_blas_fns.get_num_threads();
   lg_blas_fns.loaded = 1;
 }
 

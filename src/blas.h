@@ -10,6 +10,7 @@
 
 typedef struct lg_blas_api {
   int loaded;
+  int default_threads; /* OpenBLAS's thread count when it was loaded (cores, or OPENBLAS_NUM_THREADS) */
   __typeof__(cblas_sgemm) *sgemm;
   __typeof__(cblas_dgemm) *dgemm;
   void (*set_num_threads)(int);

@@ -81,10 +81,11 @@ void lg_set_num_threads(int n) {
   lg_blas_threads_reset();
 }
 
-/* set, or else OpenBLAS's default (its thread count: one per core unless OPENBLAS_NUM_THREADS) */
+/* set, or else OpenBLAS's default (one per core unless OPENBLAS_NUM_THREADS), read when it loaded:
+** its current count is no guide, as matmul.c lowers it to 1 for each small product */
 int lg_get_num_threads(void) {
   if (lg_nthreads) return lg_nthreads;
-  return lg_blas_load() == LG_OK ? lg_blas_fns.get_num_threads() : 1;
+  return lg_blas_load() == LG_OK ? lg_blas_fns.default_threads : 1;
 }
 
 /* ---- storage: a caching allocator ----
