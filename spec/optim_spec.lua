@@ -135,6 +135,25 @@ describe("optim: parameter groups", function()
     close(opt.state[a].max_exp_avg_sq, opt.state[a].exp_avg_sq:tolist(), 0, 0, "max_exp_avg_sq")
   end)
 
+  it("refuses a damaged Adam state: a missing moment, a non-tensor entry, an out-of-range step", function()
+    local p = param({ 1, 2 })
+    local opt = O.Adam({ p }, { lr = 0.1 })
+    p.grad = t64({ 1, 1 })
+    opt:step()
+    local st = opt.state[p]
+    local m = st.exp_avg
+    st.exp_avg = nil
+    raises("has a step but no 'exp_avg'", opt.step, opt)
+    st.exp_avg = "x"
+    raises("state entry 'exp_avg' of a parameter {2} is a string, not a tensor", opt.step, opt)
+    st.exp_avg = m
+    st.step = math.maxinteger
+    raises("state step 9223372036854775807 is out of range", opt.step, opt)
+    st.step = 1
+    opt:step()
+    assert.are.equal(2, st.step)
+  end)
+
   it("zero_grad() sets gradients to nil, zero_grad(false) zeroes them in place", function()
     local a, b = param({ 1, 2 }), param({ 3 })
     local opt = O.SGD({ a, b }, { lr = 0.1 })

@@ -56,12 +56,24 @@ static void push_state(lua_State *L, int state) {
   lua_rawset(L, state);
 }
 
-/* st[key] (st at index st) as a tensor, made as zeros like p and stored when missing or
-** (fresh) when asked; *made tells whether it was made here. */
-static lg_tensor *state_tensor(lua_State *L, int st, const char *key, lg_tensor *p, int fresh, int *made) {
-  lua_getfield(L, st, key);
-  lg_tensor *t = fresh || lua_isnil(L, -1) ? NULL : lgL_checktensor(L, -1);
-  lua_pop(L, 1);
+/* How state_tensor treats a missing entry */
+enum { MAKE_IF_MISSING, MUST_EXIST, MAKE_FRESH };
+
+/* st[key] (st at index st) as a tensor. A missing one is made as zeros like p and stored
+** (MAKE_IF_MISSING), or is an error (MUST_EXIST: a damaged state); MAKE_FRESH always makes it.
+** *made tells whether it was made here. */
+static lg_tensor *state_tensor(lua_State *L, int st, const char *key, lg_tensor *p, int mode, int *made) {
+  lg_tensor *t = NULL;
+  if (mode != MAKE_FRESH) {
+    lua_getfield(L, st, key);
+    if (!lua_isnil(L, -1) && !(t = lg_lua_totensor(L, -1)))
+      lgL_error(L, "optimizer: state entry '%s' of a parameter %s is a %s, not a tensor", key, SHAPE(p),
+                luaL_typename(L, -1));
+    lua_pop(L, 1);
+    if (!t && mode == MUST_EXIST)
+      lgL_error(L, "optimizer: the state of a parameter %s has a step but no '%s' (a damaged state dict?)", SHAPE(p),
+                key);
+  }
   if (made) *made = t == NULL;
   if (t) return t;
   lg_tensor **slot = lgL_newslot(L);
@@ -104,7 +116,7 @@ static void sgd_visit(lua_State *L, lg_tensor *p, lg_tensor *g, int st, void *ud
   const lg_sgd_opts *o = ud;
   lg_tensor *buf = NULL;
   int first = 0;
-  if (o->momentum != 0) buf = state_tensor(L, st, "momentum_buffer", p, 0, &first);
+  if (o->momentum != 0) buf = state_tensor(L, st, "momentum_buffer", p, MAKE_IF_MISSING, &first);
   lgL_check(L, lg_sgd_step(p, g, buf, first, o));
 }
 
@@ -128,10 +140,13 @@ static void adam_visit(lua_State *L, lg_tensor *p, lg_tensor *g, int st, void *u
   lua_Integer step = lua_tointegerx(L, -1, &isnum);
   if (!isnum && !lua_isnil(L, -1)) lgL_error(L, "optimizer: state step must be an integer, got %s", luaL_typename(L, -1));
   lua_pop(L, 1);
-  int fresh = !isnum; /* the first step makes both moments */
-  lg_tensor *m = state_tensor(L, st, "exp_avg", p, fresh, NULL);
-  lg_tensor *v = state_tensor(L, st, "exp_avg_sq", p, fresh, NULL);
-  lg_tensor *vmax = a->amsgrad ? state_tensor(L, st, "max_exp_avg_sq", p, fresh, NULL) : NULL;
+  if (isnum && (step < 0 || step == LUA_MAXINTEGER)) lgL_error(L, "optimizer: state step %lld is out of range", (long long)step);
+  /* the first step makes both moments; later ones need them (max_exp_avg_sq may start late:
+  ** amsgrad switched on between steps) */
+  int mode = isnum ? MUST_EXIST : MAKE_FRESH;
+  lg_tensor *m = state_tensor(L, st, "exp_avg", p, mode, NULL);
+  lg_tensor *v = state_tensor(L, st, "exp_avg_sq", p, mode, NULL);
+  lg_tensor *vmax = a->amsgrad ? state_tensor(L, st, "max_exp_avg_sq", p, isnum ? MAKE_IF_MISSING : MAKE_FRESH, NULL) : NULL;
   step = (isnum ? step : 0) + 1;
   lua_pushinteger(L, step);
   lua_setfield(L, st, "step");
