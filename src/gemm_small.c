@@ -7,11 +7,12 @@
 ** path for products of up to SMALL_FLOPS multiply-adds (1 thread, 64x64x64: 4.6 us A B, 5.0 us
 ** A B^T; 64x128x128: 19-23 us against OpenBLAS's 22).
 **
-** C (m x n, row-major, ldc) = beta C + op(A) op(B), beta 0 or 1, op(A)[i][p] = A[i lda + p] or
-** (ta) A[p lda + i], op(B)[p][j] = B[p ldb + j] or (tb) B[j ldb + p]. op(B) is copied into rows of
-** 16 (zero-padded) unless it already is such rows; then each 6 x 16 tile of C is 12 vector
-** accumulators over p, with op(A)'s elements broadcast from wherever they are. The sum over p runs
-** in order with one FMA per term, so results match a plain loop with fma() exactly.
+** C (m x n, row-major, ldc) = beta C + op(A) op(B), beta 0 or 1 (anything else is refused),
+** op(A)[i][p] = A[i lda + p] or (ta) A[p lda + i], op(B)[p][j] = B[p ldb + j] or (tb) B[j ldb + p].
+** op(B) is copied into rows of 16 (zero-padded) unless it already is such rows; then each 6 x 16
+** tile of C is 12 vector accumulators over p, with op(A)'s elements broadcast from wherever they
+** are. The sum over p runs in order from 0 with one FMA per term, then C is added if beta is 1:
+** the results match such a loop with fmaf() exactly.
 */
 #include "internal.h"
 
@@ -138,13 +139,14 @@ int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
   /* narrow outputs (n < 16) would waste most of each 16-wide tile, and a transposed op(B) is
   ** packed first, which few rows do not repay (32x256x128: 32 us against OpenBLAS's 25): OpenBLAS
   ** does those */
-  if ((double)m * (double)n * (double)k > SMALL_FLOPS || n < 16 || (tb && m < 48) ||
-      k * ((n + 15) / 16 * 16) > SMALL_BPACK || k == 0)
+  int packed = tb || n % 16 != 0;
+  int64_t npack = packed ? k * ((n + 15) / 16 * 16) : 0;
+  if ((double)m * (double)n * (double)k > SMALL_FLOPS || n < 16 || (tb && m < 48) || npack > SMALL_BPACK || k == 0 ||
+      (beta != 0 && beta != 1))
     return 0;
   if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
   float stackbuf[4096], *pack = stackbuf; /* 16 KB on the stack covers most; larger packs malloc */
-  if (k * ((n + 15) / 16 * 16) > 4096 && !(pack = malloc(sizeof(float) * (size_t)(k * ((n + 15) / 16 * 16)))))
-    return 0;
+  if (npack > 4096 && !(pack = malloc(sizeof(float) * (size_t)npack))) return 0;
   small_sgemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc, pack);
   if (pack != stackbuf) free(pack);
   return 1;

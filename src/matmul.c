@@ -1,11 +1,12 @@
 /*
-** matmul.c: matrix products through OpenBLAS.
+** matmul.c: matrix products through OpenBLAS (blas.c), small float32 ones through gemm_small.c.
 **
 **   matmul(x, y): 1-d . 1-d -> 0-d (dot); 2-d . 2-d -> (m, n); a 1-d argument is a row (left)
 **   or column (right) vector whose size-1 dimension is dropped afterwards; more dimensions are
 **   batches that broadcast against each other, as numpy's and PyTorch's matmul.
 **
-** Each batch is one cblas_sgemm/cblas_dgemm call in row-major order. A transposed view is not
+** Each batch is one row-major GEMM call (gemm below: cblas_sgemm/cblas_dgemm, or the small-product
+** kernel for float32 products up to 2^20 multiply-adds). A transposed view is not
 ** copied: a matrix whose elements sit at i*ld + j is passed as NoTrans, one whose elements sit at
 ** j*ld + i as Trans. Only layouts BLAS cannot express (e.g. a column step with a gap, or an
 ** expanded matrix) are copied to contiguous memory first. int64 products use a plain loop.
@@ -18,7 +19,8 @@
 
 /* BLAS threads per call: waking a second thread costs more than it saves on small products
 ** (a W2-sized step ran 4x slower with two threads), so products under about 64 MFLOP run on one
-** thread and larger ones on lg_get_num_threads(). OpenBLAS is told only when the count changes. */
+** thread and larger ones on lg_get_num_threads(). OpenBLAS is told only when the count changes
+** (blas_threads_now assumes one thread runs products at a time, as one Lua state does). */
 #define PARALLEL_GEMM_FLOPS 6.4e7
 static int blas_threads_now = -1;
 
