@@ -298,6 +298,41 @@ static lg_status check_param(const char *op, const char *what, lg_tensor *p, int
   return LG_OK;
 }
 
+/* The working set of a fused backward pass (batch_norm, layer_norm): x, g and the weight as
+** contiguous tensors of x's dtype, and the gradients the node wants (NULL where not), dweight and
+** dbias of shape pshape. norm_bw_end hands the gradients out on success, releases them otherwise,
+** and releases the inputs either way. */
+typedef struct {
+  lg_tensor *xc, *gc, *wc, *dx, *dw, *db;
+} norm_bw;
+
+static lg_status norm_bw_begin(const char *op, lg_node *n, lg_tensor *g, const int64_t *pshape, int pndim, norm_bw *b) {
+  lg_tensor *x = n->args.in[0], *w = n->nin > 1 ? n->args.in[1] : NULL;
+  lg_dtype dt = x->dtype;
+  *b = (norm_bw){0};
+  lg_status st = float_contig(op, x, dt, &b->xc);
+  if (st == LG_OK) st = float_contig(op, g, dt, &b->gc);
+  if (st == LG_OK) st = float_contig(op, w, dt, &b->wc);
+  if (st == LG_OK && n->needs[0]) st = lg_new(x->shape, x->ndim, dt, &b->dx);
+  if (st == LG_OK && n->nin > 1 && n->needs[1]) st = lg_new(pshape, pndim, dt, &b->dw);
+  if (st == LG_OK && n->nin > 2 && n->needs[2]) st = lg_new(pshape, pndim, dt, &b->db);
+  return st;
+}
+
+static lg_status norm_bw_end(lg_status st, lg_node *n, lg_tensor **gin, norm_bw *b) {
+  if (st == LG_OK) {
+    gin[0] = b->dx;
+    if (n->nin > 1) gin[1] = b->dw;
+    if (n->nin > 2) gin[2] = b->db;
+  } else {
+    lg_tensor *grads[3] = {b->dx, b->dw, b->db};
+    lg_release_all(grads, 3);
+  }
+  lg_tensor *inputs[3] = {b->xc, b->gc, b->wc};
+  lg_release_all(inputs, 3);
+  return st;
+}
+
 /* ==== batch_norm(x, weight, bias; eps) -> y, batch mean, batch variance (biased) ==== */
 
 lg_status lg_batch_norm_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
@@ -409,37 +444,22 @@ lg_status lg_batch_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
     if (s.st == LG_OK && db) gin[2] = lg_tensor_retain(db);
     return sc_done2(&s, dx, &gin[0], dw, &gin[1]);
   }
-  lg_dtype dt = x->dtype;
-  lg_tensor *xc = NULL, *gc = NULL, *wc = NULL, *dx = NULL, *dw = NULL, *db = NULL;
+  norm_bw b = {0};
   double *acc = malloc(sizeof(double) * (size_t)(7 * C + 1)); /* sums, rstd, then 3 T coefficients */
-  lg_status st = acc ? LG_OK : lg_error(LG_ENOMEM, "batch_norm: out of memory");
-  if (st == LG_OK) st = float_contig("batch_norm", x, dt, &xc);
-  if (st == LG_OK) st = float_contig("batch_norm", g, dt, &gc);
-  if (st == LG_OK) st = float_contig("batch_norm", w, dt, &wc);
-  if (st == LG_OK && n->needs[0]) st = lg_new(x->shape, x->ndim, dt, &dx);
-  if (st == LG_OK && n->nin > 1 && n->needs[1]) st = lg_new(&C, 1, dt, &dw);
-  if (st == LG_OK && n->nin > 2 && n->needs[2]) st = lg_new(&C, 1, dt, &db);
+  lg_status st = acc ? norm_bw_begin("batch_norm", n, g, &C, 1, &b) : lg_error(LG_ENOMEM, "batch_norm: out of memory");
   if (st == LG_OK) {
     lg_tensor *mean = n->saved_aux[0], *var = n->saved_aux[1];
-    if (dt == LG_FLOAT32)
-      bn_backward_f32(lg_data(xc), lg_data(gc), wc ? lg_data(wc) : NULL, lg_data(mean), lg_data(var), dx ? lg_data(dx) : NULL,
-                      dw ? lg_data(dw) : NULL, db ? lg_data(db) : NULL, acc, N, C, L, eps);
+    if (x->dtype == LG_FLOAT32)
+      bn_backward_f32(lg_data(b.xc), lg_data(b.gc), b.wc ? lg_data(b.wc) : NULL, lg_data(mean), lg_data(var),
+                      b.dx ? lg_data(b.dx) : NULL, b.dw ? lg_data(b.dw) : NULL, b.db ? lg_data(b.db) : NULL, acc, N, C,
+                      L, eps);
     else
-      bn_backward_f64(lg_data(xc), lg_data(gc), wc ? lg_data(wc) : NULL, lg_data(mean), lg_data(var), dx ? lg_data(dx) : NULL,
-                      dw ? lg_data(dw) : NULL, db ? lg_data(db) : NULL, acc, N, C, L, eps);
-    gin[0] = dx;
-    if (n->nin > 1) gin[1] = dw;
-    if (n->nin > 2) gin[2] = db;
-  } else {
-    lg_tensor_release(dx);
-    lg_tensor_release(dw);
-    lg_tensor_release(db);
+      bn_backward_f64(lg_data(b.xc), lg_data(b.gc), b.wc ? lg_data(b.wc) : NULL, lg_data(mean), lg_data(var),
+                      b.dx ? lg_data(b.dx) : NULL, b.dw ? lg_data(b.dw) : NULL, b.db ? lg_data(b.db) : NULL, acc, N, C,
+                      L, eps);
   }
   free(acc);
-  lg_tensor_release(xc);
-  lg_tensor_release(gc);
-  lg_tensor_release(wc);
-  return st;
+  return norm_bw_end(st, n, gin, &b);
 }
 
 /* Forward mode: with r = rstd, t_xhat = r (tx - mean(tx) - xhat mean(xhat tx));
@@ -541,42 +561,26 @@ lg_status lg_layer_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
     if (s.st == LG_OK && db) gin[2] = lg_tensor_retain(db);
     return sc_done2(&s, dx, &gin[0], dw, &gin[1]);
   }
-  lg_dtype dt = x->dtype;
-  lg_tensor *xc = NULL, *gc = NULL, *wc = NULL, *dx = NULL, *dw = NULL, *db = NULL;
-  double *acc = calloc((size_t)(2 * D + 1), sizeof(double));
-  int want_w = n->nin > 1 && n->needs[1], want_b = n->nin > 2 && n->needs[2];
-  lg_status st = acc ? LG_OK : lg_error(LG_ENOMEM, "layer_norm: out of memory");
-  if (st == LG_OK) st = float_contig("layer_norm", x, dt, &xc);
-  if (st == LG_OK) st = float_contig("layer_norm", g, dt, &gc);
-  if (st == LG_OK) st = float_contig("layer_norm", w, dt, &wc);
-  if (st == LG_OK && n->needs[0]) st = lg_new(x->shape, x->ndim, dt, &dx);
-  if (st == LG_OK && want_w) st = lg_new(n->edges[1].shape, n->edges[1].ndim, dt, &dw);
-  if (st == LG_OK && want_b) st = lg_new(n->edges[2].shape, n->edges[2].ndim, dt, &db);
+  norm_bw b = {0};
+  double *acc = calloc((size_t)(2 * D + 1), sizeof(double)); /* dweight, dbias sums in double */
+  lg_status st = acc ? norm_bw_begin("layer_norm", n, g, n->nin > 1 ? n->edges[1].shape : NULL,
+                                     n->nin > 1 ? n->edges[1].ndim : 0, &b)
+                     : lg_error(LG_ENOMEM, "layer_norm: out of memory");
   if (st == LG_OK) {
     lg_tensor *mean = n->saved_aux[0], *var = n->saved_aux[1];
-    if (dt == LG_FLOAT32)
-      ln_backward_f32(lg_data(xc), lg_data(gc), wc ? lg_data(wc) : NULL, lg_data(mean), lg_data(var), dx ? lg_data(dx) : NULL,
-                      want_w ? acc : NULL, want_b ? acc + D : NULL, R, D, eps);
+    if (x->dtype == LG_FLOAT32)
+      ln_backward_f32(lg_data(b.xc), lg_data(b.gc), b.wc ? lg_data(b.wc) : NULL, lg_data(mean), lg_data(var),
+                      b.dx ? lg_data(b.dx) : NULL, b.dw ? acc : NULL, b.db ? acc + D : NULL, R, D, eps);
     else
-      ln_backward_f64(lg_data(xc), lg_data(gc), wc ? lg_data(wc) : NULL, lg_data(mean), lg_data(var), dx ? lg_data(dx) : NULL,
-                      want_w ? acc : NULL, want_b ? acc + D : NULL, R, D, eps);
+      ln_backward_f64(lg_data(b.xc), lg_data(b.gc), b.wc ? lg_data(b.wc) : NULL, lg_data(mean), lg_data(var),
+                      b.dx ? lg_data(b.dx) : NULL, b.dw ? acc : NULL, b.db ? acc + D : NULL, R, D, eps);
     for (int64_t d = 0; d < D; d++) {
-      if (dw) lg_set_flat(dw, d, acc[d]);
-      if (db) lg_set_flat(db, d, acc[D + d]);
+      if (b.dw) lg_set_flat(b.dw, d, acc[d]);
+      if (b.db) lg_set_flat(b.db, d, acc[D + d]);
     }
-    gin[0] = dx;
-    if (n->nin > 1) gin[1] = dw;
-    if (n->nin > 2) gin[2] = db;
-  } else {
-    lg_tensor_release(dx);
-    lg_tensor_release(dw);
-    lg_tensor_release(db);
   }
   free(acc);
-  lg_tensor_release(xc);
-  lg_tensor_release(gc);
-  lg_tensor_release(wc);
-  return st;
+  return norm_bw_end(st, n, gin, &b);
 }
 
 lg_status lg_layer_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
