@@ -104,37 +104,30 @@ local function kaiming_std(t, opts, fname)
   return gain / math.sqrt(fan)
 end
 
-function init.kaiming_uniform_(t, opts)
-  check_float(t, "kaiming_uniform_")
-  if t:numel() == 0 then return t end
-  local bound = math.sqrt(3) * kaiming_std(t, opts, "kaiming_uniform_")
-  return in_place(t, t.uniform_, -bound, bound)
-end
-
-function init.kaiming_normal_(t, opts)
-  check_float(t, "kaiming_normal_")
-  if t:numel() == 0 then return t end
-  return in_place(t, t.normal_, 0, kaiming_std(t, opts, "kaiming_normal_"))
-end
-
 local function xavier_std(t, opts, fname)
   local o = options(opts, "gain", fname, { gain = true })
   local fan_in, fan_out = init.calculate_fan_in_and_fan_out(t)
   return (o.gain or 1) * math.sqrt(2 / (fan_in + fan_out))
 end
 
-function init.xavier_uniform_(t, opts)
-  check_float(t, "xavier_uniform_")
-  if t:numel() == 0 then return t end
-  local a = math.sqrt(3) * xavier_std(t, opts, "xavier_uniform_")
-  return in_place(t, t.uniform_, -a, a)
+-- init.<prefix>uniform_ and init.<prefix>normal_ from one standard deviation std(t, opts, fname):
+-- U(-sqrt(3) std, sqrt(3) std) (the same variance) and N(0, std^2).
+local function std_pair(prefix, std)
+  local uname, nname = prefix .. "uniform_", prefix .. "normal_"
+  init[uname] = function(t, opts)
+    check_float(t, uname)
+    if t:numel() == 0 then return t end
+    local bound = math.sqrt(3) * std(t, opts, uname)
+    return in_place(t, t.uniform_, -bound, bound)
+  end
+  init[nname] = function(t, opts)
+    check_float(t, nname)
+    if t:numel() == 0 then return t end
+    return in_place(t, t.normal_, 0, std(t, opts, nname))
+  end
 end
-
-function init.xavier_normal_(t, opts)
-  check_float(t, "xavier_normal_")
-  if t:numel() == 0 then return t end
-  return in_place(t, t.normal_, 0, xavier_std(t, opts, "xavier_normal_"))
-end
+std_pair("kaiming_", kaiming_std)
+std_pair("xavier_", xavier_std)
 
 function init.uniform_(t, a, b)
   check_float(t, "uniform_")
