@@ -20,6 +20,8 @@
 -- for log/sqrt/rsqrt/pow bases, no ties for max/min/maximum/minimum, a/b away from integers for
 -- remainder.
 local lg = require "luagrad"
+package.path = "spec/?.lua;" .. package.path
+local ref = require "helpers.ref"
 local ag = lg.autograd
 
 local F64 = "float64"
@@ -60,22 +62,7 @@ function GEN.eighths(seed)
 end
 
 -- ---- building tensors in each layout ---------------------------------------------------------
-local function nested(shape, f)
-  if #shape == 0 then return f({}) end
-  local function rec(d, idx)
-    local t = {}
-    for i = 1, shape[d] do
-      idx[d] = i
-      if d == #shape then
-        t[i] = f({ table.unpack(idx, 1, #shape) })
-      else
-        t[i] = rec(d + 1, idx)
-      end
-    end
-    return t
-  end
-  return rec(1, {})
-end
+local nested = ref.build -- nested table of `shape`, element idx = f(idx)
 
 local function copy(t) return { table.unpack(t) } end
 

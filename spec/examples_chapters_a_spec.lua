@@ -7,7 +7,7 @@
 
 package.path = "spec/?.lua;" .. package.path
 local ex = require "helpers.examples"
-local read_file, LUAGRAD = ex.read_file, ex.LUAGRAD
+local read_file = ex.read_file
 
 local tmpdir
 
@@ -48,12 +48,7 @@ local function close(a, b, rel)
 end
 
 describe("the chapter examples 1-5 (quick mode)", function()
-  setup(function()
-    local f = io.open(LUAGRAD, "r")
-    assert(f, LUAGRAD .. " is missing: build it first (LUAGRAD_BUILD names the build directory)")
-    f:close()
-    tmpdir = ex.tmpdir()
-  end)
+  setup(function() tmpdir = ex.prepare() end)
 
   teardown(function() ex.remove(tmpdir) end)
 

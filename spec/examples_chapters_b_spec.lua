@@ -8,7 +8,6 @@
 
 package.path = "spec/?.lua;" .. package.path
 local ex = require "helpers.examples"
-local LUAGRAD = ex.LUAGRAD
 
 local tmpdir
 
@@ -53,12 +52,7 @@ end
 local function is_finite(v) return v == v and v ~= math.huge and v ~= -math.huge end
 
 describe("the chapter examples (schedules to forward vs reverse), in quick mode", function()
-  setup(function()
-    local f = io.open(LUAGRAD, "r")
-    assert(f, LUAGRAD .. " is missing: build it first (LUAGRAD_BUILD names the build directory)")
-    f:close()
-    tmpdir = ex.tmpdir()
-  end)
+  setup(function() tmpdir = ex.prepare() end)
 
   teardown(function() ex.remove(tmpdir) end)
 

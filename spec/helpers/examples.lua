@@ -22,6 +22,15 @@ local BUILD = os.getenv("LUAGRAD_BUILD") or "build"
 if BUILD:sub(1, 1) ~= "/" then BUILD = ROOT .. "/" .. BUILD end
 M.LUAGRAD = BUILD .. "/luagrad"
 
+-- For a spec's setup: checks that the luagrad executable is built and returns a fresh
+-- temporary directory (remove it with M.remove in teardown).
+function M.prepare()
+  local f = io.open(M.LUAGRAD, "r")
+  assert(f, M.LUAGRAD .. " is missing: build it first (LUAGRAD_BUILD names the build directory)")
+  f:close()
+  return M.tmpdir()
+end
+
 -- Runs examples/NAME.lua --quick --out dir from the repository root; returns stdout's lines,
 -- stdout, stderr and the exit status.
 function M.run(dir, name)
