@@ -8,11 +8,8 @@
 --   build/luagrad bench/backward_ratio.lua [--threads N] [--steps N]
 local lg = require "luagrad"
 
-local threads, steps = 1, 30
-for i = 1, #arg do
-  if arg[i] == "--threads" then threads = tonumber(arg[i + 1]) end
-  if arg[i] == "--steps" then steps = tonumber(arg[i + 1]) end
-end
+local opts = lg.cli.options(arg, { threads = 1, steps = 30 }, "backward_ratio")
+local threads, steps = opts.threads, opts.steps
 lg.set_num_threads(threads)
 lg.manual_seed(0)
 

@@ -17,11 +17,8 @@
 --   build/luagrad bench/optim_step.lua [--threads N] [--steps N]
 local lg = require "luagrad"
 
-local threads, steps = 1, 15
-for i = 1, #arg do
-  if arg[i] == "--threads" then threads = tonumber(arg[i + 1]) end
-  if arg[i] == "--steps" then steps = tonumber(arg[i + 1]) end
-end
+local opts = lg.cli.options(arg, { threads = 1, steps = 15 }, "optim_step")
+local threads, steps = opts.threads, opts.steps
 lg.set_num_threads(threads)
 lg.manual_seed(0)
 
