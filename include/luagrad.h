@@ -102,6 +102,13 @@ size_t lg_bytes_cached(void); /* freed buffers the allocator keeps for reuse */
 void lg_empty_cache(void);    /* returns them to the system */
 /* Formats a shape as "{2,3}" into buf (returns buf). */
 char *lg_shape_str(const int64_t *shape, int ndim, char *buf, size_t n);
+/* The same into a buffer of its own that lives to the end of the enclosing block, for messages:
+** lg_error(LG_ESHAPE, "op: shapes %s and %s", LG_SHAPE(a), LG_SHAPE(b)). */
+typedef struct lg_shapebuf { char s[LG_MAX_DIMS * 21 + 3]; } lg_shapebuf;
+#define LG_SHAPE(t) (lg_shape_str((t)->shape, (t)->ndim, (lg_shapebuf){{0}}.s, sizeof(lg_shapebuf)))
+#define LG_SHAPEV(shape, n) (lg_shape_str((shape), (n), (lg_shapebuf){{0}}.s, sizeof(lg_shapebuf)))
+/* numel of a shape, or -1 if a size is negative or the product overflows int64. */
+int64_t lg_shape_numel(const int64_t *shape, int ndim);
 
 /* The BLAS in use, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ..., kernels Haswell (chosen by luagrad for
 ** this CPU)", or why it could not be loaded; written into buf (n bytes), which is returned. */
@@ -122,6 +129,23 @@ void *lg_data(const lg_tensor *t); /* address of the first element */
 double lg_get_flat(const lg_tensor *t, int64_t i);
 int64_t lg_get_flat_i64(const lg_tensor *t, int64_t i);
 void lg_set_flat(lg_tensor *t, int64_t i, double v);
+/* One element at address p (from lg_data and the strides) as a double, and back. */
+static inline double lg_load(const void *p, lg_dtype dt) {
+  switch (dt) {
+  case LG_FLOAT32: return *(const float *)p;
+  case LG_FLOAT64: return *(const double *)p;
+  default: return (double)*(const int64_t *)p;
+  }
+}
+static inline void lg_store(void *p, lg_dtype dt, double v) {
+  switch (dt) {
+  case LG_FLOAT32: *(float *)p = (float)v; break;
+  case LG_FLOAT64: *(double *)p = v; break;
+  default: *(int64_t *)p = (int64_t)v; break;
+  }
+}
+/* Releases n tensors (NULL entries skipped). */
+void lg_release_all(lg_tensor **ts, int n);
 
 /* ---- creation ---- */
 lg_status lg_arange(double start, double stop, double step, lg_dtype dt, lg_tensor **out);
@@ -153,14 +177,17 @@ lg_status lg_alias(lg_tensor *t, lg_tensor **out); /* same view, new tensor obje
 lg_status lg_contiguous(lg_tensor *t, lg_tensor **out); /* returns t itself (retained) if already */
 lg_status lg_clone(lg_tensor *t, lg_tensor **out);
 lg_status lg_to_dtype(lg_tensor *t, lg_dtype dt, lg_tensor **out); /* t itself if same dtype */
+lg_status lg_copy_as(lg_tensor *t, lg_dtype dt, lg_tensor **out);  /* always a new contiguous tensor */
 lg_status lg_copy_(lg_tensor *dst, lg_tensor *src);                /* broadcasts src */
 lg_status lg_fill_(lg_tensor *t, double v);
 lg_status lg_set_(lg_tensor *t, lg_tensor *src); /* t becomes a view of src's storage */
 
 /* ---- the op table (ops.c) ----
-** Every computing operation is one row of lg_ops[], indexed by lg_opcode. lg_apply runs the
-** row's forward function (and, with autograd, records the op on the tape). ORDER OP: keep the
-** enum and the table in ops.c in the same order. */
+** Every computing operation is one row of lg_ops[], indexed by lg_opcode and written with a
+** designated initializer ([LG_OP_EXP] = ...), so the order of the rows does not matter.
+** lg_apply runs the row's forward function (and, with autograd, records the op on the tape).
+** tests/c/test_ops_table.c checks every row against this enum: its name is the enum's name in
+** lower case, and a row that is differentiable has both rules. */
 typedef enum lg_opcode {
   /* unary elementwise */
   LG_OP_NEG, LG_OP_EXP, LG_OP_LOG, LG_OP_SQRT, LG_OP_RSQRT, LG_OP_ABS, LG_OP_SIN, LG_OP_COS,
@@ -180,7 +207,7 @@ typedef enum lg_opcode {
   LG_OP_MATMUL,
   LG_OP_INDEX_SELECT, LG_OP_GATHER, LG_OP_CAT, LG_OP_INDEX_ADD, LG_OP_SCATTER_ADD,
   /* views and copies */
-  LG_OP_RESHAPE, LG_OP_EXPAND, LG_OP_PERMUTE, LG_OP_NARROW, LG_OP_SELECT, LG_OP_PAD_NARROW,
+  LG_OP_RESHAPE, LG_OP_EXPAND, LG_OP_PERMUTE, LG_OP_NARROW, LG_OP_SELECT, LG_OP_PAD,
   LG_OP_CLONE, LG_OP_CAST,
   /* fused layers: batch_norm and layer_norm (norm.c), cross_entropy (loss.c) */
   LG_OP_BATCH_NORM, LG_OP_LAYER_NORM, LG_OP_CROSS_ENTROPY,
@@ -207,6 +234,7 @@ typedef struct lg_args {
 } lg_args;
 
 struct lg_op;
+struct lg_scratch;
 typedef lg_status (*lg_forward_fn)(const struct lg_op *op, const lg_args *a, lg_tensor **out);
 /* Reverse mode: given the output's gradient g, put each input's gradient in gin[i] (NULL means
 ** zero or not needed; n->needs[i] says which are wanted). The tape sums broadcast gradients back
@@ -215,17 +243,45 @@ typedef lg_status (*lg_backward_fn)(struct lg_node *n, lg_tensor *g, lg_tensor *
 /* Forward mode: given input tangents tin[i] (NULL = zero), compute the output tangent. */
 typedef lg_status (*lg_jvp_fn)(const struct lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
                                lg_tensor **tout);
+/* Unary elementwise ops give their derivative once: f'(x) from the input x and the output y
+** (written with recorded ops on the scratch list of compose.h); one backward rule (g f'(x)) and
+** one forward-mode rule (t f'(x)) serve them all. */
+typedef lg_tensor *(*lg_deriv_fn)(struct lg_scratch *s, lg_tensor *x, lg_tensor *y, const lg_args *a);
 typedef void (*lg_kernel)(void); /* a per-dtype kernel; each op family casts it to its type */
+
+/* How the Lua binding exposes a row (as a tensor method and an lg.* function of the op's name):
+** the binding registers one closure per row of these kinds, with the opcode as its upvalue. */
+typedef enum lg_call {
+  LG_CALL_NONE = 0,   /* internal, or bound by hand (its arguments need more than these forms) */
+  LG_CALL_UNARY,      /* t:name()                                                           */
+  LG_CALL_ACTIVATION, /* t:name(p1, p2) or t:name({param = v, mode_key = "mode"}): params below */
+  LG_CALL_BINARY,     /* t:name(u), lg.name(a, b): tensors or numbers, broadcasting           */
+  LG_CALL_REDUCE,     /* t:name(), t:name(dim, keepdim), t:name({dim =, keepdim =})           */
+  LG_CALL_DIM         /* t:name(dim) or t:name({dim =}): along one dimension (softmax)        */
+} lg_call;
+
+/* The named parameters of an activation (LG_CALL_ACTIVATION): up to two numbers (args.s[0],
+** args.s[1]) with defaults, and an optional string option choosing args.mode (its index). */
+typedef struct lg_params {
+  const char *name[2];
+  double def[2];
+  const char *mode_key;  /* e.g. "approximate" */
+  const char *modes[3];  /* e.g. {"none", "tanh"}: mode 0, 1 */
+} lg_params;
 
 typedef struct lg_op {
   const char *name;
-  int arity;                   /* number of tensor inputs (-1: a list) */
-  int nout;                    /* outputs (max/min give values and indices) */
-  lg_forward_fn forward;       /* checks arguments, allocates the output, runs the kernel */
+  int arity;                    /* number of tensor inputs (-1: a list) */
+  int nout;                     /* outputs (max/min give values and indices) */
+  lg_forward_fn forward;        /* checks arguments, allocates the output, runs the kernel */
   lg_kernel kernel[LG_NDTYPES]; /* by input dtype; NULL for int64 means "computed in floats" */
-  int flags;                   /* LG_F_* below */
-  lg_backward_fn backward;     /* NULL: not differentiable */
-  lg_jvp_fn jvp;               /* NULL: no forward mode */
+  int flags;                    /* LG_F_* below */
+  lg_backward_fn backward;      /* NULL: not differentiable (the row says LG_F_NO_GRAD) */
+  lg_jvp_fn jvp;                /* NULL: no forward mode */
+  lg_deriv_fn deriv;            /* unary elementwise: f'(x); backward and jvp are then the shared rules */
+  lg_kernel fused_bw[2];        /* optional: g * f' in one pass (float32, float64), when not recording */
+  lg_call call;                 /* how the binding exposes it */
+  lg_params params;             /* LG_CALL_ACTIVATION: its parameters */
 } lg_op;
 
 #define LG_F_INDEX_OUT 1  /* the (first) output is an int64 index tensor */
@@ -235,6 +291,8 @@ typedef struct lg_op {
 #define LG_F_SAVE_OUT 16  /* backward reads the output: keep it */
 #define LG_F_VIEW 32      /* the output is a view of input 0 (shares its storage) */
 #define LG_F_SAVE_AUX 64  /* backward reads the extra outputs (batch statistics): keep them */
+#define LG_F_NO_GRAD 128  /* not differentiable (comparisons, argmax): no rules, by intent */
+#define LG_F_INPLACE 256  /* the binding also registers name_ (in place: t = t op u) */
 
 /* ---- the tape (tape.c) ----
 ** Define-by-run: lg_apply records a node for every op whose inputs require grad while grad mode
@@ -295,6 +353,9 @@ typedef struct lg_backward_opts {
 lg_status lg_backward(lg_tensor **roots, lg_tensor **grads, int nroots, lg_tensor **inputs, int ninputs,
                       lg_backward_opts opts, lg_tensor **results);
 lg_status lg_tensor_add_hook(lg_tensor *t, const lg_hook *h);
+/* Call before writing into t in place: an error (naming op) if t requires grad while grad mode
+** is on; otherwise bumps its storage's version, so the tape sees that tensors it saved changed. */
+lg_status lg_inplace_check(const char *op, lg_tensor *t);
 /* The saved output of a node, as the backward rule should read it (with create_graph it is
 ** reconnected to the node, so the gradient's own graph flows through it). */
 lg_tensor *lg_node_saved_out(lg_node *n);

@@ -16,6 +16,11 @@
 -- and, on contiguous and broadcast inputs, a second-order check: gradcheck of x -> grad(sum(w * f(x)), x) built
 -- with create_graph (double backward).
 --
+-- Coverage by construction: each passing check records which op-table rows its graph went
+-- through (lg.ops lists the rows; core._graph_ops(y) the ops recorded for y), and the last test
+-- fails for any differentiable row that no gradcheck or no forward-vs-reverse check reached. A
+-- new op therefore needs a row in OPS below before the suite passes.
+--
 -- Input values avoid kinks and singularities: |x| >= 0.3 for abs/relu/sign/norm, positive values
 -- for log/sqrt/rsqrt/pow bases, no ties for max/min/maximum/minimum, a/b away from integers for
 -- remainder.
@@ -23,6 +28,7 @@ local lg = require "luagrad"
 package.path = "spec/?.lua;" .. package.path
 local ref = require "helpers.ref"
 local ag = lg.autograd
+local graph_ops = require("luagrad.core")._graph_ops
 
 local F64 = "float64"
 local JAC_TOL = 1e-10
@@ -279,6 +285,26 @@ op({ name = "split({1,3}, 2)", shapes = { { 3, 4 } },
   fn = function(x) local p = x:split({ 1, 3 }, 2) return p[2] * p[1] end })
 op({ name = "chunk(3, 1)", shapes = { { 3, 4 } }, fn = function(x) local p = x:chunk(3, 1) return p[1] * p[2] + p[3] end })
 
+op({ name = "index_add(1, {3,1,3}, src)", shapes = { { 3, 4 }, { 3, 4 } },
+  fn = function(x, src) return x:index_add(1, lg.tensor({ 3, 1, 3 }, { dtype = "int64" }), src) end })
+op({ name = "scatter_add(2, idx, src)", shapes = { { 3, 4 }, { 3, 2 } },
+  fn = function(x, src) return x:scatter_add(2, lg.tensor({ { 2, 4 }, { 1, 1 }, { 3, 2 } }, { dtype = "int64" }), src) end })
+
+-- fused layers: batch_norm (training statistics; expand_dim 2 keeps channels' batches varied),
+-- layer_norm, cross_entropy, linear
+local F = lg.nn.functional
+op({ name = "batch_norm (training)", shapes = { { 3, 4 }, { 4 }, { 4 } }, expand_dim = 2,
+  fn = function(x, w, b) return F.batch_norm(x, nil, nil, { weight = w, bias = b, training = true }) end })
+op({ name = "layer_norm", shapes = { { 3, 4 }, { 4 }, { 4 } },
+  fn = function(x, w, b) return F.layer_norm(x, 4, { weight = w, bias = b }) end })
+op({ name = "cross_entropy", shapes = { { 3, 4 } },
+  fn = function(x) return F.cross_entropy(x, lg.tensor({ 2, 1, 4 }, { dtype = "int64" })) end })
+op({ name = "cross_entropy (sum, label smoothing)", shapes = { { 3, 4 } },
+  fn = function(x)
+    return F.cross_entropy(x, lg.tensor({ 2, 1, 4 }, { dtype = "int64" }), { reduction = "sum", label_smoothing = 0.1 })
+  end })
+op({ name = "linear", shapes = { { 3, 4 }, { 2, 4 }, { 2 } }, fn = function(x, w, b) return F.linear(x, w, b) end })
+
 -- views and copies
 op({ name = "view", shapes = { { 3, 4 } }, fn = function(x) return x:contiguous():view(2, 6) end })
 op({ name = "view(-1) of a contiguous result", shapes = { { 3, 4 } }, fn = function(x) return (x * 1):view(-1) end })
@@ -301,6 +327,10 @@ op({ name = "clone", shapes = { { 3, 4 } }, fn = function(x) return x:clone() en
 op({ name = "contiguous", shapes = { { 3, 4 } }, fn = function(x) return x:contiguous() * 1 end })
 op({ name = "to float32 and back", shapes = { { 3, 4 } }, gens = { "eighths" }, eps = 1 / 1024,
   fn = function(x) return x:to("float32"):to("float64") end })
+op({ name = "pad {1, 2}", shapes = { { 3, 4 } }, fn = function(x) return F.pad(x, { 1, 2 }) end })
+op({ name = "pad {0, 1, 2, 0} with value 1.5", shapes = { { 3, 4 } },
+  fn = function(x) return F.pad(x, { 0, 1, 2, 0 }, { value = 1.5 }) end })
+op({ name = "pad cropping {-1, 1}", shapes = { { 3, 4 } }, fn = function(x) return F.pad(x, { -1, 1 }) end })
 op({ name = "to(float64) (no-op)", shapes = { { 3, 4 } }, fn = function(x) return x:to("float64") * 3 end })
 
 -- ---- defaults and layouts --------------------------------------------------------------------
@@ -398,11 +428,25 @@ local function partial(fn, xs, k)
   end
 end
 
+-- covered[check][op name] = true once a passing check of that kind ran through the op
+local covered = { gradcheck = {}, jacobian = {} }
+local function record(check, outputs)
+  for _, y in ipairs(outputs) do
+    for name in pairs(graph_ops(y)) do covered[check][name] = true end
+  end
+end
+local function outputs_of(fn, xs)
+  local y = lg.enable_grad(fn, table.unpack(xs, 1, #xs))
+  return lg.is_tensor(y) and { y } or y
+end
+
 local function check_gradcheck(o, c)
   assert.is_true(ag.gradcheck(c.fn, c.xs, { eps = o.eps }))
+  record("gradcheck", outputs_of(c.fn, c.xs))
 end
 
 local function check_jacobians(c)
+  record("jacobian", {}) -- recorded below, once every input's Jacobians agree
   local y = lg.no_grad(c.fn, table.unpack(c.xs, 1, #c.xs))
   for k, x in ipairs(c.xs) do
     local f = partial(c.fn, c.xs, k)
@@ -414,6 +458,7 @@ local function check_jacobians(c)
     local jf = ag.jacobian(f, x, { mode = "forward" })
     assert_jacobians_agree(jf, jr, "input " .. k)
   end
+  record("jacobian", outputs_of(c.fn, c.xs))
 end
 
 -- x -> grad(sum(w * f(x)), x) recorded with create_graph, as a function gradcheck can probe. The
@@ -450,11 +495,25 @@ describe("autograd ops: gradcheck and forward == reverse Jacobians", function()
             local y = lg.no_grad(c.fn, table.unpack(c.xs, 1, #c.xs))
             local w = make(y.shape, GEN.signed(o.seq + 101), "contiguous")
             assert.is_true(ag.gradcheck(gradient_fn(c.fn, w), c.xs, { eps = o.eps }))
+            record("gradcheck", outputs_of(gradient_fn(c.fn, w), c.xs))
           end)
         end
       end
     end)
   end
+
+  it("every differentiable row of the op table is reached by a gradcheck and a forward == reverse check", function()
+    local missing = {}
+    for _, row in ipairs(lg.ops) do
+      if row.differentiable then
+        for _, check in ipairs({ "gradcheck", "jacobian" }) do
+          if not covered[check][row.name] then missing[#missing + 1] = row.name .. " (" .. check .. ")" end
+        end
+      end
+    end
+    assert.are.equal("", table.concat(missing, ", "),
+      "differentiable ops that no check in this file reaches; add a row to OPS for each")
+  end)
 
   it("input values for remainder keep a/b away from integers", function()
     -- the inputs used by the remainder rows above: quotients must not sit on a kink

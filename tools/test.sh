@@ -42,13 +42,15 @@ for cfg in "${configs[@]}"; do
     unset ASAN_OPTIONS UBSAN_OPTIONS
   fi
 
-  # C tests: the engine through its header, and the embedding example
-  out=$("$dir/test_engine" 2>&1); rc=$?
-  echo "$out" | grep -v "^C tests:" || true
-  p=$(echo "$out" | sed -n 's/^C tests: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$out" | sed -n 's/^C tests: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-  [ -n "$p" ] || { p=0; f=1; echo "test_engine ($cfg) crashed (exit $rc)"; }
-  [ $rc -eq 0 ] || [ "$f" -gt 0 ] || f=1
-  count "C engine ($cfg)" "$p" "$f"
+  # C tests: the engine through its header (test_engine), the op table's rows (test_op_table)
+  for t in test_engine test_op_table; do
+    out=$("$dir/$t" 2>&1); rc=$?
+    echo "$out" | grep -v "^C tests:" || true
+    p=$(echo "$out" | sed -n 's/^C tests: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$out" | sed -n 's/^C tests: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+    [ -n "$p" ] || { p=0; f=1; echo "$t ($cfg) crashed (exit $rc)"; }
+    [ $rc -eq 0 ] || [ "$f" -gt 0 ] || f=1
+    count "C $t ($cfg)" "$p" "$f"
+  done
 
   # busted specs, run by the luagrad executable itself (so the sanitizers see everything)
   log=$(mktemp)

@@ -16,16 +16,12 @@ lg.Tensor = Tensor
 -- Tensors print through the Lua formatter (PyTorch's layout, Lua's braces).
 core._tensor_mt.__tostring = format.tensor
 
--- Functional forms of tensor methods: lg.exp(t), lg.sum(t, 2), lg.add(1, t), ...
+-- Functional forms of the tensor methods bound by hand: lg.sum(t, 2), lg.matmul(a, b), ... (the
+-- op table's rows, lg.exp(t), lg.add(1, t), ..., are registered by the core itself; lg.ops lists them)
 local functional = {
-  "neg", "exp", "log", "sqrt", "rsqrt", "abs", "sin", "cos", "tanh", "sigmoid", "relu", "sign",
-  "floor", "ceil", "round", "log1p", "expm1", "reciprocal", "square",
-  "add", "sub", "mul", "div", "pow", "maximum", "minimum", "floor_divide", "remainder", "atan2",
-  "eq", "ne", "lt", "le", "gt", "ge", "clamp",
-  "sum", "mean", "var", "std", "prod", "norm", "logsumexp", "max", "min", "argmax", "argmin",
-  "matmul", "index_select", "gather", "split", "chunk", "transpose", "permute", "narrow", "select",
+  "clamp", "sum", "mean", "norm", "max", "min",
+  "matmul", "index_select", "gather", "index_add", "scatter_add", "split", "chunk", "transpose", "permute", "narrow", "select",
   "unsqueeze", "squeeze", "flatten", "reshape", "clone", "detach", "numel",
-  "erf", "gelu", "leaky_relu", "elu", "silu", "softplus", "softmax", "log_softmax",
 }
 for _, name in ipairs(functional) do
   if lg[name] == nil then lg[name] = Tensor[name] end

@@ -77,7 +77,7 @@ static int m_grad(lua_State *L) {
   int allow_unused = opt_bool(L, 3, "allow_unused", 0);
   for (int i = 0; i < nin; i++)
     if (!ins[i]->requires_grad)
-      return lgL_error(L, "grad: input %d (shape %s) does not require grad", i + 1, SHAPE(ins[i]));
+      return lgL_error(L, "grad: input %d (shape %s) does not require grad", i + 1, LG_SHAPE(ins[i]));
   lg_tensor **res = lua_newuserdatauv(L, sizeof *res * (size_t)(nin ? nin : 1), 0);
   lgL_check(L, lg_backward(outs, gouts, nout, ins, nin, o, res));
   for (int i = 0; i < nin; i++)
@@ -158,7 +158,7 @@ static int hook_remove(lua_State *L) {
 static int t_register_hook(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (!t->requires_grad) return lgL_error(L, "register_hook: the tensor (shape %s) does not require grad", SHAPE(t));
+  if (!t->requires_grad) return lgL_error(L, "register_hook: the tensor (shape %s) does not require grad", LG_SHAPE(t));
   lua_hook *h = malloc(sizeof *h);
   if (!h) return lgL_error(L, "register_hook: out of memory");
   lua_State *main;
@@ -183,7 +183,7 @@ static int t_register_hook(lua_State *L) {
 
 static int t_retain_grad(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  if (!t->requires_grad) return lgL_error(L, "retain_grad: the tensor (shape %s) does not require grad", SHAPE(t));
+  if (!t->requires_grad) return lgL_error(L, "retain_grad: the tensor (shape %s) does not require grad", LG_SHAPE(t));
   if (t->grad_fn) t->retains_grad = 1;
   return 0;
 }
@@ -192,6 +192,40 @@ static int t_grad_fn(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   if (t->grad_fn) lua_pushstring(L, lg_ops[t->grad_fn->op].name);
   else lua_pushnil(L);
+  return 1;
+}
+
+/* _graph_ops(t): the set {name = count} of the ops recorded in the graph that made t (every node
+** reachable from t's grad_fn); the specs use it to see which op-table rows their checks reached. */
+static int m_graph_ops(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  lua_newtable(L); /* result */
+  lua_newtable(L); /* visited nodes */
+  lg_node *stack[4096];
+  int top = 0;
+  if (t->grad_fn) stack[top++] = t->grad_fn;
+  while (top > 0) {
+    lg_node *n = stack[--top];
+    if (lua_rawgetp(L, -1, n) != LUA_TNIL) {
+      lua_pop(L, 1);
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+    lua_rawsetp(L, -2, n);
+    const char *name = lg_ops[n->op].name;
+    lua_getfield(L, -2, name);
+    lua_Integer c = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    lua_pushinteger(L, c + 1);
+    lua_setfield(L, -3, name);
+    for (int i = 0; i < n->nin; i++)
+      if (n->edges[i].fn) {
+        if (top == (int)(sizeof stack / sizeof stack[0])) return lgL_error(L, "_graph_ops: graph too wide");
+        stack[top++] = n->edges[i].fn;
+      }
+  }
+  lua_pop(L, 1);
   return 1;
 }
 
@@ -204,7 +238,7 @@ static int t_set_tangent(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   lg_tensor *v = lua_isnoneornil(L, 2) ? NULL : lgL_checktensor(L, 2);
   if (v && (v->ndim != t->ndim || memcmp(v->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim)))
-    return lgL_error(L, "jvp: tangent of shape %s for a primal of shape %s", SHAPE(v), SHAPE(t));
+    return lgL_error(L, "jvp: tangent of shape %s for a primal of shape %s", LG_SHAPE(v), LG_SHAPE(t));
   lg_tensor *c = NULL;
   if (v) lgL_check(L, lg_to_dtype(v, t->dtype, &c));
   lg_tensor_release(t->tangent);
@@ -237,85 +271,14 @@ static int t_set_flat(lua_State *L) {
   return 0;
 }
 
-/* ---- activations with parameters, softmax ---- */
-
-static int activation(lua_State *L, lg_opcode op, double s0, double s1, int mode) {
-  lg_tensor *t = lgL_checktensor(L, 1);
-  lg_args a = {.in = {t}, .nin = 1, .dim = -1, .s = {s0, s1}, .mode = mode};
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_apply(op, &a, slot));
-  return 1;
-}
-
-static double opt_num(lua_State *L, int idx, const char *key, double def) {
-  if (lua_type(L, idx) == LUA_TNUMBER) return lua_tonumber(L, idx);
-  if (!lua_istable(L, idx)) return def;
-  lua_getfield(L, idx, key);
-  double v = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
-/* t:gelu({approximate = "none" | "tanh"}) */
-static int t_gelu(lua_State *L) {
-  int mode = 0;
-  if (lua_istable(L, 2)) {
-    lua_getfield(L, 2, "approximate");
-    const char *ap = lua_isnil(L, -1) ? "none" : luaL_checkstring(L, -1);
-    if (strcmp(ap, "tanh") == 0) mode = 1;
-    else if (strcmp(ap, "none") != 0) return lgL_error(L, "gelu: approximate must be \"none\" or \"tanh\", got \"%s\"", ap);
-    lua_pop(L, 1);
-  } else if (lua_type(L, 2) == LUA_TSTRING) {
-    mode = strcmp(lua_tostring(L, 2), "tanh") == 0;
-  }
-  return activation(L, LG_OP_GELU, 0, 0, mode);
-}
-static int t_leaky_relu(lua_State *L) { return activation(L, LG_OP_LEAKY_RELU, opt_num(L, 2, "negative_slope", 0.01), 0, 0); }
-static int t_elu(lua_State *L) { return activation(L, LG_OP_ELU, opt_num(L, 2, "alpha", 1.0), 0, 0); }
-static int t_silu(lua_State *L) { return activation(L, LG_OP_SILU, 0, 0, 0); }
-static int t_erf(lua_State *L) {
-  lg_tensor *t = lgL_checktensor(L, 1);
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_unary(LG_OP_ERF, t, slot));
-  return 1;
-}
-static int t_softplus(lua_State *L) {
-  double beta = opt_num(L, 2, "beta", 1.0), thr = lua_istable(L, 2) ? opt_num(L, 2, "threshold", 20.0) : luaL_optnumber(L, 3, 20.0);
-  if (beta <= 0) return lgL_error(L, "softplus: beta must be positive, got %g", beta);
-  return activation(L, LG_OP_SOFTPLUS, beta, thr, 0);
-}
-
-static int softmax_like(lua_State *L, lg_opcode op, const char *name) {
-  lg_tensor *t = lgL_checktensor(L, 1);
-  if (t->ndim == 0) return lgL_error(L, "%s: needs at least one dimension", name);
-  int dim;
-  if (lua_istable(L, 2)) {
-    lua_getfield(L, 2, "dim");
-    if (lua_isnil(L, -1)) return lgL_error(L, "%s: the options need a dim", name);
-    dim = lgL_checkdim(L, lua_gettop(L), t->ndim, name, t);
-  } else if (lua_isnoneornil(L, 2)) {
-    return lgL_error(L, "%s: a dimension is needed, e.g. %s(x, -1)", name, name);
-  } else {
-    dim = lgL_checkdim(L, 2, t->ndim, name, t);
-  }
-  lg_args a = {.in = {t}, .nin = 1, .dim = dim};
-  lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_apply(op, &a, slot));
-  return 1;
-}
-static int t_softmax(lua_State *L) { return softmax_like(L, LG_OP_SOFTMAX, "softmax"); }
-static int t_log_softmax(lua_State *L) { return softmax_like(L, LG_OP_LOG_SOFTMAX, "log_softmax"); }
-
 static const luaL_Reg tensor_methods[] = {
   {"backward", t_backward}, {"register_hook", t_register_hook}, {"retain_grad", t_retain_grad},
   {"grad_fn", t_grad_fn}, {"_set_tangent", t_set_tangent}, {"_tangent", t_tangent},
   {"_get_flat", t_get_flat}, {"_set_flat", t_set_flat},
-  {"gelu", t_gelu}, {"leaky_relu", t_leaky_relu}, {"elu", t_elu}, {"silu", t_silu}, {"softplus", t_softplus},
-  {"erf", t_erf}, {"softmax", t_softmax}, {"log_softmax", t_log_softmax},
   {NULL, NULL}};
 
 static const luaL_Reg module_functions[] = {
-  {"_grad", m_grad}, {"set_grad_enabled", m_set_grad_enabled}, {"is_grad_enabled", m_is_grad_enabled},
+  {"_grad", m_grad}, {"_graph_ops", m_graph_ops}, {"set_grad_enabled", m_set_grad_enabled}, {"is_grad_enabled", m_is_grad_enabled},
   {"_detect_anomaly", m_detect_anomaly}, {"_fw_push", m_fw_push}, {"_fw_pop", m_fw_pop},
   {NULL, NULL}};
 

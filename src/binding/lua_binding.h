@@ -8,7 +8,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "internal.h"
+#include "luagrad.h"
 #include "lg_lua.h"
 
 #define LG_TENSOR_MT "luagrad.Tensor"
@@ -46,7 +46,15 @@ void lgL_pushnumber(lua_State *L, double v, lg_dtype dt);
 /* Tells the collector about tensor memory allocated since the last call. */
 void lgL_gcpace(lua_State *L);
 
+/* The calling forms of op-table rows (lua_tensor.c), used by lua_ops.c's closures and by
+** methods bound by hand: t:op(), a op b (tensors or numbers), t:op_(u) in place, reductions. */
+int lgL_unary(lua_State *L, lg_opcode op);
+int lgL_binary(lua_State *L, lg_opcode op);
+int lgL_inplace_binary(lua_State *L, lg_opcode op);
+int lgL_reduce(lua_State *L, lg_opcode op);
+
 void lgL_open_tensor(lua_State *L); /* pushes the methods table; sets up the metatable */
+void lgL_open_ops(lua_State *L);      /* methods table at -2, module at -1 */
 void lgL_open_autograd(lua_State *L); /* methods table at -2, module at -1 */
 void lgL_open_nn(lua_State *L);       /* module on top */
 void lgL_open_optim(lua_State *L);    /* module on top */

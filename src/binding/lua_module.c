@@ -80,12 +80,12 @@ static int m_tensor(lua_State *L) {
     if (!lua_istable(L, 2)) dt = src->dtype;
     lgL_check(L, lg_copy_as(src, dt, slot));
   } else if (lua_type(L, 1) == LUA_TNUMBER) {
-    lgL_check(L, lg_new(NULL, 0, dt, slot));
+    lgL_check(L, lg_tensor_empty(NULL, 0, dt, slot));
     lg_set_flat(*slot, 0, lua_tonumber(L, 1));
   } else if (lua_istable(L, 1)) {
     int64_t shape[LG_MAX_DIMS], pos = 0;
     int nd = nested_shape(L, 1, shape);
-    lgL_check(L, lg_new(shape, nd, dt, slot));
+    lgL_check(L, lg_tensor_empty(shape, nd, dt, slot));
     char path[260] = {0};
     lua_pushvalue(L, 1);
     if (lg_numel(*slot) > 0) nested_fill(L, 0, shape, nd, *slot, &pos, path, 0);
@@ -102,7 +102,7 @@ static int m_tensor(lua_State *L) {
 /* Creation needs real sizes (view and reshape also take -1). */
 static void check_sizes(lua_State *L, const char *op, const int64_t *shape, int nd) {
   for (int i = 0; i < nd; i++)
-    if (shape[i] < 0) lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[i], SHAPEV(shape, nd));
+    if (shape[i] < 0) lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[i], LG_SHAPEV(shape, nd));
 }
 
 typedef enum { FILL_EMPTY, FILL_ZEROS, FILL_ONES, FILL_RAND, FILL_RANDN } fill_kind;
@@ -320,7 +320,7 @@ static int m_stack(lua_State *L) {
     if (list[i]->ndim != list[0]->ndim ||
         memcmp(list[i]->shape, list[0]->shape, sizeof(int64_t) * (size_t)list[0]->ndim)) {
       char b[sizeof(lg_shapebuf)];
-      return lgL_error(L, "stack: tensor %d has shape %s, but tensor 1 has %s", i + 1, SHAPE(list[i]),
+      return lgL_error(L, "stack: tensor %d has shape %s, but tensor 1 has %s", i + 1, LG_SHAPE(list[i]),
                         lg_shape_str(list[0]->shape, list[0]->ndim, b, sizeof b));
     }
   lg_tensor **un = lua_newuserdatauv(L, sizeof(lg_tensor *) * (size_t)n, 0);
@@ -438,6 +438,7 @@ int luaopen_luagrad_core(lua_State *L) {
   luaL_newlib(L, functions);
   lgL_open_tensor(L);
   lua_pushvalue(L, -2);
+  lgL_open_ops(L);
   lgL_open_autograd(L);
   lgL_open_nn(L);
   lgL_open_optim(L);

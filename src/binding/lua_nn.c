@@ -91,13 +91,13 @@ static int m_from_bytes(lua_State *L) {
   luaL_checktype(L, 5, LUA_TTABLE);
   lgL_checkshape(L, 5, "load", shape, &nd);
   int64_t n = lg_shape_numel(shape, nd);
-  if (n < 0) return lgL_error(L, "load: invalid shape %s", SHAPEV(shape, nd));
+  if (n < 0) return lgL_error(L, "load: invalid shape %s", LG_SHAPEV(shape, nd));
   if (off < 0 || nbytes < 0 || (size_t)off > len || (size_t)nbytes > len - (size_t)off)
     return lgL_error(L, "load: data range [%lld, %lld) lies outside the %zu bytes read", (long long)off,
                      (long long)(off + nbytes), len);
   if ((uint64_t)n > (uint64_t)nbytes / lg_dtype_size(dt) || (uint64_t)n * lg_dtype_size(dt) != (uint64_t)nbytes)
     return lgL_error(L, "load: %lld bytes do not hold a %s tensor of shape %s", (long long)nbytes, lg_dtype_name(dt),
-                     SHAPEV(shape, nd));
+                     LG_SHAPEV(shape, nd));
   lg_tensor **slot = lgL_newslot(L);
   lgL_check(L, lg_tensor_from_data(s + off, shape, nd, dt, slot));
   return 1;
@@ -113,8 +113,59 @@ static int m_linear(lua_State *L) {
   return 1;
 }
 
+/* core._pad(x, pads, value) -> x padded with value: pads = {before_last, after_last,
+** before_second_last, after_second_last, ...} as PyTorch's F.pad; a negative amount crops. One
+** pad op per padded dimension (narrow for the crops), so the gradient flows back through each. */
+static int m_pad(lua_State *L) {
+  lg_tensor *x = lgL_checktensor(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  double value = luaL_optnumber(L, 3, 0);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+  if (n % 2 != 0) return lgL_error(L, "pad: the padding table has %lld entries; it needs pairs (before, after)", (long long)n);
+  if (n / 2 > x->ndim)
+    return lgL_error(L, "pad: %lld pairs of padding for a %d-d tensor %s", (long long)(n / 2), x->ndim, LG_SHAPE(x));
+  lgL_pushnew(L, lg_tensor_retain(x)); /* the current result, replaced as dimensions are padded */
+  for (lua_Integer k = 0; k < n / 2; k++) {
+    int dim = x->ndim - 1 - (int)k;
+    int64_t amount[2];
+    for (int j = 0; j < 2; j++) {
+      lua_geti(L, 2, 2 * k + j + 1);
+      int ok;
+      lua_Integer v = lua_tointegerx(L, -1, &ok);
+      if (!ok) return lgL_error(L, "pad: entry %lld must be an integer, got %s", (long long)(2 * k + j + 1), luaL_typename(L, -1));
+      lua_pop(L, 1);
+      amount[j] = v;
+    }
+    lg_tensor *cur = lgL_checktensor(L, -1), *next = NULL;
+    int64_t size = cur->shape[dim];
+    int64_t crop0 = amount[0] < 0 ? -amount[0] : 0, crop1 = amount[1] < 0 ? -amount[1] : 0;
+    if (crop0 > size || crop1 > size - crop0)
+      return lgL_error(L, "pad: cropping %lld and %lld from dimension %d of size %lld leaves nothing", (long long)crop0,
+                       (long long)crop1, dim + 1, (long long)size);
+    if (crop0 || crop1) {
+      lg_args a = {.in = {cur}, .nin = 1, .dim = dim, .start = crop0, .len = size - crop0 - crop1};
+      lgL_check(L, lg_apply(LG_OP_NARROW, &a, &next));
+      lua_pop(L, 1);
+      lgL_pushnew(L, next);
+      cur = next;
+    }
+    int64_t before = amount[0] > 0 ? amount[0] : 0, after = amount[1] > 0 ? amount[1] : 0;
+    if (before || after) {
+      if (after > INT64_MAX / 4 - before - cur->shape[dim])
+        return lgL_error(L, "pad: padding %lld and %lld is too large", (long long)before, (long long)after);
+      lg_args a = {.in = {cur}, .nin = 1, .dim = dim, .start = before, .nshape = cur->ndim, .s = {value}};
+      memcpy(a.shape, cur->shape, sizeof(int64_t) * (size_t)cur->ndim);
+      a.shape[dim] += before + after;
+      lgL_check(L, lg_apply(LG_OP_PAD, &a, &next));
+      lua_pop(L, 1);
+      lgL_pushnew(L, next);
+    }
+  }
+  return 1;
+}
+
 static const luaL_Reg functions[] = {
-  {"_linear", m_linear}, {"_batch_norm", m_batch_norm}, {"_bn_update_stats", m_bn_update_stats}, {"_layer_norm", m_layer_norm}, {"_cross_entropy", m_cross_entropy},
+  {"_linear", m_linear}, {"_pad", m_pad}, {"_batch_norm", m_batch_norm}, {"_bn_update_stats", m_bn_update_stats}, {"_layer_norm", m_layer_norm}, {"_cross_entropy", m_cross_entropy},
   {"_from_bytes", m_from_bytes},
   {NULL, NULL}};
 

@@ -14,7 +14,7 @@ static lg_tensor *opt_tensor(lua_State *L, int idx) { return lua_isnil(L, idx) ?
 static lg_tensor *grad_arg(lua_State *L, int idx, lg_tensor *p, lg_tensor **tmp) {
   lg_tensor *g = lua_isnil(L, idx) ? p->grad : lgL_checktensor(L, idx);
   *tmp = NULL;
-  if (!g) return (lgL_error(L, "optimizer: the parameter %s has no gradient", SHAPE(p)), NULL);
+  if (!g) return (lgL_error(L, "optimizer: the parameter %s has no gradient", LG_SHAPE(p)), NULL);
   if (lg_is_contiguous(g) && g->dtype == p->dtype) return g;
   lgL_check(L, lg_copy_as(g, p->dtype, tmp));
   lgL_pushnew(L, *tmp); /* owned by Lua from here, so an error below leaks nothing */
@@ -67,11 +67,11 @@ static lg_tensor *state_tensor(lua_State *L, int st, const char *key, lg_tensor 
   if (mode != MAKE_FRESH) {
     lua_getfield(L, st, key);
     if (!lua_isnil(L, -1) && !(t = lg_lua_totensor(L, -1)))
-      lgL_error(L, "optimizer: state entry '%s' of a parameter %s is a %s, not a tensor", key, SHAPE(p),
+      lgL_error(L, "optimizer: state entry '%s' of a parameter %s is a %s, not a tensor", key, LG_SHAPE(p),
                 luaL_typename(L, -1));
     lua_pop(L, 1);
     if (!t && mode == MUST_EXIST)
-      lgL_error(L, "optimizer: the state of a parameter %s has a step but no '%s' (a damaged state dict?)", SHAPE(p),
+      lgL_error(L, "optimizer: the state of a parameter %s has a step but no '%s' (a damaged state dict?)", LG_SHAPE(p),
                 key);
   }
   if (made) *made = t == NULL;

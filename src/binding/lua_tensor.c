@@ -178,7 +178,7 @@ int lgL_checkshape(lua_State *L, int idx, const char *op, int64_t *shape, int *n
       shape[n++] = check_int(L, -1, op, "a size");
       lua_pop(L, 1);
       if (shape[n - 1] < -1)
-        return lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[n - 1], SHAPEV(shape, n));
+        return lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[n - 1], LG_SHAPEV(shape, n));
     }
     idx++;
   } else {
@@ -186,7 +186,7 @@ int lgL_checkshape(lua_State *L, int idx, const char *op, int64_t *shape, int *n
       if (n >= LG_MAX_DIMS) return lgL_error(L, "%s: too many dimensions (at most %d)", op, LG_MAX_DIMS);
       shape[n++] = check_int(L, idx, op, "a size");
       if (shape[n - 1] < -1)
-        return lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[n - 1], SHAPEV(shape, n));
+        return lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[n - 1], LG_SHAPEV(shape, n));
       idx++;
     }
   }
@@ -288,7 +288,7 @@ static int t_len(lua_State *L) {
 static int t_item(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int64_t n = lg_numel(t);
-  if (n != 1) return lgL_error(L, "item: a tensor with %lld elements %s cannot be converted to a number", (long long)n, SHAPE(t));
+  if (n != 1) return lgL_error(L, "item: a tensor with %lld elements %s cannot be converted to a number", (long long)n, LG_SHAPE(t));
   push_element(L, t, 0);
   return 1;
 }
@@ -377,7 +377,7 @@ static int t_transpose(lua_State *L) {
 static int t_t(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   if (t->ndim > 2)
-    return lgL_error(L, "t: expects a tensor with at most 2 dimensions, got %s (use transpose)", SHAPE(t));
+    return lgL_error(L, "t: expects a tensor with at most 2 dimensions, got %s (use transpose)", LG_SHAPE(t));
   int perm[2] = {t->ndim == 2 ? 1 : 0, 0};
   return permute_to(L, t, perm);
 }
@@ -388,7 +388,7 @@ static int t_permute(lua_State *L) {
   int n, perm[LG_MAX_DIMS];
   lgL_checkshape(L, 2, "permute", dims, &n);
   if (n != t->ndim)
-    return lgL_error(L, "permute: %d dimensions given for a %d-d tensor %s", n, t->ndim, SHAPE(t));
+    return lgL_error(L, "permute: %d dimensions given for a %d-d tensor %s", n, t->ndim, LG_SHAPE(t));
   for (int i = 0; i < n; i++) {
     lua_pushinteger(L, dims[i]);
     perm[i] = lgL_checkdim(L, lua_gettop(L), t->ndim, "permute", t);
@@ -602,36 +602,15 @@ static int t_bernoulli_(lua_State *L) {
 
 /* ---- elementwise ops ---- */
 
-static int unary(lua_State *L, lg_opcode op) {
+int lgL_unary(lua_State *L, lg_opcode op) {
   lg_tensor *t = checktensor_op(L, 1, lg_ops[op].name);
   lg_tensor **slot = lgL_newslot(L);
   lgL_check(L, lg_unary(op, t, slot));
   return 1;
 }
 
-#define UNARY_METHOD(name, OP) static int t_##name(lua_State *L) { return unary(L, OP); }
-UNARY_METHOD(neg, LG_OP_NEG)
-UNARY_METHOD(exp, LG_OP_EXP)
-UNARY_METHOD(log, LG_OP_LOG)
-UNARY_METHOD(sqrt, LG_OP_SQRT)
-UNARY_METHOD(rsqrt, LG_OP_RSQRT)
-UNARY_METHOD(abs, LG_OP_ABS)
-UNARY_METHOD(sin, LG_OP_SIN)
-UNARY_METHOD(cos, LG_OP_COS)
-UNARY_METHOD(tanh, LG_OP_TANH)
-UNARY_METHOD(sigmoid, LG_OP_SIGMOID)
-UNARY_METHOD(relu, LG_OP_RELU)
-UNARY_METHOD(sign, LG_OP_SIGN)
-UNARY_METHOD(floor, LG_OP_FLOOR)
-UNARY_METHOD(ceil, LG_OP_CEIL)
-UNARY_METHOD(round, LG_OP_ROUND)
-UNARY_METHOD(log1p, LG_OP_LOG1P)
-UNARY_METHOD(expm1, LG_OP_EXPM1)
-UNARY_METHOD(reciprocal, LG_OP_RECIPROCAL)
-UNARY_METHOD(square, LG_OP_SQUARE)
-
 /* a op b where either may be a number (numbers adapt to the other operand's dtype) */
-static int binary(lua_State *L, lg_opcode op) {
+int lgL_binary(lua_State *L, lg_opcode op) {
   const char *name = lg_ops[op].name;
   lg_tensor *a = lg_lua_totensor(L, 1), *b = lg_lua_totensor(L, 2);
   if (!a && !b) {
@@ -656,47 +635,23 @@ static int binary(lua_State *L, lg_opcode op) {
   return 1;
 }
 
-#define BINARY_METHOD(name, OP) static int t_##name(lua_State *L) { return binary(L, OP); }
-BINARY_METHOD(add, LG_OP_ADD)
-BINARY_METHOD(sub, LG_OP_SUB)
-BINARY_METHOD(mul, LG_OP_MUL)
-BINARY_METHOD(div, LG_OP_DIV)
-BINARY_METHOD(pow, LG_OP_POW)
-BINARY_METHOD(maximum, LG_OP_MAXIMUM)
-BINARY_METHOD(minimum, LG_OP_MINIMUM)
-BINARY_METHOD(floor_divide, LG_OP_FLOOR_DIVIDE)
-BINARY_METHOD(remainder, LG_OP_REMAINDER)
-BINARY_METHOD(atan2, LG_OP_ATAN2)
-BINARY_METHOD(eq, LG_OP_EQ)
-BINARY_METHOD(ne, LG_OP_NE)
-BINARY_METHOD(lt, LG_OP_LT)
-BINARY_METHOD(le, LG_OP_LE)
-BINARY_METHOD(gt, LG_OP_GT)
-BINARY_METHOD(ge, LG_OP_GE)
-
 /* In-place arithmetic: compute, then copy into self (the result must have self's shape). */
-static int inplace_binary(lua_State *L, lg_opcode op) {
+int lgL_inplace_binary(lua_State *L, lg_opcode op) {
   lg_tensor *t = lgL_checktensor(L, 1);
   char name[32];
   snprintf(name, sizeof name, "%s_", lg_ops[op].name);
   inplace_target(L, t, name);
-  binary(L, op);
+  lgL_binary(L, op);
   lg_tensor *r = lgL_checktensor(L, -1);
   if (r->ndim != t->ndim || lg_numel(r) != lg_numel(t)) {
     char b1[sizeof(lg_shapebuf)];
     return lgL_error(L, "%s_: the result's shape %s differs from the tensor's %s", lg_ops[op].name,
-                      lg_shape_str(r->shape, r->ndim, b1, sizeof b1), SHAPE(t));
+                      lg_shape_str(r->shape, r->ndim, b1, sizeof b1), LG_SHAPE(t));
   }
   lgL_check(L, lg_copy_(t, r));
   lua_settop(L, 1);
   return 1;
 }
-static int t_add_(lua_State *L) { return inplace_binary(L, LG_OP_ADD); }
-static int t_sub_(lua_State *L) { return inplace_binary(L, LG_OP_SUB); }
-static int t_mul_(lua_State *L) { return inplace_binary(L, LG_OP_MUL); }
-static int t_div_(lua_State *L) { return inplace_binary(L, LG_OP_DIV); }
-static int t_pow_(lua_State *L) { return inplace_binary(L, LG_OP_POW); }
-
 static void clamp_bounds(lua_State *L, int idx, lg_args *a) {
   for (int k = 0; k < 2; k++) {
     if (!lua_isnoneornil(L, idx + k)) {
@@ -800,7 +755,7 @@ static reduce_spec reduce_args(lua_State *L, lg_tensor *t, int idx, const char *
   return r;
 }
 
-static int reduce(lua_State *L, lg_opcode op) {
+int lgL_reduce(lua_State *L, lg_opcode op) {
   const char *name = lg_ops[op].name;
   lg_tensor *t = checktensor_op(L, 1, name);
   reduce_spec r = reduce_args(L, t, 2, name);
@@ -820,11 +775,11 @@ static int reduce(lua_State *L, lg_opcode op) {
 
 /* sum and mean also take a table of dimensions */
 static int reduce_dims(lua_State *L, lg_opcode op) {
-  if (!lua_istable(L, 2) || lua_getmetatable(L, 2)) return reduce(L, op);
+  if (!lua_istable(L, 2) || lua_getmetatable(L, 2)) return lgL_reduce(L, op);
   lua_getfield(L, 2, "dim");
   int isopts = !lua_isnil(L, -1) || lua_rawlen(L, 2) == 0;
   lua_pop(L, 1);
-  if (isopts) return reduce(L, op);
+  if (isopts) return lgL_reduce(L, op);
   lg_tensor *t = checktensor_op(L, 1, lg_ops[op].name);
   int keepdim = lua_toboolean(L, 3), n = (int)lua_rawlen(L, 2), dims[LG_MAX_DIMS], seen[LG_MAX_DIMS] = {0};
   if (n > t->ndim) return lgL_error(L, "%s: %d dimensions given for a %d-d tensor", lg_ops[op].name, n, t->ndim);
@@ -863,16 +818,10 @@ static int reduce_dims(lua_State *L, lg_opcode op) {
 
 static int t_sum(lua_State *L) { return reduce_dims(L, LG_OP_SUM); }
 static int t_mean(lua_State *L) { return reduce_dims(L, LG_OP_MEAN); }
-static int t_var(lua_State *L) { return reduce(L, LG_OP_VAR); }
-static int t_std(lua_State *L) { return reduce(L, LG_OP_STD); }
-static int t_prod(lua_State *L) { return reduce(L, LG_OP_PROD); }
-static int t_logsumexp(lua_State *L) { return reduce(L, LG_OP_LOGSUMEXP); }
-static int t_argmax(lua_State *L) { return reduce(L, LG_OP_ARGMAX); }
-static int t_argmin(lua_State *L) { return reduce(L, LG_OP_ARGMIN); }
 
 /* t:max() / t:max(dim[, keepdim]) -> values, indices / t:max(other) = maximum */
-static int t_max(lua_State *L) { return lg_lua_totensor(L, 2) ? binary(L, LG_OP_MAXIMUM) : reduce(L, LG_OP_MAX); }
-static int t_min(lua_State *L) { return lg_lua_totensor(L, 2) ? binary(L, LG_OP_MINIMUM) : reduce(L, LG_OP_MIN); }
+static int t_max(lua_State *L) { return lg_lua_totensor(L, 2) ? lgL_binary(L, LG_OP_MAXIMUM) : lgL_reduce(L, LG_OP_MAX); }
+static int t_min(lua_State *L) { return lg_lua_totensor(L, 2) ? lgL_binary(L, LG_OP_MINIMUM) : lgL_reduce(L, LG_OP_MIN); }
 
 /* t:norm(p, dim, keepdim): p = 2 by default, "fro" = 2, math.huge = max |x| */
 static int t_norm(lua_State *L) {
@@ -907,7 +856,7 @@ static int t_index_select(lua_State *L) {
   if (lua_istable(L, 3)) { /* a Lua list of integers */
     int64_t n = (int64_t)lua_rawlen(L, 3);
     lg_tensor **tmp = lgL_newslot(L);
-    lgL_check(L, lg_new(&n, 1, LG_INT64, tmp));
+    lgL_check(L, lg_tensor_empty(&n, 1, LG_INT64, tmp));
     for (int64_t i = 0; i < n; i++) {
       lua_geti(L, 3, i + 1);
       ((int64_t *)lg_data(*tmp))[i] = check_int(L, -1, "index_select", "an index");
@@ -933,6 +882,29 @@ static int t_gather(lua_State *L) {
   lgL_check(L, lg_apply(LG_OP_GATHER, &a, slot));
   return 1;
 }
+
+/* t:index_add(dim, index, source): t with source's slices added at the given (1-based) positions
+** along dim, repeated positions summed; t:scatter_add(dim, index, src): t with src[p] added at
+** position p with p[dim] replaced by index[p]. Out of place, as PyTorch's (the op is the adjoint
+** of index_select / gather: zeros with the values added, then t + that). */
+static int index_add_like(lua_State *L, lg_opcode op) {
+  const char *name = lg_ops[op].name;
+  lg_tensor *t = checktensor_op(L, 1, name);
+  if (t->ndim == 0) return lgL_error(L, "%s: cannot index a 0-d tensor", name);
+  int d = lgL_checkdim(L, 2, t->ndim, name, t);
+  lg_tensor *idx = checktensor_op(L, 3, name), *src = checktensor_op(L, 4, name);
+  if (src->dtype != t->dtype)
+    return lgL_error(L, "%s: source is %s but the tensor is %s", name, lg_dtype_name(src->dtype), lg_dtype_name(t->dtype));
+  lg_args a = {.in = {src, idx}, .nin = 2, .dim = d, .nshape = t->ndim};
+  memcpy(a.shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
+  lg_tensor **added = lgL_newslot(L);
+  lgL_check(L, lg_apply(op, &a, added));
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_binary(LG_OP_ADD, t, *added, slot));
+  return 1;
+}
+static int t_index_add(lua_State *L) { return index_add_like(L, LG_OP_INDEX_ADD); }
+static int t_scatter_add(lua_State *L) { return index_add_like(L, LG_OP_SCATTER_ADD); }
 
 /* split(size or {sizes}, dim) -> list of views */
 static int t_split(lua_State *L) {
@@ -1065,7 +1037,7 @@ static int t_newindex(lua_State *L) {
   if (k && !strcmp(k, "grad")) {
     lg_tensor *g = lua_isnil(L, 3) ? NULL : lgL_checktensor(L, 3);
     if (g && (g->ndim != t->ndim || memcmp(g->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim)))
-      return lgL_error(L, "grad: assigned gradient has shape %s, but the tensor has shape %s", SHAPE(g), SHAPE(t));
+      return lgL_error(L, "grad: assigned gradient has shape %s, but the tensor has shape %s", LG_SHAPE(g), LG_SHAPE(t));
     lg_tensor_release(t->grad);
     t->grad = lg_tensor_retain(g);
     return 0;
@@ -1076,7 +1048,7 @@ static int t_newindex(lua_State *L) {
 static int t_tostring_plain(lua_State *L) {
   lg_tensor **slot = luaL_checkudata(L, 1, LG_TENSOR_MT);
   if (!*slot) lua_pushstring(L, "tensor(closed)");
-  else lua_pushfstring(L, "tensor(%s, %s)", SHAPE(*slot), lg_dtype_name((*slot)->dtype));
+  else lua_pushfstring(L, "tensor(%s, %s)", LG_SHAPE(*slot), lg_dtype_name((*slot)->dtype));
   return 1;
 }
 
@@ -1090,24 +1062,16 @@ static const luaL_Reg methods[] = {
   {"to", t_to}, {"float", t_float}, {"double", t_double}, {"long", t_long}, {"type", t_type},
   {"copy_", t_copy_}, {"set_", t_set_}, {"fill_", t_fill_}, {"zero_", t_zero_}, {"uniform_", t_uniform_}, {"normal_", t_normal_},
   {"bernoulli_", t_bernoulli_},
-  {"neg", t_neg}, {"exp", t_exp}, {"log", t_log}, {"sqrt", t_sqrt}, {"rsqrt", t_rsqrt}, {"abs", t_abs},
-  {"sin", t_sin}, {"cos", t_cos}, {"tanh", t_tanh}, {"sigmoid", t_sigmoid}, {"relu", t_relu}, {"sign", t_sign},
-  {"floor", t_floor}, {"ceil", t_ceil}, {"round", t_round}, {"log1p", t_log1p}, {"expm1", t_expm1},
-  {"reciprocal", t_reciprocal}, {"square", t_square},
-  {"add", t_add}, {"sub", t_sub}, {"mul", t_mul}, {"div", t_div}, {"pow", t_pow}, {"maximum", t_maximum},
-  {"minimum", t_minimum}, {"floor_divide", t_floor_divide}, {"remainder", t_remainder}, {"atan2", t_atan2},
-  {"eq", t_eq}, {"ne", t_ne}, {"lt", t_lt}, {"le", t_le}, {"gt", t_gt}, {"ge", t_ge},
-  {"add_", t_add_}, {"sub_", t_sub_}, {"mul_", t_mul_}, {"div_", t_div_}, {"pow_", t_pow_},
   {"clamp", t_clamp}, {"clamp_", t_clamp_}, {"where", t_where},
-  {"sum", t_sum}, {"mean", t_mean}, {"var", t_var}, {"std", t_std}, {"prod", t_prod}, {"norm", t_norm},
-  {"logsumexp", t_logsumexp}, {"max", t_max}, {"min", t_min}, {"argmax", t_argmax}, {"argmin", t_argmin},
-  {"matmul", t_matmul}, {"index_select", t_index_select}, {"gather", t_gather}, {"split", t_split},
+  {"sum", t_sum}, {"mean", t_mean}, {"norm", t_norm}, {"max", t_max}, {"min", t_min},
+  {"matmul", t_matmul}, {"index_select", t_index_select}, {"gather", t_gather},
+  {"index_add", t_index_add}, {"scatter_add", t_scatter_add}, {"split", t_split},
   {"chunk", t_chunk}, {"requires_grad_", t_requires_grad_},
   {NULL, NULL}};
 
+/* the arithmetic operators are set from the op table (lua_ops.c) */
 static const luaL_Reg metamethods[] = {
-  {"__add", t_add}, {"__sub", t_sub}, {"__mul", t_mul}, {"__div", t_div}, {"__pow", t_pow},
-  {"__idiv", t_floor_divide}, {"__mod", t_remainder}, {"__unm", t_neg}, {"__len", t_len},
+  {"__len", t_len},
   {"__gc", t_gc}, {"__close", t_gc}, {"__tostring", t_tostring_plain}, {"__newindex", t_newindex},
   {NULL, NULL}};
 

@@ -13,7 +13,7 @@
 
 #include "internal.h"
 
-typedef struct { lg_tensor *t[32]; int n; lg_status st; } sc;
+typedef struct lg_scratch { lg_tensor *t[32]; int n; lg_status st; } sc;
 
 static inline lg_tensor *sc_keep(sc *s, lg_status st, lg_tensor *t) {
   if (st != LG_OK) {

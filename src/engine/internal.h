@@ -27,13 +27,10 @@
     if (st_ != LG_OK) return st_;                                                                  \
   } while (0)
 
-/* Shape strings for messages: SHAPE(t) formats into a per-call buffer. */
-typedef struct { char s[LG_MAX_DIMS * 21 + 3]; } lg_shapebuf;
-#define SHAPE(t) (lg_shape_str((t)->shape, (t)->ndim, (lg_shapebuf){{0}}.s, sizeof(lg_shapebuf)))
-#define SHAPEV(shape, n) (lg_shape_str((shape), (n), (lg_shapebuf){{0}}.s, sizeof(lg_shapebuf)))
+/* Shape strings for messages (luagrad.h) */
+#define SHAPE(t) LG_SHAPE(t)
+#define SHAPEV(shape, n) LG_SHAPEV(shape, n)
 
-/* numel of a shape, or -1 if a size is negative or the product overflows. */
-int64_t lg_shape_numel(const int64_t *shape, int ndim);
 /* Contiguous (row-major) strides for shape. */
 void lg_contiguous_strides(const int64_t *shape, int ndim, int64_t *stride);
 /* A new tensor object viewing t's storage with the given geometry (one reference). */
@@ -61,28 +58,8 @@ void lg_iter_init(lg_iter *it, const int64_t *shape, int ndim);
 void lg_iter_add(lg_iter *it, lg_tensor *t, const int64_t *stride /* NULL: t's own */);
 void lg_iter_run(lg_iter *it, lg_row_fn row, void *ctx);
 
-/* dtype-dispatched loads and stores */
-static inline double lg_load(const void *p, lg_dtype dt) {
-  switch (dt) {
-  case LG_FLOAT32: return *(const float *)p;
-  case LG_FLOAT64: return *(const double *)p;
-  default: return (double)*(const int64_t *)p;
-  }
-}
-static inline void lg_store(void *p, lg_dtype dt, double v) {
-  switch (dt) {
-  case LG_FLOAT32: *(float *)p = (float)v; break;
-  case LG_FLOAT64: *(double *)p = v; break;
-  default: *(int64_t *)p = (int64_t)v; break;
-  }
-}
-
 /* Allocation of fresh contiguous outputs */
 lg_status lg_new(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out);
-/* Contiguous copy of t in dtype dt (always a new tensor). */
-lg_status lg_copy_as(lg_tensor *t, lg_dtype dt, lg_tensor **out);
-/* Release a list of tensors (NULL entries skipped). */
-void lg_release_all(lg_tensor **ts, int n);
 /* o[i] = exp(x[i]) for n contiguous floats, as the exp op computes it (ops.c); o may be x */
 void lg_exp_f32(int64_t n, float *o, const float *x);
 
@@ -109,7 +86,6 @@ void lg_node_release(lg_node *n);
 void lg_fw_level_set(int level);
 void lg_hooks_free(lg_hook *h);
 void lg_weak_release(lg_weak *w);
-lg_status lg_inplace_check(const char *op, lg_tensor *t);
 lg_status lg_check_anomaly(const char *what, const char *opname, lg_tensor *t);
 
 void lg_blas_threads_reset(void); /* matmul.c: forget the per-call BLAS thread count */

@@ -598,5 +598,8 @@ lg_status lg_layer_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, l
   }
   if (a->nin > 1 && tin[1]) ty = sc_add0(&s, ty, sc_bin(&s, LG_OP_MUL, xhat, ln_param(&s, tin[1], D)));
   if (a->nin > 2 && tin[2]) ty = sc_add0(&s, ty, ln_param(&s, tin[2], D));
+  /* with a tangent on the bias alone, ty is one row: broadcast it to every row first */
+  int64_t rows[2] = {R, D};
+  if (ty) ty = sc_expand(&s, ty, rows, 2);
   return sc_done(&s, ty ? sc_reshape(&s, ty, x->shape, x->ndim) : NULL, tout);
 }

@@ -344,6 +344,8 @@ static lg_status unary_forward(const lg_op *op, const lg_args *a, lg_tensor **ou
 }
 
 static lg_status unary_p_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  if (op == &lg_ops[LG_OP_SOFTPLUS] && !(a->s[0] > 0))
+    return lg_error(LG_EVALUE, "softplus: beta must be positive, got %g", a->s[0]);
   lg_tensor *x = a->in[0], *tmp;
   LG_TRY(as_dtype(&x, compute_dtype(op, x->dtype), &tmp));
   lg_status st = lg_new(x->shape, x->ndim, x->dtype, out);
@@ -425,19 +427,9 @@ static lg_tensor *d_silu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { 
   return sc_bin(s, LG_OP_MUL, sg, sc_bs(s, LG_OP_ADD, sc_bin(s, LG_OP_MUL, x, sc_sb(s, LG_OP_SUB, 1, sg)), 1));
 }
 
-#define UNARY_RULES(name)                                                                          \
-  static lg_status name##_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {                   \
-    sc s = {0};                                                                                    \
-    lg_tensor *d = d_##name(&s, n->args.in[0], lg_node_saved_out(n), &n->args);                    \
-    return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, d), &gin[0]);                                      \
-  }                                                                                                \
-  static lg_status name##_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) { \
-    sc s = {0};                                                                                    \
-    lg_tensor *d = d_##name(&s, a->in[0], out, a);                                                 \
-    return sc_done(&s, sc_bin(&s, LG_OP_MUL, tin[0], d), tout);                                    \
-  }
-/* The hot activations also have a fused backward: gin = g * f' in one pass, used when the
-** backward pass is not itself recorded (no create_graph). x is g, y the saved tensor. */
+/* The hot activations also have a fused backward: gin = g * f' in one pass (the row's fused_bw),
+** used when the backward pass is not itself recorded (no create_graph). x is g, y the tensor the
+** row saves (the output with LG_F_SAVE_OUT, else the input). */
 BINARY(exp_bw_f32, float, x * y)
 BINARY(exp_bw_f64, double, x * y)
 LG_WIDE BINARY(tanh_bw_f32, float, x * (1 - y * y))
@@ -460,41 +452,24 @@ static lg_status fused_grad(binary_k f32, binary_k f64, lg_tensor *g, lg_tensor 
   return LG_OK;
 }
 
-#define FUSED_UNARY_RULES(name, SAVED_OUT)                                                         \
-  static lg_status name##_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {                   \
-    lg_tensor *saved = SAVED_OUT ? lg_node_saved_out(n) : n->args.in[0];                           \
-    if (!lg_grad_enabled() && g->dtype == saved->dtype && lg_dtype_is_float(g->dtype) &&          \
-        g->ndim <= saved->ndim)                                                                    \
-      return fused_grad(name##_bw_f32, name##_bw_f64, g, saved, &gin[0]);                          \
-    sc s = {0};                                                                                    \
-    lg_tensor *d = d_##name(&s, n->args.in[0], lg_node_saved_out(n), &n->args);                    \
-    return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, d), &gin[0]);                                      \
-  }                                                                                                \
-  static lg_status name##_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) { \
-    sc s = {0};                                                                                    \
-    lg_tensor *d = d_##name(&s, a->in[0], out, a);                                                 \
-    return sc_done(&s, sc_bin(&s, LG_OP_MUL, tin[0], d), tout);                                    \
+/* The two rules every unary row with a deriv shares:
+**   backward  gin = g * f'(x)        forward  tout = tin * f'(x) */
+static lg_status unary_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  const lg_op *op = &lg_ops[n->op];
+  if (op->fused_bw[0] && !lg_grad_enabled()) {
+    lg_tensor *saved = (op->flags & LG_F_SAVE_OUT) ? lg_node_saved_out(n) : n->args.in[0];
+    if (g->dtype == saved->dtype && lg_dtype_is_float(g->dtype) && g->ndim <= saved->ndim)
+      return fused_grad((binary_k)op->fused_bw[0], (binary_k)op->fused_bw[1], g, saved, &gin[0]);
   }
-FUSED_UNARY_RULES(exp, 1)
-UNARY_RULES(log)
-UNARY_RULES(sqrt)
-UNARY_RULES(rsqrt)
-UNARY_RULES(abs)
-UNARY_RULES(sin)
-UNARY_RULES(cos)
-FUSED_UNARY_RULES(tanh, 1)
-FUSED_UNARY_RULES(sigmoid, 1)
-FUSED_UNARY_RULES(relu, 0)
-UNARY_RULES(log1p)
-UNARY_RULES(expm1)
-UNARY_RULES(reciprocal)
-UNARY_RULES(square)
-UNARY_RULES(erf)
-UNARY_RULES(gelu)
-UNARY_RULES(leaky_relu)
-UNARY_RULES(elu)
-UNARY_RULES(softplus)
-UNARY_RULES(silu)
+  sc s = {0};
+  lg_tensor *d = op->deriv(&s, n->args.in[0], lg_node_saved_out(n), &n->args);
+  return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, d), &gin[0]);
+}
+static lg_status unary_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *d = op->deriv(&s, a->in[0], out, a);
+  return sc_done(&s, sc_bin(&s, LG_OP_MUL, tin[0], d), tout);
+}
 
 /* neg: -g; sign, floor, ceil, round: derivative zero almost everywhere */
 static lg_status neg_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) { return lg_unary(LG_OP_NEG, g, &gin[0]); }
@@ -1395,9 +1370,11 @@ static lg_status cat_forward(const lg_op *op, const lg_args *a, lg_tensor **out)
 static lg_status index_add_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *src = a->in[0], *idx = a->in[1];
   int dim = a->dim;
-  if (a->nshape != src->ndim || idx->ndim != 1 || lg_numel(idx) != src->shape[dim])
-    return lg_error(LG_ESHAPE, "index_add: source %s and indices %s do not fit the shape %s", SHAPE(src), SHAPE(idx),
-                    SHAPEV(a->shape, a->nshape));
+  int fits = a->nshape == src->ndim && idx->ndim == 1 && lg_numel(idx) == src->shape[dim];
+  for (int d = 0; d < src->ndim && fits; d++) fits = d == dim || src->shape[d] == a->shape[d];
+  if (!fits)
+    return lg_error(LG_ESHAPE, "index_add: source %s and indices %s do not fit the shape %s along dimension %d",
+                    SHAPE(src), SHAPE(idx), SHAPEV(a->shape, a->nshape), dim + 1);
   LG_TRY(check_indices("index_add", idx, a->shape[dim], dim));
   LG_TRY(lg_tensor_zeros(a->shape, a->nshape, src->dtype, out));
   lg_status st = index_slices(*out, src, dim, idx, 1);
@@ -1414,6 +1391,10 @@ static lg_status scatter_add_forward(const lg_op *op, const lg_args *a, lg_tenso
       memcmp(src->shape, idx->shape, sizeof(int64_t) * (size_t)idx->ndim))
     return lg_error(LG_ESHAPE, "scatter_add: source %s and indices %s must have one shape, of %d dimensions",
                     SHAPE(src), SHAPE(idx), a->nshape);
+  for (int d = 0; d < idx->ndim; d++)
+    if (d != dim && idx->shape[d] > a->shape[d])
+      return lg_error(LG_ESHAPE, "scatter_add: indices %s are larger than the target %s at dimension %d", SHAPE(idx),
+                      SHAPEV(a->shape, a->nshape), d + 1);
   LG_TRY(check_indices("scatter_add", idx, a->shape[dim], dim));
   LG_TRY(lg_tensor_zeros(a->shape, a->nshape, src->dtype, out));
   int64_t n = lg_numel(idx), pos[LG_MAX_DIMS] = {0}, ostride[LG_MAX_DIMS];
@@ -1491,8 +1472,8 @@ static lg_status cat_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_t
 /* ==== 7. views and copies ====
 ** reshape (view when the layout allows, else a copy), expand, permute, narrow, select: the
 ** output shares the input's storage. Their rules apply the inverse shape change to g, and the
-** same change to a tangent. pad_narrow (zeros, then g copied into a narrowed window) is
-** narrow's adjoint. clone and cast copy. */
+** same change to a tangent. pad (a constant, then x copied into a window along one dimension)
+** is narrow's adjoint. clone and cast copy. */
 
 /* reshape: mode 1 is view (an error when the layout needs a copy), mode 0 reshape */
 static lg_status reshape_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
@@ -1528,33 +1509,50 @@ static lg_status narrow_forward(const lg_op *op, const lg_args *a, lg_tensor **o
 static lg_status select_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   return lg_select(a->in[0], a->dim, a->start, out);
 }
-static lg_status pad_narrow_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
-  lg_tensor *g = a->in[0], *win = NULL;
-  LG_TRY(lg_tensor_zeros(a->shape, a->nshape, g->dtype, out));
-  lg_status st = lg_narrow(*out, a->dim, a->start, g->shape[a->dim], &win);
-  if (st == LG_OK) st = lg_copy_(win, g);
+/* pad(x, dim, start, shape, value): a tensor of `shape` filled with value (args.s[0]), x copied
+** into the window that starts at `start` along dim. Backward: narrow g to the window. Forward
+** mode: the tangent padded with zeros. */
+static lg_status pad_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  lg_tensor *x = a->in[0], *win = NULL;
+  if (a->nshape != x->ndim || a->dim < 0 || a->dim >= x->ndim || a->start < 0 ||
+      a->shape[a->dim] - x->shape[a->dim] < a->start)
+    return lg_error(LG_ESHAPE, "pad: %s does not fit into %s at %lld along dimension %d", SHAPE(x),
+                    SHAPEV(a->shape, a->nshape), (long long)a->start + 1, a->dim + 1);
+  for (int d = 0; d < x->ndim; d++)
+    if (d != a->dim && a->shape[d] != x->shape[d])
+      return lg_error(LG_ESHAPE, "pad: %s and %s differ in dimension %d", SHAPE(x), SHAPEV(a->shape, a->nshape), d + 1);
+  LG_TRY(lg_tensor_full(a->shape, a->nshape, x->dtype, a->s[0], out));
+  lg_status st = lg_narrow(*out, a->dim, a->start, x->shape[a->dim], &win);
+  if (st == LG_OK) st = lg_copy_(win, x);
   lg_tensor_release(win);
   if (st != LG_OK) lg_tensor_release(*out);
   return st;
 }
-static lg_status pad_narrow(lg_tensor *g, const lg_edge *e, int dim, int64_t start, lg_tensor **out) {
+/* zeros of the input's shape (the edge's), g in the window at start along dim */
+static lg_status pad_zeros(lg_tensor *g, const lg_edge *e, int dim, int64_t start, lg_tensor **out) {
   lg_args a = {.in = {g}, .nin = 1, .dim = dim, .start = start, .nshape = e->ndim};
   memcpy(a.shape, e->shape, sizeof a.shape);
-  return lg_apply(LG_OP_PAD_NARROW, &a, out);
+  return lg_apply(LG_OP_PAD, &a, out);
 }
 static lg_status narrow_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
-  return pad_narrow(g, &n->edges[0], n->args.dim, n->args.start, &gin[0]);
+  return pad_zeros(g, &n->edges[0], n->args.dim, n->args.start, &gin[0]);
 }
 static lg_status select_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   sc s = {0};
   lg_tensor *gu = sc_unsqueeze(&s, g, n->args.dim);
-  if (s.st == LG_OK) s.st = pad_narrow(gu, &n->edges[0], n->args.dim, n->args.start, &gin[0]);
+  if (s.st == LG_OK) s.st = pad_zeros(gu, &n->edges[0], n->args.dim, n->args.start, &gin[0]);
   lg_release_all(s.t, s.n);
   return s.st;
 }
-static lg_status pad_narrow_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+static lg_status pad_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   lg_args a = {.in = {g}, .nin = 1, .dim = n->args.dim, .start = n->args.start, .len = n->edges[0].shape[n->args.dim]};
   return lg_apply(LG_OP_NARROW, &a, &gin[0]);
+}
+static lg_status pad_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+  lg_args b = *a;
+  b.in[0] = tin[0];
+  b.s[0] = 0;
+  return lg_apply(LG_OP_PAD, &b, tout);
 }
 
 static lg_status clone_forward(const lg_op *op, const lg_args *a, lg_tensor **out) { return lg_clone(a->in[0], out); }
@@ -1569,104 +1567,139 @@ static lg_status same_op_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, 
   return lg_apply((lg_opcode)(op - lg_ops), &b, tout);
 }
 
-/* ==== the op table (ORDER OP: same order as lg_opcode in luagrad.h) ==== */
+/* ==== the op table ====
+** One row per lg_opcode, each under its own designator. The macros fill the fields a family
+** shares; the row gives the rest. A unary row names its kernels and its derivative d_<name>:
+** its backward and forward-mode rules are the shared unary_backward/unary_jvp. */
 
 #define SI LG_F_SAVE_IN
 #define SO LG_F_SAVE_OUT
-#define U(name, f32, f64, i64, fl, ...) {#name, 1, 1, unary_forward, {K(f32), K(f64), K(i64)}, fl, __VA_ARGS__}
-#define RULES(name) name##_backward, name##_jvp
-#define UP(name, fl) {#name, 1, 1, unary_p_forward, {K(name##_f32), K(name##_f64), NULL}, fl, RULES(name)}
-#define B(name, i64, fl, ...) {#name, 2, 1, binary_forward, {K(name##_f32), K(name##_f64), K(i64)}, fl, __VA_ARGS__}
-#define RED(name, nout, i64, fl, ...) {#name, 1, nout, reduce_forward, {K(name##_f32), K(name##_f64), K(i64)}, fl, __VA_ARGS__}
-#define VIEW(name, fwd, bw) {#name, 1, 1, fwd, {NULL, NULL, NULL}, LG_F_VIEW, bw, same_op_jvp}
-#define NONE NULL, NULL
+#define NG LG_F_NO_GRAD
+#define K2(f32, f64) {K(f32), K(f64)}
+#define RULES(name) .backward = name##_backward, .jvp = name##_jvp
+/* y = f(x), f' given by d_<name>; exposed as t:name() and lg.name(t) */
+#define UNARY_ROW(OP, nm, i64, fl, ...)                                                            \
+  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = 1, .forward = unary_forward,                    \
+                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)}, .flags = fl, .backward = unary_backward, \
+                  .jvp = unary_jvp, .deriv = d_##nm, .call = LG_CALL_UNARY, __VA_ARGS__}
+/* the same with rules of its own (a derivative that is a constant or another op) */
+#define UNARY_ROW_R(OP, nm, i64, fl, rules)                                                        \
+  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = 1, .forward = unary_forward,                    \
+                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)}, .flags = fl, RULES(rules), .call = LG_CALL_UNARY}
+/* activations with named parameters (args.s, args.mode) */
+#define ACTIVATION_ROW(OP, nm, ...)                                                                \
+  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = 1, .forward = unary_p_forward,                  \
+                  .kernel = {K(nm##_f32), K(nm##_f64), NULL}, .flags = SI, .backward = unary_backward, \
+                  .jvp = unary_jvp, .deriv = d_##nm, .call = LG_CALL_ACTIVATION, .params = __VA_ARGS__}
+/* z = f(x, y) with broadcasting; exposed as t:name(u), lg.name(a, b) */
+#define BINARY_ROW(OP, nm, i64, fl, ...)                                                           \
+  [LG_OP_##OP] = {.name = #nm, .arity = 2, .nout = 1, .forward = binary_forward,                   \
+                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)}, .flags = fl, .call = LG_CALL_BINARY, __VA_ARGS__}
+/* reductions over everything or one dimension */
+#define REDUCE_ROW(OP, nm, nout_, i64, fl, call_, ...)                                             \
+  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = nout_, .forward = reduce_forward,               \
+                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)}, .flags = fl, .call = call_, __VA_ARGS__}
+#define VIEW_ROW(OP, nm, bw)                                                                       \
+  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = 1, .forward = nm##_forward, .flags = LG_F_VIEW,  \
+                  .backward = bw, .jvp = same_op_jvp}
+/* ops whose forward picks kernels itself */
+#define ROW(OP, nm, arity_, nout_, forward_, fl, ...)                                              \
+  [LG_OP_##OP] = {.name = #nm, .arity = arity_, .nout = nout_, .forward = forward_, .flags = fl, __VA_ARGS__}
 
 const lg_op lg_ops[LG_NUM_OPS] = {
-  U(neg, neg_f32, neg_f64, neg_i64, 0, RULES(neg)),
-  U(exp, exp_f32, exp_f64, NULL, SO, RULES(exp)),
-  U(log, log_f32, log_f64, NULL, SI, RULES(log)),
-  U(sqrt, sqrt_f32, sqrt_f64, NULL, SO, RULES(sqrt)),
-  U(rsqrt, rsqrt_f32, rsqrt_f64, NULL, SO, RULES(rsqrt)),
-  U(abs, abs_f32, abs_f64, abs_i64, SI, RULES(abs)),
-  U(sin, sin_f32, sin_f64, NULL, SI, RULES(sin)),
-  U(cos, cos_f32, cos_f64, NULL, SI, RULES(cos)),
-  U(tanh, tanh_f32, tanh_f64, NULL, SO, RULES(tanh)),
-  U(sigmoid, sigmoid_f32, sigmoid_f64, NULL, SO, RULES(sigmoid)),
-  U(relu, relu_f32, relu_f64, relu_i64, SI, RULES(relu)),
-  U(sign, sign_f32, sign_f64, sign_i64, 0, RULES(zero)),
-  U(floor, floor_f32, floor_f64, copy_i64, 0, RULES(zero)),
-  U(ceil, ceil_f32, ceil_f64, copy_i64, 0, RULES(zero)),
-  U(round, round_f32, round_f64, copy_i64, 0, RULES(zero)),
-  U(log1p, log1p_f32, log1p_f64, NULL, SI, RULES(log1p)),
-  U(expm1, expm1_f32, expm1_f64, NULL, SO, RULES(expm1)),
-  U(reciprocal, reciprocal_f32, reciprocal_f64, NULL, SO, RULES(reciprocal)),
-  U(square, square_f32, square_f64, square_i64, SI, RULES(square)),
-  U(erf, erf_f32, erf_f64, NULL, SI, RULES(erf)),
+  /* 1. unary elementwise */
+  UNARY_ROW_R(NEG, neg, neg_i64, 0, neg),
+  UNARY_ROW(EXP, exp, NULL, SO, .fused_bw = K2(exp_bw_f32, exp_bw_f64)),
+  UNARY_ROW(LOG, log, NULL, SI),
+  UNARY_ROW(SQRT, sqrt, NULL, SO),
+  UNARY_ROW(RSQRT, rsqrt, NULL, SO),
+  UNARY_ROW(ABS, abs, abs_i64, SI),
+  UNARY_ROW(SIN, sin, NULL, SI),
+  UNARY_ROW(COS, cos, NULL, SI),
+  UNARY_ROW(TANH, tanh, NULL, SO, .fused_bw = K2(tanh_bw_f32, tanh_bw_f64)),
+  UNARY_ROW(SIGMOID, sigmoid, NULL, SO, .fused_bw = K2(sigmoid_bw_f32, sigmoid_bw_f64)),
+  UNARY_ROW(RELU, relu, relu_i64, SI, .fused_bw = K2(relu_bw_f32, relu_bw_f64)),
+  UNARY_ROW_R(SIGN, sign, sign_i64, 0, zero),
+  UNARY_ROW_R(FLOOR, floor, copy_i64, 0, zero),
+  UNARY_ROW_R(CEIL, ceil, copy_i64, 0, zero),
+  UNARY_ROW_R(ROUND, round, copy_i64, 0, zero),
+  UNARY_ROW(LOG1P, log1p, NULL, SI),
+  UNARY_ROW(EXPM1, expm1, NULL, SO),
+  UNARY_ROW(RECIPROCAL, reciprocal, NULL, SO),
+  UNARY_ROW(SQUARE, square, square_i64, SI),
+  UNARY_ROW(ERF, erf, NULL, SI),
 
-  UP(gelu, SI),
-  UP(leaky_relu, SI),
-  UP(elu, SI),
-  UP(softplus, SI),
-  UP(silu, SI),
+  ACTIVATION_ROW(GELU, gelu, {.mode_key = "approximate", .modes = {"none", "tanh"}}),
+  ACTIVATION_ROW(LEAKY_RELU, leaky_relu, {.name = {"negative_slope"}, .def = {0.01}}),
+  ACTIVATION_ROW(ELU, elu, {.name = {"alpha"}, .def = {1.0}}),
+  ACTIVATION_ROW(SOFTPLUS, softplus, {.name = {"beta", "threshold"}, .def = {1.0, 20.0}}),
+  ACTIVATION_ROW(SILU, silu, {.name = {NULL}}),
 
-  B(add, add_i64, 0, RULES(add)),
-  B(sub, sub_i64, 0, RULES(sub)),
-  B(mul, mul_i64, SI, RULES(mul)),
-  B(div, NULL, SI, RULES(div)),
-  B(pow, pow_i64, SI | SO, RULES(pow)),
-  B(maximum, maximum_i64, SI, RULES(maximum)),
-  B(minimum, minimum_i64, SI, RULES(minimum)),
-  B(floor_divide, floor_divide_i64, LG_F_INT_DIVIDES, zero2_backward, zero_jvp),
-  B(remainder, remainder_i64, LG_F_INT_DIVIDES | SI, RULES(remainder)),
-  B(atan2, NULL, SI, RULES(atan2)),
-  B(eq, eq_i64, 0, NONE),
-  B(ne, ne_i64, 0, NONE),
-  B(lt, lt_i64, 0, NONE),
-  B(le, le_i64, 0, NONE),
-  B(gt, gt_i64, 0, NONE),
-  B(ge, ge_i64, 0, NONE),
+  /* 2. binary elementwise */
+  BINARY_ROW(ADD, add, add_i64, LG_F_INPLACE, RULES(add)),
+  BINARY_ROW(SUB, sub, sub_i64, LG_F_INPLACE, RULES(sub)),
+  BINARY_ROW(MUL, mul, mul_i64, SI | LG_F_INPLACE, RULES(mul)),
+  BINARY_ROW(DIV, div, NULL, SI | LG_F_INPLACE, RULES(div)),
+  BINARY_ROW(POW, pow, pow_i64, SI | SO | LG_F_INPLACE, RULES(pow)),
+  BINARY_ROW(MAXIMUM, maximum, maximum_i64, SI, RULES(maximum)),
+  BINARY_ROW(MINIMUM, minimum, minimum_i64, SI, RULES(minimum)),
+  BINARY_ROW(FLOOR_DIVIDE, floor_divide, floor_divide_i64, LG_F_INT_DIVIDES, .backward = zero2_backward, .jvp = zero_jvp),
+  BINARY_ROW(REMAINDER, remainder, remainder_i64, LG_F_INT_DIVIDES | SI, RULES(remainder)),
+  BINARY_ROW(ATAN2, atan2, NULL, SI, RULES(atan2)),
+  BINARY_ROW(EQ, eq, eq_i64, NG),
+  BINARY_ROW(NE, ne, ne_i64, NG),
+  BINARY_ROW(LT, lt, lt_i64, NG),
+  BINARY_ROW(LE, le, le_i64, NG),
+  BINARY_ROW(GT, gt, gt_i64, NG),
+  BINARY_ROW(GE, ge, ge_i64, NG),
 
-  {"where", 3, 1, where_forward, {NULL, NULL, NULL}, SI, RULES(where)},
-  {"clamp", 1, 1, clamp_forward, {NULL, NULL, NULL}, SI, RULES(clamp)},
+  /* 3. where, clamp */
+  ROW(WHERE, where, 3, 1, where_forward, SI, RULES(where)),
+  ROW(CLAMP, clamp, 1, 1, clamp_forward, SI, RULES(clamp)),
 
-  RED(sum, 1, sum_i64, 0, RULES(sum)),
-  RED(mean, 1, NULL, LG_F_FLOAT_OUT, RULES(mean)),
-  RED(var, 1, NULL, LG_F_FLOAT_OUT | SI, RULES(var)),
-  RED(std, 1, NULL, LG_F_FLOAT_OUT | SI | SO, RULES(std)),
-  RED(prod, 1, prod_i64, SI | SO, RULES(prod)),
-  RED(norm, 1, NULL, LG_F_FLOAT_OUT | SI | SO, RULES(norm)),
-  RED(logsumexp, 1, NULL, LG_F_FLOAT_OUT | SI | SO, RULES(logsumexp)),
-  RED(max, 2, max_i64, SI | SO, RULES(max)),
-  RED(min, 2, min_i64, SI | SO, RULES(min)),
-  RED(argmax, 1, argmax_i64, LG_F_INDEX_OUT, NONE),
-  RED(argmin, 1, argmin_i64, LG_F_INDEX_OUT, NONE),
-  {"softmax", 1, 1, softmax_forward, {K(softmax_rows_f32), K(softmax_rows_f64), NULL}, SO, RULES(softmax)},
-  {"log_softmax", 1, 1, softmax_forward, {K(softmax_rows_f32), K(softmax_rows_f64), NULL}, SO, RULES(log_softmax)},
+  /* 4. reductions (sum and mean also take several dimensions; max, min and norm are bound by hand) */
+  REDUCE_ROW(SUM, sum, 1, sum_i64, 0, LG_CALL_NONE, RULES(sum)),
+  REDUCE_ROW(MEAN, mean, 1, NULL, LG_F_FLOAT_OUT, LG_CALL_NONE, RULES(mean)),
+  REDUCE_ROW(VAR, var, 1, NULL, LG_F_FLOAT_OUT | SI, LG_CALL_REDUCE, RULES(var)),
+  REDUCE_ROW(STD, std, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_REDUCE, RULES(std)),
+  REDUCE_ROW(PROD, prod, 1, prod_i64, SI | SO, LG_CALL_REDUCE, RULES(prod)),
+  REDUCE_ROW(NORM, norm, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_NONE, RULES(norm)),
+  REDUCE_ROW(LOGSUMEXP, logsumexp, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_REDUCE, RULES(logsumexp)),
+  REDUCE_ROW(MAX, max, 2, max_i64, SI | SO, LG_CALL_NONE, RULES(max)),
+  REDUCE_ROW(MIN, min, 2, min_i64, SI | SO, LG_CALL_NONE, RULES(min)),
+  REDUCE_ROW(ARGMAX, argmax, 1, argmax_i64, LG_F_INDEX_OUT | NG, LG_CALL_REDUCE),
+  REDUCE_ROW(ARGMIN, argmin, 1, argmin_i64, LG_F_INDEX_OUT | NG, LG_CALL_REDUCE),
+  ROW(SOFTMAX, softmax, 1, 1, softmax_forward, SO, .kernel = {K(softmax_rows_f32), K(softmax_rows_f64)},
+      RULES(softmax), .call = LG_CALL_DIM),
+  ROW(LOG_SOFTMAX, log_softmax, 1, 1, softmax_forward, SO, .kernel = {K(softmax_rows_f32), K(softmax_rows_f64)},
+      RULES(log_softmax), .call = LG_CALL_DIM),
 
-  {"matmul", 2, 1, lg_matmul_forward, {NULL, NULL, NULL}, SI, RULES(matmul)},
+  /* 5. matmul */
+  ROW(MATMUL, matmul, 2, 1, lg_matmul_forward, SI, RULES(matmul)),
 
-  {"index_select", 2, 1, index_select_forward, {NULL, NULL, NULL}, SI, RULES(index_select)},
-  {"gather", 2, 1, gather_forward, {NULL, NULL, NULL}, SI, RULES(gather)},
-  {"cat", -1, 1, cat_forward, {NULL, NULL, NULL}, 0, RULES(cat)},
-  {"index_add", 2, 1, index_add_forward, {NULL, NULL, NULL}, SI, RULES(index_add)},
-  {"scatter_add", 2, 1, scatter_add_forward, {NULL, NULL, NULL}, SI, RULES(scatter_add)},
+  /* 6. indexing */
+  ROW(INDEX_SELECT, index_select, 2, 1, index_select_forward, SI, RULES(index_select)),
+  ROW(GATHER, gather, 2, 1, gather_forward, SI, RULES(gather)),
+  ROW(CAT, cat, -1, 1, cat_forward, 0, RULES(cat)),
+  ROW(INDEX_ADD, index_add, 2, 1, index_add_forward, SI, RULES(index_add)),
+  ROW(SCATTER_ADD, scatter_add, 2, 1, scatter_add_forward, SI, RULES(scatter_add)),
 
-  VIEW(reshape, reshape_forward, reshape_backward),
-  VIEW(expand, expand_forward, pass_backward),
-  VIEW(permute, permute_forward, permute_backward),
-  VIEW(narrow, narrow_forward, narrow_backward),
-  VIEW(select, select_forward, select_backward),
-  {"pad_narrow", 1, 1, pad_narrow_forward, {NULL, NULL, NULL}, 0, pad_narrow_backward, same_op_jvp},
-  {"clone", 1, 1, clone_forward, {NULL, NULL, NULL}, 0, pass_backward, same_op_jvp},
-  {"cast", 1, 1, cast_forward, {NULL, NULL, NULL}, 0, pass_backward, same_op_jvp},
+  /* 7. views and copies */
+  VIEW_ROW(RESHAPE, reshape, reshape_backward),
+  VIEW_ROW(EXPAND, expand, pass_backward),
+  VIEW_ROW(PERMUTE, permute, permute_backward),
+  VIEW_ROW(NARROW, narrow, narrow_backward),
+  VIEW_ROW(SELECT, select, select_backward),
+  ROW(PAD, pad, 1, 1, pad_forward, 0, RULES(pad)),
+  ROW(CLONE, clone, 1, 1, clone_forward, 0, .backward = pass_backward, .jvp = same_op_jvp),
+  ROW(CAST, cast, 1, 1, cast_forward, 0, .backward = pass_backward, .jvp = same_op_jvp),
 
-  {"batch_norm", 3, 3, lg_batch_norm_forward, {NULL, NULL, NULL}, SI | LG_F_SAVE_AUX, lg_batch_norm_backward, lg_batch_norm_jvp},
-  {"layer_norm", 3, 3, lg_layer_norm_forward, {NULL, NULL, NULL}, SI | LG_F_SAVE_AUX, lg_layer_norm_backward, lg_layer_norm_jvp},
-  {"cross_entropy", 2, 2, lg_cross_entropy_forward, {NULL, NULL, NULL}, SI | LG_F_SAVE_AUX, lg_cross_entropy_backward,
-   lg_cross_entropy_jvp},
-  {"linear", 3, 1, lg_linear_forward, {NULL, NULL, NULL}, SI, lg_linear_backward, lg_linear_jvp},
+  /* fused layers (norm.c, loss.c, matmul.c) */
+  ROW(BATCH_NORM, batch_norm, 3, 3, lg_batch_norm_forward, SI | LG_F_SAVE_AUX, RULES(lg_batch_norm)),
+  ROW(LAYER_NORM, layer_norm, 3, 3, lg_layer_norm_forward, SI | LG_F_SAVE_AUX, RULES(lg_layer_norm)),
+  ROW(CROSS_ENTROPY, cross_entropy, 2, 2, lg_cross_entropy_forward, SI | LG_F_SAVE_AUX, RULES(lg_cross_entropy)),
+  ROW(LINEAR, linear, 3, 1, lg_linear_forward, SI, RULES(lg_linear)),
 };
-_Static_assert(sizeof lg_ops / sizeof lg_ops[0] == LG_NUM_OPS, "lg_ops must have a row per lg_opcode");
 
 /* ==== applying ops ==== */
 

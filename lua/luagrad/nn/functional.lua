@@ -372,4 +372,20 @@ function F.binary_cross_entropy_with_logits(input, target, opts)
   return reduce(loss, o.reduction, fname)
 end
 
+-- pad(x, pads, {mode = "constant", value = 0}): pads = {before, after} pairs from the last
+-- dimension backwards, as PyTorch's F.pad ({1, 1, 2, 0} pads the last dimension by one on each
+-- side and the one before it by two in front); negative amounts crop.
+function F.pad(x, pads, opts)
+  check_tensor(x, "pad")
+  if type(pads) ~= "table" then error(string.format("pad: padding must be a table of integers, got %s", type(pads)), 2) end
+  local o = check_opts("pad", opts, { "mode", "value" })
+  if o.mode ~= nil and o.mode ~= "constant" then
+    error(string.format("pad: mode %q is not supported (only \"constant\")", tostring(o.mode)), 2)
+  end
+  if o.value ~= nil and type(o.value) ~= "number" then
+    error(string.format("pad: value must be a number, got %s", type(o.value)), 2)
+  end
+  return core._pad(x, pads, o.value or 0)
+end
+
 return F
