@@ -31,13 +31,13 @@ typedef enum lg_dtype { LG_FLOAT32, LG_FLOAT64, LG_INT64, LG_NDTYPES } lg_dtype;
 
 typedef enum lg_status {
   LG_OK = 0,
-  LG_ENOMEM,  /* allocation failed or a size overflowed */
-  LG_ESHAPE,  /* shapes do not fit */
-  LG_EDTYPE,  /* dtype not supported by the operation */
-  LG_EINDEX,  /* index or dimension out of range */
-  LG_EVALUE,  /* bad argument value */
-  LG_EGRAD,   /* autograd misuse */
-  LG_EIO      /* file input/output */
+  LG_ENOMEM, /* allocation failed or a size overflowed */
+  LG_ESHAPE, /* shapes do not fit */
+  LG_EDTYPE, /* dtype not supported by the operation */
+  LG_EINDEX, /* index or dimension out of range */
+  LG_EVALUE, /* bad argument value */
+  LG_EGRAD,  /* autograd misuse */
+  LG_EIO     /* file input/output */
 } lg_status;
 
 /* Reference-counted flat buffer (malloc alignment), from the caching allocator in tensor.c. */
@@ -62,13 +62,13 @@ typedef struct lg_tensor {
   lg_dtype dtype;
   int refcount;
   /* autograd (see tape.c) */
-  int requires_grad;       /* a leaf that wants .grad, or any output of a recorded op */
-  int retains_grad;        /* a non-leaf that keeps its .grad (retain_grad) */
-  struct lg_tensor *grad;  /* accumulated gradient, or NULL */
-  struct lg_node *grad_fn; /* the op that made this tensor, or NULL for a leaf */
+  int requires_grad;         /* a leaf that wants .grad, or any output of a recorded op */
+  int retains_grad;          /* a non-leaf that keeps its .grad (retain_grad) */
+  struct lg_tensor *grad;    /* accumulated gradient, or NULL */
+  struct lg_node *grad_fn;   /* the op that made this tensor, or NULL for a leaf */
   struct lg_tensor *tangent; /* forward mode: the tangent paired with this primal, or NULL */
-  struct lg_hook *hooks;   /* gradient hooks, called in registration order */
-  struct lg_weak *weak;    /* how the tape's edges refer to this leaf (NULL until needed) */
+  struct lg_hook *hooks;     /* gradient hooks, called in registration order */
+  struct lg_weak *weak;      /* how the tape's edges refer to this leaf (NULL until needed) */
 } lg_tensor;
 
 /* A weak reference to a leaf: the tape's edges hold these rather than the leaf itself, so a
@@ -104,7 +104,9 @@ void lg_empty_cache(void);    /* returns them to the system */
 char *lg_shape_str(const int64_t *shape, int ndim, char *buf, size_t n);
 /* The same into a buffer of its own that lives to the end of the enclosing block, for messages:
 ** lg_error(LG_ESHAPE, "op: shapes %s and %s", LG_SHAPE(a), LG_SHAPE(b)). */
-typedef struct lg_shapebuf { char s[LG_MAX_DIMS * 21 + 3]; } lg_shapebuf;
+typedef struct lg_shapebuf {
+  char s[LG_MAX_DIMS * 21 + 3];
+} lg_shapebuf;
 #define LG_SHAPE(t) (lg_shape_str((t)->shape, (t)->ndim, (lg_shapebuf){{0}}.s, sizeof(lg_shapebuf)))
 #define LG_SHAPEV(shape, n) (lg_shape_str((shape), (n), (lg_shapebuf){{0}}.s, sizeof(lg_shapebuf)))
 /* numel of a shape, or -1 if a size is negative or the product overflows int64. */
@@ -118,8 +120,7 @@ const char *lg_blas_info(char *buf, size_t n);
 lg_status lg_tensor_empty(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out);
 lg_status lg_tensor_zeros(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out);
 lg_status lg_tensor_full(const int64_t *shape, int ndim, lg_dtype dt, double v, lg_tensor **out);
-lg_status lg_tensor_from_data(const void *data, const int64_t *shape, int ndim, lg_dtype dt,
-                              lg_tensor **out);
+lg_status lg_tensor_from_data(const void *data, const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out);
 lg_tensor *lg_tensor_retain(lg_tensor *t);
 void lg_tensor_release(lg_tensor *t);
 int64_t lg_numel(const lg_tensor *t);
@@ -132,16 +133,25 @@ void lg_set_flat(lg_tensor *t, int64_t i, double v);
 /* One element at address p (from lg_data and the strides) as a double, and back. */
 static inline double lg_load(const void *p, lg_dtype dt) {
   switch (dt) {
-  case LG_FLOAT32: return *(const float *)p;
-  case LG_FLOAT64: return *(const double *)p;
-  default: return (double)*(const int64_t *)p;
+  case LG_FLOAT32:
+    return *(const float *)p;
+  case LG_FLOAT64:
+    return *(const double *)p;
+  default:
+    return (double)*(const int64_t *)p;
   }
 }
 static inline void lg_store(void *p, lg_dtype dt, double v) {
   switch (dt) {
-  case LG_FLOAT32: *(float *)p = (float)v; break;
-  case LG_FLOAT64: *(double *)p = v; break;
-  default: *(int64_t *)p = (int64_t)v; break;
+  case LG_FLOAT32:
+    *(float *)p = (float)v;
+    break;
+  case LG_FLOAT64:
+    *(double *)p = v;
+    break;
+  default:
+    *(int64_t *)p = (int64_t)v;
+    break;
   }
 }
 /* Releases n tensors (NULL entries skipped). */
@@ -158,7 +168,7 @@ uint64_t lg_initial_seed(void);
 lg_status lg_uniform_(lg_tensor *t, double a, double b);
 lg_status lg_normal_(lg_tensor *t, double mean, double std);
 lg_status lg_randint_(lg_tensor *t, int64_t low, int64_t high); /* [low, high) */
-lg_status lg_randperm(int64_t n, lg_tensor **out); /* 1..n shuffled, int64 */
+lg_status lg_randperm(int64_t n, lg_tensor **out);              /* 1..n shuffled, int64 */
 lg_status lg_bernoulli_(lg_tensor *t, double p);
 
 /* ---- views (share storage; never copy) ---- */
@@ -190,27 +200,84 @@ lg_status lg_set_(lg_tensor *t, lg_tensor *src); /* t becomes a view of src's st
 ** lower case, and a row that is differentiable has both rules. */
 typedef enum lg_opcode {
   /* unary elementwise */
-  LG_OP_NEG, LG_OP_EXP, LG_OP_LOG, LG_OP_SQRT, LG_OP_RSQRT, LG_OP_ABS, LG_OP_SIN, LG_OP_COS,
-  LG_OP_TANH, LG_OP_SIGMOID, LG_OP_RELU, LG_OP_SIGN, LG_OP_FLOOR, LG_OP_CEIL, LG_OP_ROUND,
-  LG_OP_LOG1P, LG_OP_EXPM1, LG_OP_RECIPROCAL, LG_OP_SQUARE, LG_OP_ERF,
+  LG_OP_NEG,
+  LG_OP_EXP,
+  LG_OP_LOG,
+  LG_OP_SQRT,
+  LG_OP_RSQRT,
+  LG_OP_ABS,
+  LG_OP_SIN,
+  LG_OP_COS,
+  LG_OP_TANH,
+  LG_OP_SIGMOID,
+  LG_OP_RELU,
+  LG_OP_SIGN,
+  LG_OP_FLOOR,
+  LG_OP_CEIL,
+  LG_OP_ROUND,
+  LG_OP_LOG1P,
+  LG_OP_EXPM1,
+  LG_OP_RECIPROCAL,
+  LG_OP_SQUARE,
+  LG_OP_ERF,
   /* activations with parameters (args.s, args.mode) */
-  LG_OP_GELU, LG_OP_LEAKY_RELU, LG_OP_ELU, LG_OP_SOFTPLUS, LG_OP_SILU,
+  LG_OP_GELU,
+  LG_OP_LEAKY_RELU,
+  LG_OP_ELU,
+  LG_OP_SOFTPLUS,
+  LG_OP_SILU,
   /* binary elementwise, broadcasting */
-  LG_OP_ADD, LG_OP_SUB, LG_OP_MUL, LG_OP_DIV, LG_OP_POW, LG_OP_MAXIMUM, LG_OP_MINIMUM,
-  LG_OP_FLOOR_DIVIDE, LG_OP_REMAINDER, LG_OP_ATAN2,
-  LG_OP_EQ, LG_OP_NE, LG_OP_LT, LG_OP_LE, LG_OP_GT, LG_OP_GE,
+  LG_OP_ADD,
+  LG_OP_SUB,
+  LG_OP_MUL,
+  LG_OP_DIV,
+  LG_OP_POW,
+  LG_OP_MAXIMUM,
+  LG_OP_MINIMUM,
+  LG_OP_FLOOR_DIVIDE,
+  LG_OP_REMAINDER,
+  LG_OP_ATAN2,
+  LG_OP_EQ,
+  LG_OP_NE,
+  LG_OP_LT,
+  LG_OP_LE,
+  LG_OP_GT,
+  LG_OP_GE,
   /* others */
-  LG_OP_WHERE, LG_OP_CLAMP,
-  LG_OP_SUM, LG_OP_MEAN, LG_OP_VAR, LG_OP_STD, LG_OP_PROD, LG_OP_NORM, LG_OP_LOGSUMEXP,
-  LG_OP_MAX, LG_OP_MIN, LG_OP_ARGMAX, LG_OP_ARGMIN,
-  LG_OP_SOFTMAX, LG_OP_LOG_SOFTMAX,
+  LG_OP_WHERE,
+  LG_OP_CLAMP,
+  LG_OP_SUM,
+  LG_OP_MEAN,
+  LG_OP_VAR,
+  LG_OP_STD,
+  LG_OP_PROD,
+  LG_OP_NORM,
+  LG_OP_LOGSUMEXP,
+  LG_OP_MAX,
+  LG_OP_MIN,
+  LG_OP_ARGMAX,
+  LG_OP_ARGMIN,
+  LG_OP_SOFTMAX,
+  LG_OP_LOG_SOFTMAX,
   LG_OP_MATMUL,
-  LG_OP_INDEX_SELECT, LG_OP_GATHER, LG_OP_CAT, LG_OP_INDEX_ADD, LG_OP_SCATTER_ADD,
+  LG_OP_INDEX_SELECT,
+  LG_OP_GATHER,
+  LG_OP_CAT,
+  LG_OP_INDEX_ADD,
+  LG_OP_SCATTER_ADD,
   /* views and copies */
-  LG_OP_RESHAPE, LG_OP_EXPAND, LG_OP_PERMUTE, LG_OP_NARROW, LG_OP_SELECT, LG_OP_PAD,
-  LG_OP_CLONE, LG_OP_CAST,
+  LG_OP_RESHAPE,
+  LG_OP_EXPAND,
+  LG_OP_PERMUTE,
+  LG_OP_NARROW,
+  LG_OP_SELECT,
+  LG_OP_PAD,
+  LG_OP_CLONE,
+  LG_OP_CAST,
   /* fused layers: batch_norm and layer_norm (norm.c), cross_entropy (loss.c) */
-  LG_OP_BATCH_NORM, LG_OP_LAYER_NORM, LG_OP_CROSS_ENTROPY,
+  LG_OP_BATCH_NORM,
+  LG_OP_LAYER_NORM,
+  LG_OP_CROSS_ENTROPY,
   LG_OP_LINEAR, /* x W^T + b as one GEMM (matmul.c) */
   LG_NUM_OPS
 } lg_opcode;
@@ -223,9 +290,9 @@ typedef struct lg_args {
   int nin;
   lg_tensor **list; /* cat: the tensors to join */
   int nlist;
-  double s[2];      /* scalars: clamp lo/hi, norm p, var correction, activation parameters */
-  int has_s[2];     /* clamp: whether lo / hi are given */
-  int dim;          /* reduction/gather dimension, 0-based; -1 = over everything */
+  double s[2];  /* scalars: clamp lo/hi, norm p, var correction, activation parameters */
+  int has_s[2]; /* clamp: whether lo / hi are given */
+  int dim;      /* reduction/gather dimension, 0-based; -1 = over everything */
   int keepdim;
   int64_t shape[LG_MAX_DIMS]; /* reshape/expand: the target shape; permute: the order */
   int nshape;
@@ -241,8 +308,8 @@ typedef lg_status (*lg_forward_fn)(const struct lg_op *op, const lg_args *a, lg_
 ** to each input's shape, so a rule may return a gradient of the output's shape. */
 typedef lg_status (*lg_backward_fn)(struct lg_node *n, lg_tensor *g, lg_tensor **gin);
 /* Forward mode: given input tangents tin[i] (NULL = zero), compute the output tangent. */
-typedef lg_status (*lg_jvp_fn)(const struct lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
-                               lg_tensor **tout);
+typedef lg_status (*lg_jvp_fn)(const struct lg_op *op, const lg_args *a, lg_tensor *out,
+                               lg_tensor *const *tin, lg_tensor **tout);
 /* Unary elementwise ops give their derivative once: f'(x) from the input x and the output y
 ** (written with recorded ops on the scratch list of compose.h); one backward rule (g f'(x)) and
 ** one forward-mode rule (t f'(x)) serve them all. */
@@ -265,8 +332,8 @@ typedef enum lg_call {
 typedef struct lg_params {
   const char *name[2];
   double def[2];
-  const char *mode_key;  /* e.g. "approximate" */
-  const char *modes[3];  /* e.g. {"none", "tanh"}: mode 0, 1 */
+  const char *mode_key; /* e.g. "approximate" */
+  const char *modes[3]; /* e.g. {"none", "tanh"}: mode 0, 1 */
 } lg_params;
 
 typedef struct lg_op {
@@ -284,24 +351,24 @@ typedef struct lg_op {
   lg_params params;             /* LG_CALL_ACTIVATION: its parameters */
 } lg_op;
 
-#define LG_F_INDEX_OUT 1  /* the (first) output is an int64 index tensor */
+#define LG_F_INDEX_OUT 1   /* the (first) output is an int64 index tensor */
 #define LG_F_INT_DIVIDES 2 /* integer kernel divides: a zero divisor is an error */
-#define LG_F_FLOAT_OUT 4  /* int64 input gives a float output (mean, var, ...) */
-#define LG_F_SAVE_IN 8    /* backward reads the inputs: keep them (and check their versions) */
-#define LG_F_SAVE_OUT 16  /* backward reads the output: keep it */
-#define LG_F_VIEW 32      /* the output is a view of input 0 (shares its storage) */
-#define LG_F_SAVE_AUX 64  /* backward reads the extra outputs (batch statistics): keep them */
-#define LG_F_NO_GRAD 128  /* not differentiable (comparisons, argmax): no rules, by intent */
-#define LG_F_INPLACE 256  /* the binding also registers name_ (in place: t = t op u) */
+#define LG_F_FLOAT_OUT 4   /* int64 input gives a float output (mean, var, ...) */
+#define LG_F_SAVE_IN 8     /* backward reads the inputs: keep them (and check their versions) */
+#define LG_F_SAVE_OUT 16   /* backward reads the output: keep it */
+#define LG_F_VIEW 32       /* the output is a view of input 0 (shares its storage) */
+#define LG_F_SAVE_AUX 64   /* backward reads the extra outputs (batch statistics): keep them */
+#define LG_F_NO_GRAD 128   /* not differentiable (comparisons, argmax): no rules, by intent */
+#define LG_F_INPLACE 256   /* the binding also registers name_ (in place: t = t op u) */
 
 /* ---- the tape (tape.c) ----
 ** Define-by-run: lg_apply records a node for every op whose inputs require grad while grad mode
 ** is on. A node keeps the op's arguments, the tensors its backward rule reads, and one edge per
 ** input: the input's own node, or the input itself if it is a leaf that requires grad. */
 typedef struct lg_edge {
-  struct lg_node *fn;  /* the input's grad_fn (a reference), or NULL */
-  lg_weak *leaf;       /* or the input, if it is a leaf that requires grad (a weak reference) */
-  int ndim;            /* the input's shape and dtype: gradients are summed back to them */
+  struct lg_node *fn; /* the input's grad_fn (a reference), or NULL */
+  lg_weak *leaf;      /* or the input, if it is a leaf that requires grad (a weak reference) */
+  int ndim;           /* the input's shape and dtype: gradients are summed back to them */
   int64_t shape[LG_MAX_DIMS];
   lg_dtype dtype;
 } lg_edge;
@@ -309,20 +376,20 @@ typedef struct lg_edge {
 typedef struct lg_node {
   lg_opcode op;
   int refcount;
-  int nin;                 /* number of inputs, so of edges */
-  lg_edge *edges;          /* nin edges: inline_edges, or malloc'd for long cat lists */
+  int nin;        /* number of inputs, so of edges */
+  lg_edge *edges; /* nin edges: inline_edges, or malloc'd for long cat lists */
   lg_edge inline_edges[LG_MAX_INPUTS];
   int needs[LG_MAX_INPUTS]; /* which inputs need a gradient (for lists: all) */
-  lg_args args;            /* arguments; in[] holds the saved inputs when LG_F_SAVE_IN */
-  lg_tensor *saved_out;    /* the output without its grad_fn, when LG_F_SAVE_OUT */
-  lg_tensor *saved_aux[2]; /* outputs 2 and 3 (e.g. batch mean and variance), when LG_F_SAVE_AUX */
+  lg_args args;             /* arguments; in[] holds the saved inputs when LG_F_SAVE_IN */
+  lg_tensor *saved_out;     /* the output without its grad_fn, when LG_F_SAVE_OUT */
+  lg_tensor *saved_aux[2];  /* outputs 2 and 3 (e.g. batch mean and variance), when LG_F_SAVE_AUX */
   int64_t versions[LG_MAX_INPUTS + 1]; /* storage versions of the saved tensors when recorded */
-  lg_tensor *out;          /* the output while it lives (not a reference): hooks, retain_grad */
-  int released;            /* saved tensors were freed by a backward without retain_graph */
+  lg_tensor *out;                      /* the output while it lives (not a reference): hooks, retain_grad */
+  int released;                        /* saved tensors were freed by a backward without retain_graph */
   /* backward pass scratch */
-  lg_tensor *grad;         /* accumulated gradient of the output */
+  lg_tensor *grad; /* accumulated gradient of the output */
   int deps, mark;
-  struct lg_node *next;    /* free list / work list */
+  struct lg_node *next; /* free list / work list */
 } lg_node;
 
 /* A gradient hook: called with the gradient of the tensor it is registered on; it may set
@@ -368,8 +435,7 @@ lg_status lg_apply(lg_opcode op, const lg_args *a, lg_tensor **out);
 /* Shorthands over lg_apply. */
 lg_status lg_unary(lg_opcode op, lg_tensor *x, lg_tensor **out);
 lg_status lg_binary(lg_opcode op, lg_tensor *a, lg_tensor *b, lg_tensor **out);
-lg_status lg_binary_scalar(lg_opcode op, lg_tensor *a, double s, int scalar_first,
-                           lg_tensor **out);
+lg_status lg_binary_scalar(lg_opcode op, lg_tensor *a, double s, int scalar_first, lg_tensor **out);
 lg_status lg_reduce(lg_opcode op, lg_tensor *x, int dim, int keepdim, lg_tensor **out);
 lg_status lg_matmul(lg_tensor *a, lg_tensor *b, lg_tensor **out);
 

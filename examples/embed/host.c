@@ -19,10 +19,9 @@
 
 #include "lg_lua.h"
 
-static const char *snippet =
-    "local lg = require 'luagrad'\n"
-    "local a = lg.tensor({{1, 2}, {3, 4}})\n"
-    "return a:matmul(a):sum()\n";
+static const char *snippet = "local lg = require 'luagrad'\n"
+                             "local a = lg.tensor({{1, 2}, {3, 4}})\n"
+                             "return a:matmul(a):sum()\n";
 
 int main(void) {
   const double expected = 54.0;
@@ -37,8 +36,7 @@ int main(void) {
   luaL_openlibs(L);
   lg_preload(L); /* the one call: require "luagrad" now works */
 
-  if (luaL_loadbuffer(L, snippet, strlen(snippet), "=snippet") != LUA_OK ||
-      lua_pcall(L, 0, 1, 0) != LUA_OK) {
+  if (luaL_loadbuffer(L, snippet, strlen(snippet), "=snippet") != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
     fprintf(stderr, "host: %s\n", lua_tostring(L, -1));
     lua_close(L);
     return EXIT_FAILURE;

@@ -21,13 +21,17 @@ static lg_tensor **tensors_arg(lua_State *L, int idx, const char *op, const char
     *n = 1;
     return arr;
   }
-  if (!lua_istable(L, idx)) return (lgL_error(L, "%s: %s must be a tensor or a list of tensors, got %s", op, what, luaL_typename(L, idx)), NULL);
+  if (!lua_istable(L, idx))
+    return (
+        lgL_error(L, "%s: %s must be a tensor or a list of tensors, got %s", op, what, luaL_typename(L, idx)),
+        NULL);
   int len = (int)lua_rawlen(L, idx);
   lg_tensor **arr = lua_newuserdatauv(L, sizeof *arr * (size_t)(len ? len : 1), 0);
   for (int i = 0; i < len; i++) {
     lua_rawgeti(L, idx, i + 1);
     arr[i] = lg_lua_totensor(L, -1);
-    if (!arr[i]) return (lgL_error(L, "%s: %s[%d] is a %s, not a tensor", op, what, i + 1, luaL_typename(L, -1)), NULL);
+    if (!arr[i])
+      return (lgL_error(L, "%s: %s[%d] is a %s, not a tensor", op, what, i + 1, luaL_typename(L, -1)), NULL);
     lua_pop(L, 1);
   }
   *n = len;
@@ -83,8 +87,10 @@ static int m_grad(lua_State *L) {
   for (int i = 0; i < nin; i++)
     if (!res[i] && !allow_unused) {
       lg_release_all(res, nin);
-      return lgL_error(L, "grad: input %d was not used to compute the outputs (pass {allow_unused = true} "
-                       "to get nil for it)", i + 1);
+      return lgL_error(L,
+                       "grad: input %d was not used to compute the outputs (pass {allow_unused = true} "
+                       "to get nil for it)",
+                       i + 1);
     }
   lua_createtable(L, nin, 0);
   for (int i = 0; i < nin; i++) /* unused inputs are nil holes */
@@ -113,7 +119,10 @@ static int m_detect_anomaly(lua_State *L) {
 
 /* ---- hooks and retain_grad ---- */
 
-typedef struct { lua_State *L; int ref; } lua_hook;
+typedef struct {
+  lua_State *L;
+  int ref;
+} lua_hook;
 
 static lg_status call_lua_hook(void *ud, lg_tensor *grad, lg_tensor **replace) {
   lua_hook *h = ud;
@@ -122,14 +131,16 @@ static lg_status call_lua_hook(void *ud, lg_tensor *grad, lg_tensor **replace) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->ref);
   lg_lua_pushtensor(L, grad);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    lg_status st = lg_error(LG_EVALUE, "hook: %s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error object is not a string");
+    lg_status st = lg_error(LG_EVALUE, "hook: %s",
+                            lua_tostring(L, -1) ? lua_tostring(L, -1) : "error object is not a string");
     lua_pop(L, 1);
     return st;
   }
   if (!lua_isnil(L, -1)) {
     lg_tensor *r = lg_lua_totensor(L, -1);
     if (!r) {
-      lg_status st = lg_error(LG_EVALUE, "hook: must return nil or a tensor, returned a %s", luaL_typename(L, -1));
+      lg_status st =
+          lg_error(LG_EVALUE, "hook: must return nil or a tensor, returned a %s", luaL_typename(L, -1));
       lua_pop(L, 1);
       return st;
     }
@@ -158,7 +169,8 @@ static int hook_remove(lua_State *L) {
 static int t_register_hook(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (!t->requires_grad) return lgL_error(L, "register_hook: the tensor (shape %s) does not require grad", LG_SHAPE(t));
+  if (!t->requires_grad)
+    return lgL_error(L, "register_hook: the tensor (shape %s) does not require grad", LG_SHAPE(t));
   lua_hook *h = malloc(sizeof *h);
   if (!h) return lgL_error(L, "register_hook: out of memory");
   lua_State *main;
@@ -183,15 +195,18 @@ static int t_register_hook(lua_State *L) {
 
 static int t_retain_grad(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  if (!t->requires_grad) return lgL_error(L, "retain_grad: the tensor (shape %s) does not require grad", LG_SHAPE(t));
+  if (!t->requires_grad)
+    return lgL_error(L, "retain_grad: the tensor (shape %s) does not require grad", LG_SHAPE(t));
   if (t->grad_fn) t->retains_grad = 1;
   return 0;
 }
 
 static int t_grad_fn(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  if (t->grad_fn) lua_pushstring(L, lg_ops[t->grad_fn->op].name);
-  else lua_pushnil(L);
+  if (t->grad_fn)
+    lua_pushstring(L, lg_ops[t->grad_fn->op].name);
+  else
+    lua_pushnil(L);
   return 1;
 }
 
@@ -231,8 +246,14 @@ static int m_graph_ops(lua_State *L) {
 
 /* ---- forward mode ---- */
 
-static int m_fw_push(lua_State *L) { lg_fw_level_push(); return 0; }
-static int m_fw_pop(lua_State *L) { lg_fw_level_pop(); return 0; }
+static int m_fw_push(lua_State *L) {
+  lg_fw_level_push();
+  return 0;
+}
+static int m_fw_pop(lua_State *L) {
+  lg_fw_level_pop();
+  return 0;
+}
 
 static int t_set_tangent(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
@@ -248,8 +269,10 @@ static int t_set_tangent(lua_State *L) {
 
 static int t_tangent(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  if (t->tangent) lg_lua_pushtensor(L, t->tangent);
-  else lua_pushnil(L);
+  if (t->tangent)
+    lg_lua_pushtensor(L, t->tangent);
+  else
+    lua_pushnil(L);
   return 1;
 }
 
@@ -258,7 +281,8 @@ static int t_tangent(lua_State *L) {
 static int t_get_flat(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   lua_Integer i = luaL_checkinteger(L, 2);
-  if (i < 1 || i > lg_numel(t)) return lgL_error(L, "_get_flat: index %lld out of range 1..%lld", (long long)i, (long long)lg_numel(t));
+  if (i < 1 || i > lg_numel(t))
+    return lgL_error(L, "_get_flat: index %lld out of range 1..%lld", (long long)i, (long long)lg_numel(t));
   lua_pushnumber(L, lg_get_flat(t, i - 1));
   return 1;
 }
@@ -266,21 +290,25 @@ static int t_get_flat(lua_State *L) {
 static int t_set_flat(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   lua_Integer i = luaL_checkinteger(L, 2);
-  if (i < 1 || i > lg_numel(t)) return lgL_error(L, "_set_flat: index %lld out of range 1..%lld", (long long)i, (long long)lg_numel(t));
+  if (i < 1 || i > lg_numel(t))
+    return lgL_error(L, "_set_flat: index %lld out of range 1..%lld", (long long)i, (long long)lg_numel(t));
   lg_set_flat(t, i - 1, luaL_checknumber(L, 3));
   return 0;
 }
 
 static const luaL_Reg tensor_methods[] = {
-  {"backward", t_backward}, {"register_hook", t_register_hook}, {"retain_grad", t_retain_grad},
-  {"grad_fn", t_grad_fn}, {"_set_tangent", t_set_tangent}, {"_tangent", t_tangent},
-  {"_get_flat", t_get_flat}, {"_set_flat", t_set_flat},
-  {NULL, NULL}};
+    {"backward", t_backward},  {"register_hook", t_register_hook}, {"retain_grad", t_retain_grad},
+    {"grad_fn", t_grad_fn},    {"_set_tangent", t_set_tangent},    {"_tangent", t_tangent},
+    {"_get_flat", t_get_flat}, {"_set_flat", t_set_flat},          {NULL, NULL}};
 
-static const luaL_Reg module_functions[] = {
-  {"_grad", m_grad}, {"_graph_ops", m_graph_ops}, {"set_grad_enabled", m_set_grad_enabled}, {"is_grad_enabled", m_is_grad_enabled},
-  {"_detect_anomaly", m_detect_anomaly}, {"_fw_push", m_fw_push}, {"_fw_pop", m_fw_pop},
-  {NULL, NULL}};
+static const luaL_Reg module_functions[] = {{"_grad", m_grad},
+                                            {"_graph_ops", m_graph_ops},
+                                            {"set_grad_enabled", m_set_grad_enabled},
+                                            {"is_grad_enabled", m_is_grad_enabled},
+                                            {"_detect_anomaly", m_detect_anomaly},
+                                            {"_fw_push", m_fw_push},
+                                            {"_fw_pop", m_fw_pop},
+                                            {NULL, NULL}};
 
 /* Adds the autograd methods to the methods table at -2 and functions to the module at -1. */
 void lgL_open_autograd(lua_State *L) {

@@ -53,7 +53,7 @@ int lgL_binary(lua_State *L, lg_opcode op);
 int lgL_inplace_binary(lua_State *L, lg_opcode op);
 int lgL_reduce(lua_State *L, lg_opcode op);
 
-void lgL_open_tensor(lua_State *L); /* pushes the methods table; sets up the metatable */
+void lgL_open_tensor(lua_State *L);   /* pushes the methods table; sets up the metatable */
 void lgL_open_ops(lua_State *L);      /* methods table at -2, module at -1 */
 void lgL_open_autograd(lua_State *L); /* methods table at -2, module at -1 */
 void lgL_open_nn(lua_State *L);       /* module on top */

@@ -64,15 +64,22 @@ static int m_bytes_to_tensor(lua_State *L) {
   double scale = luaL_optnumber(L, 5, 1), shift = luaL_optnumber(L, 6, 0);
   int64_t n = lg_shape_numel(shape, nd);
   if (n < 0 || off < 0 || (size_t)off > len || (uint64_t)n > len - (size_t)off)
-    return lgL_error(L, "bytes_to_tensor: %lld bytes at offset %lld do not fit in %zu bytes", (long long)n, (long long)off, len);
+    return lgL_error(L, "bytes_to_tensor: %lld bytes at offset %lld do not fit in %zu bytes", (long long)n,
+                     (long long)off, len);
   lg_tensor **slot = lgL_newslot(L);
   lgL_check(L, lg_tensor_empty(shape, nd, dt, slot));
   void *d = lg_data(*slot);
   const unsigned char *p = s + off;
   switch (dt) {
-  case LG_FLOAT32: for (int64_t i = 0; i < n; i++) ((float *)d)[i] = (float)(p[i] * scale + shift); break;
-  case LG_FLOAT64: for (int64_t i = 0; i < n; i++) ((double *)d)[i] = p[i] * scale + shift; break;
-  default: for (int64_t i = 0; i < n; i++) ((int64_t *)d)[i] = (int64_t)(p[i] * scale + shift); break;
+  case LG_FLOAT32:
+    for (int64_t i = 0; i < n; i++) ((float *)d)[i] = (float)(p[i] * scale + shift);
+    break;
+  case LG_FLOAT64:
+    for (int64_t i = 0; i < n; i++) ((double *)d)[i] = p[i] * scale + shift;
+    break;
+  default:
+    for (int64_t i = 0; i < n; i++) ((int64_t *)d)[i] = (int64_t)(p[i] * scale + shift);
+    break;
   }
   return 1;
 }
@@ -83,7 +90,9 @@ static int m_isatty(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {
-  {"_read_file", m_read_file}, {"_bytes_to_tensor", m_bytes_to_tensor}, {"_isatty", m_isatty}, {NULL, NULL}};
+static const luaL_Reg functions[] = {{"_read_file", m_read_file},
+                                     {"_bytes_to_tensor", m_bytes_to_tensor},
+                                     {"_isatty", m_isatty},
+                                     {NULL, NULL}};
 
 void lgL_open_io(lua_State *L) { luaL_setfuncs(L, functions, 0); }

@@ -34,12 +34,13 @@ static void nested_fill(lua_State *L, int depth, const int64_t *shape, int nd, l
   /* the table to read is on top of the stack */
   int64_t n = (int64_t)lua_rawlen(L, -1);
   if (n != shape[depth])
-    lgL_error(L, "tensor: ragged nested table: %s has %lld elements, expected %lld", depth ? path : "the table",
-               (long long)n, (long long)shape[depth]);
+    lgL_error(L, "tensor: ragged nested table: %s has %lld elements, expected %lld",
+              depth ? path : "the table", (long long)n, (long long)shape[depth]);
   luaL_checkstack(L, 4, "tensor: nested too deep");
   for (int64_t i = 1; i <= n; i++) {
     int ty = lua_rawgeti(L, -1, i);
-    size_t k = pathlen + (size_t)snprintf(path + pathlen, 256 - pathlen > 0 ? 256 - pathlen : 0, "[%lld]", (long long)i);
+    size_t k = pathlen + (size_t)snprintf(path + pathlen, 256 - pathlen > 0 ? 256 - pathlen : 0, "[%lld]",
+                                          (long long)i);
     if (k > 255) k = 255;
     if (depth == nd - 1) {
       if (ty != LUA_TNUMBER)
@@ -54,8 +55,8 @@ static void nested_fill(lua_State *L, int depth, const int64_t *shape, int nd, l
       (*pos)++;
     } else {
       if (ty != LUA_TTABLE)
-        lgL_error(L, "tensor: element %s is a %s, expected a table of %lld elements", path, lua_typename(L, ty),
-                   (long long)shape[depth + 1]);
+        lgL_error(L, "tensor: element %s is a %s, expected a table of %lld elements", path,
+                  lua_typename(L, ty), (long long)shape[depth + 1]);
       nested_fill(L, depth + 1, shape, nd, t, pos, path, k);
     }
     path[pathlen] = 0;
@@ -91,7 +92,8 @@ static int m_tensor(lua_State *L) {
     if (lg_numel(*slot) > 0) nested_fill(L, 0, shape, nd, *slot, &pos, path, 0);
     lua_pop(L, 1);
   } else {
-    return lgL_error(L, "tensor: expected a number, a nested table of numbers or a tensor, got %s", luaL_typename(L, 1));
+    return lgL_error(L, "tensor: expected a number, a nested table of numbers or a tensor, got %s",
+                     luaL_typename(L, 1));
   }
   set_requires_grad(L, *slot, rg);
   return 1;
@@ -102,7 +104,8 @@ static int m_tensor(lua_State *L) {
 /* Creation needs real sizes (view and reshape also take -1). */
 static void check_sizes(lua_State *L, const char *op, const int64_t *shape, int nd) {
   for (int i = 0; i < nd; i++)
-    if (shape[i] < 0) lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[i], LG_SHAPEV(shape, nd));
+    if (shape[i] < 0)
+      lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[i], LG_SHAPEV(shape, nd));
 }
 
 typedef enum { FILL_EMPTY, FILL_ZEROS, FILL_ONES, FILL_RAND, FILL_RANDN } fill_kind;
@@ -113,7 +116,8 @@ static int create(lua_State *L, fill_kind kind, const char *op) {
   int optidx = lgL_checkshape(L, 1, op, shape, &nd);
   check_sizes(L, op, shape, nd);
   if (!lua_isnoneornil(L, optidx) && !lua_istable(L, optidx))
-    return lgL_error(L, "%s: expected sizes then an options table, got %s at argument #%d", op, luaL_typename(L, optidx), optidx);
+    return lgL_error(L, "%s: expected sizes then an options table, got %s at argument #%d", op,
+                     luaL_typename(L, optidx), optidx);
   lg_dtype dt;
   int rg;
   lgL_creation_opts(L, optidx, &dt, &rg);
@@ -121,11 +125,23 @@ static int create(lua_State *L, fill_kind kind, const char *op) {
     return lgL_error(L, "%s: needs a float dtype, got %s", op, lg_dtype_name(dt));
   lg_tensor **slot = lgL_newslot(L);
   switch (kind) {
-  case FILL_EMPTY: lgL_checkop(L, lg_tensor_empty(shape, nd, dt, slot), op); break;
-  case FILL_ZEROS: lgL_checkop(L, lg_tensor_zeros(shape, nd, dt, slot), op); break;
-  case FILL_ONES: lgL_checkop(L, lg_tensor_full(shape, nd, dt, 1, slot), op); break;
-  case FILL_RAND: lgL_checkop(L, lg_tensor_empty(shape, nd, dt, slot), op); lgL_check(L, lg_uniform_(*slot, 0, 1)); break;
-  case FILL_RANDN: lgL_checkop(L, lg_tensor_empty(shape, nd, dt, slot), op); lgL_check(L, lg_normal_(*slot, 0, 1)); break;
+  case FILL_EMPTY:
+    lgL_checkop(L, lg_tensor_empty(shape, nd, dt, slot), op);
+    break;
+  case FILL_ZEROS:
+    lgL_checkop(L, lg_tensor_zeros(shape, nd, dt, slot), op);
+    break;
+  case FILL_ONES:
+    lgL_checkop(L, lg_tensor_full(shape, nd, dt, 1, slot), op);
+    break;
+  case FILL_RAND:
+    lgL_checkop(L, lg_tensor_empty(shape, nd, dt, slot), op);
+    lgL_check(L, lg_uniform_(*slot, 0, 1));
+    break;
+  case FILL_RANDN:
+    lgL_checkop(L, lg_tensor_empty(shape, nd, dt, slot), op);
+    lgL_check(L, lg_normal_(*slot, 0, 1));
+    break;
   }
   set_requires_grad(L, *slot, rg);
   return 1;
@@ -178,11 +194,20 @@ static int like(lua_State *L, fill_kind kind, int has_value, const char *op) {
   lg_tensor **slot = lgL_newslot(L);
   lgL_check(L, lg_tensor_empty(t->shape, t->ndim, dt, slot));
   switch (kind) {
-  case FILL_EMPTY: break;
-  case FILL_ZEROS: lgL_check(L, lg_fill_(*slot, has_value ? v : 0)); break;
-  case FILL_ONES: lgL_check(L, lg_fill_(*slot, 1)); break;
-  case FILL_RAND: lgL_check(L, lg_uniform_(*slot, 0, 1)); break;
-  case FILL_RANDN: lgL_check(L, lg_normal_(*slot, 0, 1)); break;
+  case FILL_EMPTY:
+    break;
+  case FILL_ZEROS:
+    lgL_check(L, lg_fill_(*slot, has_value ? v : 0));
+    break;
+  case FILL_ONES:
+    lgL_check(L, lg_fill_(*slot, 1));
+    break;
+  case FILL_RAND:
+    lgL_check(L, lg_uniform_(*slot, 0, 1));
+    break;
+  case FILL_RANDN:
+    lgL_check(L, lg_normal_(*slot, 0, 1));
+    break;
   }
   set_requires_grad(L, *slot, rg);
   return 1;
@@ -209,7 +234,8 @@ static int m_arange(lua_State *L) {
   lg_dtype dt;
   int rg;
   lgL_creation_opts(L, nargs + 1, &dt, &rg);
-  if (allint && !(lua_istable(L, nargs + 1) && lua_getfield(L, nargs + 1, "dtype") != LUA_TNIL)) dt = LG_INT64;
+  if (allint && !(lua_istable(L, nargs + 1) && lua_getfield(L, nargs + 1, "dtype") != LUA_TNIL))
+    dt = LG_INT64;
   lua_settop(L, nargs + 1);
   lg_tensor **slot = lgL_newslot(L);
   lgL_check(L, lg_arange(start, stop, step, dt, slot));
@@ -232,7 +258,8 @@ static int m_linspace(lua_State *L) {
 static int m_eye(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
   lua_Integer m = lua_type(L, 2) == LUA_TNUMBER ? luaL_checkinteger(L, 2) : n;
-  if (n < 0 || m < 0) return lgL_error(L, "eye: sizes must be non-negative, got %lld x %lld", (long long)n, (long long)m);
+  if (n < 0 || m < 0)
+    return lgL_error(L, "eye: sizes must be non-negative, got %lld x %lld", (long long)n, (long long)m);
   lg_dtype dt;
   int rg;
   lgL_creation_opts(L, lua_type(L, 2) == LUA_TNUMBER ? 3 : 2, &dt, &rg);
@@ -256,7 +283,8 @@ static int m_randint(lua_State *L) {
   }
   int64_t shape[LG_MAX_DIMS];
   int nd;
-  if (!lua_istable(L, sidx)) return lgL_error(L, "randint: shape must be a table of sizes, got %s", luaL_typename(L, sidx));
+  if (!lua_istable(L, sidx))
+    return lgL_error(L, "randint: shape must be a table of sizes, got %s", luaL_typename(L, sidx));
   lgL_checkshape(L, sidx, "randint", shape, &nd);
   check_sizes(L, "randint", shape, nd);
   lg_dtype dt;
@@ -288,7 +316,9 @@ static lg_tensor **tensor_list(lua_State *L, int idx, const char *op, int *n) {
     lua_rawgeti(L, idx, i + 1);
     list[i] = lg_lua_totensor(L, -1);
     if (!list[i] || !*(lg_tensor **)lua_touserdata(L, -1))
-      return (lgL_error(L, "%s: element %d of the list is a %s, not a tensor", op, i + 1, luaL_typename(L, -1)), NULL);
+      return (
+          lgL_error(L, "%s: element %d of the list is a %s, not a tensor", op, i + 1, luaL_typename(L, -1)),
+          NULL);
     lua_pop(L, 1);
   }
   *n = len;
@@ -301,7 +331,10 @@ static int m_cat(lua_State *L) {
   lg_tensor **list = tensor_list(L, 1, "cat", &n);
   int refnd = list[0]->ndim;
   for (int i = 0; i < n; i++)
-    if (!(list[i]->ndim == 1 && list[i]->shape[0] == 0)) { refnd = list[i]->ndim; break; }
+    if (!(list[i]->ndim == 1 && list[i]->shape[0] == 0)) {
+      refnd = list[i]->ndim;
+      break;
+    }
   if (refnd == 0) return lgL_error(L, "cat: zero-dimensional tensors cannot be concatenated (use stack)");
   int dim = lua_isnoneornil(L, 2) ? 0 : lgL_checkdim(L, 2, refnd, "cat", NULL);
   lg_args a = {.list = list, .nlist = n, .dim = dim};
@@ -321,7 +354,7 @@ static int m_stack(lua_State *L) {
         memcmp(list[i]->shape, list[0]->shape, sizeof(int64_t) * (size_t)list[0]->ndim)) {
       char b[sizeof(lg_shapebuf)];
       return lgL_error(L, "stack: tensor %d has shape %s, but tensor 1 has %s", i + 1, LG_SHAPE(list[i]),
-                        lg_shape_str(list[0]->shape, list[0]->ndim, b, sizeof b));
+                       lg_shape_str(list[0]->shape, list[0]->ndim, b, sizeof b));
     }
   lg_tensor **un = lua_newuserdatauv(L, sizeof(lg_tensor *) * (size_t)n, 0);
   memset(un, 0, sizeof(lg_tensor *) * (size_t)n);
@@ -360,7 +393,8 @@ static int m_initial_seed(lua_State *L) {
 
 static int m_set_default_dtype(lua_State *L) {
   lg_dtype dt = lgL_checkdtype(L, 1, LG_FLOAT32);
-  if (!lg_dtype_is_float(dt)) return lgL_error(L, "set_default_dtype: must be float32 or float64, got %s", lg_dtype_name(dt));
+  if (!lg_dtype_is_float(dt))
+    return lgL_error(L, "set_default_dtype: must be float32 or float64, got %s", lg_dtype_name(dt));
   lg_set_default_dtype(dt);
   return 0;
 }
@@ -420,19 +454,40 @@ static int m_is_tensor(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {
-  {"tensor", m_tensor}, {"empty", m_empty}, {"zeros", m_zeros}, {"ones", m_ones}, {"full", m_full},
-  {"rand", m_rand}, {"randn", m_randn}, {"randint", m_randint}, {"randperm", m_randperm},
-  {"empty_like", m_empty_like}, {"zeros_like", m_zeros_like}, {"ones_like", m_ones_like},
-  {"full_like", m_full_like}, {"rand_like", m_rand_like}, {"randn_like", m_randn_like},
-  {"arange", m_arange}, {"linspace", m_linspace}, {"eye", m_eye},
-  {"cat", m_cat}, {"stack", m_stack}, {"where", lgL_where},
-  {"manual_seed", m_manual_seed}, {"initial_seed", m_initial_seed},
-  {"set_default_dtype", m_set_default_dtype}, {"get_default_dtype", m_get_default_dtype},
-  {"set_num_threads", m_set_num_threads}, {"get_num_threads", m_get_num_threads}, {"blas_info", m_blas_info},
-  {"memory_in_use", m_memory_in_use}, {"memory_cached", m_memory_cached}, {"empty_cache", m_empty_cache},
-  {"is_tensor", m_is_tensor}, {"clock", m_clock},
-  {NULL, NULL}};
+static const luaL_Reg functions[] = {{"tensor", m_tensor},
+                                     {"empty", m_empty},
+                                     {"zeros", m_zeros},
+                                     {"ones", m_ones},
+                                     {"full", m_full},
+                                     {"rand", m_rand},
+                                     {"randn", m_randn},
+                                     {"randint", m_randint},
+                                     {"randperm", m_randperm},
+                                     {"empty_like", m_empty_like},
+                                     {"zeros_like", m_zeros_like},
+                                     {"ones_like", m_ones_like},
+                                     {"full_like", m_full_like},
+                                     {"rand_like", m_rand_like},
+                                     {"randn_like", m_randn_like},
+                                     {"arange", m_arange},
+                                     {"linspace", m_linspace},
+                                     {"eye", m_eye},
+                                     {"cat", m_cat},
+                                     {"stack", m_stack},
+                                     {"where", lgL_where},
+                                     {"manual_seed", m_manual_seed},
+                                     {"initial_seed", m_initial_seed},
+                                     {"set_default_dtype", m_set_default_dtype},
+                                     {"get_default_dtype", m_get_default_dtype},
+                                     {"set_num_threads", m_set_num_threads},
+                                     {"get_num_threads", m_get_num_threads},
+                                     {"blas_info", m_blas_info},
+                                     {"memory_in_use", m_memory_in_use},
+                                     {"memory_cached", m_memory_cached},
+                                     {"empty_cache", m_empty_cache},
+                                     {"is_tensor", m_is_tensor},
+                                     {"clock", m_clock},
+                                     {NULL, NULL}};
 
 int luaopen_luagrad_core(lua_State *L) {
   luaL_newlib(L, functions);

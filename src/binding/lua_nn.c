@@ -27,7 +27,8 @@ static int m_bn_update_stats(lua_State *L) {
   lg_tensor *rm = lua_isnil(L, 1) ? NULL : lgL_checktensor(L, 1);
   lg_tensor *rv = lua_isnil(L, 2) ? NULL : lgL_checktensor(L, 2);
   lg_tensor *mean = lgL_checktensor(L, 3), *var = lgL_checktensor(L, 4);
-  lua_pushboolean(L, lg_batch_norm_update_stats(rm, rv, mean, var, luaL_checknumber(L, 5), luaL_checkinteger(L, 6)) == LG_OK);
+  lua_pushboolean(L, lg_batch_norm_update_stats(rm, rv, mean, var, luaL_checknumber(L, 5),
+                                                luaL_checkinteger(L, 6)) == LG_OK);
   return 1;
 }
 
@@ -55,7 +56,8 @@ static int m_cross_entropy(lua_State *L) {
   double e = luaL_optnumber(L, 3, 0);
   const char *red = luaL_optstring(L, 4, "mean");
   int mode = strcmp(red, "none") == 0 ? 0 : strcmp(red, "mean") == 0 ? 1 : strcmp(red, "sum") == 0 ? 2 : -1;
-  if (mode < 0) return lgL_error(L, "cross_entropy: reduction must be \"mean\", \"sum\" or \"none\", got \"%s\"", red);
+  if (mode < 0)
+    return lgL_error(L, "cross_entropy: reduction must be \"mean\", \"sum\" or \"none\", got \"%s\"", red);
   lg_args a = {.in = {x, t}, .nin = 2, .dim = -1, .s = {e}, .mode = mode};
   lg_tensor **loss = lgL_newslot(L);
   lg_tensor *o[2];
@@ -95,9 +97,10 @@ static int m_from_bytes(lua_State *L) {
   if (off < 0 || nbytes < 0 || (size_t)off > len || (size_t)nbytes > len - (size_t)off)
     return lgL_error(L, "load: data range [%lld, %lld) lies outside the %zu bytes read", (long long)off,
                      (long long)(off + nbytes), len);
-  if ((uint64_t)n > (uint64_t)nbytes / lg_dtype_size(dt) || (uint64_t)n * lg_dtype_size(dt) != (uint64_t)nbytes)
-    return lgL_error(L, "load: %lld bytes do not hold a %s tensor of shape %s", (long long)nbytes, lg_dtype_name(dt),
-                     LG_SHAPEV(shape, nd));
+  if ((uint64_t)n > (uint64_t)nbytes / lg_dtype_size(dt) ||
+      (uint64_t)n * lg_dtype_size(dt) != (uint64_t)nbytes)
+    return lgL_error(L, "load: %lld bytes do not hold a %s tensor of shape %s", (long long)nbytes,
+                     lg_dtype_name(dt), LG_SHAPEV(shape, nd));
   lg_tensor **slot = lgL_newslot(L);
   lgL_check(L, lg_tensor_from_data(s + off, shape, nd, dt, slot));
   return 1;
@@ -121,9 +124,12 @@ static int m_pad(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   double value = luaL_optnumber(L, 3, 0);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
-  if (n % 2 != 0) return lgL_error(L, "pad: the padding table has %lld entries; it needs pairs (before, after)", (long long)n);
+  if (n % 2 != 0)
+    return lgL_error(L, "pad: the padding table has %lld entries; it needs pairs (before, after)",
+                     (long long)n);
   if (n / 2 > x->ndim)
-    return lgL_error(L, "pad: %lld pairs of padding for a %d-d tensor %s", (long long)(n / 2), x->ndim, LG_SHAPE(x));
+    return lgL_error(L, "pad: %lld pairs of padding for a %d-d tensor %s", (long long)(n / 2), x->ndim,
+                     LG_SHAPE(x));
   lgL_pushnew(L, lg_tensor_retain(x)); /* the current result, replaced as dimensions are padded */
   for (lua_Integer k = 0; k < n / 2; k++) {
     int dim = x->ndim - 1 - (int)k;
@@ -132,7 +138,9 @@ static int m_pad(lua_State *L) {
       lua_geti(L, 2, 2 * k + j + 1);
       int ok;
       lua_Integer v = lua_tointegerx(L, -1, &ok);
-      if (!ok) return lgL_error(L, "pad: entry %lld must be an integer, got %s", (long long)(2 * k + j + 1), luaL_typename(L, -1));
+      if (!ok)
+        return lgL_error(L, "pad: entry %lld must be an integer, got %s", (long long)(2 * k + j + 1),
+                         luaL_typename(L, -1));
       lua_pop(L, 1);
       amount[j] = v;
     }
@@ -140,8 +148,8 @@ static int m_pad(lua_State *L) {
     int64_t size = cur->shape[dim];
     int64_t crop0 = amount[0] < 0 ? -amount[0] : 0, crop1 = amount[1] < 0 ? -amount[1] : 0;
     if (crop0 > size || crop1 > size - crop0)
-      return lgL_error(L, "pad: cropping %lld and %lld from dimension %d of size %lld leaves nothing", (long long)crop0,
-                       (long long)crop1, dim + 1, (long long)size);
+      return lgL_error(L, "pad: cropping %lld and %lld from dimension %d of size %lld leaves nothing",
+                       (long long)crop0, (long long)crop1, dim + 1, (long long)size);
     if (crop0 || crop1) {
       lg_args a = {.in = {cur}, .nin = 1, .dim = dim, .start = crop0, .len = size - crop0 - crop1};
       lgL_check(L, lg_apply(LG_OP_NARROW, &a, &next));
@@ -164,10 +172,10 @@ static int m_pad(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {
-  {"_linear", m_linear}, {"_pad", m_pad}, {"_batch_norm", m_batch_norm}, {"_bn_update_stats", m_bn_update_stats}, {"_layer_norm", m_layer_norm}, {"_cross_entropy", m_cross_entropy},
-  {"_from_bytes", m_from_bytes},
-  {NULL, NULL}};
+static const luaL_Reg functions[] = {{"_linear", m_linear},         {"_pad", m_pad},
+                                     {"_batch_norm", m_batch_norm}, {"_bn_update_stats", m_bn_update_stats},
+                                     {"_layer_norm", m_layer_norm}, {"_cross_entropy", m_cross_entropy},
+                                     {"_from_bytes", m_from_bytes}, {NULL, NULL}};
 
 /* Adds the functions to the module table on top of the stack, and _to_bytes to the tensor
 ** methods (the table just below it). */

@@ -42,10 +42,15 @@ static int call_activation(lua_State *L) {
       if (!known) {
         char names[128] = "";
         for (int i = 0; i < 2; i++)
-          if (p->name[i]) snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", *names ? ", " : "", p->name[i]);
-        if (p->mode_key) snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", *names ? ", " : "", p->mode_key);
+          if (p->name[i])
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", *names ? ", " : "",
+                     p->name[i]);
+        if (p->mode_key)
+          snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", *names ? ", " : "",
+                   p->mode_key);
         lua_pop(L, 1);
-        return lgL_error(L, "%s: unknown option '%s' (options: %s)", op->name, lua_tostring(L, -1), *names ? names : "none");
+        return lgL_error(L, "%s: unknown option '%s' (options: %s)", op->name, lua_tostring(L, -1),
+                         *names ? names : "none");
       }
       lua_pop(L, 1);
     }
@@ -53,7 +58,8 @@ static int call_activation(lua_State *L) {
       if (!p->name[i]) continue;
       if (lua_getfield(L, 2, p->name[i]) != LUA_TNIL) {
         if (lua_type(L, -1) != LUA_TNUMBER)
-          return lgL_error(L, "%s: option %s must be a number, got %s", op->name, p->name[i], luaL_typename(L, -1));
+          return lgL_error(L, "%s: option %s must be a number, got %s", op->name, p->name[i],
+                           luaL_typename(L, -1));
         a.s[i] = lua_tonumber(L, -1);
       }
       lua_pop(L, 1);
@@ -64,8 +70,8 @@ static int call_activation(lua_State *L) {
       for (int i = 0; i < 3 && p->modes[i] && m; i++)
         if (!strcmp(m, p->modes[i])) found = i;
       if (found < 0)
-        return lgL_error(L, "%s: %s must be \"%s\" or \"%s\", got %s", op->name, p->mode_key, p->modes[0], p->modes[1],
-                         m ? m : luaL_typename(L, -1));
+        return lgL_error(L, "%s: %s must be \"%s\" or \"%s\", got %s", op->name, p->mode_key, p->modes[0],
+                         p->modes[1], m ? m : luaL_typename(L, -1));
       a.mode = found;
       lua_pop(L, 1);
     }
@@ -112,12 +118,13 @@ static int call_dim(lua_State *L) {
 }
 
 static const lua_CFunction call_forms[] = {
-  [LG_CALL_UNARY] = call_unary,   [LG_CALL_ACTIVATION] = call_activation, [LG_CALL_BINARY] = call_binary,
-  [LG_CALL_REDUCE] = call_reduce, [LG_CALL_DIM] = call_dim,
+    [LG_CALL_UNARY] = call_unary,   [LG_CALL_ACTIVATION] = call_activation,
+    [LG_CALL_BINARY] = call_binary, [LG_CALL_REDUCE] = call_reduce,
+    [LG_CALL_DIM] = call_dim,
 };
 static const char *const call_names[] = {
-  [LG_CALL_NONE] = "none",     [LG_CALL_UNARY] = "unary", [LG_CALL_ACTIVATION] = "activation",
-  [LG_CALL_BINARY] = "binary", [LG_CALL_REDUCE] = "reduce", [LG_CALL_DIM] = "dim",
+    [LG_CALL_NONE] = "none",     [LG_CALL_UNARY] = "unary",   [LG_CALL_ACTIVATION] = "activation",
+    [LG_CALL_BINARY] = "binary", [LG_CALL_REDUCE] = "reduce", [LG_CALL_DIM] = "dim",
 };
 
 /* sets methods[name] and module[name] to the closure on top (popped); methods at mi, module at mo */
@@ -129,8 +136,8 @@ static void set_both(lua_State *L, int mi, int mo, const char *name) {
 
 /* Operators are the methods of the same op. */
 static const char *const metamethods[][2] = {
-  {"__add", "add"}, {"__sub", "sub"}, {"__mul", "mul"}, {"__div", "div"}, {"__pow", "pow"},
-  {"__idiv", "floor_divide"}, {"__mod", "remainder"}, {"__unm", "neg"},
+    {"__add", "add"}, {"__sub", "sub"},           {"__mul", "mul"},       {"__div", "div"},
+    {"__pow", "pow"}, {"__idiv", "floor_divide"}, {"__mod", "remainder"}, {"__unm", "neg"},
 };
 
 /* Registers the rows into the methods table at -2 and the module at -1; sets the operators in the

@@ -7,7 +7,9 @@
 */
 #include "lua_binding.h"
 
-static lg_tensor *opt_tensor(lua_State *L, int idx) { return lua_isnil(L, idx) ? NULL : lgL_checktensor(L, idx); }
+static lg_tensor *opt_tensor(lua_State *L, int idx) {
+  return lua_isnil(L, idx) ? NULL : lgL_checktensor(L, idx);
+}
 
 /* The gradient (nil: the parameter's own .grad, read here without making a Lua value for it),
 ** contiguous and of the parameter's dtype; *tmp is a copy to release, if one was made. */
@@ -24,8 +26,8 @@ static lg_tensor *grad_arg(lua_State *L, int idx, lg_tensor *p, lg_tensor **tmp)
 /* _rmsprop_step(p, g, square_avg, grad_avg|nil, buf|nil, lr, alpha, eps, weight_decay, momentum, maximize) */
 static int m_rmsprop_step(lua_State *L) {
   lg_tensor *p = lgL_checktensor(L, 1), *tmp, *g = grad_arg(L, 2, p, &tmp);
-  lg_rmsprop_opts o = {luaL_checknumber(L, 6), luaL_checknumber(L, 7), luaL_checknumber(L, 8), luaL_checknumber(L, 9),
-                       luaL_checknumber(L, 10), lua_toboolean(L, 11)};
+  lg_rmsprop_opts o = {luaL_checknumber(L, 6), luaL_checknumber(L, 7),  luaL_checknumber(L, 8),
+                       luaL_checknumber(L, 9), luaL_checknumber(L, 10), lua_toboolean(L, 11)};
   lgL_check(L, lg_rmsprop_step(p, g, lgL_checktensor(L, 3), opt_tensor(L, 4), opt_tensor(L, 5), &o));
   return 0;
 }
@@ -33,8 +35,8 @@ static int m_rmsprop_step(lua_State *L) {
 /* _adagrad_step(p, g, sum, step, lr, lr_decay, weight_decay, eps, maximize) */
 static int m_adagrad_step(lua_State *L) {
   lg_tensor *p = lgL_checktensor(L, 1), *tmp, *g = grad_arg(L, 2, p, &tmp);
-  lg_adagrad_opts o = {luaL_checknumber(L, 5), luaL_checknumber(L, 6), luaL_checknumber(L, 7), luaL_checknumber(L, 8),
-                       lua_toboolean(L, 9)};
+  lg_adagrad_opts o = {luaL_checknumber(L, 5), luaL_checknumber(L, 6), luaL_checknumber(L, 7),
+                       luaL_checknumber(L, 8), lua_toboolean(L, 9)};
   lgL_check(L, lg_adagrad_step(p, g, lgL_checktensor(L, 3), luaL_checkinteger(L, 4), &o));
   return 0;
 }
@@ -71,8 +73,8 @@ static lg_tensor *state_tensor(lua_State *L, int st, const char *key, lg_tensor 
                 luaL_typename(L, -1));
     lua_pop(L, 1);
     if (!t && mode == MUST_EXIST)
-      lgL_error(L, "optimizer: the state of a parameter %s has a step but no '%s' (a damaged state dict?)", LG_SHAPE(p),
-                key);
+      lgL_error(L, "optimizer: the state of a parameter %s has a step but no '%s' (a damaged state dict?)",
+                LG_SHAPE(p), key);
   }
   if (made) *made = t == NULL;
   if (t) return t;
@@ -93,7 +95,8 @@ static lg_tensor *push_param(lua_State *L, lua_Integer i) {
 
 /* Calls visit for each parameter of the list at index 1 that has a gradient, with the parameter
 ** and its state table on the stack top (state tables in the table at index 2). */
-static void each_param(lua_State *L, void (*visit)(lua_State *L, lg_tensor *p, lg_tensor *g, int st, void *ud), void *ud) {
+static void each_param(lua_State *L,
+                       void (*visit)(lua_State *L, lg_tensor *p, lg_tensor *g, int st, void *ud), void *ud) {
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
@@ -122,8 +125,8 @@ static void sgd_visit(lua_State *L, lg_tensor *p, lg_tensor *g, int st, void *ud
 
 /* _sgd_group(params, state, lr, momentum, dampening, weight_decay, nesterov, maximize) */
 static int m_sgd_group(lua_State *L) {
-  lg_sgd_opts o = {luaL_checknumber(L, 3), luaL_checknumber(L, 4), luaL_checknumber(L, 5), luaL_checknumber(L, 6),
-                   lua_toboolean(L, 7), lua_toboolean(L, 8)};
+  lg_sgd_opts o = {luaL_checknumber(L, 3), luaL_checknumber(L, 4), luaL_checknumber(L, 5),
+                   luaL_checknumber(L, 6), lua_toboolean(L, 7),    lua_toboolean(L, 8)};
   each_param(L, sgd_visit, &o);
   return 0;
 }
@@ -138,15 +141,19 @@ static void adam_visit(lua_State *L, lg_tensor *p, lg_tensor *g, int st, void *u
   lua_getfield(L, st, "step");
   int isnum;
   lua_Integer step = lua_tointegerx(L, -1, &isnum);
-  if (!isnum && !lua_isnil(L, -1)) lgL_error(L, "optimizer: state step must be an integer, got %s", luaL_typename(L, -1));
+  if (!isnum && !lua_isnil(L, -1))
+    lgL_error(L, "optimizer: state step must be an integer, got %s", luaL_typename(L, -1));
   lua_pop(L, 1);
-  if (isnum && (step < 0 || step == LUA_MAXINTEGER)) lgL_error(L, "optimizer: state step %lld is out of range", (long long)step);
+  if (isnum && (step < 0 || step == LUA_MAXINTEGER))
+    lgL_error(L, "optimizer: state step %lld is out of range", (long long)step);
   /* the first step makes both moments; later ones need them (max_exp_avg_sq may start late:
   ** amsgrad switched on between steps) */
   int mode = isnum ? MUST_EXIST : MAKE_FRESH;
   lg_tensor *m = state_tensor(L, st, "exp_avg", p, mode, NULL);
   lg_tensor *v = state_tensor(L, st, "exp_avg_sq", p, mode, NULL);
-  lg_tensor *vmax = a->amsgrad ? state_tensor(L, st, "max_exp_avg_sq", p, isnum ? MAKE_IF_MISSING : MAKE_FRESH, NULL) : NULL;
+  lg_tensor *vmax = a->amsgrad
+                        ? state_tensor(L, st, "max_exp_avg_sq", p, isnum ? MAKE_IF_MISSING : MAKE_FRESH, NULL)
+                        : NULL;
   step = (isnum ? step : 0) + 1;
   lua_pushinteger(L, step);
   lua_setfield(L, st, "step");
@@ -155,8 +162,8 @@ static void adam_visit(lua_State *L, lg_tensor *p, lg_tensor *g, int st, void *u
 
 /* _adam_group(params, state, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled) */
 static int m_adam_group(lua_State *L) {
-  adam_group a = {{luaL_checknumber(L, 3), luaL_checknumber(L, 4), luaL_checknumber(L, 5), luaL_checknumber(L, 6),
-                   luaL_checknumber(L, 7), lua_toboolean(L, 9), lua_toboolean(L, 10)},
+  adam_group a = {{luaL_checknumber(L, 3), luaL_checknumber(L, 4), luaL_checknumber(L, 5),
+                   luaL_checknumber(L, 6), luaL_checknumber(L, 7), lua_toboolean(L, 9), lua_toboolean(L, 10)},
                   lua_toboolean(L, 8)};
   each_param(L, adam_visit, &a);
   return 0;
@@ -181,9 +188,13 @@ static int t_has_grad(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {
-  {"_has_grad", t_has_grad}, {"_clear_grads", m_clear_grads}, {"_sgd_group", m_sgd_group}, {"_adam_group", m_adam_group},
-  {"_rmsprop_step", m_rmsprop_step}, {"_adagrad_step", m_adagrad_step}, {NULL, NULL}};
+static const luaL_Reg functions[] = {{"_has_grad", t_has_grad},
+                                     {"_clear_grads", m_clear_grads},
+                                     {"_sgd_group", m_sgd_group},
+                                     {"_adam_group", m_adam_group},
+                                     {"_rmsprop_step", m_rmsprop_step},
+                                     {"_adagrad_step", m_adagrad_step},
+                                     {NULL, NULL}};
 
 /* Adds the functions to the module table on top of the stack. */
 void lgL_open_optim(lua_State *L) { luaL_setfuncs(L, functions, 0); }

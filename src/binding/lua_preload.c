@@ -18,7 +18,6 @@
 
 #include "lua_sources.h"
 
-
 /* package.preload loader: require calls it as loader(modname, ":preload:"). Upvalue 1 is the
 ** light userdata of the lg_lua_source row. Returns what the chunk returns. */
 static int load_embedded(lua_State *L) {

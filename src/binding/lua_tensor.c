@@ -119,7 +119,9 @@ lg_tensor *lgL_checktensor(lua_State *L, int idx) {
   if (!slot || !*slot) {
     int n = idx;
     const char *name = current_name(L, &n);
-    if (!slot) return (lgL_error(L, "%s: argument #%d must be a tensor, got %s", name, n, luaL_typename(L, idx)), NULL);
+    if (!slot)
+      return (lgL_error(L, "%s: argument #%d must be a tensor, got %s", name, n, luaL_typename(L, idx)),
+              NULL);
     return (lgL_error(L, "%s: argument #%d is a closed tensor", name, n), NULL);
   }
   return *slot;
@@ -128,7 +130,8 @@ lg_tensor *lgL_checktensor(lua_State *L, int idx) {
 /* check with the op's name in the message */
 static lg_tensor *checktensor_op(lua_State *L, int idx, const char *op) {
   lg_tensor **slot = test_slot(L, idx);
-  if (!slot) return (lgL_error(L, "%s: argument #%d must be a tensor, got %s", op, idx, luaL_typename(L, idx)), NULL);
+  if (!slot)
+    return (lgL_error(L, "%s: argument #%d must be a tensor, got %s", op, idx, luaL_typename(L, idx)), NULL);
   if (!*slot) return (lgL_error(L, "%s: argument #%d is a closed tensor", op, idx), NULL);
   return *slot;
 }
@@ -153,8 +156,10 @@ void lgL_pushnumber(lua_State *L, double v, lg_dtype dt) {
 }
 
 static void push_element(lua_State *L, const lg_tensor *t, int64_t i) {
-  if (t->dtype == LG_INT64) lua_pushinteger(L, (lua_Integer)lg_get_flat_i64(t, i));
-  else lgL_pushnumber(L, lg_get_flat(t, i), t->dtype);
+  if (t->dtype == LG_INT64)
+    lua_pushinteger(L, (lua_Integer)lg_get_flat_i64(t, i));
+  else
+    lgL_pushnumber(L, lg_get_flat(t, i), t->dtype);
 }
 
 static int64_t check_int(lua_State *L, int idx, const char *op, const char *what) {
@@ -178,7 +183,8 @@ int lgL_checkshape(lua_State *L, int idx, const char *op, int64_t *shape, int *n
       shape[n++] = check_int(L, -1, op, "a size");
       lua_pop(L, 1);
       if (shape[n - 1] < -1)
-        return lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[n - 1], LG_SHAPEV(shape, n));
+        return lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[n - 1],
+                         LG_SHAPEV(shape, n));
     }
     idx++;
   } else {
@@ -186,7 +192,8 @@ int lgL_checkshape(lua_State *L, int idx, const char *op, int64_t *shape, int *n
       if (n >= LG_MAX_DIMS) return lgL_error(L, "%s: too many dimensions (at most %d)", op, LG_MAX_DIMS);
       shape[n++] = check_int(L, idx, op, "a size");
       if (shape[n - 1] < -1)
-        return lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[n - 1], LG_SHAPEV(shape, n));
+        return lgL_error(L, "%s: invalid size %lld in shape %s", op, (long long)shape[n - 1],
+                         LG_SHAPEV(shape, n));
       idx++;
     }
   }
@@ -199,9 +206,10 @@ int lgL_checkdim(lua_State *L, int idx, int ndim, const char *op, const lg_tenso
   int64_t lo = ndim > 0 ? -ndim : -1, hi = ndim > 0 ? ndim : 1;
   if (d == 0 || d < lo || d > hi) {
     char buf[sizeof(lg_shapebuf)];
-    return lgL_error(L, "%s: dimension %lld out of range for a %d-d tensor %s (expected %lld..-1 or 1..%lld%s)", op,
-                      (long long)d, t ? t->ndim : ndim, t ? lg_shape_str(t->shape, t->ndim, buf, sizeof buf) : "",
-                      (long long)lo, (long long)hi, d == 0 ? "; dimensions are 1-based" : "");
+    return lgL_error(
+        L, "%s: dimension %lld out of range for a %d-d tensor %s (expected %lld..-1 or 1..%lld%s)", op,
+        (long long)d, t ? t->ndim : ndim, t ? lg_shape_str(t->shape, t->ndim, buf, sizeof buf) : "",
+        (long long)lo, (long long)hi, d == 0 ? "; dimensions are 1-based" : "");
   }
   if (ndim == 0) return 0;
   return (int)(d < 0 ? d + ndim : d - 1);
@@ -212,7 +220,9 @@ lg_dtype lgL_checkdtype(lua_State *L, int idx, lg_dtype def) {
   const char *name = luaL_checkstring(L, idx);
   lg_dtype dt;
   if (!lg_dtype_from_name(name, &dt))
-    return (lgL_error(L, "%s: unknown dtype '%s' (expected float32, float64 or int64)", current_name(L, NULL), name), def);
+    return (lgL_error(L, "%s: unknown dtype '%s' (expected float32, float64 or int64)", current_name(L, NULL),
+                      name),
+            def);
   return dt;
 }
 
@@ -273,10 +283,22 @@ static int t_stride(lua_State *L) {
   return 1;
 }
 
-static int t_dim(lua_State *L) { lua_pushinteger(L, lgL_checktensor(L, 1)->ndim); return 1; }
-static int t_numel(lua_State *L) { lua_pushinteger(L, lg_numel(lgL_checktensor(L, 1))); return 1; }
-static int t_is_contiguous(lua_State *L) { lua_pushboolean(L, lg_is_contiguous(lgL_checktensor(L, 1))); return 1; }
-static int t_element_size(lua_State *L) { lua_pushinteger(L, (lua_Integer)lg_dtype_size(lgL_checktensor(L, 1)->dtype)); return 1; }
+static int t_dim(lua_State *L) {
+  lua_pushinteger(L, lgL_checktensor(L, 1)->ndim);
+  return 1;
+}
+static int t_numel(lua_State *L) {
+  lua_pushinteger(L, lg_numel(lgL_checktensor(L, 1)));
+  return 1;
+}
+static int t_is_contiguous(lua_State *L) {
+  lua_pushboolean(L, lg_is_contiguous(lgL_checktensor(L, 1)));
+  return 1;
+}
+static int t_element_size(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)lg_dtype_size(lgL_checktensor(L, 1)->dtype));
+  return 1;
+}
 
 static int t_len(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
@@ -288,7 +310,9 @@ static int t_len(lua_State *L) {
 static int t_item(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int64_t n = lg_numel(t);
-  if (n != 1) return lgL_error(L, "item: a tensor with %lld elements %s cannot be converted to a number", (long long)n, LG_SHAPE(t));
+  if (n != 1)
+    return lgL_error(L, "item: a tensor with %lld elements %s cannot be converted to a number", (long long)n,
+                     LG_SHAPE(t));
   push_element(L, t, 0);
   return 1;
 }
@@ -407,12 +431,12 @@ static int t_narrow(lua_State *L) {
   int64_t start = check_int(L, 3, "narrow", "start"), len = check_int(L, 4, "narrow", "length");
   if (start < 0) start += t->shape[d] + 1;
   if (start < 1)
-    return lgL_error(L, "narrow: start %lld out of range for dimension %d of size %lld", (long long)check_int(L, 3, "narrow", "start"),
-                      d + 1, (long long)t->shape[d]);
+    return lgL_error(L, "narrow: start %lld out of range for dimension %d of size %lld",
+                     (long long)check_int(L, 3, "narrow", "start"), d + 1, (long long)t->shape[d]);
   if (len < 0) return lgL_error(L, "narrow: length %lld must be non-negative", (long long)len);
   if (start - 1 + len > t->shape[d])
-    return lgL_error(L, "narrow: start %lld + length %lld exceeds size %lld of dimension %d", (long long)start,
-                     (long long)len, (long long)t->shape[d], d + 1);
+    return lgL_error(L, "narrow: start %lld + length %lld exceeds size %lld of dimension %d",
+                     (long long)start, (long long)len, (long long)t->shape[d], d + 1);
   return narrow_to(L, t, d, start - 1, len);
 }
 
@@ -421,7 +445,7 @@ static int64_t check_index(lua_State *L, int idx, int64_t size, const char *op, 
   if (i < 0) i += size + 1;
   if (i < 1 || i > size)
     return lgL_error(L, "%s: index %lld out of range for dimension %d of size %lld", op,
-                      (long long)check_int(L, idx, op, "index"), dim + 1, (long long)size);
+                     (long long)check_int(L, idx, op, "index"), dim + 1, (long long)size);
   return i - 1;
 }
 
@@ -484,8 +508,10 @@ static int t_flatten(lua_State *L) {
   int64_t shape[LG_MAX_DIMS];
   int nd = 0;
   for (int i = 0; i < t->ndim; i++) {
-    if (i <= s || i > e) shape[nd++] = t->shape[i];
-    else shape[nd - 1] *= t->shape[i];
+    if (i <= s || i > e)
+      shape[nd++] = t->shape[i];
+    else
+      shape[nd - 1] *= t->shape[i];
   }
   return reshape_to(L, t, shape, nd, 0);
 }
@@ -560,7 +586,9 @@ static int t_copy_(lua_State *L) {
 
 static int t_set_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1), *src = lgL_checktensor(L, 2);
-  if (t->grad_fn) return lgL_error(L, "set_: cannot re-point a tensor that has a grad_fn (a result of %s)", lg_ops[t->grad_fn->op].name);
+  if (t->grad_fn)
+    return lgL_error(L, "set_: cannot re-point a tensor that has a grad_fn (a result of %s)",
+                     lg_ops[t->grad_fn->op].name);
   if (t->requires_grad && !lg_dtype_is_float(src->dtype))
     return lgL_error(L, "set_: a tensor that requires grad cannot take %s data", lg_dtype_name(src->dtype));
   lgL_check(L, lg_set_(t, src));
@@ -646,7 +674,7 @@ int lgL_inplace_binary(lua_State *L, lg_opcode op) {
   if (r->ndim != t->ndim || lg_numel(r) != lg_numel(t)) {
     char b1[sizeof(lg_shapebuf)];
     return lgL_error(L, "%s_: the result's shape %s differs from the tensor's %s", lg_ops[op].name,
-                      lg_shape_str(r->shape, r->ndim, b1, sizeof b1), LG_SHAPE(t));
+                     lg_shape_str(r->shape, r->ndim, b1, sizeof b1), LG_SHAPE(t));
   }
   lgL_check(L, lg_copy_(t, r));
   lua_settop(L, 1);
@@ -692,7 +720,8 @@ int lgL_where(lua_State *L) {
   lg_tensor *m = checktensor_op(L, 1, "where");
   lg_tensor *x = lg_lua_totensor(L, 2), *y = lg_lua_totensor(L, 3);
   if (!x && !y && !(lua_type(L, 2) == LUA_TNUMBER && lua_type(L, 3) == LUA_TNUMBER))
-    return lgL_error(L, "where: arguments #2 and #3 must be tensors or numbers, got %s and %s", luaL_typename(L, 2), luaL_typename(L, 3));
+    return lgL_error(L, "where: arguments #2 and #3 must be tensors or numbers, got %s and %s",
+                     luaL_typename(L, 2), luaL_typename(L, 3));
   lg_dtype like = x ? x->dtype : y ? y->dtype : lg_default_dtype();
   int ox, oy;
   x = lgL_totensor(L, 2, like, &ox);
@@ -720,7 +749,10 @@ static int t_where(lua_State *L) {
 /* ---- reductions ----
 ** t:op()  t:op(dim)  t:op(dim, keepdim)  t:op(dim, keepdim, opts)  t:op(opts) */
 
-typedef struct { int has_dim, dim, keepdim; double correction; } reduce_spec;
+typedef struct {
+  int has_dim, dim, keepdim;
+  double correction;
+} reduce_spec;
 
 static reduce_spec reduce_args(lua_State *L, lg_tensor *t, int idx, const char *op) {
   reduce_spec r = {0, -1, 0, 1};
@@ -729,7 +761,8 @@ static reduce_spec reduce_args(lua_State *L, lg_tensor *t, int idx, const char *
     r.has_dim = 1;
     r.dim = lgL_checkdim(L, idx, t->ndim, op, t);
     if (t->ndim == 0) r.has_dim = 0, r.dim = -1;
-    if (lua_istable(L, idx + 1)) optidx = idx + 1;
+    if (lua_istable(L, idx + 1))
+      optidx = idx + 1;
     else {
       r.keepdim = lua_toboolean(L, idx + 1);
       if (lua_istable(L, idx + 2)) optidx = idx + 2;
@@ -782,7 +815,8 @@ static int reduce_dims(lua_State *L, lg_opcode op) {
   if (isopts) return lgL_reduce(L, op);
   lg_tensor *t = checktensor_op(L, 1, lg_ops[op].name);
   int keepdim = lua_toboolean(L, 3), n = (int)lua_rawlen(L, 2), dims[LG_MAX_DIMS], seen[LG_MAX_DIMS] = {0};
-  if (n > t->ndim) return lgL_error(L, "%s: %d dimensions given for a %d-d tensor", lg_ops[op].name, n, t->ndim);
+  if (n > t->ndim)
+    return lgL_error(L, "%s: %d dimensions given for a %d-d tensor", lg_ops[op].name, n, t->ndim);
   for (int i = 0; i < n; i++) {
     lua_geti(L, 2, i + 1);
     dims[i] = lgL_checkdim(L, -1, t->ndim, lg_ops[op].name, t);
@@ -820,15 +854,20 @@ static int t_sum(lua_State *L) { return reduce_dims(L, LG_OP_SUM); }
 static int t_mean(lua_State *L) { return reduce_dims(L, LG_OP_MEAN); }
 
 /* t:max() / t:max(dim[, keepdim]) -> values, indices / t:max(other) = maximum */
-static int t_max(lua_State *L) { return lg_lua_totensor(L, 2) ? lgL_binary(L, LG_OP_MAXIMUM) : lgL_reduce(L, LG_OP_MAX); }
-static int t_min(lua_State *L) { return lg_lua_totensor(L, 2) ? lgL_binary(L, LG_OP_MINIMUM) : lgL_reduce(L, LG_OP_MIN); }
+static int t_max(lua_State *L) {
+  return lg_lua_totensor(L, 2) ? lgL_binary(L, LG_OP_MAXIMUM) : lgL_reduce(L, LG_OP_MAX);
+}
+static int t_min(lua_State *L) {
+  return lg_lua_totensor(L, 2) ? lgL_binary(L, LG_OP_MINIMUM) : lgL_reduce(L, LG_OP_MIN);
+}
 
 /* t:norm(p, dim, keepdim): p = 2 by default, "fro" = 2, math.huge = max |x| */
 static int t_norm(lua_State *L) {
   lg_tensor *t = checktensor_op(L, 1, "norm");
   double p = 2;
   if (lua_type(L, 2) == LUA_TSTRING) {
-    if (strcmp(lua_tostring(L, 2), "fro") != 0) return lgL_error(L, "norm: unknown norm '%s'", lua_tostring(L, 2));
+    if (strcmp(lua_tostring(L, 2), "fro") != 0)
+      return lgL_error(L, "norm: unknown norm '%s'", lua_tostring(L, 2));
   } else if (!lua_isnoneornil(L, 2)) {
     p = luaL_checknumber(L, 2);
   }
@@ -894,7 +933,8 @@ static int index_add_like(lua_State *L, lg_opcode op) {
   int d = lgL_checkdim(L, 2, t->ndim, name, t);
   lg_tensor *idx = checktensor_op(L, 3, name), *src = checktensor_op(L, 4, name);
   if (src->dtype != t->dtype)
-    return lgL_error(L, "%s: source is %s but the tensor is %s", name, lg_dtype_name(src->dtype), lg_dtype_name(t->dtype));
+    return lgL_error(L, "%s: source is %s but the tensor is %s", name, lg_dtype_name(src->dtype),
+                     lg_dtype_name(t->dtype));
   lg_args a = {.in = {src, idx}, .nin = 2, .dim = d, .nshape = t->ndim};
   memcpy(a.shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
   lg_tensor **added = lgL_newslot(L);
@@ -927,10 +967,12 @@ static int t_split(lua_State *L) {
       at += len;
     }
     if (at != size)
-      return lgL_error(L, "split: sizes add up to %lld, but dimension %d has size %lld", (long long)at, d + 1, (long long)size);
+      return lgL_error(L, "split: sizes add up to %lld, but dimension %d has size %lld", (long long)at, d + 1,
+                       (long long)size);
   } else {
     int64_t len = check_int(L, 2, "split", "split size");
-    if (len <= 0 && size > 0) return lgL_error(L, "split: split size must be positive, got %lld", (long long)len);
+    if (len <= 0 && size > 0)
+      return lgL_error(L, "split: split size must be positive, got %lld", (long long)len);
     for (int64_t at = 0; at < size || (size == 0 && k == 0); at += len) {
       narrow_to(L, t, d, at, size - at < len ? size - at : len);
       lua_rawseti(L, out, ++k);
@@ -963,7 +1005,8 @@ static int t_requires_grad_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int on = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
   if (on && !lg_dtype_is_float(t->dtype))
-    return lgL_error(L, "requires_grad_: only float tensors can require gradients, got %s", lg_dtype_name(t->dtype));
+    return lgL_error(L, "requires_grad_: only float tensors can require gradients, got %s",
+                     lg_dtype_name(t->dtype));
   t->requires_grad = on;
   lua_settop(L, 1);
   return 1;
@@ -978,8 +1021,10 @@ static int t_index(lua_State *L) {
     int64_t i = check_index(L, 2, t->shape[0], "index", 0);
     if (t->ndim == 1) {
       char *p = (char *)lg_data(t) + i * t->stride[0] * (int64_t)lg_dtype_size(t->dtype);
-      if (t->dtype == LG_INT64) lua_pushinteger(L, *(int64_t *)p);
-      else lgL_pushnumber(L, lg_load(p, t->dtype), t->dtype);
+      if (t->dtype == LG_INT64)
+        lua_pushinteger(L, *(int64_t *)p);
+      else
+        lgL_pushnumber(L, lg_load(p, t->dtype), t->dtype);
       return 1;
     }
     return select_at(L, t, 0, i);
@@ -991,18 +1036,42 @@ static int t_index(lua_State *L) {
   const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
   if (k) {
     switch (k[0]) {
-    case 's': if (!strcmp(k, "shape")) return t_shape(L); break;
-    case 'd': if (!strcmp(k, "dtype")) { lua_pushstring(L, lg_dtype_name(t->dtype)); return 1; } break;
-    case 'r': if (!strcmp(k, "requires_grad")) { lua_pushboolean(L, t->requires_grad); return 1; } break;
-    case 'g':
-      if (!strcmp(k, "grad")) {
-        if (t->grad) lg_lua_pushtensor(L, t->grad);
-        else lua_pushnil(L);
+    case 's':
+      if (!strcmp(k, "shape")) return t_shape(L);
+      break;
+    case 'd':
+      if (!strcmp(k, "dtype")) {
+        lua_pushstring(L, lg_dtype_name(t->dtype));
         return 1;
       }
       break;
-    case 'i': if (!strcmp(k, "is_leaf")) { lua_pushboolean(L, t->grad_fn == NULL); return 1; } break;
-    case 'T': if (!k[1]) { lua_settop(L, 1); return t_t(L); } break;
+    case 'r':
+      if (!strcmp(k, "requires_grad")) {
+        lua_pushboolean(L, t->requires_grad);
+        return 1;
+      }
+      break;
+    case 'g':
+      if (!strcmp(k, "grad")) {
+        if (t->grad)
+          lg_lua_pushtensor(L, t->grad);
+        else
+          lua_pushnil(L);
+        return 1;
+      }
+      break;
+    case 'i':
+      if (!strcmp(k, "is_leaf")) {
+        lua_pushboolean(L, t->grad_fn == NULL);
+        return 1;
+      }
+      break;
+    case 'T':
+      if (!k[1]) {
+        lua_settop(L, 1);
+        return t_t(L);
+      }
+      break;
     }
   }
   lua_pushnil(L);
@@ -1018,11 +1087,13 @@ static int t_newindex(lua_State *L) {
     lg_tensor *view;
     lgL_check(L, lg_select(t, 0, i, &view));
     lg_status st;
-    if (lua_type(L, 3) == LUA_TNUMBER) st = lg_fill_(view, lua_tonumber(L, 3));
+    if (lua_type(L, 3) == LUA_TNUMBER)
+      st = lg_fill_(view, lua_tonumber(L, 3));
     else {
       lg_tensor *src = lg_lua_totensor(L, 3);
       st = src ? lg_copy_(view, src)
-               : lg_error(LG_EVALUE, "index: can only assign a number or a tensor, got %s", luaL_typename(L, 3));
+               : lg_error(LG_EVALUE, "index: can only assign a number or a tensor, got %s",
+                          luaL_typename(L, 3));
     }
     lg_tensor_release(view);
     return lgL_check(L, st);
@@ -1037,7 +1108,8 @@ static int t_newindex(lua_State *L) {
   if (k && !strcmp(k, "grad")) {
     lg_tensor *g = lua_isnil(L, 3) ? NULL : lgL_checktensor(L, 3);
     if (g && (g->ndim != t->ndim || memcmp(g->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim)))
-      return lgL_error(L, "grad: assigned gradient has shape %s, but the tensor has shape %s", LG_SHAPE(g), LG_SHAPE(t));
+      return lgL_error(L, "grad: assigned gradient has shape %s, but the tensor has shape %s", LG_SHAPE(g),
+                       LG_SHAPE(t));
     lg_tensor_release(t->grad);
     t->grad = lg_tensor_retain(g);
     return 0;
@@ -1047,33 +1119,73 @@ static int t_newindex(lua_State *L) {
 
 static int t_tostring_plain(lua_State *L) {
   lg_tensor **slot = luaL_checkudata(L, 1, LG_TENSOR_MT);
-  if (!*slot) lua_pushstring(L, "tensor(closed)");
-  else lua_pushfstring(L, "tensor(%s, %s)", LG_SHAPE(*slot), lg_dtype_name((*slot)->dtype));
+  if (!*slot)
+    lua_pushstring(L, "tensor(closed)");
+  else
+    lua_pushfstring(L, "tensor(%s, %s)", LG_SHAPE(*slot), lg_dtype_name((*slot)->dtype));
   return 1;
 }
 
-static const luaL_Reg methods[] = {
-  {"size", t_size}, {"dim", t_dim}, {"numel", t_numel}, {"nelement", t_numel}, {"stride", t_stride},
-  {"is_contiguous", t_is_contiguous}, {"element_size", t_element_size}, {"item", t_item}, {"tolist", t_tolist},
-  {"view", t_view}, {"reshape", t_reshape}, {"view_as", t_view_as}, {"reshape_as", t_reshape_as},
-  {"transpose", t_transpose}, {"t", t_t}, {"permute", t_permute}, {"narrow", t_narrow}, {"select", t_select},
-  {"unsqueeze", t_unsqueeze}, {"squeeze", t_squeeze}, {"expand", t_expand}, {"expand_as", t_expand},
-  {"flatten", t_flatten}, {"contiguous", t_contiguous}, {"clone", t_clone}, {"detach", t_detach},
-  {"to", t_to}, {"float", t_float}, {"double", t_double}, {"long", t_long}, {"type", t_type},
-  {"copy_", t_copy_}, {"set_", t_set_}, {"fill_", t_fill_}, {"zero_", t_zero_}, {"uniform_", t_uniform_}, {"normal_", t_normal_},
-  {"bernoulli_", t_bernoulli_},
-  {"clamp", t_clamp}, {"clamp_", t_clamp_}, {"where", t_where},
-  {"sum", t_sum}, {"mean", t_mean}, {"norm", t_norm}, {"max", t_max}, {"min", t_min},
-  {"matmul", t_matmul}, {"index_select", t_index_select}, {"gather", t_gather},
-  {"index_add", t_index_add}, {"scatter_add", t_scatter_add}, {"split", t_split},
-  {"chunk", t_chunk}, {"requires_grad_", t_requires_grad_},
-  {NULL, NULL}};
+static const luaL_Reg methods[] = {{"size", t_size},
+                                   {"dim", t_dim},
+                                   {"numel", t_numel},
+                                   {"nelement", t_numel},
+                                   {"stride", t_stride},
+                                   {"is_contiguous", t_is_contiguous},
+                                   {"element_size", t_element_size},
+                                   {"item", t_item},
+                                   {"tolist", t_tolist},
+                                   {"view", t_view},
+                                   {"reshape", t_reshape},
+                                   {"view_as", t_view_as},
+                                   {"reshape_as", t_reshape_as},
+                                   {"transpose", t_transpose},
+                                   {"t", t_t},
+                                   {"permute", t_permute},
+                                   {"narrow", t_narrow},
+                                   {"select", t_select},
+                                   {"unsqueeze", t_unsqueeze},
+                                   {"squeeze", t_squeeze},
+                                   {"expand", t_expand},
+                                   {"expand_as", t_expand},
+                                   {"flatten", t_flatten},
+                                   {"contiguous", t_contiguous},
+                                   {"clone", t_clone},
+                                   {"detach", t_detach},
+                                   {"to", t_to},
+                                   {"float", t_float},
+                                   {"double", t_double},
+                                   {"long", t_long},
+                                   {"type", t_type},
+                                   {"copy_", t_copy_},
+                                   {"set_", t_set_},
+                                   {"fill_", t_fill_},
+                                   {"zero_", t_zero_},
+                                   {"uniform_", t_uniform_},
+                                   {"normal_", t_normal_},
+                                   {"bernoulli_", t_bernoulli_},
+                                   {"clamp", t_clamp},
+                                   {"clamp_", t_clamp_},
+                                   {"where", t_where},
+                                   {"sum", t_sum},
+                                   {"mean", t_mean},
+                                   {"norm", t_norm},
+                                   {"max", t_max},
+                                   {"min", t_min},
+                                   {"matmul", t_matmul},
+                                   {"index_select", t_index_select},
+                                   {"gather", t_gather},
+                                   {"index_add", t_index_add},
+                                   {"scatter_add", t_scatter_add},
+                                   {"split", t_split},
+                                   {"chunk", t_chunk},
+                                   {"requires_grad_", t_requires_grad_},
+                                   {NULL, NULL}};
 
 /* the arithmetic operators are set from the op table (lua_ops.c) */
-static const luaL_Reg metamethods[] = {
-  {"__len", t_len},
-  {"__gc", t_gc}, {"__close", t_gc}, {"__tostring", t_tostring_plain}, {"__newindex", t_newindex},
-  {NULL, NULL}};
+static const luaL_Reg metamethods[] = {{"__len", t_len},           {"__gc", t_gc},
+                                       {"__close", t_gc},          {"__tostring", t_tostring_plain},
+                                       {"__newindex", t_newindex}, {NULL, NULL}};
 
 void lgL_open_tensor(lua_State *L) {
   luaL_newmetatable(L, LG_TENSOR_MT);

@@ -32,7 +32,7 @@
 /* Shared with repl.c (which has the same two declarations). */
 #include "cli.h"
 
-static lua_State *globalL = NULL; /* for the signal handler (and reachable for LSan on exit) */
+static lua_State *globalL = NULL;              /* for the signal handler (and reachable for LSan on exit) */
 static const char *const progname = "luagrad"; /* errors read "luagrad: msg" */
 
 /* ---- errors ---- */
@@ -142,9 +142,7 @@ static int dochunk(lua_State *L, int status) {
   return report(L, status);
 }
 
-static int dofile(lua_State *L, const char *name) {
-  return dochunk(L, luaL_loadfile(L, name));
-}
+static int dofile(lua_State *L, const char *name) { return dochunk(L, luaL_loadfile(L, name)); }
 
 static int dostring(lua_State *L, const char *s, const char *name) {
   return dochunk(L, luaL_loadbuffer(L, s, strlen(s), name));
@@ -159,8 +157,10 @@ static int dolibrary(lua_State *L, const char *spec) {
   lua_pushstring(L, modname);
   status = lg_cli_docall(L, 1, 1);
   if (status == LUA_OK) {
-    if (eq) lua_pushlstring(L, spec, (size_t)(eq - spec));
-    else lua_pushstring(L, spec);
+    if (eq)
+      lua_pushlstring(L, spec, (size_t)(eq - spec));
+    else
+      lua_pushstring(L, spec);
     lua_insert(L, -2);
     lua_setglobal(L, lua_tostring(L, -2));
     lua_pop(L, 1);
@@ -208,38 +208,38 @@ static int collectargs(char **argv, int *first) {
     *first = i;
     if (argv[i][0] != '-') return args; /* the script */
     switch (argv[i][1]) {
-      case '-': /* "--" */
-        if (argv[i][2] != '\0') return has_error;
-        *first = argv[i + 1] != NULL ? i + 1 : 0;
-        return args;
-      case '\0': /* "-": the script is stdin */
-        return args;
-      case 'E':
-        if (argv[i][2] != '\0') return has_error;
-        args |= has_E;
-        break;
-      case 'W':
-        if (argv[i][2] != '\0') return has_error;
-        break;
-      case 'i':
-        if (argv[i][2] != '\0') return has_error;
-        args |= has_i;
-        break;
-      case 'v':
-        if (argv[i][2] != '\0') return has_error;
-        args |= has_v;
-        break;
-      case 'e':
-        args |= has_e;
-        /* FALLTHROUGH */
-      case 'l': /* both need an argument */
-        if (argv[i][2] == '\0') {
-          i++;
-          if (argv[i] == NULL || argv[i][0] == '-') return has_error;
-        }
-        break;
-      default:
-        return has_error;
+    case '-': /* "--" */
+      if (argv[i][2] != '\0') return has_error;
+      *first = argv[i + 1] != NULL ? i + 1 : 0;
+      return args;
+    case '\0': /* "-": the script is stdin */
+      return args;
+    case 'E':
+      if (argv[i][2] != '\0') return has_error;
+      args |= has_E;
+      break;
+    case 'W':
+      if (argv[i][2] != '\0') return has_error;
+      break;
+    case 'i':
+      if (argv[i][2] != '\0') return has_error;
+      args |= has_i;
+      break;
+    case 'v':
+      if (argv[i][2] != '\0') return has_error;
+      args |= has_v;
+      break;
+    case 'e':
+      args |= has_e;
+      /* FALLTHROUGH */
+    case 'l': /* both need an argument */
+      if (argv[i][2] == '\0') {
+        i++;
+        if (argv[i] == NULL || argv[i][0] == '-') return has_error;
+      }
+      break;
+    default:
+      return has_error;
     }
   }
   *first = 0;
@@ -252,18 +252,18 @@ static int runargs(lua_State *L, char **argv, int n) {
   for (i = 1; i < n; i++) {
     int option = argv[i][1];
     switch (option) {
-      case 'e':
-      case 'l': {
-        const char *extra = argv[i] + 2;
-        int status;
-        if (*extra == '\0') extra = argv[++i];
-        status = option == 'e' ? dostring(L, extra, "=(command line)") : dolibrary(L, extra);
-        if (status != LUA_OK) return 0;
-        break;
-      }
-      case 'W':
-        lua_warning(L, "@on", 0);
-        break;
+    case 'e':
+    case 'l': {
+      const char *extra = argv[i] + 2;
+      int status;
+      if (*extra == '\0') extra = argv[++i];
+      status = option == 'e' ? dostring(L, extra, "=(command line)") : dolibrary(L, extra);
+      if (status != LUA_OK) return 0;
+      break;
+    }
+    case 'W':
+      lua_warning(L, "@on", 0);
+      break;
     }
   }
   return 1;
@@ -310,8 +310,10 @@ static int pmain(lua_State *L) {
   if (args & has_i) {
     lg_repl_run(L);
   } else if (script == 0 && !(args & (has_e | has_v))) {
-    if (isatty(STDIN_FILENO)) lg_repl_run(L);
-    else if (dofile(L, NULL) != LUA_OK) return 0; /* stdin as a script */
+    if (isatty(STDIN_FILENO))
+      lg_repl_run(L);
+    else if (dofile(L, NULL) != LUA_OK)
+      return 0; /* stdin as a script */
   }
   lua_pushboolean(L, 1);
   return 1;

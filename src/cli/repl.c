@@ -182,7 +182,7 @@ static void history_open(void) {
   const char *home = getenv("HOME");
   using_history();
   stifle_history(HISTORY_MAX);
-  history_write_timestamps = 1; /* timestamps delimit entries, so... */
+  history_write_timestamps = 1;  /* timestamps delimit entries, so... */
   history_multiline_entries = 1; /* ...multi-line chunks come back whole */
   history_comment_char = '#';    /* (timestamps are written as "#<seconds>") */
   if (env != NULL && env[0] != '\0') {
@@ -215,14 +215,12 @@ static void history_close(void) {
 /* ---- completion ---- */
 
 static const char *const keywords[] = {
-    "and",  "break", "do",     "else",   "elseif", "end",  "false", "for",
-    "function", "goto", "if",  "in",     "local",  "nil",  "not",   "or",
-    "repeat", "return", "then", "true",  "until",  "while", NULL};
+    "and",   "break", "do",  "else", "elseif", "end",    "false", "for",  "function", "goto",  "if", "in",
+    "local", "nil",   "not", "or",   "repeat", "return", "then",  "true", "until",    "while", NULL};
 
 static int is_identifier(const char *s, size_t n) {
   size_t i;
-  if (n == 0 || !(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
-    return 0;
+  if (n == 0 || !(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z'))) return 0;
   for (i = 1; i < n; i++)
     if (!(s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
           (s[i] >= '0' && s[i] <= '9')))
@@ -274,8 +272,7 @@ static void add_value_keys(lua_State *L, int idx, int set, const char *prefix, c
     if (t == LUA_TTABLE) add_keys(L, -1, set, prefix, partial, methods_only, suffix);
     if (!lua_getmetatable(L, -1)) break;
     if (t == LUA_TUSERDATA) {
-      if (lua_getfield(L, -1, "__name") == LUA_TSTRING &&
-          strcmp(lua_tostring(L, -1), TENSOR_TYPE) == 0) {
+      if (lua_getfield(L, -1, "__name") == LUA_TSTRING && strcmp(lua_tostring(L, -1), TENSOR_TYPE) == 0) {
         lua_pop(L, 2); /* name, metatable */
         lua_getglobal(L, "require");
         lua_pushliteral(L, "luagrad.core");
@@ -284,7 +281,8 @@ static void add_value_keys(lua_State *L, int idx, int set, const char *prefix, c
           add_keys(L, -1, set, prefix, partial, methods_only, suffix);
         lua_pop(L, 2);
         if (!methods_only) { /* the fields __index answers from C: t.sh<TAB> -> t.shape */
-          static const char *const fields[] = {"shape", "dtype", "grad", "requires_grad", "is_leaf", "T", NULL};
+          static const char *const fields[] = {"shape",   "dtype", "grad", "requires_grad",
+                                               "is_leaf", "T",     NULL};
           size_t plen = strlen(partial);
           for (const char *const *f = fields; *f; f++)
             if (strncmp(*f, partial, plen) == 0) {
@@ -505,8 +503,10 @@ static void print_results(lua_State *L, int n) {
   }
   show = lua_gettop(L);
   for (i = 1; i <= n; i++) {
-    if (lua_isnil(L, show)) luaL_tolstring(L, base + i, NULL);
-    else push_shown(L, show, base + i);
+    if (lua_isnil(L, show))
+      luaL_tolstring(L, base + i, NULL);
+    else
+      push_shown(L, show, base + i);
     fputs(lua_tostring(L, -1), stdout);
     fputs(i < n ? "\t" : "\n", stdout);
     lua_pop(L, 1);
@@ -559,8 +559,10 @@ void lg_repl_run(lua_State *L) {
   while ((status = loadline(L)) != -1) {
     if (status == -2) continue; /* Ctrl-C at the prompt */
     if (status == LUA_OK) status = lg_cli_docall(L, 0, LUA_MULTRET);
-    if (status == LUA_OK) print_results(L, lua_gettop(L));
-    else report_error(L);
+    if (status == LUA_OK)
+      print_results(L, lua_gettop(L));
+    else
+      report_error(L);
   }
   lua_settop(L, 0);
   fputs("\n", stdout);

@@ -67,18 +67,19 @@ static void blas_load(void) {
   }
   if (set_timeout) setenv("OPENBLAS_THREAD_TIMEOUT", "12", 0);
   const char *names[] = {"libopenblas.so.0", "libopenblas.so"};
-  for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++) h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+  for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++)
+    h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
   if (want) unsetenv("OPENBLAS_CORETYPE");
   if (set_timeout) unsetenv("OPENBLAS_THREAD_TIMEOUT");
   if (!h) {
     snprintf(blas_error, sizeof blas_error, "cannot load OpenBLAS (libopenblas.so.0): %s", dlerror());
     return;
   }
-#define LOAD(field, sym)                                                                           \
-  if (!(*(void **)&lg_blas_fns.field = dlsym(h, sym))) {                                           \
-    snprintf(blas_error, sizeof blas_error, "OpenBLAS has no %s", sym);                            \
-    dlclose(h);                                                                                    \
-    return;                                                                                        \
+#define LOAD(field, sym)                                                                                     \
+  if (!(*(void **)&lg_blas_fns.field = dlsym(h, sym))) {                                                     \
+    snprintf(blas_error, sizeof blas_error, "OpenBLAS has no %s", sym);                                      \
+    dlclose(h);                                                                                              \
+    return;                                                                                                  \
   }
   LOAD(sgemm, "cblas_sgemm")
   LOAD(dgemm, "cblas_dgemm")
@@ -98,7 +99,8 @@ lg_status lg_blas_load(void) {
 }
 
 const char *lg_blas_info(char *buf, size_t n) {
-  if (lg_blas_load() != LG_OK) snprintf(buf, n, "%s", blas_error);
+  if (lg_blas_load() != LG_OK)
+    snprintf(buf, n, "%s", blas_error);
   else
     snprintf(buf, n, "%s, kernels %s%s", lg_blas_fns.get_config(), lg_blas_fns.get_corename(),
              blas_chosen[0] ? " (chosen by luagrad for this CPU)" : "");

@@ -13,7 +13,11 @@
 
 #include "internal.h"
 
-typedef struct lg_scratch { lg_tensor *t[32]; int n; lg_status st; } sc;
+typedef struct lg_scratch {
+  lg_tensor *t[32];
+  int n;
+  lg_status st;
+} sc;
 
 static inline lg_tensor *sc_keep(sc *s, lg_status st, lg_tensor *t) {
   if (st != LG_OK) {
@@ -84,7 +88,9 @@ static inline lg_status sc_done2(sc *s, lg_tensor *r0, lg_tensor **o0, lg_tensor
   return st;
 }
 /* a + b where either may be NULL (a zero tangent) */
-static inline lg_tensor *sc_add0(sc *s, lg_tensor *a, lg_tensor *b) { return !a ? b : !b ? a : sc_bin(s, LG_OP_ADD, a, b); }
+static inline lg_tensor *sc_add0(sc *s, lg_tensor *a, lg_tensor *b) {
+  return !a ? b : !b ? a : sc_bin(s, LG_OP_ADD, a, b);
+}
 
 /* shape helpers, all recorded ops */
 static inline lg_tensor *sc_reshape(sc *s, lg_tensor *x, const int64_t *shape, int nd) {
@@ -120,7 +126,6 @@ static inline lg_tensor *sc_reduce(sc *s, lg_opcode op, lg_tensor *x, int dim, i
   return sc_op(s, op, a);
 }
 
-
 static inline lg_tensor *sc_scalar(sc *s, double v, lg_dtype dt) {
   lg_tensor *o = NULL;
   if (s->st != LG_OK) return NULL;
@@ -133,7 +138,8 @@ static inline lg_tensor *sc_where(sc *s, lg_tensor *m, lg_tensor *a, lg_tensor *
   return sc_op(s, LG_OP_WHERE, w);
 }
 
-static inline lg_tensor *sc_unreduce(sc *s, lg_tensor *t, const int64_t *shape, int nd, int dim, int keepdim) {
+static inline lg_tensor *sc_unreduce(sc *s, lg_tensor *t, const int64_t *shape, int nd, int dim,
+                                     int keepdim) {
   lg_tensor *k = t;
   if (!t) return NULL;
   if (!keepdim) {

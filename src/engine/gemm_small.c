@@ -22,15 +22,15 @@
 #ifndef SMALL_FLOPS
 #define SMALL_FLOPS 1048576.0 /* m n k at most (2^20; 64x128x128 runs 5% faster here than in OpenBLAS) */
 #endif
-#define SMALL_BPACK 65536    /* floats of packed op(B) at most */
+#define SMALL_BPACK 65536 /* floats of packed op(B) at most */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(LG_NO_CLONES)
 #include <immintrin.h>
 #define HAVE_SMALL_GEMM 1
 
 /* One row of a tile's result: 16 values (nj of them valid) added to or stored into c. */
-__attribute__((target("avx2,fma"), always_inline)) static inline void put_row(__m256 lo, __m256 hi, float beta, float *c,
-                                                                             int nj) {
+__attribute__((target("avx2,fma"), always_inline)) static inline void put_row(__m256 lo, __m256 hi,
+                                                                              float beta, float *c, int nj) {
   if (nj == 16) {
     if (beta != 0) lo = _mm256_add_ps(lo, _mm256_loadu_ps(c)), hi = _mm256_add_ps(hi, _mm256_loadu_ps(c + 8));
     _mm256_storeu_ps(c, lo);
@@ -45,18 +45,18 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void put_row(__
 
 /* One tile: MR (1-6) rows of C from row a of op(A), 16 columns (nj valid) from bp. The twelve
 ** accumulators are named variables: GCC keeps an array of them in memory. */
-#define ROW_FMA(r, lo, hi)                                                                         \
-  if (MR > r) {                                                                                    \
-    __m256 av = _mm256_broadcast_ss(a + r * ai + p * ap);                                          \
-    lo = _mm256_fmadd_ps(av, b0, lo);                                                              \
-    hi = _mm256_fmadd_ps(av, b1, hi);                                                              \
+#define ROW_FMA(r, lo, hi)                                                                                   \
+  if (MR > r) {                                                                                              \
+    __m256 av = _mm256_broadcast_ss(a + r * ai + p * ap);                                                    \
+    lo = _mm256_fmadd_ps(av, b0, lo);                                                                        \
+    hi = _mm256_fmadd_ps(av, b1, hi);                                                                        \
   }
-__attribute__((target("avx2,fma"), always_inline)) static inline void tile(const int MR, int64_t k, const float *a,
-                                                                          int64_t ai, int64_t ap, const float *bp,
-                                                                          int64_t bs, float beta, float *c, int64_t ldc,
-                                                                          int nj) {
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+tile(const int MR, int64_t k, const float *a, int64_t ai, int64_t ap, const float *bp, int64_t bs, float beta,
+     float *c, int64_t ldc, int nj) {
   __m256 z = _mm256_setzero_ps();
-  __m256 c0l = z, c0h = z, c1l = z, c1h = z, c2l = z, c2h = z, c3l = z, c3h = z, c4l = z, c4h = z, c5l = z, c5h = z;
+  __m256 c0l = z, c0h = z, c1l = z, c1h = z, c2l = z, c2h = z, c3l = z, c3h = z, c4l = z, c4h = z, c5l = z,
+         c5h = z;
   for (int64_t p = 0; p < k; p++) {
     __m256 b0 = _mm256_loadu_ps(bp + p * bs), b1 = _mm256_loadu_ps(bp + p * bs + 8);
     ROW_FMA(0, c0l, c0h)
@@ -77,17 +77,19 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void tile(const
 
 /* pack[p np + j] = B[j ldb + p] for j < n, p < k: 8 x 8 blocks transposed in registers, then the
 ** edges one by one */
-__attribute__((target("avx2,fma"))) static void pack_transposed(const float *B, int64_t ldb, int64_t n, int64_t k,
-                                                                float *pack, int64_t np) {
+__attribute__((target("avx2,fma"))) static void pack_transposed(const float *B, int64_t ldb, int64_t n,
+                                                                int64_t k, float *pack, int64_t np) {
   int64_t n8 = n / 8 * 8, k8 = k / 8 * 8;
   for (int64_t j = 0; j < n8; j += 8)
     for (int64_t p = 0; p < k8; p += 8) {
       __m256 r[8], t[8];
       for (int q = 0; q < 8; q++) r[q] = _mm256_loadu_ps(B + (j + q) * ldb + p);
-      for (int q = 0; q < 8; q += 2) t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]), t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+      for (int q = 0; q < 8; q += 2)
+        t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]), t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
       for (int q = 0; q < 8; q += 4) {
         r[q] = _mm256_shuffle_ps(t[q], t[q + 2], 0x44), r[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], 0xEE);
-        r[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0x44), r[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0xEE);
+        r[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0x44),
+              r[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0xEE);
       }
       for (int q = 0; q < 4; q++) {
         _mm256_storeu_ps(pack + (p + q) * np + j, _mm256_permute2f128_ps(r[q], r[q + 4], 0x20));
@@ -99,14 +101,16 @@ __attribute__((target("avx2,fma"))) static void pack_transposed(const float *B, 
 }
 
 __attribute__((target("avx2,fma"))) static void small_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k,
-                                                            const float *A, int64_t lda, const float *B, int64_t ldb,
-                                                            float beta, float *C, int64_t ldc, float *pack) {
+                                                            const float *A, int64_t lda, const float *B,
+                                                            int64_t ldb, float beta, float *C, int64_t ldc,
+                                                            float *pack) {
   int64_t np = (n + 15) / 16 * 16, bs;
   const float *bp;
   if (!tb && n % 16 == 0) { /* op(B) is already rows of 16s */
     bp = B, bs = ldb;
   } else {
-    if (tb) pack_transposed(B, ldb, n, k, pack, np);
+    if (tb)
+      pack_transposed(B, ldb, n, k, pack, np);
     else
       for (int64_t p = 0; p < k; p++) memcpy(pack + p * np, B + p * ldb, sizeof(float) * (size_t)n);
     for (int64_t p = 0; p < k; p++)
@@ -121,28 +125,40 @@ __attribute__((target("avx2,fma"))) static void small_sgemm(int ta, int tb, int6
       int nj = n - j0 < 16 ? (int)(n - j0) : 16;
       float *c = C + i0 * ldc + j0;
       switch (mr) {
-      case 6: tile(6, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj); break;
-      case 5: tile(5, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj); break;
-      case 4: tile(4, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj); break;
-      case 3: tile(3, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj); break;
-      case 2: tile(2, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj); break;
-      default: tile(1, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj); break;
+      case 6:
+        tile(6, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
+        break;
+      case 5:
+        tile(5, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
+        break;
+      case 4:
+        tile(4, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
+        break;
+      case 3:
+        tile(3, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
+        break;
+      case 2:
+        tile(2, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
+        break;
+      default:
+        tile(1, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
+        break;
       }
     }
   }
 }
 #endif
 
-int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
-                      int64_t ldb, float beta, float *C, int64_t ldc) {
+int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
 #ifdef HAVE_SMALL_GEMM
   /* narrow outputs (n < 16) would waste most of each 16-wide tile, and a transposed op(B) is
   ** packed first, which few rows do not repay (32x256x128: 32 us against OpenBLAS's 25): OpenBLAS
   ** does those */
   int packed = tb || n % 16 != 0;
   int64_t npack = packed ? k * ((n + 15) / 16 * 16) : 0;
-  if ((double)m * (double)n * (double)k > SMALL_FLOPS || n < 16 || (tb && m < 48) || npack > SMALL_BPACK || k == 0 ||
-      (beta != 0 && beta != 1))
+  if ((double)m * (double)n * (double)k > SMALL_FLOPS || n < 16 || (tb && m < 48) || npack > SMALL_BPACK ||
+      k == 0 || (beta != 0 && beta != 1))
     return 0;
   if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
   float stackbuf[4096], *pack = stackbuf; /* 16 KB on the stack covers most; larger packs malloc */
@@ -151,7 +167,8 @@ int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
   if (pack != stackbuf) free(pack);
   return 1;
 #else
-  (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)A, (void)lda, (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
+  (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)A, (void)lda, (void)B, (void)ldb, (void)beta, (void)C,
+      (void)ldc;
   return 0;
 #endif
 }

@@ -21,10 +21,10 @@
 #endif
 
 /* Propagate a failing status. */
-#define LG_TRY(expr)                                                                               \
-  do {                                                                                             \
-    lg_status st_ = (expr);                                                                        \
-    if (st_ != LG_OK) return st_;                                                                  \
+#define LG_TRY(expr)                                                                                         \
+  do {                                                                                                       \
+    lg_status st_ = (expr);                                                                                  \
+    if (st_ != LG_OK) return st_;                                                                            \
   } while (0)
 
 /* Shape strings for messages (luagrad.h) */
@@ -34,8 +34,8 @@
 /* Contiguous (row-major) strides for shape. */
 void lg_contiguous_strides(const int64_t *shape, int ndim, int64_t *stride);
 /* A new tensor object viewing t's storage with the given geometry (one reference). */
-lg_status lg_view_of(lg_tensor *t, const int64_t *shape, const int64_t *stride, int ndim,
-                     int64_t offset, lg_tensor **out);
+lg_status lg_view_of(lg_tensor *t, const int64_t *shape, const int64_t *stride, int ndim, int64_t offset,
+                     lg_tensor **out);
 /* Broadcast two shapes (numpy rules); on failure reports `op: shapes A and B ...`. */
 lg_status lg_broadcast_shapes(const char *op, const int64_t *a, int na, const int64_t *b, int nb,
                               int64_t *out, int *nout);
@@ -69,16 +69,20 @@ lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 /* fused layers (matmul.c, norm.c, loss.c) */
 lg_status lg_linear_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 lg_status lg_linear_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
-lg_status lg_linear_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout);
+lg_status lg_linear_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                        lg_tensor **tout);
 lg_status lg_batch_norm_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 lg_status lg_batch_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
-lg_status lg_batch_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout);
+lg_status lg_batch_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                            lg_tensor **tout);
 lg_status lg_layer_norm_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 lg_status lg_layer_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
-lg_status lg_layer_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout);
+lg_status lg_layer_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                            lg_tensor **tout);
 lg_status lg_cross_entropy_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 lg_status lg_cross_entropy_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
-lg_status lg_cross_entropy_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout);
+lg_status lg_cross_entropy_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                               lg_tensor **tout);
 
 /* the tape (tape.c) */
 lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **out);
@@ -91,8 +95,8 @@ lg_status lg_check_anomaly(const char *what, const char *opname, lg_tensor *t);
 void lg_blas_threads_reset(void); /* matmul.c: forget the per-call BLAS thread count */
 /* A small float32 product done here (gemm_small.c): C = beta C + op(A) op(B), row-major, beta 0 or
 ** 1; returns 0 (nothing done) when the product is not small or the CPU lacks AVX2 and FMA. */
-int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
-                      int64_t ldb, float beta, float *C, int64_t ldc);
+int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 /* Runs fn(ctx, lo, hi) over [0, n), split across threads when n is large (tensor.c). */
 void lg_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);

@@ -16,10 +16,12 @@
 #include <math.h>
 
 /* float64: each exp by libm, in double */
-static void ce_forward_f64(const double *x, const int64_t *t, double *loss, double *lse, int64_t N, int64_t C, double e) {
+static void ce_forward_f64(const double *x, const int64_t *t, double *loss, double *lse, int64_t N, int64_t C,
+                           double e) {
   for (int64_t i = 0; i < N; i++, x += C) {
     double m = -INFINITY, s = 0, sx = 0;
-    for (int64_t j = 0; j < C; j++) if (x[j] > m) m = x[j];
+    for (int64_t j = 0; j < C; j++)
+      if (x[j] > m) m = x[j];
     if (isinf(m)) m = 0;
     for (int64_t j = 0; j < C; j++) {
       s += exp(x[j] - m);
@@ -33,12 +35,13 @@ static void ce_forward_f64(const double *x, const int64_t *t, double *loss, doub
 
 /* float32, as PyTorch computes it in float: d = x - m in float, exp(d) by the exp op's kernel (8 at
 ** a time with AVX2) over the whole block into the scratch ex (N x C), sums in double. */
-static void ce_forward_f32(const float *x, const int64_t *t, float *loss, float *lse, int64_t N, int64_t C, double e,
-                           float *ex) {
+static void ce_forward_f32(const float *x, const int64_t *t, float *loss, float *lse, int64_t N, int64_t C,
+                           double e, float *ex) {
   float *mx = ex + N * C; /* the row maxima, after the block */
   for (int64_t i = 0; i < N; i++) {
     float m = -INFINITY;
-    for (int64_t j = 0; j < C; j++) if (x[i * C + j] > m) m = x[i * C + j];
+    for (int64_t j = 0; j < C; j++)
+      if (x[i * C + j] > m) m = x[i * C + j];
     mx[i] = isinf(m) ? 0 : m;
     for (int64_t j = 0; j < C; j++) ex[i * C + j] = x[i * C + j] - mx[i];
   }
@@ -54,21 +57,23 @@ static void ce_forward_f32(const float *x, const int64_t *t, float *loss, float 
 
 /* dx_ij = g_i (exp(x_ij - lse_i) - e / C - (1 - e) [j = t_i]); float32's exps as in its forward,
 ** into dx itself first */
-static void ce_backward_f64(const double *x, const int64_t *t, const double *lse, const double *g, int64_t gstride,
-                            double gscale, double *dx, int64_t N, int64_t C, double e) {
+static void ce_backward_f64(const double *x, const int64_t *t, const double *lse, const double *g,
+                            int64_t gstride, double gscale, double *dx, int64_t N, int64_t C, double e) {
   for (int64_t i = 0; i < N; i++, x += C, dx += C) {
     double gi = g[i * gstride] * gscale;
-    for (int64_t j = 0; j < C; j++) dx[j] = gi * (exp(x[j] - lse[i]) - e / (double)C - (j == t[i] - 1 ? 1 - e : 0));
+    for (int64_t j = 0; j < C; j++)
+      dx[j] = gi * (exp(x[j] - lse[i]) - e / (double)C - (j == t[i] - 1 ? 1 - e : 0));
   }
 }
-static void ce_backward_f32(const float *x, const int64_t *t, const float *lse, const float *g, int64_t gstride,
-                            double gscale, float *dx, int64_t N, int64_t C, double e) {
+static void ce_backward_f32(const float *x, const int64_t *t, const float *lse, const float *g,
+                            int64_t gstride, double gscale, float *dx, int64_t N, int64_t C, double e) {
   for (int64_t i = 0; i < N; i++)
     for (int64_t j = 0; j < C; j++) dx[i * C + j] = x[i * C + j] - lse[i];
   lg_exp_f32(N * C, dx, dx);
   for (int64_t i = 0; i < N; i++, dx += C) {
     double gi = (double)g[i * gstride] * gscale;
-    for (int64_t j = 0; j < C; j++) dx[j] = (float)(gi * ((double)dx[j] - e / (double)C - (j == t[i] - 1 ? 1 - e : 0)));
+    for (int64_t j = 0; j < C; j++)
+      dx[j] = (float)(gi * ((double)dx[j] - e / (double)C - (j == t[i] - 1 ? 1 - e : 0)));
   }
 }
 
@@ -83,13 +88,15 @@ static lg_status ce_inputs(const lg_args *a, lg_tensor **xc, lg_tensor **tc, int
   if (t->dtype != LG_INT64)
     return lg_error(LG_EDTYPE, "cross_entropy: class labels must be int64, got %s", lg_dtype_name(t->dtype));
   if (lg_numel(t) != *N || t->ndim != x->ndim - 1)
-    return lg_error(LG_ESHAPE, "cross_entropy: labels %s do not match logits %s (expected %lld labels)", SHAPE(t), SHAPE(x),
-                    (long long)*N);
+    return lg_error(LG_ESHAPE, "cross_entropy: labels %s do not match logits %s (expected %lld labels)",
+                    SHAPE(t), SHAPE(x), (long long)*N);
   for (int64_t i = 0; i < *N; i++) {
     int64_t v = lg_get_flat_i64(t, i);
     if (v < 1 || v > *C)
-      return lg_error(LG_EINDEX, "cross_entropy: label %lld at position %lld is out of range 1..%lld (labels are 1-based)",
-                      (long long)v, (long long)i + 1, (long long)*C);
+      return lg_error(
+          LG_EINDEX,
+          "cross_entropy: label %lld at position %lld is out of range 1..%lld (labels are 1-based)",
+          (long long)v, (long long)i + 1, (long long)*C);
   }
   lg_dtype dt = lg_dtype_is_float(x->dtype) ? x->dtype : lg_default_dtype();
   LG_TRY(lg_is_contiguous(x) && x->dtype == dt ? (*xc = lg_tensor_retain(x), LG_OK) : lg_copy_as(x, dt, xc));
@@ -102,7 +109,8 @@ lg_status lg_cross_entropy_forward(const lg_op *op, const lg_args *a, lg_tensor 
   lg_tensor *xc, *tc, *loss = NULL, *lse = NULL, *red = NULL;
   int64_t N = 0, C = 0;
   double e = a->s[0];
-  if (!(e >= 0 && e <= 1)) return lg_error(LG_EVALUE, "cross_entropy: label_smoothing must be in [0, 1], got %g", e);
+  if (!(e >= 0 && e <= 1))
+    return lg_error(LG_EVALUE, "cross_entropy: label_smoothing must be in [0, 1], got %g", e);
   LG_TRY(ce_inputs(a, &xc, &tc, &N, &C));
   lg_dtype dt = xc->dtype;
   lg_tensor *scratch = NULL; /* float32: the exps and the row maxima */
@@ -111,14 +119,19 @@ lg_status lg_cross_entropy_forward(const lg_op *op, const lg_args *a, lg_tensor 
   if (st == LG_OK) st = lg_new(&N, 1, dt, &lse);
   if (st == LG_OK && dt == LG_FLOAT32) st = lg_tensor_empty(&nscratch, 1, dt, &scratch);
   if (st == LG_OK) {
-    if (dt == LG_FLOAT32) ce_forward_f32(lg_data(xc), lg_data(tc), lg_data(loss), lg_data(lse), N, C, e, lg_data(scratch));
-    else ce_forward_f64(lg_data(xc), lg_data(tc), lg_data(loss), lg_data(lse), N, C, e);
+    if (dt == LG_FLOAT32)
+      ce_forward_f32(lg_data(xc), lg_data(tc), lg_data(loss), lg_data(lse), N, C, e, lg_data(scratch));
+    else
+      ce_forward_f64(lg_data(xc), lg_data(tc), lg_data(loss), lg_data(lse), N, C, e);
     if (a->mode == 0) {
-      if (a->in[0]->ndim == 1) st = lg_view(loss, NULL, 0, &red); /* one sample: a 0-d loss */
-      else red = lg_tensor_retain(loss);
+      if (a->in[0]->ndim == 1)
+        st = lg_view(loss, NULL, 0, &red); /* one sample: a 0-d loss */
+      else
+        red = lg_tensor_retain(loss);
     } else {
       lg_args r = {.in = {loss}, .nin = 1, .dim = -1};
-      st = lg_ops[a->mode == 1 ? LG_OP_MEAN : LG_OP_SUM].forward(&lg_ops[a->mode == 1 ? LG_OP_MEAN : LG_OP_SUM], &r, &red);
+      st = lg_ops[a->mode == 1 ? LG_OP_MEAN : LG_OP_SUM].forward(
+          &lg_ops[a->mode == 1 ? LG_OP_MEAN : LG_OP_SUM], &r, &red);
     }
   }
   if (st == LG_OK) {
@@ -177,9 +190,11 @@ lg_status lg_cross_entropy_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
     int64_t gstride = n->args.mode == 0 ? 1 : 0;
     double gscale = n->args.mode == 1 ? 1.0 / (double)N : 1.0;
     if (x->dtype == LG_FLOAT32)
-      ce_backward_f32(lg_data(xc), lg_data(tc), lg_data(n->saved_aux[0]), lg_data(gc), gstride, gscale, lg_data(dx), N, C, e);
+      ce_backward_f32(lg_data(xc), lg_data(tc), lg_data(n->saved_aux[0]), lg_data(gc), gstride, gscale,
+                      lg_data(dx), N, C, e);
     else
-      ce_backward_f64(lg_data(xc), lg_data(tc), lg_data(n->saved_aux[0]), lg_data(gc), gstride, gscale, lg_data(dx), N, C, e);
+      ce_backward_f64(lg_data(xc), lg_data(tc), lg_data(n->saved_aux[0]), lg_data(gc), gstride, gscale,
+                      lg_data(dx), N, C, e);
     gin[0] = dx;
   } else {
     lg_tensor_release(dx);
@@ -191,14 +206,19 @@ lg_status lg_cross_entropy_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
 }
 
 /* Forward mode: t_loss_i = sum_j coef_ij tx_ij, then the reduction. */
-lg_status lg_cross_entropy_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+lg_status lg_cross_entropy_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                               lg_tensor **tout) {
   sc s = {0};
   lg_tensor *x = a->in[0];
   int64_t C = x->shape[x->ndim - 1], N = x->ndim == 2 ? x->shape[0] : 1, full[2] = {N, C};
   lg_tensor *x2 = sc_reshape(&s, x, full, 2), *tx = sc_reshape(&s, tin[0], full, 2);
-  lg_tensor *tl = sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, ce_coef(&s, x2, a->in[1], N, C, a->s[0]), tx), 1, 0);
-  if (a->mode == 1) tl = sc_reduce(&s, LG_OP_MEAN, tl, -1, 0);
-  else if (a->mode == 2) tl = sc_reduce(&s, LG_OP_SUM, tl, -1, 0);
-  else if (x->ndim == 1) tl = sc_reshape(&s, tl, NULL, 0);
+  lg_tensor *tl =
+      sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, ce_coef(&s, x2, a->in[1], N, C, a->s[0]), tx), 1, 0);
+  if (a->mode == 1)
+    tl = sc_reduce(&s, LG_OP_MEAN, tl, -1, 0);
+  else if (a->mode == 2)
+    tl = sc_reduce(&s, LG_OP_SUM, tl, -1, 0);
+  else if (x->ndim == 1)
+    tl = sc_reshape(&s, tl, NULL, 0);
   return sc_done(&s, tl, tout);
 }

@@ -35,8 +35,7 @@ static void blas_threads_for(double m, double n, double k) {
 }
 
 /* How BLAS can read a rows x cols matrix with strides (rs, cs), if it can at all. */
-static int blas_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs, CBLAS_TRANSPOSE *tr,
-                       int64_t *ld) {
+static int blas_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs, CBLAS_TRANSPOSE *tr, int64_t *ld) {
   int64_t mc = cols > 1 ? cols : 1, mr = rows > 1 ? rows : 1;
   if ((cols == 1 || cs == 1) && (rows == 1 || rs >= mc)) {
     *tr = CblasNoTrans;
@@ -64,32 +63,53 @@ static void gemm_i64(int64_t m, int64_t n, int64_t k, const int64_t *A, int64_t 
 
 /* C = A B (+ beta C) in float32 or float64, row-major, through OpenBLAS (loaded on first use) */
 static lg_status gemm(lg_dtype dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k,
-                      const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
+                      const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
+                      int64_t ldc) {
   if (m == 0 || n == 0) return LG_OK;
-  if (dt == LG_FLOAT32 && lg_gemm_small_f32(ta == CblasTrans, tb == CblasTrans, m, n, k, A, lda, B, ldb, (float)beta,
-                                            C, ldc))
+  if (dt == LG_FLOAT32 &&
+      lg_gemm_small_f32(ta == CblasTrans, tb == CblasTrans, m, n, k, A, lda, B, ldb, (float)beta, C, ldc))
     return LG_OK;
   LG_TRY(lg_blas_load());
   blas_threads_for((double)m, (double)n, (double)k);
   if (dt == LG_FLOAT32)
-    lg_blas_fns.sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, A, (int)lda, B, (int)ldb, (float)beta, C,
-                      (int)ldc);
+    lg_blas_fns.sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, A, (int)lda, B, (int)ldb,
+                      (float)beta, C, (int)ldc);
   else
-    lg_blas_fns.dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    lg_blas_fns.dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0, A, (int)lda, B, (int)ldb, beta, C,
+                      (int)ldc);
   return LG_OK;
 }
 
 lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *x = a->in[0], *y = a->in[1];
   if (x->ndim == 0 || y->ndim == 0)
-    return lg_error(LG_ESHAPE, "matmul: both arguments must be at least 1-d, got %s and %s", SHAPE(x), SHAPE(y));
+    return lg_error(LG_ESHAPE, "matmul: both arguments must be at least 1-d, got %s and %s", SHAPE(x),
+                    SHAPE(y));
   /* geometry of x as (batch..., m, k) and y as (batch..., k, n) */
   int64_t m, k, n, k2, xrs, xcs, yrs, ycs;
   int xb = x->ndim >= 2 ? x->ndim - 2 : 0, yb = y->ndim >= 2 ? y->ndim - 2 : 0;
-  if (x->ndim == 1) { m = 1; k = x->shape[0]; xrs = 0; xcs = x->stride[0]; }
-  else { m = x->shape[xb]; k = x->shape[xb + 1]; xrs = x->stride[xb]; xcs = x->stride[xb + 1]; }
-  if (y->ndim == 1) { k2 = y->shape[0]; n = 1; yrs = y->stride[0]; ycs = 0; }
-  else { k2 = y->shape[yb]; n = y->shape[yb + 1]; yrs = y->stride[yb]; ycs = y->stride[yb + 1]; }
+  if (x->ndim == 1) {
+    m = 1;
+    k = x->shape[0];
+    xrs = 0;
+    xcs = x->stride[0];
+  } else {
+    m = x->shape[xb];
+    k = x->shape[xb + 1];
+    xrs = x->stride[xb];
+    xcs = x->stride[xb + 1];
+  }
+  if (y->ndim == 1) {
+    k2 = y->shape[0];
+    n = 1;
+    yrs = y->stride[0];
+    ycs = 0;
+  } else {
+    k2 = y->shape[yb];
+    n = y->shape[yb + 1];
+    yrs = y->stride[yb];
+    ycs = y->stride[yb + 1];
+  }
   if (k != k2)
     return lg_error(LG_ESHAPE, "matmul: shapes %s and %s do not fit (%lld ~= %lld)", SHAPE(x), SHAPE(y),
                     (long long)k, (long long)k2);
@@ -149,10 +169,15 @@ lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out) 
   if (m == 0 || n == 0 || k == 0) goto done; /* empty, or zeros already */
   for (int64_t b = 0; b < nbatch && st == LG_OK; b++) {
     int64_t xo = 0, yo = 0;
-    for (int d = 0; d < bn; d++) { xo += idx[d] * xbs[d]; yo += idx[d] * ybs[d]; }
+    for (int d = 0; d < bn; d++) {
+      xo += idx[d] * xbs[d];
+      yo += idx[d] * ybs[d];
+    }
     char *A = xd + xo * (int64_t)es, *B = yd + yo * (int64_t)es, *C = od + b * m * n * (int64_t)es;
-    if (dt == LG_INT64) gemm_i64(m, n, k, (const int64_t *)A, xrs, xcs, (const int64_t *)B, yrs, ycs, (int64_t *)C);
-    else st = gemm(dt, ta, tb, m, n, k, A, lda, B, ldb, 0, C, n);
+    if (dt == LG_INT64)
+      gemm_i64(m, n, k, (const int64_t *)A, xrs, xcs, (const int64_t *)B, yrs, ycs, (int64_t *)C);
+    else
+      st = gemm(dt, ta, tb, m, n, k, A, lda, B, ldb, 0, C, n);
     for (int d = bn - 1; d >= 0 && ++idx[d] == bshape[d]; d--) idx[d] = 0;
   }
 done:
@@ -179,18 +204,20 @@ static lg_status as_rows(lg_tensor *t, int64_t K, lg_dtype dt, lg_tensor **out) 
   return st;
 }
 
-
 lg_status lg_linear_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *x = a->in[0], *w = a->in[1], *b = a->nin > 2 ? a->in[2] : NULL;
   if (w->ndim != 2) return lg_error(LG_ESHAPE, "linear: weight must be 2-d (out, in), got %s", SHAPE(w));
   int64_t N = w->shape[0], K = w->shape[1];
   if (x->ndim < 1 || x->shape[x->ndim - 1] != K)
-    return lg_error(LG_ESHAPE, "linear: input %s does not end in %lld features (weight %s)", SHAPE(x), (long long)K, SHAPE(w));
+    return lg_error(LG_ESHAPE, "linear: input %s does not end in %lld features (weight %s)", SHAPE(x),
+                    (long long)K, SHAPE(w));
   if (b && (b->ndim != 1 || b->shape[0] != N))
     return lg_error(LG_ESHAPE, "linear: bias %s does not match %lld output features", SHAPE(b), (long long)N);
   lg_dtype dt = lg_promote(x->dtype, w->dtype);
-  if (!lg_dtype_is_float(dt)) return lg_error(LG_EDTYPE, "linear: needs float tensors, got %s", lg_dtype_name(dt));
-  if (N > INT_MAX || K > INT_MAX) return lg_error(LG_ESHAPE, "linear: weight %s is too large for BLAS", SHAPE(w));
+  if (!lg_dtype_is_float(dt))
+    return lg_error(LG_EDTYPE, "linear: needs float tensors, got %s", lg_dtype_name(dt));
+  if (N > INT_MAX || K > INT_MAX)
+    return lg_error(LG_ESHAPE, "linear: weight %s is too large for BLAS", SHAPE(w));
   int64_t oshape[LG_MAX_DIMS];
   memcpy(oshape, x->shape, sizeof oshape);
   oshape[x->ndim - 1] = N;
@@ -210,28 +237,32 @@ lg_status lg_linear_forward(const lg_op *op, const lg_args *a, lg_tensor **out) 
         for (int64_t i = 0; i < M; i++) memcpy(yd + i * N * (int64_t)es, lg_data(bcc), (size_t)N * es);
       lg_tensor_release(bcc);
     }
-    if (st == LG_OK && M > INT_MAX) st = lg_error(LG_ESHAPE, "linear: input %s is too large for BLAS", SHAPE(x));
+    if (st == LG_OK && M > INT_MAX)
+      st = lg_error(LG_ESHAPE, "linear: input %s is too large for BLAS", SHAPE(x));
     if (st == LG_OK) {
       if (K == 0) {
         if (!bc) memset(yd, 0, (size_t)(M * N) * es);
       } else {
-        st = gemm(dt, CblasNoTrans, CblasTrans, M, N, K, lg_data(xr), K, lg_data(wc), K, bc ? 1.0 : 0.0, yd, N);
+        st = gemm(dt, CblasNoTrans, CblasTrans, M, N, K, lg_data(xr), K, lg_data(wc), K, bc ? 1.0 : 0.0, yd,
+                  N);
       }
     }
   }
-  if (st == LG_OK) *out = y;
-  else lg_tensor_release(y);
+  if (st == LG_OK)
+    *out = y;
+  else
+    lg_tensor_release(y);
   lg_tensor_release(xr);
   lg_tensor_release(wc);
   lg_tensor_release(bc);
   return st;
 }
 
-#define COLSUM(name, T)                                                                            \
-  LG_WIDE static void name(const T *g, int64_t M, int64_t N, T *out) {                                     \
-    for (int64_t j = 0; j < N; j++) out[j] = 0;                                                    \
-    for (int64_t i = 0; i < M; i++, g += N)                                                        \
-      for (int64_t j = 0; j < N; j++) out[j] += g[j];                                              \
+#define COLSUM(name, T)                                                                                      \
+  LG_WIDE static void name(const T *g, int64_t M, int64_t N, T *out) {                                       \
+    for (int64_t j = 0; j < N; j++) out[j] = 0;                                                              \
+    for (int64_t i = 0; i < M; i++, g += N)                                                                  \
+      for (int64_t j = 0; j < N; j++) out[j] += g[j];                                                        \
   }
 COLSUM(colsum_f32, float)
 COLSUM(colsum_f64, double)
@@ -256,7 +287,8 @@ static lg_status linear_backward_composite(lg_node *n, lg_tensor *g, lg_tensor *
   return sc_done2(&s, dx, &gin[0], dw, &gin[1]);
 }
 
-lg_status lg_linear_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+lg_status lg_linear_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                        lg_tensor **tout) {
   sc s = {0};
   lg_tensor *t = tin[0] ? sc_bin(&s, LG_OP_MATMUL, tin[0], sc_swap_last2(&s, a->in[1])) : NULL;
   if (tin[1]) t = sc_add0(&s, t, sc_bin(&s, LG_OP_MATMUL, a->in[0], sc_swap_last2(&s, tin[1])));
@@ -276,23 +308,30 @@ lg_status lg_linear_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
     st = as_rows(w, K, dt, &wc);
     if (st == LG_OK) st = lg_new(x->shape, x->ndim, dt, &dx);
     if (st == LG_OK) {
-      if (N) st = gemm(dt, CblasNoTrans, CblasNoTrans, M, K, N, lg_data(gr), N, lg_data(wc), K, 0.0, lg_data(dx), K);
-      else memset(lg_data(dx), 0, (size_t)(M * K) * lg_dtype_size(dt));
+      if (N)
+        st = gemm(dt, CblasNoTrans, CblasNoTrans, M, K, N, lg_data(gr), N, lg_data(wc), K, 0.0, lg_data(dx),
+                  K);
+      else
+        memset(lg_data(dx), 0, (size_t)(M * K) * lg_dtype_size(dt));
     }
   }
   if (st == LG_OK && n->needs[1]) { /* dW = G^T X: (N, M) (M, K) */
     st = as_rows(x, K, dt, &xr);
     if (st == LG_OK) st = lg_new(w->shape, 2, dt, &dw);
     if (st == LG_OK) {
-      if (M) st = gemm(dt, CblasTrans, CblasNoTrans, N, K, M, lg_data(gr), N, lg_data(xr), K, 0.0, lg_data(dw), K);
-      else memset(lg_data(dw), 0, (size_t)(N * K) * lg_dtype_size(dt));
+      if (M)
+        st = gemm(dt, CblasTrans, CblasNoTrans, N, K, M, lg_data(gr), N, lg_data(xr), K, 0.0, lg_data(dw), K);
+      else
+        memset(lg_data(dw), 0, (size_t)(N * K) * lg_dtype_size(dt));
     }
   }
   if (st == LG_OK && n->nin > 2 && n->needs[2]) { /* db = column sums of G */
     st = lg_new(&N, 1, dt, &db);
     if (st == LG_OK) {
-      if (dt == LG_FLOAT32) colsum_f32(lg_data(gr), M, N, lg_data(db));
-      else colsum_f64(lg_data(gr), M, N, lg_data(db));
+      if (dt == LG_FLOAT32)
+        colsum_f32(lg_data(gr), M, N, lg_data(db));
+      else
+        colsum_f64(lg_data(gr), M, N, lg_data(db));
     }
   }
   if (st == LG_OK) {

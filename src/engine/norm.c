@@ -38,14 +38,17 @@
 static int bn_have_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
 /* the 16 floats at p as four vectors of 4 doubles */
-#define BN_LOAD16(v, p)                                                                            \
-  do {                                                                                             \
-    __m256 lo_ = _mm256_loadu_ps(p), hi_ = _mm256_loadu_ps((p) + 8);                               \
-    v[0] = _mm256_cvtps_pd(_mm256_castps256_ps128(lo_)), v[1] = _mm256_cvtps_pd(_mm256_extractf128_ps(lo_, 1)); \
-    v[2] = _mm256_cvtps_pd(_mm256_castps256_ps128(hi_)), v[3] = _mm256_cvtps_pd(_mm256_extractf128_ps(hi_, 1)); \
+#define BN_LOAD16(v, p)                                                                                      \
+  do {                                                                                                       \
+    __m256 lo_ = _mm256_loadu_ps(p), hi_ = _mm256_loadu_ps((p) + 8);                                         \
+    v[0] = _mm256_cvtps_pd(_mm256_castps256_ps128(lo_)),                                                     \
+    v[1] = _mm256_cvtps_pd(_mm256_extractf128_ps(lo_, 1));                                                   \
+    v[2] = _mm256_cvtps_pd(_mm256_castps256_ps128(hi_)),                                                     \
+    v[3] = _mm256_cvtps_pd(_mm256_extractf128_ps(hi_, 1));                                                   \
   } while (0)
 
-__attribute__((target("avx2,fma"))) static int64_t colsum_f32_fast(const float *x, int64_t N, int64_t C, double *s) {
+__attribute__((target("avx2,fma"))) static int64_t colsum_f32_fast(const float *x, int64_t N, int64_t C,
+                                                                   double *s) {
   if (!bn_have_avx2()) return 0;
   int64_t c0 = 0;
   for (; c0 + BN_COLS <= C; c0 += BN_COLS) {
@@ -59,8 +62,9 @@ __attribute__((target("avx2,fma"))) static int64_t colsum_f32_fast(const float *
   return c0;
 }
 
-__attribute__((target("avx2,fma"))) static int64_t coldev_f32_fast(const float *g, const float *x, const double *m,
-                                                                   int64_t N, int64_t C, double *s1, double *s2) {
+__attribute__((target("avx2,fma"))) static int64_t coldev_f32_fast(const float *g, const float *x,
+                                                                   const double *m, int64_t N, int64_t C,
+                                                                   double *s1, double *s2) {
   if (!bn_have_avx2()) return 0;
   int64_t c0 = 0;
   for (; c0 + BN_COLS <= C; c0 += BN_COLS) {
@@ -69,211 +73,217 @@ __attribute__((target("avx2,fma"))) static int64_t coldev_f32_fast(const float *
     for (int64_t n = 0; n < N; n++) {
       BN_LOAD16(v, x + n * C + c0);
       for (int j = 0; j < 4; j++) v[j] = _mm256_sub_pd(v[j], mm[j]);
-      if (g) BN_LOAD16(w, g + n * C + c0);
-      else for (int j = 0; j < 4; j++) w[j] = v[j];
+      if (g)
+        BN_LOAD16(w, g + n * C + c0);
+      else
+        for (int j = 0; j < 4; j++) w[j] = v[j];
       for (int j = 0; j < 4; j++) a[j] = _mm256_add_pd(a[j], w[j]), b[j] = _mm256_fmadd_pd(w[j], v[j], b[j]);
     }
-    for (int j = 0; j < 4; j++) _mm256_storeu_pd(s1 + c0 + 4 * j, a[j]), _mm256_storeu_pd(s2 + c0 + 4 * j, b[j]);
+    for (int j = 0; j < 4; j++)
+      _mm256_storeu_pd(s1 + c0 + 4 * j, a[j]), _mm256_storeu_pd(s2 + c0 + 4 * j, b[j]);
   }
   return c0;
 }
 #else
 static int64_t colsum_f32_fast(const float *x, int64_t N, int64_t C, double *s) { return 0; }
-static int64_t coldev_f32_fast(const float *g, const float *x, const double *m, int64_t N, int64_t C, double *s1,
-                               double *s2) { return 0; }
+static int64_t coldev_f32_fast(const float *g, const float *x, const double *m, int64_t N, int64_t C,
+                               double *s1, double *s2) {
+  return 0;
+}
 #endif
 static int64_t colsum_f64_fast(const double *x, int64_t N, int64_t C, double *s) { return 0; }
-static int64_t coldev_f64_fast(const double *g, const double *x, const double *m, int64_t N, int64_t C, double *s1,
-                               double *s2) { return 0; }
+static int64_t coldev_f64_fast(const double *g, const double *x, const double *m, int64_t N, int64_t C,
+                               double *s1, double *s2) {
+  return 0;
+}
 
-#define BN_COLSUMS(sfx, T)                                                                         \
-  LG_WIDE static void colsum_##sfx(const T *restrict x, int64_t N, int64_t C, double *restrict s) {\
-    int64_t c0 = colsum_##sfx##_fast(x, N, C, s);                                                  \
-    for (; c0 + BN_COLS <= C; c0 += BN_COLS) {                                                     \
-      double a[BN_COLS] = {0};                                                                     \
-      for (int64_t n = 0; n < N; n++)                                                              \
-        for (int j = 0; j < BN_COLS; j++) a[j] += x[n * C + c0 + j];                               \
-      for (int j = 0; j < BN_COLS; j++) s[c0 + j] = a[j];                                          \
-    }                                                                                              \
-    for (int64_t c = c0; c < C; c++) {                                                             \
-      double a = 0;                                                                                \
-      for (int64_t n = 0; n < N; n++) a += x[n * C + c];                                           \
-      s[c] = a;                                                                                    \
-    }                                                                                              \
-  }                                                                                                \
-  LG_WIDE static void coldev_##sfx(const T *restrict g, const T *restrict x, const double *restrict m, \
-                                   int64_t N, int64_t C, double *restrict s1, double *restrict s2) { \
-    int64_t c0 = coldev_##sfx##_fast(g, x, m, N, C, s1, s2);                                       \
-    for (; c0 + BN_COLS <= C; c0 += BN_COLS) {                                                     \
-      double a[BN_COLS] = {0}, b[BN_COLS] = {0};                                                   \
-      if (g)                                                                                       \
-        for (int64_t n = 0; n < N; n++)                                                            \
-          for (int j = 0; j < BN_COLS; j++) {                                                      \
-            double d = x[n * C + c0 + j] - m[c0 + j], gg = g[n * C + c0 + j];                      \
-            a[j] += gg, b[j] += gg * d;                                                            \
-          }                                                                                        \
-      else                                                                                         \
-        for (int64_t n = 0; n < N; n++)                                                            \
-          for (int j = 0; j < BN_COLS; j++) {                                                      \
-            double d = x[n * C + c0 + j] - m[c0 + j];                                              \
-            a[j] += d, b[j] += d * d;                                                              \
-          }                                                                                        \
-      for (int j = 0; j < BN_COLS; j++) s1[c0 + j] = a[j], s2[c0 + j] = b[j];                      \
-    }                                                                                              \
-    for (int64_t c = c0; c < C; c++) {                                                             \
-      double a = 0, b = 0;                                                                         \
-      for (int64_t n = 0; n < N; n++) {                                                            \
-        double d = x[n * C + c] - m[c], gg = g ? (double)g[n * C + c] : d;                         \
-        a += gg, b += gg * d;                                                                      \
-      }                                                                                            \
-      s1[c] = a, s2[c] = b;                                                                        \
-    }                                                                                              \
+#define BN_COLSUMS(sfx, T)                                                                                   \
+  LG_WIDE static void colsum_##sfx(const T *restrict x, int64_t N, int64_t C, double *restrict s) {          \
+    int64_t c0 = colsum_##sfx##_fast(x, N, C, s);                                                            \
+    for (; c0 + BN_COLS <= C; c0 += BN_COLS) {                                                               \
+      double a[BN_COLS] = {0};                                                                               \
+      for (int64_t n = 0; n < N; n++)                                                                        \
+        for (int j = 0; j < BN_COLS; j++) a[j] += x[n * C + c0 + j];                                         \
+      for (int j = 0; j < BN_COLS; j++) s[c0 + j] = a[j];                                                    \
+    }                                                                                                        \
+    for (int64_t c = c0; c < C; c++) {                                                                       \
+      double a = 0;                                                                                          \
+      for (int64_t n = 0; n < N; n++) a += x[n * C + c];                                                     \
+      s[c] = a;                                                                                              \
+    }                                                                                                        \
+  }                                                                                                          \
+  LG_WIDE static void coldev_##sfx(const T *restrict g, const T *restrict x, const double *restrict m,       \
+                                   int64_t N, int64_t C, double *restrict s1, double *restrict s2) {         \
+    int64_t c0 = coldev_##sfx##_fast(g, x, m, N, C, s1, s2);                                                 \
+    for (; c0 + BN_COLS <= C; c0 += BN_COLS) {                                                               \
+      double a[BN_COLS] = {0}, b[BN_COLS] = {0};                                                             \
+      if (g)                                                                                                 \
+        for (int64_t n = 0; n < N; n++)                                                                      \
+          for (int j = 0; j < BN_COLS; j++) {                                                                \
+            double d = x[n * C + c0 + j] - m[c0 + j], gg = g[n * C + c0 + j];                                \
+            a[j] += gg, b[j] += gg * d;                                                                      \
+          }                                                                                                  \
+      else                                                                                                   \
+        for (int64_t n = 0; n < N; n++)                                                                      \
+          for (int j = 0; j < BN_COLS; j++) {                                                                \
+            double d = x[n * C + c0 + j] - m[c0 + j];                                                        \
+            a[j] += d, b[j] += d * d;                                                                        \
+          }                                                                                                  \
+      for (int j = 0; j < BN_COLS; j++) s1[c0 + j] = a[j], s2[c0 + j] = b[j];                                \
+    }                                                                                                        \
+    for (int64_t c = c0; c < C; c++) {                                                                       \
+      double a = 0, b = 0;                                                                                   \
+      for (int64_t n = 0; n < N; n++) {                                                                      \
+        double d = x[n * C + c] - m[c], gg = g ? (double)g[n * C + c] : d;                                   \
+        a += gg, b += gg * d;                                                                                \
+      }                                                                                                      \
+      s1[c] = a, s2[c] = b;                                                                                  \
+    }                                                                                                        \
   }
 BN_COLSUMS(f32, float)
 BN_COLSUMS(f64, double)
 
-#define BN_FORWARD(name, sfx, T)                                                                   \
-  LG_WIDE static void name(const T *x, T *y, const T *w, const T *b, T *mean_out, T *var_out, double *acc,    \
-                   int64_t N, int64_t C, int64_t L, double eps) {                                  \
-    double *mean = acc, *var = acc + C, M = (double)(N * L);                                       \
-    for (int64_t c = 0; c < 2 * C; c++) acc[c] = 0;                                                \
-    if (L == 1) { /* (N, C): channels are contiguous */                                           \
-      colsum_##sfx(x, N, C, mean);                                                                 \
-      for (int64_t c = 0; c < C; c++) mean[c] /= M;                                                \
-      coldev_##sfx(NULL, x, mean, N, C, acc + 2 * C, var); /* acc + 2C: sum of d, unused */        \
-      T *k = (T *)(acc + 2 * C), *sh = k + C; /* scratch after the statistics */                   \
-      for (int64_t c = 0; c < C; c++) {                                                            \
-        var[c] /= M;                                                                               \
-        mean_out[c] = (T)mean[c];                                                                  \
-        var_out[c] = (T)var[c];                                                                    \
-        double kk = 1 / sqrt(var[c] + eps) * (w ? w[c] : 1);                                       \
-        k[c] = (T)kk;                                                                              \
-        sh[c] = (T)((b ? b[c] : 0) - mean[c] * kk);                                                \
-      }                                                                                            \
-      for (int64_t n = 0; n < N; n++)                                                              \
-        for (int64_t c = 0; c < C; c++) y[n * C + c] = x[n * C + c] * k[c] + sh[c];                \
-      return;                                                                                      \
-    }                                                                                              \
-    for (int64_t n = 0; n < N; n++)                                                                \
-      for (int64_t c = 0; c < C; c++) {                                                            \
-        const T *p = x + (n * C + c) * L;                                                          \
-        for (int64_t l = 0; l < L; l++) mean[c] += p[l];                                           \
-      }                                                                                            \
-    for (int64_t c = 0; c < C; c++) mean[c] /= M;                                                  \
-    for (int64_t n = 0; n < N; n++)                                                                \
-      for (int64_t c = 0; c < C; c++) {                                                            \
-        const T *p = x + (n * C + c) * L;                                                          \
-        for (int64_t l = 0; l < L; l++) var[c] += ((double)p[l] - mean[c]) * ((double)p[l] - mean[c]); \
-      }                                                                                            \
-    for (int64_t c = 0; c < C; c++) { /* y = x * k + sh per channel: k = w rstd, sh = b - mean k */ \
-      var[c] /= M;                                                                                 \
-      mean_out[c] = (T)mean[c];                                                                    \
-      var_out[c] = (T)var[c];                                                                      \
-      double k = 1 / sqrt(var[c] + eps) * (w ? w[c] : 1);                                          \
-      var[c] = (b ? b[c] : 0) - mean[c] * k;                                                       \
-      mean[c] = k;                                                                                 \
-    }                                                                                              \
-    for (int64_t n = 0; n < N; n++)                                                                \
-      for (int64_t c = 0; c < C; c++) {                                                            \
-        const T *p = x + (n * C + c) * L;                                                          \
-        T *q = y + (n * C + c) * L;                                                                \
-        const T k = (T)mean[c], sh = (T)var[c];                                                    \
-        for (int64_t l = 0; l < L; l++) q[l] = p[l] * k + sh;                                      \
-      }                                                                                            \
+#define BN_FORWARD(name, sfx, T)                                                                             \
+  LG_WIDE static void name(const T *x, T *y, const T *w, const T *b, T *mean_out, T *var_out, double *acc,   \
+                           int64_t N, int64_t C, int64_t L, double eps) {                                    \
+    double *mean = acc, *var = acc + C, M = (double)(N * L);                                                 \
+    for (int64_t c = 0; c < 2 * C; c++) acc[c] = 0;                                                          \
+    if (L == 1) { /* (N, C): channels are contiguous */                                                      \
+      colsum_##sfx(x, N, C, mean);                                                                           \
+      for (int64_t c = 0; c < C; c++) mean[c] /= M;                                                          \
+      coldev_##sfx(NULL, x, mean, N, C, acc + 2 * C, var); /* acc + 2C: sum of d, unused */                  \
+      T *k = (T *)(acc + 2 * C), *sh = k + C;              /* scratch after the statistics */                \
+      for (int64_t c = 0; c < C; c++) {                                                                      \
+        var[c] /= M;                                                                                         \
+        mean_out[c] = (T)mean[c];                                                                            \
+        var_out[c] = (T)var[c];                                                                              \
+        double kk = 1 / sqrt(var[c] + eps) * (w ? w[c] : 1);                                                 \
+        k[c] = (T)kk;                                                                                        \
+        sh[c] = (T)((b ? b[c] : 0) - mean[c] * kk);                                                          \
+      }                                                                                                      \
+      for (int64_t n = 0; n < N; n++)                                                                        \
+        for (int64_t c = 0; c < C; c++) y[n * C + c] = x[n * C + c] * k[c] + sh[c];                          \
+      return;                                                                                                \
+    }                                                                                                        \
+    for (int64_t n = 0; n < N; n++)                                                                          \
+      for (int64_t c = 0; c < C; c++) {                                                                      \
+        const T *p = x + (n * C + c) * L;                                                                    \
+        for (int64_t l = 0; l < L; l++) mean[c] += p[l];                                                     \
+      }                                                                                                      \
+    for (int64_t c = 0; c < C; c++) mean[c] /= M;                                                            \
+    for (int64_t n = 0; n < N; n++)                                                                          \
+      for (int64_t c = 0; c < C; c++) {                                                                      \
+        const T *p = x + (n * C + c) * L;                                                                    \
+        for (int64_t l = 0; l < L; l++) var[c] += ((double)p[l] - mean[c]) * ((double)p[l] - mean[c]);       \
+      }                                                                                                      \
+    for (int64_t c = 0; c < C; c++) { /* y = x * k + sh per channel: k = w rstd, sh = b - mean k */          \
+      var[c] /= M;                                                                                           \
+      mean_out[c] = (T)mean[c];                                                                              \
+      var_out[c] = (T)var[c];                                                                                \
+      double k = 1 / sqrt(var[c] + eps) * (w ? w[c] : 1);                                                    \
+      var[c] = (b ? b[c] : 0) - mean[c] * k;                                                                 \
+      mean[c] = k;                                                                                           \
+    }                                                                                                        \
+    for (int64_t n = 0; n < N; n++)                                                                          \
+      for (int64_t c = 0; c < C; c++) {                                                                      \
+        const T *p = x + (n * C + c) * L;                                                                    \
+        T *q = y + (n * C + c) * L;                                                                          \
+        const T k = (T)mean[c], sh = (T)var[c];                                                              \
+        for (int64_t l = 0; l < L; l++) q[l] = p[l] * k + sh;                                                \
+      }                                                                                                      \
   }
 BN_FORWARD(bn_forward_f32, f32, float)
 BN_FORWARD(bn_forward_f64, f64, double)
 
-#define BN_BACKWARD(name, sfx, T)                                                                  \
-  LG_WIDE static void name(const T *x, const T *dy, const T *w, const T *mean, const T *var, T *dx, T *dw, T *db,\
-                   double *acc, int64_t N, int64_t C, int64_t L, double eps) {                     \
-    double *sdy = acc, *sdyx = acc + C, *rstd = acc + 2 * C, M = (double)(N * L);                   \
-    for (int64_t c = 0; c < C; c++) sdy[c] = sdyx[c] = 0, rstd[c] = 1 / sqrt((double)var[c] + eps); \
-    if (L == 1) { /* (N, C): channels innermost; dx is affine in dy and x - mean per channel */   \
-      double *md = acc + 3 * C;                                                                    \
-      for (int64_t c = 0; c < C; c++) md[c] = mean[c];                                             \
-      coldev_##sfx(dy, x, md, N, C, sdy, sdyx);                                                    \
-      for (int64_t c = 0; c < C; c++) sdyx[c] *= rstd[c];                                          \
-      if (dx) { /* dx = k M dy - k rstd sdyx (x - mean) - k sdy,  k = w rstd / M */               \
-        T *ka = (T *)(acc + 4 * C), *kb = ka + C, *kc = kb + C; /* scratch after the sums */       \
-        for (int64_t c = 0; c < C; c++) {                                                          \
-          double k = (w ? w[c] : 1) * rstd[c] / M;                                                 \
-          ka[c] = (T)(k * M), kb[c] = (T)(-k * rstd[c] * sdyx[c]), kc[c] = (T)(-k * sdy[c]);       \
-        }                                                                                          \
-        for (int64_t n = 0; n < N; n++)                                                            \
-          for (int64_t c = 0; c < C; c++)                                                          \
-            dx[n * C + c] = ka[c] * dy[n * C + c] + kb[c] * (x[n * C + c] - mean[c]) + kc[c];      \
-      }                                                                                            \
-      for (int64_t c = 0; c < C; c++) {                                                            \
-        if (dw) dw[c] = (T)sdyx[c];                                                                \
-        if (db) db[c] = (T)sdy[c];                                                                 \
-      }                                                                                            \
-      return;                                                                                      \
-    }                                                                                              \
-    for (int64_t n = 0; n < N; n++)                                                                \
-      for (int64_t c = 0; c < C; c++) {                                                            \
-        const T *p = x + (n * C + c) * L, *g = dy + (n * C + c) * L;                               \
-        for (int64_t l = 0; l < L; l++) {                                                          \
-          sdy[c] += g[l];                                                                          \
-          sdyx[c] += g[l] * ((double)p[l] - mean[c]) * rstd[c];                                    \
-        }                                                                                          \
-      }                                                                                            \
-    if (dx)                                                                                        \
-      for (int64_t n = 0; n < N; n++)                                                              \
-        for (int64_t c = 0; c < C; c++) {                                                          \
-          const T *p = x + (n * C + c) * L, *g = dy + (n * C + c) * L;                             \
-          T *q = dx + (n * C + c) * L;                                                             \
-          double k = (w ? w[c] : 1) * rstd[c] / M;                                                 \
-          for (int64_t l = 0; l < L; l++) {                                                        \
-            double xhat = ((double)p[l] - mean[c]) * rstd[c];                                      \
-            q[l] = (T)(k * (M * g[l] - sdy[c] - xhat * sdyx[c]));                                  \
-          }                                                                                        \
-        }                                                                                          \
-    for (int64_t c = 0; c < C; c++) {                                                              \
-      if (dw) dw[c] = (T)sdyx[c];                                                                  \
-      if (db) db[c] = (T)sdy[c];                                                                   \
-    }                                                                                              \
+#define BN_BACKWARD(name, sfx, T)                                                                            \
+  LG_WIDE static void name(const T *x, const T *dy, const T *w, const T *mean, const T *var, T *dx, T *dw,   \
+                           T *db, double *acc, int64_t N, int64_t C, int64_t L, double eps) {                \
+    double *sdy = acc, *sdyx = acc + C, *rstd = acc + 2 * C, M = (double)(N * L);                            \
+    for (int64_t c = 0; c < C; c++) sdy[c] = sdyx[c] = 0, rstd[c] = 1 / sqrt((double)var[c] + eps);          \
+    if (L == 1) { /* (N, C): channels innermost; dx is affine in dy and x - mean per channel */              \
+      double *md = acc + 3 * C;                                                                              \
+      for (int64_t c = 0; c < C; c++) md[c] = mean[c];                                                       \
+      coldev_##sfx(dy, x, md, N, C, sdy, sdyx);                                                              \
+      for (int64_t c = 0; c < C; c++) sdyx[c] *= rstd[c];                                                    \
+      if (dx) { /* dx = k M dy - k rstd sdyx (x - mean) - k sdy,  k = w rstd / M */                          \
+        T *ka = (T *)(acc + 4 * C), *kb = ka + C, *kc = kb + C; /* scratch after the sums */                 \
+        for (int64_t c = 0; c < C; c++) {                                                                    \
+          double k = (w ? w[c] : 1) * rstd[c] / M;                                                           \
+          ka[c] = (T)(k * M), kb[c] = (T)(-k * rstd[c] * sdyx[c]), kc[c] = (T)(-k * sdy[c]);                 \
+        }                                                                                                    \
+        for (int64_t n = 0; n < N; n++)                                                                      \
+          for (int64_t c = 0; c < C; c++)                                                                    \
+            dx[n * C + c] = ka[c] * dy[n * C + c] + kb[c] * (x[n * C + c] - mean[c]) + kc[c];                \
+      }                                                                                                      \
+      for (int64_t c = 0; c < C; c++) {                                                                      \
+        if (dw) dw[c] = (T)sdyx[c];                                                                          \
+        if (db) db[c] = (T)sdy[c];                                                                           \
+      }                                                                                                      \
+      return;                                                                                                \
+    }                                                                                                        \
+    for (int64_t n = 0; n < N; n++)                                                                          \
+      for (int64_t c = 0; c < C; c++) {                                                                      \
+        const T *p = x + (n * C + c) * L, *g = dy + (n * C + c) * L;                                         \
+        for (int64_t l = 0; l < L; l++) {                                                                    \
+          sdy[c] += g[l];                                                                                    \
+          sdyx[c] += g[l] * ((double)p[l] - mean[c]) * rstd[c];                                              \
+        }                                                                                                    \
+      }                                                                                                      \
+    if (dx)                                                                                                  \
+      for (int64_t n = 0; n < N; n++)                                                                        \
+        for (int64_t c = 0; c < C; c++) {                                                                    \
+          const T *p = x + (n * C + c) * L, *g = dy + (n * C + c) * L;                                       \
+          T *q = dx + (n * C + c) * L;                                                                       \
+          double k = (w ? w[c] : 1) * rstd[c] / M;                                                           \
+          for (int64_t l = 0; l < L; l++) {                                                                  \
+            double xhat = ((double)p[l] - mean[c]) * rstd[c];                                                \
+            q[l] = (T)(k * (M * g[l] - sdy[c] - xhat * sdyx[c]));                                            \
+          }                                                                                                  \
+        }                                                                                                    \
+    for (int64_t c = 0; c < C; c++) {                                                                        \
+      if (dw) dw[c] = (T)sdyx[c];                                                                            \
+      if (db) db[c] = (T)sdy[c];                                                                             \
+    }                                                                                                        \
   }
 BN_BACKWARD(bn_backward_f32, f32, float)
 BN_BACKWARD(bn_backward_f64, f64, double)
 
-#define LN_FORWARD(name, T)                                                                        \
-  static void name(const T *x, T *y, const T *w, const T *b, T *mean_out, T *var_out, int64_t R,   \
-                   int64_t D, double eps) {                                                        \
-    for (int64_t r = 0; r < R; r++, x += D, y += D) {                                              \
-      double m = 0, v = 0;                                                                         \
-      for (int64_t d = 0; d < D; d++) m += x[d];                                                   \
-      m /= (double)D;                                                                              \
-      for (int64_t d = 0; d < D; d++) v += ((double)x[d] - m) * ((double)x[d] - m);                \
-      v /= (double)D;                                                                              \
-      mean_out[r] = (T)m;                                                                          \
-      var_out[r] = (T)v;                                                                           \
-      double rs = 1 / sqrt(v + eps);                                                               \
-      for (int64_t d = 0; d < D; d++)                                                              \
-        y[d] = (T)(((double)x[d] - m) * rs * (w ? w[d] : 1) + (b ? b[d] : 0));                     \
-    }                                                                                              \
+#define LN_FORWARD(name, T)                                                                                  \
+  static void name(const T *x, T *y, const T *w, const T *b, T *mean_out, T *var_out, int64_t R, int64_t D,  \
+                   double eps) {                                                                             \
+    for (int64_t r = 0; r < R; r++, x += D, y += D) {                                                        \
+      double m = 0, v = 0;                                                                                   \
+      for (int64_t d = 0; d < D; d++) m += x[d];                                                             \
+      m /= (double)D;                                                                                        \
+      for (int64_t d = 0; d < D; d++) v += ((double)x[d] - m) * ((double)x[d] - m);                          \
+      v /= (double)D;                                                                                        \
+      mean_out[r] = (T)m;                                                                                    \
+      var_out[r] = (T)v;                                                                                     \
+      double rs = 1 / sqrt(v + eps);                                                                         \
+      for (int64_t d = 0; d < D; d++) y[d] = (T)(((double)x[d] - m) * rs * (w ? w[d] : 1) + (b ? b[d] : 0)); \
+    }                                                                                                        \
   }
 LN_FORWARD(ln_forward_f32, float)
 LN_FORWARD(ln_forward_f64, double)
 
-#define LN_BACKWARD(name, T)                                                                       \
-  static void name(const T *x, const T *dy, const T *w, const T *mean, const T *var, T *dx, double *dw, \
-                   double *db, int64_t R, int64_t D, double eps) {                                 \
-    for (int64_t r = 0; r < R; r++, x += D, dy += D) {                                             \
-      double rs = 1 / sqrt((double)var[r] + eps), m = mean[r], s1 = 0, s2 = 0;                     \
-      for (int64_t d = 0; d < D; d++) {                                                            \
-        double xhat = ((double)x[d] - m) * rs, dxh = dy[d] * (w ? (double)w[d] : 1);               \
-        s1 += dxh;                                                                                 \
-        s2 += dxh * xhat;                                                                          \
-        if (dw) dw[d] += dy[d] * xhat;                                                             \
-        if (db) db[d] += dy[d];                                                                    \
-      }                                                                                            \
-      if (dx)                                                                                      \
-        for (int64_t d = 0; d < D; d++) {                                                          \
-          double xhat = ((double)x[d] - m) * rs, dxh = dy[d] * (w ? (double)w[d] : 1);             \
-          dx[r * D + d] = (T)(rs / (double)D * ((double)D * dxh - s1 - xhat * s2));                \
-        }                                                                                          \
-    }                                                                                              \
+#define LN_BACKWARD(name, T)                                                                                 \
+  static void name(const T *x, const T *dy, const T *w, const T *mean, const T *var, T *dx, double *dw,      \
+                   double *db, int64_t R, int64_t D, double eps) {                                           \
+    for (int64_t r = 0; r < R; r++, x += D, dy += D) {                                                       \
+      double rs = 1 / sqrt((double)var[r] + eps), m = mean[r], s1 = 0, s2 = 0;                               \
+      for (int64_t d = 0; d < D; d++) {                                                                      \
+        double xhat = ((double)x[d] - m) * rs, dxh = dy[d] * (w ? (double)w[d] : 1);                         \
+        s1 += dxh;                                                                                           \
+        s2 += dxh * xhat;                                                                                    \
+        if (dw) dw[d] += dy[d] * xhat;                                                                       \
+        if (db) db[d] += dy[d];                                                                              \
+      }                                                                                                      \
+      if (dx)                                                                                                \
+        for (int64_t d = 0; d < D; d++) {                                                                    \
+          double xhat = ((double)x[d] - m) * rs, dxh = dy[d] * (w ? (double)w[d] : 1);                       \
+          dx[r * D + d] = (T)(rs / (double)D * ((double)D * dxh - s1 - xhat * s2));                          \
+        }                                                                                                    \
+    }                                                                                                        \
   }
 LN_BACKWARD(ln_backward_f32, float)
 LN_BACKWARD(ln_backward_f64, double)
@@ -294,7 +304,8 @@ static lg_status float_contig(const char *op, lg_tensor *t, lg_dtype dt, lg_tens
 
 static lg_status check_param(const char *op, const char *what, lg_tensor *p, int64_t n) {
   if (p && lg_numel(p) != n)
-    return lg_error(LG_ESHAPE, "%s: %s has shape %s, expected %lld elements", op, what, SHAPE(p), (long long)n);
+    return lg_error(LG_ESHAPE, "%s: %s has shape %s, expected %lld elements", op, what, SHAPE(p),
+                    (long long)n);
   return LG_OK;
 }
 
@@ -306,7 +317,8 @@ typedef struct {
   lg_tensor *xc, *gc, *wc, *dx, *dw, *db;
 } norm_bw;
 
-static lg_status norm_bw_begin(const char *op, lg_node *n, lg_tensor *g, const int64_t *pshape, int pndim, norm_bw *b) {
+static lg_status norm_bw_begin(const char *op, lg_node *n, lg_tensor *g, const int64_t *pshape, int pndim,
+                               norm_bw *b) {
   lg_tensor *x = n->args.in[0], *w = n->nin > 1 ? n->args.in[1] : NULL;
   lg_dtype dt = x->dtype;
   *b = (norm_bw){0};
@@ -376,7 +388,8 @@ lg_status lg_batch_norm_forward(const lg_op *op, const lg_args *a, lg_tensor **o
 static lg_status bn_stat_check(lg_tensor *run, lg_tensor *stat) {
   if (run && (run->dtype != stat->dtype || lg_numel(run) != lg_numel(stat) || !lg_is_contiguous(run) ||
               !lg_is_contiguous(stat) || !lg_dtype_is_float(run->dtype)))
-    return lg_error(LG_EVALUE, "batch_norm: running statistic %s (%s) does not match the batch statistic %s (%s)",
+    return lg_error(LG_EVALUE,
+                    "batch_norm: running statistic %s (%s) does not match the batch statistic %s (%s)",
                     SHAPE(run), lg_dtype_name(run->dtype), SHAPE(stat), lg_dtype_name(stat->dtype));
   return LG_OK;
 }
@@ -436,7 +449,8 @@ lg_status lg_batch_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
     if (n->needs[0]) {
       double M = (double)(N * L);
       lg_tensor *t = sc_bin(&s, LG_OP_SUB, sc_bs(&s, LG_OP_MUL, dxh, M), bn_reduce(&s, LG_OP_SUM, dxh));
-      t = sc_bin(&s, LG_OP_SUB, t, sc_bin(&s, LG_OP_MUL, xhat, bn_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, dxh, xhat))));
+      t = sc_bin(&s, LG_OP_SUB, t,
+                 sc_bin(&s, LG_OP_MUL, xhat, bn_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, dxh, xhat))));
       dx = sc_bs(&s, LG_OP_DIV, sc_bin(&s, LG_OP_MUL, t, rstd), M);
     }
     if (n->nin > 1 && n->needs[1]) dw = flat_c(&s, bn_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, g, xhat)));
@@ -446,17 +460,18 @@ lg_status lg_batch_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   }
   norm_bw b = {0};
   double *acc = malloc(sizeof(double) * (size_t)(7 * C + 1)); /* sums, rstd, then 3 T coefficients */
-  lg_status st = acc ? norm_bw_begin("batch_norm", n, g, &C, 1, &b) : lg_error(LG_ENOMEM, "batch_norm: out of memory");
+  lg_status st =
+      acc ? norm_bw_begin("batch_norm", n, g, &C, 1, &b) : lg_error(LG_ENOMEM, "batch_norm: out of memory");
   if (st == LG_OK) {
     lg_tensor *mean = n->saved_aux[0], *var = n->saved_aux[1];
     if (x->dtype == LG_FLOAT32)
       bn_backward_f32(lg_data(b.xc), lg_data(b.gc), b.wc ? lg_data(b.wc) : NULL, lg_data(mean), lg_data(var),
-                      b.dx ? lg_data(b.dx) : NULL, b.dw ? lg_data(b.dw) : NULL, b.db ? lg_data(b.db) : NULL, acc, N, C,
-                      L, eps);
+                      b.dx ? lg_data(b.dx) : NULL, b.dw ? lg_data(b.dw) : NULL, b.db ? lg_data(b.db) : NULL,
+                      acc, N, C, L, eps);
     else
       bn_backward_f64(lg_data(b.xc), lg_data(b.gc), b.wc ? lg_data(b.wc) : NULL, lg_data(mean), lg_data(var),
-                      b.dx ? lg_data(b.dx) : NULL, b.dw ? lg_data(b.dw) : NULL, b.db ? lg_data(b.db) : NULL, acc, N, C,
-                      L, eps);
+                      b.dx ? lg_data(b.dx) : NULL, b.dw ? lg_data(b.dw) : NULL, b.db ? lg_data(b.db) : NULL,
+                      acc, N, C, L, eps);
   }
   free(acc);
   return norm_bw_end(st, n, gin, &b);
@@ -464,14 +479,16 @@ lg_status lg_batch_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
 
 /* Forward mode: with r = rstd, t_xhat = r (tx - mean(tx) - xhat mean(xhat tx));
 ** t_y = t_xhat w + xhat tw + tb. */
-lg_status lg_batch_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+lg_status lg_batch_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                            lg_tensor **tout) {
   sc s = {0};
   lg_tensor *x = a->in[0], *w = a->nin > 1 ? a->in[1] : NULL;
   lg_tensor *rstd, *xhat = bn_xhat(&s, x, a->s[0], &rstd), *ty = NULL;
   if (tin[0]) {
     lg_tensor *tx = tin[0];
     lg_tensor *t = sc_bin(&s, LG_OP_SUB, tx, bn_reduce(&s, LG_OP_MEAN, tx));
-    t = sc_bin(&s, LG_OP_SUB, t, sc_bin(&s, LG_OP_MUL, xhat, bn_reduce(&s, LG_OP_MEAN, sc_bin(&s, LG_OP_MUL, xhat, tx))));
+    t = sc_bin(&s, LG_OP_SUB, t,
+               sc_bin(&s, LG_OP_MUL, xhat, bn_reduce(&s, LG_OP_MEAN, sc_bin(&s, LG_OP_MUL, xhat, tx))));
     t = sc_bin(&s, LG_OP_MUL, t, rstd);
     ty = w ? sc_bin(&s, LG_OP_MUL, t, bn_bcast(&s, w, x)) : t;
   }
@@ -487,7 +504,8 @@ static lg_status ln_geometry(const lg_args *a, int64_t *R, int64_t *D) {
   *D = a->len;
   int64_t n = lg_numel(x);
   if (*D <= 0 || (n && n % *D) || *D > (n ? n : *D))
-    return lg_error(LG_ESHAPE, "layer_norm: input %s does not end in %lld normalized elements", SHAPE(x), (long long)*D);
+    return lg_error(LG_ESHAPE, "layer_norm: input %s does not end in %lld normalized elements", SHAPE(x),
+                    (long long)*D);
   *R = n / *D;
   return LG_OK;
 }
@@ -550,12 +568,16 @@ lg_status lg_layer_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
     lg_tensor *dxh = w ? sc_bin(&s, LG_OP_MUL, g2, ln_param(&s, w, D)) : g2;
     lg_tensor *dx = NULL, *dw = NULL, *db = NULL;
     if (n->needs[0]) {
-      lg_tensor *t = sc_bin(&s, LG_OP_SUB, sc_bs(&s, LG_OP_MUL, dxh, (double)D), sc_reduce(&s, LG_OP_SUM, dxh, 1, 1));
-      t = sc_bin(&s, LG_OP_SUB, t, sc_bin(&s, LG_OP_MUL, xhat, sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, dxh, xhat), 1, 1)));
+      lg_tensor *t =
+          sc_bin(&s, LG_OP_SUB, sc_bs(&s, LG_OP_MUL, dxh, (double)D), sc_reduce(&s, LG_OP_SUM, dxh, 1, 1));
+      t = sc_bin(
+          &s, LG_OP_SUB, t,
+          sc_bin(&s, LG_OP_MUL, xhat, sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, dxh, xhat), 1, 1)));
       dx = sc_reshape(&s, sc_bs(&s, LG_OP_DIV, sc_bin(&s, LG_OP_MUL, t, rstd), (double)D), x->shape, x->ndim);
     }
     if (n->nin > 1 && n->needs[1])
-      dw = sc_reshape(&s, sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, g2, xhat), 0, 0), n->edges[1].shape, n->edges[1].ndim);
+      dw = sc_reshape(&s, sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, g2, xhat), 0, 0), n->edges[1].shape,
+                      n->edges[1].ndim);
     if (n->nin > 2 && n->needs[2])
       db = sc_reshape(&s, sc_reduce(&s, LG_OP_SUM, g2, 0, 0), n->edges[2].shape, n->edges[2].ndim);
     if (s.st == LG_OK && db) gin[2] = lg_tensor_retain(db);
@@ -583,7 +605,8 @@ lg_status lg_layer_norm_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   return norm_bw_end(st, n, gin, &b);
 }
 
-lg_status lg_layer_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+lg_status lg_layer_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                            lg_tensor **tout) {
   sc s = {0};
   lg_tensor *x = a->in[0], *w = a->nin > 1 ? a->in[1] : NULL;
   int64_t R = 0, D = 0;
@@ -592,7 +615,8 @@ lg_status lg_layer_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, l
   if (tin[0]) {
     lg_tensor *tx = ln_rows(&s, tin[0], R, D);
     lg_tensor *t = sc_bin(&s, LG_OP_SUB, tx, sc_reduce(&s, LG_OP_MEAN, tx, 1, 1));
-    t = sc_bin(&s, LG_OP_SUB, t, sc_bin(&s, LG_OP_MUL, xhat, sc_reduce(&s, LG_OP_MEAN, sc_bin(&s, LG_OP_MUL, xhat, tx), 1, 1)));
+    t = sc_bin(&s, LG_OP_SUB, t,
+               sc_bin(&s, LG_OP_MUL, xhat, sc_reduce(&s, LG_OP_MEAN, sc_bin(&s, LG_OP_MUL, xhat, tx), 1, 1)));
     t = sc_bin(&s, LG_OP_MUL, t, rstd);
     ty = w ? sc_bin(&s, LG_OP_MUL, t, ln_param(&s, w, D)) : t;
   }

@@ -32,8 +32,7 @@ typedef void (*unary_k)(int64_t n, char *o, int64_t so, const char *x, int64_t s
 typedef void (*binary_k)(int64_t n, char *o, int64_t so, const char *a, int64_t sa, const char *b,
                          int64_t sb);
 /* reduction over rows: x is rows x R contiguous; out (and idx) hold one value per row */
-typedef void (*reduce_k)(const char *x, int64_t rows, int64_t R, char *out, int64_t *idx,
-                         const lg_args *a);
+typedef void (*reduce_k)(const char *x, int64_t rows, int64_t R, char *out, int64_t *idx, const lg_args *a);
 
 #define K(f) ((lg_kernel)(f))
 
@@ -41,27 +40,27 @@ typedef void (*reduce_k)(const char *x, int64_t rows, int64_t R, char *out, int6
 
 /* The loop shapes of binary kernels (section 2), used by the fused backward kernels of section
 ** 1 too. */
-#define BINARY(name, T, expr)                                                                      \
-  static void name(int64_t n, char *o_, int64_t so, const char *a_, int64_t sa, const char *b_,   \
-                   int64_t sb) {                                                                   \
-    T *restrict o = (T *)o_;                                                                       \
-    const T *restrict ap = (const T *)a_, *restrict bp = (const T *)b_;                           \
-    if (so == 1 && sa == 1 && sb == 1)                                                             \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T x = ap[i], y = bp[i];                                                                    \
-        o[i] = (expr);                                                                             \
-      }                                                                                            \
-    else if (so == 1 && sa == 1 && sb == 0) {                                                      \
-      T y = bp[0];                                                                                 \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T x = ap[i];                                                                               \
-        o[i] = (expr);                                                                             \
-      }                                                                                            \
-    } else                                                                                         \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T x = ap[i * sa], y = bp[i * sb];                                                          \
-        o[i * so] = (expr);                                                                        \
-      }                                                                                            \
+#define BINARY(name, T, expr)                                                                                \
+  static void name(int64_t n, char *o_, int64_t so, const char *a_, int64_t sa, const char *b_,              \
+                   int64_t sb) {                                                                             \
+    T *restrict o = (T *)o_;                                                                                 \
+    const T *restrict ap = (const T *)a_, *restrict bp = (const T *)b_;                                      \
+    if (so == 1 && sa == 1 && sb == 1)                                                                       \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        T x = ap[i], y = bp[i];                                                                              \
+        o[i] = (expr);                                                                                       \
+      }                                                                                                      \
+    else if (so == 1 && sa == 1 && sb == 0) {                                                                \
+      T y = bp[0];                                                                                           \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        T x = ap[i];                                                                                         \
+        o[i] = (expr);                                                                                       \
+      }                                                                                                      \
+    } else                                                                                                   \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        T x = ap[i * sa], y = bp[i * sb];                                                                    \
+        o[i * so] = (expr);                                                                                  \
+      }                                                                                                      \
   }
 
 static void binary_row(void *ctx, int64_t n, char **p, const int64_t *s) {
@@ -72,20 +71,20 @@ static void binary_row(void *ctx, int64_t n, char **p, const int64_t *s) {
 
 #define UNARY_W(name, T, expr) LG_WIDE UNARY(name, T, expr)
 
-#define UNARY(name, T, expr)                                                                       \
-  static void name(int64_t n, char *o_, int64_t so, const char *x_, int64_t sx) {                 \
-    T *restrict o = (T *)o_;                                                                       \
-    const T *restrict xp = (const T *)x_;                                                          \
-    if (so == 1 && sx == 1)                                                                        \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T x = xp[i];                                                                               \
-        o[i] = (expr);                                                                             \
-      }                                                                                            \
-    else                                                                                           \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T x = xp[i * sx];                                                                          \
-        o[i * so] = (expr);                                                                        \
-      }                                                                                            \
+#define UNARY(name, T, expr)                                                                                 \
+  static void name(int64_t n, char *o_, int64_t so, const char *x_, int64_t sx) {                            \
+    T *restrict o = (T *)o_;                                                                                 \
+    const T *restrict xp = (const T *)x_;                                                                    \
+    if (so == 1 && sx == 1)                                                                                  \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        T x = xp[i];                                                                                         \
+        o[i] = (expr);                                                                                       \
+      }                                                                                                      \
+    else                                                                                                     \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        T x = xp[i * sx];                                                                                    \
+        o[i * so] = (expr);                                                                                  \
+      }                                                                                                      \
   }
 
 /* integer negation and abs wrap around at INT64_MIN instead of overflowing */
@@ -111,7 +110,10 @@ static inline float exp_fast(float x) {
   p = p * r * r + r + 1.0f;
   /* 2^k as two normal factors, so results down in the denormal range still come out right */
   int32_t k1 = k / 2, k2 = k - k1;
-  union { uint32_t u; float f; } s1 = {(uint32_t)(k1 + 127) << 23}, s2 = {(uint32_t)(k2 + 127) << 23};
+  union {
+    uint32_t u;
+    float f;
+  } s1 = {(uint32_t)(k1 + 127) << 23}, s2 = {(uint32_t)(k2 + 127) << 23};
   float y = p * s1.f * s2.f;
   y = x > 88.72283935546875f ? INFINITY : y;
   y = x < -103.972084f ? 0.0f : y;
@@ -167,7 +169,8 @@ __attribute__((target("avx2,fma"))) static int64_t sigmoid_avx2(int64_t n, float
     __m256 v = _mm256_loadu_ps(x + i);
     __m256 e = exp8(_mm256_or_ps(v, sign)); /* exp(-|v|) */
     __m256 d = _mm256_add_ps(one, e);
-    __m256 y = _mm256_blendv_ps(_mm256_div_ps(e, d), _mm256_div_ps(one, d), _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ));
+    __m256 y = _mm256_blendv_ps(_mm256_div_ps(e, d), _mm256_div_ps(one, d),
+                                _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ));
     _mm256_storeu_ps(o + i, _mm256_blendv_ps(y, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
   }
   return i;
@@ -177,7 +180,8 @@ __attribute__((target("avx2,fma"))) static int64_t sigmoid_avx2(int64_t n, float
 /* tanh as Eigen's rational approximation on [-7.9, 7.9] (odd degree 13 over even degree 6, one
 ** division; a few ulp), exactly +-1 beyond, x itself near 0 where x is tanh(x) to float precision. */
 static inline float tanh_fast(float x) {
-  float c = x > 7.90531110763549805f ? 7.90531110763549805f : (x < -7.90531110763549805f ? -7.90531110763549805f : x);
+  float c = x > 7.90531110763549805f ? 7.90531110763549805f
+                                     : (x < -7.90531110763549805f ? -7.90531110763549805f : x);
   float z = c * c;
   float p = -2.76076847742355e-16f;
   p = p * z + 2.00018790482477e-13f;
@@ -232,9 +236,9 @@ UNARY(cos_f32, float, cosf(x))
 UNARY(cos_f64, double, cos(x))
 /* tanh's polynomial may fuse into FMAs in the wide clone (an approximation either way, a few ulp) */
 __attribute__((optimize("fp-contract=fast"))) UNARY_W(tanh_f32, float, tanh_fast(x))
-UNARY(tanh_f64, double, tanh(x))
-UNARY(sigmoid_scalar_f32, float, sigmoid_f(x))
-static void sigmoid_f32(int64_t n, char *o, int64_t so, const char *x, int64_t sx) {
+    UNARY(tanh_f64, double, tanh(x))
+        UNARY(sigmoid_scalar_f32, float, sigmoid_f(x)) static void sigmoid_f32(int64_t n, char *o, int64_t so,
+                                                                               const char *x, int64_t sx) {
 #ifdef LG_HAVE_AVX2_PATH
   if (so == 1 && sx == 1 && have_avx2()) {
     int64_t done = sigmoid_avx2(n, (float *)o, (const float *)x);
@@ -256,16 +260,16 @@ UNARY(ceil_f32, float, ceilf(x))
 UNARY(ceil_f64, double, ceil(x))
 UNARY(round_f32, float, nearbyintf(x)) /* half to even, as PyTorch */
 UNARY(round_f64, double, nearbyint(x))
-UNARY(copy_i64, int64_t, x)          /* floor, ceil, round of integers */
+UNARY(copy_i64, int64_t, x) /* floor, ceil, round of integers */
 UNARY(log1p_f32, float, log1pf(x))
 UNARY(log1p_f64, double, log1p(x))
 UNARY(expm1_f32, float, expm1f(x))
 UNARY(expm1_f64, double, expm1(x))
 UNARY(reciprocal_f32, float, 1 / x)
 UNARY(reciprocal_f64, double, 1 / x)
-UNARY(square_f32, float, x * x)
-UNARY(square_f64, double, x * x)
-UNARY(square_i64, int64_t, (int64_t)((uint64_t)x * (uint64_t)x))
+UNARY(square_f32, float, x *x)
+UNARY(square_f64, double, x *x)
+UNARY(square_i64, int64_t, (int64_t)((uint64_t)x *(uint64_t)x))
 UNARY(erf_f32, float, erff(x))
 UNARY(erf_f64, double, erf(x))
 
@@ -277,37 +281,42 @@ static void unary_row(void *ctx, int64_t n, char **p, const int64_t *s) {
 ** (s[0] = negative slope), elu (s[0] = alpha), softplus (s[0] = beta, s[1] = threshold), silu. */
 typedef void (*unary_p_k)(int64_t n, char *o, int64_t so, const char *x, int64_t sx, const lg_args *a);
 
-#define UNARY_P(name, T, expr)                                                                     \
-  static void name(int64_t n, char *o_, int64_t so, const char *x_, int64_t sx, const lg_args *a) { \
-    T *restrict o = (T *)o_;                                                                       \
-    const T *restrict xp = (const T *)x_;                                                          \
-    const T p0 = (T)a->s[0], p1 = (T)a->s[1];                                                      \
-    const int mode = a->mode;                                                                      \
-    (void)p0, (void)p1, (void)mode;                                                                \
-    for (int64_t i = 0; i < n; i++) {                                                              \
-      T x = xp[i * sx];                                                                            \
-      o[i * so] = (expr);                                                                          \
-    }                                                                                              \
+#define UNARY_P(name, T, expr)                                                                               \
+  static void name(int64_t n, char *o_, int64_t so, const char *x_, int64_t sx, const lg_args *a) {          \
+    T *restrict o = (T *)o_;                                                                                 \
+    const T *restrict xp = (const T *)x_;                                                                    \
+    const T p0 = (T)a->s[0], p1 = (T)a->s[1];                                                                \
+    const int mode = a->mode;                                                                                \
+    (void)p0, (void)p1, (void)mode;                                                                          \
+    for (int64_t i = 0; i < n; i++) {                                                                        \
+      T x = xp[i * sx];                                                                                      \
+      o[i * so] = (expr);                                                                                    \
+    }                                                                                                        \
   }
 
 #define SQRT_2_OVER_PI 0.7978845608028654
 #define GELU_C 0.044715
 /* gelu(x) = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + c x^3))) */
-UNARY_P(gelu_f32, float, mode ? 0.5f * x * (1 + tanhf((float)SQRT_2_OVER_PI * (x + (float)GELU_C * x * x * x)))
-                              : 0.5f * x * (1 + erff(x * (float)M_SQRT1_2)))
-UNARY_P(gelu_f64, double, mode ? 0.5 * x * (1 + tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)))
-                               : 0.5 * x * (1 + erf(x * M_SQRT1_2)))
+UNARY_P(gelu_f32, float,
+        mode ? 0.5f * x *(1 + tanhf((float)SQRT_2_OVER_PI * (x + (float)GELU_C * x * x * x)))
+             : 0.5f * x * (1 + erff(x * (float)M_SQRT1_2)))
+UNARY_P(gelu_f64, double,
+        mode ? 0.5 * x *(1 + tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)))
+             : 0.5 * x * (1 + erf(x * M_SQRT1_2)))
 UNARY_P(leaky_relu_f32, float, x > 0 ? x : x * p0)
 UNARY_P(leaky_relu_f64, double, x > 0 ? x : x * p0)
 UNARY_P(elu_f32, float, x > 0 ? x : p0 * expm1f(x))
 UNARY_P(elu_f64, double, x > 0 ? x : p0 * expm1(x))
 /* softplus(x) = log(1 + exp(beta x)) / beta, and x itself once beta x > threshold */
-UNARY_P(softplus_f32, float, x * p0 > p1 ? x : log1pf(expf(x * p0)) / p0)
-UNARY_P(softplus_f64, double, x * p0 > p1 ? x : log1p(exp(x * p0)) / p0)
-UNARY_P(silu_f32, float, x * sigmoid_f(x))
-UNARY_P(silu_f64, double, x * sigmoid_d(x))
+UNARY_P(softplus_f32, float, x *p0 > p1 ? x : log1pf(expf(x * p0)) / p0)
+UNARY_P(softplus_f64, double, x *p0 > p1 ? x : log1p(exp(x * p0)) / p0)
+UNARY_P(silu_f32, float, x *sigmoid_f(x))
+UNARY_P(silu_f64, double, x *sigmoid_d(x))
 
-typedef struct { unary_p_k k; const lg_args *a; } unary_p_ctx;
+typedef struct {
+  unary_p_k k;
+  const lg_args *a;
+} unary_p_ctx;
 
 static void unary_p_row(void *ctx, int64_t n, char **p, const int64_t *s) {
   const unary_p_ctx *c = ctx;
@@ -364,50 +373,71 @@ static lg_status unary_p_forward(const lg_op *op, const lg_args *a, lg_tensor **
 /* ---- rules of unary ops: f'(x) from x (saved input) or y (saved output), then
 **      backward  gin = g * f'(x)        forward  tout = tin * f'(x) ---- */
 
-
 typedef lg_tensor *(*deriv_fn)(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a);
 
 static lg_tensor *d_exp(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return y; }
-static lg_tensor *d_log(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_un(s, LG_OP_RECIPROCAL, x); }
-static lg_tensor *d_sqrt(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_sb(s, LG_OP_DIV, 0.5, y); }
+static lg_tensor *d_log(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
+  return sc_un(s, LG_OP_RECIPROCAL, x);
+}
+static lg_tensor *d_sqrt(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
+  return sc_sb(s, LG_OP_DIV, 0.5, y);
+}
 static lg_tensor *d_rsqrt(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* -y^3 / 2 */
   return sc_bs(s, LG_OP_MUL, sc_bs(s, LG_OP_POW, y, 3), -0.5);
 }
-static lg_tensor *d_abs(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_un(s, LG_OP_SIGN, x); }
-static lg_tensor *d_sin(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_un(s, LG_OP_COS, x); }
-static lg_tensor *d_cos(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_un(s, LG_OP_NEG, sc_un(s, LG_OP_SIN, x)); }
+static lg_tensor *d_abs(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
+  return sc_un(s, LG_OP_SIGN, x);
+}
+static lg_tensor *d_sin(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
+  return sc_un(s, LG_OP_COS, x);
+}
+static lg_tensor *d_cos(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
+  return sc_un(s, LG_OP_NEG, sc_un(s, LG_OP_SIN, x));
+}
 static lg_tensor *d_tanh(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* 1 - y^2 */
   return sc_sb(s, LG_OP_SUB, 1, sc_un(s, LG_OP_SQUARE, y));
 }
 static lg_tensor *d_sigmoid(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* y (1 - y) */
   return sc_bin(s, LG_OP_MUL, y, sc_sb(s, LG_OP_SUB, 1, y));
 }
-static lg_tensor *d_relu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_bs(s, LG_OP_GT, x, 0); }
+static lg_tensor *d_relu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
+  return sc_bs(s, LG_OP_GT, x, 0);
+}
 static lg_tensor *d_log1p(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
   return sc_un(s, LG_OP_RECIPROCAL, sc_bs(s, LG_OP_ADD, x, 1));
 }
-static lg_tensor *d_expm1(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_bs(s, LG_OP_ADD, y, 1); }
+static lg_tensor *d_expm1(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
+  return sc_bs(s, LG_OP_ADD, y, 1);
+}
 static lg_tensor *d_reciprocal(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* -y^2 */
   return sc_un(s, LG_OP_NEG, sc_un(s, LG_OP_SQUARE, y));
 }
-static lg_tensor *d_square(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { return sc_bs(s, LG_OP_MUL, x, 2); }
+static lg_tensor *d_square(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
+  return sc_bs(s, LG_OP_MUL, x, 2);
+}
 static lg_tensor *d_erf(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* 2/sqrt(pi) exp(-x^2) */
   return sc_bs(s, LG_OP_MUL, sc_un(s, LG_OP_EXP, sc_un(s, LG_OP_NEG, sc_un(s, LG_OP_SQUARE, x))), M_2_SQRTPI);
 }
 static lg_tensor *d_gelu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
   if (a->mode) { /* 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2), t = tanh(k (x + c x^3)) */
     lg_tensor *x2 = sc_un(s, LG_OP_SQUARE, x);
-    lg_tensor *u = sc_bs(s, LG_OP_MUL, sc_bin(s, LG_OP_ADD, x, sc_bs(s, LG_OP_MUL, sc_bin(s, LG_OP_MUL, x2, x), GELU_C)), SQRT_2_OVER_PI);
+    lg_tensor *u =
+        sc_bs(s, LG_OP_MUL, sc_bin(s, LG_OP_ADD, x, sc_bs(s, LG_OP_MUL, sc_bin(s, LG_OP_MUL, x2, x), GELU_C)),
+              SQRT_2_OVER_PI);
     lg_tensor *t = sc_un(s, LG_OP_TANH, u);
     lg_tensor *left = sc_bs(s, LG_OP_MUL, sc_bs(s, LG_OP_ADD, t, 1), 0.5);
-    lg_tensor *du = sc_bs(s, LG_OP_MUL, sc_bs(s, LG_OP_ADD, sc_bs(s, LG_OP_MUL, x2, 3 * GELU_C), 1), SQRT_2_OVER_PI);
-    lg_tensor *right = sc_bin(s, LG_OP_MUL, sc_bs(s, LG_OP_MUL, x, 0.5), sc_bin(s, LG_OP_MUL, d_tanh(s, u, t, a), du));
+    lg_tensor *du =
+        sc_bs(s, LG_OP_MUL, sc_bs(s, LG_OP_ADD, sc_bs(s, LG_OP_MUL, x2, 3 * GELU_C), 1), SQRT_2_OVER_PI);
+    lg_tensor *right =
+        sc_bin(s, LG_OP_MUL, sc_bs(s, LG_OP_MUL, x, 0.5), sc_bin(s, LG_OP_MUL, d_tanh(s, u, t, a), du));
     return sc_bin(s, LG_OP_ADD, left, right);
   }
   /* Phi(x) + x phi(x) */
-  lg_tensor *Phi = sc_bs(s, LG_OP_MUL, sc_bs(s, LG_OP_ADD, sc_un(s, LG_OP_ERF, sc_bs(s, LG_OP_MUL, x, M_SQRT1_2)), 1), 0.5);
-  lg_tensor *phi = sc_bs(s, LG_OP_MUL, sc_un(s, LG_OP_EXP, sc_bs(s, LG_OP_MUL, sc_un(s, LG_OP_SQUARE, x), -0.5)),
-                         0.3989422804014327 /* 1/sqrt(2 pi) */);
+  lg_tensor *Phi = sc_bs(s, LG_OP_MUL,
+                         sc_bs(s, LG_OP_ADD, sc_un(s, LG_OP_ERF, sc_bs(s, LG_OP_MUL, x, M_SQRT1_2)), 1), 0.5);
+  lg_tensor *phi =
+      sc_bs(s, LG_OP_MUL, sc_un(s, LG_OP_EXP, sc_bs(s, LG_OP_MUL, sc_un(s, LG_OP_SQUARE, x), -0.5)),
+            0.3989422804014327 /* 1/sqrt(2 pi) */);
   return sc_bin(s, LG_OP_ADD, Phi, sc_bin(s, LG_OP_MUL, x, phi));
 }
 static lg_tensor *d_leaky_relu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* 1 or slope */
@@ -418,28 +448,28 @@ static lg_tensor *d_elu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /
   lg_tensor *one = x ? sc_scalar(s, 1, x->dtype) : NULL;
   return sc_where(s, sc_bs(s, LG_OP_GT, x, 0), one, sc_bs(s, LG_OP_MUL, sc_un(s, LG_OP_EXP, x), a->s[0]));
 }
-static lg_tensor *d_softplus(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* sigmoid(beta x), 1 above threshold */
+static lg_tensor *d_softplus(sc *s, lg_tensor *x, lg_tensor *y,
+                             const lg_args *a) { /* sigmoid(beta x), 1 above threshold */
   lg_tensor *bx = sc_bs(s, LG_OP_MUL, x, a->s[0]), *one = x ? sc_scalar(s, 1, x->dtype) : NULL;
   return sc_where(s, sc_bs(s, LG_OP_GT, bx, a->s[1]), one, sc_un(s, LG_OP_SIGMOID, bx));
 }
 static lg_tensor *d_silu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* s (1 + x (1 - s)) */
   lg_tensor *sg = sc_un(s, LG_OP_SIGMOID, x);
-  return sc_bin(s, LG_OP_MUL, sg, sc_bs(s, LG_OP_ADD, sc_bin(s, LG_OP_MUL, x, sc_sb(s, LG_OP_SUB, 1, sg)), 1));
+  return sc_bin(s, LG_OP_MUL, sg,
+                sc_bs(s, LG_OP_ADD, sc_bin(s, LG_OP_MUL, x, sc_sb(s, LG_OP_SUB, 1, sg)), 1));
 }
 
 /* The hot activations also have a fused backward: gin = g * f' in one pass (the row's fused_bw),
 ** used when the backward pass is not itself recorded (no create_graph). x is g, y the tensor the
 ** row saves (the output with LG_F_SAVE_OUT, else the input). */
-BINARY(exp_bw_f32, float, x * y)
-BINARY(exp_bw_f64, double, x * y)
-LG_WIDE BINARY(tanh_bw_f32, float, x * (1 - y * y))
-BINARY(tanh_bw_f64, double, x * (1 - y * y))
-BINARY(sigmoid_bw_f32, float, x * (y * (1 - y)))
-BINARY(sigmoid_bw_f64, double, x * (y * (1 - y)))
-BINARY(relu_bw_f32, float, y > 0 ? x : 0)
-BINARY(relu_bw_f64, double, y > 0 ? x : 0)
+BINARY(exp_bw_f32, float, x *y)
+BINARY(exp_bw_f64, double, x *y)
+LG_WIDE BINARY(tanh_bw_f32, float, x *(1 - y * y)) BINARY(tanh_bw_f64, double, x *(1 - y * y))
+    BINARY(sigmoid_bw_f32, float, x *(y *(1 - y))) BINARY(sigmoid_bw_f64, double, x *(y *(1 - y)))
+        BINARY(relu_bw_f32, float, y > 0 ? x : 0) BINARY(relu_bw_f64, double, y > 0 ? x : 0)
 
-static lg_status fused_grad(binary_k f32, binary_k f64, lg_tensor *g, lg_tensor *y, lg_tensor **out) {
+            static lg_status
+    fused_grad(binary_k f32, binary_k f64, lg_tensor *g, lg_tensor *y, lg_tensor **out) {
   LG_TRY(lg_new(y->shape, y->ndim, y->dtype, out));
   int64_t sg[LG_MAX_DIMS];
   lg_broadcast_strides(g, y->shape, y->ndim, sg);
@@ -465,28 +495,33 @@ static lg_status unary_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   lg_tensor *d = op->deriv(&s, n->args.in[0], lg_node_saved_out(n), &n->args);
   return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, d), &gin[0]);
 }
-static lg_status unary_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status unary_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                           lg_tensor **tout) {
   sc s = {0};
   lg_tensor *d = op->deriv(&s, a->in[0], out, a);
   return sc_done(&s, sc_bin(&s, LG_OP_MUL, tin[0], d), tout);
 }
 
 /* neg: -g; sign, floor, ceil, round: derivative zero almost everywhere */
-static lg_status neg_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) { return lg_unary(LG_OP_NEG, g, &gin[0]); }
-static lg_status neg_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status neg_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  return lg_unary(LG_OP_NEG, g, &gin[0]);
+}
+static lg_status neg_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                         lg_tensor **tout) {
   return lg_unary(LG_OP_NEG, tin[0], tout);
 }
 static lg_status zero_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   return lg_tensor_zeros(g->shape, g->ndim, g->dtype, &gin[0]);
 }
-static lg_status zero_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status zero_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                          lg_tensor **tout) {
   return lg_tensor_zeros(out->shape, out->ndim, out->dtype, tout);
 }
 
 /* ==== 2. binary elementwise, broadcasting ==== */
 
 /* integer arithmetic wraps (two's complement) rather than overflowing */
-#define WRAP(op) ((int64_t)((uint64_t)x op (uint64_t)y))
+#define WRAP(op) ((int64_t)((uint64_t)x op(uint64_t) y))
 static inline int64_t ipow(int64_t b, int64_t e) {
   if (e < 0) return b == 1 ? 1 : b == -1 ? (e & 1 ? -1 : 1) : 0;
   uint64_t r = 1, x = (uint64_t)b;
@@ -522,8 +557,8 @@ BINARY(add_i64, int64_t, WRAP(+))
 BINARY(sub_f32, float, x - y)
 BINARY(sub_f64, double, x - y)
 BINARY(sub_i64, int64_t, WRAP(-))
-BINARY(mul_f32, float, x * y)
-BINARY(mul_f64, double, x * y)
+BINARY(mul_f32, float, x *y)
+BINARY(mul_f64, double, x *y)
 BINARY(mul_i64, int64_t, WRAP(*))
 BINARY(div_f32, float, x / y)
 BINARY(div_f64, double, x / y)
@@ -562,7 +597,6 @@ BINARY(gt_i64, int64_t, x > y)
 BINARY(ge_f32, float, (float)(x >= y))
 BINARY(ge_f64, double, (double)(x >= y))
 BINARY(ge_i64, int64_t, x >= y)
-
 
 static int has_zero_i64(lg_tensor *t) {
   int64_t n = lg_numel(t);
@@ -610,7 +644,8 @@ static lg_status add_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   gin[1] = NEEDS(n, 1) ? lg_tensor_retain(g) : NULL;
   return LG_OK;
 }
-static lg_status add_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status add_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                         lg_tensor **tout) {
   sc s = {0};
   return sc_done(&s, sc_add0(&s, tin[0], tin[1]), tout);
 }
@@ -619,7 +654,8 @@ static lg_status sub_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   gin[0] = NEEDS(n, 0) ? lg_tensor_retain(g) : NULL;
   return NEEDS(n, 1) ? lg_unary(LG_OP_NEG, g, &gin[1]) : LG_OK;
 }
-static lg_status sub_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status sub_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                         lg_tensor **tout) {
   sc s = {0};
   return sc_done(&s, tin[1] ? sc_add0(&s, tin[0], sc_un(&s, LG_OP_NEG, tin[1])) : tin[0], tout);
 }
@@ -630,7 +666,8 @@ static lg_status mul_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   if (NEEDS(n, 1)) LG_TRY(lg_binary(LG_OP_MUL, g, A(n), &gin[1]));
   return LG_OK;
 }
-static lg_status mul_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status mul_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                         lg_tensor **tout) {
   sc s = {0};
   lg_tensor *l = tin[0] ? sc_bin(&s, LG_OP_MUL, tin[0], a->in[1]) : NULL;
   lg_tensor *r = tin[1] ? sc_bin(&s, LG_OP_MUL, a->in[0], tin[1]) : NULL;
@@ -642,13 +679,17 @@ static lg_status div_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   sc s = {0};
   if (NEEDS(n, 0) && (s.st = lg_binary(LG_OP_DIV, g, B_(n), &gin[0])) != LG_OK) return s.st;
   if (!NEEDS(n, 1)) return LG_OK;
-  lg_tensor *r = sc_un(&s, LG_OP_NEG, sc_bin(&s, LG_OP_DIV, sc_bin(&s, LG_OP_MUL, g, A(n)), sc_un(&s, LG_OP_SQUARE, B_(n))));
+  lg_tensor *r = sc_un(&s, LG_OP_NEG,
+                       sc_bin(&s, LG_OP_DIV, sc_bin(&s, LG_OP_MUL, g, A(n)), sc_un(&s, LG_OP_SQUARE, B_(n))));
   return sc_done(&s, r, &gin[1]);
 }
-static lg_status div_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status div_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                         lg_tensor **tout) {
   sc s = {0};
   lg_tensor *l = tin[0] ? sc_bin(&s, LG_OP_DIV, tin[0], a->in[1]) : NULL;
-  lg_tensor *r = tin[1] ? sc_un(&s, LG_OP_NEG, sc_bin(&s, LG_OP_DIV, sc_bin(&s, LG_OP_MUL, out, tin[1]), a->in[1])) : NULL;
+  lg_tensor *r =
+      tin[1] ? sc_un(&s, LG_OP_NEG, sc_bin(&s, LG_OP_DIV, sc_bin(&s, LG_OP_MUL, out, tin[1]), a->in[1]))
+             : NULL;
   return sc_done(&s, sc_add0(&s, l, r), tout);
 }
 
@@ -663,11 +704,14 @@ static lg_tensor *pow_db(sc *s, lg_tensor *a, lg_tensor *b, lg_tensor *out) {
 }
 static lg_status pow_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   sc s = {0};
-  if (NEEDS(n, 0) && (s.st = sc_done(&s, sc_bin(&s, LG_OP_MUL, g, pow_da(&s, A(n), B_(n))), &gin[0])) != LG_OK) return s.st;
+  if (NEEDS(n, 0) &&
+      (s.st = sc_done(&s, sc_bin(&s, LG_OP_MUL, g, pow_da(&s, A(n), B_(n))), &gin[0])) != LG_OK)
+    return s.st;
   if (!NEEDS(n, 1)) return LG_OK;
   return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, pow_db(&s, A(n), B_(n), lg_node_saved_out(n))), &gin[1]);
 }
-static lg_status pow_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status pow_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                         lg_tensor **tout) {
   sc s = {0};
   lg_tensor *l = tin[0] ? sc_bin(&s, LG_OP_MUL, tin[0], pow_da(&s, a->in[0], a->in[1])) : NULL;
   lg_tensor *r = tin[1] ? sc_bin(&s, LG_OP_MUL, tin[1], pow_db(&s, a->in[0], a->in[1], out)) : NULL;
@@ -678,19 +722,23 @@ static lg_status pow_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_t
 static lg_tensor *extreme_share(sc *s, lg_tensor *a, lg_tensor *b, lg_opcode cmp) {
   return sc_bin(s, LG_OP_ADD, sc_bin(s, cmp, a, b), sc_bs(s, LG_OP_MUL, sc_bin(s, LG_OP_EQ, a, b), 0.5));
 }
-#define EXTREME_RULES(name, CMP, CMP_OTHER)                                                        \
-  static lg_status name##_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {                   \
-    sc s = {0};                                                                                    \
-    if (NEEDS(n, 0) && (s.st = sc_done(&s, sc_bin(&s, LG_OP_MUL, g, extreme_share(&s, A(n), B_(n), CMP)), &gin[0])) != LG_OK) \
-      return s.st;                                                                                 \
-    if (!NEEDS(n, 1)) return LG_OK;                                                                \
-    return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, extreme_share(&s, B_(n), A(n), CMP)), &gin[1]);    \
-  }                                                                                                \
-  static lg_status name##_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) { \
-    sc s = {0};                                                                                    \
-    lg_tensor *l = tin[0] ? sc_bin(&s, LG_OP_MUL, tin[0], extreme_share(&s, a->in[0], a->in[1], CMP)) : NULL; \
-    lg_tensor *r = tin[1] ? sc_bin(&s, LG_OP_MUL, tin[1], extreme_share(&s, a->in[1], a->in[0], CMP)) : NULL; \
-    return sc_done(&s, sc_add0(&s, l, r), tout);                                                   \
+#define EXTREME_RULES(name, CMP, CMP_OTHER)                                                                  \
+  static lg_status name##_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {                              \
+    sc s = {0};                                                                                              \
+    if (NEEDS(n, 0) && (s.st = sc_done(&s, sc_bin(&s, LG_OP_MUL, g, extreme_share(&s, A(n), B_(n), CMP)),    \
+                                       &gin[0])) != LG_OK)                                                   \
+      return s.st;                                                                                           \
+    if (!NEEDS(n, 1)) return LG_OK;                                                                          \
+    return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, extreme_share(&s, B_(n), A(n), CMP)), &gin[1]);              \
+  }                                                                                                          \
+  static lg_status name##_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,      \
+                              lg_tensor **tout) {                                                            \
+    sc s = {0};                                                                                              \
+    lg_tensor *l =                                                                                           \
+        tin[0] ? sc_bin(&s, LG_OP_MUL, tin[0], extreme_share(&s, a->in[0], a->in[1], CMP)) : NULL;           \
+    lg_tensor *r =                                                                                           \
+        tin[1] ? sc_bin(&s, LG_OP_MUL, tin[1], extreme_share(&s, a->in[1], a->in[0], CMP)) : NULL;           \
+    return sc_done(&s, sc_add0(&s, l, r), tout);                                                             \
   }
 EXTREME_RULES(maximum, LG_OP_GT, LG_OP_LT)
 EXTREME_RULES(minimum, LG_OP_LT, LG_OP_GT)
@@ -700,11 +748,17 @@ static lg_status remainder_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   sc s = {0};
   gin[0] = NEEDS(n, 0) ? lg_tensor_retain(g) : NULL;
   if (!NEEDS(n, 1)) return LG_OK;
-  return sc_done(&s, sc_un(&s, LG_OP_NEG, sc_bin(&s, LG_OP_MUL, g, sc_bin(&s, LG_OP_FLOOR_DIVIDE, A(n), B_(n)))), &gin[1]);
+  return sc_done(&s,
+                 sc_un(&s, LG_OP_NEG, sc_bin(&s, LG_OP_MUL, g, sc_bin(&s, LG_OP_FLOOR_DIVIDE, A(n), B_(n)))),
+                 &gin[1]);
 }
-static lg_status remainder_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status remainder_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                               lg_tensor **tout) {
   sc s = {0};
-  lg_tensor *r = tin[1] ? sc_un(&s, LG_OP_NEG, sc_bin(&s, LG_OP_MUL, tin[1], sc_bin(&s, LG_OP_FLOOR_DIVIDE, a->in[0], a->in[1]))) : NULL;
+  lg_tensor *r =
+      tin[1] ? sc_un(&s, LG_OP_NEG,
+                     sc_bin(&s, LG_OP_MUL, tin[1], sc_bin(&s, LG_OP_FLOOR_DIVIDE, a->in[0], a->in[1])))
+             : NULL;
   return sc_done(&s, sc_add0(&s, tin[0], r), tout);
 }
 static lg_status zero2_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
@@ -722,7 +776,8 @@ static lg_status atan2_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   lg_tensor *gb = NEEDS(n, 1) ? sc_un(&s, LG_OP_NEG, sc_bin(&s, LG_OP_MUL, gr, A(n))) : NULL;
   return sc_done2(&s, ga, &gin[0], gb, &gin[1]);
 }
-static lg_status atan2_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status atan2_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                           lg_tensor **tout) {
   sc s = {0};
   lg_tensor *r2 = sc_bin(&s, LG_OP_ADD, sc_un(&s, LG_OP_SQUARE, a->in[0]), sc_un(&s, LG_OP_SQUARE, a->in[1]));
   lg_tensor *l = tin[0] ? sc_bin(&s, LG_OP_MUL, tin[0], a->in[1]) : NULL;
@@ -733,7 +788,9 @@ static lg_status atan2_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg
 /* ==== 3. where, clamp ==== */
 
 /* where(mask, a, b): a where mask is nonzero, else b; all three broadcast together. */
-typedef struct { lg_dtype mdt, dt; } where_ctx;
+typedef struct {
+  lg_dtype mdt, dt;
+} where_ctx;
 
 static void where_row(void *ctx, int64_t n, char **p, const int64_t *s) {
   const where_ctx *c = ctx;
@@ -775,19 +832,23 @@ static lg_status where_forward(const lg_op *op, const lg_args *a, lg_tensor **ou
 }
 
 /* clamp(x, lo, hi) = min(max(x, lo), hi); either bound may be absent; NaN stays NaN. */
-typedef struct { double lo, hi; int has_lo, has_hi; lg_dtype dt; } clamp_ctx;
+typedef struct {
+  double lo, hi;
+  int has_lo, has_hi;
+  lg_dtype dt;
+} clamp_ctx;
 
-#define CLAMP_ROW(name, T)                                                                         \
-  static void name(const clamp_ctx *c, int64_t n, char *o_, int64_t so, const char *x_, int64_t sx) { \
-    T *o = (T *)o_;                                                                                \
-    const T *xp = (const T *)x_;                                                                   \
-    T lo = (T)c->lo, hi = (T)c->hi;                                                                \
-    for (int64_t i = 0; i < n; i++) {                                                              \
-      T x = xp[i * sx];                                                                            \
-      if (c->has_lo && x < lo) x = lo;                                                             \
-      if (c->has_hi && x > hi) x = hi;                                                             \
-      o[i * so] = x;                                                                               \
-    }                                                                                              \
+#define CLAMP_ROW(name, T)                                                                                   \
+  static void name(const clamp_ctx *c, int64_t n, char *o_, int64_t so, const char *x_, int64_t sx) {        \
+    T *o = (T *)o_;                                                                                          \
+    const T *xp = (const T *)x_;                                                                             \
+    T lo = (T)c->lo, hi = (T)c->hi;                                                                          \
+    for (int64_t i = 0; i < n; i++) {                                                                        \
+      T x = xp[i * sx];                                                                                      \
+      if (c->has_lo && x < lo) x = lo;                                                                       \
+      if (c->has_hi && x > hi) x = hi;                                                                       \
+      o[i * so] = x;                                                                                         \
+    }                                                                                                        \
   }
 CLAMP_ROW(clamp_f32, float)
 CLAMP_ROW(clamp_f64, double)
@@ -796,9 +857,15 @@ CLAMP_ROW(clamp_i64, int64_t)
 static void clamp_row(void *ctx, int64_t n, char **p, const int64_t *s) {
   const clamp_ctx *c = ctx;
   switch (c->dt) {
-  case LG_FLOAT32: clamp_f32(c, n, p[0], s[0], p[1], s[1]); break;
-  case LG_FLOAT64: clamp_f64(c, n, p[0], s[0], p[1], s[1]); break;
-  default: clamp_i64(c, n, p[0], s[0], p[1], s[1]); break;
+  case LG_FLOAT32:
+    clamp_f32(c, n, p[0], s[0], p[1], s[1]);
+    break;
+  case LG_FLOAT64:
+    clamp_f64(c, n, p[0], s[0], p[1], s[1]);
+    break;
+  default:
+    clamp_i64(c, n, p[0], s[0], p[1], s[1]);
+    break;
   }
 }
 
@@ -830,7 +897,8 @@ static lg_status where_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   lg_tensor *gb = NEEDS(n, 2) ? sc_where(&s, m, zero, g) : NULL;
   return sc_done2(&s, ga, &gin[1], gb, &gin[2]);
 }
-static lg_status where_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status where_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                           lg_tensor **tout) {
   sc s = {0};
   lg_tensor *zero = sc_scalar(&s, 0, out->dtype);
   return sc_done(&s, sc_where(&s, a->in[0], tin[1] ? tin[1] : zero, tin[2] ? tin[2] : zero), tout);
@@ -850,7 +918,8 @@ static lg_status clamp_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   sc s = {0};
   return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, clamp_mask(&s, n->args.in[0], &n->args)), &gin[0]);
 }
-static lg_status clamp_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status clamp_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                           lg_tensor **tout) {
   sc s = {0};
   return sc_done(&s, sc_bin(&s, LG_OP_MUL, tin[0], clamp_mask(&s, a->in[0], a)), tout);
 }
@@ -859,32 +928,31 @@ static lg_status clamp_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg
 ** The reduced dimension is moved last and the input made contiguous, so each kernel reduces
 ** `rows` contiguous rows of length R. Float32 sums accumulate in double. */
 
-#define REDUCE(name, T, TO, init, step, fin)                                                       \
-  static void name(const char *x_, int64_t rows, int64_t R, char *o_, int64_t *idx,              \
-                   const lg_args *a) {                                                             \
-    const T *x = (const T *)x_;                                                                    \
-    TO *o = (TO *)o_;                                                                              \
-    for (int64_t r = 0; r < rows; r++, x += R) {                                                   \
-      init;                                                                                        \
-      for (int64_t i = 0; i < R; i++) {                                                            \
-        step;                                                                                      \
-      }                                                                                            \
-      o[r] = (TO)(fin);                                                                            \
-    }                                                                                              \
+#define REDUCE(name, T, TO, init, step, fin)                                                                 \
+  static void name(const char *x_, int64_t rows, int64_t R, char *o_, int64_t *idx, const lg_args *a) {      \
+    const T *x = (const T *)x_;                                                                              \
+    TO *o = (TO *)o_;                                                                                        \
+    for (int64_t r = 0; r < rows; r++, x += R) {                                                             \
+      init;                                                                                                  \
+      for (int64_t i = 0; i < R; i++) {                                                                      \
+        step;                                                                                                \
+      }                                                                                                      \
+      o[r] = (TO)(fin);                                                                                      \
+    }                                                                                                        \
   }
 
 /* Sums of contiguous rows in double with 16 running partial sums (one add chain would wait on
 ** the adder's latency for every element; 16 independent ones keep 4 vector adds in flight). */
-#define SUM_ROW(name, T)                                                                           \
-  LG_WIDE static double name(const T *x, int64_t R) {                                              \
-    double part[16] = {0}, s = 0;                                                                  \
-    int64_t i = 0;                                                                                 \
-    for (; i + 16 <= R; i += 16)                                                                   \
-      for (int j = 0; j < 16; j++) part[j] += x[i + j];                                            \
-    for (; i < R; i++) s += x[i];                                                                  \
-    for (int w = 8; w >= 1; w /= 2) /* pairwise: 16 -> 1 */                                        \
-      for (int j = 0; j < w; j++) part[j] += part[j + w];                                          \
-    return part[0] + s;                                                                            \
+#define SUM_ROW(name, T)                                                                                     \
+  LG_WIDE static double name(const T *x, int64_t R) {                                                        \
+    double part[16] = {0}, s = 0;                                                                            \
+    int64_t i = 0;                                                                                           \
+    for (; i + 16 <= R; i += 16)                                                                             \
+      for (int j = 0; j < 16; j++) part[j] += x[i + j];                                                      \
+    for (; i < R; i++) s += x[i];                                                                            \
+    for (int w = 8; w >= 1; w /= 2) /* pairwise: 16 -> 1 */                                                  \
+      for (int j = 0; j < w; j++) part[j] += part[j + w];                                                    \
+    return part[0] + s;                                                                                      \
   }
 SUM_ROW(sum_row_f32, float)
 SUM_ROW(sum_row_f64, double)
@@ -904,14 +972,16 @@ static double var_row_f64(const double *x, int64_t R, double corr) {
   for (int64_t i = 0; i < R; i++) m += x[i];
   m /= (double)R;
   for (int64_t i = 0; i < R; i++) ss += (x[i] - m) * (x[i] - m);
-  return (double)R - corr > 0 ? ss / ((double)R - corr) : (R ? (ss == 0 && R - corr == 0 ? NAN : INFINITY) : NAN);
+  return (double)R - corr > 0 ? ss / ((double)R - corr)
+                              : (R ? (ss == 0 && R - corr == 0 ? NAN : INFINITY) : NAN);
 }
 static double var_row_f32(const float *x, int64_t R, double corr) {
   double m = 0, ss = 0;
   for (int64_t i = 0; i < R; i++) m += x[i];
   m /= (double)R;
   for (int64_t i = 0; i < R; i++) ss += ((double)x[i] - m) * ((double)x[i] - m);
-  return (double)R - corr > 0 ? ss / ((double)R - corr) : (R ? (ss == 0 && R - corr == 0 ? NAN : INFINITY) : NAN);
+  return (double)R - corr > 0 ? ss / ((double)R - corr)
+                              : (R ? (ss == 0 && R - corr == 0 ? NAN : INFINITY) : NAN);
 }
 REDUCE(var_f32, float, float, (void)0, (void)0, var_row_f32(x, R, a->s[0]))
 REDUCE(var_f64, double, double, (void)0, (void)0, var_row_f64(x, R, a->s[0]))
@@ -919,16 +989,38 @@ REDUCE(std_f32, float, float, (void)0, (void)0, sqrt(var_row_f32(x, R, a->s[0]))
 REDUCE(std_f64, double, double, (void)0, (void)0, sqrt(var_row_f64(x, R, a->s[0])))
 
 /* p-norm: p = inf gives max |x|, p = 0 counts nonzeros */
-#define NORM_ROW(name, T)                                                                          \
-  static double name(const T *x, int64_t R, double p) {                                            \
-    double acc = 0;                                                                                \
-    if (isinf(p) && p > 0) { for (int64_t i = 0; i < R; i++) { double v = fabs((double)x[i]); if (v > acc || v != v) acc = v; } return acc; } \
-    if (isinf(p)) { acc = INFINITY; for (int64_t i = 0; i < R; i++) { double v = fabs((double)x[i]); if (v < acc || v != v) acc = v; } return acc; } \
-    if (p == 0) { for (int64_t i = 0; i < R; i++) acc += x[i] != 0; return acc; }                \
-    if (p == 1) { for (int64_t i = 0; i < R; i++) acc += fabs((double)x[i]); return acc; }        \
-    if (p == 2) { for (int64_t i = 0; i < R; i++) acc += (double)x[i] * (double)x[i]; return sqrt(acc); } \
-    for (int64_t i = 0; i < R; i++) acc += pow(fabs((double)x[i]), p);                             \
-    return pow(acc, 1 / p);                                                                        \
+#define NORM_ROW(name, T)                                                                                    \
+  static double name(const T *x, int64_t R, double p) {                                                      \
+    double acc = 0;                                                                                          \
+    if (isinf(p) && p > 0) {                                                                                 \
+      for (int64_t i = 0; i < R; i++) {                                                                      \
+        double v = fabs((double)x[i]);                                                                       \
+        if (v > acc || v != v) acc = v;                                                                      \
+      }                                                                                                      \
+      return acc;                                                                                            \
+    }                                                                                                        \
+    if (isinf(p)) {                                                                                          \
+      acc = INFINITY;                                                                                        \
+      for (int64_t i = 0; i < R; i++) {                                                                      \
+        double v = fabs((double)x[i]);                                                                       \
+        if (v < acc || v != v) acc = v;                                                                      \
+      }                                                                                                      \
+      return acc;                                                                                            \
+    }                                                                                                        \
+    if (p == 0) {                                                                                            \
+      for (int64_t i = 0; i < R; i++) acc += x[i] != 0;                                                      \
+      return acc;                                                                                            \
+    }                                                                                                        \
+    if (p == 1) {                                                                                            \
+      for (int64_t i = 0; i < R; i++) acc += fabs((double)x[i]);                                             \
+      return acc;                                                                                            \
+    }                                                                                                        \
+    if (p == 2) {                                                                                            \
+      for (int64_t i = 0; i < R; i++) acc += (double)x[i] * (double)x[i];                                    \
+      return sqrt(acc);                                                                                      \
+    }                                                                                                        \
+    for (int64_t i = 0; i < R; i++) acc += pow(fabs((double)x[i]), p);                                       \
+    return pow(acc, 1 / p);                                                                                  \
   }
 NORM_ROW(norm_row_f32, float)
 NORM_ROW(norm_row_f64, double)
@@ -936,14 +1028,15 @@ REDUCE(norm_f32, float, float, (void)0, (void)0, norm_row_f32(x, R, a->s[0]))
 REDUCE(norm_f64, double, double, (void)0, (void)0, norm_row_f64(x, R, a->s[0]))
 
 /* logsumexp = m + log(sum exp(x - m)), m = max x; all -inf gives -inf */
-#define LSE_ROW(name, T)                                                                           \
-  static double name(const T *x, int64_t R) {                                                      \
-    double m = -INFINITY, s = 0;                                                                   \
-    for (int64_t i = 0; i < R; i++) if (x[i] > m || x[i] != x[i]) m = x[i];                        \
-    if (m != m) return m;                                                                          \
-    if (isinf(m)) return m;                                                                        \
-    for (int64_t i = 0; i < R; i++) s += exp((double)x[i] - m);                                    \
-    return m + log(s);                                                                             \
+#define LSE_ROW(name, T)                                                                                     \
+  static double name(const T *x, int64_t R) {                                                                \
+    double m = -INFINITY, s = 0;                                                                             \
+    for (int64_t i = 0; i < R; i++)                                                                          \
+      if (x[i] > m || x[i] != x[i]) m = x[i];                                                                \
+    if (m != m) return m;                                                                                    \
+    if (isinf(m)) return m;                                                                                  \
+    for (int64_t i = 0; i < R; i++) s += exp((double)x[i] - m);                                              \
+    return m + log(s);                                                                                       \
   }
 LSE_ROW(lse_row_f32, float)
 LSE_ROW(lse_row_f64, double)
@@ -952,18 +1045,23 @@ REDUCE(logsumexp_f64, double, double, (void)0, (void)0, lse_row_f64(x, R))
 
 /* max/min (values and 1-based indices) and argmax/argmin (indices only); the first NaN wins,
 ** then the first extreme value */
-#define EXTREME(name, T, better, VALUES)                                                           \
-  static void name(const char *x_, int64_t rows, int64_t R, char *o_, int64_t *idx,               \
-                   const lg_args *a) {                                                             \
-    const T *x = (const T *)x_;                                                                    \
-    for (int64_t r = 0; r < rows; r++, x += R) {                                                   \
-      int64_t k = 0;                                                                               \
-      T v = x[0];                                                                                  \
-      for (int64_t i = 1; i < R && v == v; i++)                                                    \
-        if (x[i] != x[i] || x[i] better v) { v = x[i]; k = i; }                                    \
-      if (VALUES) { ((T *)o_)[r] = v; if (idx) idx[r] = k + 1; }                                   \
-      else ((int64_t *)o_)[r] = k + 1;                                                             \
-    }                                                                                              \
+#define EXTREME(name, T, better, VALUES)                                                                     \
+  static void name(const char *x_, int64_t rows, int64_t R, char *o_, int64_t *idx, const lg_args *a) {      \
+    const T *x = (const T *)x_;                                                                              \
+    for (int64_t r = 0; r < rows; r++, x += R) {                                                             \
+      int64_t k = 0;                                                                                         \
+      T v = x[0];                                                                                            \
+      for (int64_t i = 1; i < R && v == v; i++)                                                              \
+        if (x[i] != x[i] || x[i] better v) {                                                                 \
+          v = x[i];                                                                                          \
+          k = i;                                                                                             \
+        }                                                                                                    \
+      if (VALUES) {                                                                                          \
+        ((T *)o_)[r] = v;                                                                                    \
+        if (idx) idx[r] = k + 1;                                                                             \
+      } else                                                                                                 \
+        ((int64_t *)o_)[r] = k + 1;                                                                          \
+    }                                                                                                        \
   }
 EXTREME(max_f32, float, >, 1)
 EXTREME(max_f64, double, >, 1)
@@ -978,7 +1076,9 @@ EXTREME(argmin_f32, float, <, 0)
 EXTREME(argmin_f64, double, <, 0)
 EXTREME(argmin_i64, int64_t, <, 0)
 
-static int is_extreme(const lg_op *op) { return op == &lg_ops[LG_OP_MAX] || op == &lg_ops[LG_OP_MIN] || (op->flags & LG_F_INDEX_OUT); }
+static int is_extreme(const lg_op *op) {
+  return op == &lg_ops[LG_OP_MAX] || op == &lg_ops[LG_OP_MIN] || (op->flags & LG_F_INDEX_OUT);
+}
 
 static lg_status reduce_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *x = a->in[0], *moved = NULL, *xc = NULL;
@@ -988,8 +1088,10 @@ static lg_status reduce_forward(const lg_op *op, const lg_args *a, lg_tensor **o
   if (dim >= 0) {
     R = x->shape[dim];
     for (int i = 0; i < x->ndim; i++)
-      if (i != dim) oshape[ond++] = x->shape[i];
-      else if (a->keepdim) oshape[ond++] = 1;
+      if (i != dim)
+        oshape[ond++] = x->shape[i];
+      else if (a->keepdim)
+        oshape[ond++] = 1;
   } else {
     R = lg_numel(x);
     if (a->keepdim)
@@ -1008,13 +1110,15 @@ static lg_status reduce_forward(const lg_op *op, const lg_args *a, lg_tensor **o
     st = lg_permute(x, perm, x->ndim, &moved);
     x = moved;
   }
-  if (st == LG_OK) st = (lg_is_contiguous(x) && x->dtype == dt) ? (xc = lg_tensor_retain(x), LG_OK) : lg_copy_as(x, dt, &xc);
+  if (st == LG_OK)
+    st = (lg_is_contiguous(x) && x->dtype == dt) ? (xc = lg_tensor_retain(x), LG_OK) : lg_copy_as(x, dt, &xc);
   lg_tensor *vals = NULL, *idx = NULL;
   int index_out = (op->flags & LG_F_INDEX_OUT) != 0;
   if (st == LG_OK) st = lg_new(oshape, ond, index_out ? LG_INT64 : dt, &vals);
   if (st == LG_OK && op->nout == 2) st = lg_new(oshape, ond, LG_INT64, &idx);
   if (st == LG_OK) {
-    ((reduce_k)op->kernel[dt])((const char *)lg_data(xc), rows, R, (char *)lg_data(vals), idx ? lg_data(idx) : NULL, a);
+    ((reduce_k)op->kernel[dt])((const char *)lg_data(xc), rows, R, (char *)lg_data(vals),
+                               idx ? lg_data(idx) : NULL, a);
     out[0] = vals;
     if (op->nout == 2) out[1] = idx;
   } else {
@@ -1030,21 +1134,22 @@ static lg_status reduce_forward(const lg_op *op, const lg_args *a, lg_tensor **o
 **      brought back to x's shape by "unreduce" (unsqueeze the reduced dim, then expand):
 **      backward gin = unreduce(g) * d, forward tout = reduce_sum(tin * d). ---- */
 
-
-
 /* d out / d x for each reduction: x the input, oe the output unreduced to x's shape */
 typedef lg_tensor *(*rderiv_fn)(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N);
 
 static lg_tensor *centered(sc *s, lg_tensor *x, const lg_args *a) {
   return sc_bin(s, LG_OP_SUB, x, sc_reduce(s, LG_OP_MEAN, x, a->dim, 1));
 }
-static lg_tensor *rd_var(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N) { /* 2 (x - mean) / (N - c) */
+static lg_tensor *rd_var(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a,
+                         double N) { /* 2 (x - mean) / (N - c) */
   return sc_bs(s, LG_OP_MUL, centered(s, x, a), 2 / (N - a->s[0]));
 }
-static lg_tensor *rd_std(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N) { /* (x - mean) / ((N - c) std) */
+static lg_tensor *rd_std(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a,
+                         double N) { /* (x - mean) / ((N - c) std) */
   return sc_bin(s, LG_OP_DIV, centered(s, x, a), sc_bs(s, LG_OP_MUL, oe, N - a->s[0]));
 }
-static lg_tensor *rd_prod(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N) { /* prod / x (x nonzero) */
+static lg_tensor *rd_prod(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a,
+                          double N) { /* prod / x (x nonzero) */
   return sc_bin(s, LG_OP_DIV, oe, x);
 }
 static lg_tensor *rd_norm(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N) {
@@ -1054,10 +1159,13 @@ static lg_tensor *rd_norm(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, 
   if (p == 1) return sc_un(s, LG_OP_SIGN, x);
   if (isinf(p)) { /* the extreme |x| entries share the gradient */
     lg_tensor *m = sc_bin(s, LG_OP_EQ, sc_un(s, LG_OP_ABS, x), oe);
-    lg_tensor *cnt = m ? sc_unreduce(s, sc_reduce(s, LG_OP_SUM, m, a->dim, 1), x->shape, x->ndim, a->dim, 1) : NULL;
+    lg_tensor *cnt =
+        m ? sc_unreduce(s, sc_reduce(s, LG_OP_SUM, m, a->dim, 1), x->shape, x->ndim, a->dim, 1) : NULL;
     return sc_bin(s, LG_OP_DIV, sc_bin(s, LG_OP_MUL, m, sc_un(s, LG_OP_SIGN, x)), cnt);
   }
-  lg_tensor *num = p == 2 ? x : sc_bin(s, LG_OP_MUL, sc_un(s, LG_OP_SIGN, x), sc_bs(s, LG_OP_POW, sc_un(s, LG_OP_ABS, x), p - 1));
+  lg_tensor *num = p == 2 ? x
+                          : sc_bin(s, LG_OP_MUL, sc_un(s, LG_OP_SIGN, x),
+                                   sc_bs(s, LG_OP_POW, sc_un(s, LG_OP_ABS, x), p - 1));
   lg_tensor *den = p == 2 ? oe : sc_bs(s, LG_OP_POW, oe, p - 1);
   return sc_where(s, sc_bs(s, LG_OP_EQ, oe, 0), zero, sc_bin(s, LG_OP_DIV, num, den)); /* 0 at the origin */
 }
@@ -1067,26 +1175,29 @@ static lg_tensor *rd_logsumexp(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args
 static lg_tensor *rd_extreme(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a, double N) {
   /* max/min: the entries equal to the extreme share the gradient (one entry, unless ties) */
   lg_tensor *m = sc_bin(s, LG_OP_EQ, x, oe);
-  lg_tensor *cnt = m ? sc_unreduce(s, sc_reduce(s, LG_OP_SUM, m, a->dim, 1), x->shape, x->ndim, a->dim, 1) : NULL;
+  lg_tensor *cnt =
+      m ? sc_unreduce(s, sc_reduce(s, LG_OP_SUM, m, a->dim, 1), x->shape, x->ndim, a->dim, 1) : NULL;
   return sc_bin(s, LG_OP_DIV, m, cnt);
 }
 
-#define REDUCE_RULES(name, deriv)                                                                  \
-  static lg_status name##_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {                   \
-    sc s = {0};                                                                                    \
-    const lg_edge *e = &n->edges[0];                                                               \
-    lg_tensor *x = n->args.in[0], *out = lg_node_saved_out(n);                                     \
-    lg_tensor *oe = sc_unreduce(&s, out, e->shape, e->ndim, n->args.dim, n->args.keepdim);         \
-    lg_tensor *d = deriv(&s, x, oe, &n->args, reduced_count(e->shape, e->ndim, n->args.dim));      \
-    lg_tensor *ge = sc_unreduce(&s, g, e->shape, e->ndim, n->args.dim, n->args.keepdim);           \
-    return sc_done(&s, sc_bin(&s, LG_OP_MUL, ge, d), &gin[0]);                                     \
-  }                                                                                                \
-  static lg_status name##_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) { \
-    sc s = {0};                                                                                    \
-    lg_tensor *x = a->in[0];                                                                       \
-    lg_tensor *oe = sc_unreduce(&s, out, x->shape, x->ndim, a->dim, a->keepdim);                   \
-    lg_tensor *d = deriv(&s, x, oe, a, reduced_count(x->shape, x->ndim, a->dim));                  \
-    return sc_done(&s, sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, tin[0], d), a->dim, a->keepdim), tout); \
+#define REDUCE_RULES(name, deriv)                                                                            \
+  static lg_status name##_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {                              \
+    sc s = {0};                                                                                              \
+    const lg_edge *e = &n->edges[0];                                                                         \
+    lg_tensor *x = n->args.in[0], *out = lg_node_saved_out(n);                                               \
+    lg_tensor *oe = sc_unreduce(&s, out, e->shape, e->ndim, n->args.dim, n->args.keepdim);                   \
+    lg_tensor *d = deriv(&s, x, oe, &n->args, reduced_count(e->shape, e->ndim, n->args.dim));                \
+    lg_tensor *ge = sc_unreduce(&s, g, e->shape, e->ndim, n->args.dim, n->args.keepdim);                     \
+    return sc_done(&s, sc_bin(&s, LG_OP_MUL, ge, d), &gin[0]);                                               \
+  }                                                                                                          \
+  static lg_status name##_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,      \
+                              lg_tensor **tout) {                                                            \
+    sc s = {0};                                                                                              \
+    lg_tensor *x = a->in[0];                                                                                 \
+    lg_tensor *oe = sc_unreduce(&s, out, x->shape, x->ndim, a->dim, a->keepdim);                             \
+    lg_tensor *d = deriv(&s, x, oe, a, reduced_count(x->shape, x->ndim, a->dim));                            \
+    return sc_done(&s, sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, tin[0], d), a->dim, a->keepdim),       \
+                   tout);                                                                                    \
   }
 REDUCE_RULES(var, rd_var)
 REDUCE_RULES(std, rd_std)
@@ -1102,7 +1213,8 @@ static lg_status sum_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   const lg_edge *e = &n->edges[0];
   return sc_done(&s, sc_unreduce(&s, g, e->shape, e->ndim, n->args.dim, n->args.keepdim), &gin[0]);
 }
-static lg_status sum_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status sum_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                         lg_tensor **tout) {
   return lg_reduce(LG_OP_SUM, tin[0], a->dim, a->keepdim, tout);
 }
 static lg_status mean_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
@@ -1111,7 +1223,8 @@ static lg_status mean_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   lg_tensor *ge = sc_unreduce(&s, g, e->shape, e->ndim, n->args.dim, n->args.keepdim);
   return sc_done(&s, sc_bs(&s, LG_OP_DIV, ge, reduced_count(e->shape, e->ndim, n->args.dim)), &gin[0]);
 }
-static lg_status mean_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status mean_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                          lg_tensor **tout) {
   return lg_reduce(LG_OP_MEAN, tin[0], a->dim, a->keepdim, tout);
 }
 
@@ -1120,17 +1233,18 @@ static lg_status mean_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_
 **   log_softmax: y = x - m - log sum exp(x - m)
 ** Both save y. Backward: softmax gin = y (g - sum(g y)); log_softmax gin = g - exp(y) sum(g). */
 
-#define SOFTMAX_ROWS(name, T)                                                                      \
-  static void name(const T *x, T *y, int64_t rows, int64_t R, int logmode) {                      \
-    for (int64_t r = 0; r < rows; r++, x += R, y += R) {                                           \
-      double m = -INFINITY, sum = 0;                                                               \
-      for (int64_t i = 0; i < R; i++) if (x[i] > m) m = x[i];                                      \
-      if (isinf(m) && m < 0) m = 0;                                                                \
-      for (int64_t i = 0; i < R; i++) sum += exp((double)x[i] - m);                                \
-      double ls = log(sum);                                                                        \
-      for (int64_t i = 0; i < R; i++)                                                              \
-        y[i] = (T)(logmode ? (double)x[i] - m - ls : exp((double)x[i] - m) / sum);                 \
-    }                                                                                              \
+#define SOFTMAX_ROWS(name, T)                                                                                \
+  static void name(const T *x, T *y, int64_t rows, int64_t R, int logmode) {                                 \
+    for (int64_t r = 0; r < rows; r++, x += R, y += R) {                                                     \
+      double m = -INFINITY, sum = 0;                                                                         \
+      for (int64_t i = 0; i < R; i++)                                                                        \
+        if (x[i] > m) m = x[i];                                                                              \
+      if (isinf(m) && m < 0) m = 0;                                                                          \
+      for (int64_t i = 0; i < R; i++) sum += exp((double)x[i] - m);                                          \
+      double ls = log(sum);                                                                                  \
+      for (int64_t i = 0; i < R; i++)                                                                        \
+        y[i] = (T)(logmode ? (double)x[i] - m - ls : exp((double)x[i] - m) / sum);                           \
+    }                                                                                                        \
   }
 SOFTMAX_ROWS(softmax_rows_f32, float)
 SOFTMAX_ROWS(softmax_rows_f64, double)
@@ -1150,8 +1264,10 @@ static lg_status softmax_forward(const lg_op *op, const lg_args *a, lg_tensor **
   if (st == LG_OK) {
     int64_t R = x->shape[dim], rows = R ? lg_numel(x) / R : 0;
     int logmode = op == &lg_ops[LG_OP_LOG_SOFTMAX];
-    if (dt == LG_FLOAT32) softmax_rows_f32(lg_data(xc), lg_data(y), rows, R, logmode);
-    else softmax_rows_f64(lg_data(xc), lg_data(y), rows, R, logmode);
+    if (dt == LG_FLOAT32)
+      softmax_rows_f32(lg_data(xc), lg_data(y), rows, R, logmode);
+    else
+      softmax_rows_f64(lg_data(xc), lg_data(y), rows, R, logmode);
     st = dim == nd - 1 ? (*out = lg_tensor_retain(y), LG_OK) : lg_permute(y, inv, nd, out);
   }
   lg_tensor_release(moved);
@@ -1166,7 +1282,8 @@ static lg_status softmax_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   lg_tensor *dot = sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, g, y), n->args.dim, 1);
   return sc_done(&s, sc_bin(&s, LG_OP_MUL, y, sc_bin(&s, LG_OP_SUB, g, dot)), &gin[0]);
 }
-static lg_status softmax_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status softmax_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                             lg_tensor **tout) {
   sc s = {0};
   lg_tensor *dot = sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, tin[0], out), a->dim, 1);
   return sc_done(&s, sc_bin(&s, LG_OP_MUL, out, sc_bin(&s, LG_OP_SUB, tin[0], dot)), tout);
@@ -1177,9 +1294,11 @@ static lg_status log_softmax_backward(lg_node *n, lg_tensor *g, lg_tensor **gin)
   lg_tensor *gs = sc_reduce(&s, LG_OP_SUM, g, n->args.dim, 1);
   return sc_done(&s, sc_bin(&s, LG_OP_SUB, g, sc_bin(&s, LG_OP_MUL, sc_un(&s, LG_OP_EXP, y), gs)), &gin[0]);
 }
-static lg_status log_softmax_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status log_softmax_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                                 lg_tensor **tout) {
   sc s = {0};
-  lg_tensor *dot = sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, tin[0], sc_un(&s, LG_OP_EXP, out)), a->dim, 1);
+  lg_tensor *dot =
+      sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, tin[0], sc_un(&s, LG_OP_EXP, out)), a->dim, 1);
   return sc_done(&s, sc_bin(&s, LG_OP_SUB, tin[0], dot), tout);
 }
 
@@ -1212,7 +1331,8 @@ static lg_status matmul_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   }
   return sc_done2(&s, ga, &gin[0], gb, &gin[1]);
 }
-static lg_status matmul_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status matmul_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                            lg_tensor **tout) {
   sc s = {0};
   lg_tensor *l = tin[0] ? sc_bin(&s, LG_OP_MATMUL, tin[0], a->in[1]) : NULL;
   lg_tensor *r = tin[1] ? sc_bin(&s, LG_OP_MATMUL, a->in[0], tin[1]) : NULL;
@@ -1238,22 +1358,33 @@ static lg_status check_indices(const char *op, lg_tensor *idx, int64_t n, int di
 /* index_select and index_add pair slices along dim: slice i of one side with slice idx[i] of the
 ** other. index_slices runs over the pairs: copying dst[i] = src[idx[i]] (add = 0, index_select)
 ** or adding dst[idx[i]] += src[i] (add = 1, index_add). dst and src have one dtype. */
-typedef struct { lg_dtype dt; int add; } slice_ctx;
+typedef struct {
+  lg_dtype dt;
+  int add;
+} slice_ctx;
 
-#define SLICE_LOOP(T)                                                                              \
-  do {                                                                                             \
-    T *o = (T *)p[0];                                                                              \
-    const T *x = (const T *)p[1];                                                                  \
-    if (c->add) for (int64_t i = 0; i < n; i++) o[i * s[0]] += x[i * s[1]];                        \
-    else for (int64_t i = 0; i < n; i++) o[i * s[0]] = x[i * s[1]];                                \
+#define SLICE_LOOP(T)                                                                                        \
+  do {                                                                                                       \
+    T *o = (T *)p[0];                                                                                        \
+    const T *x = (const T *)p[1];                                                                            \
+    if (c->add)                                                                                              \
+      for (int64_t i = 0; i < n; i++) o[i * s[0]] += x[i * s[1]];                                            \
+    else                                                                                                     \
+      for (int64_t i = 0; i < n; i++) o[i * s[0]] = x[i * s[1]];                                             \
   } while (0)
 
 static void slice_row(void *ctx, int64_t n, char **p, const int64_t *s) {
   const slice_ctx *c = ctx;
   switch (c->dt) {
-  case LG_FLOAT32: SLICE_LOOP(float); break;
-  case LG_FLOAT64: SLICE_LOOP(double); break;
-  default: SLICE_LOOP(int64_t); break;
+  case LG_FLOAT32:
+    SLICE_LOOP(float);
+    break;
+  case LG_FLOAT64:
+    SLICE_LOOP(double);
+    break;
+  default:
+    SLICE_LOOP(int64_t);
+    break;
   }
 }
 
@@ -1283,8 +1414,7 @@ static lg_status index_slices(lg_tensor *dst, lg_tensor *src, int dim, lg_tensor
 static lg_status index_select_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *x = a->in[0], *idx = a->in[1];
   int dim = a->dim;
-  if (idx->ndim > 1)
-    return lg_error(LG_ESHAPE, "index_select: indices must be 1-d, got %s", SHAPE(idx));
+  if (idx->ndim > 1) return lg_error(LG_ESHAPE, "index_select: indices must be 1-d, got %s", SHAPE(idx));
   LG_TRY(check_indices("index_select", idx, x->shape[dim], dim));
   int64_t shape[LG_MAX_DIMS], m = lg_numel(idx);
   memcpy(shape, x->shape, sizeof shape);
@@ -1300,10 +1430,12 @@ static lg_status gather_forward(const lg_op *op, const lg_args *a, lg_tensor **o
   lg_tensor *x = a->in[0], *idx = a->in[1];
   int dim = a->dim;
   if (idx->ndim != x->ndim)
-    return lg_error(LG_ESHAPE, "gather: index %s must have as many dimensions as the input %s", SHAPE(idx), SHAPE(x));
+    return lg_error(LG_ESHAPE, "gather: index %s must have as many dimensions as the input %s", SHAPE(idx),
+                    SHAPE(x));
   for (int d = 0; d < x->ndim; d++)
     if (d != dim && idx->shape[d] > x->shape[d])
-      return lg_error(LG_ESHAPE, "gather: index %s is larger than the input %s at dimension %d", SHAPE(idx), SHAPE(x), d + 1);
+      return lg_error(LG_ESHAPE, "gather: index %s is larger than the input %s at dimension %d", SHAPE(idx),
+                      SHAPE(x), d + 1);
   LG_TRY(check_indices("gather", idx, x->shape[dim], dim));
   LG_TRY(lg_new(idx->shape, idx->ndim, x->dtype, out));
   int64_t n = lg_numel(idx), pos[LG_MAX_DIMS] = {0};
@@ -1343,10 +1475,12 @@ static lg_status cat_forward(const lg_op *op, const lg_args *a, lg_tensor **out)
     lg_tensor *t = a->list[i];
     if (t->ndim == 1 && t->shape[0] == 0 && ref->ndim != 1) continue;
     if (t->ndim != ref->ndim)
-      return lg_error(LG_ESHAPE, "cat: tensor %d has shape %s, expected %d dimensions like %s", i + 1, SHAPE(t), ref->ndim, SHAPE(ref));
+      return lg_error(LG_ESHAPE, "cat: tensor %d has shape %s, expected %d dimensions like %s", i + 1,
+                      SHAPE(t), ref->ndim, SHAPE(ref));
     for (int d = 0; d < t->ndim; d++)
       if (d != dim && t->shape[d] != ref->shape[d])
-        return lg_error(LG_ESHAPE, "cat: tensor %d has shape %s, which does not match %s except at dimension %d", i + 1,
+        return lg_error(LG_ESHAPE,
+                        "cat: tensor %d has shape %s, which does not match %s except at dimension %d", i + 1,
                         SHAPE(t), SHAPE(ref), dim + 1);
     shape[dim] += t->shape[dim];
   }
@@ -1373,7 +1507,8 @@ static lg_status index_add_forward(const lg_op *op, const lg_args *a, lg_tensor 
   int fits = a->nshape == src->ndim && idx->ndim == 1 && lg_numel(idx) == src->shape[dim];
   for (int d = 0; d < src->ndim && fits; d++) fits = d == dim || src->shape[d] == a->shape[d];
   if (!fits)
-    return lg_error(LG_ESHAPE, "index_add: source %s and indices %s do not fit the shape %s along dimension %d",
+    return lg_error(LG_ESHAPE,
+                    "index_add: source %s and indices %s do not fit the shape %s along dimension %d",
                     SHAPE(src), SHAPE(idx), SHAPEV(a->shape, a->nshape), dim + 1);
   LG_TRY(check_indices("index_add", idx, a->shape[dim], dim));
   LG_TRY(lg_tensor_zeros(a->shape, a->nshape, src->dtype, out));
@@ -1393,8 +1528,8 @@ static lg_status scatter_add_forward(const lg_op *op, const lg_args *a, lg_tenso
                     SHAPE(src), SHAPE(idx), a->nshape);
   for (int d = 0; d < idx->ndim; d++)
     if (d != dim && idx->shape[d] > a->shape[d])
-      return lg_error(LG_ESHAPE, "scatter_add: indices %s are larger than the target %s at dimension %d", SHAPE(idx),
-                      SHAPEV(a->shape, a->nshape), d + 1);
+      return lg_error(LG_ESHAPE, "scatter_add: indices %s are larger than the target %s at dimension %d",
+                      SHAPE(idx), SHAPEV(a->shape, a->nshape), d + 1);
   LG_TRY(check_indices("scatter_add", idx, a->shape[dim], dim));
   LG_TRY(lg_tensor_zeros(a->shape, a->nshape, src->dtype, out));
   int64_t n = lg_numel(idx), pos[LG_MAX_DIMS] = {0}, ostride[LG_MAX_DIMS];
@@ -1417,16 +1552,20 @@ static lg_status scatter_add_forward(const lg_op *op, const lg_args *a, lg_tenso
 /* ---- rules: each of index_select/index_add and gather/scatter_add is the other's adjoint;
 **      cat's gradient is g cut back into the inputs' pieces ---- */
 
-static lg_tensor *sc_index_op(sc *s, lg_opcode op, lg_tensor *src, lg_tensor *idx, int dim, const int64_t *shape, int nd) {
+static lg_tensor *sc_index_op(sc *s, lg_opcode op, lg_tensor *src, lg_tensor *idx, int dim,
+                              const int64_t *shape, int nd) {
   lg_args a = {.in = {src, idx}, .nin = 2, .dim = dim, .nshape = nd};
   if (shape) memcpy(a.shape, shape, sizeof(int64_t) * (size_t)nd);
   return sc_op(s, op, a);
 }
-#define INDEX_RULES(name, ADJ, SHAPED)                                                             \
-  static lg_status name##_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {                   \
-    sc s = {0};                                                                                    \
-    const lg_edge *e = &n->edges[0];                                                               \
-    return sc_done(&s, sc_index_op(&s, ADJ, g, n->args.in[1], n->args.dim, SHAPED ? e->shape : NULL, SHAPED ? e->ndim : 0), &gin[0]); \
+#define INDEX_RULES(name, ADJ, SHAPED)                                                                       \
+  static lg_status name##_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {                              \
+    sc s = {0};                                                                                              \
+    const lg_edge *e = &n->edges[0];                                                                         \
+    return sc_done(                                                                                          \
+        &s,                                                                                                  \
+        sc_index_op(&s, ADJ, g, n->args.in[1], n->args.dim, SHAPED ? e->shape : NULL, SHAPED ? e->ndim : 0), \
+        &gin[0]);                                                                                            \
   }
 #define index_select_jvp same_op_jvp
 #define gather_jvp same_op_jvp
@@ -1451,7 +1590,8 @@ static lg_status cat_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   }
   return LG_OK;
 }
-static lg_status cat_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status cat_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                         lg_tensor **tout) {
   lg_tensor **ts = calloc((size_t)a->nlist, sizeof *ts);
   if (!ts) return lg_error(LG_ENOMEM, "cat: out of memory");
   lg_status st = LG_OK;
@@ -1520,7 +1660,8 @@ static lg_status pad_forward(const lg_op *op, const lg_args *a, lg_tensor **out)
                     SHAPEV(a->shape, a->nshape), (long long)a->start + 1, a->dim + 1);
   for (int d = 0; d < x->ndim; d++)
     if (d != a->dim && a->shape[d] != x->shape[d])
-      return lg_error(LG_ESHAPE, "pad: %s and %s differ in dimension %d", SHAPE(x), SHAPEV(a->shape, a->nshape), d + 1);
+      return lg_error(LG_ESHAPE, "pad: %s and %s differ in dimension %d", SHAPE(x),
+                      SHAPEV(a->shape, a->nshape), d + 1);
   LG_TRY(lg_tensor_full(a->shape, a->nshape, x->dtype, a->s[0], out));
   lg_status st = lg_narrow(*out, a->dim, a->start, x->shape[a->dim], &win);
   if (st == LG_OK) st = lg_copy_(win, x);
@@ -1545,23 +1686,28 @@ static lg_status select_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   return s.st;
 }
 static lg_status pad_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
-  lg_args a = {.in = {g}, .nin = 1, .dim = n->args.dim, .start = n->args.start, .len = n->edges[0].shape[n->args.dim]};
+  lg_args a = {
+      .in = {g}, .nin = 1, .dim = n->args.dim, .start = n->args.start, .len = n->edges[0].shape[n->args.dim]};
   return lg_apply(LG_OP_NARROW, &a, &gin[0]);
 }
-static lg_status pad_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status pad_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                         lg_tensor **tout) {
   lg_args b = *a;
   b.in[0] = tin[0];
   b.s[0] = 0;
   return lg_apply(LG_OP_PAD, &b, tout);
 }
 
-static lg_status clone_forward(const lg_op *op, const lg_args *a, lg_tensor **out) { return lg_clone(a->in[0], out); }
+static lg_status clone_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  return lg_clone(a->in[0], out);
+}
 static lg_status cast_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   return lg_copy_as(a->in[0], (lg_dtype)a->mode, out);
 }
 
 /* Forward mode of every view and copy: the same op applied to the tangent. */
-static lg_status same_op_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout) {
+static lg_status same_op_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                             lg_tensor **tout) {
   lg_args b = *a;
   b.in[0] = tin[0];
   return lg_apply((lg_opcode)(op - lg_ops), &b, tout);
@@ -1575,130 +1721,172 @@ static lg_status same_op_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, 
 #define SI LG_F_SAVE_IN
 #define SO LG_F_SAVE_OUT
 #define NG LG_F_NO_GRAD
-#define K2(f32, f64) {K(f32), K(f64)}
+#define K2(f32, f64)                                                                                         \
+  { K(f32), K(f64) }
 #define RULES(name) .backward = name##_backward, .jvp = name##_jvp
 /* y = f(x), f' given by d_<name>; exposed as t:name() and lg.name(t) */
-#define UNARY_ROW(OP, nm, i64, fl, ...)                                                            \
-  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = 1, .forward = unary_forward,                    \
-                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)}, .flags = fl, .backward = unary_backward, \
-                  .jvp = unary_jvp, .deriv = d_##nm, .call = LG_CALL_UNARY, __VA_ARGS__}
+#define UNARY_ROW(OP, nm, i64, fl, ...)                                                                      \
+  [LG_OP_##OP] = {.name = #nm,                                                                               \
+                  .arity = 1,                                                                                \
+                  .nout = 1,                                                                                 \
+                  .forward = unary_forward,                                                                  \
+                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)},                                              \
+                  .flags = fl,                                                                               \
+                  .backward = unary_backward,                                                                \
+                  .jvp = unary_jvp,                                                                          \
+                  .deriv = d_##nm,                                                                           \
+                  .call = LG_CALL_UNARY,                                                                     \
+                  __VA_ARGS__}
 /* the same with rules of its own (a derivative that is a constant or another op) */
-#define UNARY_ROW_R(OP, nm, i64, fl, rules)                                                        \
-  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = 1, .forward = unary_forward,                    \
-                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)}, .flags = fl, RULES(rules), .call = LG_CALL_UNARY}
+#define UNARY_ROW_R(OP, nm, i64, fl, rules)                                                                  \
+  [LG_OP_##OP] = {.name = #nm,                                                                               \
+                  .arity = 1,                                                                                \
+                  .nout = 1,                                                                                 \
+                  .forward = unary_forward,                                                                  \
+                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)},                                              \
+                  .flags = fl,                                                                               \
+                  RULES(rules),                                                                              \
+                  .call = LG_CALL_UNARY}
 /* activations with named parameters (args.s, args.mode) */
-#define ACTIVATION_ROW(OP, nm, ...)                                                                \
-  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = 1, .forward = unary_p_forward,                  \
-                  .kernel = {K(nm##_f32), K(nm##_f64), NULL}, .flags = SI, .backward = unary_backward, \
-                  .jvp = unary_jvp, .deriv = d_##nm, .call = LG_CALL_ACTIVATION, .params = __VA_ARGS__}
+#define ACTIVATION_ROW(OP, nm, ...)                                                                          \
+  [LG_OP_##OP] = {.name = #nm,                                                                               \
+                  .arity = 1,                                                                                \
+                  .nout = 1,                                                                                 \
+                  .forward = unary_p_forward,                                                                \
+                  .kernel = {K(nm##_f32), K(nm##_f64), NULL},                                                \
+                  .flags = SI,                                                                               \
+                  .backward = unary_backward,                                                                \
+                  .jvp = unary_jvp,                                                                          \
+                  .deriv = d_##nm,                                                                           \
+                  .call = LG_CALL_ACTIVATION,                                                                \
+                  .params = __VA_ARGS__}
 /* z = f(x, y) with broadcasting; exposed as t:name(u), lg.name(a, b) */
-#define BINARY_ROW(OP, nm, i64, fl, ...)                                                           \
-  [LG_OP_##OP] = {.name = #nm, .arity = 2, .nout = 1, .forward = binary_forward,                   \
-                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)}, .flags = fl, .call = LG_CALL_BINARY, __VA_ARGS__}
+#define BINARY_ROW(OP, nm, i64, fl, ...)                                                                     \
+  [LG_OP_##OP] = {.name = #nm,                                                                               \
+                  .arity = 2,                                                                                \
+                  .nout = 1,                                                                                 \
+                  .forward = binary_forward,                                                                 \
+                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)},                                              \
+                  .flags = fl,                                                                               \
+                  .call = LG_CALL_BINARY,                                                                    \
+                  __VA_ARGS__}
 /* reductions over everything or one dimension */
-#define REDUCE_ROW(OP, nm, nout_, i64, fl, call_, ...)                                             \
-  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = nout_, .forward = reduce_forward,               \
-                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)}, .flags = fl, .call = call_, __VA_ARGS__}
-#define VIEW_ROW(OP, nm, bw)                                                                       \
-  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = 1, .forward = nm##_forward, .flags = LG_F_VIEW,  \
-                  .backward = bw, .jvp = same_op_jvp}
+#define REDUCE_ROW(OP, nm, nout_, i64, fl, call_, ...)                                                       \
+  [LG_OP_##OP] = {.name = #nm,                                                                               \
+                  .arity = 1,                                                                                \
+                  .nout = nout_,                                                                             \
+                  .forward = reduce_forward,                                                                 \
+                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)},                                              \
+                  .flags = fl,                                                                               \
+                  .call = call_,                                                                             \
+                  __VA_ARGS__}
+#define VIEW_ROW(OP, nm, bw)                                                                                 \
+  [LG_OP_##OP] = {.name = #nm,                                                                               \
+                  .arity = 1,                                                                                \
+                  .nout = 1,                                                                                 \
+                  .forward = nm##_forward,                                                                   \
+                  .flags = LG_F_VIEW,                                                                        \
+                  .backward = bw,                                                                            \
+                  .jvp = same_op_jvp}
 /* ops whose forward picks kernels itself */
-#define ROW(OP, nm, arity_, nout_, forward_, fl, ...)                                              \
+#define ROW(OP, nm, arity_, nout_, forward_, fl, ...)                                                        \
   [LG_OP_##OP] = {.name = #nm, .arity = arity_, .nout = nout_, .forward = forward_, .flags = fl, __VA_ARGS__}
 
 const lg_op lg_ops[LG_NUM_OPS] = {
-  /* 1. unary elementwise */
-  UNARY_ROW_R(NEG, neg, neg_i64, 0, neg),
-  UNARY_ROW(EXP, exp, NULL, SO, .fused_bw = K2(exp_bw_f32, exp_bw_f64)),
-  UNARY_ROW(LOG, log, NULL, SI),
-  UNARY_ROW(SQRT, sqrt, NULL, SO),
-  UNARY_ROW(RSQRT, rsqrt, NULL, SO),
-  UNARY_ROW(ABS, abs, abs_i64, SI),
-  UNARY_ROW(SIN, sin, NULL, SI),
-  UNARY_ROW(COS, cos, NULL, SI),
-  UNARY_ROW(TANH, tanh, NULL, SO, .fused_bw = K2(tanh_bw_f32, tanh_bw_f64)),
-  UNARY_ROW(SIGMOID, sigmoid, NULL, SO, .fused_bw = K2(sigmoid_bw_f32, sigmoid_bw_f64)),
-  UNARY_ROW(RELU, relu, relu_i64, SI, .fused_bw = K2(relu_bw_f32, relu_bw_f64)),
-  UNARY_ROW_R(SIGN, sign, sign_i64, 0, zero),
-  UNARY_ROW_R(FLOOR, floor, copy_i64, 0, zero),
-  UNARY_ROW_R(CEIL, ceil, copy_i64, 0, zero),
-  UNARY_ROW_R(ROUND, round, copy_i64, 0, zero),
-  UNARY_ROW(LOG1P, log1p, NULL, SI),
-  UNARY_ROW(EXPM1, expm1, NULL, SO),
-  UNARY_ROW(RECIPROCAL, reciprocal, NULL, SO),
-  UNARY_ROW(SQUARE, square, square_i64, SI),
-  UNARY_ROW(ERF, erf, NULL, SI),
+    /* 1. unary elementwise */
+    UNARY_ROW_R(NEG, neg, neg_i64, 0, neg),
+    UNARY_ROW(EXP, exp, NULL, SO, .fused_bw = K2(exp_bw_f32, exp_bw_f64)),
+    UNARY_ROW(LOG, log, NULL, SI),
+    UNARY_ROW(SQRT, sqrt, NULL, SO),
+    UNARY_ROW(RSQRT, rsqrt, NULL, SO),
+    UNARY_ROW(ABS, abs, abs_i64, SI),
+    UNARY_ROW(SIN, sin, NULL, SI),
+    UNARY_ROW(COS, cos, NULL, SI),
+    UNARY_ROW(TANH, tanh, NULL, SO, .fused_bw = K2(tanh_bw_f32, tanh_bw_f64)),
+    UNARY_ROW(SIGMOID, sigmoid, NULL, SO, .fused_bw = K2(sigmoid_bw_f32, sigmoid_bw_f64)),
+    UNARY_ROW(RELU, relu, relu_i64, SI, .fused_bw = K2(relu_bw_f32, relu_bw_f64)),
+    UNARY_ROW_R(SIGN, sign, sign_i64, 0, zero),
+    UNARY_ROW_R(FLOOR, floor, copy_i64, 0, zero),
+    UNARY_ROW_R(CEIL, ceil, copy_i64, 0, zero),
+    UNARY_ROW_R(ROUND, round, copy_i64, 0, zero),
+    UNARY_ROW(LOG1P, log1p, NULL, SI),
+    UNARY_ROW(EXPM1, expm1, NULL, SO),
+    UNARY_ROW(RECIPROCAL, reciprocal, NULL, SO),
+    UNARY_ROW(SQUARE, square, square_i64, SI),
+    UNARY_ROW(ERF, erf, NULL, SI),
 
-  ACTIVATION_ROW(GELU, gelu, {.mode_key = "approximate", .modes = {"none", "tanh"}}),
-  ACTIVATION_ROW(LEAKY_RELU, leaky_relu, {.name = {"negative_slope"}, .def = {0.01}}),
-  ACTIVATION_ROW(ELU, elu, {.name = {"alpha"}, .def = {1.0}}),
-  ACTIVATION_ROW(SOFTPLUS, softplus, {.name = {"beta", "threshold"}, .def = {1.0, 20.0}}),
-  ACTIVATION_ROW(SILU, silu, {.name = {NULL}}),
+    ACTIVATION_ROW(GELU, gelu, {.mode_key = "approximate", .modes = {"none", "tanh"}}),
+    ACTIVATION_ROW(LEAKY_RELU, leaky_relu, {.name = {"negative_slope"}, .def = {0.01}}),
+    ACTIVATION_ROW(ELU, elu, {.name = {"alpha"}, .def = {1.0}}),
+    ACTIVATION_ROW(SOFTPLUS, softplus, {.name = {"beta", "threshold"}, .def = {1.0, 20.0}}),
+    ACTIVATION_ROW(SILU, silu, {.name = {NULL}}),
 
-  /* 2. binary elementwise */
-  BINARY_ROW(ADD, add, add_i64, LG_F_INPLACE, RULES(add)),
-  BINARY_ROW(SUB, sub, sub_i64, LG_F_INPLACE, RULES(sub)),
-  BINARY_ROW(MUL, mul, mul_i64, SI | LG_F_INPLACE, RULES(mul)),
-  BINARY_ROW(DIV, div, NULL, SI | LG_F_INPLACE, RULES(div)),
-  BINARY_ROW(POW, pow, pow_i64, SI | SO | LG_F_INPLACE, RULES(pow)),
-  BINARY_ROW(MAXIMUM, maximum, maximum_i64, SI, RULES(maximum)),
-  BINARY_ROW(MINIMUM, minimum, minimum_i64, SI, RULES(minimum)),
-  BINARY_ROW(FLOOR_DIVIDE, floor_divide, floor_divide_i64, LG_F_INT_DIVIDES, .backward = zero2_backward, .jvp = zero_jvp),
-  BINARY_ROW(REMAINDER, remainder, remainder_i64, LG_F_INT_DIVIDES | SI, RULES(remainder)),
-  BINARY_ROW(ATAN2, atan2, NULL, SI, RULES(atan2)),
-  BINARY_ROW(EQ, eq, eq_i64, NG),
-  BINARY_ROW(NE, ne, ne_i64, NG),
-  BINARY_ROW(LT, lt, lt_i64, NG),
-  BINARY_ROW(LE, le, le_i64, NG),
-  BINARY_ROW(GT, gt, gt_i64, NG),
-  BINARY_ROW(GE, ge, ge_i64, NG),
+    /* 2. binary elementwise */
+    BINARY_ROW(ADD, add, add_i64, LG_F_INPLACE, RULES(add)),
+    BINARY_ROW(SUB, sub, sub_i64, LG_F_INPLACE, RULES(sub)),
+    BINARY_ROW(MUL, mul, mul_i64, SI | LG_F_INPLACE, RULES(mul)),
+    BINARY_ROW(DIV, div, NULL, SI | LG_F_INPLACE, RULES(div)),
+    BINARY_ROW(POW, pow, pow_i64, SI | SO | LG_F_INPLACE, RULES(pow)),
+    BINARY_ROW(MAXIMUM, maximum, maximum_i64, SI, RULES(maximum)),
+    BINARY_ROW(MINIMUM, minimum, minimum_i64, SI, RULES(minimum)),
+    BINARY_ROW(FLOOR_DIVIDE, floor_divide, floor_divide_i64, LG_F_INT_DIVIDES, .backward = zero2_backward,
+               .jvp = zero_jvp),
+    BINARY_ROW(REMAINDER, remainder, remainder_i64, LG_F_INT_DIVIDES | SI, RULES(remainder)),
+    BINARY_ROW(ATAN2, atan2, NULL, SI, RULES(atan2)),
+    BINARY_ROW(EQ, eq, eq_i64, NG),
+    BINARY_ROW(NE, ne, ne_i64, NG),
+    BINARY_ROW(LT, lt, lt_i64, NG),
+    BINARY_ROW(LE, le, le_i64, NG),
+    BINARY_ROW(GT, gt, gt_i64, NG),
+    BINARY_ROW(GE, ge, ge_i64, NG),
 
-  /* 3. where, clamp */
-  ROW(WHERE, where, 3, 1, where_forward, SI, RULES(where)),
-  ROW(CLAMP, clamp, 1, 1, clamp_forward, SI, RULES(clamp)),
+    /* 3. where, clamp */
+    ROW(WHERE, where, 3, 1, where_forward, SI, RULES(where)),
+    ROW(CLAMP, clamp, 1, 1, clamp_forward, SI, RULES(clamp)),
 
-  /* 4. reductions (sum and mean also take several dimensions; max, min and norm are bound by hand) */
-  REDUCE_ROW(SUM, sum, 1, sum_i64, 0, LG_CALL_NONE, RULES(sum)),
-  REDUCE_ROW(MEAN, mean, 1, NULL, LG_F_FLOAT_OUT, LG_CALL_NONE, RULES(mean)),
-  REDUCE_ROW(VAR, var, 1, NULL, LG_F_FLOAT_OUT | SI, LG_CALL_REDUCE, RULES(var)),
-  REDUCE_ROW(STD, std, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_REDUCE, RULES(std)),
-  REDUCE_ROW(PROD, prod, 1, prod_i64, SI | SO, LG_CALL_REDUCE, RULES(prod)),
-  REDUCE_ROW(NORM, norm, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_NONE, RULES(norm)),
-  REDUCE_ROW(LOGSUMEXP, logsumexp, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_REDUCE, RULES(logsumexp)),
-  REDUCE_ROW(MAX, max, 2, max_i64, SI | SO, LG_CALL_NONE, RULES(max)),
-  REDUCE_ROW(MIN, min, 2, min_i64, SI | SO, LG_CALL_NONE, RULES(min)),
-  REDUCE_ROW(ARGMAX, argmax, 1, argmax_i64, LG_F_INDEX_OUT | NG, LG_CALL_REDUCE),
-  REDUCE_ROW(ARGMIN, argmin, 1, argmin_i64, LG_F_INDEX_OUT | NG, LG_CALL_REDUCE),
-  ROW(SOFTMAX, softmax, 1, 1, softmax_forward, SO, .kernel = {K(softmax_rows_f32), K(softmax_rows_f64)},
-      RULES(softmax), .call = LG_CALL_DIM),
-  ROW(LOG_SOFTMAX, log_softmax, 1, 1, softmax_forward, SO, .kernel = {K(softmax_rows_f32), K(softmax_rows_f64)},
-      RULES(log_softmax), .call = LG_CALL_DIM),
+    /* 4. reductions (sum and mean also take several dimensions; max, min and norm are bound by hand) */
+    REDUCE_ROW(SUM, sum, 1, sum_i64, 0, LG_CALL_NONE, RULES(sum)),
+    REDUCE_ROW(MEAN, mean, 1, NULL, LG_F_FLOAT_OUT, LG_CALL_NONE, RULES(mean)),
+    REDUCE_ROW(VAR, var, 1, NULL, LG_F_FLOAT_OUT | SI, LG_CALL_REDUCE, RULES(var)),
+    REDUCE_ROW(STD, std, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_REDUCE, RULES(std)),
+    REDUCE_ROW(PROD, prod, 1, prod_i64, SI | SO, LG_CALL_REDUCE, RULES(prod)),
+    REDUCE_ROW(NORM, norm, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_NONE, RULES(norm)),
+    REDUCE_ROW(LOGSUMEXP, logsumexp, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_REDUCE, RULES(logsumexp)),
+    REDUCE_ROW(MAX, max, 2, max_i64, SI | SO, LG_CALL_NONE, RULES(max)),
+    REDUCE_ROW(MIN, min, 2, min_i64, SI | SO, LG_CALL_NONE, RULES(min)),
+    REDUCE_ROW(ARGMAX, argmax, 1, argmax_i64, LG_F_INDEX_OUT | NG, LG_CALL_REDUCE),
+    REDUCE_ROW(ARGMIN, argmin, 1, argmin_i64, LG_F_INDEX_OUT | NG, LG_CALL_REDUCE),
+    ROW(SOFTMAX, softmax, 1, 1, softmax_forward, SO, .kernel = {K(softmax_rows_f32), K(softmax_rows_f64)},
+        RULES(softmax), .call = LG_CALL_DIM),
+    ROW(LOG_SOFTMAX, log_softmax, 1, 1, softmax_forward, SO,
+        .kernel = {K(softmax_rows_f32), K(softmax_rows_f64)}, RULES(log_softmax), .call = LG_CALL_DIM),
 
-  /* 5. matmul */
-  ROW(MATMUL, matmul, 2, 1, lg_matmul_forward, SI, RULES(matmul)),
+    /* 5. matmul */
+    ROW(MATMUL, matmul, 2, 1, lg_matmul_forward, SI, RULES(matmul)),
 
-  /* 6. indexing */
-  ROW(INDEX_SELECT, index_select, 2, 1, index_select_forward, SI, RULES(index_select)),
-  ROW(GATHER, gather, 2, 1, gather_forward, SI, RULES(gather)),
-  ROW(CAT, cat, -1, 1, cat_forward, 0, RULES(cat)),
-  ROW(INDEX_ADD, index_add, 2, 1, index_add_forward, SI, RULES(index_add)),
-  ROW(SCATTER_ADD, scatter_add, 2, 1, scatter_add_forward, SI, RULES(scatter_add)),
+    /* 6. indexing */
+    ROW(INDEX_SELECT, index_select, 2, 1, index_select_forward, SI, RULES(index_select)),
+    ROW(GATHER, gather, 2, 1, gather_forward, SI, RULES(gather)),
+    ROW(CAT, cat, -1, 1, cat_forward, 0, RULES(cat)),
+    ROW(INDEX_ADD, index_add, 2, 1, index_add_forward, SI, RULES(index_add)),
+    ROW(SCATTER_ADD, scatter_add, 2, 1, scatter_add_forward, SI, RULES(scatter_add)),
 
-  /* 7. views and copies */
-  VIEW_ROW(RESHAPE, reshape, reshape_backward),
-  VIEW_ROW(EXPAND, expand, pass_backward),
-  VIEW_ROW(PERMUTE, permute, permute_backward),
-  VIEW_ROW(NARROW, narrow, narrow_backward),
-  VIEW_ROW(SELECT, select, select_backward),
-  ROW(PAD, pad, 1, 1, pad_forward, 0, RULES(pad)),
-  ROW(CLONE, clone, 1, 1, clone_forward, 0, .backward = pass_backward, .jvp = same_op_jvp),
-  ROW(CAST, cast, 1, 1, cast_forward, 0, .backward = pass_backward, .jvp = same_op_jvp),
+    /* 7. views and copies */
+    VIEW_ROW(RESHAPE, reshape, reshape_backward),
+    VIEW_ROW(EXPAND, expand, pass_backward),
+    VIEW_ROW(PERMUTE, permute, permute_backward),
+    VIEW_ROW(NARROW, narrow, narrow_backward),
+    VIEW_ROW(SELECT, select, select_backward),
+    ROW(PAD, pad, 1, 1, pad_forward, 0, RULES(pad)),
+    ROW(CLONE, clone, 1, 1, clone_forward, 0, .backward = pass_backward, .jvp = same_op_jvp),
+    ROW(CAST, cast, 1, 1, cast_forward, 0, .backward = pass_backward, .jvp = same_op_jvp),
 
-  /* fused layers (norm.c, loss.c, matmul.c) */
-  ROW(BATCH_NORM, batch_norm, 3, 3, lg_batch_norm_forward, SI | LG_F_SAVE_AUX, RULES(lg_batch_norm)),
-  ROW(LAYER_NORM, layer_norm, 3, 3, lg_layer_norm_forward, SI | LG_F_SAVE_AUX, RULES(lg_layer_norm)),
-  ROW(CROSS_ENTROPY, cross_entropy, 2, 2, lg_cross_entropy_forward, SI | LG_F_SAVE_AUX, RULES(lg_cross_entropy)),
-  ROW(LINEAR, linear, 3, 1, lg_linear_forward, SI, RULES(lg_linear)),
+    /* fused layers (norm.c, loss.c, matmul.c) */
+    ROW(BATCH_NORM, batch_norm, 3, 3, lg_batch_norm_forward, SI | LG_F_SAVE_AUX, RULES(lg_batch_norm)),
+    ROW(LAYER_NORM, layer_norm, 3, 3, lg_layer_norm_forward, SI | LG_F_SAVE_AUX, RULES(lg_layer_norm)),
+    ROW(CROSS_ENTROPY, cross_entropy, 2, 2, lg_cross_entropy_forward, SI | LG_F_SAVE_AUX,
+        RULES(lg_cross_entropy)),
+    ROW(LINEAR, linear, 3, 1, lg_linear_forward, SI, RULES(lg_linear)),
 };
 
 /* ==== applying ops ==== */
@@ -1711,7 +1899,8 @@ static lg_status propagate_tangent(const lg_op *op, const lg_args *a, lg_tensor 
   lg_tensor *tin_inline[LG_MAX_INPUTS] = {NULL}, **tin = tin_inline;
   for (int i = 0; i < nin; i++) any |= ins[i] && ins[i]->tangent;
   if (!any || !lg_dtype_is_float(out->dtype)) return LG_OK;
-  if (nin > LG_MAX_INPUTS && !(tin = calloc((size_t)nin, sizeof *tin))) return lg_error(LG_ENOMEM, "%s: out of memory", op->name);
+  if (nin > LG_MAX_INPUTS && !(tin = calloc((size_t)nin, sizeof *tin)))
+    return lg_error(LG_ENOMEM, "%s: out of memory", op->name);
   for (int i = 0; i < nin; i++) tin[i] = ins[i] ? ins[i]->tangent : NULL;
   int level = lg_fw_level();
   lg_fw_level_set(0);
@@ -1727,15 +1916,18 @@ static lg_status propagate_tangent(const lg_op *op, const lg_args *a, lg_tensor 
   }
   /* a rule may return a tangent of an input's shape (a + b with tb = 0): broadcast it to the
   ** output's shape here, in one place, as the tape sums gradients back in one place */
-  if (st == LG_OK && t && (t->ndim != out->ndim || memcmp(t->shape, out->shape, sizeof(int64_t) * (size_t)out->ndim))) {
+  if (st == LG_OK && t &&
+      (t->ndim != out->ndim || memcmp(t->shape, out->shape, sizeof(int64_t) * (size_t)out->ndim))) {
     lg_tensor *e;
     st = lg_expand(t, out->shape, out->ndim, &e);
     lg_tensor_release(t);
     t = st == LG_OK ? e : NULL;
   }
   if (st == LG_OK) st = lg_check_anomaly("forward-mode tangent", op->name, t);
-  if (st == LG_OK) out->tangent = t;
-  else lg_tensor_release(t);
+  if (st == LG_OK)
+    out->tangent = t;
+  else
+    lg_tensor_release(t);
   return st;
 }
 

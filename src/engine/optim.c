@@ -30,54 +30,55 @@
 ** loops), so the compiler vectorizes them. sgn folds maximize in (-g is exact); a weight decay of
 ** zero adds 0 * p, which leaves every finite value bit for bit unchanged. */
 
-#define SGD_KERNEL(name, T)                                                                        \
-  LG_WIDE static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict buf, const lg_sgd_opts *o, int first) { \
-    const T lr = (T)o->lr, mu = (T)o->momentum, damp = (T)(1 - o->dampening), wd = (T)o->weight_decay; \
-    const T sgn = o->maximize ? -1 : 1;                                                            \
-    if (!buf) {                                                                                    \
-      for (int64_t i = 0; i < n; i++) p[i] = p[i] - lr * (sgn * g[i] + wd * p[i]);                 \
-    } else if (first) { /* the buffer starts as the gradient itself */                            \
-      if (o->nesterov)                                                                             \
-        for (int64_t i = 0; i < n; i++) {                                                          \
-          T d = sgn * g[i] + wd * p[i];                                                            \
-          buf[i] = d;                                                                              \
-          p[i] = p[i] - lr * (d + mu * d);                                                         \
-        }                                                                                          \
-      else                                                                                         \
-        for (int64_t i = 0; i < n; i++) {                                                          \
-          T d = sgn * g[i] + wd * p[i];                                                            \
-          buf[i] = d;                                                                              \
-          p[i] = p[i] - lr * d;                                                                    \
-        }                                                                                          \
-    } else if (o->nesterov) {                                                                      \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T d = sgn * g[i] + wd * p[i], b = mu * buf[i] + damp * d;                                  \
-        buf[i] = b;                                                                                \
-        p[i] = p[i] - lr * (d + mu * b);                                                           \
-      }                                                                                            \
-    } else {                                                                                       \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        T d = sgn * g[i] + wd * p[i], b = mu * buf[i] + damp * d;                                  \
-        buf[i] = b;                                                                                \
-        p[i] = p[i] - lr * b;                                                                      \
-      }                                                                                            \
-    }                                                                                              \
+#define SGD_KERNEL(name, T)                                                                                  \
+  LG_WIDE static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict buf,                   \
+                           const lg_sgd_opts *o, int first) {                                                \
+    const T lr = (T)o->lr, mu = (T)o->momentum, damp = (T)(1 - o->dampening), wd = (T)o->weight_decay;       \
+    const T sgn = o->maximize ? -1 : 1;                                                                      \
+    if (!buf) {                                                                                              \
+      for (int64_t i = 0; i < n; i++) p[i] = p[i] - lr * (sgn * g[i] + wd * p[i]);                           \
+    } else if (first) { /* the buffer starts as the gradient itself */                                       \
+      if (o->nesterov)                                                                                       \
+        for (int64_t i = 0; i < n; i++) {                                                                    \
+          T d = sgn * g[i] + wd * p[i];                                                                      \
+          buf[i] = d;                                                                                        \
+          p[i] = p[i] - lr * (d + mu * d);                                                                   \
+        }                                                                                                    \
+      else                                                                                                   \
+        for (int64_t i = 0; i < n; i++) {                                                                    \
+          T d = sgn * g[i] + wd * p[i];                                                                      \
+          buf[i] = d;                                                                                        \
+          p[i] = p[i] - lr * d;                                                                              \
+        }                                                                                                    \
+    } else if (o->nesterov) {                                                                                \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        T d = sgn * g[i] + wd * p[i], b = mu * buf[i] + damp * d;                                            \
+        buf[i] = b;                                                                                          \
+        p[i] = p[i] - lr * (d + mu * b);                                                                     \
+      }                                                                                                      \
+    } else {                                                                                                 \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        T d = sgn * g[i] + wd * p[i], b = mu * buf[i] + damp * d;                                            \
+        buf[i] = b;                                                                                          \
+        p[i] = p[i] - lr * b;                                                                                \
+      }                                                                                                      \
+    }                                                                                                        \
   }
 SGD_KERNEL(sgd_f32, float)
 SGD_KERNEL(sgd_f64, double)
 
 /* Adam's step: coupled L2 goes into the gradient (wdg), AdamW's decay scales p first (decay).
 ** DIV(q, x) sets q = x / bc2_sqrt, correctly rounded as PyTorch's division is. */
-#define ADAM_BODY(T, VV, DIV)                                                                      \
-  T pi = p[i] * decay;                                                                             \
-  T gi = sgn * g[i] + wdg * pi;                                                                    \
-  T mi = m[i] * b1 + (1 - b1) * gi;                                                                \
-  T vi = v[i] * b2 + (1 - b2) * gi * gi;                                                           \
-  m[i] = mi;                                                                                       \
-  v[i] = vi;                                                                                       \
-  VV;                                                                                              \
-  T q;                                                                                             \
-  DIV(q, (T)sqrt(vv));                                                                             \
+#define ADAM_BODY(T, VV, DIV)                                                                                \
+  T pi = p[i] * decay;                                                                                       \
+  T gi = sgn * g[i] + wdg * pi;                                                                              \
+  T mi = m[i] * b1 + (1 - b1) * gi;                                                                          \
+  T vi = v[i] * b2 + (1 - b2) * gi * gi;                                                                     \
+  m[i] = mi;                                                                                                 \
+  v[i] = vi;                                                                                                 \
+  VV;                                                                                                        \
+  T q;                                                                                                       \
+  DIV(q, (T)sqrt(vv));                                                                                       \
   p[i] = pi + (-step_size) * (mi / (q + eps));
 
 /* Dividing by the step's constant bc2_sqrt costs a hardware division per element, and Adam is
@@ -87,81 +88,82 @@ SGD_KERNEL(sgd_f64, double)
 ** and 2^-537 in float64, and a check of 10^8 float32 quotients against division found no
 ** difference. Without FMA the loop divides. */
 #define ADAM_DIV(q, x) q = (x) / bc2_sqrt
-#define FMA_T(a, b, c) _Generic((a), float: __builtin_fmaf, double: __builtin_fma)(a, b, c)
-#define ADAM_DIV_FMA(q, x)                                                                         \
-  do {                                                                                             \
-    const __typeof__(q) x_ = (x), q0_ = x_ * rc;                                                   \
-    q = FMA_T(FMA_T(-q0_, bc2_sqrt, x_), rc, q0_);                                                 \
+#define FMA_T(a, b, c) _Generic((a), float : __builtin_fmaf, double : __builtin_fma)(a, b, c)
+#define ADAM_DIV_FMA(q, x)                                                                                   \
+  do {                                                                                                       \
+    const __typeof__(q) x_ = (x), q0_ = x_ * rc;                                                             \
+    q = FMA_T(FMA_T(-q0_, bc2_sqrt, x_), rc, q0_);                                                           \
   } while (0)
 
-#define ADAM_KERNEL(name, T)                                                                  \
-  LG_WIDE static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict m, T *restrict v, T *restrict vmax, \
-                   const lg_adam_opts *o, int64_t step, int fma) {                                 \
-    const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps, sgn = o->maximize ? -1 : 1;       \
-    const T wdg = o->decoupled ? 0 : (T)o->weight_decay;                                           \
-    const T decay = o->decoupled ? (T)(1 - o->lr * o->weight_decay) : 1;                          \
-    const double bc1 = 1 - pow(o->beta1, (double)step), bc2 = 1 - pow(o->beta2, (double)step);     \
-    const T step_size = (T)(o->lr / bc1), bc2_sqrt = (T)sqrt(bc2), rc = 1 / bc2_sqrt;             \
-    if (vmax && fma)                                                                               \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        ADAM_BODY(T, T vv = vmax[i] > vi ? vmax[i] : vi; vmax[i] = vv, ADAM_DIV_FMA)               \
-      }                                                                                            \
-    else if (vmax)                                                                                 \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        ADAM_BODY(T, T vv = vmax[i] > vi ? vmax[i] : vi; vmax[i] = vv, ADAM_DIV)                   \
-      }                                                                                            \
-    else if (fma)                                                                                  \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        ADAM_BODY(T, T vv = vi, ADAM_DIV_FMA)                                                      \
-      }                                                                                            \
-    else                                                                                           \
-      for (int64_t i = 0; i < n; i++) {                                                            \
-        ADAM_BODY(T, T vv = vi, ADAM_DIV)                                                          \
-      }                                                                                            \
+#define ADAM_KERNEL(name, T)                                                                                 \
+  LG_WIDE static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict m, T *restrict v,      \
+                           T *restrict vmax, const lg_adam_opts *o, int64_t step, int fma) {                 \
+    const T b1 = (T)o->beta1, b2 = (T)o->beta2, eps = (T)o->eps, sgn = o->maximize ? -1 : 1;                 \
+    const T wdg = o->decoupled ? 0 : (T)o->weight_decay;                                                     \
+    const T decay = o->decoupled ? (T)(1 - o->lr * o->weight_decay) : 1;                                     \
+    const double bc1 = 1 - pow(o->beta1, (double)step), bc2 = 1 - pow(o->beta2, (double)step);               \
+    const T step_size = (T)(o->lr / bc1), bc2_sqrt = (T)sqrt(bc2), rc = 1 / bc2_sqrt;                        \
+    if (vmax && fma)                                                                                         \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        ADAM_BODY(T, T vv = vmax[i] > vi ? vmax[i] : vi; vmax[i] = vv, ADAM_DIV_FMA)                         \
+      }                                                                                                      \
+    else if (vmax)                                                                                           \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        ADAM_BODY(T, T vv = vmax[i] > vi ? vmax[i] : vi; vmax[i] = vv, ADAM_DIV)                             \
+      }                                                                                                      \
+    else if (fma)                                                                                            \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        ADAM_BODY(T, T vv = vi, ADAM_DIV_FMA)                                                                \
+      }                                                                                                      \
+    else                                                                                                     \
+      for (int64_t i = 0; i < n; i++) {                                                                      \
+        ADAM_BODY(T, T vv = vi, ADAM_DIV)                                                                    \
+      }                                                                                                      \
   }
 ADAM_KERNEL(adam_f32, float)
 ADAM_KERNEL(adam_f64, double)
 
-#define RMSPROP_KERNEL(name, T)                                                                    \
-  LG_WIDE static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict sq, T *restrict ga, T *restrict buf, \
-                   const lg_rmsprop_opts *o) {                                                     \
-    const T a = (T)o->alpha, eps = (T)o->eps, wd = (T)o->weight_decay, lr = (T)o->lr, mom = (T)o->momentum; \
-    const T sgn = o->maximize ? -1 : 1;                                                            \
-    for (int64_t i = 0; i < n; i++) {                                                              \
-      T gi = sgn * g[i] + wd * p[i];                                                               \
-      T s = sq[i] * a + (1 - a) * gi * gi;                                                         \
-      sq[i] = s;                                                                                   \
-      T avg;                                                                                       \
-      if (ga) { /* loop-invariant: unswitched by the compiler */                                   \
-        T gm = ga[i] * a + (1 - a) * gi;                                                           \
-        ga[i] = gm;                                                                                \
-        avg = (T)sqrt(s + -1 * gm * gm) + eps;                                                     \
-      } else {                                                                                     \
-        avg = (T)sqrt(s) + eps;                                                                    \
-      }                                                                                            \
-      if (buf) {                                                                                   \
-        T b = buf[i] * mom + gi / avg;                                                             \
-        buf[i] = b;                                                                                \
-        p[i] = p[i] + (-lr) * b;                                                                   \
-      } else {                                                                                     \
-        p[i] = p[i] + (-lr) * (gi / avg);                                                          \
-      }                                                                                            \
-    }                                                                                              \
+#define RMSPROP_KERNEL(name, T)                                                                              \
+  LG_WIDE static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict sq, T *restrict ga,    \
+                           T *restrict buf, const lg_rmsprop_opts *o) {                                      \
+    const T a = (T)o->alpha, eps = (T)o->eps, wd = (T)o->weight_decay, lr = (T)o->lr, mom = (T)o->momentum;  \
+    const T sgn = o->maximize ? -1 : 1;                                                                      \
+    for (int64_t i = 0; i < n; i++) {                                                                        \
+      T gi = sgn * g[i] + wd * p[i];                                                                         \
+      T s = sq[i] * a + (1 - a) * gi * gi;                                                                   \
+      sq[i] = s;                                                                                             \
+      T avg;                                                                                                 \
+      if (ga) { /* loop-invariant: unswitched by the compiler */                                             \
+        T gm = ga[i] * a + (1 - a) * gi;                                                                     \
+        ga[i] = gm;                                                                                          \
+        avg = (T)sqrt(s + -1 * gm * gm) + eps;                                                               \
+      } else {                                                                                               \
+        avg = (T)sqrt(s) + eps;                                                                              \
+      }                                                                                                      \
+      if (buf) {                                                                                             \
+        T b = buf[i] * mom + gi / avg;                                                                       \
+        buf[i] = b;                                                                                          \
+        p[i] = p[i] + (-lr) * b;                                                                             \
+      } else {                                                                                               \
+        p[i] = p[i] + (-lr) * (gi / avg);                                                                    \
+      }                                                                                                      \
+    }                                                                                                        \
   }
 RMSPROP_KERNEL(rmsprop_f32, float)
 RMSPROP_KERNEL(rmsprop_f64, double)
 
-#define ADAGRAD_KERNEL(name, T)                                                                    \
-  LG_WIDE static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict sum, const lg_adagrad_opts *o, \
-                   int64_t step) {                                                                 \
-    const T clr = (T)(o->lr / (1 + (double)(step - 1) * o->lr_decay)), eps = (T)o->eps, wd = (T)o->weight_decay; \
-    const T sgn = o->maximize ? -1 : 1;                                                            \
-    for (int64_t i = 0; i < n; i++) {                                                              \
-      T gi = sgn * g[i] + wd * p[i];                                                               \
-      T s = sum[i] + gi * gi;                                                                      \
-      sum[i] = s;                                                                                  \
-      p[i] = p[i] + (-clr) * (gi / ((T)sqrt(s) + eps));                                            \
-    }                                                                                              \
+#define ADAGRAD_KERNEL(name, T)                                                                              \
+  LG_WIDE static void name(int64_t n, T *restrict p, const T *restrict g, T *restrict sum,                   \
+                           const lg_adagrad_opts *o, int64_t step) {                                         \
+    const T clr = (T)(o->lr / (1 + (double)(step - 1) * o->lr_decay)), eps = (T)o->eps,                      \
+            wd = (T)o->weight_decay;                                                                         \
+    const T sgn = o->maximize ? -1 : 1;                                                                      \
+    for (int64_t i = 0; i < n; i++) {                                                                        \
+      T gi = sgn * g[i] + wd * p[i];                                                                         \
+      T s = sum[i] + gi * gi;                                                                                \
+      sum[i] = s;                                                                                            \
+      p[i] = p[i] + (-clr) * (gi / ((T)sqrt(s) + eps));                                                      \
+    }                                                                                                        \
   }
 ADAGRAD_KERNEL(adagrad_f32, float)
 ADAGRAD_KERNEL(adagrad_f64, double)
@@ -169,16 +171,18 @@ ADAGRAD_KERNEL(adagrad_f64, double)
 /* Each state tensor must be contiguous and match the parameter's shape and dtype. */
 static lg_status check_like(const char *opt, const char *what, lg_tensor *p, lg_tensor *t) {
   if (!t) return LG_OK;
-  if (t->dtype != p->dtype || t->ndim != p->ndim || memcmp(t->shape, p->shape, sizeof(int64_t) * (size_t)p->ndim))
-    return lg_error(LG_ESHAPE, "%s: %s is %s %s, but the parameter is %s %s", opt, what, lg_dtype_name(t->dtype), SHAPE(t),
-                    lg_dtype_name(p->dtype), SHAPE(p));
+  if (t->dtype != p->dtype || t->ndim != p->ndim ||
+      memcmp(t->shape, p->shape, sizeof(int64_t) * (size_t)p->ndim))
+    return lg_error(LG_ESHAPE, "%s: %s is %s %s, but the parameter is %s %s", opt, what,
+                    lg_dtype_name(t->dtype), SHAPE(t), lg_dtype_name(p->dtype), SHAPE(p));
   if (!lg_is_contiguous(t)) return lg_error(LG_EVALUE, "%s: %s must be contiguous", opt, what);
   return LG_OK;
 }
 
 static lg_status check_param(const char *opt, lg_tensor *p, lg_tensor *g) {
   if (!lg_dtype_is_float(p->dtype))
-    return lg_error(LG_EDTYPE, "%s: parameters must be float tensors, got %s %s", opt, lg_dtype_name(p->dtype), SHAPE(p));
+    return lg_error(LG_EDTYPE, "%s: parameters must be float tensors, got %s %s", opt,
+                    lg_dtype_name(p->dtype), SHAPE(p));
   if (!lg_is_contiguous(p)) return lg_error(LG_EVALUE, "%s: parameter %s must be contiguous", opt, SHAPE(p));
   LG_TRY(check_like(opt, "the gradient", p, g));
   p->storage->version++; /* an in-place update, visible to the tape's checks */
@@ -200,8 +204,11 @@ typedef struct {
 
 static void sgd_range(void *u_, int64_t lo, int64_t hi) {
   upd *u = u_;
-  if (u->dt == LG_FLOAT32) sgd_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, AT((float *)u->a, lo), u->opts, u->first);
-  else sgd_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, AT((double *)u->a, lo), u->opts, u->first);
+  if (u->dt == LG_FLOAT32)
+    sgd_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, AT((float *)u->a, lo), u->opts, u->first);
+  else
+    sgd_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, AT((double *)u->a, lo), u->opts,
+            u->first);
 }
 /* whether fma() is a hardware instruction here (else Adam divides) */
 static int cpu_has_fma(void) {
@@ -220,24 +227,25 @@ static void adam_range(void *u_, int64_t lo, int64_t hi) {
     adam_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, (float *)u->a + lo, (float *)u->b + lo,
              AT((float *)u->c, lo), u->opts, u->step, fma);
   else
-    adam_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo, (double *)u->b + lo,
-             AT((double *)u->c, lo), u->opts, u->step, fma);
+    adam_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo,
+             (double *)u->b + lo, AT((double *)u->c, lo), u->opts, u->step, fma);
 }
 static void rmsprop_range(void *u_, int64_t lo, int64_t hi) {
   upd *u = u_;
   if (u->dt == LG_FLOAT32)
-    rmsprop_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, (float *)u->a + lo, AT((float *)u->b, lo),
-                AT((float *)u->c, lo), u->opts);
+    rmsprop_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, (float *)u->a + lo,
+                AT((float *)u->b, lo), AT((float *)u->c, lo), u->opts);
   else
-    rmsprop_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo, AT((double *)u->b, lo),
-                AT((double *)u->c, lo), u->opts);
+    rmsprop_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo,
+                AT((double *)u->b, lo), AT((double *)u->c, lo), u->opts);
 }
 static void adagrad_range(void *u_, int64_t lo, int64_t hi) {
   upd *u = u_;
   if (u->dt == LG_FLOAT32)
     adagrad_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, (float *)u->a + lo, u->opts, u->step);
   else
-    adagrad_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo, u->opts, u->step);
+    adagrad_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo, u->opts,
+                u->step);
 }
 
 lg_status lg_sgd_step(lg_tensor *p, lg_tensor *g, lg_tensor *buf, int first, const lg_sgd_opts *o) {
@@ -274,7 +282,8 @@ lg_status lg_rmsprop_step(lg_tensor *p, lg_tensor *g, lg_tensor *sq, lg_tensor *
   return LG_OK;
 }
 
-lg_status lg_adagrad_step(lg_tensor *p, lg_tensor *g, lg_tensor *sum, int64_t step, const lg_adagrad_opts *o) {
+lg_status lg_adagrad_step(lg_tensor *p, lg_tensor *g, lg_tensor *sum, int64_t step,
+                          const lg_adagrad_opts *o) {
   if (step < 1) return lg_error(LG_EVALUE, "Adagrad: step must be at least 1, got %lld", (long long)step);
   if (!sum) return lg_error(LG_EVALUE, "Adagrad: missing sum");
   LG_TRY(check_like("Adagrad", "sum", p, sum));

@@ -54,8 +54,8 @@ static void philox(uint64_t counter, uint64_t key, uint32_t out[4]) {
 }
 
 static inline uint64_t word64(const uint32_t w[4], int i) { return (uint64_t)w[i] << 32 | w[i + 1]; }
-static inline double unit53(uint64_t u) { return (double)(u >> 11) * 0x1.0p-53; }    /* [0, 1) */
-static inline float unit24(uint32_t u) { return (float)(u >> 8) * 0x1.0p-24f; }       /* [0, 1) */
+static inline double unit53(uint64_t u) { return (double)(u >> 11) * 0x1.0p-53; } /* [0, 1) */
+static inline float unit24(uint32_t u) { return (float)(u >> 8) * 0x1.0p-24f; }   /* [0, 1) */
 
 typedef enum { DRAW_UNIFORM, DRAW_NORMAL, DRAW_RANDINT, DRAW_BERNOULLI } draw_kind;
 
@@ -82,11 +82,16 @@ static void draw(draw_kind kind, void *data, int64_t n, lg_dtype dt, uint64_t ba
     case DRAW_RANDINT: {
       uint64_t range = (uint64_t)((int64_t)p2 - (int64_t)p1);
       int64_t r = (int64_t)p1 + (int64_t)(word64(w, 0) % range);
-      if (dt == LG_INT64) { ((int64_t *)data)[i] = r; continue; }
+      if (dt == LG_INT64) {
+        ((int64_t *)data)[i] = r;
+        continue;
+      }
       v = (double)r;
       break;
     }
-    default: v = unit53(word64(w, 0)) < p1 ? 1.0 : 0.0; break;
+    default:
+      v = unit53(word64(w, 0)) < p1 ? 1.0 : 0.0;
+      break;
     }
     lg_store((char *)data + i * (int64_t)lg_dtype_size(dt), dt, v);
   }
@@ -128,7 +133,8 @@ lg_status lg_normal_(lg_tensor *t, double mean, double std) {
 
 lg_status lg_randint_(lg_tensor *t, int64_t low, int64_t high) {
   if (high <= low)
-    return lg_error(LG_EVALUE, "randint: high %lld must be greater than low %lld", (long long)high, (long long)low);
+    return lg_error(LG_EVALUE, "randint: high %lld must be greater than low %lld", (long long)high,
+                    (long long)low);
   if ((double)high - (double)low > 9.0e18)
     return lg_error(LG_EVALUE, "randint: range [%lld, %lld) is too large", (long long)low, (long long)high);
   return fill_random(t, DRAW_RANDINT, (double)low, (double)high);

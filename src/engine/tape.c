@@ -33,7 +33,9 @@ void lg_set_grad_enabled(int on) { grad_enabled = on != 0; }
 void lg_set_anomaly(int on) { anomaly = on != 0; }
 int lg_anomaly_enabled(void) { return anomaly; }
 void lg_fw_level_push(void) { fw_level++; }
-void lg_fw_level_pop(void) { if (fw_level > 0) fw_level--; }
+void lg_fw_level_pop(void) {
+  if (fw_level > 0) fw_level--;
+}
 int lg_fw_level(void) { return fw_level; }
 void lg_fw_level_set(int level) { fw_level = level; }
 
@@ -260,8 +262,8 @@ static lg_status sum_to_input(const char *opname, lg_tensor *g, const lg_edge *e
   lg_tensor *cur = lg_tensor_retain(g), *next;
   lg_status st = LG_OK;
   if (cur->ndim < e->ndim) {
-    st = lg_error(LG_ESHAPE, "backward of %s: gradient %s has fewer dimensions than its input %s", opname, SHAPE(cur),
-                  SHAPEV(e->shape, e->ndim));
+    st = lg_error(LG_ESHAPE, "backward of %s: gradient %s has fewer dimensions than its input %s", opname,
+                  SHAPE(cur), SHAPEV(e->shape, e->ndim));
     goto fail;
   }
   while (cur->ndim > e->ndim) { /* leading dimensions added by broadcasting */
@@ -337,7 +339,8 @@ static lg_status deliver_leaf(pass *p, lg_tensor *leaf, lg_tensor *g) {
     st = accumulate(&leaf->grad, gg);
   } else if (!leaf->grad) {
     /* take the gradient over if nothing else holds it, else copy it */
-    if (exclusive && gg->refcount == 2 && gg->storage->refcount == 1 && lg_is_contiguous(gg) && !gg->grad_fn) {
+    if (exclusive && gg->refcount == 2 && gg->storage->refcount == 1 && lg_is_contiguous(gg) &&
+        !gg->grad_fn) {
       leaf->grad = lg_tensor_retain(gg);
     } else {
       st = lg_clone(gg, &leaf->grad);
@@ -367,8 +370,10 @@ static lg_status node_ready(pass *p, lg_node *n) {
   if (out) {
     LG_TRY(run_hooks(out, &n->grad));
     if (out->retains_grad && !p->inputs) {
-      if (!out->grad) LG_TRY(lg_clone(n->grad, &out->grad));
-      else LG_TRY(accumulate(&out->grad, n->grad));
+      if (!out->grad)
+        LG_TRY(lg_clone(n->grad, &out->grad));
+      else
+        LG_TRY(accumulate(&out->grad, n->grad));
     }
   }
   if (p->inputs)
@@ -392,7 +397,8 @@ static lg_status check_versions(lg_node *n) {
     return lg_error(LG_EGRAD,
                     "backward: the output of '%s' (shape %s) was modified in place after the op saved it "
                     "(version %lld, now %lld)",
-                    op->name, SHAPE(o), (long long)n->versions[LG_MAX_INPUTS], (long long)o->storage->version);
+                    op->name, SHAPE(o), (long long)n->versions[LG_MAX_INPUTS],
+                    (long long)o->storage->version);
   return LG_OK;
 }
 
@@ -402,7 +408,8 @@ static lg_status node_backward(pass *p, lg_node *n, lg_node **ready) {
   if (n->released)
     return lg_error(LG_EGRAD,
                     "backward: the graph through '%s' was already freed by an earlier backward; "
-                    "pass {retain_graph = true} to the first backward to go through it twice", op->name);
+                    "pass {retain_graph = true} to the first backward to go through it twice",
+                    op->name);
   LG_TRY(check_versions(n));
   lg_tensor *gin_inline[LG_MAX_INPUTS] = {NULL}, **gin = gin_inline;
   if (n->nin > LG_MAX_INPUTS && !(gin = calloc((size_t)n->nin, sizeof *gin)))
@@ -434,8 +441,10 @@ static lg_status node_backward(pass *p, lg_node *n, lg_node **ready) {
     if ((st = sum_to_input(op->name, gin[i], e, &g)) != LG_OK) break;
     lg_tensor_release(gin[i]); /* so a fresh gradient reaches its leaf held once, and is taken over */
     gin[i] = NULL;
-    if (e->fn) st = accumulate(&e->fn->grad, g);
-    else st = deliver_leaf(p, e->leaf->t, g);
+    if (e->fn)
+      st = accumulate(&e->fn->grad, g);
+    else
+      st = deliver_leaf(p, e->leaf->t, g);
     lg_tensor_release(g);
   }
 done:
@@ -465,20 +474,24 @@ lg_status lg_backward(lg_tensor **roots, lg_tensor **grads, int nroots, lg_tenso
   for (int i = 0; i < nroots; i++) {
     lg_tensor *r = roots[i];
     if (!r->requires_grad) {
-      st = lg_error(LG_EGRAD, "backward: tensor %d (shape %s) does not require grad and has no grad_fn", i + 1, SHAPE(r));
+      st = lg_error(LG_EGRAD, "backward: tensor %d (shape %s) does not require grad and has no grad_fn",
+                    i + 1, SHAPE(r));
       goto out;
     }
     if (grads && grads[i]) {
       lg_tensor *g = grads[i];
       if (g->ndim != r->ndim || memcmp(g->shape, r->shape, sizeof(int64_t) * (size_t)r->ndim)) {
-        st = lg_error(LG_ESHAPE, "backward: gradient %s does not match the shape %s of tensor %d", SHAPE(g), SHAPE(r), i + 1);
+        st = lg_error(LG_ESHAPE, "backward: gradient %s does not match the shape %s of tensor %d", SHAPE(g),
+                      SHAPE(r), i + 1);
         goto out;
       }
       if ((st = lg_to_dtype(g, r->dtype, &seeds[i])) != LG_OK) goto out;
     } else {
       if (lg_numel(r) != 1) {
-        st = lg_error(LG_EGRAD, "backward: tensor %d has shape %s; a gradient can be created implicitly only for "
-                      "one-element outputs (pass the gradient: t:backward(grad))", i + 1, SHAPE(r));
+        st = lg_error(LG_EGRAD,
+                      "backward: tensor %d has shape %s; a gradient can be created implicitly only for "
+                      "one-element outputs (pass the gradient: t:backward(grad))",
+                      i + 1, SHAPE(r));
         goto out;
       }
       if ((st = lg_tensor_full(r->shape, r->ndim, r->dtype, 1, &seeds[i])) != LG_OK) goto out;
@@ -522,8 +535,10 @@ lg_status lg_backward(lg_tensor **roots, lg_tensor **grads, int nroots, lg_tenso
   fw_level = 0;
   /* 2. seed */
   for (int i = 0; i < nroots && st == LG_OK; i++) {
-    if (roots[i]->grad_fn) st = accumulate(&roots[i]->grad_fn->grad, seeds[i]);
-    else st = deliver_leaf(&p, roots[i], seeds[i]);
+    if (roots[i]->grad_fn)
+      st = accumulate(&roots[i]->grad_fn->grad, seeds[i]);
+    else
+      st = deliver_leaf(&p, roots[i], seeds[i]);
   }
   /* 3. Kahn's order: a node runs once every consumer has added its gradient */
   lg_node *ready = NULL;

@@ -57,9 +57,18 @@ int lg_dtype_from_name(const char *name, lg_dtype *dt) {
       *dt = (lg_dtype)i;
       return 1;
     }
-  if (strcmp(name, "float") == 0) { *dt = LG_FLOAT32; return 1; }
-  if (strcmp(name, "double") == 0) { *dt = LG_FLOAT64; return 1; }
-  if (strcmp(name, "long") == 0) { *dt = LG_INT64; return 1; }
+  if (strcmp(name, "float") == 0) {
+    *dt = LG_FLOAT32;
+    return 1;
+  }
+  if (strcmp(name, "double") == 0) {
+    *dt = LG_FLOAT64;
+    return 1;
+  }
+  if (strcmp(name, "long") == 0) {
+    *dt = LG_INT64;
+    return 1;
+  }
   return 0;
 }
 
@@ -77,7 +86,8 @@ int lg_nthreads = 0; /* 0: not set, OpenBLAS's default */
 void lg_set_num_threads(int n) {
   if (n < 1) n = 1;
   lg_nthreads = n;
-  if (lg_blas_load() == LG_OK) lg_blas_fns.set_num_threads(n); /* matmul.c lowers it per call for small products */
+  if (lg_blas_load() == LG_OK)
+    lg_blas_fns.set_num_threads(n); /* matmul.c lowers it per call for small products */
   lg_blas_threads_reset();
 }
 
@@ -100,8 +110,8 @@ int lg_get_num_threads(void) {
 #define NCLASSES 256
 
 static size_t bytes_in_use, bytes_total, bytes_cached;
-static void *buffers[NCLASSES];   /* free buffers, linked through their first word */
-static lg_storage *headers;       /* free storage headers, linked through ->data */
+static void *buffers[NCLASSES]; /* free buffers, linked through their first word */
+static lg_storage *headers;     /* free storage headers, linked through ->data */
 
 size_t lg_bytes_in_use(void) { return bytes_in_use; }
 size_t lg_bytes_allocated_total(void) { return bytes_total; }
@@ -114,7 +124,7 @@ static int size_class(size_t n, size_t *cap) {
     *cap = c * 64;
     return (int)c; /* 1..16 */
   }
-  int k = 63 - __builtin_clzll((unsigned long long)(n - 1)); /* 2^k < n <= 2^(k+1) */
+  int k = 63 - __builtin_clzll((unsigned long long)(n - 1));                       /* 2^k < n <= 2^(k+1) */
   size_t base = (size_t)1 << k, step = base / 4, j = (n - base + step - 1) / step; /* 1..4 */
   *cap = base + j * step;
   return 16 + (k - 10) * 4 + (int)j;
@@ -140,8 +150,10 @@ static lg_storage *storage_new(size_t nbytes) {
   int c = nbytes > ((size_t)1 << 60) ? -1 : size_class(nbytes, &cap);
   if (c < 0 || c >= NCLASSES) return NULL;
   lg_storage *s = headers;
-  if (s) headers = s->data;
-  else if (!(s = malloc(sizeof *s))) return NULL;
+  if (s)
+    headers = s->data;
+  else if (!(s = malloc(sizeof *s)))
+    return NULL;
   if (buffers[c]) {
     s->data = buffers[c];
     buffers[c] = *(void **)s->data;
@@ -221,8 +233,8 @@ lg_status lg_broadcast_shapes(const char *op, const int64_t *a, int na, const in
     int64_t x = i < n - na ? 1 : a[i - (n - na)];
     int64_t y = i < n - nb ? 1 : b[i - (n - nb)];
     if (x != y && x != 1 && y != 1)
-      return lg_error(LG_ESHAPE, "%s: shapes %s and %s do not broadcast (%lld ~= %lld at dimension %d)",
-                      op, SHAPEV(a, na), SHAPEV(b, nb), (long long)x, (long long)y, i + 1);
+      return lg_error(LG_ESHAPE, "%s: shapes %s and %s do not broadcast (%lld ~= %lld at dimension %d)", op,
+                      SHAPEV(a, na), SHAPEV(b, nb), (long long)x, (long long)y, i + 1);
     out[i] = x == 1 ? y : x;
   }
   *nout = n;
@@ -232,8 +244,10 @@ lg_status lg_broadcast_shapes(const char *op, const int64_t *a, int na, const in
 void lg_broadcast_strides(const lg_tensor *t, const int64_t *shape, int ndim, int64_t *stride) {
   int off = ndim - t->ndim;
   for (int i = 0; i < ndim; i++) {
-    if (i < off) stride[i] = 0;
-    else stride[i] = (t->shape[i - off] == 1 && shape[i] != 1) ? 0 : t->stride[i - off];
+    if (i < off)
+      stride[i] = 0;
+    else
+      stride[i] = (t->shape[i - off] == 1 && shape[i] != 1) ? 0 : t->stride[i - off];
   }
 }
 
@@ -271,7 +285,10 @@ static void iter_coalesce(lg_iter *it) {
   for (int i = 1; i < n; i++) {
     int ok = 1;
     for (int k = 0; k < it->nops; k++)
-      if (it->stride[k][m] != it->stride[k][i] * it->shape[i]) { ok = 0; break; }
+      if (it->stride[k][m] != it->stride[k][i] * it->shape[i]) {
+        ok = 0;
+        break;
+      }
     if (ok) {
       it->shape[m] *= it->shape[i];
       for (int k = 0; k < it->nops; k++) it->stride[k][m] = it->stride[k][i];
@@ -301,7 +318,8 @@ static struct {
   void *ctx;
   int64_t n;
   int parts;
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, NULL, 0, 0};
+} pool = {
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, NULL, 0, 0};
 
 static void *worker(void *arg) {
   int id = (int)(intptr_t)arg, seen = 0;
@@ -350,7 +368,14 @@ void lg_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t lo, int64_t hi), v
   pthread_mutex_unlock(&pool.mu);
 }
 
-typedef struct { lg_row_fn row; void *ctx; char **p; const int64_t *s; size_t *es; int nops; } row_split;
+typedef struct {
+  lg_row_fn row;
+  void *ctx;
+  char **p;
+  const int64_t *s;
+  size_t *es;
+  int nops;
+} row_split;
 
 static void run_row_range(void *c_, int64_t lo, int64_t hi) {
   row_split *c = c_;
@@ -419,7 +444,9 @@ static void tensor_free(lg_tensor *t) {
 lg_status lg_new(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out) {
   if (ndim > LG_MAX_DIMS) return lg_error(LG_ESHAPE, "tensor: %d dimensions (at most %d)", ndim, LG_MAX_DIMS);
   int64_t n = lg_shape_numel(shape, ndim);
-  if (n < 0) return lg_error(LG_ESHAPE, "tensor: invalid shape %s (negative size or too many elements)", SHAPEV(shape, ndim));
+  if (n < 0)
+    return lg_error(LG_ESHAPE, "tensor: invalid shape %s (negative size or too many elements)",
+                    SHAPEV(shape, ndim));
   if ((uint64_t)n > ((uint64_t)1 << 62) / dtype_sizes[dt])
     return lg_error(LG_ENOMEM, "tensor: shape %s is too large", SHAPEV(shape, ndim));
   lg_tensor *t = tensor_alloc();
@@ -486,8 +513,10 @@ void lg_tensor_release(lg_tensor *t) {
 ** otherwise they bump the storage's version, which the tape checks. */
 static lg_status inplace_check(const char *op, lg_tensor *t) {
   if (t->requires_grad && lg_grad_enabled())
-    return lg_error(LG_EGRAD, "%s: cannot modify a tensor that requires grad in place (%s %s); "
-                    "do it inside lg.no_grad or on a detached tensor", op, t->grad_fn ? "a result of" : "a leaf",
+    return lg_error(LG_EGRAD,
+                    "%s: cannot modify a tensor that requires grad in place (%s %s); "
+                    "do it inside lg.no_grad or on a detached tensor",
+                    op, t->grad_fn ? "a result of" : "a leaf",
                     t->grad_fn ? lg_ops[t->grad_fn->op].name : SHAPE(t));
   t->storage->version++;
   return LG_OK;
@@ -521,8 +550,9 @@ void lg_set_flat(lg_tensor *t, int64_t i, double v) { lg_store(flat_addr(t, i), 
 
 lg_status lg_arange(double start, double stop, double step, lg_dtype dt, lg_tensor **out) {
   if (step == 0 || !isfinite(step) || !isfinite(start) || !isfinite(stop))
-    return lg_error(LG_EVALUE, "arange: step must be nonzero and the bounds finite (start %g, stop %g, step %g)",
-                    start, stop, step);
+    return lg_error(LG_EVALUE,
+                    "arange: step must be nonzero and the bounds finite (start %g, stop %g, step %g)", start,
+                    stop, step);
   if ((stop - start) / step < 0)
     return lg_error(LG_EVALUE, "arange: step %g does not go from %g towards %g", step, start, stop);
   double len = ceil((stop - start) / step);
@@ -534,7 +564,8 @@ lg_status lg_arange(double start, double stop, double step, lg_dtype dt, lg_tens
 }
 
 lg_status lg_linspace(double a, double b, int64_t n, lg_dtype dt, lg_tensor **out) {
-  if (n < 0) return lg_error(LG_EVALUE, "linspace: number of steps must be non-negative, got %lld", (long long)n);
+  if (n < 0)
+    return lg_error(LG_EVALUE, "linspace: number of steps must be non-negative, got %lld", (long long)n);
   LG_TRY(lg_new(&n, 1, dt, out));
   double step = n > 1 ? (b - a) / (double)(n - 1) : 0;
   /* PyTorch fills the first half from a and the second half from b, for symmetric rounding */
@@ -552,8 +583,8 @@ lg_status lg_eye(int64_t n, int64_t m, lg_dtype dt, lg_tensor **out) {
 
 /* ---- views ---- */
 
-lg_status lg_view_of(lg_tensor *t, const int64_t *shape, const int64_t *stride, int ndim,
-                     int64_t offset, lg_tensor **out) {
+lg_status lg_view_of(lg_tensor *t, const int64_t *shape, const int64_t *stride, int ndim, int64_t offset,
+                     lg_tensor **out) {
   lg_tensor *v = tensor_alloc();
   if (!v) return lg_error(LG_ENOMEM, "view: out of memory");
   v->storage = t->storage;
@@ -582,12 +613,15 @@ static lg_status infer_shape(const char *op, const lg_tensor *t, const int64_t *
   for (int i = 0; i < ndim; i++) {
     shape[i] = req[i];
     if (req[i] == -1) {
-      if (infer >= 0) return lg_error(LG_ESHAPE, "%s: only one dimension can be -1 in %s", op, SHAPEV(req, ndim));
+      if (infer >= 0)
+        return lg_error(LG_ESHAPE, "%s: only one dimension can be -1 in %s", op, SHAPEV(req, ndim));
       infer = i;
     } else if (req[i] < 0) {
-      return lg_error(LG_ESHAPE, "%s: invalid size %lld in shape %s", op, (long long)req[i], SHAPEV(req, ndim));
+      return lg_error(LG_ESHAPE, "%s: invalid size %lld in shape %s", op, (long long)req[i],
+                      SHAPEV(req, ndim));
     } else {
-      if (req[i] && known > INT64_MAX / req[i]) return lg_error(LG_ESHAPE, "%s: shape %s is too large", op, SHAPEV(req, ndim));
+      if (req[i] && known > INT64_MAX / req[i])
+        return lg_error(LG_ESHAPE, "%s: shape %s is too large", op, SHAPEV(req, ndim));
       known *= req[i];
     }
   }
@@ -636,7 +670,8 @@ lg_status lg_view(lg_tensor *t, const int64_t *req, int ndim, lg_tensor **out) {
   int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
   LG_TRY(infer_shape("view", t, req, ndim, shape));
   if (!view_strides(t, shape, ndim, stride))
-    return lg_error(LG_ESHAPE, "view: cannot view a %s tensor with strides %s as %s without a copy (use reshape)",
+    return lg_error(LG_ESHAPE,
+                    "view: cannot view a %s tensor with strides %s as %s without a copy (use reshape)",
                     SHAPE(t), SHAPEV(t->stride, t->ndim), SHAPEV(shape, ndim));
   return lg_view_of(t, shape, stride, ndim, t->offset, out);
 }
@@ -657,8 +692,12 @@ lg_status lg_transpose(lg_tensor *t, int d1, int d2, lg_tensor **out) {
   memcpy(shape, t->shape, sizeof shape);
   memcpy(stride, t->stride, sizeof stride);
   if (t->ndim > 0) {
-    int64_t x = shape[d1]; shape[d1] = shape[d2]; shape[d2] = x;
-    x = stride[d1]; stride[d1] = stride[d2]; stride[d2] = x;
+    int64_t x = shape[d1];
+    shape[d1] = shape[d2];
+    shape[d2] = x;
+    x = stride[d1];
+    stride[d1] = stride[d2];
+    stride[d2] = x;
   }
   return lg_view_of(t, shape, stride, t->ndim, t->offset, out);
 }
@@ -670,7 +709,8 @@ lg_status lg_permute(lg_tensor *t, const int *perm, int n, lg_tensor **out) {
   int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
   for (int i = 0; i < n; i++) {
     if (perm[i] < 0 || perm[i] >= n || seen[perm[i]])
-      return lg_error(LG_EINDEX, "permute: dimensions must be a permutation of 1..%d (bad or repeated %d)", n, perm[i] + 1);
+      return lg_error(LG_EINDEX, "permute: dimensions must be a permutation of 1..%d (bad or repeated %d)", n,
+                      perm[i] + 1);
     seen[perm[i]] = 1;
     shape[i] = t->shape[perm[i]];
     stride[i] = t->stride[perm[i]];
@@ -691,17 +731,22 @@ lg_status lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len, lg_tensor
 
 lg_status lg_select(lg_tensor *t, int dim, int64_t index, lg_tensor **out) {
   if (index < 0 || index >= t->shape[dim])
-    return lg_error(LG_EINDEX, "select: index %lld out of range for dimension %d of size %lld", (long long)index + 1,
-                    dim + 1, (long long)t->shape[dim]);
+    return lg_error(LG_EINDEX, "select: index %lld out of range for dimension %d of size %lld",
+                    (long long)index + 1, dim + 1, (long long)t->shape[dim]);
   int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
   int n = 0;
   for (int i = 0; i < t->ndim; i++)
-    if (i != dim) { shape[n] = t->shape[i]; stride[n] = t->stride[i]; n++; }
+    if (i != dim) {
+      shape[n] = t->shape[i];
+      stride[n] = t->stride[i];
+      n++;
+    }
   return lg_view_of(t, shape, stride, n, t->offset + index * t->stride[dim], out);
 }
 
 lg_status lg_unsqueeze(lg_tensor *t, int dim, lg_tensor **out) {
-  if (t->ndim >= LG_MAX_DIMS) return lg_error(LG_ESHAPE, "unsqueeze: tensor already has %d dimensions", t->ndim);
+  if (t->ndim >= LG_MAX_DIMS)
+    return lg_error(LG_ESHAPE, "unsqueeze: tensor already has %d dimensions", t->ndim);
   int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
   int n = 0;
   for (int i = 0; i <= t->ndim; i++) {
@@ -710,7 +755,11 @@ lg_status lg_unsqueeze(lg_tensor *t, int dim, lg_tensor **out) {
       stride[n] = i < t->ndim ? t->shape[i] * t->stride[i] : 1;
       n++;
     }
-    if (i < t->ndim) { shape[n] = t->shape[i]; stride[n] = t->stride[i]; n++; }
+    if (i < t->ndim) {
+      shape[n] = t->shape[i];
+      stride[n] = t->stride[i];
+      n++;
+    }
   }
   return lg_view_of(t, shape, stride, n, t->offset, out);
 }
@@ -719,23 +768,30 @@ lg_status lg_squeeze(lg_tensor *t, int dim, lg_tensor **out) {
   int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
   int n = 0;
   for (int i = 0; i < t->ndim; i++)
-    if (!(t->shape[i] == 1 && (dim < 0 || dim == i))) { shape[n] = t->shape[i]; stride[n] = t->stride[i]; n++; }
+    if (!(t->shape[i] == 1 && (dim < 0 || dim == i))) {
+      shape[n] = t->shape[i];
+      stride[n] = t->stride[i];
+      n++;
+    }
   return lg_view_of(t, shape, stride, n, t->offset, out);
 }
 
 lg_status lg_expand(lg_tensor *t, const int64_t *req, int ndim, lg_tensor **out) {
   if (ndim < t->ndim)
-    return lg_error(LG_ESHAPE, "expand: shape %s has fewer dimensions than the tensor %s", SHAPEV(req, ndim), SHAPE(t));
+    return lg_error(LG_ESHAPE, "expand: shape %s has fewer dimensions than the tensor %s", SHAPEV(req, ndim),
+                    SHAPE(t));
   if (ndim > LG_MAX_DIMS) return lg_error(LG_ESHAPE, "expand: %d dimensions (at most %d)", ndim, LG_MAX_DIMS);
   int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
   int off = ndim - t->ndim;
   for (int i = 0; i < ndim; i++) {
     int64_t have = i < off ? 1 : t->shape[i - off];
     int64_t want = req[i] == -1 && i >= off ? have : req[i];
-    if (want < 0) return lg_error(LG_ESHAPE, "expand: invalid size %lld at dimension %d in %s", (long long)req[i], i + 1, SHAPEV(req, ndim));
+    if (want < 0)
+      return lg_error(LG_ESHAPE, "expand: invalid size %lld at dimension %d in %s", (long long)req[i], i + 1,
+                      SHAPEV(req, ndim));
     if (have != want && have != 1)
-      return lg_error(LG_ESHAPE, "expand: cannot expand %s to %s (size %lld ~= %lld at dimension %d)", SHAPE(t),
-                      SHAPEV(req, ndim), (long long)have, (long long)want, i + 1);
+      return lg_error(LG_ESHAPE, "expand: cannot expand %s to %s (size %lld ~= %lld at dimension %d)",
+                      SHAPE(t), SHAPEV(req, ndim), (long long)have, (long long)want, i + 1);
     shape[i] = want;
     stride[i] = i < off ? 0 : (have == want ? t->stride[i - off] : 0);
   }
@@ -744,16 +800,18 @@ lg_status lg_expand(lg_tensor *t, const int64_t *req, int ndim, lg_tensor **out)
 
 /* ---- copies ---- */
 
-typedef struct { lg_dtype dst, src; } copy_ctx;
+typedef struct {
+  lg_dtype dst, src;
+} copy_ctx;
 
-#define COPY_ROW(name, TD, TS)                                                                     \
-  static void name(int64_t n, char *restrict d, int64_t sd, const char *restrict s, int64_t ss) { \
-    TD *o = (TD *)d;                                                                               \
-    const TS *x = (const TS *)s;                                                                   \
-    if (sd == 1 && ss == 1)                                                                        \
-      for (int64_t i = 0; i < n; i++) o[i] = (TD)x[i];                                             \
-    else                                                                                           \
-      for (int64_t i = 0; i < n; i++) o[i * sd] = (TD)x[i * ss];                                   \
+#define COPY_ROW(name, TD, TS)                                                                               \
+  static void name(int64_t n, char *restrict d, int64_t sd, const char *restrict s, int64_t ss) {            \
+    TD *o = (TD *)d;                                                                                         \
+    const TS *x = (const TS *)s;                                                                             \
+    if (sd == 1 && ss == 1)                                                                                  \
+      for (int64_t i = 0; i < n; i++) o[i] = (TD)x[i];                                                       \
+    else                                                                                                     \
+      for (int64_t i = 0; i < n; i++) o[i * sd] = (TD)x[i * ss];                                             \
   }
 COPY_ROW(copy_f32_f32, float, float)
 COPY_ROW(copy_f32_f64, float, double)
@@ -776,15 +834,33 @@ static void copy_i64_float(int64_t n, char *d, int64_t sd, const char *s, int64_
 static void copy_row(void *ctx, int64_t n, char **p, const int64_t *s) {
   const copy_ctx *c = ctx;
   switch (c->dst * LG_NDTYPES + c->src) {
-  case LG_FLOAT32 * LG_NDTYPES + LG_FLOAT32: copy_f32_f32(n, p[0], s[0], p[1], s[1]); break;
-  case LG_FLOAT32 * LG_NDTYPES + LG_FLOAT64: copy_f32_f64(n, p[0], s[0], p[1], s[1]); break;
-  case LG_FLOAT32 * LG_NDTYPES + LG_INT64: copy_f32_i64(n, p[0], s[0], p[1], s[1]); break;
-  case LG_FLOAT64 * LG_NDTYPES + LG_FLOAT32: copy_f64_f32(n, p[0], s[0], p[1], s[1]); break;
-  case LG_FLOAT64 * LG_NDTYPES + LG_FLOAT64: copy_f64_f64(n, p[0], s[0], p[1], s[1]); break;
-  case LG_FLOAT64 * LG_NDTYPES + LG_INT64: copy_f64_i64(n, p[0], s[0], p[1], s[1]); break;
-  case LG_INT64 * LG_NDTYPES + LG_FLOAT32: copy_i64_float(n, p[0], s[0], p[1], s[1], 1); break;
-  case LG_INT64 * LG_NDTYPES + LG_FLOAT64: copy_i64_float(n, p[0], s[0], p[1], s[1], 0); break;
-  default: copy_i64_i64(n, p[0], s[0], p[1], s[1]); break;
+  case LG_FLOAT32 *LG_NDTYPES + LG_FLOAT32:
+    copy_f32_f32(n, p[0], s[0], p[1], s[1]);
+    break;
+  case LG_FLOAT32 *LG_NDTYPES + LG_FLOAT64:
+    copy_f32_f64(n, p[0], s[0], p[1], s[1]);
+    break;
+  case LG_FLOAT32 *LG_NDTYPES + LG_INT64:
+    copy_f32_i64(n, p[0], s[0], p[1], s[1]);
+    break;
+  case LG_FLOAT64 *LG_NDTYPES + LG_FLOAT32:
+    copy_f64_f32(n, p[0], s[0], p[1], s[1]);
+    break;
+  case LG_FLOAT64 *LG_NDTYPES + LG_FLOAT64:
+    copy_f64_f64(n, p[0], s[0], p[1], s[1]);
+    break;
+  case LG_FLOAT64 *LG_NDTYPES + LG_INT64:
+    copy_f64_i64(n, p[0], s[0], p[1], s[1]);
+    break;
+  case LG_INT64 *LG_NDTYPES + LG_FLOAT32:
+    copy_i64_float(n, p[0], s[0], p[1], s[1], 1);
+    break;
+  case LG_INT64 *LG_NDTYPES + LG_FLOAT64:
+    copy_i64_float(n, p[0], s[0], p[1], s[1], 0);
+    break;
+  default:
+    copy_i64_i64(n, p[0], s[0], p[1], s[1]);
+    break;
   }
 }
 
@@ -797,10 +873,12 @@ lg_status lg_copy_(lg_tensor *dst, lg_tensor *src) {
   LG_TRY(inplace_check("copy_", dst));
   LG_TRY(lg_broadcast_shapes("copy_", dst->shape, dst->ndim, src->shape, src->ndim, bshape, &bn));
   if (bn != dst->ndim || lg_shape_numel(bshape, bn) != lg_numel(dst))
-    return lg_error(LG_ESHAPE, "copy_: source %s does not broadcast to destination %s", SHAPE(src), SHAPE(dst));
+    return lg_error(LG_ESHAPE, "copy_: source %s does not broadcast to destination %s", SHAPE(src),
+                    SHAPE(dst));
   lg_tensor *tmp = NULL;
-  if (storage_overlap(dst, src) && !(dst->offset == src->offset && dst->ndim == src->ndim &&
-                                     !memcmp(dst->stride, src->stride, sizeof(int64_t) * (size_t)dst->ndim))) {
+  if (storage_overlap(dst, src) &&
+      !(dst->offset == src->offset && dst->ndim == src->ndim &&
+        !memcmp(dst->stride, src->stride, sizeof(int64_t) * (size_t)dst->ndim))) {
     LG_TRY(lg_copy_as(src, src->dtype, &tmp)); /* the source aliases the destination: copy it first */
     src = tmp;
   }
@@ -865,14 +943,29 @@ lg_status lg_to_dtype(lg_tensor *t, lg_dtype dt, lg_tensor **out) {
   return lg_copy_as(t, dt, out);
 }
 
-typedef struct { double v; lg_dtype dt; } fill_ctx;
+typedef struct {
+  double v;
+  lg_dtype dt;
+} fill_ctx;
 
 static void fill_row(void *ctx, int64_t n, char **p, const int64_t *s) {
   const fill_ctx *c = ctx;
   switch (c->dt) {
-  case LG_FLOAT32: { float v = (float)c->v, *o = (float *)p[0]; for (int64_t i = 0; i < n; i++) o[i * s[0]] = v; break; }
-  case LG_FLOAT64: { double *o = (double *)p[0]; for (int64_t i = 0; i < n; i++) o[i * s[0]] = c->v; break; }
-  default: { int64_t v = (int64_t)c->v, *o = (int64_t *)p[0]; for (int64_t i = 0; i < n; i++) o[i * s[0]] = v; break; }
+  case LG_FLOAT32: {
+    float v = (float)c->v, *o = (float *)p[0];
+    for (int64_t i = 0; i < n; i++) o[i * s[0]] = v;
+    break;
+  }
+  case LG_FLOAT64: {
+    double *o = (double *)p[0];
+    for (int64_t i = 0; i < n; i++) o[i * s[0]] = c->v;
+    break;
+  }
+  default: {
+    int64_t v = (int64_t)c->v, *o = (int64_t *)p[0];
+    for (int64_t i = 0; i < n; i++) o[i * s[0]] = v;
+    break;
+  }
   }
 }
 

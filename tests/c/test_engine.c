@@ -10,15 +10,16 @@
 
 static int passed, failed;
 
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (cond) passed++;                                                                            \
-    else {                                                                                         \
-      failed++;                                                                                    \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                  \
-      printf(__VA_ARGS__);                                                                         \
-      printf("\n");                                                                                \
-    }                                                                                              \
+#define CHECK(cond, ...)                                                                                     \
+  do {                                                                                                       \
+    if (cond)                                                                                                \
+      passed++;                                                                                              \
+    else {                                                                                                   \
+      failed++;                                                                                              \
+      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                            \
+      printf(__VA_ARGS__);                                                                                   \
+      printf("\n");                                                                                          \
+    }                                                                                                        \
   } while (0)
 
 static int close_to(double a, double b, double tol) { return fabs(a - b) <= tol * (1 + fabs(b)); }
@@ -57,13 +58,16 @@ static void test_views_and_matmul(void) {
     for (int j = 0; j < 3; j++) {
       double ref = 0;
       for (int k = 0; k < 4; k++) ref += (4.0 * i + k) * (4.0 * j + k);
-      CHECK(close_to(lg_get_flat(p, i * 3 + j), ref, 1e-6), "matmul [%d,%d] %g vs %g", i, j, lg_get_flat(p, i * 3 + j), ref);
+      CHECK(close_to(lg_get_flat(p, i * 3 + j), ref, 1e-6), "matmul [%d,%d] %g vs %g", i, j,
+            lg_get_flat(p, i * 3 + j), ref);
     }
   CHECK(lg_matmul(a2, a2, &e) == LG_ESHAPE, "matmul shape error");
-  CHECK(strstr(lg_errmsg(), "matmul: shapes {3,4} and {3,4} do not fit (4 ~= 3)") != NULL, "message: %s", lg_errmsg());
+  CHECK(strstr(lg_errmsg(), "matmul: shapes {3,4} and {3,4} do not fit (4 ~= 3)") != NULL, "message: %s",
+        lg_errmsg());
   lg_tensor *n;
   CHECK(lg_narrow(a, 0, 4, 10, &n) == LG_EINDEX, "narrow out of range");
-  CHECK(strstr(lg_errmsg(), "narrow: start 5 + length 10 exceeds size 12 of dimension 1") != NULL, "message: %s", lg_errmsg());
+  CHECK(strstr(lg_errmsg(), "narrow: start 5 + length 10 exceeds size 12 of dimension 1") != NULL,
+        "message: %s", lg_errmsg());
   lg_tensor_release(a);
   lg_tensor_release(a2);
   lg_tensor_release(at);
@@ -105,8 +109,9 @@ static void test_memory_accounting(void) {
 ** is one fmaf per term in order, so the results must be equal bit for bit; elsewhere (OpenBLAS)
 ** close. Shapes cover full and partial 6 x 16 tiles, every transpose and the packing's edges. */
 static void test_small_products(void) {
-  const int shapes[][3] = {{64, 64, 64}, {6, 16, 1}, {7, 17, 9}, {13, 33, 24}, {50, 48, 31}, {48, 20, 70},
-                           {64, 128, 128}, {3, 16, 5}, {100, 10, 20}, {2, 2, 2}, {49, 100, 21}};
+  const int shapes[][3] = {{64, 64, 64},  {6, 16, 1},   {7, 17, 9},     {13, 33, 24},
+                           {50, 48, 31},  {48, 20, 70}, {64, 128, 128}, {3, 16, 5},
+                           {100, 10, 20}, {2, 2, 2},    {49, 100, 21}};
   int exact_capable = 0;
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
   exact_capable = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -121,10 +126,14 @@ static void test_small_products(void) {
         CHECK(lg_tensor_empty(sa, 2, LG_FLOAT32, &a0) == LG_OK && lg_normal_(a0, 0, 1) == LG_OK &&
                   lg_tensor_empty(sb, 2, LG_FLOAT32, &b0) == LG_OK && lg_normal_(b0, 0, 1) == LG_OK,
               "random operands");
-        if (ta) CHECK(lg_transpose(a0, 0, 1, &a) == LG_OK, "transpose a");
-        else a = lg_tensor_retain(a0);
-        if (tb) CHECK(lg_transpose(b0, 0, 1, &b) == LG_OK, "transpose b");
-        else b = lg_tensor_retain(b0);
+        if (ta)
+          CHECK(lg_transpose(a0, 0, 1, &a) == LG_OK, "transpose a");
+        else
+          a = lg_tensor_retain(a0);
+        if (tb)
+          CHECK(lg_transpose(b0, 0, 1, &b) == LG_OK, "transpose b");
+        else
+          b = lg_tensor_retain(b0);
         CHECK(lg_matmul(a, b, &c) == LG_OK, "matmul %dx%dx%d", m, n, k);
         int small = exact_capable && (double)m * n * k <= 1048576.0 && n >= 16 && !(tb && m < 48);
         int bad = 0;
@@ -133,7 +142,8 @@ static void test_small_products(void) {
             float acc = 0;
             double ref = 0;
             for (int p = 0; p < k; p++) {
-              float x = (float)lg_get_flat(a, (int64_t)i * k + p), y = (float)lg_get_flat(b, (int64_t)p * n + j);
+              float x = (float)lg_get_flat(a, (int64_t)i * k + p),
+                    y = (float)lg_get_flat(b, (int64_t)p * n + j);
               acc = fmaf(x, y, acc);
               ref += (double)x * y;
             }
@@ -142,7 +152,8 @@ static void test_small_products(void) {
           }
         CHECK(bad == 0, "%dx%dx%d ta=%d tb=%d: %d elements differ from the %s", m, n, k, ta, tb, bad,
               small ? "fmaf loop (exactly)" : "double loop");
-        lg_tensor_release(a0), lg_tensor_release(b0), lg_tensor_release(a), lg_tensor_release(b), lg_tensor_release(c);
+        lg_tensor_release(a0), lg_tensor_release(b0), lg_tensor_release(a), lg_tensor_release(b),
+            lg_tensor_release(c);
       }
 }
 

@@ -20,15 +20,16 @@
 
 static int passed, failed;
 
-#define CHECK(cond, ...)                                                                           \
-  do {                                                                                             \
-    if (cond) passed++;                                                                            \
-    else {                                                                                         \
-      failed++;                                                                                    \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                  \
-      printf(__VA_ARGS__);                                                                         \
-      printf("\n");                                                                                \
-    }                                                                                              \
+#define CHECK(cond, ...)                                                                                     \
+  do {                                                                                                       \
+    if (cond)                                                                                                \
+      passed++;                                                                                              \
+    else {                                                                                                   \
+      failed++;                                                                                              \
+      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                            \
+      printf(__VA_ARGS__);                                                                                   \
+      printf("\n");                                                                                          \
+    }                                                                                                        \
   } while (0)
 
 /* The identifiers of `typedef enum lg_opcode { ... }` in the header, in order, without LG_OP_. */
@@ -46,7 +47,8 @@ static int read_opcodes(const char *path, char names[][64], int max) {
   while ((p = strstr(p, "LG_OP_")) && p < end) {
     p += 6;
     int k = 0;
-    while ((isupper((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_') && k < 63) names[n][k++] = *p++;
+    while ((isupper((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_') && k < 63)
+      names[n][k++] = *p++;
     names[n][k] = 0;
     /* skip mentions inside comments: an enumerator is followed by ',' (or '=' / space then ',') */
     char *q = p;
@@ -73,14 +75,15 @@ int main(void) {
       CHECK(0, "LG_OP_%s: no row in lg_ops[] (add [LG_OP_%s] = ... in src/engine/ops.c)", names[i], names[i]);
       continue;
     }
-    CHECK(strcmp(op->name, want) == 0, "LG_OP_%s: the row under this designator is \"%s\", expected \"%s\"", names[i],
-          op->name, want);
+    CHECK(strcmp(op->name, want) == 0, "LG_OP_%s: the row under this designator is \"%s\", expected \"%s\"",
+          names[i], op->name, want);
     int dup = -1;
     for (int j = 0; j < i; j++)
       if (lg_ops[j].name && !strcmp(lg_ops[j].name, op->name)) dup = j;
     CHECK(dup < 0, "%s: name used by two rows (%d and %d)", op->name, dup, i);
     CHECK(op->forward != NULL, "%s: no forward function", op->name);
-    CHECK(op->arity == -1 || (op->arity >= 1 && op->arity <= LG_MAX_INPUTS), "%s: arity %d", op->name, op->arity);
+    CHECK(op->arity == -1 || (op->arity >= 1 && op->arity <= LG_MAX_INPUTS), "%s: arity %d", op->name,
+          op->arity);
     CHECK(op->nout >= 1 && op->nout <= 3, "%s: %d outputs", op->name, op->nout);
 
     int no_grad = (op->flags & LG_F_NO_GRAD) != 0;
@@ -91,7 +94,8 @@ int main(void) {
       CHECK(op->jvp != NULL, "%s: differentiable (no LG_F_NO_GRAD) but no forward-mode rule", op->name);
     }
     CHECK(!op->fused_bw[0] == !op->fused_bw[1], "%s: a fused backward needs both float kernels", op->name);
-    CHECK(!op->fused_bw[0] || op->deriv, "%s: a fused backward without the derivative it shortcuts", op->name);
+    CHECK(!op->fused_bw[0] || op->deriv, "%s: a fused backward without the derivative it shortcuts",
+          op->name);
     CHECK(!op->deriv || op->arity == 1, "%s: a shared derivative on a %d-input op", op->name, op->arity);
     if (op->fused_bw[0])
       CHECK(op->flags & (LG_F_SAVE_IN | LG_F_SAVE_OUT), "%s: a fused backward but nothing saved", op->name);
@@ -100,23 +104,28 @@ int main(void) {
     case LG_CALL_UNARY:
     case LG_CALL_ACTIVATION:
     case LG_CALL_BINARY:
-      CHECK(op->kernel[LG_FLOAT32] && op->kernel[LG_FLOAT64], "%s: an elementwise row needs float32 and float64 kernels",
-            op->name);
-      CHECK(op->arity == (op->call == LG_CALL_BINARY ? 2 : 1), "%s: calling form and arity %d differ", op->name, op->arity);
+      CHECK(op->kernel[LG_FLOAT32] && op->kernel[LG_FLOAT64],
+            "%s: an elementwise row needs float32 and float64 kernels", op->name);
+      CHECK(op->arity == (op->call == LG_CALL_BINARY ? 2 : 1), "%s: calling form and arity %d differ",
+            op->name, op->arity);
       break;
     case LG_CALL_REDUCE:
     case LG_CALL_DIM:
       CHECK(op->arity == 1, "%s: a reduction takes one tensor, arity %d", op->name, op->arity);
       break;
-    case LG_CALL_NONE: break;
-    default: CHECK(0, "%s: unknown calling form %d", op->name, (int)op->call);
+    case LG_CALL_NONE:
+      break;
+    default:
+      CHECK(0, "%s: unknown calling form %d", op->name, (int)op->call);
     }
     if (op->call == LG_CALL_ACTIVATION)
-      CHECK(!op->params.mode_key || (op->params.modes[0] && op->params.modes[1]), "%s: a mode option needs two modes",
-            op->name);
+      CHECK(!op->params.mode_key || (op->params.modes[0] && op->params.modes[1]),
+            "%s: a mode option needs two modes", op->name);
     else
-      CHECK(!op->params.name[0] && !op->params.mode_key, "%s: parameters on a row that is not an activation", op->name);
-    CHECK(!(op->flags & LG_F_INPLACE) || op->call == LG_CALL_BINARY, "%s: LG_F_INPLACE needs the binary form", op->name);
+      CHECK(!op->params.name[0] && !op->params.mode_key, "%s: parameters on a row that is not an activation",
+            op->name);
+    CHECK(!(op->flags & LG_F_INPLACE) || op->call == LG_CALL_BINARY, "%s: LG_F_INPLACE needs the binary form",
+          op->name);
   }
   printf("C tests: %d passed, %d failed\n", passed, failed);
   return failed != 0;
