@@ -153,7 +153,6 @@ local function tail_mean(curve)
 end
 local plain_t, bn_t = tail_mean(plain.curve), tail_mean(withbn.curve)
 print(string.format("  mean training loss, last 3 epochs: plain %.4f, BatchNorm %.4f", plain_t, bn_t))
-local plain_f = plain.final
 local plain_stalled = plain_t ~= plain_t or plain_t == math.huge or math.abs(plain_t - chance) < 0.05 * chance
 local bn_ok = bn_t < 0.5 * plain_t and bn_t < 0.5 * chance
 if not (err_max < 1e-10 and plain_stalled and bn_ok) then

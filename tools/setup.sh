@@ -15,6 +15,7 @@ packages=(
   zlib1g-dev                           # gzipped datasets
   lua-busted lua-dkjson                # the spec runner; JSON for the golden files
   tmux                                 # the REPL specs drive the REPL through a terminal
+  clang-format lua-check git           # style checks of the suite (C format, Lua lint); git ls-files
   dataset-fashion-mnist                # real data for the main example
 )
 

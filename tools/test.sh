@@ -27,6 +27,15 @@ count() { # label, passed, failed
   total_pass=$((total_pass + $2)); total_fail=$((total_fail + $3))
 }
 
+# Style, once: the C sources as .clang-format lays them out, and luacheck clean (.luacheckrc).
+# Each counts as one check; the offending files or lines are printed.
+if [ -d .git ]; then c_files=$(git ls-files '*.c' '*.h'); else c_files=$(find src include tests tools examples -name '*.[ch]'); fi
+fmt=$(clang-format --dry-run $c_files 2>&1 | grep -E 'warning:' | sed 's/:[0-9]*:[0-9]*: warning.*//' | sort -u)
+if [ -z "$fmt" ]; then count "style: clang-format" 1 0
+else echo "clang-format would change: $fmt (run: clang-format -i \$(git ls-files '*.c' '*.h'))"; count "style: clang-format" 0 1; fi
+lint=$(luacheck -q --no-color lua spec examples bench tools 2>&1); lint_rc=$?
+if [ $lint_rc -eq 0 ]; then count "style: luacheck" 1 0; else echo "$lint"; count "style: luacheck" 0 1; fi
+
 asan_lib=$(gcc -print-file-name=libasan.so)
 for cfg in "${configs[@]}"; do
   dir=build; [ "$cfg" = asan ] && dir=build-asan
