@@ -66,6 +66,12 @@ static lg_status gemm(lg_dtype dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64
                       const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
                       int64_t ldc) {
   if (m == 0 || n == 0) return LG_OK;
+  if (k == 0) { /* an empty sum: C = beta C, without asking BLAS about a zero dimension */
+    if (beta == 0)
+      for (int64_t i = 0; i < m; i++)
+        memset((char *)C + i * ldc * (int64_t)lg_dtype_size(dt), 0, (size_t)n * lg_dtype_size(dt));
+    return LG_OK;
+  }
   if (dt == LG_FLOAT32 &&
       lg_gemm_small_f32(ta == CblasTrans, tb == CblasTrans, m, n, k, A, lda, B, ldb, (float)beta, C, ldc))
     return LG_OK;
@@ -194,8 +200,10 @@ done:
 ** the same formulas run as ordinary ops. Saves x and W. */
 
 /* A view of t as an (M, K) matrix with unit column stride, copying only if it must. */
+/* t (..., K) as an (M, K) matrix of dtype dt; M is the product of the leading sizes (so it stays
+** right when K is 0) */
 static lg_status as_rows(lg_tensor *t, int64_t K, lg_dtype dt, lg_tensor **out) {
-  int64_t M = K ? lg_numel(t) / K : 0, shape[2] = {M, K};
+  int64_t M = lg_shape_numel(t->shape, t->ndim - 1), shape[2] = {M, K};
   if (t->dtype == dt && lg_is_contiguous(t)) return lg_view(t, shape, 2, out);
   lg_tensor *c;
   LG_TRY(lg_copy_as(t, dt, &c));
@@ -239,14 +247,8 @@ lg_status lg_linear_forward(const lg_op *op, const lg_args *a, lg_tensor **out) 
     }
     if (st == LG_OK && M > INT_MAX)
       st = lg_error(LG_ESHAPE, "linear: input %s is too large for BLAS", SHAPE(x));
-    if (st == LG_OK) {
-      if (K == 0) {
-        if (!bc) memset(yd, 0, (size_t)(M * N) * es);
-      } else {
-        st = gemm(dt, CblasNoTrans, CblasTrans, M, N, K, lg_data(xr), K, lg_data(wc), K, bc ? 1.0 : 0.0, yd,
-                  N);
-      }
-    }
+    if (st == LG_OK)
+      st = gemm(dt, CblasNoTrans, CblasTrans, M, N, K, lg_data(xr), K, lg_data(wc), K, bc ? 1.0 : 0.0, yd, N);
   }
   if (st == LG_OK)
     *out = y;
@@ -267,9 +269,10 @@ lg_status lg_linear_forward(const lg_op *op, const lg_args *a, lg_tensor **out) 
 COLSUM(colsum_f32, float)
 COLSUM(colsum_f64, double)
 
-/* x and g as (M, K) and (M, N) rows, with ops */
+/* x and g as (M, K) and (M, N) rows, with ops (M from the leading sizes: K may be 0) */
 static lg_tensor *sc_rows(sc *s, lg_tensor *t, int64_t K) {
-  int64_t shape[2] = {-1, K};
+  if (!t) return NULL;
+  int64_t shape[2] = {lg_shape_numel(t->shape, t->ndim - 1), K};
   return sc_reshape(s, t, shape, 2);
 }
 
@@ -307,23 +310,14 @@ lg_status lg_linear_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   if (st == LG_OK && n->needs[0]) { /* dx = G W: (M, N) (N, K) */
     st = as_rows(w, K, dt, &wc);
     if (st == LG_OK) st = lg_new(x->shape, x->ndim, dt, &dx);
-    if (st == LG_OK) {
-      if (N)
-        st = gemm(dt, CblasNoTrans, CblasNoTrans, M, K, N, lg_data(gr), N, lg_data(wc), K, 0.0, lg_data(dx),
-                  K);
-      else
-        memset(lg_data(dx), 0, (size_t)(M * K) * lg_dtype_size(dt));
-    }
+    if (st == LG_OK)
+      st = gemm(dt, CblasNoTrans, CblasNoTrans, M, K, N, lg_data(gr), N, lg_data(wc), K, 0.0, lg_data(dx), K);
   }
   if (st == LG_OK && n->needs[1]) { /* dW = G^T X: (N, M) (M, K) */
     st = as_rows(x, K, dt, &xr);
     if (st == LG_OK) st = lg_new(w->shape, 2, dt, &dw);
-    if (st == LG_OK) {
-      if (M)
-        st = gemm(dt, CblasTrans, CblasNoTrans, N, K, M, lg_data(gr), N, lg_data(xr), K, 0.0, lg_data(dw), K);
-      else
-        memset(lg_data(dw), 0, (size_t)(N * K) * lg_dtype_size(dt));
-    }
+    if (st == LG_OK)
+      st = gemm(dt, CblasTrans, CblasNoTrans, N, K, M, lg_data(gr), N, lg_data(xr), K, 0.0, lg_data(dw), K);
   }
   if (st == LG_OK && n->nin > 2 && n->needs[2]) { /* db = column sums of G */
     st = lg_new(&N, 1, dt, &db);

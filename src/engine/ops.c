@@ -1619,6 +1619,15 @@ static lg_status cat_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_t
 static lg_status reshape_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   return (a->mode ? lg_view : lg_reshape)(a->in[0], a->shape, a->nshape, out);
 }
+/* A tangent need not share its primal's layout (an input's tangent broadcast to the output is
+** stride 0), so view's forward mode reshapes: it copies where a view of the tangent cannot be had. */
+static lg_status reshape_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                             lg_tensor **tout) {
+  lg_args b = *a;
+  b.in[0] = tin[0];
+  b.mode = 0;
+  return lg_apply(LG_OP_RESHAPE, &b, tout);
+}
 static lg_status reshape_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   sc s = {0};
   return sc_done(&s, sc_reshape(&s, g, n->edges[0].shape, n->edges[0].ndim), &gin[0]);
@@ -1718,176 +1727,145 @@ static lg_status same_op_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, 
 ** shares; the row gives the rest. A unary row names its kernels and its derivative d_<name>:
 ** its backward and forward-mode rules are the shared unary_backward/unary_jvp. */
 
+/* clang-format off */
 #define SI LG_F_SAVE_IN
 #define SO LG_F_SAVE_OUT
 #define NG LG_F_NO_GRAD
-#define K2(f32, f64)                                                                                         \
-  { K(f32), K(f64) }
+#define K2(f32, f64) {K(f32), K(f64)}
 #define RULES(name) .backward = name##_backward, .jvp = name##_jvp
 /* y = f(x), f' given by d_<name>; exposed as t:name() and lg.name(t) */
-#define UNARY_ROW(OP, nm, i64, fl, ...)                                                                      \
-  [LG_OP_##OP] = {.name = #nm,                                                                               \
-                  .arity = 1,                                                                                \
-                  .nout = 1,                                                                                 \
-                  .forward = unary_forward,                                                                  \
-                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)},                                              \
-                  .flags = fl,                                                                               \
-                  .backward = unary_backward,                                                                \
-                  .jvp = unary_jvp,                                                                          \
-                  .deriv = d_##nm,                                                                           \
-                  .call = LG_CALL_UNARY,                                                                     \
-                  __VA_ARGS__}
+#define UNARY_ROW(OP, nm, i64, fl, ...)                                                            \
+  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = 1, .forward = unary_forward,                    \
+                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)}, .flags = fl,                       \
+                  .backward = unary_backward, .jvp = unary_jvp, .deriv = d_##nm,                   \
+                  .call = LG_CALL_UNARY, __VA_ARGS__}
 /* the same with rules of its own (a derivative that is a constant or another op) */
-#define UNARY_ROW_R(OP, nm, i64, fl, rules)                                                                  \
-  [LG_OP_##OP] = {.name = #nm,                                                                               \
-                  .arity = 1,                                                                                \
-                  .nout = 1,                                                                                 \
-                  .forward = unary_forward,                                                                  \
-                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)},                                              \
-                  .flags = fl,                                                                               \
-                  RULES(rules),                                                                              \
+#define UNARY_ROW_R(OP, nm, i64, fl, rules)                                                        \
+  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = 1, .forward = unary_forward,                    \
+                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)}, .flags = fl, RULES(rules),         \
                   .call = LG_CALL_UNARY}
 /* activations with named parameters (args.s, args.mode) */
-#define ACTIVATION_ROW(OP, nm, ...)                                                                          \
-  [LG_OP_##OP] = {.name = #nm,                                                                               \
-                  .arity = 1,                                                                                \
-                  .nout = 1,                                                                                 \
-                  .forward = unary_p_forward,                                                                \
-                  .kernel = {K(nm##_f32), K(nm##_f64), NULL},                                                \
-                  .flags = SI,                                                                               \
-                  .backward = unary_backward,                                                                \
-                  .jvp = unary_jvp,                                                                          \
-                  .deriv = d_##nm,                                                                           \
-                  .call = LG_CALL_ACTIVATION,                                                                \
-                  .params = __VA_ARGS__}
+#define ACTIVATION_ROW(OP, nm, ...)                                                                \
+  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = 1, .forward = unary_p_forward,                  \
+                  .kernel = {K(nm##_f32), K(nm##_f64), NULL}, .flags = SI,                         \
+                  .backward = unary_backward, .jvp = unary_jvp, .deriv = d_##nm,                   \
+                  .call = LG_CALL_ACTIVATION, .params = __VA_ARGS__}
 /* z = f(x, y) with broadcasting; exposed as t:name(u), lg.name(a, b) */
-#define BINARY_ROW(OP, nm, i64, fl, ...)                                                                     \
-  [LG_OP_##OP] = {.name = #nm,                                                                               \
-                  .arity = 2,                                                                                \
-                  .nout = 1,                                                                                 \
-                  .forward = binary_forward,                                                                 \
-                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)},                                              \
-                  .flags = fl,                                                                               \
-                  .call = LG_CALL_BINARY,                                                                    \
-                  __VA_ARGS__}
+#define BINARY_ROW(OP, nm, i64, fl, ...)                                                           \
+  [LG_OP_##OP] = {.name = #nm, .arity = 2, .nout = 1, .forward = binary_forward,                   \
+                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)}, .flags = fl,                       \
+                  .call = LG_CALL_BINARY, __VA_ARGS__}
 /* reductions over everything or one dimension */
-#define REDUCE_ROW(OP, nm, nout_, i64, fl, call_, ...)                                                       \
-  [LG_OP_##OP] = {.name = #nm,                                                                               \
-                  .arity = 1,                                                                                \
-                  .nout = nout_,                                                                             \
-                  .forward = reduce_forward,                                                                 \
-                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)},                                              \
-                  .flags = fl,                                                                               \
-                  .call = call_,                                                                             \
+#define REDUCE_ROW(OP, nm, nout_, i64, fl, call_, ...)                                             \
+  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = nout_, .forward = reduce_forward,               \
+                  .kernel = {K(nm##_f32), K(nm##_f64), K(i64)}, .flags = fl, .call = call_,        \
                   __VA_ARGS__}
-#define VIEW_ROW(OP, nm, bw)                                                                                 \
-  [LG_OP_##OP] = {.name = #nm,                                                                               \
-                  .arity = 1,                                                                                \
-                  .nout = 1,                                                                                 \
-                  .forward = nm##_forward,                                                                   \
-                  .flags = LG_F_VIEW,                                                                        \
-                  .backward = bw,                                                                            \
-                  .jvp = same_op_jvp}
+/* views: the output shares the input's storage */
+#define VIEW_ROW(OP, nm, bw, jvp_)                                                                 \
+  [LG_OP_##OP] = {.name = #nm, .arity = 1, .nout = 1, .forward = nm##_forward,                     \
+                  .flags = LG_F_VIEW, .backward = bw, .jvp = jvp_}
 /* ops whose forward picks kernels itself */
-#define ROW(OP, nm, arity_, nout_, forward_, fl, ...)                                                        \
-  [LG_OP_##OP] = {.name = #nm, .arity = arity_, .nout = nout_, .forward = forward_, .flags = fl, __VA_ARGS__}
+#define ROW(OP, nm, arity_, nout_, forward_, fl, ...)                                              \
+  [LG_OP_##OP] = {.name = #nm, .arity = arity_, .nout = nout_, .forward = forward_, .flags = fl,   \
+                  __VA_ARGS__}
 
 const lg_op lg_ops[LG_NUM_OPS] = {
-    /* 1. unary elementwise */
-    UNARY_ROW_R(NEG, neg, neg_i64, 0, neg),
-    UNARY_ROW(EXP, exp, NULL, SO, .fused_bw = K2(exp_bw_f32, exp_bw_f64)),
-    UNARY_ROW(LOG, log, NULL, SI),
-    UNARY_ROW(SQRT, sqrt, NULL, SO),
-    UNARY_ROW(RSQRT, rsqrt, NULL, SO),
-    UNARY_ROW(ABS, abs, abs_i64, SI),
-    UNARY_ROW(SIN, sin, NULL, SI),
-    UNARY_ROW(COS, cos, NULL, SI),
-    UNARY_ROW(TANH, tanh, NULL, SO, .fused_bw = K2(tanh_bw_f32, tanh_bw_f64)),
-    UNARY_ROW(SIGMOID, sigmoid, NULL, SO, .fused_bw = K2(sigmoid_bw_f32, sigmoid_bw_f64)),
-    UNARY_ROW(RELU, relu, relu_i64, SI, .fused_bw = K2(relu_bw_f32, relu_bw_f64)),
-    UNARY_ROW_R(SIGN, sign, sign_i64, 0, zero),
-    UNARY_ROW_R(FLOOR, floor, copy_i64, 0, zero),
-    UNARY_ROW_R(CEIL, ceil, copy_i64, 0, zero),
-    UNARY_ROW_R(ROUND, round, copy_i64, 0, zero),
-    UNARY_ROW(LOG1P, log1p, NULL, SI),
-    UNARY_ROW(EXPM1, expm1, NULL, SO),
-    UNARY_ROW(RECIPROCAL, reciprocal, NULL, SO),
-    UNARY_ROW(SQUARE, square, square_i64, SI),
-    UNARY_ROW(ERF, erf, NULL, SI),
+  /* 1. unary elementwise */
+  UNARY_ROW_R(NEG, neg, neg_i64, 0, neg),
+  UNARY_ROW(EXP, exp, NULL, SO, .fused_bw = K2(exp_bw_f32, exp_bw_f64)),
+  UNARY_ROW(LOG, log, NULL, SI),
+  UNARY_ROW(SQRT, sqrt, NULL, SO),
+  UNARY_ROW(RSQRT, rsqrt, NULL, SO),
+  UNARY_ROW(ABS, abs, abs_i64, SI),
+  UNARY_ROW(SIN, sin, NULL, SI),
+  UNARY_ROW(COS, cos, NULL, SI),
+  UNARY_ROW(TANH, tanh, NULL, SO, .fused_bw = K2(tanh_bw_f32, tanh_bw_f64)),
+  UNARY_ROW(SIGMOID, sigmoid, NULL, SO, .fused_bw = K2(sigmoid_bw_f32, sigmoid_bw_f64)),
+  UNARY_ROW(RELU, relu, relu_i64, SI, .fused_bw = K2(relu_bw_f32, relu_bw_f64)),
+  UNARY_ROW_R(SIGN, sign, sign_i64, 0, zero),
+  UNARY_ROW_R(FLOOR, floor, copy_i64, 0, zero),
+  UNARY_ROW_R(CEIL, ceil, copy_i64, 0, zero),
+  UNARY_ROW_R(ROUND, round, copy_i64, 0, zero),
+  UNARY_ROW(LOG1P, log1p, NULL, SI),
+  UNARY_ROW(EXPM1, expm1, NULL, SO),
+  UNARY_ROW(RECIPROCAL, reciprocal, NULL, SO),
+  UNARY_ROW(SQUARE, square, square_i64, SI),
+  UNARY_ROW(ERF, erf, NULL, SI),
 
-    ACTIVATION_ROW(GELU, gelu, {.mode_key = "approximate", .modes = {"none", "tanh"}}),
-    ACTIVATION_ROW(LEAKY_RELU, leaky_relu, {.name = {"negative_slope"}, .def = {0.01}}),
-    ACTIVATION_ROW(ELU, elu, {.name = {"alpha"}, .def = {1.0}}),
-    ACTIVATION_ROW(SOFTPLUS, softplus, {.name = {"beta", "threshold"}, .def = {1.0, 20.0}}),
-    ACTIVATION_ROW(SILU, silu, {.name = {NULL}}),
+  ACTIVATION_ROW(GELU, gelu, {.mode_key = "approximate", .modes = {"none", "tanh"}}),
+  ACTIVATION_ROW(LEAKY_RELU, leaky_relu, {.name = {"negative_slope"}, .def = {0.01}}),
+  ACTIVATION_ROW(ELU, elu, {.name = {"alpha"}, .def = {1.0}}),
+  ACTIVATION_ROW(SOFTPLUS, softplus, {.name = {"beta", "threshold"}, .def = {1.0, 20.0}}),
+  ACTIVATION_ROW(SILU, silu, {.name = {NULL}}),
 
-    /* 2. binary elementwise */
-    BINARY_ROW(ADD, add, add_i64, LG_F_INPLACE, RULES(add)),
-    BINARY_ROW(SUB, sub, sub_i64, LG_F_INPLACE, RULES(sub)),
-    BINARY_ROW(MUL, mul, mul_i64, SI | LG_F_INPLACE, RULES(mul)),
-    BINARY_ROW(DIV, div, NULL, SI | LG_F_INPLACE, RULES(div)),
-    BINARY_ROW(POW, pow, pow_i64, SI | SO | LG_F_INPLACE, RULES(pow)),
-    BINARY_ROW(MAXIMUM, maximum, maximum_i64, SI, RULES(maximum)),
-    BINARY_ROW(MINIMUM, minimum, minimum_i64, SI, RULES(minimum)),
-    BINARY_ROW(FLOOR_DIVIDE, floor_divide, floor_divide_i64, LG_F_INT_DIVIDES, .backward = zero2_backward,
-               .jvp = zero_jvp),
-    BINARY_ROW(REMAINDER, remainder, remainder_i64, LG_F_INT_DIVIDES | SI, RULES(remainder)),
-    BINARY_ROW(ATAN2, atan2, NULL, SI, RULES(atan2)),
-    BINARY_ROW(EQ, eq, eq_i64, NG),
-    BINARY_ROW(NE, ne, ne_i64, NG),
-    BINARY_ROW(LT, lt, lt_i64, NG),
-    BINARY_ROW(LE, le, le_i64, NG),
-    BINARY_ROW(GT, gt, gt_i64, NG),
-    BINARY_ROW(GE, ge, ge_i64, NG),
+  /* 2. binary elementwise */
+  BINARY_ROW(ADD, add, add_i64, LG_F_INPLACE, RULES(add)),
+  BINARY_ROW(SUB, sub, sub_i64, LG_F_INPLACE, RULES(sub)),
+  BINARY_ROW(MUL, mul, mul_i64, SI | LG_F_INPLACE, RULES(mul)),
+  BINARY_ROW(DIV, div, NULL, SI | LG_F_INPLACE, RULES(div)),
+  BINARY_ROW(POW, pow, pow_i64, SI | SO | LG_F_INPLACE, RULES(pow)),
+  BINARY_ROW(MAXIMUM, maximum, maximum_i64, SI, RULES(maximum)),
+  BINARY_ROW(MINIMUM, minimum, minimum_i64, SI, RULES(minimum)),
+  BINARY_ROW(FLOOR_DIVIDE, floor_divide, floor_divide_i64, LG_F_INT_DIVIDES, .backward = zero2_backward,
+             .jvp = zero_jvp),
+  BINARY_ROW(REMAINDER, remainder, remainder_i64, LG_F_INT_DIVIDES | SI, RULES(remainder)),
+  BINARY_ROW(ATAN2, atan2, NULL, SI, RULES(atan2)),
+  BINARY_ROW(EQ, eq, eq_i64, NG),
+  BINARY_ROW(NE, ne, ne_i64, NG),
+  BINARY_ROW(LT, lt, lt_i64, NG),
+  BINARY_ROW(LE, le, le_i64, NG),
+  BINARY_ROW(GT, gt, gt_i64, NG),
+  BINARY_ROW(GE, ge, ge_i64, NG),
 
-    /* 3. where, clamp */
-    ROW(WHERE, where, 3, 1, where_forward, SI, RULES(where)),
-    ROW(CLAMP, clamp, 1, 1, clamp_forward, SI, RULES(clamp)),
+  /* 3. where, clamp */
+  ROW(WHERE, where, 3, 1, where_forward, SI, RULES(where)),
+  ROW(CLAMP, clamp, 1, 1, clamp_forward, SI, RULES(clamp)),
 
-    /* 4. reductions (sum and mean also take several dimensions; max, min and norm are bound by hand) */
-    REDUCE_ROW(SUM, sum, 1, sum_i64, 0, LG_CALL_NONE, RULES(sum)),
-    REDUCE_ROW(MEAN, mean, 1, NULL, LG_F_FLOAT_OUT, LG_CALL_NONE, RULES(mean)),
-    REDUCE_ROW(VAR, var, 1, NULL, LG_F_FLOAT_OUT | SI, LG_CALL_REDUCE, RULES(var)),
-    REDUCE_ROW(STD, std, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_REDUCE, RULES(std)),
-    REDUCE_ROW(PROD, prod, 1, prod_i64, SI | SO, LG_CALL_REDUCE, RULES(prod)),
-    REDUCE_ROW(NORM, norm, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_NONE, RULES(norm)),
-    REDUCE_ROW(LOGSUMEXP, logsumexp, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_REDUCE, RULES(logsumexp)),
-    REDUCE_ROW(MAX, max, 2, max_i64, SI | SO, LG_CALL_NONE, RULES(max)),
-    REDUCE_ROW(MIN, min, 2, min_i64, SI | SO, LG_CALL_NONE, RULES(min)),
-    REDUCE_ROW(ARGMAX, argmax, 1, argmax_i64, LG_F_INDEX_OUT | NG, LG_CALL_REDUCE),
-    REDUCE_ROW(ARGMIN, argmin, 1, argmin_i64, LG_F_INDEX_OUT | NG, LG_CALL_REDUCE),
-    ROW(SOFTMAX, softmax, 1, 1, softmax_forward, SO, .kernel = {K(softmax_rows_f32), K(softmax_rows_f64)},
-        RULES(softmax), .call = LG_CALL_DIM),
-    ROW(LOG_SOFTMAX, log_softmax, 1, 1, softmax_forward, SO,
-        .kernel = {K(softmax_rows_f32), K(softmax_rows_f64)}, RULES(log_softmax), .call = LG_CALL_DIM),
+  /* 4. reductions (sum and mean also take several dimensions; max, min and norm are bound by hand) */
+  REDUCE_ROW(SUM, sum, 1, sum_i64, 0, LG_CALL_NONE, RULES(sum)),
+  REDUCE_ROW(MEAN, mean, 1, NULL, LG_F_FLOAT_OUT, LG_CALL_NONE, RULES(mean)),
+  REDUCE_ROW(VAR, var, 1, NULL, LG_F_FLOAT_OUT | SI, LG_CALL_REDUCE, RULES(var)),
+  REDUCE_ROW(STD, std, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_REDUCE, RULES(std)),
+  REDUCE_ROW(PROD, prod, 1, prod_i64, SI | SO, LG_CALL_REDUCE, RULES(prod)),
+  REDUCE_ROW(NORM, norm, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_NONE, RULES(norm)),
+  REDUCE_ROW(LOGSUMEXP, logsumexp, 1, NULL, LG_F_FLOAT_OUT | SI | SO, LG_CALL_REDUCE, RULES(logsumexp)),
+  REDUCE_ROW(MAX, max, 2, max_i64, SI | SO, LG_CALL_NONE, RULES(max)),
+  REDUCE_ROW(MIN, min, 2, min_i64, SI | SO, LG_CALL_NONE, RULES(min)),
+  REDUCE_ROW(ARGMAX, argmax, 1, argmax_i64, LG_F_INDEX_OUT | NG, LG_CALL_REDUCE),
+  REDUCE_ROW(ARGMIN, argmin, 1, argmin_i64, LG_F_INDEX_OUT | NG, LG_CALL_REDUCE),
+  ROW(SOFTMAX, softmax, 1, 1, softmax_forward, SO, .kernel = {K(softmax_rows_f32), K(softmax_rows_f64)},
+      RULES(softmax), .call = LG_CALL_DIM),
+  ROW(LOG_SOFTMAX, log_softmax, 1, 1, softmax_forward, SO,
+      .kernel = {K(softmax_rows_f32), K(softmax_rows_f64)}, RULES(log_softmax), .call = LG_CALL_DIM),
 
-    /* 5. matmul */
-    ROW(MATMUL, matmul, 2, 1, lg_matmul_forward, SI, RULES(matmul)),
+  /* 5. matmul */
+  ROW(MATMUL, matmul, 2, 1, lg_matmul_forward, SI, RULES(matmul)),
 
-    /* 6. indexing */
-    ROW(INDEX_SELECT, index_select, 2, 1, index_select_forward, SI, RULES(index_select)),
-    ROW(GATHER, gather, 2, 1, gather_forward, SI, RULES(gather)),
-    ROW(CAT, cat, -1, 1, cat_forward, 0, RULES(cat)),
-    ROW(INDEX_ADD, index_add, 2, 1, index_add_forward, SI, RULES(index_add)),
-    ROW(SCATTER_ADD, scatter_add, 2, 1, scatter_add_forward, SI, RULES(scatter_add)),
+  /* 6. indexing */
+  ROW(INDEX_SELECT, index_select, 2, 1, index_select_forward, SI, RULES(index_select)),
+  ROW(GATHER, gather, 2, 1, gather_forward, SI, RULES(gather)),
+  ROW(CAT, cat, -1, 1, cat_forward, 0, RULES(cat)),
+  ROW(INDEX_ADD, index_add, 2, 1, index_add_forward, SI, RULES(index_add)),
+  ROW(SCATTER_ADD, scatter_add, 2, 1, scatter_add_forward, SI, RULES(scatter_add)),
 
-    /* 7. views and copies */
-    VIEW_ROW(RESHAPE, reshape, reshape_backward),
-    VIEW_ROW(EXPAND, expand, pass_backward),
-    VIEW_ROW(PERMUTE, permute, permute_backward),
-    VIEW_ROW(NARROW, narrow, narrow_backward),
-    VIEW_ROW(SELECT, select, select_backward),
-    ROW(PAD, pad, 1, 1, pad_forward, 0, RULES(pad)),
-    ROW(CLONE, clone, 1, 1, clone_forward, 0, .backward = pass_backward, .jvp = same_op_jvp),
-    ROW(CAST, cast, 1, 1, cast_forward, 0, .backward = pass_backward, .jvp = same_op_jvp),
+  /* 7. views and copies */
+  VIEW_ROW(RESHAPE, reshape, reshape_backward, reshape_jvp),
+  VIEW_ROW(EXPAND, expand, pass_backward, same_op_jvp),
+  VIEW_ROW(PERMUTE, permute, permute_backward, same_op_jvp),
+  VIEW_ROW(NARROW, narrow, narrow_backward, same_op_jvp),
+  VIEW_ROW(SELECT, select, select_backward, same_op_jvp),
+  ROW(PAD, pad, 1, 1, pad_forward, 0, RULES(pad)),
+  ROW(CLONE, clone, 1, 1, clone_forward, 0, .backward = pass_backward, .jvp = same_op_jvp),
+  ROW(CAST, cast, 1, 1, cast_forward, 0, .backward = pass_backward, .jvp = same_op_jvp),
 
-    /* fused layers (norm.c, loss.c, matmul.c) */
-    ROW(BATCH_NORM, batch_norm, 3, 3, lg_batch_norm_forward, SI | LG_F_SAVE_AUX, RULES(lg_batch_norm)),
-    ROW(LAYER_NORM, layer_norm, 3, 3, lg_layer_norm_forward, SI | LG_F_SAVE_AUX, RULES(lg_layer_norm)),
-    ROW(CROSS_ENTROPY, cross_entropy, 2, 2, lg_cross_entropy_forward, SI | LG_F_SAVE_AUX,
-        RULES(lg_cross_entropy)),
-    ROW(LINEAR, linear, 3, 1, lg_linear_forward, SI, RULES(lg_linear)),
+  /* fused layers (norm.c, loss.c, matmul.c) */
+  ROW(BATCH_NORM, batch_norm, 3, 3, lg_batch_norm_forward, SI | LG_F_SAVE_AUX, RULES(lg_batch_norm)),
+  ROW(LAYER_NORM, layer_norm, 3, 3, lg_layer_norm_forward, SI | LG_F_SAVE_AUX, RULES(lg_layer_norm)),
+  ROW(CROSS_ENTROPY, cross_entropy, 2, 2, lg_cross_entropy_forward, SI | LG_F_SAVE_AUX,
+      RULES(lg_cross_entropy)),
+  ROW(LINEAR, linear, 3, 1, lg_linear_forward, SI, RULES(lg_linear)),
 };
+/* clang-format on */
 
 /* ==== applying ops ==== */
 
