@@ -14,7 +14,8 @@
 -- table). A method is documented under the class that defines it (the first table on the
 -- class's __index chain that holds it): `lg.nn.Linear:forward(x)`, but `lg.nn.Module:to(dtype)`
 -- for every layer. A class's `init` is covered by the class's own entry (calling the class runs
--- it). Level-3 headings that do not start with a backtick are topics (operators, indexing) and
+-- it), and a function of lg that is the very function of a tensor method (lg.exp is Tensor.exp)
+-- by the method's entry. Level-3 headings that do not start with a backtick are topics (operators, indexing) and
 -- name nothing.
 --
 -- Run from the repository root.
@@ -273,6 +274,10 @@ local function public_names()
         end
       elseif ok and v ~= nil then
         add(p, type(v))
+        -- lg.exp is the very function Tensor:exp is: the method's entry covers it
+        if type(v) == "function" and path == "lg" and rawequal(v, rawget(methods, k)) then
+          names[norm(p)].alias_of = "Tensor." .. k
+        end
       end
     end
   end
@@ -333,7 +338,14 @@ local function c_declarations()
     for i = 1, #text do
       local c = text:sub(i, i)
       if c == "{" then depth = depth + 1
-      elseif c == "}" then depth = depth - 1
+      elseif c == "}" then
+        depth = depth - 1
+        -- a function defined in the header (static inline) ends at its closing brace
+        local so_far = text:sub(start, i)
+        if depth == 0 and so_far:match("^[^{]*%)%s*{") and not so_far:match("^%s*typedef") then
+          statements[#statements + 1] = so_far:match("^([^{]*)")
+          start = i + 1
+        end
       elseif c == ";" and depth == 0 then
         statements[#statements + 1] = text:sub(start, i - 1)
         start = i + 1
@@ -416,6 +428,7 @@ describe("the reference (docs/reference.md)", function()
       local n = names[key]
       local covered = entries[key] ~= nil
       if not covered and n.kind == "constructor body" then covered = entries[key:gsub("%.init$", "")] ~= nil end
+      if not covered and n.alias_of then covered = entries[n.alias_of] ~= nil end
       if not covered then missing[#missing + 1] = string.format("%-52s (%s)", n.name, n.kind) end
     end
     assert(#missing == 0, listing(#missing .. " public names have no entry in the reference; add a heading "
