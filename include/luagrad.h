@@ -196,7 +196,7 @@ lg_status lg_set_(lg_tensor *t, lg_tensor *src); /* t becomes a view of src's st
 ** Every computing operation is one row of lg_ops[], indexed by lg_opcode and written with a
 ** designated initializer ([LG_OP_EXP] = ...), so the order of the rows does not matter.
 ** lg_apply runs the row's forward function (and, with autograd, records the op on the tape).
-** tests/c/test_ops_table.c checks every row against this enum: its name is the enum's name in
+** tests/c/test_op_table.c checks every row against this enum: its name is the enum's name in
 ** lower case, and a row that is differentiable has both rules. */
 typedef enum lg_opcode {
   /* unary elementwise */
@@ -220,6 +220,13 @@ typedef enum lg_opcode {
   LG_OP_RECIPROCAL,
   LG_OP_SQUARE,
   LG_OP_ERF,
+  LG_OP_TAN,
+  LG_OP_ATAN,
+  LG_OP_SINH,
+  LG_OP_COSH,
+  LG_OP_LOG2,
+  LG_OP_LOG10,
+  LG_OP_TRUNC,
   /* activations with parameters (args.s, args.mode) */
   LG_OP_GELU,
   LG_OP_LEAKY_RELU,

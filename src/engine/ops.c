@@ -272,6 +272,20 @@ UNARY(square_f64, double, x *x)
 UNARY(square_i64, int64_t, (int64_t)((uint64_t)x *(uint64_t)x))
 UNARY(erf_f32, float, erff(x))
 UNARY(erf_f64, double, erf(x))
+UNARY(tan_f32, float, tanf(x))
+UNARY(tan_f64, double, tan(x))
+UNARY(atan_f32, float, atanf(x))
+UNARY(atan_f64, double, atan(x))
+UNARY(sinh_f32, float, sinhf(x))
+UNARY(sinh_f64, double, sinh(x))
+UNARY(cosh_f32, float, coshf(x))
+UNARY(cosh_f64, double, cosh(x))
+UNARY(log2_f32, float, log2f(x))
+UNARY(log2_f64, double, log2(x))
+UNARY(log10_f32, float, log10f(x))
+UNARY(log10_f64, double, log10(x))
+UNARY(trunc_f32, float, truncf(x))
+UNARY(trunc_f64, double, trunc(x))
 
 static void unary_row(void *ctx, int64_t n, char **p, const int64_t *s) {
   ((unary_k)ctx)(n, p[0], s[0], p[1], s[1]);
@@ -417,6 +431,24 @@ static lg_tensor *d_square(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) 
 }
 static lg_tensor *d_erf(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* 2/sqrt(pi) exp(-x^2) */
   return sc_bs(s, LG_OP_MUL, sc_un(s, LG_OP_EXP, sc_un(s, LG_OP_NEG, sc_un(s, LG_OP_SQUARE, x))), M_2_SQRTPI);
+}
+static lg_tensor *d_tan(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* 1 + y^2 */
+  return sc_bs(s, LG_OP_ADD, sc_un(s, LG_OP_SQUARE, y), 1);
+}
+static lg_tensor *d_atan(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* 1 / (1 + x^2) */
+  return sc_un(s, LG_OP_RECIPROCAL, sc_bs(s, LG_OP_ADD, sc_un(s, LG_OP_SQUARE, x), 1));
+}
+static lg_tensor *d_sinh(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
+  return sc_un(s, LG_OP_COSH, x);
+}
+static lg_tensor *d_cosh(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
+  return sc_un(s, LG_OP_SINH, x);
+}
+static lg_tensor *d_log2(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* 1 / (x ln 2) */
+  return sc_un(s, LG_OP_RECIPROCAL, sc_bs(s, LG_OP_MUL, x, M_LN2));
+}
+static lg_tensor *d_log10(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) { /* 1 / (x ln 10) */
+  return sc_un(s, LG_OP_RECIPROCAL, sc_bs(s, LG_OP_MUL, x, M_LN10));
 }
 static lg_tensor *d_gelu(sc *s, lg_tensor *x, lg_tensor *y, const lg_args *a) {
   if (a->mode) { /* 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2), t = tanh(k (x + c x^3)) */
@@ -1791,6 +1823,13 @@ const lg_op lg_ops[LG_NUM_OPS] = {
   UNARY_ROW(RECIPROCAL, reciprocal, NULL, SO),
   UNARY_ROW(SQUARE, square, square_i64, SI),
   UNARY_ROW(ERF, erf, NULL, SI),
+  UNARY_ROW(TAN, tan, NULL, SO),
+  UNARY_ROW(ATAN, atan, NULL, SI),
+  UNARY_ROW(SINH, sinh, NULL, SI),
+  UNARY_ROW(COSH, cosh, NULL, SI),
+  UNARY_ROW(LOG2, log2, NULL, SI),
+  UNARY_ROW(LOG10, log10, NULL, SI),
+  UNARY_ROW_R(TRUNC, trunc, copy_i64, 0, zero),
 
   ACTIVATION_ROW(GELU, gelu, {.mode_key = "approximate", .modes = {"none", "tanh"}}),
   ACTIVATION_ROW(LEAKY_RELU, leaky_relu, {.name = {"negative_slope"}, .def = {0.01}}),
