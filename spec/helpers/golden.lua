@@ -5,6 +5,7 @@ local lg = require "luagrad"
 local json = require "dkjson"
 local assert = require "luassert"
 local ref = require "helpers.ref"
+local util = require "helpers.util"
 
 local golden = {}
 
@@ -16,10 +17,7 @@ golden.F64 = { dtype = "float64" }
 
 -- the decoded JSON document spec/golden/NAME
 function golden.load(name)
-  local f = assert(io.open(golden.DIR .. name, "r"))
-  local s = f:read("a")
-  f:close()
-  local doc, _, err = json.decode(s)
+  local doc, _, err = json.decode(util.read_file(golden.DIR .. name))
   assert(doc, err)
   return doc
 end
