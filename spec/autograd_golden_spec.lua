@@ -1,4 +1,4 @@
--- Reproduces ../shared/golden/autodiff.json and ../shared/golden/activations.json (PyTorch 1.13,
+-- Reproduces spec/golden/autodiff.json and spec/golden/activations.json (PyTorch 1.13,
 -- float64, CPU) to 1e-9 relative: |got - want| <= 1e-9 * max(1, |want|).
 --
 -- Dimensions: the golden expressions name dimensions 1-based ("max(X,dim2)" is the max over the

@@ -4,6 +4,7 @@
 local lg = require "luagrad"
 local ag = lg.autograd
 local ref = require "spec.helpers.ref"
+local util = require "spec.helpers.util"
 
 local F64 = { dtype = "float64" }
 local function T(x) return lg.tensor(x, F64) end
@@ -13,11 +14,7 @@ local function assert_close(got, want, what, tol)
   ref.assert_close(got, want, tol or 1e-12, tol or 1e-12, what)
 end
 
-local function error_of(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert.is_false(ok, "expected an error, got none")
-  return tostring(e)
-end
+local error_of = util.error_of
 
 describe("autograd semantics", function()
   describe("accumulation", function()
@@ -567,7 +564,7 @@ collectgarbage()
 collectgarbage()
 print("GC done")
 ]]
-      local out, ok = ref.run(ref.exe() .. " -e " .. ref.shquote(code) .. " 2>&1")
+      local out, ok = util.run(util.LUAGRAD .. " -e " .. util.shell_quote(code) .. " 2>&1")
       assert.matches("OK=false", out, nil, true)
       local msg = out:match("MSG=([^\n]*)")
       assert.is_not_nil(msg, out)
@@ -642,13 +639,12 @@ for step = 1, 10000 do
 end
 print(string.format("RSS %d %d LOSS %.6f %.6f", r1000, rss(), first, last))
 ]]
-      local exe = (os.getenv("LUAGRAD_BUILD") or "build") .. "/luagrad"
       local t0 = os.time()
       -- under AddressSanitizer, its quarantine of freed blocks would fill during the run and
       -- look like growth: this measures our memory, so the child runs without it
       local asan = os.getenv("ASAN_OPTIONS")
-      local env = asan and ("env ASAN_OPTIONS=" .. ref.shquote(asan .. ":quarantine_size_mb=0") .. " ") or ""
-      local out, ok = ref.run(env .. exe .. " -e " .. ref.shquote(code) .. " 2>&1")
+      local env = asan and ("env ASAN_OPTIONS=" .. util.shell_quote(asan .. ":quarantine_size_mb=0") .. " ") or ""
+      local out, ok = util.run(env .. util.LUAGRAD .. " -e " .. util.shell_quote(code) .. " 2>&1")
       assert.is_true(ok, "child failed: " .. out)
       local r1, r2, l1, l2 = out:match("RSS (%d+) (%d+) LOSS (%S+) (%S+)")
       assert.is_not_nil(r1, "unexpected child output: " .. out)

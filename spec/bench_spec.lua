@@ -4,7 +4,7 @@
 --
 -- Run from the repository root; LUAGRAD_BUILD names the build directory (default "build").
 package.path = "spec/?.lua;" .. package.path
-local ex = require "helpers.examples"
+local util = require "helpers.util"
 local json = require "luagrad.json"
 
 describe("bench/workloads.lua, short run", function()
@@ -12,7 +12,7 @@ describe("bench/workloads.lua, short run", function()
 
   setup(function()
     local p = assert(io.popen(string.format("%s bench/workloads.lua --steps-scale 0.05 --threads 1,2 2>&1",
-      ex.shell_quote(ex.LUAGRAD))))
+      util.shell_quote(util.LUAGRAD))))
     local out = p:read("a")
     local ok = p:close()
     assert(ok, "bench/workloads.lua failed:\n" .. out)

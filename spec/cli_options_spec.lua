@@ -5,7 +5,7 @@
 -- Run from the repository root; LUAGRAD_BUILD names the build directory (default "build").
 package.path = "spec/?.lua;" .. package.path
 local lg = require "luagrad"
-local ref = require "helpers.ref"
+local util = require "helpers.util"
 local cli = lg.cli
 
 -- options over a list of arguments, as the global `arg` holds them
@@ -119,14 +119,12 @@ describe("lg.cli.options", function()
     setup(function()
       base = os.tmpname()
       script = base .. ".lua"
-      local f = assert(io.open(script, "w"))
-      f:write([[
+      util.write_file(script, [[
 local lg = require "luagrad"
 local opts = lg.cli.options(arg, { epochs = 12, lr = 2e-3, optimizer = "adamw", quick = false }, "tool",
   { unset = { "threads" }, metavar = { optimizer = "adamw|sgd", threads = "N" } })
 print("parsed", opts.epochs)
 ]])
-      f:close()
     end)
 
     teardown(function()
@@ -135,8 +133,8 @@ print("parsed", opts.epochs)
     end)
 
     local function run(args)
-      return ref.run(string.format("env -u LUA_INIT -u LUA_INIT_5_4 %s %s %s 2>&1", ref.shquote(ref.exe()),
-        ref.shquote(script), args))
+      return util.run(string.format("env -u LUA_INIT -u LUA_INIT_5_4 %s %s %s 2>&1", util.shell_quote(util.LUAGRAD),
+        util.shell_quote(script), args))
     end
 
     it("prints every option with its default and exits 0 before anything else runs", function()
@@ -172,20 +170,20 @@ print("parsed", opts.epochs)
       "optimizer_comparison", "schedules", "sgd_variance", "vanishing_gradients" }
     for _, name in ipairs(names) do
       it(name .. ".lua: --help lists --out and --quick; an unknown option is an error naming it", function()
-        local cmd = string.format("env -u LUA_INIT -u LUA_INIT_5_4 %s examples/%s.lua", ref.shquote(ref.exe()), name)
-        local out, ok = ref.run(cmd .. " --help 2>&1")
+        local cmd = string.format("env -u LUA_INIT -u LUA_INIT_5_4 %s examples/%s.lua", util.shell_quote(util.LUAGRAD), name)
+        local out, ok = util.run(cmd .. " --help 2>&1")
         assert.is_true(ok, out)
         assert.are.equal("usage: luagrad examples/" .. name .. ".lua [options]\noptions:\n  --out OUT  default \".\"\n" ..
           "  --quick\n  --help     print this and exit", out)
-        out, ok = ref.run(cmd .. " --no-such-option 2>&1")
+        out, ok = util.run(cmd .. " --no-such-option 2>&1")
         assert.is_not_true(ok)
         assert.truthy(out:find(name .. ": unknown argument --no-such-option (options: --out OUT, --quick)", 1, true), out)
       end)
     end
 
     it("fashion_mnist.lua: --help lists its options", function()
-      local out, ok = ref.run(string.format("env -u LUA_INIT -u LUA_INIT_5_4 %s examples/fashion_mnist.lua --help 2>&1",
-        ref.shquote(ref.exe())))
+      local out, ok = util.run(string.format("env -u LUA_INIT -u LUA_INIT_5_4 %s examples/fashion_mnist.lua --help 2>&1",
+        util.shell_quote(util.LUAGRAD)))
       assert.is_true(ok, out)
       for _, o in ipairs({ "--epochs N", "--batch-size N", "--lr X", "--optimizer adamw|adam|sgd", "--weight-decay X",
         "--warmup EPOCHS", "--seed N", "--threads N", "--out PREFIX", "--quick", "--help" }) do

@@ -4,33 +4,11 @@
 --
 -- Run from the repository root; LUAGRAD_BUILD names the build directory (default "build").
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+package.path = "spec/?.lua;" .. package.path
+local util = require "helpers.util"
+local shell_quote, read_file, write_file, file_exists = util.shell_quote, util.read_file, util.write_file, util.file_exists
 
-local function read_file(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function file_exists(path)
-  local f = io.open(path, "r")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local ROOT = assert(io.popen("pwd")):read("l")
-local BUILD = os.getenv("LUAGRAD_BUILD") or "build"
-if BUILD:sub(1, 1) ~= "/" then BUILD = ROOT .. "/" .. BUILD end
-local LUAGRAD = BUILD .. "/luagrad"
+local ROOT, BUILD, LUAGRAD = util.ROOT, util.BUILD, util.LUAGRAD
 local EMBED_HOST = BUILD .. "/embed_host"
 
 -- The version the build was configured with, from CMakeLists.txt.
@@ -67,13 +45,11 @@ describe("the luagrad command line", function()
     assert(file_exists(LUAGRAD), LUAGRAD .. " is missing: build it first (LUAGRAD_BUILD="
                                  .. BUILD .. ")")
     assert(VERSION, "no project version in CMakeLists.txt")
-    tmpdir = os.tmpname()
-    os.remove(tmpdir)
-    assert(os.execute("mkdir -p " .. shell_quote(tmpdir)))
+    tmpdir = util.tmpdir()
   end)
 
   teardown(function()
-    if tmpdir then os.execute("rm -rf " .. shell_quote(tmpdir)) end
+    util.remove_dir(tmpdir)
   end)
 
   it("-v prints the version of luagrad and of Lua", function()

@@ -1,18 +1,7 @@
 -- lg.data (TensorDataset, DataLoader) and lg.datasets.fashion_mnist (IDX files through zlib).
 local lg = require "luagrad"
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p '" .. d .. "'"))
-  return d
-end
-
-local function write(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
+package.path = "spec/?.lua;" .. package.path
+local util = require "helpers.util"
 
 -- An IDX file of unsigned bytes: magic 0x0000 08 <ndim>, big-endian sizes, data.
 local function idx(sizes, data)
@@ -136,10 +125,10 @@ describe("fashion_mnist", function()
   end)
 
   it("reads uncompressed and gzipped IDX files from another root, scaling pixels and shifting labels", function()
-    local dir = tmpdir()
+    local dir = util.tmpdir()
     local pixels = string.char(0, 255, 51, 102) .. string.char(204, 153, 0, 255)
-    write(dir .. "/t10k-images-idx3-ubyte", idx({ 2, 2, 2 }, pixels))
-    write(dir .. "/t10k-labels-idx1-ubyte", idx({ 2 }, string.char(9, 0)))
+    util.write_file(dir .. "/t10k-images-idx3-ubyte", idx({ 2, 2, 2 }, pixels))
+    util.write_file(dir .. "/t10k-labels-idx1-ubyte", idx({ 2 }, string.char(9, 0)))
     local ds = lg.datasets.fashion_mnist({ split = "test", root = dir })
     assert.are.equal(2, #ds)
     assert.are.same({ 10, 1 }, ds.labels:tolist())
@@ -151,52 +140,50 @@ describe("fashion_mnist", function()
     local gz = lg.datasets.fashion_mnist({ split = "test", root = dir })
     assert.are.same(ds.labels:tolist(), gz.labels:tolist())
     assert.are.same(ds.images:tolist(), gz.images:tolist())
-    os.execute("rm -rf '" .. dir .. "'")
+    util.remove_dir(dir)
   end)
 
   it("names the Debian package when the files are missing", function()
-    local dir = tmpdir()
+    local dir = util.tmpdir()
     local ok, err = pcall(lg.datasets.fashion_mnist, { split = "train", root = dir })
     assert.is_false(ok)
     assert.matches("fashion_mnist: cannot read train%-images%-idx3%-ubyte", err)
     assert.matches("dataset%-fashion%-mnist", err)
-    os.execute("rm -rf '" .. dir .. "'")
+    util.remove_dir(dir)
   end)
 
   it("checks the magic numbers, the sizes and the split", function()
-    local dir = tmpdir()
-    write(dir .. "/t10k-images-idx3-ubyte", idx({ 1, 2, 2 }, string.rep("\0", 4)))
-    write(dir .. "/t10k-labels-idx1-ubyte", string.pack(">I2BB", 0, 9, 1) .. string.pack(">I4", 1) .. "\0")
+    local dir = util.tmpdir()
+    util.write_file(dir .. "/t10k-images-idx3-ubyte", idx({ 1, 2, 2 }, string.rep("\0", 4)))
+    util.write_file(dir .. "/t10k-labels-idx1-ubyte", string.pack(">I2BB", 0, 9, 1) .. string.pack(">I4", 1) .. "\0")
     local ok, err = pcall(lg.datasets.fashion_mnist, { split = "test", root = dir })
     assert.is_false(ok)
     assert.matches("has magic 0x00000901, expected 0x00000801", err)
-    write(dir .. "/t10k-labels-idx1-ubyte", idx({ 3 }, "\0\1")) -- promises 3 labels, holds 2
+    util.write_file(dir .. "/t10k-labels-idx1-ubyte", idx({ 3 }, "\0\1")) -- promises 3 labels, holds 2
     ok, err = pcall(lg.datasets.fashion_mnist, { split = "test", root = dir })
     assert.is_false(ok)
     assert.matches("holds 2 bytes of data, its header promises 3", err)
-    write(dir .. "/t10k-labels-idx1-ubyte", idx({ 2 }, "\0\1")) -- 2 labels for 1 image
+    util.write_file(dir .. "/t10k-labels-idx1-ubyte", idx({ 2 }, "\0\1")) -- 2 labels for 1 image
     ok, err = pcall(lg.datasets.fashion_mnist, { split = "test", root = dir })
     assert.is_false(ok)
     assert.matches("1 images but 2 labels", err)
     ok, err = pcall(lg.datasets.fashion_mnist, { split = "valid", root = dir })
     assert.is_false(ok)
     assert.matches('split must be "train" or "test", got "valid"', err)
-    os.execute("rm -rf '" .. dir .. "'")
+    util.remove_dir(dir)
   end)
 
   it("reports a corrupt gzip stream as an error, not a crash", function()
-    local dir = tmpdir()
+    local dir = util.tmpdir()
     local good = idx({ 2 }, "\0\1")
-    write(dir .. "/t10k-labels-idx1-ubyte", good)
-    assert(os.execute("gzip -f '" .. dir .. "/t10k-labels-idx1-ubyte'"))
-    local f = assert(io.open(dir .. "/t10k-labels-idx1-ubyte.gz", "rb"))
-    local gz = f:read("a")
-    f:close()
-    write(dir .. "/t10k-labels-idx1-ubyte.gz", gz:sub(1, #gz - 6)) -- cut the stream short
-    write(dir .. "/t10k-images-idx3-ubyte", idx({ 2, 1, 1 }, "\0\0"))
+    util.write_file(dir .. "/t10k-labels-idx1-ubyte", good)
+    assert(os.execute("gzip -f " .. util.shell_quote(dir .. "/t10k-labels-idx1-ubyte")))
+    local gz = util.read_file(dir .. "/t10k-labels-idx1-ubyte.gz")
+    util.write_file(dir .. "/t10k-labels-idx1-ubyte.gz", gz:sub(1, #gz - 6)) -- cut the stream short
+    util.write_file(dir .. "/t10k-images-idx3-ubyte", idx({ 2, 1, 1 }, "\0\0"))
     local ok, err = pcall(lg.datasets.fashion_mnist, { split = "test", root = dir })
     assert.is_false(ok)
     assert.matches("corrupt or truncated", err)
-    os.execute("rm -rf '" .. dir .. "'")
+    util.remove_dir(dir)
   end)
 end)

@@ -7,7 +7,7 @@
 
 package.path = "spec/?.lua;" .. package.path
 local ex = require "helpers.examples"
-local read_file = ex.read_file
+local util = require "helpers.util"
 
 local tmpdir
 
@@ -50,7 +50,7 @@ end
 describe("the chapter examples 1-5 (quick mode)", function()
   setup(function() tmpdir = ex.prepare() end)
 
-  teardown(function() ex.remove(tmpdir) end)
+  teardown(function() util.remove_dir(tmpdir) end)
 
   it("chain_rule.lua: the hand chain rule equals the tape", function()
     local out = check_run("chain_rule", "chain_rule.svg")
@@ -134,7 +134,7 @@ describe("the chapter examples 1-5 (quick mode)", function()
 
   it("adam.lua: bias correction and decoupled weight decay", function()
     local out, lines = check_run("adam", "adam.svg")
-    assert.truthy(read_file(tmpdir .. "/adam_weight_decay.svg"))
+    assert.truthy(util.file_exists(tmpdir .. "/adam_weight_decay.svg"))
     -- hand Adam against lg.optim: the params column
     for _, name in ipairs({ "Adam ", "Adam, weight_decay 0.1 %(L2%)", "AdamW, weight_decay 0.1" }) do
       local d = out:match("\n" .. name .. "%s+%S+%s+%S+%s+(%S+)")

@@ -8,6 +8,7 @@
 
 package.path = "spec/?.lua;" .. package.path
 local ex = require "helpers.examples"
+local util = require "helpers.util"
 
 local tmpdir
 
@@ -54,7 +55,7 @@ local function is_finite(v) return v == v and v ~= math.huge and v ~= -math.huge
 describe("the chapter examples (schedules to forward vs reverse), in quick mode", function()
   setup(function() tmpdir = ex.prepare() end)
 
-  teardown(function() ex.remove(tmpdir) end)
+  teardown(function() util.remove_dir(tmpdir) end)
 
   it("schedules.lua: library schedules equal their closed forms; inverse time sums behave as the text says", function()
     local lines = check_contract("schedules", { "schedules.svg", "schedules_text.svg" })

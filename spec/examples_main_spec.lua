@@ -3,22 +3,18 @@
 -- accuracy. (The full run, 12 epochs on all 60,000 images, is the README's first command.)
 package.path = "spec/?.lua;" .. package.path
 local lg = require "luagrad"
-local ref = require "helpers.ref"
-
-local exe = (os.getenv("LUAGRAD_BUILD") or "build") .. "/luagrad"
+local util = require "helpers.util"
 
 describe("examples/fashion_mnist.lua --quick", function()
   local dir, out, ok
 
   setup(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. ref.shquote(dir)))
-    out, ok = ref.run(string.format("LUAGRAD_PROGRESS=plain %s examples/fashion_mnist.lua --quick --out %s 2>&1",
-      exe, ref.shquote(dir .. "/fm")))
+    dir = util.tmpdir()
+    out, ok = util.run(string.format("LUAGRAD_PROGRESS=plain %s examples/fashion_mnist.lua --quick --out %s 2>&1",
+      util.shell_quote(util.LUAGRAD), util.shell_quote(dir .. "/fm")))
   end)
 
-  teardown(function() os.execute("rm -rf " .. ref.shquote(dir)) end)
+  teardown(function() util.remove_dir(dir) end)
 
   it("runs to the end and reports a test accuracy above 80% on the quick slice", function()
     assert.is_true(ok, out)
@@ -60,9 +56,7 @@ describe("examples/fashion_mnist.lua --quick", function()
 
   it("writes the loss and accuracy curves as SVG", function()
     for _, name in ipairs({ "fm_loss.svg", "fm_accuracy.svg" }) do
-      local f = assert(io.open(dir .. "/" .. name, "rb"))
-      local svg = f:read("a")
-      f:close()
+      local svg = util.read_file(dir .. "/" .. name)
       assert.is_truthy(svg:find("<svg", 1, true), name)
       assert.is_truthy(svg:find("<polyline", 1, true) or svg:find("<circle", 1, true), name)
     end

@@ -1,4 +1,4 @@
--- Reproduces ../shared/golden/normalization.json and ../shared/golden/losses.json (PyTorch 1.13,
+-- Reproduces spec/golden/normalization.json and spec/golden/losses.json (PyTorch 1.13,
 -- float64, CPU): every case, every value, to 1e-8 relative (|got - want| <= 1e-8 |want|, with
 -- an absolute floor of 1e-14 for entries that are zero up to rounding).
 --

@@ -1,4 +1,4 @@
--- Reproduces ../shared/golden/optim.json and ../shared/golden/schedules.json (PyTorch 1.13,
+-- Reproduces spec/golden/optim.json and spec/golden/schedules.json (PyTorch 1.13,
 -- float64, CPU): every case, every step.
 --
 -- optim.json: loss = mean((X W + b - Y)^2) + 0.1 sum(W^4). Each step: zero grads, loss (checked

@@ -5,6 +5,8 @@
 local lg = require "luagrad"
 local O = lg.optim
 local S = lg.optim.lr_scheduler
+package.path = "spec/?.lua;" .. package.path
+local raises = require("helpers.util").raises
 
 local pi, cos = math.pi, math.cos
 
@@ -25,13 +27,6 @@ local function close(got, want, rel, what, abs)
   rel = rel or 1e-12
   assert.is_true(math.abs(got - want) <= rel * math.abs(want) + (abs or 1e-300),
     string.format("%s: got %.17g, want %.17g", what or "value", got, want))
-end
-
-local function raises(pattern, f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error matching " .. pattern)
-  err = tostring(err)
-  assert.is_truthy(err:find(pattern), string.format("error %q does not match %q", err, pattern))
 end
 
 -- Steps sched n times, checking lr(t) against want(t) for t = 0..n.

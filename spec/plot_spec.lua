@@ -4,6 +4,9 @@
 -- the atomic write.
 local plot = require "luagrad.plot"
 local core = require "luagrad.core"
+package.path = "spec/?.lua;" .. package.path
+local util = require "helpers.util"
+local read_file, listdir, error_of = util.read_file, util.listdir, util.error_of
 
 -- ---- a minimal XML parser that rejects what is not well-formed -------------------------------
 
@@ -106,34 +109,10 @@ local function points(polyline)
   return pts
 end
 
-local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function listdir(d)
-  local p = io.popen("ls -A " .. sh_quote(d))
-  local names = {}
-  for l in p:lines() do names[#names + 1] = l end
-  p:close()
-  table.sort(names)
-  return names
-end
-
-local function read_all(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 local function range(n, f)
   local t = {}
   for i = 1, n do t[i] = f(i) end
   return t
-end
-
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(err)
 end
 
 -- ---------------------------------------------------------------------------------------------
@@ -442,21 +421,17 @@ describe("plot.line", function()
   describe("writing a file", function()
     local dir
     before_each(function()
-      dir = os.tmpname()
-      os.remove(dir)
-      assert(os.execute("mkdir " .. sh_quote(dir)))
+      dir = util.tmpdir()
     end)
-    after_each(function() os.execute("rm -rf " .. sh_quote(dir)) end)
+    after_each(function() util.remove_dir(dir) end)
 
     it("writes the returned text atomically and leaves no temporary file", function()
       local path = dir .. "/loss.svg"
-      local f = assert(io.open(path, "wb"))
-      f:write("old")
-      f:close()
+      util.write_file(path, "old")
       local svg = plot.line({ { name = "a", y = { 3, 2, 1 } } }, { path = path, title = "loss" })
-      assert.are.equal(svg, read_all(path))
+      assert.are.equal(svg, read_file(path))
       assert.are.same({ "loss.svg" }, listdir(dir))
-      parse_xml(read_all(path))
+      parse_xml(read_file(path))
     end)
 
     it("raises naming the path when the directory does not exist, leaving nothing behind", function()

@@ -4,8 +4,8 @@
 -- unknown totals, wrapped loops (counts, iterators, callable tables, lists, break), and errors.
 local progress = require "luagrad.progress"
 local core = require "luagrad.core"
-
-local BUILD = os.getenv("LUAGRAD_BUILD") or "build"
+package.path = "spec/?.lua;" .. package.path
+local util = require "helpers.util"
 
 -- A file that records each write, and a clock the test moves by hand.
 local function fake()
@@ -27,13 +27,8 @@ local function opts(env, extra)
   return o
 end
 
-local function error_of(fn)
-  local ok, err = pcall(fn)
-  assert.is_false(ok, "expected an error")
-  return (tostring(err):gsub("^[^:]*:%d+: ", ""))
-end
-
-local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+-- The error fn raises, without the "file:line: " position in front.
+local function message_of(fn) return (util.error_of(fn):gsub("^[^:]*:%d+: ", "")) end
 
 describe("progress", function()
   describe("plain lines", function()
@@ -315,7 +310,7 @@ describe("progress", function()
       { "wrapping a negative count", function() progress.wrap(-2) end, "progress: wrap: count must be non-negative, got -2" },
     }
     for _, c in ipairs(cases) do
-      it("rejects " .. c[1], function() assert.are.equal(c[3], error_of(c[2])) end)
+      it("rejects " .. c[1], function() assert.are.equal(c[3], message_of(c[2])) end)
     end
 
     it("reports errors at the caller's line", function()
@@ -333,11 +328,10 @@ describe("progress", function()
         local b = p(4, {interval = 0})
         for _ = 1, 4 do b:update(1) end
         b:close()]]
-      local cmd = ("%s %s/luagrad -e %s > %s 2>&1"):format(env_prefix, BUILD, sh_quote(code), sh_quote(out))
+      local cmd = ("%s %s -e %s > %s 2>&1"):format(env_prefix, util.shell_quote(util.LUAGRAD), util.shell_quote(code),
+        util.shell_quote(out))
       assert.is_true(os.execute(cmd) == true, cmd)
-      local f = assert(io.open(out, "rb"))
-      local s = f:read("a")
-      f:close()
+      local s = util.read_file(out)
       os.remove(out)
       return s
     end

@@ -3,6 +3,7 @@
 local lg = require "luagrad"
 package.path = "spec/?.lua;" .. package.path
 local ref = require "helpers.ref"
+local util = require "helpers.util"
 
 local N = 100000
 
@@ -66,7 +67,7 @@ describe("manual_seed", function()
     local code = "local lg = require 'luagrad'; lg.manual_seed(2024); " ..
       "local t = lg.randn(5, {dtype='float64'}); " ..
       "for i = 1, 5 do io.write(string.format('%a ', t[i])) end"
-    local out, ok = ref.run(ref.exe() .. " -e " .. ref.shquote(code) .. " 2>&1")
+    local out, ok = util.run(util.LUAGRAD .. " -e " .. util.shell_quote(code) .. " 2>&1")
     assert.is_true(ok == true, "child failed: " .. out)
     lg.manual_seed(2024)
     local t = lg.randn(5, { dtype = "float64" })

@@ -6,35 +6,12 @@
 --
 -- Run from the repository root; LUAGRAD_BUILD names the build directory (default "build").
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+package.path = "spec/?.lua;" .. package.path
+local util = require "helpers.util"
+local shell_quote, file_exists = util.shell_quote, util.file_exists
 
-local function read_command(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("a")
-  p:close()
-  return out
-end
-
-local ROOT = read_command("pwd"):gsub("\n$", "")
-local BUILD = os.getenv("LUAGRAD_BUILD") or "build"
-if BUILD:sub(1, 1) ~= "/" then BUILD = ROOT .. "/" .. BUILD end
-local LUAGRAD = BUILD .. "/luagrad"
+local ROOT, BUILD, LUAGRAD = util.ROOT, util.BUILD, util.LUAGRAD
 local TIMEOUT = 10 -- seconds for anything to appear on the screen
-
-local function file_exists(path)
-  local f = io.open(path, "r")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function make_temp_dir()
-  local dir = os.tmpname() -- creates a file; make it a directory instead
-  os.remove(dir)
-  assert(os.execute("mkdir -p " .. shell_quote(dir)))
-  return dir
-end
 
 local function sleep(seconds)
   os.execute("sleep " .. seconds)
@@ -84,8 +61,7 @@ end
 
 -- The screen (and what scrolled off it) as a list of lines without trailing blanks.
 function Terminal:lines()
-  local text = read_command(string.format("%s capture-pane -p -J -S -500 -t %s", self.tmux,
-                                          self.name))
+  local text = util.run(string.format("%s capture-pane -p -J -S -500 -t %s", self.tmux, self.name))
   local lines = {}
   for line in (text .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line:gsub("%s+$", "") end
   while #lines > 0 and lines[#lines] == "" do lines[#lines] = nil end
@@ -168,13 +144,13 @@ describe("the luagrad REPL", function()
   end)
 
   before_each(function()
-    home = make_temp_dir()
+    home = util.tmpdir()
   end)
 
   after_each(function()
     if term then term:close() end
     term = nil
-    os.execute("rm -rf " .. shell_quote(home))
+    util.remove_dir(home)
   end)
 
   it("prints a banner and sets the global lg", function()
@@ -196,7 +172,7 @@ describe("the luagrad REPL", function()
   end)
 
   it("shows tensors by their __tostring", function()
-    local expected = read_command(shell_quote(LUAGRAD)
+    local expected = util.run(shell_quote(LUAGRAD)
       .. [[ -e 'io.write(tostring(require("luagrad").ones(2, 3)))']])
     local want = {}
     for line in (expected .. "\n"):gmatch("(.-)\n") do want[#want + 1] = line:gsub("%s+$", "") end
@@ -287,9 +263,7 @@ describe("the luagrad REPL", function()
     term:wait_last("[exit 0]")
     term:close()
 
-    local f = assert(io.open(home .. "/history", "r"))
-    local saved = f:read("a")
-    f:close()
+    local saved = util.read_file(home .. "/history")
     assert.truthy(saved:find("answer = 6 * 7", 1, true), saved)
 
     start()
@@ -305,9 +279,7 @@ describe("the luagrad REPL", function()
     eval("remembered = 1")
     term:key("C-d")
     term:wait_last("[exit 0]")
-    local f = assert(io.open(home .. "/.luagrad_history", "r"))
-    local saved = f:read("a")
-    f:close()
+    local saved = util.read_file(home .. "/.luagrad_history")
     assert.truthy(saved:find("remembered = 1", 1, true), saved)
   end)
 

@@ -3,9 +3,10 @@
 local lg = require "luagrad"
 package.path = "spec/?.lua;" .. package.path
 local ref = require "helpers.ref"
+local util = require "helpers.util"
 
 local function stock_lua(code)
-  return ref.run(ref.stock_lua() .. " -e " .. ref.shquote(code) .. " 2>&1")
+  return util.run(util.stock_lua() .. " -e " .. util.shell_quote(code) .. " 2>&1")
 end
 
 describe("require", function()
@@ -17,7 +18,7 @@ describe("require", function()
 
   it("the luagrad executable runs the issue's matmul example and prints 10", function()
     local code = 'local lg=require"luagrad"; print(lg.tensor{{1,2},{3,4}}:matmul(lg.eye(2)):sum():item())'
-    local out, ok = ref.run(ref.exe() .. " -e " .. ref.shquote(code) .. " 2>&1")
+    local out, ok = util.run(util.LUAGRAD .. " -e " .. util.shell_quote(code) .. " 2>&1")
     assert.is_true(ok == true, out)
     assert.are.equal("10", out)
   end)
@@ -30,7 +31,7 @@ describe("require", function()
     local out, ok = stock_lua(code)
     assert.is_true(ok == true, out)
     assert.are.equal("new globals: []", out)
-    local out2, ok2 = ref.run(ref.exe() .. " -e " .. ref.shquote(code) .. " 2>&1")
+    local out2, ok2 = util.run(util.LUAGRAD .. " -e " .. util.shell_quote(code) .. " 2>&1")
     assert.is_true(ok2 == true, out2)
     assert.are.equal("new globals: []", out2)
   end)

@@ -5,37 +5,18 @@
 local lg = require "luagrad"
 local core = require "luagrad.core"
 local json = require "luagrad.json"
+package.path = "spec/?.lua;" .. package.path
+local ref = require "helpers.ref"
+local util = require "helpers.util"
+local shell_quote, read_file, write_file, listdir = util.shell_quote, util.read_file, util.write_file, util.listdir
+local f32 = ref.f32
 
 local HELPER = "spec/helpers/safetensors_check.py"
 
 -- ---- helpers ---------------------------------------------------------------------------------
 
-local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function read_all(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_all(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
 local dir -- a fresh temporary directory per test
 local function tmp(name) return dir .. "/" .. name end
-
-local function listdir(d)
-  local p = io.popen("ls -A " .. sh_quote(d))
-  local names = {}
-  for line in p:lines() do names[#names + 1] = line end
-  p:close()
-  table.sort(names)
-  return names
-end
 
 local function hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
 
@@ -88,7 +69,7 @@ end
 
 -- The parts of a safetensors file: header length, decoded header, raw header text, data.
 local function parse(path)
-  local s = read_all(path)
+  local s = read_file(path)
   local n = string.unpack("<I8", s)
   local text = s:sub(9, 8 + n)
   return n, json.decode(text), text, s:sub(9 + n)
@@ -99,7 +80,7 @@ local function craft(name, header, data, len)
   local h = type(header) == "string" and header or json.encode(header)
   h = h .. string.rep(" ", (8 - #h % 8) % 8)
   local p = tmp(name)
-  write_all(p, string.pack("<I8", len or #h) .. h .. (data or ""))
+  write_file(p, string.pack("<I8", len or #h) .. h .. (data or ""))
   return p
 end
 
@@ -124,32 +105,25 @@ local function python_available()
 end
 
 local function python_dump(path)
-  local p = io.popen("python3 " .. HELPER .. " dump " .. sh_quote(path) .. " 2>&1")
-  local out = p:read("a")
-  local ok = p:close()
+  local out, ok = util.run("python3 " .. HELPER .. " dump " .. shell_quote(path) .. " 2>&1")
   assert.is_true(ok, "python reader rejected " .. path .. ": " .. out)
   return json.decode(out)
 end
 
 local function python_write(path, spec)
-  local p = io.popen("python3 " .. HELPER .. " write " .. sh_quote(path), "w")
+  local p = io.popen("python3 " .. HELPER .. " write " .. shell_quote(path), "w")
   p:write(json.encode(spec))
   assert.is_true(p:close(), "python writer failed")
 end
-
-local function f32(x) return (string.unpack("<f", string.pack("<f", x))) end
 
 -- ---- specs -----------------------------------------------------------------------------------
 
 describe("lg.save / lg.load", function()
   before_each(function()
-    local p = io.popen("mktemp -d")
-    dir = p:read("l")
-    p:close()
-    assert.is_truthy(dir and #dir > 0)
+    dir = util.tmpdir()
   end)
   after_each(function()
-    os.execute("chmod -R u+w " .. sh_quote(dir) .. " 2>/dev/null; rm -rf " .. sh_quote(dir))
+    util.remove_dir(dir)
   end)
 
   describe("round trips", function()
@@ -314,7 +288,7 @@ describe("lg.save / lg.load", function()
       local value = { z = lg.ones(2), a = lg.zeros(3), m = { [3] = 1, [1] = 2, x = 0.1, [2.5] = "f" } }
       lg.save(tmp("one"), value)
       lg.save(tmp("two"), value)
-      assert.are.equal(read_all(tmp("one")), read_all(tmp("two")))
+      assert.are.equal(read_file(tmp("one")), read_file(tmp("two")))
     end)
 
     it("saving over an existing file replaces it and leaves no temporary behind", function()
@@ -379,12 +353,12 @@ describe("lg.save / lg.load", function()
       it("refuses " .. c[1] .. " and leaves the old file and the directory untouched", function()
         local p = tmp("keep.safetensors")
         lg.save(p, { old = lg.ones(2) })
-        local before = read_all(p)
+        local before = read_file(p)
         local ok, err = pcall(lg.save, p, c[2]())
         assert.is_false(ok)
         assert.are.equal("save: ", err:sub(1, 6), err)
         contains(err, table.unpack(c[3]))
-        assert.are.equal(before, read_all(p))
+        assert.are.equal(before, read_file(p))
         assert.are.same({ "keep.safetensors" }, listdir(dir))
       end)
     end
@@ -436,7 +410,7 @@ describe("lg.save / lg.load", function()
     it("a write failing midway leaves the old file intact and removes the temporary", function()
       local p = tmp("model.safetensors")
       lg.save(p, { w = lg.ones(100) })
-      local before = read_all(p)
+      local before = read_file(p)
       for _, budget in ipairs({ 0, 5, 8, 100, 300 }) do
         local ok, err, opened = with_failing_disk(budget, function()
           lg.save(p, { w = lg.zeros(100), b = lg.zeros(50) })
@@ -446,7 +420,7 @@ describe("lg.save / lg.load", function()
         assert.are.equal(1, #opened)
         assert.are_not.equal(p, opened[1]) -- it wrote to a temporary
         assert.are.equal(dir .. "/", opened[1]:sub(1, #dir + 1)) -- in the same directory
-        assert.are.equal(before, read_all(p), "budget " .. budget)
+        assert.are.equal(before, read_file(p), "budget " .. budget)
         assert.are.same({ "model.safetensors" }, listdir(dir))
       end
       assert.are.same(lg.ones(100):tolist(), lg.load(p).w:tolist())
@@ -454,7 +428,7 @@ describe("lg.save / lg.load", function()
 
     it("a failed rename (the target is a directory) leaves no temporary", function()
       local p = tmp("adir")
-      os.execute("mkdir " .. sh_quote(p) .. " && touch " .. sh_quote(p .. "/inside"))
+      os.execute("mkdir " .. shell_quote(p) .. " && touch " .. shell_quote(p .. "/inside"))
       local ok, err = pcall(lg.save, p, lg.ones(2))
       assert.is_false(ok)
       contains(err, "save: cannot replace", p)
@@ -464,11 +438,11 @@ describe("lg.save / lg.load", function()
 
     it("a read-only directory gives an error and the old file stays", function()
       local sub = tmp("ro")
-      os.execute("mkdir " .. sh_quote(sub))
+      os.execute("mkdir " .. shell_quote(sub))
       local p = sub .. "/w.safetensors"
       lg.save(p, lg.ones(3))
-      local before = read_all(p)
-      os.execute("chmod 555 " .. sh_quote(sub))
+      local before = read_file(p)
+      os.execute("chmod 555 " .. shell_quote(sub))
       local probe = io.open(sub .. "/probe", "w")
       if probe then -- running as root: permissions do not stop writes
         probe:close()
@@ -480,7 +454,7 @@ describe("lg.save / lg.load", function()
       local ok, err = pcall(lg.save, p, lg.zeros(3))
       assert.is_false(ok)
       contains(err, "save: cannot write", p)
-      assert.are.equal(before, read_all(p))
+      assert.are.equal(before, read_file(p))
       assert.are.same({ "w.safetensors" }, listdir(sub))
     end)
   end)
@@ -580,7 +554,7 @@ describe("lg.save / lg.load", function()
         local p
         if c[2] == nil then
           p = tmp("empty")
-          write_all(p, "")
+          write_file(p, "")
         else
           p = craft("bad.safetensors", c[2], c[3], c[4])
         end
@@ -599,11 +573,11 @@ describe("lg.save / lg.load", function()
       lg.manual_seed(3)
       lg.save(p, { w = lg.randn(5, 3), b = lg.zeros(0), s = { step = 1, lr = 0.5 },
         i = lg.tensor({ 1, 2 }, { dtype = "int64" }) })
-      local full = read_all(p)
+      local full = read_file(p)
       local cut = tmp("cut.safetensors")
       local count = 0
       for len = 0, #full - 1, 7 do
-        write_all(cut, full:sub(1, len))
+        write_file(cut, full:sub(1, len))
         local err = load_error(cut)
         assert.is_truthy(err:find("truncated") or err:find("outside") or err:find("invalid JSON")
           or err:find("length"), err)
@@ -616,7 +590,7 @@ describe("lg.save / lg.load", function()
     it("survives random byte flips in the header: every attempt loads or errors cleanly", function()
       local p = tmp("src.safetensors")
       lg.save(p, { w = lg.ones(2, 3), state = { [1] = { step = 2, m = lg.zeros(3, { dtype = "float64" }) } } })
-      local full = read_all(p)
+      local full = read_file(p)
       local n = string.unpack("<I8", full)
       local q = tmp("flip.safetensors")
       math.randomseed(20240601)
@@ -629,7 +603,7 @@ describe("lg.save / lg.load", function()
         end
         local chunks = {}
         for i = 1, #bytes, 4096 do chunks[#chunks + 1] = string.char(table.unpack(bytes, i, math.min(i + 4095, #bytes))) end
-        write_all(q, table.concat(chunks))
+        write_file(q, table.concat(chunks))
         local ok, v = pcall(lg.load, q)
         if ok then
           loaded = loaded + 1

@@ -3,7 +3,7 @@ local lg = require "luagrad"
 package.path = "spec/?.lua;" .. package.path
 local ref = require "helpers.ref"
 
-local function f32(x) return (string.unpack("<f", string.pack("<f", x))) end
+local f32 = ref.f32
 
 describe("lg.tensor", function()
   it("builds from a nested table with the default float dtype, integers included", function()

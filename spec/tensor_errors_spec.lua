@@ -2,7 +2,7 @@
 -- names the shapes, dims, indices or values involved. Nothing is left half-written.
 local lg = require "luagrad"
 package.path = "spec/?.lua;" .. package.path
-local ref = require "helpers.ref"
+local util = require "helpers.util"
 
 local function i64(x) return lg.tensor(x, { dtype = "int64" }) end
 local z23 = function() return lg.zeros(2, 3) end
@@ -127,7 +127,7 @@ describe("errors", function()
   for _, c in ipairs(CASES) do
     it(c[1], function()
       assert.has_error(c[2])
-      local e = ref.error_of(c[2])
+      local e = util.error_of(c[2])
       local msg = e:gsub("^[^\n]-:%d+: ", "")
       if c[3] then
         -- "op: ..." or, for a wrong argument type caught by luaL_check*, Lua's own
@@ -150,7 +150,7 @@ describe("out of memory", function()
   it("is an error naming the operation, not a crash", function()
     local script = "local lg = require 'luagrad'; local ok, e = pcall(lg.zeros, 1e15); " ..
       "print(ok, (tostring(e):gsub('^[^\\n]-:%d+: ', '')))"
-    local out = ref.run("timeout 60 " .. ref.exe() .. " -e " .. ref.shquote(script) .. " 2>&1")
+    local out = util.run("timeout 60 " .. util.LUAGRAD .. " -e " .. util.shell_quote(script) .. " 2>&1")
     local last = out:match("[^\n]*$") -- ASan may warn on the lines before
     assert.matches("^false\tzeros: ", last, 1, false, out)
     assert.matches("memory", last, 1, true)
@@ -219,7 +219,7 @@ describe("nothing a script passes crashes the process", function()
       local script = "local lg = require 'luagrad'; pcall(function() " ..
         (code:find("return") and code or ("return " .. code)) .. " end); " ..
         "print('survived ' .. lg.ones(2):sum():item())"
-      local out, ok = ref.run("timeout 60 " .. ref.exe() .. " -e " .. ref.shquote(script) .. " 2>&1")
+      local out, ok = util.run("timeout 60 " .. util.LUAGRAD .. " -e " .. util.shell_quote(script) .. " 2>&1")
       assert.are.equal("survived 2", out:match("survived %d+$") or out)
       assert.is_true(ok == true, "exit status not 0: " .. out)
     end)

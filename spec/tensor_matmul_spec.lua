@@ -3,6 +3,7 @@
 local lg = require "luagrad"
 package.path = "spec/?.lua;" .. package.path
 local ref = require "helpers.ref"
+local util = require "helpers.util"
 
 local TOL = { float32 = { 1e-5, 1e-5 }, float64 = { 1e-12, 1e-12 } }
 
@@ -125,8 +126,7 @@ end)
 describe("the BLAS luagrad loads", function()
   -- a child luagrad with the given environment prefix; its stdout
   local function child(env, code)
-    local build = os.getenv("LUAGRAD_BUILD") or "build"
-    local p = assert(io.popen(env .. " " .. build .. "/luagrad -e '" .. code .. "' 2>&1"))
+    local p = assert(io.popen(env .. " " .. util.shell_quote(util.LUAGRAD) .. " -e '" .. code .. "' 2>&1"))
     local out = p:read("a")
     p:close()
     return out

@@ -2,7 +2,7 @@
 -- tensor memory so a long allocation loop stays bounded without collectgarbage().
 local lg = require "luagrad"
 package.path = "spec/?.lua;" .. package.path
-local ref = require "helpers.ref"
+local util = require "helpers.util"
 
 local MB = 262144 -- float32 elements in 1 MiB
 
@@ -119,7 +119,7 @@ describe("memory", function()
       "end",
       "print(n, status('VmHWM'))",
     }, "\n")
-    local out, ok = ref.run("timeout 600 " .. cmd .. " -e " .. ref.shquote(code) .. " 2>&1")
+    local out, ok = util.run("timeout 600 " .. cmd .. " -e " .. util.shell_quote(code) .. " 2>&1")
     assert.is_true(ok == true, label .. " child failed: " .. out)
     local n, kb = out:match("(%d+)%s+(%d+)%s*$")
     n, kb = tonumber(n), tonumber(kb)
@@ -131,10 +131,10 @@ describe("memory", function()
   end
 
   it("20,000 tensors of 1 MB stay under 300 MB resident in the luagrad executable", function()
-    hwm_child(ref.exe(), "luagrad")
+    hwm_child(util.LUAGRAD, "luagrad")
   end)
 
   it("20,000 tensors of 1 MB stay under 300 MB resident in a stock lua5.4", function()
-    hwm_child(ref.stock_lua(), "lua5.4")
+    hwm_child(util.stock_lua(), "lua5.4")
   end)
 end)

@@ -1,22 +1,23 @@
 -- Helpers for the golden-value specs (autograd_golden, nn_golden, optim_golden): the PyTorch
--- reference files in ../shared/golden read as JSON, float64 tensor constructors, and the one
+-- reference files in spec/golden read as JSON, float64 tensor constructors, and the one
 -- comparison they all use, |got - want| <= max(rel |want|, abs) element by element.
 local lg = require "luagrad"
 local json = require "dkjson"
 local assert = require "luassert"
 local ref = require "helpers.ref"
+local util = require "helpers.util"
 
 local golden = {}
 
-golden.DIR = "../shared/golden/"
+-- spec/golden/, found from this file's own path (spec/helpers/golden.lua), so the files are read
+-- whatever the current directory and wherever the repository is cloned.
+local here = debug.getinfo(1, "S").source:match("^@(.*)$") or ""
+golden.DIR = (here:match("^(.*)/[^/]*$") or ".") .. "/../golden/"
 golden.F64 = { dtype = "float64" }
 
--- the decoded JSON document ../shared/golden/NAME
+-- the decoded JSON document spec/golden/NAME
 function golden.load(name)
-  local f = assert(io.open(golden.DIR .. name, "r"))
-  local s = f:read("a")
-  f:close()
-  local doc, _, err = json.decode(s)
+  local doc, _, err = json.decode(util.read_file(golden.DIR .. name))
   assert(doc, err)
   return doc
 end

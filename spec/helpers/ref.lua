@@ -356,42 +356,7 @@ function ref.variants(lg, shape, gen, dtype)
   return out
 end
 
--- pcall fn; returns the error message (a string) or fails the test if fn did not raise
-function ref.error_of(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert.is_false(ok, "expected an error, got none")
-  return tostring(e)
-end
-
--- The build directory and the luagrad executable in it.
-function ref.build_dir() return os.getenv("LUAGRAD_BUILD") or "build" end
-
-function ref.exe()
-  if os.getenv("LUAGRAD_EXE") then return os.getenv("LUAGRAD_EXE") end
-  local b = ref.build_dir()
-  for _, p in ipairs({ b .. "/luagrad", b .. "/bin/luagrad"}) do
-    local ok = os.execute("test -f '" .. p .. "' && test -x '" .. p .. "'")
-    if ok then return p end
-  end
-  return b .. "/luagrad"
-end
-
--- A stock lua5.4 command that finds the module in the build directory. LUAGRAD_LUA (set by
--- tools/test.sh, e.g. with the ASan runtime preloaded) replaces plain "lua5.4".
-function ref.stock_lua()
-  local b = ref.build_dir()
-  return "env LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='" .. b .. "/lib/?.so;" .. b ..
-    "/?.so;;' " .. (os.getenv("LUAGRAD_LUA") or "lua5.4")
-end
-
--- Runs a shell command, returns its stdout (trailing newline removed) and exit status.
-function ref.run(cmd)
-  local f = assert(io.popen(cmd, "r"))
-  local s = f:read("a")
-  local ok, _, code = f:close()
-  return (s:gsub("%s+$", "")), ok, code
-end
-
-function ref.shquote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+-- x rounded to the nearest float32 (as a float32 tensor stores it), back as a Lua float
+function ref.f32(x) return (string.unpack("<f", string.pack("<f", x))) end
 
 return ref
