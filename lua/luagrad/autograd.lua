@@ -13,6 +13,7 @@
 --
 -- Where f takes or returns a single tensor, these take and return single tensors.
 local core = require "luagrad.core"
+local errors = require "luagrad.errors"
 
 local M = {}
 
@@ -21,7 +22,7 @@ local is_tensor = core.is_tensor
 local function as_list(x, what)
   if is_tensor(x) then return { x }, true end
   if type(x) ~= "table" then
-    error(string.format("%s must be a tensor or a list of tensors, got %s", what, type(x)), 3)
+    errors.raisef("%s must be a tensor or a list of tensors, got %s", what, type(x))
   end
   return x, false
 end
@@ -53,11 +54,11 @@ function M.detect_anomaly(on)
   return core._detect_anomaly(on)
 end
 
--- Fresh leaves for f's inputs: detached copies that require grad.
+-- Fresh leaves for vjp's inputs: detached copies that require grad.
 local function leaves(primals)
   local xs = {}
   for i, p in ipairs(primals) do
-    if not is_tensor(p) then error("primal " .. i .. " is not a tensor", 3) end
+    if not is_tensor(p) then errors.raisef("vjp: primal %d is not a tensor", i) end
     xs[i] = p:detach():requires_grad_(true)
   end
   return xs
@@ -81,7 +82,7 @@ end
 function M.jvp(f, primals, tangents)
   local ps = as_list(primals, "jvp: primals")
   local ts = as_list(tangents, "jvp: tangents")
-  if #ts ~= #ps then error(string.format("jvp: %d tangents for %d primals", #ts, #ps), 2) end
+  if #ts ~= #ps then errors.raisef("jvp: %d tangents for %d primals", #ts, #ps) end
   local duals = {}
   for i, p in ipairs(ps) do
     duals[i] = p:detach()
@@ -111,10 +112,10 @@ end
 -- f(x).shape .. x.shape. Reverse mode makes one pass per output element (a row of J),
 -- forward mode one pass per input element (a column).
 function M.jacobian(f, x, opts)
-  if not is_tensor(x) then error("jacobian: x must be a tensor", 2) end
+  if not is_tensor(x) then errors.raise("jacobian: x must be a tensor") end
   local mode = opts and opts.mode or "reverse"
   local y = M.no_grad(f, x:detach())
-  if not is_tensor(y) then error("jacobian: f must return a tensor", 2) end
+  if not is_tensor(y) then errors.raise("jacobian: f must return a tensor") end
   local n, m = x:numel(), y:numel()
   local J = core.zeros({ m, n }, { dtype = y.dtype })
   if mode == "reverse" then
@@ -130,7 +131,7 @@ function M.jacobian(f, x, opts)
     end
     J = Jt:t():contiguous()
   else
-    error(string.format('jacobian: mode must be "reverse" or "forward", got %q', tostring(mode)), 2)
+    errors.raisef('jacobian: mode must be "reverse" or "forward", got %q', tostring(mode))
   end
   local shape = {}
   for _, s in ipairs(y.shape) do shape[#shape + 1] = s end
@@ -140,10 +141,10 @@ end
 
 -- hessian(f, x) for scalar f: reverse over reverse, one row per element of x.
 function M.hessian(f, x)
-  if not is_tensor(x) then error("hessian: x must be a tensor", 2) end
+  if not is_tensor(x) then errors.raise("hessian: x must be a tensor") end
   local xl = x:detach():requires_grad_(true)
   local y = with_grad_mode(true, f, xl)
-  if not is_tensor(y) or y:numel() ~= 1 then error("hessian: f must return a one-element tensor", 2) end
+  if not is_tensor(y) or y:numel() ~= 1 then errors.raise("hessian: f must return a one-element tensor") end
   local g = M.grad(y, xl, { create_graph = true })[1]
   local n = x:numel()
   local H = core.zeros({ n, n }, { dtype = x.dtype })
@@ -189,7 +190,7 @@ function M.gradcheck(f, inputs, opts)
   local xs = as_list(inputs, "gradcheck: inputs")
   for i, x in ipairs(xs) do
     if x.dtype ~= "float64" and x.requires_grad then
-      error(string.format("gradcheck: input %d is %s; use float64 inputs for finite differences", i, x.dtype), 2)
+      errors.raisef("gradcheck: input %d is %s; use float64 inputs for finite differences", i, x.dtype)
     end
   end
   local function call(args)
@@ -231,8 +232,8 @@ function M.gradcheck(f, inputs, opts)
           local num = (yp:_get_flat(r) - ym:_get_flat(r)) / (2 * eps)
           local ana = analytic[r]:_get_flat(j)
           if not (math.abs(ana - num) <= atol + rtol * math.abs(num)) then
-            error(string.format("gradcheck: input %d, element %s, output element %d: analytic %.10g, numeric %.10g",
-              i, index_string(x, j), r, ana, num), 2)
+            errors.raisef("gradcheck: input %d, element %s, output element %d: analytic %.10g, numeric %.10g",
+              i, index_string(x, j), r, ana, num)
           end
         end
       end

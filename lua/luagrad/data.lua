@@ -8,6 +8,7 @@
 -- the order of every epoch. A TensorDataset is batched with one index_select per tensor; any other
 -- dataset (a table with __len and __index returning a list of tensors) by stacking items.
 local core = require "luagrad.core"
+local errors = require "luagrad.errors"
 
 local M = {}
 
@@ -24,14 +25,14 @@ TensorDataset.__len = function(self) return rawget(self, "n") end
 
 function M.TensorDataset(...)
   local ts = table.pack(...)
-  if ts.n == 0 then error("TensorDataset: needs at least one tensor", 2) end
+  if ts.n == 0 then errors.raise("TensorDataset: needs at least one tensor") end
   local n
   for i = 1, ts.n do
     local t = ts[i]
-    if not core.is_tensor(t) then error(string.format("TensorDataset: argument %d is a %s, not a tensor", i, type(t)), 2) end
-    if t:dim() == 0 then error(string.format("TensorDataset: tensor %d is 0-d; it needs a first dimension", i), 2) end
+    if not core.is_tensor(t) then errors.raisef("TensorDataset: argument %d is a %s, not a tensor", i, type(t)) end
+    if t:dim() == 0 then errors.raisef("TensorDataset: tensor %d is 0-d; it needs a first dimension", i) end
     if n and t:size(1) ~= n then
-      error(string.format("TensorDataset: tensor %d has %d rows, tensor 1 has %d", i, t:size(1), n), 2)
+      errors.raisef("TensorDataset: tensor %d has %d rows, tensor 1 has %d", i, t:size(1), n)
     end
     n = n or t:size(1)
   end
@@ -45,9 +46,9 @@ function M.DataLoader(ds, opts)
   opts = opts or {}
   local bs = opts.batch_size or 1
   if math.type(bs) ~= "integer" or bs < 1 then
-    error("DataLoader: batch_size must be a positive integer, got " .. tostring(bs), 2)
+    errors.raise("DataLoader: batch_size must be a positive integer, got " .. tostring(bs))
   end
-  if type(ds) ~= "table" and type(ds) ~= "userdata" then error("DataLoader: dataset must be a table, got " .. type(ds), 2) end
+  if type(ds) ~= "table" and type(ds) ~= "userdata" then errors.raise("DataLoader: dataset must be a table, got " .. type(ds)) end
   local self = setmetatable({ dataset = ds, batch_size = bs, shuffle = opts.shuffle or false,
     drop_last = opts.drop_last or false }, DataLoader)
   return self

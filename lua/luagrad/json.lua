@@ -22,6 +22,8 @@
 -- NaN and infinities, functions and other userdata, tables mixing string and other keys, sparse
 -- arrays, cycles, invalid UTF-8. A table with json.object_mt is always an object (an empty one
 -- is `{}`); any other empty table is `[]`.
+local errors = require "luagrad.errors"
+
 local json = {}
 
 json.null = setmetatable({}, { __name = "json.null", __tostring = function() return "null" end })
@@ -215,7 +217,7 @@ local literals = { t = { "true", true }, f = { "false", false }, n = { "null", j
 -- json.decode(text, opts) -> value. opts.max_depth (default json.MAX_DEPTH) bounds nesting,
 -- opts.max_length (default unlimited) bounds the input size. Raises "json: ... at byte n".
 function json.decode(s, opts)
-  if type(s) ~= "string" then error("json: decode expects a string, got " .. type(s), 2) end
+  if type(s) ~= "string" then errors.raise("json: decode expects a string, got " .. type(s)) end
   local max_depth = opts and opts.max_depth or json.MAX_DEPTH
   local max_length = opts and opts.max_length
   if max_length and #s > max_length then

@@ -15,6 +15,7 @@
 -- Axis limits are widened to whole tick steps: linear ticks are 1, 2 or 5 times a power of ten,
 -- log-scale ticks are the powers of ten (with minor ticks at 2..9 times each power).
 local core = require "luagrad.core"
+local errors = require "luagrad.errors"
 
 local format, floor, ceil = string.format, math.floor, math.ceil
 local function log10(x) return math.log(x, 10) end -- Lua computes base 10 with C's log10
@@ -81,8 +82,7 @@ end
 
 local function is_finite(v) return v == v and v ~= huge and v ~= -huge end
 
--- Input errors are raised as {msg = ...} and re-raised by plot.line at the caller's level.
-local function fail(msg, ...) error({ msg = "plot.line: " .. format(msg, ...) }, 0) end
+local function fail(msg, ...) errors.raise("plot.line: " .. format(msg, ...)) end
 
 -- ---- ticks -----------------------------------------------------------------------------------
 
@@ -301,7 +301,8 @@ end
 
 -- ---- drawing ---------------------------------------------------------------------------------
 
-local function line(series, opts)
+-- plot.line(series, opts) -> the SVG text (written to opts.path too when given).
+function plot.line(series, opts)
   local o = check_opts(opts)
   local ss = check_series(series, o.logy)
   local W, H = o.width, o.height
@@ -486,13 +487,6 @@ local function line(series, opts)
   local svg = table.concat(out)
   if o.path then write_atomic(o.path, svg) end
   return svg
-end
-
-function plot.line(series, opts)
-  local ok, res = pcall(line, series, opts)
-  if ok then return res end
-  if type(res) == "table" and res.msg then error(res.msg, 2) end
-  error(res, 0)
 end
 
 return plot

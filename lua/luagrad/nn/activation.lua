@@ -8,6 +8,7 @@
 --   Softmax(dim), LogSoftmax(dim)               (the dimension is required)
 local Module = require("luagrad.nn.module").Module
 local F = require "luagrad.nn.functional"
+local errors = require "luagrad.errors"
 
 local M = {}
 
@@ -34,7 +35,7 @@ function GELU:init(opts)
   options(self, "GELU", opts, "approximate", { "approximate" })
   self.approximate = self.approximate or "none"
   if self.approximate ~= "none" and self.approximate ~= "tanh" then
-    error(string.format('GELU: approximate must be "none" or "tanh", got %s', tostring(self.approximate)), 3)
+    errors.raisef('GELU: approximate must be "none" or "tanh", got %s', tostring(self.approximate))
   end
 end
 function GELU:forward(x) return F.gelu(x, { approximate = self.approximate }) end
@@ -73,7 +74,7 @@ local function softmax_class(name, fn)
   function cls:init(dim)
     if type(dim) == "table" then dim = F._check_opts(name, dim, { "dim" }).dim end
     if math.type(dim) ~= "integer" then
-      error(string.format("%s: a dimension is needed, e.g. nn.%s(-1) or nn.%s(2)", name, name, name), 3)
+      errors.raisef("%s: a dimension is needed, e.g. nn.%s(-1) or nn.%s(2)", name, name, name)
     end
     self.dim = dim
   end

@@ -6,6 +6,7 @@
 -- seq[-1] the last, #seq the count. seq:append(m) adds a layer; seq[i] = m replaces one.
 local base = require "luagrad.nn.module"
 local F = require "luagrad.nn.functional"
+local errors = require "luagrad.errors"
 
 local Module, is_module = base.Module, base.is_module
 
@@ -19,7 +20,7 @@ function Sequential:init(...)
   end
   for i = 1, n do
     if not is_module(mods[i]) then
-      error(string.format("Sequential: argument %d is not a module (got %s)", i, type(mods[i])), 3)
+      errors.raisef("Sequential: argument %d is not a module (got %s)", i, type(mods[i]))
     end
     self:add_module(tostring(i - 1), mods[i])
   end
@@ -47,8 +48,8 @@ end
 
 function Sequential:_setitem(i, m)
   local j, n = position(self, i)
-  if j < 1 or j > n then error(string.format("Sequential: index %d is out of range for %d layers", i, n), 3) end
-  if not is_module(m) then error(string.format("Sequential: layer %d must be a module, got %s", i, type(m)), 3) end
+  if j < 1 or j > n then errors.raisef("Sequential: index %d is out of range for %d layers", i, n) end
+  if not is_module(m) then errors.raisef("Sequential: layer %d must be a module, got %s", i, type(m)) end
   self._modules.values[self._modules.names[j]] = m
 end
 
@@ -61,7 +62,7 @@ end
 local Residual = Module:extend("Residual")
 
 function Residual:init(block)
-  if not is_module(block) then error("Residual: expected a module, got " .. type(block), 3) end
+  if not is_module(block) then errors.raise("Residual: expected a module, got " .. type(block)) end
   self.block = block
 end
 

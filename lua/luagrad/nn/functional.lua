@@ -25,6 +25,7 @@
 --       including at x = 0 (the max/abs form's kinks give a wrong subgradient there).
 local core = require "luagrad.core"
 local autograd = require "luagrad.autograd"
+local errors = require "luagrad.errors"
 
 local F = {}
 
@@ -48,21 +49,21 @@ end
 
 local function check_tensor(t, fname, what)
   if not is_tensor(t) then
-    error(string.format("%s: %s must be a tensor, got %s", fname, what or "input", type(t)), 3)
+    errors.raisef("%s: %s must be a tensor, got %s", fname, what or "input", type(t))
   end
 end
 
 -- opts must be nil or a table whose keys are among `allowed`; returns a table.
 local function check_opts(fname, opts, allowed)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then error(string.format("%s: options must be a table, got %s", fname, type(opts)), 3) end
+  if type(opts) ~= "table" then errors.raisef("%s: options must be a table, got %s", fname, type(opts)) end
   for k in pairs(opts) do
     local ok = false
     for _, a in ipairs(allowed) do
       if a == k then ok = true break end
     end
     if not ok then
-      error(string.format("%s: unknown option '%s' (accepted: %s)", fname, tostring(k), table.concat(allowed, ", ")), 3)
+      errors.raisef("%s: unknown option '%s' (accepted: %s)", fname, tostring(k), table.concat(allowed, ", "))
     end
   end
   return opts
@@ -114,7 +115,7 @@ local function softmax_like(method, fname)
   return function(x, opts)
     check_tensor(x, fname)
     local o = plain_or_opts(fname, opts, "dim", { "dim" })
-    if o.dim == nil then error(string.format("%s: a dimension is needed, e.g. %s(x, -1)", fname, fname), 2) end
+    if o.dim == nil then errors.raisef("%s: a dimension is needed, e.g. %s(x, -1)", fname, fname) end
     return x[method](x, o.dim)
   end
 end
@@ -146,7 +147,7 @@ function F.dropout(x, p, opts)
   end
   local prob = o.p == nil and 0.5 or o.p
   if type(prob) ~= "number" or not (prob >= 0 and prob <= 1) then
-    error(string.format("dropout: p must be a probability between 0 and 1, got %s", tostring(prob)), 2)
+    errors.raisef("dropout: p must be a probability between 0 and 1, got %s", tostring(prob))
   end
   if o.training == false or prob == 0 then return x end
   if prob == 1 then return x * 0 end
@@ -195,18 +196,18 @@ function F.batch_norm(x, running_mean, running_var, opts)
   local eps = o.eps or 1e-5
   local w, b = o.weight, o.bias
   if x:dim() ~= 2 and x:dim() ~= 3 then
-    error(string.format("batch_norm: expected 2-d (N, C) or 3-d (N, C, L) input, got shape %s", shape_str(x)), 2)
+    errors.raisef("batch_norm: expected 2-d (N, C) or 3-d (N, C, L) input, got shape %s", shape_str(x))
   end
   local C = x:size(2)
   if o.training then
     if x:numel() // C <= 1 then
-      error(string.format("batch_norm: expected more than 1 value per channel when training, got input of shape %s",
-        shape_str(x)), 2)
+      errors.raisef("batch_norm: expected more than 1 value per channel when training, got input of shape %s",
+        shape_str(x))
     end
     return F._batch_norm_train(x, running_mean, running_var, w, b, o.momentum == nil and 0.1 or o.momentum, eps)
   end
   if running_mean == nil or running_var == nil then
-    error("batch_norm: running_mean and running_var are needed when not training", 2)
+    errors.raise("batch_norm: running_mean and running_var are needed when not training")
   end
   local shape = channel_shape(x)
   local y = (x - running_mean:view(shape)) * (running_var:view(shape) + eps):rsqrt()
@@ -222,7 +223,7 @@ function F.layer_norm(x, normalized_shape, opts)
   local o = check_opts("layer_norm", opts, { "weight", "bias", "eps" })
   local ns = type(normalized_shape) == "number" and { normalized_shape } or normalized_shape
   if type(ns) ~= "table" or #ns == 0 then
-    error("layer_norm: normalized_shape must be a number or a non-empty table of sizes", 2)
+    errors.raise("layer_norm: normalized_shape must be a number or a non-empty table of sizes")
   end
   local nd, k = x:dim(), #ns
   local fits = nd >= k
@@ -232,8 +233,8 @@ function F.layer_norm(x, normalized_shape, opts)
     D = D * ns[i]
   end
   if not fits then
-    error(string.format("layer_norm: expected input with trailing dimensions {%s}, got shape %s",
-      table.concat(ns, ","), shape_str(x)), 2)
+    errors.raisef("layer_norm: expected input with trailing dimensions {%s}, got shape %s",
+      table.concat(ns, ","), shape_str(x))
   end
   local w, b = o.weight, o.bias
   if (w == nil) ~= (b == nil) then
@@ -249,18 +250,18 @@ local function reduce(loss, reduction, fname)
   if reduction == nil or reduction == "mean" then return loss:mean() end
   if reduction == "sum" then return loss:sum() end
   if reduction == "none" then return loss end
-  error(string.format('%s: reduction must be "mean", "sum" or "none", got %s', fname, tostring(reduction)), 3)
+  errors.raisef('%s: reduction must be "mean", "sum" or "none", got %s', fname, tostring(reduction))
 end
 
 -- Class labels: an int64 tensor, or a Lua list of integers (made into one).
 local function labels(target, fname)
   if is_tensor(target) then return target end
   if type(target) ~= "table" then
-    error(string.format("%s: target must be an int64 tensor or a list of 1-based integer labels, got %s", fname, type(target)), 3)
+    errors.raisef("%s: target must be an int64 tensor or a list of 1-based integer labels, got %s", fname, type(target))
   end
   for i, v in ipairs(target) do
     if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
-      error(string.format("%s: target[%d] = %s is not an integer class label", fname, i, tostring(v)), 3)
+      errors.raisef("%s: target[%d] = %s is not an integer class label", fname, i, tostring(v))
     end
   end
   return core.tensor(target, { dtype = "int64" })
@@ -268,7 +269,7 @@ end
 
 local function check_logits(input, fname)
   if input:dim() ~= 1 and input:dim() ~= 2 then
-    error(string.format("%s: expected input of shape (N, C) or (C), got shape %s", fname, shape_str(input)), 3)
+    errors.raisef("%s: expected input of shape (N, C) or (C), got shape %s", fname, shape_str(input))
   end
 end
 
@@ -277,7 +278,7 @@ local function check_label_range(target, C, fname)
   if target:min():item() >= 1 and target:max():item() <= C then return end
   for i, v in ipairs(target:reshape(-1):tolist()) do
     if v < 1 or v > C then
-      error(string.format("%s: label %d at position %d is out of range 1..%d (labels are 1-based)", fname, v, i, C), 3)
+      errors.raisef("%s: label %d at position %d is out of range 1..%d (labels are 1-based)", fname, v, i, C)
     end
   end
 end
@@ -287,7 +288,7 @@ function F.cross_entropy(input, target, opts)
   local o = check_opts("cross_entropy", opts, { "reduction", "label_smoothing" })
   local reduction, ls = o.reduction or "mean", o.label_smoothing or 0
   if type(ls) ~= "number" or not (ls >= 0 and ls <= 1) then
-    error(string.format("cross_entropy: label_smoothing must be between 0 and 1, got %s", tostring(ls)), 2)
+    errors.raisef("cross_entropy: label_smoothing must be between 0 and 1, got %s", tostring(ls))
   end
   check_logits(input, "cross_entropy")
   target = labels(target, "cross_entropy")
@@ -297,8 +298,8 @@ function F.cross_entropy(input, target, opts)
   end
   -- class probabilities
   if not same_shape(input, target) then
-    error(string.format("cross_entropy: a float target is read as class probabilities and must have the input's shape %s, " ..
-      "got %s; for class labels pass an int64 tensor or a Lua list of 1-based integers", shape_str(input), shape_str(target)), 2)
+    errors.raisef("cross_entropy: a float target is read as class probabilities and must have the input's shape %s, " ..
+      "got %s; for class labels pass an int64 tensor or a Lua list of 1-based integers", shape_str(input), shape_str(target))
   end
   if ls > 0 then target = target * (1 - ls) + ls / input:size(-1) end
   local loss = -(target * input:log_softmax(-1)):sum(-1)
@@ -312,22 +313,22 @@ function F.nll_loss(input, target, opts)
   check_logits(input, "nll_loss")
   target = labels(target, "nll_loss")
   if target.dtype ~= "int64" then
-    error(string.format("nll_loss: class labels must be int64, got %s", target.dtype), 2)
+    errors.raisef("nll_loss: class labels must be int64, got %s", target.dtype)
   end
   local C = input:size(-1)
   local loss
   if input:dim() == 2 then
     local N = input:size(1)
     if target:dim() ~= 1 or target:size(1) ~= N then
-      error(string.format("nll_loss: expected %d labels (shape {%d}) for input of shape %s, got shape %s",
-        N, N, shape_str(input), shape_str(target)), 2)
+      errors.raisef("nll_loss: expected %d labels (shape {%d}) for input of shape %s, got shape %s",
+        N, N, shape_str(input), shape_str(target))
     end
     check_label_range(target, C, "nll_loss")
     loss = -input:gather(2, target:view(N, 1)):view(N)
   else
     if target:numel() ~= 1 or target:dim() > 1 then
-      error(string.format("nll_loss: expected one label for input of shape %s, got shape %s", shape_str(input),
-        shape_str(target)), 2)
+      errors.raisef("nll_loss: expected one label for input of shape %s, got shape %s", shape_str(input),
+        shape_str(target))
     end
     check_label_range(target, C, "nll_loss")
     loss = -input:gather(1, target:reshape(1)):sum()
@@ -363,7 +364,7 @@ function F.binary_cross_entropy_with_logits(input, target, opts)
   check_tensor(target, fname, "target")
   local o = check_opts(fname, opts, { "reduction", "pos_weight", "weight" })
   if not same_shape(input, target) then
-    error(string.format("%s: target shape %s must equal input shape %s", fname, shape_str(target), shape_str(input)), 2)
+    errors.raisef("%s: target shape %s must equal input shape %s", fname, shape_str(target), shape_str(input))
   end
   local pos = target
   if o.pos_weight ~= nil then pos = target * o.pos_weight end

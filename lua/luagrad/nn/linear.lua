@@ -4,6 +4,7 @@
 -- weight (out, in) starts as kaiming_uniform_ with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)),
 -- and bias (out) as U(-1/sqrt(in), 1/sqrt(in)): PyTorch's default initialization.
 local core = require "luagrad.core"
+local errors = require "luagrad.errors"
 local base = require "luagrad.nn.module"
 local init = require "luagrad.nn.initializers"
 local F = require "luagrad.nn.functional"
@@ -14,7 +15,7 @@ local Linear = base.Module:extend("Linear")
 
 local function check_size(v, what)
   if math.type(v) ~= "integer" or v < 0 then
-    error(string.format("Linear: %s must be a non-negative integer, got %s", what, tostring(v)), 4)
+    errors.raisef("Linear: %s must be a non-negative integer, got %s", what, tostring(v))
   end
 end
 
@@ -38,11 +39,11 @@ function Linear:reset_parameters()
 end
 
 function Linear:forward(x)
-  if not core.is_tensor(x) then error("Linear: expected a tensor input, got " .. type(x), 2) end
+  if not core.is_tensor(x) then errors.raise("Linear: expected a tensor input, got " .. type(x)) end
   local fields, P = rawget(self, "_fields"), rawget(self, "_parameters").values
   if x:size(-1) ~= fields.in_features or x:dim() == 0 then
-    error(string.format("Linear: expected input with %d features in its last dimension, got shape %s",
-      fields.in_features, F._shape_str(x)), 2)
+    errors.raisef("Linear: expected input with %d features in its last dimension, got shape %s",
+      fields.in_features, F._shape_str(x))
   end
   return core._linear(x, P.weight, P.bias) -- the fused op (F.linear without its argument checks)
 end

@@ -23,6 +23,7 @@
 -- Everything keeps registration order, so parameters() is deterministic.
 local core = require "luagrad.core"
 local autograd = require "luagrad.autograd"
+local errors = require "luagrad.errors"
 
 local is_tensor = core.is_tensor
 
@@ -87,7 +88,7 @@ function Module.__newindex(self, k, v)
   if type(k) ~= "string" then
     local setitem = getmetatable(self)._setitem
     if setitem and math.type(k) == "integer" then return setitem(self, k, v) end
-    error(string.format("%s: field names must be strings, got %s", class_name(self), type(k)), 2)
+    errors.raisef("%s: field names must be strings, got %s", class_name(self), type(k))
   end
   local P, B, C, F = self._parameters, self._buffers, self._modules, self._fields
   if v == nil then
@@ -111,12 +112,12 @@ function Module.__newindex(self, k, v)
   local what = is_tensor(v) and (v.requires_grad and "a non-leaf tensor" or "a tensor that does not require grad")
     or ("a " .. type(v))
   if P.values[k] ~= nil then
-    error(string.format("%s: cannot assign %s as parameter '%s' (use nn.Parameter(t), or nil to remove it)",
-      class_name(self), what, k), 2)
+    errors.raisef("%s: cannot assign %s as parameter '%s' (use nn.Parameter(t), or nil to remove it)",
+      class_name(self), what, k)
   elseif C.values[k] ~= nil then
-    error(string.format("%s: cannot assign %s as child module '%s' (a Module or nil expected)", class_name(self), what, k), 2)
+    errors.raisef("%s: cannot assign %s as child module '%s' (a Module or nil expected)", class_name(self), what, k)
   elseif B.values[k] ~= nil then
-    error(string.format("%s: cannot assign %s as buffer '%s' (a tensor or nil expected)", class_name(self), what, k), 2)
+    errors.raisef("%s: cannot assign %s as buffer '%s' (a tensor or nil expected)", class_name(self), what, k)
   end
   F[k] = v
 end
@@ -143,7 +144,7 @@ setmetatable(Module, { __call = new_instance, __tostring = describe_class })
 -- everything else is inherited through the class's own metatable.
 function Module.extend(parent, name)
   if name ~= nil and type(name) ~= "string" then
-    error("Module:extend: the class name must be a string, got " .. type(name), 2)
+    errors.raise("Module:extend: the class name must be a string, got " .. type(name))
   end
   local cls = {}
   for k, v in pairs(parent) do
@@ -156,7 +157,7 @@ end
 function Module.init() end
 
 function Module:forward()
-  error(class_name(self) .. ": forward is not implemented (define " .. class_name(self) .. ":forward)", 2)
+  errors.raise(class_name(self) .. ": forward is not implemented (define " .. class_name(self) .. ":forward)")
 end
 
 -- ---- explicit registration ----------------------------------------------------------------
@@ -165,11 +166,11 @@ end
 -- statistics). Non-persistent buffers are left out of state_dict.
 function Module:register_buffer(name, t, opts)
   if type(name) ~= "string" or name == "" or name:find(".", 1, true) then
-    error(string.format("%s.register_buffer: the name must be a non-empty string without '.', got %s",
-      class_name(self), tostring(name)), 2)
+    errors.raisef("%s.register_buffer: the name must be a non-empty string without '.', got %s",
+      class_name(self), tostring(name))
   end
   if not is_tensor(t) then
-    error(string.format("%s.register_buffer: '%s' must be a tensor, got %s", class_name(self), name, type(t)), 2)
+    errors.raisef("%s.register_buffer: '%s' must be a tensor, got %s", class_name(self), name, type(t))
   end
   reg_remove(self._parameters, name); reg_remove(self._modules, name); self._fields[name] = nil
   reg_set(self._buffers, name, t)
@@ -179,8 +180,8 @@ end
 
 function Module:register_parameter(name, t)
   if t ~= nil and not (is_tensor(t) and t.requires_grad and t:grad_fn() == nil) then
-    error(string.format("%s.register_parameter: '%s' must be a leaf tensor that requires grad (nn.Parameter(t))",
-      class_name(self), tostring(name)), 2)
+    errors.raisef("%s.register_parameter: '%s' must be a leaf tensor that requires grad (nn.Parameter(t))",
+      class_name(self), tostring(name))
   end
   self[name] = t
   return t
@@ -188,7 +189,7 @@ end
 
 function Module:add_module(name, m)
   if not is_module(m) then
-    error(string.format("%s.add_module: '%s' is not a Module (got %s)", class_name(self), tostring(name), type(m)), 2)
+    errors.raisef("%s.add_module: '%s' is not a Module (got %s)", class_name(self), tostring(name), type(m))
   end
   self[name] = m
   return m
@@ -282,7 +283,7 @@ end
 function Module:train(mode)
   if mode == nil then mode = true end
   if type(mode) ~= "boolean" then
-    error(string.format("%s.train: mode must be a boolean, got %s", class_name(self), type(mode)), 2)
+    errors.raisef("%s.train: mode must be a boolean, got %s", class_name(self), type(mode))
   end
   for _, m in ipairs(self:modules()) do m.training = mode end
   return self
@@ -302,7 +303,7 @@ end
 local FLOAT = { float32 = true, float64 = true }
 function Module:to(dtype)
   if not FLOAT[dtype] then
-    error(string.format('%s.to: dtype must be "float32" or "float64", got %s', class_name(self), tostring(dtype)), 2)
+    errors.raisef('%s.to: dtype must be "float32" or "float64", got %s', class_name(self), tostring(dtype))
   end
   autograd.no_grad(function()
     for _, list in ipairs({ self:parameters(), self:buffers() }) do
@@ -364,7 +365,7 @@ end
 -- unexpected_keys = {...}} (sorted).
 function Module:load_state_dict(sd, opts)
   local name = class_name(self) .. ".load_state_dict"
-  if type(sd) ~= "table" then error(string.format("%s: expected a table of tensors, got %s", name, type(sd)), 2) end
+  if type(sd) ~= "table" then errors.raisef("%s: expected a table of tensors, got %s", name, type(sd)) end
   local strict = not (opts and opts.strict == false)
   local own = self:state_dict({ keep_vars = true })
   local missing, unexpected, problems = {}, {}, {}
@@ -391,7 +392,7 @@ function Module:load_state_dict(sd, opts)
   if strict and #unexpected > 0 then
     table.insert(problems, (strict and #missing > 0) and 2 or 1, "unexpected keys: " .. quoted(unexpected))
   end
-  if #problems > 0 then error(name .. ": " .. table.concat(problems, "; "), 2) end
+  if #problems > 0 then errors.raise(name .. ": " .. table.concat(problems, "; ")) end
   autograd.no_grad(function()
     for k, dst in pairs(own) do
       local v = sd[k]
@@ -432,7 +433,7 @@ end
 
 -- nn.Parameter(t): a leaf that requires grad, sharing t's storage (t:detach():requires_grad_()).
 local function Parameter(t)
-  if not is_tensor(t) then error("nn.Parameter: expected a tensor, got " .. type(t), 2) end
+  if not is_tensor(t) then errors.raise("nn.Parameter: expected a tensor, got " .. type(t)) end
   return t:detach():requires_grad_(true)
 end
 
