@@ -32,7 +32,10 @@ local function unlist(list, single)
   return list
 end
 
--- Runs fn with grad mode set to `on`, restoring the previous mode even when fn fails.
+---Runs fn with grad mode set to `on`, restoring the previous mode even when fn fails.
+---@param on boolean
+---@param fn fun(...): any
+---@return any ... what fn returns
 local function with_grad_mode(on, fn, ...)
   local prev = core.is_grad_enabled()
   core.set_grad_enabled(on)
@@ -43,13 +46,35 @@ local function with_grad_mode(on, fn, ...)
 end
 M.with_grad_mode = with_grad_mode
 
+---Runs fn(...) without recording operations for autograd and returns its results.
+---@param fn fun(...): any
+---@return any ...
 function M.no_grad(fn, ...) return with_grad_mode(false, fn, ...) end
+---Runs fn(...) with recording on (inside no_grad too) and returns its results.
+---@param fn fun(...): any
+---@return any ...
 function M.enable_grad(fn, ...) return with_grad_mode(true, fn, ...) end
 
+---@class luagrad.autograd.GradOptions
+---@field grad_outputs? luagrad.Tensor|luagrad.Tensor[] weights for the outputs (default: ones)
+---@field retain_graph? boolean keep the graph for another backward pass (default: create_graph)
+---@field create_graph? boolean record the backward pass, for higher derivatives (default false)
+---@field allow_unused? boolean nil for an input the outputs do not depend on, instead of an error
+
+---Reverse mode: the gradient of the outputs' sum (weighted by grad_outputs) with respect to
+---each input, in a list.
+---@param outputs luagrad.Tensor|luagrad.Tensor[]
+---@param inputs luagrad.Tensor|luagrad.Tensor[] tensors that require grad
+---@param opts? luagrad.autograd.GradOptions
+---@return (luagrad.Tensor|nil)[]
 function M.grad(outputs, inputs, opts)
   return core._grad(outputs, inputs, opts)
 end
 
+---Turns anomaly detection on or off (the first op producing NaN or Inf raises, naming the op);
+---returns whether it is on.
+---@param on? boolean
+---@return boolean
 function M.detect_anomaly(on)
   return core._detect_anomaly(on)
 end
@@ -64,6 +89,12 @@ local function leaves(primals)
   return xs
 end
 
+---f's outputs and v^T J for each primal (reverse mode).
+---@param f fun(...: luagrad.Tensor): luagrad.Tensor|luagrad.Tensor[]
+---@param primals luagrad.Tensor|luagrad.Tensor[]
+---@param cotangents? luagrad.Tensor|luagrad.Tensor[] v, one per output (default: ones)
+---@return luagrad.Tensor|luagrad.Tensor[] outputs
+---@return luagrad.Tensor|luagrad.Tensor[] vjps one per primal
 function M.vjp(f, primals, cotangents)
   local ps, single_in = as_list(primals, "vjp: primals")
   local xs = leaves(ps)
@@ -79,6 +110,12 @@ function M.vjp(f, primals, cotangents)
   return unlist(detached, single_out), unlist(gs, single_in)
 end
 
+---f's outputs and J t (forward mode: tangents propagate through each op's JVP rule).
+---@param f fun(...: luagrad.Tensor): luagrad.Tensor|luagrad.Tensor[]
+---@param primals luagrad.Tensor|luagrad.Tensor[]
+---@param tangents luagrad.Tensor|luagrad.Tensor[] one per primal
+---@return luagrad.Tensor|luagrad.Tensor[] outputs
+---@return luagrad.Tensor|luagrad.Tensor[] jvps one per output
 function M.jvp(f, primals, tangents)
   local ps = as_list(primals, "jvp: primals")
   local ts = as_list(tangents, "jvp: tangents")
@@ -108,9 +145,13 @@ local function one_hot(t, k)
   return e
 end
 
--- jacobian(f, x, {mode = "reverse" | "forward"}): for f: tensor -> tensor, a tensor of shape
--- f(x).shape .. x.shape. Reverse mode makes one pass per output element (a row of J),
--- forward mode one pass per input element (a column).
+---jacobian(f, x, {mode = "reverse" | "forward"}): for f: tensor -> tensor, a tensor of shape
+---f(x).shape .. x.shape. Reverse mode makes one pass per output element (a row of J),
+---forward mode one pass per input element (a column).
+---@param f fun(x: luagrad.Tensor): luagrad.Tensor
+---@param x luagrad.Tensor
+---@param opts? {mode?: "reverse"|"forward"}
+---@return luagrad.Tensor
 function M.jacobian(f, x, opts)
   if not is_tensor(x) then errors.raise("jacobian: x must be a tensor") end
   local mode = opts and opts.mode or "reverse"
@@ -139,7 +180,10 @@ function M.jacobian(f, x, opts)
   return J:reshape(shape)
 end
 
--- hessian(f, x) for scalar f: reverse over reverse, one row per element of x.
+---hessian(f, x) for scalar f: reverse over reverse, one row per element of x.
+---@param f fun(x: luagrad.Tensor): luagrad.Tensor a one-element tensor
+---@param x luagrad.Tensor
+---@return luagrad.Tensor H of shape x.shape .. x.shape
 function M.hessian(f, x)
   if not is_tensor(x) then errors.raise("hessian: x must be a tensor") end
   local xl = x:detach():requires_grad_(true)
@@ -159,7 +203,12 @@ function M.hessian(f, x)
   return H:reshape(shape)
 end
 
--- hvp(f, x, v) -> f(x), H v: the gradient's directional derivative, in two reverse passes.
+---hvp(f, x, v) -> f(x), H v: the gradient's directional derivative, in two reverse passes.
+---@param f fun(x: luagrad.Tensor): luagrad.Tensor a one-element tensor
+---@param x luagrad.Tensor
+---@param v luagrad.Tensor of x's shape
+---@return luagrad.Tensor y f(x)
+---@return luagrad.Tensor hv
 function M.hvp(f, x, v)
   local xl = x:detach():requires_grad_(true)
   local y = with_grad_mode(true, f, xl)
@@ -180,10 +229,14 @@ local function index_string(t, k)
   return "{" .. table.concat(idx, ",") .. "}"
 end
 
--- gradcheck(f, inputs, {eps = 1e-6, atol = 1e-5, rtol = 1e-3}): compares the Jacobian the tape
--- computes (one reverse pass per output element) with central differences
--- (f(x + eps) - f(x - eps)) / 2 eps, for every element of every float64 input that requires
--- grad. Returns true, or raises an error naming the input, the element and both values.
+---gradcheck(f, inputs, {eps = 1e-6, atol = 1e-5, rtol = 1e-3}): compares the Jacobian the tape
+---computes (one reverse pass per output element) with central differences
+---(f(x + eps) - f(x - eps)) / 2 eps, for every element of every float64 input that requires
+---grad. Returns true, or raises an error naming the input, the element and both values.
+---@param f fun(...: luagrad.Tensor): luagrad.Tensor|luagrad.Tensor[]
+---@param inputs luagrad.Tensor|luagrad.Tensor[]
+---@param opts? {eps?: number, atol?: number, rtol?: number}
+---@return true
 function M.gradcheck(f, inputs, opts)
   opts = opts or {}
   local eps, atol, rtol = opts.eps or 1e-6, opts.atol or 1e-5, opts.rtol or 1e-3

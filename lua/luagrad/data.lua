@@ -12,6 +12,11 @@ local errors = require "luagrad.errors"
 
 local M = {}
 
+---ds[i] is {t1[i], t2[i], ...}; #ds the number of rows.
+---@class luagrad.data.TensorDataset
+---@field tensors luagrad.Tensor[]
+---@field n integer the number of rows
+---@field [integer] luagrad.Tensor[]
 local TensorDataset = {}
 TensorDataset.__index = function(self, k)
   if type(k) == "number" then
@@ -23,6 +28,9 @@ TensorDataset.__index = function(self, k)
 end
 TensorDataset.__len = function(self) return rawget(self, "n") end
 
+---TensorDataset(t1, t2, ...): tensors with the same first dimension, indexed together.
+---@param ... luagrad.Tensor
+---@return luagrad.data.TensorDataset
 function M.TensorDataset(...)
   local ts = table.pack(...)
   if ts.n == 0 then errors.raise("TensorDataset: needs at least one tensor") end
@@ -39,9 +47,23 @@ function M.TensorDataset(...)
   return setmetatable({ tensors = { table.unpack(ts, 1, ts.n) }, n = n }, TensorDataset)
 end
 
+---@class luagrad.data.DataLoaderOptions
+---@field batch_size? integer (default 1)
+---@field shuffle? boolean a new order each epoch, drawn from luagrad's generator (default false)
+---@field drop_last? boolean leave out a last, smaller batch (default false)
+
+---for xb, yb in loader do ... end runs one epoch; #loader is the number of batches.
+---@class luagrad.data.DataLoader
+---@field dataset luagrad.data.TensorDataset|table
+---@field batch_size integer
+---@field shuffle boolean
+---@field drop_last boolean
 local DataLoader = {}
 DataLoader.__index = DataLoader
 
+---@param ds luagrad.data.TensorDataset|table a TensorDataset, or a table with __len and __index giving a list of tensors
+---@param opts? luagrad.data.DataLoaderOptions
+---@return luagrad.data.DataLoader
 function M.DataLoader(ds, opts)
   opts = opts or {}
   local bs = opts.batch_size or 1

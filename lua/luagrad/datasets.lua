@@ -55,6 +55,18 @@ local function idx(s, path, want_dims)
   return shape, offset
 end
 
+---@class luagrad.datasets.FashionMNISTOptions
+---@field split? "train"|"test" (default "train")
+---@field root? string the folder of the IDX files (default M.FASHION_MNIST_ROOT)
+---@field normalize? boolean|number[] true for the training set's mean and std, or {mean, std} (default false)
+
+---@class luagrad.datasets.FashionMNIST: luagrad.data.TensorDataset
+---@field images luagrad.Tensor (N, 28, 28) float32
+---@field labels luagrad.Tensor (N) int64 in 1..10
+---@field classes string[] the ten class names, in label order
+
+---@param opts? luagrad.datasets.FashionMNISTOptions
+---@return luagrad.datasets.FashionMNIST
 function M.fashion_mnist(opts)
   opts = opts or {}
   local split = opts.split or "train"

@@ -19,10 +19,12 @@ local M = {}
 -- package.path found it. nil if the name does not end in luagrad/errors.lua.
 local root = debug.getinfo(1, "S").source:match("^(@.*luagrad[/\\])errors%.lua$")
 
--- in_library(source): whether a chunk name (debug.getinfo's `source`) is one of luagrad's Lua
--- files: under the folder this file came from, or, for a module loaded from another copy, under
--- a source tree's lua/luagrad/ or an installed or luarocks tree's lua/5.4/luagrad/. Chunks loaded
--- from strings (names not starting with "@", such as the REPL's "=stdin") are the user's.
+---in_library(source): whether a chunk name (debug.getinfo's `source`) is one of luagrad's Lua
+---files: under the folder this file came from, or, for a module loaded from another copy, under
+---a source tree's lua/luagrad/ or an installed or luarocks tree's lua/5.4/luagrad/. Chunks loaded
+---from strings (names not starting with "@", such as the REPL's "=stdin") are the user's.
+---@param source string a chunk name, as debug.getinfo gives it
+---@return boolean
 function M.in_library(source)
   if source:sub(1, 1) ~= "@" then return false end
   return (root ~= nil and source:sub(1, #root) == root)
@@ -31,11 +33,12 @@ function M.in_library(source)
 end
 local in_library = M.in_library
 
--- raise(msg): error(msg) at the first stack frame outside luagrad's Lua files and C functions
--- (pcall, the C core): the line of user code that called into the library, directly or through
--- pcall. The message stands alone when there is none (the library called from a C host). A tail
--- call, `return layer(x)`, leaves no frame behind: the line blamed is then the one that called
--- the function making the tail call.
+---raise(msg): error(msg) at the first stack frame outside luagrad's Lua files and C functions
+---(pcall, the C core): the line of user code that called into the library, directly or through
+---pcall. The message stands alone when there is none (the library called from a C host). A tail
+---call, `return layer(x)`, leaves no frame behind: the line blamed is then the one that called
+---the function making the tail call.
+---@param msg string
 function M.raise(msg)
   local level = 2 -- the caller of raise; debug.getinfo and error count levels alike from here
   while true do
@@ -50,7 +53,9 @@ function M.raise(msg)
   error(msg, level)
 end
 
--- raisef(fmt, ...): raise(string.format(fmt, ...))
+---raisef(fmt, ...): raise(string.format(fmt, ...))
+---@param fmt string
+---@param ... any
 function M.raisef(fmt, ...)
   return M.raise(string.format(fmt, ...))
 end

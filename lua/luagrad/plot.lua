@@ -301,7 +301,26 @@ end
 
 -- ---- drawing ---------------------------------------------------------------------------------
 
--- plot.line(series, opts) -> the SVG text (written to opts.path too when given).
+---@class luagrad.plot.Series
+---@field name? string the legend's label (default "series i")
+---@field x? number[]|luagrad.Tensor (default 1..n)
+---@field y number[]|luagrad.Tensor a list of numbers or a 1-d tensor
+
+---@class luagrad.plot.LineOptions
+---@field title? string
+---@field xlabel? string
+---@field ylabel? string
+---@field logy? boolean a log-scale y axis (default false)
+---@field width? number pixels, at least 200 (default 720)
+---@field height? number pixels, at least 200 (default 440)
+---@field path? string also write the SVG there, atomically
+---@field xlim? number[] {lo, hi}, fixing the x range
+---@field ylim? number[] {lo, hi}, fixing the y range
+
+---plot.line(series, opts) -> the SVG text (written to opts.path too when given).
+---@param series luagrad.plot.Series[]
+---@param opts? luagrad.plot.LineOptions
+---@return string svg
 function plot.line(series, opts)
   local o = check_opts(opts)
   local ss = check_series(series, o.logy)

@@ -35,8 +35,30 @@ local errors = require "luagrad.errors"
 
 local format, floor = string.format, math.floor
 
+---@class luagrad.progress.Options
+---@field desc? string|number shown before the count
+---@field width? integer bar cells, 0 to 1000 (default 30)
+---@field file? file*|{write: fun(self: any, s: string)} where to write (default io.stdout)
+---@field interval? number seconds between terminal redraws (default 0.1)
+---@field plain_interval? number seconds between plain lines, instead of one per 10% (default: 10 when total is nil)
+---@field mode? "tty"|"plain"|"off" (default: LUAGRAD_PROGRESS, else whether file is a terminal)
+---@field clock? fun(): number seconds (default core.clock)
+---@field metrics? string[] metric names shown first, in this order
+
+---@class luagrad.progress.WrapOptions: luagrad.progress.Options
+---@field total? number the number of items, when it cannot be read from the iterable
+
+---lg.progress(total, opts) makes a bar; lg.progress.wrap(iterable, opts) loops with one.
+---@class luagrad.progress
+---@overload fun(total?: number, opts?: luagrad.progress.Options): luagrad.progress.Bar
 local progress = {}
 
+---@class luagrad.progress.Bar
+---@field total number|nil
+---@field n number the steps finished
+---@field desc string|nil
+---@field metrics table<string, any> the latest value of each metric
+---@field closed boolean
 local Bar = {}
 Bar.__index = Bar
 progress.Bar = Bar
@@ -176,7 +198,10 @@ progress._is_terminal = is_terminal
 
 local MODES = { tty = true, plain = true, off = true }
 
--- progress(total, opts) and progress.new(total, opts): a new bar (total = nil when unknown).
+---progress(total, opts) and progress.new(total, opts): a new bar (total = nil when unknown).
+---@param total? number
+---@param opts? luagrad.progress.Options
+---@return luagrad.progress.Bar
 local function new(total, opts)
   if total ~= nil and (type(total) ~= "number" or total ~= total or total < 0 or total == math.huge) then
     fail("total must be a non-negative number or nil, got %s", type(total) == "number"
@@ -264,6 +289,9 @@ function Bar:_merge(metrics)
   if added then self:_sort() end
 end
 
+---Adds n finished steps (default 1) and merges the metrics ({loss = 0.31, acc = 0.88}).
+---@param n? number
+---@param metrics? table<string, any> numbers, one-element tensors or anything tostring shows
 function Bar:update(n, metrics)
   if self.closed then fail("update after close") end
   if n == nil then n = 1 end
@@ -276,12 +304,15 @@ function Bar:update(n, metrics)
   self:_tick()
 end
 
+---Merges the metrics without adding a step.
+---@param metrics table<string, any>
 function Bar:set_metrics(metrics)
   if self.closed then fail("set_metrics after close") end
   self:_merge(metrics)
 end
 
--- Print the final state (with a newline) once.
+---Print the final state (with a newline) once.
+---@param metrics? table<string, any>
 function Bar:close(metrics)
   if self.closed then return end
   self:_merge(metrics)
@@ -338,8 +369,13 @@ local function stepper(it)
   fail("wrap: expected a count, a function, a callable table or a list, got %s", type(it))
 end
 
--- for ... in bar:iter(iterable) do ... end: one step per item, the bar closed at the loop's end
--- (also on break or error, through the for loop's closing value).
+---for ... in bar:iter(iterable) do ... end: one step per item, the bar closed at the loop's end
+---(also on break or error, through the for loop's closing value).
+---@param it integer|function|table a count n (1..n), an iterator function, a callable table (a DataLoader) or a list
+---@return function iter
+---@return nil
+---@return nil
+---@return luagrad.progress.Bar bar the for loop's closing value
 function Bar:iter(it)
   local next_item = stepper(it)
   local started = false
@@ -357,9 +393,15 @@ function Bar:iter(it)
   return iter, nil, nil, self
 end
 
--- lg.progress.wrap(iterable_or_n, opts): a bar over the iterable; opts.total overrides the
--- length (needed for plain function iterators). Returns the iterator triple and the bar as the
--- for loop's closing value.
+---lg.progress.wrap(iterable_or_n, opts): a bar over the iterable; opts.total overrides the
+---length (needed for plain function iterators). Returns the iterator triple and the bar as the
+---for loop's closing value.
+---@param it integer|function|table as Bar:iter takes
+---@param opts? luagrad.progress.WrapOptions
+---@return function iter
+---@return nil
+---@return nil
+---@return luagrad.progress.Bar bar the for loop's closing value
 function progress.wrap(it, opts)
   if opts ~= nil and type(opts) ~= "table" then fail("wrap: opts must be a table, got %s", type(opts)) end
   local _, total = stepper(it)

@@ -232,7 +232,9 @@ local function write_atomic(path, header, names, tensors)
   end
 end
 
--- lg.save(path, value): writes value (a tensor or a table of tensors and plain values).
+---lg.save(path, value): writes value (a tensor or a table of tensors and plain values).
+---@param path string
+---@param value luagrad.Tensor|table
 function M.save(path, value)
   if type(path) ~= "string" then errors.raise("save: path must be a string, got " .. type(path)) end
   local tensors = {}
@@ -309,7 +311,10 @@ local function check_entry(name, e, fail)
   return { name = name, dtype = from_code[code], shape = shape, b = b, e = en }
 end
 
--- lg.load(path) -> value; nil, message when the file cannot be opened.
+---lg.load(path) -> value; nil, message when the file cannot be opened.
+---@param path string
+---@return any value what was saved, or a table name -> tensor for another tool's file
+---@return string? err
 function M.load(path)
   if type(path) ~= "string" then errors.raise("load: path must be a string, got " .. type(path)) end
   local f, err = io.open(path, "rb")

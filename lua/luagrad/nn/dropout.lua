@@ -5,8 +5,12 @@ local Module = require("luagrad.nn.module").Module
 local F = require "luagrad.nn.functional"
 local errors = require "luagrad.errors"
 
+---@class luagrad.nn.Dropout: luagrad.nn.Module
+---@field p number the probability of zeroing an element
+---@overload fun(x: luagrad.Tensor): luagrad.Tensor
 local Dropout = Module:extend("Dropout")
 
+---@param p? number|{p?: number} in [0, 1] (default 0.5)
 function Dropout:init(p)
   if type(p) == "table" then p = F._check_opts("Dropout", p, { "p" }).p end
   if p == nil then p = 0.5 end

@@ -27,6 +27,30 @@ local core = require "luagrad.core"
 local autograd = require "luagrad.autograd"
 local errors = require "luagrad.errors"
 
+---@alias luagrad.nn.Reduction "mean"|"sum"|"none"
+
+---@class luagrad.nn.ReductionOptions
+---@field reduction? luagrad.nn.Reduction (default "mean")
+
+---@class luagrad.nn.CrossEntropyOptions: luagrad.nn.ReductionOptions
+---@field label_smoothing? number in [0, 1] (default 0)
+
+---@class luagrad.nn.BCEWithLogitsOptions: luagrad.nn.ReductionOptions
+---@field pos_weight? luagrad.Tensor the weight of positive examples, broadcast against the target
+---@field weight? luagrad.Tensor a weight per element, broadcast against the loss
+
+---@class luagrad.nn.functional.BatchNormOptions
+---@field weight? luagrad.Tensor (C)
+---@field bias? luagrad.Tensor (C)
+---@field training? boolean use and update the batch statistics (default false)
+---@field momentum? number the running statistics' update factor (default 0.1)
+---@field eps? number added to the variance (default 1e-5)
+
+---@class luagrad.nn.functional.LayerNormOptions
+---@field weight? luagrad.Tensor of normalized_shape
+---@field bias? luagrad.Tensor of normalized_shape
+---@field eps? number added to the variance (default 1e-5)
+
 local F = {}
 
 local is_tensor = core.is_tensor
@@ -78,33 +102,54 @@ end
 
 -- ---- activations --------------------------------------------------------------------------
 
+---@param x luagrad.Tensor
+---@return luagrad.Tensor
 function F.relu(x) check_tensor(x, "relu"); return x:relu() end
+---@param x luagrad.Tensor
+---@return luagrad.Tensor
 function F.sigmoid(x) check_tensor(x, "sigmoid"); return x:sigmoid() end
+---@param x luagrad.Tensor
+---@return luagrad.Tensor
 function F.tanh(x) check_tensor(x, "tanh"); return x:tanh() end
+---@param x luagrad.Tensor
+---@return luagrad.Tensor
 function F.silu(x) check_tensor(x, "silu"); return x:silu() end
 
--- gelu(x, {approximate = "none" | "tanh"}) or gelu(x, "tanh")
+---gelu(x, {approximate = "none" | "tanh"}) or gelu(x, "tanh")
+---@param x luagrad.Tensor
+---@param opts? "none"|"tanh"|{approximate?: "none"|"tanh"}
+---@return luagrad.Tensor
 function F.gelu(x, opts)
   check_tensor(x, "gelu")
   local o = plain_or_opts("gelu", opts, "approximate", { "approximate" })
   return x:gelu({ approximate = o.approximate or "none" })
 end
 
--- leaky_relu(x, negative_slope = 0.01) or leaky_relu(x, {negative_slope = })
+---leaky_relu(x, negative_slope = 0.01) or leaky_relu(x, {negative_slope = })
+---@param x luagrad.Tensor
+---@param opts? number|{negative_slope?: number}
+---@return luagrad.Tensor
 function F.leaky_relu(x, opts)
   check_tensor(x, "leaky_relu")
   local o = plain_or_opts("leaky_relu", opts, "negative_slope", { "negative_slope" })
   return x:leaky_relu(o.negative_slope or 0.01)
 end
 
--- elu(x, alpha = 1) or elu(x, {alpha = })
+---elu(x, alpha = 1) or elu(x, {alpha = })
+---@param x luagrad.Tensor
+---@param opts? number|{alpha?: number}
+---@return luagrad.Tensor
 function F.elu(x, opts)
   check_tensor(x, "elu")
   local o = plain_or_opts("elu", opts, "alpha", { "alpha" })
   return x:elu({ alpha = o.alpha or 1 })
 end
 
--- softplus(x, {beta = 1, threshold = 20}) or softplus(x, beta, threshold)
+---softplus(x, {beta = 1, threshold = 20}) or softplus(x, beta, threshold)
+---@param x luagrad.Tensor
+---@param opts? number|{beta?: number, threshold?: number}
+---@param threshold? number
+---@return luagrad.Tensor
 function F.softplus(x, opts, threshold)
   check_tensor(x, "softplus")
   local o = plain_or_opts("softplus", opts, "beta", { "beta", "threshold" })
@@ -119,12 +164,20 @@ local function softmax_like(method, fname)
     return x[method](x, o.dim)
   end
 end
+---softmax(x, dim) or softmax(x, {dim = }): the dimension is required.
+---@type fun(x: luagrad.Tensor, dim: integer|{dim: integer}): luagrad.Tensor
 F.softmax = softmax_like("softmax", "softmax")
+---log_softmax(x, dim) or log_softmax(x, {dim = }): the dimension is required.
+---@type fun(x: luagrad.Tensor, dim: integer|{dim: integer}): luagrad.Tensor
 F.log_softmax = softmax_like("log_softmax", "log_softmax")
 
 -- ---- linear, dropout ----------------------------------------------------------------------
 
--- linear(x, weight (out, in), bias (out) | nil) = x W^T + b, for x (.., in)
+---linear(x, weight (out, in), bias (out) | nil) = x W^T + b, for x (.., in)
+---@param x luagrad.Tensor
+---@param weight luagrad.Tensor
+---@param bias? luagrad.Tensor
+---@return luagrad.Tensor
 function F.linear(x, weight, bias)
   check_tensor(x, "linear")
   check_tensor(weight, "linear", "weight")
@@ -133,9 +186,13 @@ function F.linear(x, weight, bias)
   return core._linear(x, weight, bias)
 end
 
--- dropout(x, p = 0.5, {training = true}) or dropout(x, {p =, training =}): inverted dropout,
--- each element zeroed with probability p and the rest scaled by 1 / (1 - p); the identity when
--- not training. p = 1 gives zeros.
+---dropout(x, p = 0.5, {training = true}) or dropout(x, {p =, training =}): inverted dropout,
+---each element zeroed with probability p and the rest scaled by 1 / (1 - p); the identity when
+---not training. p = 1 gives zeros.
+---@param x luagrad.Tensor
+---@param p? number|{p?: number, training?: boolean}
+---@param opts? {training?: boolean}
+---@return luagrad.Tensor
 function F.dropout(x, p, opts)
   check_tensor(x, "dropout")
   local o
@@ -164,12 +221,6 @@ local function channel_shape(x)
   return x:dim() == 2 and { 1, x:size(2) } or { 1, x:size(2), 1 }
 end
 
--- batch_norm(x (N, C) or (N, C, L), running_mean | nil, running_var | nil,
---            {weight, bias, training = false, momentum = 0.1, eps = 1e-5})
--- Training: batch statistics (the fused C kernel, biased variance); running statistics, when
--- given, are updated in place under no_grad with the unbiased variance:
---   running = (1 - momentum) running + momentum batch_stat.
--- Not training: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
 -- batch_norm's training path with its arguments checked (BatchNorm1d calls it directly): batch
 -- statistics, then the running ones updated in place with factor f.
 function F._batch_norm_train(x, running_mean, running_var, w, b, f, eps)
@@ -190,6 +241,17 @@ function F._batch_norm_train(x, running_mean, running_var, w, b, f, eps)
   return y
 end
 
+---batch_norm(x (N, C) or (N, C, L), running_mean | nil, running_var | nil,
+---           {weight, bias, training = false, momentum = 0.1, eps = 1e-5})
+---Training: batch statistics (the fused C kernel, biased variance); running statistics, when
+---given, are updated in place under no_grad with the unbiased variance:
+---  running = (1 - momentum) running + momentum batch_stat.
+---Not training: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+---@param x luagrad.Tensor
+---@param running_mean luagrad.Tensor|nil (C)
+---@param running_var luagrad.Tensor|nil (C)
+---@param opts? luagrad.nn.functional.BatchNormOptions
+---@return luagrad.Tensor
 function F.batch_norm(x, running_mean, running_var, opts)
   check_tensor(x, "batch_norm")
   local o = check_opts("batch_norm", opts, { "weight", "bias", "training", "momentum", "eps" })
@@ -216,8 +278,12 @@ function F.batch_norm(x, running_mean, running_var, opts)
   return y
 end
 
--- layer_norm(x, normalized_shape (number or table), {weight, bias, eps = 1e-5}): normalizes
--- over the trailing dimensions given by normalized_shape (the fused C kernel).
+---layer_norm(x, normalized_shape (number or table), {weight, bias, eps = 1e-5}): normalizes
+---over the trailing dimensions given by normalized_shape (the fused C kernel).
+---@param x luagrad.Tensor
+---@param normalized_shape integer|integer[]
+---@param opts? luagrad.nn.functional.LayerNormOptions
+---@return luagrad.Tensor
 function F.layer_norm(x, normalized_shape, opts)
   check_tensor(x, "layer_norm")
   local o = check_opts("layer_norm", opts, { "weight", "bias", "eps" })
@@ -283,6 +349,12 @@ local function check_label_range(target, C, fname)
   end
 end
 
+---cross_entropy(input (N, C) or (C) logits, target, {reduction, label_smoothing}); target is
+---int64 labels (N) or a Lua list of 1-based integers, or class probabilities of input's shape.
+---@param input luagrad.Tensor
+---@param target luagrad.Tensor|integer[]
+---@param opts? luagrad.nn.CrossEntropyOptions
+---@return luagrad.Tensor
 function F.cross_entropy(input, target, opts)
   check_tensor(input, "cross_entropy")
   local o = check_opts("cross_entropy", opts, { "reduction", "label_smoothing" })
@@ -306,7 +378,11 @@ function F.cross_entropy(input, target, opts)
   return reduce(loss, reduction, "cross_entropy")
 end
 
--- nll_loss(input (N, C) or (C) log-probabilities, target labels, {reduction})
+---nll_loss(input (N, C) or (C) log-probabilities, target labels, {reduction})
+---@param input luagrad.Tensor
+---@param target luagrad.Tensor|integer[] int64 labels or a Lua list of 1-based integers
+---@param opts? luagrad.nn.ReductionOptions
+---@return luagrad.Tensor
 function F.nll_loss(input, target, opts)
   check_tensor(input, "nll_loss")
   local o = check_opts("nll_loss", opts, { "reduction" })
@@ -344,8 +420,12 @@ local function warn_broadcast(fname, a, b)
     "broadcast, which is rarely intended\n", fname, shape_str(b), shape_str(a)))
 end
 
--- mse_loss(input, target, {reduction}): mean (or sum) of (input - target)^2. Shapes that differ
--- are broadcast with a warning, as PyTorch does.
+---mse_loss(input, target, {reduction}): mean (or sum) of (input - target)^2. Shapes that differ
+---are broadcast with a warning, as PyTorch does.
+---@param input luagrad.Tensor
+---@param target luagrad.Tensor
+---@param opts? luagrad.nn.ReductionOptions
+---@return luagrad.Tensor
 function F.mse_loss(input, target, opts)
   check_tensor(input, "mse_loss")
   check_tensor(target, "mse_loss", "target")
@@ -358,6 +438,11 @@ end
 -- above (log1p(exp(-40)) = 4e-18 is below double precision relative to 40).
 local function softplus(z) return z:softplus({ beta = 1, threshold = 40 }) end
 
+---binary_cross_entropy_with_logits(x, y, {reduction, pos_weight, weight}): see the top of this file.
+---@param input luagrad.Tensor logits
+---@param target luagrad.Tensor of input's shape, in [0, 1]
+---@param opts? luagrad.nn.BCEWithLogitsOptions
+---@return luagrad.Tensor
 function F.binary_cross_entropy_with_logits(input, target, opts)
   local fname = "binary_cross_entropy_with_logits"
   check_tensor(input, fname)

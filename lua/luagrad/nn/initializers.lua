@@ -20,6 +20,18 @@ local core = require "luagrad.core"
 local autograd = require "luagrad.autograd"
 local errors = require "luagrad.errors"
 
+---@class luagrad.nn.init.KaimingOptions
+---@field a? number the negative slope of the rectifier after this layer (default 0)
+---@field mode? "fan_in"|"fan_out" which fan keeps the variance (default "fan_in")
+---@field nonlinearity? string the name calculate_gain takes (default "leaky_relu")
+
+---nn.init; the four below are made by std_pair. Each takes its options as a table or plainly
+---(kaiming's a, xavier's gain) and returns t.
+---@class luagrad.nn.init
+---@field kaiming_uniform_ fun(t: luagrad.Tensor, opts?: number|luagrad.nn.init.KaimingOptions): luagrad.Tensor
+---@field kaiming_normal_ fun(t: luagrad.Tensor, opts?: number|luagrad.nn.init.KaimingOptions): luagrad.Tensor
+---@field xavier_uniform_ fun(t: luagrad.Tensor, opts?: number|{gain?: number}): luagrad.Tensor
+---@field xavier_normal_ fun(t: luagrad.Tensor, opts?: number|{gain?: number}): luagrad.Tensor
 local init = {}
 
 local function check_tensor(t, fname)
@@ -38,7 +50,10 @@ local function in_place(t, fn, ...)
   return t
 end
 
--- fan_in, fan_out of a tensor with at least 2 dimensions (PyTorch's rules above).
+---fan_in, fan_out of a tensor with at least 2 dimensions (PyTorch's rules above).
+---@param t luagrad.Tensor
+---@return integer fan_in
+---@return integer fan_out
 function init.calculate_fan_in_and_fan_out(t)
   check_tensor(t, "calculate_fan_in_and_fan_out")
   local d = t:dim()
@@ -57,6 +72,10 @@ local LINEAR = {
   conv_transpose1d = true, conv_transpose2d = true, conv_transpose3d = true,
 }
 
+---The recommended gain for a nonlinearity (see the top of this file).
+---@param nonlinearity string "linear", "conv1d".., "sigmoid", "tanh", "relu", "leaky_relu" or "selu"
+---@param param? number leaky_relu's negative slope (default 0.01)
+---@return number
 function init.calculate_gain(nonlinearity, param)
   if LINEAR[nonlinearity] then return 1 end
   if nonlinearity == "tanh" then return 5 / 3 end
@@ -130,6 +149,11 @@ end
 std_pair("kaiming_", kaiming_std)
 std_pair("xavier_", xavier_std)
 
+---Fills t from U(a, b).
+---@param t luagrad.Tensor
+---@param a? number (default 0)
+---@param b? number (default 1)
+---@return luagrad.Tensor t
 function init.uniform_(t, a, b)
   check_float(t, "uniform_")
   a, b = a or 0, b or 1
@@ -139,6 +163,11 @@ function init.uniform_(t, a, b)
   return in_place(t, t.uniform_, a, b)
 end
 
+---Fills t from N(mean, std^2).
+---@param t luagrad.Tensor
+---@param mean? number (default 0)
+---@param std? number (default 1)
+---@return luagrad.Tensor t
 function init.normal_(t, mean, std)
   check_float(t, "normal_")
   mean, std = mean or 0, std or 1
@@ -148,17 +177,24 @@ function init.normal_(t, mean, std)
   return in_place(t, t.normal_, mean, std)
 end
 
+---@param t luagrad.Tensor
+---@param v number
+---@return luagrad.Tensor t
 function init.constant_(t, v)
   check_tensor(t, "constant_")
   if type(v) ~= "number" then errors.raise("nn.init.constant_: the value must be a number, got " .. type(v)) end
   return in_place(t, t.fill_, v)
 end
 
+---@param t luagrad.Tensor
+---@return luagrad.Tensor t
 function init.zeros_(t)
   check_tensor(t, "zeros_")
   return in_place(t, t.fill_, 0)
 end
 
+---@param t luagrad.Tensor
+---@return luagrad.Tensor t
 function init.ones_(t)
   check_tensor(t, "ones_")
   return in_place(t, t.fill_, 1)

@@ -11,6 +11,17 @@ local F = require "luagrad.nn.functional"
 
 local Parameter = base.Parameter
 
+---@class luagrad.nn.LinearOptions
+---@field bias? boolean whether to learn an additive bias (default true)
+---@field dtype? "float32"|"float64" the parameters' dtype (default lg.get_default_dtype())
+
+---y = x W^T + b over the last dimension of x.
+---@class luagrad.nn.Linear: luagrad.nn.Module
+---@field in_features integer
+---@field out_features integer
+---@field weight luagrad.Tensor (out_features, in_features)
+---@field bias luagrad.Tensor|nil (out_features), nil with {bias = false}
+---@overload fun(x: luagrad.Tensor): luagrad.Tensor
 local Linear = base.Module:extend("Linear")
 
 local function check_size(v, what)
@@ -19,6 +30,9 @@ local function check_size(v, what)
   end
 end
 
+---@param in_features integer
+---@param out_features integer
+---@param opts? luagrad.nn.LinearOptions
 function Linear:init(in_features, out_features, opts)
   check_size(in_features, "in_features")
   check_size(out_features, "out_features")
@@ -30,6 +44,7 @@ function Linear:init(in_features, out_features, opts)
   self:reset_parameters()
 end
 
+---Draws weight and bias again from PyTorch's default initialization.
 function Linear:reset_parameters()
   init.kaiming_uniform_(self.weight, { a = math.sqrt(5) })
   if self.bias ~= nil then
@@ -38,6 +53,8 @@ function Linear:reset_parameters()
   end
 end
 
+---@param x luagrad.Tensor (..., in_features)
+---@return luagrad.Tensor y (..., out_features)
 function Linear:forward(x)
   if not core.is_tensor(x) then errors.raise("Linear: expected a tensor input, got " .. type(x)) end
   local fields, P = rawget(self, "_fields"), rawget(self, "_parameters").values

@@ -12,6 +12,12 @@ local errors = require "luagrad.errors"
 
 local M = {}
 
+---A loss module: loss(input, target) calls its nn.functional form with the options given at
+---construction.
+---@class luagrad.nn.Loss: luagrad.nn.Module
+---@field reduction luagrad.nn.Reduction
+---@overload fun(input: luagrad.Tensor, target: luagrad.Tensor|integer[]): luagrad.Tensor
+
 local function loss_class(name, fn, allowed)
   local cls = Module:extend(name)
   function cls:init(opts)

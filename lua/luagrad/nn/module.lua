@@ -55,8 +55,18 @@ end
 
 -- ---- the class machinery ------------------------------------------------------------------
 
+---The base class of every layer. An instance keeps its parameters, buffers and child modules
+---in registries filled by assignment (see the top of this file); any field may be assigned.
+---Calling an instance runs its forward.
+---@class luagrad.nn.Module
+---@field training boolean whether the module is in training mode (train()/eval())
+---@field [string] any parameters, buffers, child modules and plain fields
+---@overload fun(...: any): any
 local Module = { __name = "Module", __luagrad_module = true }
 
+---Whether v is a module instance (not a class).
+---@param v any
+---@return boolean
 local function is_module(v)
   if type(v) ~= "table" then return false end
   local mt = getmetatable(v)
@@ -140,8 +150,11 @@ local function describe_class(cls) return "class " .. cls.__name end
 
 setmetatable(Module, { __call = new_instance, __tostring = describe_class })
 
--- Module:extend(name) -> a subclass. Metamethods are copied (Lua reads them with rawget);
--- everything else is inherited through the class's own metatable.
+---Module:extend(name) -> a subclass. Metamethods are copied (Lua reads them with rawget);
+---everything else is inherited through the class's own metatable.
+---@param parent luagrad.nn.Module the class to extend
+---@param name? string the class name printed and used in messages (default: the parent's)
+---@return luagrad.nn.Module
 function Module.extend(parent, name)
   if name ~= nil and type(name) ~= "string" then
     errors.raise("Module:extend: the class name must be a string, got " .. type(name))
@@ -154,16 +167,23 @@ function Module.extend(parent, name)
   return setmetatable(cls, { __index = parent, __call = new_instance, __tostring = describe_class })
 end
 
+---Called with the class's arguments when an instance is made: nn.Linear(4, 3) runs init(self, 4, 3).
 function Module.init() end
 
+---What calling the module computes; subclasses define it.
+---@return any
 function Module:forward()
   errors.raise(class_name(self) .. ": forward is not implemented (define " .. class_name(self) .. ":forward)")
 end
 
 -- ---- explicit registration ----------------------------------------------------------------
 
--- register_buffer(name, t, {persistent = true}): state that is not a parameter (running
--- statistics). Non-persistent buffers are left out of state_dict.
+---register_buffer(name, t, {persistent = true}): state that is not a parameter (running
+---statistics). Non-persistent buffers are left out of state_dict.
+---@param name string a non-empty name without '.'
+---@param t luagrad.Tensor
+---@param opts? {persistent?: boolean}
+---@return luagrad.Tensor t
 function Module:register_buffer(name, t, opts)
   if type(name) ~= "string" or name == "" or name:find(".", 1, true) then
     errors.raisef("%s.register_buffer: the name must be a non-empty string without '.', got %s",
@@ -178,6 +198,10 @@ function Module:register_buffer(name, t, opts)
   return t
 end
 
+---Registers t as parameter `name` (nil removes it); t must be a leaf that requires grad.
+---@param name string
+---@param t luagrad.Tensor|nil
+---@return luagrad.Tensor|nil t
 function Module:register_parameter(name, t)
   if t ~= nil and not (is_tensor(t) and t.requires_grad and t:grad_fn() == nil) then
     errors.raisef("%s.register_parameter: '%s' must be a leaf tensor that requires grad (nn.Parameter(t))",
@@ -187,6 +211,10 @@ function Module:register_parameter(name, t)
   return t
 end
 
+---Registers m as child module `name` (also Module:register_module).
+---@param name string
+---@param m luagrad.nn.Module
+---@return luagrad.nn.Module m
 function Module:add_module(name, m)
   if not is_module(m) then
     errors.raisef("%s.add_module: '%s' is not a Module (got %s)", class_name(self), tostring(name), type(m))
@@ -245,10 +273,23 @@ local function values_of(list)
   return out
 end
 
--- for name, p in m:named_parameters({prefix = "", recurse = true}) do ... end
+---@class luagrad.nn.MembersOptions
+---@field prefix? string prepended to every name, with a dot (default "")
+---@field recurse? boolean include the descendants' members (default true)
+
+---for name, p in m:named_parameters({prefix = "", recurse = true}) do ... end
+---@param opts? luagrad.nn.MembersOptions
+---@return fun(): string, luagrad.Tensor
 function Module:named_parameters(opts) return iter(collect_members(self, "_parameters", opts)) end
+---The parameters of the module and its descendants, each once, in registration order.
+---@param opts? luagrad.nn.MembersOptions
+---@return luagrad.Tensor[]
 function Module:parameters(opts) return values_of(collect_members(self, "_parameters", opts)) end
+---@param opts? luagrad.nn.MembersOptions
+---@return fun(): string, luagrad.Tensor
 function Module:named_buffers(opts) return iter(collect_members(self, "_buffers", opts)) end
+---@param opts? luagrad.nn.MembersOptions
+---@return luagrad.Tensor[]
 function Module:buffers(opts) return values_of(collect_members(self, "_buffers", opts)) end
 
 local function child_list(self)
@@ -262,16 +303,24 @@ local function child_list(self)
   end
   return out
 end
+---@return fun(): string, luagrad.nn.Module
 function Module:named_children() return iter(child_list(self)) end
+---@return luagrad.nn.Module[]
 function Module:children() return values_of(child_list(self)) end
 
--- named_modules() includes self, named "" (or the prefix).
+---named_modules() includes self, named "" (or the prefix).
+---@param opts? {prefix?: string}
+---@return fun(): string, luagrad.nn.Module
 function Module:named_modules(opts)
   return iter(collect_modules(self, opts and opts.prefix or "", {}, {}))
 end
+---Self and every descendant, depth-first, each once.
+---@return luagrad.nn.Module[]
 function Module:modules() return values_of(collect_modules(self, "", {}, {})) end
 
--- apply(fn): fn(m) on every descendant, children before parents, then self. Returns self.
+---apply(fn): fn(m) on every descendant, children before parents, then self. Returns self.
+---@param fn fun(m: luagrad.nn.Module)
+---@return self
 function Module:apply(fn)
   for _, c in ipairs(self:children()) do c:apply(fn) end
   fn(self)
@@ -280,6 +329,9 @@ end
 
 -- ---- modes and gradients ------------------------------------------------------------------
 
+---Sets training mode (mode = true, the default) or evaluation mode on self and its descendants.
+---@param mode? boolean
+---@return self
 function Module:train(mode)
   if mode == nil then mode = true end
   if type(mode) ~= "boolean" then
@@ -289,18 +341,22 @@ function Module:train(mode)
   return self
 end
 
+---@return self
 function Module:eval() return self:train(false) end
 
--- zero_grad(): every parameter's .grad becomes nil (PyTorch's set_to_none = True).
+---zero_grad(): every parameter's .grad becomes nil (PyTorch's set_to_none = True).
 function Module:zero_grad()
   for _, p in ipairs(self:parameters()) do p.grad = nil end
 end
 
--- to(dtype): converts floating-point parameters and buffers in place (integer buffers such as
--- num_batches_tracked stay int64). The tensors keep their identity (t:set_ re-points them at
--- the converted data), so references held elsewhere (an optimizer's list) see the change.
--- A gradient of the old dtype is dropped. Returns self.
 local FLOAT = { float32 = true, float64 = true }
+
+---to(dtype): converts floating-point parameters and buffers in place (integer buffers such as
+---num_batches_tracked stay int64). The tensors keep their identity (t:set_ re-points them at
+---the converted data), so references held elsewhere (an optimizer's list) see the change.
+---A gradient of the old dtype is dropped. Returns self.
+---@param dtype "float32"|"float64"
+---@return self
 function Module:to(dtype)
   if not FLOAT[dtype] then
     errors.raisef('%s.to: dtype must be "float32" or "float64", got %s', class_name(self), tostring(dtype))
@@ -314,7 +370,9 @@ function Module:to(dtype)
   end)
   return self
 end
+---@return self
 function Module:double() return self:to("float64") end
+---@return self
 function Module:float() return self:to("float32") end
 
 -- ---- state dicts --------------------------------------------------------------------------
@@ -336,6 +394,8 @@ local function fill_state(m, prefix, keep, out)
   return out
 end
 
+---@param opts? {prefix?: string, keep_vars?: boolean}
+---@return table<string, luagrad.Tensor>
 function Module:state_dict(opts)
   opts = opts or {}
   local prefix = opts.prefix or ""
@@ -358,11 +418,14 @@ local function same_shape(a, b)
   return true
 end
 
--- load_state_dict(sd, {strict = true}) copies sd's tensors into the parameters and buffers
--- (under no_grad, converting dtypes as copy_ does). Everything is checked before anything is
--- written: a shape mismatch (always) or, when strict, missing or unexpected keys raise one
--- error listing them all, and the module is left unchanged. Returns {missing_keys = {...},
--- unexpected_keys = {...}} (sorted).
+---load_state_dict(sd, {strict = true}) copies sd's tensors into the parameters and buffers
+---(under no_grad, converting dtypes as copy_ does). Everything is checked before anything is
+---written: a shape mismatch (always) or, when strict, missing or unexpected keys raise one
+---error listing them all, and the module is left unchanged. Returns {missing_keys = {...},
+---unexpected_keys = {...}} (sorted).
+---@param sd table<string, luagrad.Tensor>
+---@param opts? {strict?: boolean}
+---@return {missing_keys: string[], unexpected_keys: string[]}
 function Module:load_state_dict(sd, opts)
   local name = class_name(self) .. ".load_state_dict"
   if type(sd) ~= "table" then errors.raisef("%s: expected a table of tensors, got %s", name, type(sd)) end
@@ -404,7 +467,8 @@ end
 
 -- ---- printing -----------------------------------------------------------------------------
 
--- extra_repr(): what a layer prints between its parentheses ("in_features=784, ...").
+---extra_repr(): what a layer prints between its parentheses ("in_features=784, ...").
+---@return string
 function Module.extra_repr() return "" end
 
 -- tostring(module): PyTorch's tree layout, children as "(name): ..." indented two spaces.
@@ -431,7 +495,9 @@ function Module.__tostring(self)
   return s .. ")"
 end
 
--- nn.Parameter(t): a leaf that requires grad, sharing t's storage (t:detach():requires_grad_()).
+---nn.Parameter(t): a leaf that requires grad, sharing t's storage (t:detach():requires_grad_()).
+---@param t luagrad.Tensor
+---@return luagrad.Tensor
 local function Parameter(t)
   if not is_tensor(t) then errors.raise("nn.Parameter: expected a tensor, got " .. type(t)) end
   return t:detach():requires_grad_(true)

@@ -18,9 +18,13 @@ local function grads_of(params, name)
   return gs
 end
 
--- clip_grad_norm_(params, max_norm, {norm_type = 2, error_if_nonfinite = false}) scales every
--- gradient in place by min(1, max_norm / (total + 1e-6)) and returns the total norm before
--- clipping (a 0-d tensor). norm_type may be math.huge (the largest |g|).
+---clip_grad_norm_(params, max_norm, {norm_type = 2, error_if_nonfinite = false}) scales every
+---gradient in place by min(1, max_norm / (total + 1e-6)) and returns the total norm before
+---clipping (a 0-d tensor). norm_type may be math.huge (the largest |g|).
+---@param params luagrad.Tensor|luagrad.Tensor[] parameters; those without a gradient are skipped
+---@param max_norm number
+---@param opts? {norm_type?: number, error_if_nonfinite?: boolean}
+---@return luagrad.Tensor total_norm
 function M.clip_grad_norm_(params, max_norm, opts)
   opts = opts or {}
   local p = opts.norm_type or 2
@@ -50,7 +54,9 @@ function M.clip_grad_norm_(params, max_norm, opts)
   end)
 end
 
--- clip_grad_value_(params, v) clamps every gradient element into [-v, v] in place.
+---clip_grad_value_(params, v) clamps every gradient element into [-v, v] in place.
+---@param params luagrad.Tensor|luagrad.Tensor[]
+---@param clip_value number non-negative
 function M.clip_grad_value_(params, clip_value)
   if type(clip_value) ~= "number" or clip_value < 0 then
     errors.raise("clip_grad_value_: clip_value must be a non-negative number, got " .. tostring(clip_value))
