@@ -13,6 +13,7 @@
 --
 -- Where f takes or returns a single tensor, these take and return single tensors.
 local core = require "luagrad.core"
+local errors = require "luagrad.errors"
 
 local M = {}
 
@@ -21,7 +22,7 @@ local is_tensor = core.is_tensor
 local function as_list(x, what)
   if is_tensor(x) then return { x }, true end
   if type(x) ~= "table" then
-    error(string.format("%s must be a tensor or a list of tensors, got %s", what, type(x)), 3)
+    errors.raisef("%s must be a tensor or a list of tensors, got %s", what, type(x))
   end
   return x, false
 end
@@ -31,7 +32,10 @@ local function unlist(list, single)
   return list
 end
 
--- Runs fn with grad mode set to `on`, restoring the previous mode even when fn fails.
+---Runs fn with grad mode set to `on`, restoring the previous mode even when fn fails.
+---@param on boolean
+---@param fn fun(...): any
+---@return any ... what fn returns
 local function with_grad_mode(on, fn, ...)
   local prev = core.is_grad_enabled()
   core.set_grad_enabled(on)
@@ -42,27 +46,55 @@ local function with_grad_mode(on, fn, ...)
 end
 M.with_grad_mode = with_grad_mode
 
+---Runs fn(...) without recording operations for autograd and returns its results.
+---@param fn fun(...): any
+---@return any ...
 function M.no_grad(fn, ...) return with_grad_mode(false, fn, ...) end
+---Runs fn(...) with recording on (inside no_grad too) and returns its results.
+---@param fn fun(...): any
+---@return any ...
 function M.enable_grad(fn, ...) return with_grad_mode(true, fn, ...) end
 
+---@class luagrad.autograd.GradOptions
+---@field grad_outputs? luagrad.Tensor|luagrad.Tensor[] weights for the outputs (default: ones)
+---@field retain_graph? boolean keep the graph for another backward pass (default: create_graph)
+---@field create_graph? boolean record the backward pass, for higher derivatives (default false)
+---@field allow_unused? boolean nil for an input the outputs do not depend on, instead of an error
+
+---Reverse mode: the gradient of the outputs' sum (weighted by grad_outputs) with respect to
+---each input, in a list.
+---@param outputs luagrad.Tensor|luagrad.Tensor[]
+---@param inputs luagrad.Tensor|luagrad.Tensor[] tensors that require grad
+---@param opts? luagrad.autograd.GradOptions
+---@return (luagrad.Tensor|nil)[]
 function M.grad(outputs, inputs, opts)
   return core._grad(outputs, inputs, opts)
 end
 
+---Turns anomaly detection on or off (the first op producing NaN or Inf raises, naming the op);
+---returns whether it is on.
+---@param on? boolean
+---@return boolean
 function M.detect_anomaly(on)
   return core._detect_anomaly(on)
 end
 
--- Fresh leaves for f's inputs: detached copies that require grad.
+-- Fresh leaves for vjp's inputs: detached copies that require grad.
 local function leaves(primals)
   local xs = {}
   for i, p in ipairs(primals) do
-    if not is_tensor(p) then error("primal " .. i .. " is not a tensor", 3) end
+    if not is_tensor(p) then errors.raisef("vjp: primal %d is not a tensor", i) end
     xs[i] = p:detach():requires_grad_(true)
   end
   return xs
 end
 
+---f's outputs and v^T J for each primal (reverse mode).
+---@param f fun(...: luagrad.Tensor): luagrad.Tensor|luagrad.Tensor[]
+---@param primals luagrad.Tensor|luagrad.Tensor[]
+---@param cotangents? luagrad.Tensor|luagrad.Tensor[] v, one per output (default: ones)
+---@return luagrad.Tensor|luagrad.Tensor[] outputs
+---@return luagrad.Tensor|luagrad.Tensor[] vjps one per primal
 function M.vjp(f, primals, cotangents)
   local ps, single_in = as_list(primals, "vjp: primals")
   local xs = leaves(ps)
@@ -78,10 +110,16 @@ function M.vjp(f, primals, cotangents)
   return unlist(detached, single_out), unlist(gs, single_in)
 end
 
+---f's outputs and J t (forward mode: tangents propagate through each op's JVP rule).
+---@param f fun(...: luagrad.Tensor): luagrad.Tensor|luagrad.Tensor[]
+---@param primals luagrad.Tensor|luagrad.Tensor[]
+---@param tangents luagrad.Tensor|luagrad.Tensor[] one per primal
+---@return luagrad.Tensor|luagrad.Tensor[] outputs
+---@return luagrad.Tensor|luagrad.Tensor[] jvps one per output
 function M.jvp(f, primals, tangents)
   local ps = as_list(primals, "jvp: primals")
   local ts = as_list(tangents, "jvp: tangents")
-  if #ts ~= #ps then error(string.format("jvp: %d tangents for %d primals", #ts, #ps), 2) end
+  if #ts ~= #ps then errors.raisef("jvp: %d tangents for %d primals", #ts, #ps) end
   local duals = {}
   for i, p in ipairs(ps) do
     duals[i] = p:detach()
@@ -107,14 +145,18 @@ local function one_hot(t, k)
   return e
 end
 
--- jacobian(f, x, {mode = "reverse" | "forward"}): for f: tensor -> tensor, a tensor of shape
--- f(x).shape .. x.shape. Reverse mode makes one pass per output element (a row of J),
--- forward mode one pass per input element (a column).
+---jacobian(f, x, {mode = "reverse" | "forward"}): for f: tensor -> tensor, a tensor of shape
+---f(x).shape .. x.shape. Reverse mode makes one pass per output element (a row of J),
+---forward mode one pass per input element (a column).
+---@param f fun(x: luagrad.Tensor): luagrad.Tensor
+---@param x luagrad.Tensor
+---@param opts? {mode?: "reverse"|"forward"}
+---@return luagrad.Tensor
 function M.jacobian(f, x, opts)
-  if not is_tensor(x) then error("jacobian: x must be a tensor", 2) end
+  if not is_tensor(x) then errors.raise("jacobian: x must be a tensor") end
   local mode = opts and opts.mode or "reverse"
   local y = M.no_grad(f, x:detach())
-  if not is_tensor(y) then error("jacobian: f must return a tensor", 2) end
+  if not is_tensor(y) then errors.raise("jacobian: f must return a tensor") end
   local n, m = x:numel(), y:numel()
   local J = core.zeros({ m, n }, { dtype = y.dtype })
   if mode == "reverse" then
@@ -130,7 +172,7 @@ function M.jacobian(f, x, opts)
     end
     J = Jt:t():contiguous()
   else
-    error(string.format('jacobian: mode must be "reverse" or "forward", got %q', tostring(mode)), 2)
+    errors.raisef('jacobian: mode must be "reverse" or "forward", got %q', tostring(mode))
   end
   local shape = {}
   for _, s in ipairs(y.shape) do shape[#shape + 1] = s end
@@ -138,12 +180,15 @@ function M.jacobian(f, x, opts)
   return J:reshape(shape)
 end
 
--- hessian(f, x) for scalar f: reverse over reverse, one row per element of x.
+---hessian(f, x) for scalar f: reverse over reverse, one row per element of x.
+---@param f fun(x: luagrad.Tensor): luagrad.Tensor a one-element tensor
+---@param x luagrad.Tensor
+---@return luagrad.Tensor H of shape x.shape .. x.shape
 function M.hessian(f, x)
-  if not is_tensor(x) then error("hessian: x must be a tensor", 2) end
+  if not is_tensor(x) then errors.raise("hessian: x must be a tensor") end
   local xl = x:detach():requires_grad_(true)
   local y = with_grad_mode(true, f, xl)
-  if not is_tensor(y) or y:numel() ~= 1 then error("hessian: f must return a one-element tensor", 2) end
+  if not is_tensor(y) or y:numel() ~= 1 then errors.raise("hessian: f must return a one-element tensor") end
   local g = M.grad(y, xl, { create_graph = true })[1]
   local n = x:numel()
   local H = core.zeros({ n, n }, { dtype = x.dtype })
@@ -158,7 +203,12 @@ function M.hessian(f, x)
   return H:reshape(shape)
 end
 
--- hvp(f, x, v) -> f(x), H v: the gradient's directional derivative, in two reverse passes.
+---hvp(f, x, v) -> f(x), H v: the gradient's directional derivative, in two reverse passes.
+---@param f fun(x: luagrad.Tensor): luagrad.Tensor a one-element tensor
+---@param x luagrad.Tensor
+---@param v luagrad.Tensor of x's shape
+---@return luagrad.Tensor y f(x)
+---@return luagrad.Tensor hv
 function M.hvp(f, x, v)
   local xl = x:detach():requires_grad_(true)
   local y = with_grad_mode(true, f, xl)
@@ -179,17 +229,21 @@ local function index_string(t, k)
   return "{" .. table.concat(idx, ",") .. "}"
 end
 
--- gradcheck(f, inputs, {eps = 1e-6, atol = 1e-5, rtol = 1e-3}): compares the Jacobian the tape
--- computes (one reverse pass per output element) with central differences
--- (f(x + eps) - f(x - eps)) / 2 eps, for every element of every float64 input that requires
--- grad. Returns true, or raises an error naming the input, the element and both values.
+---gradcheck(f, inputs, {eps = 1e-6, atol = 1e-5, rtol = 1e-3}): compares the Jacobian the tape
+---computes (one reverse pass per output element) with central differences
+---(f(x + eps) - f(x - eps)) / 2 eps, for every element of every float64 input that requires
+---grad. Returns true, or raises an error naming the input, the element and both values.
+---@param f fun(...: luagrad.Tensor): luagrad.Tensor|luagrad.Tensor[]
+---@param inputs luagrad.Tensor|luagrad.Tensor[]
+---@param opts? {eps?: number, atol?: number, rtol?: number}
+---@return true
 function M.gradcheck(f, inputs, opts)
   opts = opts or {}
   local eps, atol, rtol = opts.eps or 1e-6, opts.atol or 1e-5, opts.rtol or 1e-3
   local xs = as_list(inputs, "gradcheck: inputs")
   for i, x in ipairs(xs) do
     if x.dtype ~= "float64" and x.requires_grad then
-      error(string.format("gradcheck: input %d is %s; use float64 inputs for finite differences", i, x.dtype), 2)
+      errors.raisef("gradcheck: input %d is %s; use float64 inputs for finite differences", i, x.dtype)
     end
   end
   local function call(args)
@@ -231,8 +285,8 @@ function M.gradcheck(f, inputs, opts)
           local num = (yp:_get_flat(r) - ym:_get_flat(r)) / (2 * eps)
           local ana = analytic[r]:_get_flat(j)
           if not (math.abs(ana - num) <= atol + rtol * math.abs(num)) then
-            error(string.format("gradcheck: input %d, element %s, output element %d: analytic %.10g, numeric %.10g",
-              i, index_string(x, j), r, ana, num), 2)
+            errors.raisef("gradcheck: input %d, element %s, output element %d: analytic %.10g, numeric %.10g",
+              i, index_string(x, j), r, ana, num)
           end
         end
       end

@@ -49,20 +49,25 @@ local function help_text(args, keys, defaults, more, name)
   return table.concat(lines, "\n")
 end
 
--- cli.options(args, defaults, name [, more]) -> a new table of options
---   args      the script's arguments (the global `arg`: arg[1], arg[2], ...; arg[0] the script)
---   defaults  option name -> default value. A boolean default makes a flag (`--quick` sets it to
---             true); any other default makes an option that takes the next argument as its
---             value: a number when the default is a number, else the string as given. The table
---             spells names with underscores, the command line with dashes (--batch-size is
---             batch_size).
---   name      the script's name, the start of every error message
---   more      optional: more.unset = { "threads", ... } value options without a default (nil
---             unless given; a number when the value reads as one, else the string);
---             more.metavar = { optimizer = "adamw|adam|sgd" }, placeholders shown by --help.
--- `--help` prints the options with their defaults and exits 0. An unknown argument, an option
--- without its value, or a value that is not a number for a number option raises an error that
--- names the script (level 0: the message alone, no position).
+---cli.options(args, defaults, name [, more]) -> a new table of options
+---  args      the script's arguments (the global `arg`: arg[1], arg[2], ...; arg[0] the script)
+---  defaults  option name -> default value. A boolean default makes a flag (`--quick` sets it to
+---            true); any other default makes an option that takes the next argument as its
+---            value: a number when the default is a number, else the string as given. The table
+---            spells names with underscores, the command line with dashes (--batch-size is
+---            batch_size).
+---  name      the script's name, the start of every error message
+---  more      optional: more.unset = { "threads", ... } value options without a default (nil
+---            unless given; a number when the value reads as one, else the string);
+---            more.metavar = { optimizer = "adamw|adam|sgd" }, placeholders shown by --help.
+---`--help` prints the options with their defaults and exits 0. An unknown argument, an option
+---without its value, or a value that is not a number for a number option raises an error that
+---names the script (level 0: the message alone, no position).
+---@param args table the script's arguments (the global arg)
+---@param defaults table<string, any> option name -> default value (a boolean makes a flag)
+---@param name string the script's name, the start of every error message
+---@param more? {unset?: string[], metavar?: table<string, string>}
+---@return table<string, any> options
 function cli.options(args, defaults, name, more)
   more = more or {}
   local unset = {}
@@ -103,12 +108,19 @@ function cli.options(args, defaults, name, more)
   return opts
 end
 
--- cli.claim([name]) -> a claim with two functions (call them with a dot: claim.check(...)):
---   claim.check(ok, what, ...)  when ok is false, records `what` (string.format(what, ...) when
---                               arguments follow it) as a failure
---   claim.verify()              raises "claim fails: <failures joined by '; '>" (after "name: "
---                               when a name was given) if any check failed
--- claim.failures is the list of failures so far.
+---@class luagrad.cli.Claim
+---@field failures string[]
+---@field check fun(ok: any, what: string, ...: any) records `what` as a failure when ok is false
+---@field verify fun() raises "claim fails: ..." if any check failed
+
+---cli.claim([name]) -> a claim with two functions (call them with a dot: claim.check(...)):
+---  claim.check(ok, what, ...)  when ok is false, records `what` (string.format(what, ...) when
+---                              arguments follow it) as a failure
+---  claim.verify()              raises "claim fails: <failures joined by '; '>" (after "name: "
+---                              when a name was given) if any check failed
+---claim.failures is the list of failures so far.
+---@param name? string
+---@return luagrad.cli.Claim
 function cli.claim(name)
   local claim = { failures = {} }
   local failures = claim.failures

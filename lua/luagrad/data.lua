@@ -8,9 +8,15 @@
 -- the order of every epoch. A TensorDataset is batched with one index_select per tensor; any other
 -- dataset (a table with __len and __index returning a list of tensors) by stacking items.
 local core = require "luagrad.core"
+local errors = require "luagrad.errors"
 
 local M = {}
 
+---ds[i] is {t1[i], t2[i], ...}; #ds the number of rows.
+---@class luagrad.data.TensorDataset
+---@field tensors luagrad.Tensor[]
+---@field n integer the number of rows
+---@field [integer] luagrad.Tensor[]
 local TensorDataset = {}
 TensorDataset.__index = function(self, k)
   if type(k) == "number" then
@@ -22,32 +28,49 @@ TensorDataset.__index = function(self, k)
 end
 TensorDataset.__len = function(self) return rawget(self, "n") end
 
+---TensorDataset(t1, t2, ...): tensors with the same first dimension, indexed together.
+---@param ... luagrad.Tensor
+---@return luagrad.data.TensorDataset
 function M.TensorDataset(...)
   local ts = table.pack(...)
-  if ts.n == 0 then error("TensorDataset: needs at least one tensor", 2) end
+  if ts.n == 0 then errors.raise("TensorDataset: needs at least one tensor") end
   local n
   for i = 1, ts.n do
     local t = ts[i]
-    if not core.is_tensor(t) then error(string.format("TensorDataset: argument %d is a %s, not a tensor", i, type(t)), 2) end
-    if t:dim() == 0 then error(string.format("TensorDataset: tensor %d is 0-d; it needs a first dimension", i), 2) end
+    if not core.is_tensor(t) then errors.raisef("TensorDataset: argument %d is a %s, not a tensor", i, type(t)) end
+    if t:dim() == 0 then errors.raisef("TensorDataset: tensor %d is 0-d; it needs a first dimension", i) end
     if n and t:size(1) ~= n then
-      error(string.format("TensorDataset: tensor %d has %d rows, tensor 1 has %d", i, t:size(1), n), 2)
+      errors.raisef("TensorDataset: tensor %d has %d rows, tensor 1 has %d", i, t:size(1), n)
     end
     n = n or t:size(1)
   end
   return setmetatable({ tensors = { table.unpack(ts, 1, ts.n) }, n = n }, TensorDataset)
 end
 
+---@class luagrad.data.DataLoaderOptions
+---@field batch_size? integer (default 1)
+---@field shuffle? boolean a new order each epoch, drawn from luagrad's generator (default false)
+---@field drop_last? boolean leave out a last, smaller batch (default false)
+
+---for xb, yb in loader do ... end runs one epoch; #loader is the number of batches.
+---@class luagrad.data.DataLoader
+---@field dataset luagrad.data.TensorDataset|table
+---@field batch_size integer
+---@field shuffle boolean
+---@field drop_last boolean
 local DataLoader = {}
 DataLoader.__index = DataLoader
 
+---@param ds luagrad.data.TensorDataset|table a TensorDataset, or a table with __len and __index giving a list of tensors
+---@param opts? luagrad.data.DataLoaderOptions
+---@return luagrad.data.DataLoader
 function M.DataLoader(ds, opts)
   opts = opts or {}
   local bs = opts.batch_size or 1
   if math.type(bs) ~= "integer" or bs < 1 then
-    error("DataLoader: batch_size must be a positive integer, got " .. tostring(bs), 2)
+    errors.raise("DataLoader: batch_size must be a positive integer, got " .. tostring(bs))
   end
-  if type(ds) ~= "table" and type(ds) ~= "userdata" then error("DataLoader: dataset must be a table, got " .. type(ds), 2) end
+  if type(ds) ~= "table" and type(ds) ~= "userdata" then errors.raise("DataLoader: dataset must be a table, got " .. type(ds)) end
   local self = setmetatable({ dataset = ds, batch_size = bs, shuffle = opts.shuffle or false,
     drop_last = opts.drop_last or false }, DataLoader)
   return self

@@ -10,6 +10,7 @@
 -- the training set's mean and standard deviation (M.FASHION_MNIST_MEAN, M.FASHION_MNIST_STD).
 local core = require "luagrad.core"
 local data = require "luagrad.data"
+local errors = require "luagrad.errors"
 
 local M = {}
 
@@ -29,18 +30,18 @@ local function read(root, name)
     if s then return s, path end
     tried[#tried + 1] = err
   end
-  error(string.format("fashion_mnist: cannot read %s in %s (%s); install Debian's package dataset-fashion-mnist "
-    .. "(apt-get install dataset-fashion-mnist) or pass {root = ...}", name, root, table.concat(tried, "; ")), 3)
+  errors.raisef("fashion_mnist: cannot read %s in %s (%s); install Debian's package dataset-fashion-mnist "
+    .. "(apt-get install dataset-fashion-mnist) or pass {root = ...}", name, root, table.concat(tried, "; "))
 end
 
 -- An IDX file: magic 0x00000801 (labels, 1 dimension) or 0x00000803 (images, 3 dimensions) of
 -- unsigned bytes, then the sizes as big-endian 32-bit integers, then the data.
 local function idx(s, path, want_dims)
-  if #s < 8 then error(string.format("fashion_mnist: %s is too short for an IDX file", path), 3) end
+  if #s < 8 then errors.raisef("fashion_mnist: %s is too short for an IDX file", path) end
   local zero, kind, ndim = string.unpack(">I2BB", s)
   if zero ~= 0 or kind ~= 0x08 or ndim ~= want_dims then
-    error(string.format("fashion_mnist: %s has magic 0x%04x%02x%02x, expected 0x000008%02x (unsigned bytes, %d dimensions)",
-      path, zero, kind, ndim, want_dims, want_dims), 3)
+    errors.raisef("fashion_mnist: %s has magic 0x%04x%02x%02x, expected 0x000008%02x (unsigned bytes, %d dimensions)",
+      path, zero, kind, ndim, want_dims, want_dims)
   end
   local shape, count = {}, 1
   for d = 1, ndim do
@@ -49,16 +50,28 @@ local function idx(s, path, want_dims)
   end
   local offset = 4 + 4 * ndim
   if #s ~= offset + count then
-    error(string.format("fashion_mnist: %s holds %d bytes of data, its header promises %d", path, #s - offset, count), 3)
+    errors.raisef("fashion_mnist: %s holds %d bytes of data, its header promises %d", path, #s - offset, count)
   end
   return shape, offset
 end
 
+---@class luagrad.datasets.FashionMNISTOptions
+---@field split? "train"|"test" (default "train")
+---@field root? string the folder of the IDX files (default M.FASHION_MNIST_ROOT)
+---@field normalize? boolean|number[] true for the training set's mean and std, or {mean, std} (default false)
+
+---@class luagrad.datasets.FashionMNIST: luagrad.data.TensorDataset
+---@field images luagrad.Tensor (N, 28, 28) float32
+---@field labels luagrad.Tensor (N) int64 in 1..10
+---@field classes string[] the ten class names, in label order
+
+---@param opts? luagrad.datasets.FashionMNISTOptions
+---@return luagrad.datasets.FashionMNIST
 function M.fashion_mnist(opts)
   opts = opts or {}
   local split = opts.split or "train"
   if split ~= "train" and split ~= "test" then
-    error(string.format('fashion_mnist: split must be "train" or "test", got %q', tostring(split)), 2)
+    errors.raisef('fashion_mnist: split must be "train" or "test", got %q', tostring(split))
   end
   local root = opts.root or M.FASHION_MNIST_ROOT
   local prefix = split == "train" and "train" or "t10k"
@@ -67,7 +80,7 @@ function M.fashion_mnist(opts)
   local ishape, ioff = idx(simg, pimg, 3)
   local lshape, loff = idx(slab, plab, 1)
   if ishape[1] ~= lshape[1] then
-    error(string.format("fashion_mnist: %d images but %d labels", ishape[1], lshape[1]), 2)
+    errors.raisef("fashion_mnist: %d images but %d labels", ishape[1], lshape[1])
   end
   local mean, std = 0, 1
   if opts.normalize == true then
@@ -75,10 +88,10 @@ function M.fashion_mnist(opts)
   elseif type(opts.normalize) == "table" then
     mean, std = opts.normalize[1], opts.normalize[2]
     if type(mean) ~= "number" or type(std) ~= "number" or not (std > 0) then
-      error("fashion_mnist: normalize must be true or {mean, std} with std > 0", 2)
+      errors.raise("fashion_mnist: normalize must be true or {mean, std} with std > 0")
     end
   elseif opts.normalize ~= nil and opts.normalize ~= false then
-    error("fashion_mnist: normalize must be true, false or {mean, std}, got " .. type(opts.normalize), 2)
+    errors.raise("fashion_mnist: normalize must be true, false or {mean, std}, got " .. type(opts.normalize))
   end
   -- pixel p/255 standardized: (p/255 - mean)/std = p * 1/(255 std) - mean/std
   local images = core._bytes_to_tensor(simg, ioff, ishape, "float32", 1 / (255 * std), -mean / std)

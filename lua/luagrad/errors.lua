@@ -1,24 +1,61 @@
--- luagrad.errors: errors that point at the user's line, however deep inside the library they
--- are raised (validation often happens a few calls down from the function the user called).
+-- luagrad.errors: the one way the Lua library raises an error about its caller's code. The
+-- message gets the position of the user's line, however deep inside the library the check runs
+-- (validation often happens a few calls down from the function the user called) and however the
+-- user's call is wrapped: like luaL_argerror, raise reads the position off the call stack, and
+-- no call site counts levels.
+--
+--   errors.raise(msg)           error(msg) at the user's line
+--   errors.raisef(fmt, ...)     errors.raise(string.format(fmt, ...))
+--
+-- error(msg, 0), the message alone, remains where no line is to blame: lg.cli's command-line
+-- errors (meant for whoever runs the script), the JSON codec's (which lg.save and lg.load wrap
+-- in messages of their own), lg.save's and lg.load's (which name the file or the key path), and
+-- an error caught with pcall and passed on unchanged.
 local M = {}
 
-local function in_library(source)
-  return source:find("lua/luagrad/", 1, true) ~= nil or source:find("/5.4/luagrad/", 1, true) ~= nil
-end
+-- The folder this file was loaded from, as its chunk name spells it: "@lua/luagrad/" from the
+-- executable's embedded copy (and a source tree), "@/usr/local/share/lua/5.4/luagrad/" from an
+-- installed tree, "@/home/u/.luarocks/share/lua/5.4/luagrad/" from a luarocks tree, or wherever
+-- package.path found it. nil if the name does not end in luagrad/errors.lua.
+local root = debug.getinfo(1, "S").source:match("^(@.*luagrad[/\\])errors%.lua$")
 
--- raise(msg): error(msg) at the first stack frame outside luagrad's Lua files and C functions.
+---in_library(source): whether a chunk name (debug.getinfo's `source`) is one of luagrad's Lua
+---files: under the folder this file came from, or, for a module loaded from another copy, under
+---a source tree's lua/luagrad/ or an installed or luarocks tree's lua/5.4/luagrad/. Chunks loaded
+---from strings (names not starting with "@", such as the REPL's "=stdin") are the user's.
+---@param source string a chunk name, as debug.getinfo gives it
+---@return boolean
+function M.in_library(source)
+  if source:sub(1, 1) ~= "@" then return false end
+  return (root ~= nil and source:sub(1, #root) == root)
+    or source:find("[@/\\]lua[/\\]luagrad[/\\]") ~= nil
+    or source:find("[/\\]lua[/\\]5%.4[/\\]luagrad[/\\]") ~= nil
+end
+local in_library = M.in_library
+
+---raise(msg): error(msg) at the first stack frame outside luagrad's Lua files and C functions
+---(pcall, the C core): the line of user code that called into the library, directly or through
+---pcall. The message stands alone when there is none (the library called from a C host). A tail
+---call, `return layer(x)`, leaves no frame behind: the line blamed is then the one that called
+---the function making the tail call.
+---@param msg string
 function M.raise(msg)
-  local level = 2
+  local level = 2 -- the caller of raise; debug.getinfo and error count levels alike from here
   while true do
     local info = debug.getinfo(level, "S")
-    if info == nil then level = 1 break end
+    if info == nil then
+      level = 0
+      break
+    end
     if info.what ~= "C" and not in_library(info.source) then break end
     level = level + 1
   end
   error(msg, level)
 end
 
--- raisef(fmt, ...): raise(string.format(fmt, ...))
+---raisef(fmt, ...): raise(string.format(fmt, ...))
+---@param fmt string
+---@param ... any
 function M.raisef(fmt, ...)
   return M.raise(string.format(fmt, ...))
 end

@@ -91,6 +91,9 @@ local function render(node, depth, nd, fmt, width, indent)
   return "{" .. table.concat(parts, sep) .. "}"
 end
 
+---The text of a tensor, as tostring(t) prints it: tensor({{1., 2.}, {3., 4.}}).
+---@param t luagrad.Tensor
+---@return string
 function M.tensor(t)
   local core = require "luagrad.core"
   if not core.is_tensor(t) then return tostring(t) end

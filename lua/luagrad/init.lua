@@ -9,6 +9,18 @@ for k, v in pairs(core) do
   if k:sub(1, 1) ~= "_" then lg[k] = v end
 end
 
+---@alias luagrad.dtype "float32"|"float64"|"int64"
+
+---A tensor, a userdata of the C core. Its methods (t:exp(), t:matmul(u), t:sum(2), ...) are
+---the core's; the fields below are the ones read most.
+---@class luagrad.Tensor
+---@field shape integer[] the sizes (a fresh table on each read)
+---@field dtype luagrad.dtype
+---@field requires_grad boolean
+---@field is_leaf boolean whether it was made by the user rather than computed by an operation
+---@field grad luagrad.Tensor|nil the gradient accumulated by backward
+---@field [string] any the core's methods
+
 -- The methods table of tensors: methods written in Lua are added here.
 local Tensor = core.Tensor
 lg.Tensor = Tensor

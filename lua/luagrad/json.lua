@@ -22,6 +22,8 @@
 -- NaN and infinities, functions and other userdata, tables mixing string and other keys, sparse
 -- arrays, cycles, invalid UTF-8. A table with json.object_mt is always an object (an empty one
 -- is `{}`); any other empty table is `[]`.
+local errors = require "luagrad.errors"
+
 local json = {}
 
 json.null = setmetatable({}, { __name = "json.null", __tostring = function() return "null" end })
@@ -119,7 +121,9 @@ local function encode_value(v, out, where, depth, seen)
   end
 end
 
--- json.encode(value) -> compact JSON text. Raises "json: ..." naming the path of a bad value.
+---json.encode(value) -> compact JSON text. Raises "json: ..." naming the path of a bad value.
+---@param value any
+---@return string
 function json.encode(value)
   local out = {}
   encode_value(value, out, "$", 0, {})
@@ -212,10 +216,13 @@ end
 
 local literals = { t = { "true", true }, f = { "false", false }, n = { "null", json.null } }
 
--- json.decode(text, opts) -> value. opts.max_depth (default json.MAX_DEPTH) bounds nesting,
--- opts.max_length (default unlimited) bounds the input size. Raises "json: ... at byte n".
+---json.decode(text, opts) -> value. opts.max_depth (default json.MAX_DEPTH) bounds nesting,
+---opts.max_length (default unlimited) bounds the input size. Raises "json: ... at byte n".
+---@param s string
+---@param opts? {max_depth?: integer, max_length?: integer}
+---@return any
 function json.decode(s, opts)
-  if type(s) ~= "string" then error("json: decode expects a string, got " .. type(s), 2) end
+  if type(s) ~= "string" then errors.raise("json: decode expects a string, got " .. type(s)) end
   local max_depth = opts and opts.max_depth or json.MAX_DEPTH
   local max_length = opts and opts.max_length
   if max_length and #s > max_length then
@@ -333,7 +340,13 @@ function json.decode(s, opts)
   return result
 end
 
+---Whether v is a table decoded from a JSON object (or marked with json.object_mt).
+---@param v any
+---@return boolean
 function json.is_object(v) return type(v) == "table" and getmetatable(v) == json.object_mt end
+---Whether v is a table decoded from a JSON array.
+---@param v any
+---@return boolean
 function json.is_array(v) return type(v) == "table" and getmetatable(v) == json.array_mt end
 
 return json

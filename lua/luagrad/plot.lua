@@ -15,6 +15,7 @@
 -- Axis limits are widened to whole tick steps: linear ticks are 1, 2 or 5 times a power of ten,
 -- log-scale ticks are the powers of ten (with minor ticks at 2..9 times each power).
 local core = require "luagrad.core"
+local errors = require "luagrad.errors"
 
 local format, floor, ceil = string.format, math.floor, math.ceil
 local function log10(x) return math.log(x, 10) end -- Lua computes base 10 with C's log10
@@ -81,8 +82,7 @@ end
 
 local function is_finite(v) return v == v and v ~= huge and v ~= -huge end
 
--- Input errors are raised as {msg = ...} and re-raised by plot.line at the caller's level.
-local function fail(msg, ...) error({ msg = "plot.line: " .. format(msg, ...) }, 0) end
+local function fail(msg, ...) errors.raise("plot.line: " .. format(msg, ...)) end
 
 -- ---- ticks -----------------------------------------------------------------------------------
 
@@ -301,7 +301,27 @@ end
 
 -- ---- drawing ---------------------------------------------------------------------------------
 
-local function line(series, opts)
+---@class luagrad.plot.Series
+---@field name? string the legend's label (default "series i")
+---@field x? number[]|luagrad.Tensor (default 1..n)
+---@field y number[]|luagrad.Tensor a list of numbers or a 1-d tensor
+
+---@class luagrad.plot.LineOptions
+---@field title? string
+---@field xlabel? string
+---@field ylabel? string
+---@field logy? boolean a log-scale y axis (default false)
+---@field width? number pixels, at least 200 (default 720)
+---@field height? number pixels, at least 200 (default 440)
+---@field path? string also write the SVG there, atomically
+---@field xlim? number[] {lo, hi}, fixing the x range
+---@field ylim? number[] {lo, hi}, fixing the y range
+
+---plot.line(series, opts) -> the SVG text (written to opts.path too when given).
+---@param series luagrad.plot.Series[]
+---@param opts? luagrad.plot.LineOptions
+---@return string svg
+function plot.line(series, opts)
   local o = check_opts(opts)
   local ss = check_series(series, o.logy)
   local W, H = o.width, o.height
@@ -486,13 +506,6 @@ local function line(series, opts)
   local svg = table.concat(out)
   if o.path then write_atomic(o.path, svg) end
   return svg
-end
-
-function plot.line(series, opts)
-  local ok, res = pcall(line, series, opts)
-  if ok then return res end
-  if type(res) == "table" and res.msg then error(res.msg, 2) end
-  error(res, 0)
 end
 
 return plot

@@ -31,16 +31,39 @@
 -- integers as integers, one-element tensors through :item(). Their order: names listed in
 -- opts.metrics first, then names containing "loss", then the rest alphabetically.
 local core = require "luagrad.core"
+local errors = require "luagrad.errors"
 
 local format, floor = string.format, math.floor
 
+---@class luagrad.progress.Options
+---@field desc? string|number shown before the count
+---@field width? integer bar cells, 0 to 1000 (default 30)
+---@field file? file*|{write: fun(self: any, s: string)} where to write (default io.stdout)
+---@field interval? number seconds between terminal redraws (default 0.1)
+---@field plain_interval? number seconds between plain lines, instead of one per 10% (default: 10 when total is nil)
+---@field mode? "tty"|"plain"|"off" (default: LUAGRAD_PROGRESS, else whether file is a terminal)
+---@field clock? fun(): number seconds (default core.clock)
+---@field metrics? string[] metric names shown first, in this order
+
+---@class luagrad.progress.WrapOptions: luagrad.progress.Options
+---@field total? number the number of items, when it cannot be read from the iterable
+
+---lg.progress(total, opts) makes a bar; lg.progress.wrap(iterable, opts) loops with one.
+---@class luagrad.progress
+---@overload fun(total?: number, opts?: luagrad.progress.Options): luagrad.progress.Bar
 local progress = {}
 
+---@class luagrad.progress.Bar
+---@field total number|nil
+---@field n number the steps finished
+---@field desc string|nil
+---@field metrics table<string, any> the latest value of each metric
+---@field closed boolean
 local Bar = {}
 Bar.__index = Bar
 progress.Bar = Bar
 
-local function fail(level, msg, ...) error("progress: " .. format(msg, ...), level + 1) end
+local function fail(msg, ...) errors.raise("progress: " .. format(msg, ...)) end
 
 -- ---- formatting ------------------------------------------------------------------------------
 
@@ -175,38 +198,41 @@ progress._is_terminal = is_terminal
 
 local MODES = { tty = true, plain = true, off = true }
 
-local function new(total, opts, level)
-  level = level + 1
+---progress(total, opts) and progress.new(total, opts): a new bar (total = nil when unknown).
+---@param total? number
+---@param opts? luagrad.progress.Options
+---@return luagrad.progress.Bar
+local function new(total, opts)
   if total ~= nil and (type(total) ~= "number" or total ~= total or total < 0 or total == math.huge) then
-    fail(level, "total must be a non-negative number or nil, got %s", type(total) == "number"
+    fail("total must be a non-negative number or nil, got %s", type(total) == "number"
       and tostring(total) or type(total))
   end
   if opts == nil then opts = {} end
-  if type(opts) ~= "table" then fail(level, "opts must be a table, got %s", type(opts)) end
+  if type(opts) ~= "table" then fail("opts must be a table, got %s", type(opts)) end
   local file = opts.file or io.stdout
   if (type(file) ~= "table" and type(file) ~= "userdata") or type(file.write) ~= "function" then
-    fail(level, "opts.file must be a file or an object with a write method, got %s", type(file))
+    fail("opts.file must be a file or an object with a write method, got %s", type(file))
   end
   local width = opts.width == nil and 30 or opts.width
   if type(width) ~= "number" or width ~= floor(width) or width < 0 or width > 1000 then
-    fail(level, "opts.width must be an integer from 0 to 1000, got %s", tostring(width))
+    fail("opts.width must be an integer from 0 to 1000, got %s", tostring(width))
   end
   local interval = opts.interval == nil and 0.1 or opts.interval
   if type(interval) ~= "number" or interval ~= interval or interval < 0 then
-    fail(level, "opts.interval must be a non-negative number of seconds, got %s", tostring(interval))
+    fail("opts.interval must be a non-negative number of seconds, got %s", tostring(interval))
   end
   local plain_interval = opts.plain_interval
   if plain_interval ~= nil and (type(plain_interval) ~= "number" or plain_interval ~= plain_interval or plain_interval < 0) then
-    fail(level, "opts.plain_interval must be a non-negative number of seconds, got %s", tostring(plain_interval))
+    fail("opts.plain_interval must be a non-negative number of seconds, got %s", tostring(plain_interval))
   end
   if plain_interval == nil and total == nil then plain_interval = 10 end
   local clock = opts.clock or core.clock
-  if type(clock) ~= "function" then fail(level, "opts.clock must be a function, got %s", type(clock)) end
+  if type(clock) ~= "function" then fail("opts.clock must be a function, got %s", type(clock)) end
   if opts.desc ~= nil and type(opts.desc) ~= "string" and type(opts.desc) ~= "number" then
-    fail(level, "opts.desc must be a string, got %s", type(opts.desc))
+    fail("opts.desc must be a string, got %s", type(opts.desc))
   end
   if opts.metrics ~= nil and type(opts.metrics) ~= "table" then
-    fail(level, "opts.metrics must be a list of metric names, got %s", type(opts.metrics))
+    fail("opts.metrics must be a list of metric names, got %s", type(opts.metrics))
   end
   local mode = opts.mode
   if mode == nil then
@@ -214,7 +240,7 @@ local function new(total, opts, level)
     if env and MODES[env] then mode = env
     else mode = is_terminal(file) and "tty" or "plain" end
   elseif not MODES[mode] then
-    fail(level, "opts.mode must be \"tty\", \"plain\" or \"off\", got %s", tostring(mode))
+    fail("opts.mode must be \"tty\", \"plain\" or \"off\", got %s", tostring(mode))
   end
 
   local now = clock()
@@ -246,14 +272,14 @@ function Bar:_sort()
   end)
 end
 
-function Bar:_merge(metrics, level)
+function Bar:_merge(metrics)
   if metrics == nil then return end
   if type(metrics) ~= "table" then
-    fail(level + 1, "metrics must be a table such as {loss = 0.31}, got %s", type(metrics))
+    fail("metrics must be a table such as {loss = 0.31}, got %s", type(metrics))
   end
   local added = false
   for k, v in pairs(metrics) do
-    if type(k) ~= "string" then fail(level + 1, "metric names must be strings, got %s", type(k)) end
+    if type(k) ~= "string" then fail("metric names must be strings, got %s", type(k)) end
     if self.metrics[k] == nil then
       self._order[#self._order + 1] = k
       added = true
@@ -263,27 +289,33 @@ function Bar:_merge(metrics, level)
   if added then self:_sort() end
 end
 
+---Adds n finished steps (default 1) and merges the metrics ({loss = 0.31, acc = 0.88}).
+---@param n? number
+---@param metrics? table<string, any> numbers, one-element tensors or anything tostring shows
 function Bar:update(n, metrics)
-  if self.closed then fail(2, "update after close") end
+  if self.closed then fail("update after close") end
   if n == nil then n = 1 end
   if type(n) ~= "number" or n ~= n or n < 0 or n == math.huge then
-    fail(2, "update expects a non-negative number of finished steps, got %s",
+    fail("update expects a non-negative number of finished steps, got %s",
       type(n) == "number" and tostring(n) or type(n))
   end
-  self:_merge(metrics, 2)
+  self:_merge(metrics)
   self.n = self.n + n
   self:_tick()
 end
 
+---Merges the metrics without adding a step.
+---@param metrics table<string, any>
 function Bar:set_metrics(metrics)
-  if self.closed then fail(2, "set_metrics after close") end
-  self:_merge(metrics, 2)
+  if self.closed then fail("set_metrics after close") end
+  self:_merge(metrics)
 end
 
--- Print the final state (with a newline) once.
+---Print the final state (with a newline) once.
+---@param metrics? table<string, any>
 function Bar:close(metrics)
   if self.closed then return end
-  self:_merge(metrics, 2)
+  self:_merge(metrics)
   self.closed = true
   if self.mode == "off" then return end
   local now = self.clock()
@@ -297,9 +329,9 @@ function Bar:__tostring() return self:_line(false, self.clock()) end
 
 -- A step function over what `for ... in` can walk: a count n (1..n), a function iterator, a
 -- callable table (a DataLoader), or a plain list (yields i, v as ipairs does).
-local function stepper(it, level)
+local function stepper(it)
   if math.type(it) == "integer" or (type(it) == "number" and it == floor(it)) then
-    if it < 0 then fail(level + 1, "wrap: count must be non-negative, got %s", tostring(it)) end
+    if it < 0 then fail("wrap: count must be non-negative, got %s", tostring(it)) end
     local i, n = 0, floor(it)
     return function()
       if i >= n then return nil end
@@ -334,13 +366,18 @@ local function stepper(it, level)
       return i, it[i]
     end, n
   end
-  fail(level + 1, "wrap: expected a count, a function, a callable table or a list, got %s", type(it))
+  fail("wrap: expected a count, a function, a callable table or a list, got %s", type(it))
 end
 
--- for ... in bar:iter(iterable) do ... end: one step per item, the bar closed at the loop's end
--- (also on break or error, through the for loop's closing value).
+---for ... in bar:iter(iterable) do ... end: one step per item, the bar closed at the loop's end
+---(also on break or error, through the for loop's closing value).
+---@param it integer|function|table a count n (1..n), an iterator function, a callable table (a DataLoader) or a list
+---@return function iter
+---@return nil
+---@return nil
+---@return luagrad.progress.Bar bar the for loop's closing value
 function Bar:iter(it)
-  local next_item = stepper(it, 2)
+  local next_item = stepper(it)
   local started = false
   local function iter()
     if self.closed then return nil end
@@ -356,26 +393,25 @@ function Bar:iter(it)
   return iter, nil, nil, self
 end
 
--- lg.progress.wrap(iterable_or_n, opts): a bar over the iterable; opts.total overrides the
--- length (needed for plain function iterators). Returns the iterator triple and the bar as the
--- for loop's closing value.
+---lg.progress.wrap(iterable_or_n, opts): a bar over the iterable; opts.total overrides the
+---length (needed for plain function iterators). Returns the iterator triple and the bar as the
+---for loop's closing value.
+---@param it integer|function|table as Bar:iter takes
+---@param opts? luagrad.progress.WrapOptions
+---@return function iter
+---@return nil
+---@return nil
+---@return luagrad.progress.Bar bar the for loop's closing value
 function progress.wrap(it, opts)
-  if opts ~= nil and type(opts) ~= "table" then fail(2, "wrap: opts must be a table, got %s", type(opts)) end
-  local _, total = stepper(it, 2)
+  if opts ~= nil and type(opts) ~= "table" then fail("wrap: opts must be a table, got %s", type(opts)) end
+  local _, total = stepper(it)
   if opts and opts.total ~= nil then total = opts.total end
-  local bar = new(total, opts, 2)
+  local bar = new(total, opts)
   return bar:iter(it)
 end
 
--- (Not tail calls, so that error levels count the caller's frame.)
-function progress.new(total, opts)
-  local bar = new(total, opts, 2)
-  return bar
-end
+progress.new = new
 
 return setmetatable(progress, {
-  __call = function(_, total, opts)
-    local bar = new(total, opts, 2)
-    return bar
-  end,
+  __call = function(_, total, opts) return new(total, opts) end,
 })

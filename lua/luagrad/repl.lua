@@ -102,6 +102,9 @@ function show_value(v, depth, state)
   return plain(v) -- numbers, booleans, nil, tensors (__tostring), functions...
 end
 
+---How the REPL shows v (see the top of this file).
+---@param v any
+---@return string
 local function show(v)
   return show_value(v, 1, {open = {}, total = 0})
 end

@@ -29,6 +29,7 @@
 -- and the error is raised. Loading checks every size before reading or allocating, so a
 -- truncated, oversized or hostile file raises "load: <path>: <problem>", never crashes.
 local core = require "luagrad.core"
+local errors = require "luagrad.errors"
 local json = require "luagrad.json"
 
 local M = {}
@@ -231,9 +232,11 @@ local function write_atomic(path, header, names, tensors)
   end
 end
 
--- lg.save(path, value): writes value (a tensor or a table of tensors and plain values).
+---lg.save(path, value): writes value (a tensor or a table of tensors and plain values).
+---@param path string
+---@param value luagrad.Tensor|table
 function M.save(path, value)
-  if type(path) ~= "string" then error("save: path must be a string, got " .. type(path), 2) end
+  if type(path) ~= "string" then errors.raise("save: path must be a string, got " .. type(path)) end
   local tensors = {}
   local node = describe(value, "", tensors, 0, {})
   local names = {}
@@ -308,9 +311,12 @@ local function check_entry(name, e, fail)
   return { name = name, dtype = from_code[code], shape = shape, b = b, e = en }
 end
 
--- lg.load(path) -> value; nil, message when the file cannot be opened.
+---lg.load(path) -> value; nil, message when the file cannot be opened.
+---@param path string
+---@return any value what was saved, or a table name -> tensor for another tool's file
+---@return string? err
 function M.load(path)
-  if type(path) ~= "string" then error("load: path must be a string, got " .. type(path), 2) end
+  if type(path) ~= "string" then errors.raise("load: path must be a string, got " .. type(path)) end
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
   local function fail(msg)

@@ -25,6 +25,31 @@
 --       including at x = 0 (the max/abs form's kinks give a wrong subgradient there).
 local core = require "luagrad.core"
 local autograd = require "luagrad.autograd"
+local errors = require "luagrad.errors"
+
+---@alias luagrad.nn.Reduction "mean"|"sum"|"none"
+
+---@class luagrad.nn.ReductionOptions
+---@field reduction? luagrad.nn.Reduction (default "mean")
+
+---@class luagrad.nn.CrossEntropyOptions: luagrad.nn.ReductionOptions
+---@field label_smoothing? number in [0, 1] (default 0)
+
+---@class luagrad.nn.BCEWithLogitsOptions: luagrad.nn.ReductionOptions
+---@field pos_weight? luagrad.Tensor the weight of positive examples, broadcast against the target
+---@field weight? luagrad.Tensor a weight per element, broadcast against the loss
+
+---@class luagrad.nn.functional.BatchNormOptions
+---@field weight? luagrad.Tensor (C)
+---@field bias? luagrad.Tensor (C)
+---@field training? boolean use and update the batch statistics (default false)
+---@field momentum? number the running statistics' update factor (default 0.1)
+---@field eps? number added to the variance (default 1e-5)
+
+---@class luagrad.nn.functional.LayerNormOptions
+---@field weight? luagrad.Tensor of normalized_shape
+---@field bias? luagrad.Tensor of normalized_shape
+---@field eps? number added to the variance (default 1e-5)
 
 local F = {}
 
@@ -48,21 +73,21 @@ end
 
 local function check_tensor(t, fname, what)
   if not is_tensor(t) then
-    error(string.format("%s: %s must be a tensor, got %s", fname, what or "input", type(t)), 3)
+    errors.raisef("%s: %s must be a tensor, got %s", fname, what or "input", type(t))
   end
 end
 
 -- opts must be nil or a table whose keys are among `allowed`; returns a table.
 local function check_opts(fname, opts, allowed)
   if opts == nil then return {} end
-  if type(opts) ~= "table" then error(string.format("%s: options must be a table, got %s", fname, type(opts)), 3) end
+  if type(opts) ~= "table" then errors.raisef("%s: options must be a table, got %s", fname, type(opts)) end
   for k in pairs(opts) do
     local ok = false
     for _, a in ipairs(allowed) do
       if a == k then ok = true break end
     end
     if not ok then
-      error(string.format("%s: unknown option '%s' (accepted: %s)", fname, tostring(k), table.concat(allowed, ", ")), 3)
+      errors.raisef("%s: unknown option '%s' (accepted: %s)", fname, tostring(k), table.concat(allowed, ", "))
     end
   end
   return opts
@@ -77,33 +102,54 @@ end
 
 -- ---- activations --------------------------------------------------------------------------
 
+---@param x luagrad.Tensor
+---@return luagrad.Tensor
 function F.relu(x) check_tensor(x, "relu"); return x:relu() end
+---@param x luagrad.Tensor
+---@return luagrad.Tensor
 function F.sigmoid(x) check_tensor(x, "sigmoid"); return x:sigmoid() end
+---@param x luagrad.Tensor
+---@return luagrad.Tensor
 function F.tanh(x) check_tensor(x, "tanh"); return x:tanh() end
+---@param x luagrad.Tensor
+---@return luagrad.Tensor
 function F.silu(x) check_tensor(x, "silu"); return x:silu() end
 
--- gelu(x, {approximate = "none" | "tanh"}) or gelu(x, "tanh")
+---gelu(x, {approximate = "none" | "tanh"}) or gelu(x, "tanh")
+---@param x luagrad.Tensor
+---@param opts? "none"|"tanh"|{approximate?: "none"|"tanh"}
+---@return luagrad.Tensor
 function F.gelu(x, opts)
   check_tensor(x, "gelu")
   local o = plain_or_opts("gelu", opts, "approximate", { "approximate" })
   return x:gelu({ approximate = o.approximate or "none" })
 end
 
--- leaky_relu(x, negative_slope = 0.01) or leaky_relu(x, {negative_slope = })
+---leaky_relu(x, negative_slope = 0.01) or leaky_relu(x, {negative_slope = })
+---@param x luagrad.Tensor
+---@param opts? number|{negative_slope?: number}
+---@return luagrad.Tensor
 function F.leaky_relu(x, opts)
   check_tensor(x, "leaky_relu")
   local o = plain_or_opts("leaky_relu", opts, "negative_slope", { "negative_slope" })
   return x:leaky_relu(o.negative_slope or 0.01)
 end
 
--- elu(x, alpha = 1) or elu(x, {alpha = })
+---elu(x, alpha = 1) or elu(x, {alpha = })
+---@param x luagrad.Tensor
+---@param opts? number|{alpha?: number}
+---@return luagrad.Tensor
 function F.elu(x, opts)
   check_tensor(x, "elu")
   local o = plain_or_opts("elu", opts, "alpha", { "alpha" })
   return x:elu({ alpha = o.alpha or 1 })
 end
 
--- softplus(x, {beta = 1, threshold = 20}) or softplus(x, beta, threshold)
+---softplus(x, {beta = 1, threshold = 20}) or softplus(x, beta, threshold)
+---@param x luagrad.Tensor
+---@param opts? number|{beta?: number, threshold?: number}
+---@param threshold? number
+---@return luagrad.Tensor
 function F.softplus(x, opts, threshold)
   check_tensor(x, "softplus")
   local o = plain_or_opts("softplus", opts, "beta", { "beta", "threshold" })
@@ -114,16 +160,24 @@ local function softmax_like(method, fname)
   return function(x, opts)
     check_tensor(x, fname)
     local o = plain_or_opts(fname, opts, "dim", { "dim" })
-    if o.dim == nil then error(string.format("%s: a dimension is needed, e.g. %s(x, -1)", fname, fname), 2) end
+    if o.dim == nil then errors.raisef("%s: a dimension is needed, e.g. %s(x, -1)", fname, fname) end
     return x[method](x, o.dim)
   end
 end
+---softmax(x, dim) or softmax(x, {dim = }): the dimension is required.
+---@type fun(x: luagrad.Tensor, dim: integer|{dim: integer}): luagrad.Tensor
 F.softmax = softmax_like("softmax", "softmax")
+---log_softmax(x, dim) or log_softmax(x, {dim = }): the dimension is required.
+---@type fun(x: luagrad.Tensor, dim: integer|{dim: integer}): luagrad.Tensor
 F.log_softmax = softmax_like("log_softmax", "log_softmax")
 
 -- ---- linear, dropout ----------------------------------------------------------------------
 
--- linear(x, weight (out, in), bias (out) | nil) = x W^T + b, for x (.., in)
+---linear(x, weight (out, in), bias (out) | nil) = x W^T + b, for x (.., in)
+---@param x luagrad.Tensor
+---@param weight luagrad.Tensor
+---@param bias? luagrad.Tensor
+---@return luagrad.Tensor
 function F.linear(x, weight, bias)
   check_tensor(x, "linear")
   check_tensor(weight, "linear", "weight")
@@ -132,9 +186,13 @@ function F.linear(x, weight, bias)
   return core._linear(x, weight, bias)
 end
 
--- dropout(x, p = 0.5, {training = true}) or dropout(x, {p =, training =}): inverted dropout,
--- each element zeroed with probability p and the rest scaled by 1 / (1 - p); the identity when
--- not training. p = 1 gives zeros.
+---dropout(x, p = 0.5, {training = true}) or dropout(x, {p =, training =}): inverted dropout,
+---each element zeroed with probability p and the rest scaled by 1 / (1 - p); the identity when
+---not training. p = 1 gives zeros.
+---@param x luagrad.Tensor
+---@param p? number|{p?: number, training?: boolean}
+---@param opts? {training?: boolean}
+---@return luagrad.Tensor
 function F.dropout(x, p, opts)
   check_tensor(x, "dropout")
   local o
@@ -146,7 +204,7 @@ function F.dropout(x, p, opts)
   end
   local prob = o.p == nil and 0.5 or o.p
   if type(prob) ~= "number" or not (prob >= 0 and prob <= 1) then
-    error(string.format("dropout: p must be a probability between 0 and 1, got %s", tostring(prob)), 2)
+    errors.raisef("dropout: p must be a probability between 0 and 1, got %s", tostring(prob))
   end
   if o.training == false or prob == 0 then return x end
   if prob == 1 then return x * 0 end
@@ -163,12 +221,6 @@ local function channel_shape(x)
   return x:dim() == 2 and { 1, x:size(2) } or { 1, x:size(2), 1 }
 end
 
--- batch_norm(x (N, C) or (N, C, L), running_mean | nil, running_var | nil,
---            {weight, bias, training = false, momentum = 0.1, eps = 1e-5})
--- Training: batch statistics (the fused C kernel, biased variance); running statistics, when
--- given, are updated in place under no_grad with the unbiased variance:
---   running = (1 - momentum) running + momentum batch_stat.
--- Not training: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
 -- batch_norm's training path with its arguments checked (BatchNorm1d calls it directly): batch
 -- statistics, then the running ones updated in place with factor f.
 function F._batch_norm_train(x, running_mean, running_var, w, b, f, eps)
@@ -189,24 +241,35 @@ function F._batch_norm_train(x, running_mean, running_var, w, b, f, eps)
   return y
 end
 
+---batch_norm(x (N, C) or (N, C, L), running_mean | nil, running_var | nil,
+---           {weight, bias, training = false, momentum = 0.1, eps = 1e-5})
+---Training: batch statistics (the fused C kernel, biased variance); running statistics, when
+---given, are updated in place under no_grad with the unbiased variance:
+---  running = (1 - momentum) running + momentum batch_stat.
+---Not training: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+---@param x luagrad.Tensor
+---@param running_mean luagrad.Tensor|nil (C)
+---@param running_var luagrad.Tensor|nil (C)
+---@param opts? luagrad.nn.functional.BatchNormOptions
+---@return luagrad.Tensor
 function F.batch_norm(x, running_mean, running_var, opts)
   check_tensor(x, "batch_norm")
   local o = check_opts("batch_norm", opts, { "weight", "bias", "training", "momentum", "eps" })
   local eps = o.eps or 1e-5
   local w, b = o.weight, o.bias
   if x:dim() ~= 2 and x:dim() ~= 3 then
-    error(string.format("batch_norm: expected 2-d (N, C) or 3-d (N, C, L) input, got shape %s", shape_str(x)), 2)
+    errors.raisef("batch_norm: expected 2-d (N, C) or 3-d (N, C, L) input, got shape %s", shape_str(x))
   end
   local C = x:size(2)
   if o.training then
     if x:numel() // C <= 1 then
-      error(string.format("batch_norm: expected more than 1 value per channel when training, got input of shape %s",
-        shape_str(x)), 2)
+      errors.raisef("batch_norm: expected more than 1 value per channel when training, got input of shape %s",
+        shape_str(x))
     end
     return F._batch_norm_train(x, running_mean, running_var, w, b, o.momentum == nil and 0.1 or o.momentum, eps)
   end
   if running_mean == nil or running_var == nil then
-    error("batch_norm: running_mean and running_var are needed when not training", 2)
+    errors.raise("batch_norm: running_mean and running_var are needed when not training")
   end
   local shape = channel_shape(x)
   local y = (x - running_mean:view(shape)) * (running_var:view(shape) + eps):rsqrt()
@@ -215,14 +278,18 @@ function F.batch_norm(x, running_mean, running_var, opts)
   return y
 end
 
--- layer_norm(x, normalized_shape (number or table), {weight, bias, eps = 1e-5}): normalizes
--- over the trailing dimensions given by normalized_shape (the fused C kernel).
+---layer_norm(x, normalized_shape (number or table), {weight, bias, eps = 1e-5}): normalizes
+---over the trailing dimensions given by normalized_shape (the fused C kernel).
+---@param x luagrad.Tensor
+---@param normalized_shape integer|integer[]
+---@param opts? luagrad.nn.functional.LayerNormOptions
+---@return luagrad.Tensor
 function F.layer_norm(x, normalized_shape, opts)
   check_tensor(x, "layer_norm")
   local o = check_opts("layer_norm", opts, { "weight", "bias", "eps" })
   local ns = type(normalized_shape) == "number" and { normalized_shape } or normalized_shape
   if type(ns) ~= "table" or #ns == 0 then
-    error("layer_norm: normalized_shape must be a number or a non-empty table of sizes", 2)
+    errors.raise("layer_norm: normalized_shape must be a number or a non-empty table of sizes")
   end
   local nd, k = x:dim(), #ns
   local fits = nd >= k
@@ -232,8 +299,8 @@ function F.layer_norm(x, normalized_shape, opts)
     D = D * ns[i]
   end
   if not fits then
-    error(string.format("layer_norm: expected input with trailing dimensions {%s}, got shape %s",
-      table.concat(ns, ","), shape_str(x)), 2)
+    errors.raisef("layer_norm: expected input with trailing dimensions {%s}, got shape %s",
+      table.concat(ns, ","), shape_str(x))
   end
   local w, b = o.weight, o.bias
   if (w == nil) ~= (b == nil) then
@@ -249,18 +316,18 @@ local function reduce(loss, reduction, fname)
   if reduction == nil or reduction == "mean" then return loss:mean() end
   if reduction == "sum" then return loss:sum() end
   if reduction == "none" then return loss end
-  error(string.format('%s: reduction must be "mean", "sum" or "none", got %s', fname, tostring(reduction)), 3)
+  errors.raisef('%s: reduction must be "mean", "sum" or "none", got %s', fname, tostring(reduction))
 end
 
 -- Class labels: an int64 tensor, or a Lua list of integers (made into one).
 local function labels(target, fname)
   if is_tensor(target) then return target end
   if type(target) ~= "table" then
-    error(string.format("%s: target must be an int64 tensor or a list of 1-based integer labels, got %s", fname, type(target)), 3)
+    errors.raisef("%s: target must be an int64 tensor or a list of 1-based integer labels, got %s", fname, type(target))
   end
   for i, v in ipairs(target) do
     if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
-      error(string.format("%s: target[%d] = %s is not an integer class label", fname, i, tostring(v)), 3)
+      errors.raisef("%s: target[%d] = %s is not an integer class label", fname, i, tostring(v))
     end
   end
   return core.tensor(target, { dtype = "int64" })
@@ -268,7 +335,7 @@ end
 
 local function check_logits(input, fname)
   if input:dim() ~= 1 and input:dim() ~= 2 then
-    error(string.format("%s: expected input of shape (N, C) or (C), got shape %s", fname, shape_str(input)), 3)
+    errors.raisef("%s: expected input of shape (N, C) or (C), got shape %s", fname, shape_str(input))
   end
 end
 
@@ -277,17 +344,23 @@ local function check_label_range(target, C, fname)
   if target:min():item() >= 1 and target:max():item() <= C then return end
   for i, v in ipairs(target:reshape(-1):tolist()) do
     if v < 1 or v > C then
-      error(string.format("%s: label %d at position %d is out of range 1..%d (labels are 1-based)", fname, v, i, C), 3)
+      errors.raisef("%s: label %d at position %d is out of range 1..%d (labels are 1-based)", fname, v, i, C)
     end
   end
 end
 
+---cross_entropy(input (N, C) or (C) logits, target, {reduction, label_smoothing}); target is
+---int64 labels (N) or a Lua list of 1-based integers, or class probabilities of input's shape.
+---@param input luagrad.Tensor
+---@param target luagrad.Tensor|integer[]
+---@param opts? luagrad.nn.CrossEntropyOptions
+---@return luagrad.Tensor
 function F.cross_entropy(input, target, opts)
   check_tensor(input, "cross_entropy")
   local o = check_opts("cross_entropy", opts, { "reduction", "label_smoothing" })
   local reduction, ls = o.reduction or "mean", o.label_smoothing or 0
   if type(ls) ~= "number" or not (ls >= 0 and ls <= 1) then
-    error(string.format("cross_entropy: label_smoothing must be between 0 and 1, got %s", tostring(ls)), 2)
+    errors.raisef("cross_entropy: label_smoothing must be between 0 and 1, got %s", tostring(ls))
   end
   check_logits(input, "cross_entropy")
   target = labels(target, "cross_entropy")
@@ -297,37 +370,41 @@ function F.cross_entropy(input, target, opts)
   end
   -- class probabilities
   if not same_shape(input, target) then
-    error(string.format("cross_entropy: a float target is read as class probabilities and must have the input's shape %s, " ..
-      "got %s; for class labels pass an int64 tensor or a Lua list of 1-based integers", shape_str(input), shape_str(target)), 2)
+    errors.raisef("cross_entropy: a float target is read as class probabilities and must have the input's shape %s, " ..
+      "got %s; for class labels pass an int64 tensor or a Lua list of 1-based integers", shape_str(input), shape_str(target))
   end
   if ls > 0 then target = target * (1 - ls) + ls / input:size(-1) end
   local loss = -(target * input:log_softmax(-1)):sum(-1)
   return reduce(loss, reduction, "cross_entropy")
 end
 
--- nll_loss(input (N, C) or (C) log-probabilities, target labels, {reduction})
+---nll_loss(input (N, C) or (C) log-probabilities, target labels, {reduction})
+---@param input luagrad.Tensor
+---@param target luagrad.Tensor|integer[] int64 labels or a Lua list of 1-based integers
+---@param opts? luagrad.nn.ReductionOptions
+---@return luagrad.Tensor
 function F.nll_loss(input, target, opts)
   check_tensor(input, "nll_loss")
   local o = check_opts("nll_loss", opts, { "reduction" })
   check_logits(input, "nll_loss")
   target = labels(target, "nll_loss")
   if target.dtype ~= "int64" then
-    error(string.format("nll_loss: class labels must be int64, got %s", target.dtype), 2)
+    errors.raisef("nll_loss: class labels must be int64, got %s", target.dtype)
   end
   local C = input:size(-1)
   local loss
   if input:dim() == 2 then
     local N = input:size(1)
     if target:dim() ~= 1 or target:size(1) ~= N then
-      error(string.format("nll_loss: expected %d labels (shape {%d}) for input of shape %s, got shape %s",
-        N, N, shape_str(input), shape_str(target)), 2)
+      errors.raisef("nll_loss: expected %d labels (shape {%d}) for input of shape %s, got shape %s",
+        N, N, shape_str(input), shape_str(target))
     end
     check_label_range(target, C, "nll_loss")
     loss = -input:gather(2, target:view(N, 1)):view(N)
   else
     if target:numel() ~= 1 or target:dim() > 1 then
-      error(string.format("nll_loss: expected one label for input of shape %s, got shape %s", shape_str(input),
-        shape_str(target)), 2)
+      errors.raisef("nll_loss: expected one label for input of shape %s, got shape %s", shape_str(input),
+        shape_str(target))
     end
     check_label_range(target, C, "nll_loss")
     loss = -input:gather(1, target:reshape(1)):sum()
@@ -343,8 +420,12 @@ local function warn_broadcast(fname, a, b)
     "broadcast, which is rarely intended\n", fname, shape_str(b), shape_str(a)))
 end
 
--- mse_loss(input, target, {reduction}): mean (or sum) of (input - target)^2. Shapes that differ
--- are broadcast with a warning, as PyTorch does.
+---mse_loss(input, target, {reduction}): mean (or sum) of (input - target)^2. Shapes that differ
+---are broadcast with a warning, as PyTorch does.
+---@param input luagrad.Tensor
+---@param target luagrad.Tensor
+---@param opts? luagrad.nn.ReductionOptions
+---@return luagrad.Tensor
 function F.mse_loss(input, target, opts)
   check_tensor(input, "mse_loss")
   check_tensor(target, "mse_loss", "target")
@@ -357,13 +438,18 @@ end
 -- above (log1p(exp(-40)) = 4e-18 is below double precision relative to 40).
 local function softplus(z) return z:softplus({ beta = 1, threshold = 40 }) end
 
+---binary_cross_entropy_with_logits(x, y, {reduction, pos_weight, weight}): see the top of this file.
+---@param input luagrad.Tensor logits
+---@param target luagrad.Tensor of input's shape, in [0, 1]
+---@param opts? luagrad.nn.BCEWithLogitsOptions
+---@return luagrad.Tensor
 function F.binary_cross_entropy_with_logits(input, target, opts)
   local fname = "binary_cross_entropy_with_logits"
   check_tensor(input, fname)
   check_tensor(target, fname, "target")
   local o = check_opts(fname, opts, { "reduction", "pos_weight", "weight" })
   if not same_shape(input, target) then
-    error(string.format("%s: target shape %s must equal input shape %s", fname, shape_str(target), shape_str(input)), 2)
+    errors.raisef("%s: target shape %s must equal input shape %s", fname, shape_str(target), shape_str(input))
   end
   local pos = target
   if o.pos_weight ~= nil then pos = target * o.pos_weight end

@@ -17,6 +17,31 @@
 -- ("0.weight"), while seq[1] (Lua's 1-based indexing) is the first layer.
 local base = require "luagrad.nn.module"
 
+---lg.nn. The layer classes are copied in from their files below; their fields here say how to
+---make one (calling a class runs its init).
+---@class luagrad.nn
+---@field Linear fun(in_features: integer, out_features: integer, opts?: luagrad.nn.LinearOptions): luagrad.nn.Linear
+---@field Sequential fun(...: luagrad.nn.Module|luagrad.nn.Module[]): luagrad.nn.Sequential
+---@field Residual fun(block: luagrad.nn.Module): luagrad.nn.Residual
+---@field Identity fun(): luagrad.nn.Identity
+---@field Flatten fun(start_dim?: integer|{start_dim?: integer, end_dim?: integer}, end_dim?: integer): luagrad.nn.Flatten
+---@field ReLU fun(): luagrad.nn.Module
+---@field Sigmoid fun(): luagrad.nn.Module
+---@field Tanh fun(): luagrad.nn.Module
+---@field SiLU fun(): luagrad.nn.Module
+---@field GELU fun(opts?: "none"|"tanh"|{approximate?: "none"|"tanh"}): luagrad.nn.GELU
+---@field LeakyReLU fun(opts?: number|{negative_slope?: number}): luagrad.nn.LeakyReLU
+---@field ELU fun(opts?: number|{alpha?: number}): luagrad.nn.ELU
+---@field Softplus fun(opts?: number|{beta?: number, threshold?: number}, threshold?: number): luagrad.nn.Softplus
+---@field Softmax fun(dim: integer|{dim: integer}): luagrad.nn.Module
+---@field LogSoftmax fun(dim: integer|{dim: integer}): luagrad.nn.Module
+---@field Dropout fun(p?: number|{p?: number}): luagrad.nn.Dropout
+---@field BatchNorm1d fun(num_features: integer, opts?: luagrad.nn.BatchNorm1dOptions): luagrad.nn.BatchNorm1d
+---@field LayerNorm fun(normalized_shape: integer|integer[], opts?: luagrad.nn.LayerNormOptions): luagrad.nn.LayerNorm
+---@field CrossEntropyLoss fun(opts?: luagrad.nn.CrossEntropyOptions): luagrad.nn.Loss
+---@field NLLLoss fun(opts?: luagrad.nn.ReductionOptions): luagrad.nn.Loss
+---@field MSELoss fun(opts?: luagrad.nn.ReductionOptions): luagrad.nn.Loss
+---@field BCEWithLogitsLoss fun(opts?: luagrad.nn.BCEWithLogitsOptions): luagrad.nn.Loss
 local nn = {
   Module = base.Module,
   Parameter = base.Parameter,

@@ -18,17 +18,30 @@
 -- xavier_uniform_(t, 2) is {gain = 2}.
 local core = require "luagrad.core"
 local autograd = require "luagrad.autograd"
+local errors = require "luagrad.errors"
 
+---@class luagrad.nn.init.KaimingOptions
+---@field a? number the negative slope of the rectifier after this layer (default 0)
+---@field mode? "fan_in"|"fan_out" which fan keeps the variance (default "fan_in")
+---@field nonlinearity? string the name calculate_gain takes (default "leaky_relu")
+
+---nn.init; the four below are made by std_pair. Each takes its options as a table or plainly
+---(kaiming's a, xavier's gain) and returns t.
+---@class luagrad.nn.init
+---@field kaiming_uniform_ fun(t: luagrad.Tensor, opts?: number|luagrad.nn.init.KaimingOptions): luagrad.Tensor
+---@field kaiming_normal_ fun(t: luagrad.Tensor, opts?: number|luagrad.nn.init.KaimingOptions): luagrad.Tensor
+---@field xavier_uniform_ fun(t: luagrad.Tensor, opts?: number|{gain?: number}): luagrad.Tensor
+---@field xavier_normal_ fun(t: luagrad.Tensor, opts?: number|{gain?: number}): luagrad.Tensor
 local init = {}
 
 local function check_tensor(t, fname)
-  if not core.is_tensor(t) then error(string.format("nn.init.%s: expected a tensor, got %s", fname, type(t)), 3) end
+  if not core.is_tensor(t) then errors.raisef("nn.init.%s: expected a tensor, got %s", fname, type(t)) end
 end
 
 local function check_float(t, fname)
   check_tensor(t, fname)
   if t.dtype ~= "float32" and t.dtype ~= "float64" then
-    error(string.format("nn.init.%s: expected a float32 or float64 tensor, got %s", fname, t.dtype), 3)
+    errors.raisef("nn.init.%s: expected a float32 or float64 tensor, got %s", fname, t.dtype)
   end
 end
 
@@ -37,13 +50,16 @@ local function in_place(t, fn, ...)
   return t
 end
 
--- fan_in, fan_out of a tensor with at least 2 dimensions (PyTorch's rules above).
+---fan_in, fan_out of a tensor with at least 2 dimensions (PyTorch's rules above).
+---@param t luagrad.Tensor
+---@return integer fan_in
+---@return integer fan_out
 function init.calculate_fan_in_and_fan_out(t)
   check_tensor(t, "calculate_fan_in_and_fan_out")
   local d = t:dim()
   if d < 2 then
-    error(string.format("nn.init: fan in and fan out cannot be computed for a tensor with fewer than 2 dimensions (shape {%s})",
-      table.concat(t.shape, ",")), 3)
+    errors.raisef("nn.init: fan in and fan out cannot be computed for a tensor with fewer than 2 dimensions (shape {%s})",
+      table.concat(t.shape, ","))
   end
   local receptive = 1
   for i = 3, d do receptive = receptive * t:size(i) end
@@ -56,6 +72,10 @@ local LINEAR = {
   conv_transpose1d = true, conv_transpose2d = true, conv_transpose3d = true,
 }
 
+---The recommended gain for a nonlinearity (see the top of this file).
+---@param nonlinearity string "linear", "conv1d".., "sigmoid", "tanh", "relu", "leaky_relu" or "selu"
+---@param param? number leaky_relu's negative slope (default 0.01)
+---@return number
 function init.calculate_gain(nonlinearity, param)
   if LINEAR[nonlinearity] then return 1 end
   if nonlinearity == "tanh" then return 5 / 3 end
@@ -65,23 +85,23 @@ function init.calculate_gain(nonlinearity, param)
     local slope = 0.01
     if param ~= nil then
       if type(param) ~= "number" then
-        error(string.format("nn.init.calculate_gain: negative_slope %s is not a valid number", tostring(param)), 2)
+        errors.raisef("nn.init.calculate_gain: negative_slope %s is not a valid number", tostring(param))
       end
       slope = param
     end
     return math.sqrt(2 / (1 + slope * slope))
   end
-  error(string.format("nn.init.calculate_gain: unsupported nonlinearity '%s'", tostring(nonlinearity)), 2)
+  errors.raisef("nn.init.calculate_gain: unsupported nonlinearity '%s'", tostring(nonlinearity))
 end
 
 local function options(opts, plain_key, fname, allowed)
   if opts == nil then return {} end
   if type(opts) == "number" then return { [plain_key] = opts } end
   if type(opts) ~= "table" then
-    error(string.format("nn.init.%s: options must be a table, got %s", fname, type(opts)), 3)
+    errors.raisef("nn.init.%s: options must be a table, got %s", fname, type(opts))
   end
   for k in pairs(opts) do
-    if not allowed[k] then error(string.format("nn.init.%s: unknown option '%s'", fname, tostring(k)), 3) end
+    if not allowed[k] then errors.raisef("nn.init.%s: unknown option '%s'", fname, tostring(k)) end
   end
   return opts
 end
@@ -98,7 +118,7 @@ local function kaiming_std(t, opts, fname)
   elseif mode == "fan_out" then
     fan = fan_out
   else
-    error(string.format('nn.init.%s: mode must be "fan_in" or "fan_out", got %s', fname, tostring(mode)), 3)
+    errors.raisef('nn.init.%s: mode must be "fan_in" or "fan_out", got %s', fname, tostring(mode))
   end
   local gain = init.calculate_gain(o.nonlinearity or "leaky_relu", o.a or 0)
   return gain / math.sqrt(fan)
@@ -129,35 +149,52 @@ end
 std_pair("kaiming_", kaiming_std)
 std_pair("xavier_", xavier_std)
 
+---Fills t from U(a, b).
+---@param t luagrad.Tensor
+---@param a? number (default 0)
+---@param b? number (default 1)
+---@return luagrad.Tensor t
 function init.uniform_(t, a, b)
   check_float(t, "uniform_")
   a, b = a or 0, b or 1
   if not (a <= b) then -- luacheck: ignore 581 (NaN fails too)
-    error(string.format("nn.init.uniform_: expected a <= b, got a = %g, b = %g", a, b), 2)
+    errors.raisef("nn.init.uniform_: expected a <= b, got a = %g, b = %g", a, b)
   end
   return in_place(t, t.uniform_, a, b)
 end
 
+---Fills t from N(mean, std^2).
+---@param t luagrad.Tensor
+---@param mean? number (default 0)
+---@param std? number (default 1)
+---@return luagrad.Tensor t
 function init.normal_(t, mean, std)
   check_float(t, "normal_")
   mean, std = mean or 0, std or 1
   if not (std >= 0) then -- luacheck: ignore 581 (NaN fails too)
-    error(string.format("nn.init.normal_: std must be non-negative, got %g", std), 2)
+    errors.raisef("nn.init.normal_: std must be non-negative, got %g", std)
   end
   return in_place(t, t.normal_, mean, std)
 end
 
+---@param t luagrad.Tensor
+---@param v number
+---@return luagrad.Tensor t
 function init.constant_(t, v)
   check_tensor(t, "constant_")
-  if type(v) ~= "number" then error("nn.init.constant_: the value must be a number, got " .. type(v), 2) end
+  if type(v) ~= "number" then errors.raise("nn.init.constant_: the value must be a number, got " .. type(v)) end
   return in_place(t, t.fill_, v)
 end
 
+---@param t luagrad.Tensor
+---@return luagrad.Tensor t
 function init.zeros_(t)
   check_tensor(t, "zeros_")
   return in_place(t, t.fill_, 0)
 end
 
+---@param t luagrad.Tensor
+---@return luagrad.Tensor t
 function init.ones_(t)
   check_tensor(t, "ones_")
   return in_place(t, t.fill_, 1)

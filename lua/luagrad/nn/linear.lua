@@ -4,20 +4,35 @@
 -- weight (out, in) starts as kaiming_uniform_ with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in)),
 -- and bias (out) as U(-1/sqrt(in), 1/sqrt(in)): PyTorch's default initialization.
 local core = require "luagrad.core"
+local errors = require "luagrad.errors"
 local base = require "luagrad.nn.module"
 local init = require "luagrad.nn.initializers"
 local F = require "luagrad.nn.functional"
 
 local Parameter = base.Parameter
 
+---@class luagrad.nn.LinearOptions
+---@field bias? boolean whether to learn an additive bias (default true)
+---@field dtype? "float32"|"float64" the parameters' dtype (default lg.get_default_dtype())
+
+---y = x W^T + b over the last dimension of x.
+---@class luagrad.nn.Linear: luagrad.nn.Module
+---@field in_features integer
+---@field out_features integer
+---@field weight luagrad.Tensor (out_features, in_features)
+---@field bias luagrad.Tensor|nil (out_features), nil with {bias = false}
+---@overload fun(x: luagrad.Tensor): luagrad.Tensor
 local Linear = base.Module:extend("Linear")
 
 local function check_size(v, what)
   if math.type(v) ~= "integer" or v < 0 then
-    error(string.format("Linear: %s must be a non-negative integer, got %s", what, tostring(v)), 4)
+    errors.raisef("Linear: %s must be a non-negative integer, got %s", what, tostring(v))
   end
 end
 
+---@param in_features integer
+---@param out_features integer
+---@param opts? luagrad.nn.LinearOptions
 function Linear:init(in_features, out_features, opts)
   check_size(in_features, "in_features")
   check_size(out_features, "out_features")
@@ -29,6 +44,7 @@ function Linear:init(in_features, out_features, opts)
   self:reset_parameters()
 end
 
+---Draws weight and bias again from PyTorch's default initialization.
 function Linear:reset_parameters()
   init.kaiming_uniform_(self.weight, { a = math.sqrt(5) })
   if self.bias ~= nil then
@@ -37,12 +53,14 @@ function Linear:reset_parameters()
   end
 end
 
+---@param x luagrad.Tensor (..., in_features)
+---@return luagrad.Tensor y (..., out_features)
 function Linear:forward(x)
-  if not core.is_tensor(x) then error("Linear: expected a tensor input, got " .. type(x), 2) end
+  if not core.is_tensor(x) then errors.raise("Linear: expected a tensor input, got " .. type(x)) end
   local fields, P = rawget(self, "_fields"), rawget(self, "_parameters").values
   if x:size(-1) ~= fields.in_features or x:dim() == 0 then
-    error(string.format("Linear: expected input with %d features in its last dimension, got shape %s",
-      fields.in_features, F._shape_str(x)), 2)
+    errors.raisef("Linear: expected input with %d features in its last dimension, got shape %s",
+      fields.in_features, F._shape_str(x))
   end
   return core._linear(x, P.weight, P.bias) -- the fused op (F.linear without its argument checks)
 end

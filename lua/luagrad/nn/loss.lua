@@ -8,8 +8,15 @@
 --     (pos_weight and weight are buffers, as in PyTorch, so they follow to() and state_dict)
 local Module = require("luagrad.nn.module").Module
 local F = require "luagrad.nn.functional"
+local errors = require "luagrad.errors"
 
 local M = {}
+
+---A loss module: loss(input, target) calls its nn.functional form with the options given at
+---construction.
+---@class luagrad.nn.Loss: luagrad.nn.Module
+---@field reduction luagrad.nn.Reduction
+---@overload fun(input: luagrad.Tensor, target: luagrad.Tensor|integer[]): luagrad.Tensor
 
 local function loss_class(name, fn, allowed)
   local cls = Module:extend(name)
@@ -17,7 +24,7 @@ local function loss_class(name, fn, allowed)
     local o = F._check_opts(name, opts, allowed)
     self.reduction = o.reduction or "mean"
     if self.reduction ~= "mean" and self.reduction ~= "sum" and self.reduction ~= "none" then
-      error(string.format('%s: reduction must be "mean", "sum" or "none", got %s', name, tostring(self.reduction)), 3)
+      errors.raisef('%s: reduction must be "mean", "sum" or "none", got %s', name, tostring(self.reduction))
     end
     for _, k in ipairs(allowed) do
       if k ~= "reduction" and o[k] ~= nil then

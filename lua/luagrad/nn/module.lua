@@ -23,6 +23,7 @@
 -- Everything keeps registration order, so parameters() is deterministic.
 local core = require "luagrad.core"
 local autograd = require "luagrad.autograd"
+local errors = require "luagrad.errors"
 
 local is_tensor = core.is_tensor
 
@@ -54,8 +55,18 @@ end
 
 -- ---- the class machinery ------------------------------------------------------------------
 
+---The base class of every layer. An instance keeps its parameters, buffers and child modules
+---in registries filled by assignment (see the top of this file); any field may be assigned.
+---Calling an instance runs its forward.
+---@class luagrad.nn.Module
+---@field training boolean whether the module is in training mode (train()/eval())
+---@field [string] any parameters, buffers, child modules and plain fields
+---@overload fun(...: any): any
 local Module = { __name = "Module", __luagrad_module = true }
 
+---Whether v is a module instance (not a class).
+---@param v any
+---@return boolean
 local function is_module(v)
   if type(v) ~= "table" then return false end
   local mt = getmetatable(v)
@@ -87,7 +98,7 @@ function Module.__newindex(self, k, v)
   if type(k) ~= "string" then
     local setitem = getmetatable(self)._setitem
     if setitem and math.type(k) == "integer" then return setitem(self, k, v) end
-    error(string.format("%s: field names must be strings, got %s", class_name(self), type(k)), 2)
+    errors.raisef("%s: field names must be strings, got %s", class_name(self), type(k))
   end
   local P, B, C, F = self._parameters, self._buffers, self._modules, self._fields
   if v == nil then
@@ -111,12 +122,12 @@ function Module.__newindex(self, k, v)
   local what = is_tensor(v) and (v.requires_grad and "a non-leaf tensor" or "a tensor that does not require grad")
     or ("a " .. type(v))
   if P.values[k] ~= nil then
-    error(string.format("%s: cannot assign %s as parameter '%s' (use nn.Parameter(t), or nil to remove it)",
-      class_name(self), what, k), 2)
+    errors.raisef("%s: cannot assign %s as parameter '%s' (use nn.Parameter(t), or nil to remove it)",
+      class_name(self), what, k)
   elseif C.values[k] ~= nil then
-    error(string.format("%s: cannot assign %s as child module '%s' (a Module or nil expected)", class_name(self), what, k), 2)
+    errors.raisef("%s: cannot assign %s as child module '%s' (a Module or nil expected)", class_name(self), what, k)
   elseif B.values[k] ~= nil then
-    error(string.format("%s: cannot assign %s as buffer '%s' (a tensor or nil expected)", class_name(self), what, k), 2)
+    errors.raisef("%s: cannot assign %s as buffer '%s' (a tensor or nil expected)", class_name(self), what, k)
   end
   F[k] = v
 end
@@ -139,11 +150,14 @@ local function describe_class(cls) return "class " .. cls.__name end
 
 setmetatable(Module, { __call = new_instance, __tostring = describe_class })
 
--- Module:extend(name) -> a subclass. Metamethods are copied (Lua reads them with rawget);
--- everything else is inherited through the class's own metatable.
+---Module:extend(name) -> a subclass. Metamethods are copied (Lua reads them with rawget);
+---everything else is inherited through the class's own metatable.
+---@param parent luagrad.nn.Module the class to extend
+---@param name? string the class name printed and used in messages (default: the parent's)
+---@return luagrad.nn.Module
 function Module.extend(parent, name)
   if name ~= nil and type(name) ~= "string" then
-    error("Module:extend: the class name must be a string, got " .. type(name), 2)
+    errors.raise("Module:extend: the class name must be a string, got " .. type(name))
   end
   local cls = {}
   for k, v in pairs(parent) do
@@ -153,23 +167,30 @@ function Module.extend(parent, name)
   return setmetatable(cls, { __index = parent, __call = new_instance, __tostring = describe_class })
 end
 
+---Called with the class's arguments when an instance is made: nn.Linear(4, 3) runs init(self, 4, 3).
 function Module.init() end
 
+---What calling the module computes; subclasses define it.
+---@return any
 function Module:forward()
-  error(class_name(self) .. ": forward is not implemented (define " .. class_name(self) .. ":forward)", 2)
+  errors.raise(class_name(self) .. ": forward is not implemented (define " .. class_name(self) .. ":forward)")
 end
 
 -- ---- explicit registration ----------------------------------------------------------------
 
--- register_buffer(name, t, {persistent = true}): state that is not a parameter (running
--- statistics). Non-persistent buffers are left out of state_dict.
+---register_buffer(name, t, {persistent = true}): state that is not a parameter (running
+---statistics). Non-persistent buffers are left out of state_dict.
+---@param name string a non-empty name without '.'
+---@param t luagrad.Tensor
+---@param opts? {persistent?: boolean}
+---@return luagrad.Tensor t
 function Module:register_buffer(name, t, opts)
   if type(name) ~= "string" or name == "" or name:find(".", 1, true) then
-    error(string.format("%s.register_buffer: the name must be a non-empty string without '.', got %s",
-      class_name(self), tostring(name)), 2)
+    errors.raisef("%s.register_buffer: the name must be a non-empty string without '.', got %s",
+      class_name(self), tostring(name))
   end
   if not is_tensor(t) then
-    error(string.format("%s.register_buffer: '%s' must be a tensor, got %s", class_name(self), name, type(t)), 2)
+    errors.raisef("%s.register_buffer: '%s' must be a tensor, got %s", class_name(self), name, type(t))
   end
   reg_remove(self._parameters, name); reg_remove(self._modules, name); self._fields[name] = nil
   reg_set(self._buffers, name, t)
@@ -177,18 +198,26 @@ function Module:register_buffer(name, t, opts)
   return t
 end
 
+---Registers t as parameter `name` (nil removes it); t must be a leaf that requires grad.
+---@param name string
+---@param t luagrad.Tensor|nil
+---@return luagrad.Tensor|nil t
 function Module:register_parameter(name, t)
   if t ~= nil and not (is_tensor(t) and t.requires_grad and t:grad_fn() == nil) then
-    error(string.format("%s.register_parameter: '%s' must be a leaf tensor that requires grad (nn.Parameter(t))",
-      class_name(self), tostring(name)), 2)
+    errors.raisef("%s.register_parameter: '%s' must be a leaf tensor that requires grad (nn.Parameter(t))",
+      class_name(self), tostring(name))
   end
   self[name] = t
   return t
 end
 
+---Registers m as child module `name` (also Module:register_module).
+---@param name string
+---@param m luagrad.nn.Module
+---@return luagrad.nn.Module m
 function Module:add_module(name, m)
   if not is_module(m) then
-    error(string.format("%s.add_module: '%s' is not a Module (got %s)", class_name(self), tostring(name), type(m)), 2)
+    errors.raisef("%s.add_module: '%s' is not a Module (got %s)", class_name(self), tostring(name), type(m))
   end
   self[name] = m
   return m
@@ -244,10 +273,23 @@ local function values_of(list)
   return out
 end
 
--- for name, p in m:named_parameters({prefix = "", recurse = true}) do ... end
+---@class luagrad.nn.MembersOptions
+---@field prefix? string prepended to every name, with a dot (default "")
+---@field recurse? boolean include the descendants' members (default true)
+
+---for name, p in m:named_parameters({prefix = "", recurse = true}) do ... end
+---@param opts? luagrad.nn.MembersOptions
+---@return fun(): string, luagrad.Tensor
 function Module:named_parameters(opts) return iter(collect_members(self, "_parameters", opts)) end
+---The parameters of the module and its descendants, each once, in registration order.
+---@param opts? luagrad.nn.MembersOptions
+---@return luagrad.Tensor[]
 function Module:parameters(opts) return values_of(collect_members(self, "_parameters", opts)) end
+---@param opts? luagrad.nn.MembersOptions
+---@return fun(): string, luagrad.Tensor
 function Module:named_buffers(opts) return iter(collect_members(self, "_buffers", opts)) end
+---@param opts? luagrad.nn.MembersOptions
+---@return luagrad.Tensor[]
 function Module:buffers(opts) return values_of(collect_members(self, "_buffers", opts)) end
 
 local function child_list(self)
@@ -261,16 +303,24 @@ local function child_list(self)
   end
   return out
 end
+---@return fun(): string, luagrad.nn.Module
 function Module:named_children() return iter(child_list(self)) end
+---@return luagrad.nn.Module[]
 function Module:children() return values_of(child_list(self)) end
 
--- named_modules() includes self, named "" (or the prefix).
+---named_modules() includes self, named "" (or the prefix).
+---@param opts? {prefix?: string}
+---@return fun(): string, luagrad.nn.Module
 function Module:named_modules(opts)
   return iter(collect_modules(self, opts and opts.prefix or "", {}, {}))
 end
+---Self and every descendant, depth-first, each once.
+---@return luagrad.nn.Module[]
 function Module:modules() return values_of(collect_modules(self, "", {}, {})) end
 
--- apply(fn): fn(m) on every descendant, children before parents, then self. Returns self.
+---apply(fn): fn(m) on every descendant, children before parents, then self. Returns self.
+---@param fn fun(m: luagrad.nn.Module)
+---@return self
 function Module:apply(fn)
   for _, c in ipairs(self:children()) do c:apply(fn) end
   fn(self)
@@ -279,30 +329,37 @@ end
 
 -- ---- modes and gradients ------------------------------------------------------------------
 
+---Sets training mode (mode = true, the default) or evaluation mode on self and its descendants.
+---@param mode? boolean
+---@return self
 function Module:train(mode)
   if mode == nil then mode = true end
   if type(mode) ~= "boolean" then
-    error(string.format("%s.train: mode must be a boolean, got %s", class_name(self), type(mode)), 2)
+    errors.raisef("%s.train: mode must be a boolean, got %s", class_name(self), type(mode))
   end
   for _, m in ipairs(self:modules()) do m.training = mode end
   return self
 end
 
+---@return self
 function Module:eval() return self:train(false) end
 
--- zero_grad(): every parameter's .grad becomes nil (PyTorch's set_to_none = True).
+---zero_grad(): every parameter's .grad becomes nil (PyTorch's set_to_none = True).
 function Module:zero_grad()
   for _, p in ipairs(self:parameters()) do p.grad = nil end
 end
 
--- to(dtype): converts floating-point parameters and buffers in place (integer buffers such as
--- num_batches_tracked stay int64). The tensors keep their identity (t:set_ re-points them at
--- the converted data), so references held elsewhere (an optimizer's list) see the change.
--- A gradient of the old dtype is dropped. Returns self.
 local FLOAT = { float32 = true, float64 = true }
+
+---to(dtype): converts floating-point parameters and buffers in place (integer buffers such as
+---num_batches_tracked stay int64). The tensors keep their identity (t:set_ re-points them at
+---the converted data), so references held elsewhere (an optimizer's list) see the change.
+---A gradient of the old dtype is dropped. Returns self.
+---@param dtype "float32"|"float64"
+---@return self
 function Module:to(dtype)
   if not FLOAT[dtype] then
-    error(string.format('%s.to: dtype must be "float32" or "float64", got %s', class_name(self), tostring(dtype)), 2)
+    errors.raisef('%s.to: dtype must be "float32" or "float64", got %s', class_name(self), tostring(dtype))
   end
   autograd.no_grad(function()
     for _, list in ipairs({ self:parameters(), self:buffers() }) do
@@ -313,7 +370,9 @@ function Module:to(dtype)
   end)
   return self
 end
+---@return self
 function Module:double() return self:to("float64") end
+---@return self
 function Module:float() return self:to("float32") end
 
 -- ---- state dicts --------------------------------------------------------------------------
@@ -335,6 +394,8 @@ local function fill_state(m, prefix, keep, out)
   return out
 end
 
+---@param opts? {prefix?: string, keep_vars?: boolean}
+---@return table<string, luagrad.Tensor>
 function Module:state_dict(opts)
   opts = opts or {}
   local prefix = opts.prefix or ""
@@ -357,14 +418,17 @@ local function same_shape(a, b)
   return true
 end
 
--- load_state_dict(sd, {strict = true}) copies sd's tensors into the parameters and buffers
--- (under no_grad, converting dtypes as copy_ does). Everything is checked before anything is
--- written: a shape mismatch (always) or, when strict, missing or unexpected keys raise one
--- error listing them all, and the module is left unchanged. Returns {missing_keys = {...},
--- unexpected_keys = {...}} (sorted).
+---load_state_dict(sd, {strict = true}) copies sd's tensors into the parameters and buffers
+---(under no_grad, converting dtypes as copy_ does). Everything is checked before anything is
+---written: a shape mismatch (always) or, when strict, missing or unexpected keys raise one
+---error listing them all, and the module is left unchanged. Returns {missing_keys = {...},
+---unexpected_keys = {...}} (sorted).
+---@param sd table<string, luagrad.Tensor>
+---@param opts? {strict?: boolean}
+---@return {missing_keys: string[], unexpected_keys: string[]}
 function Module:load_state_dict(sd, opts)
   local name = class_name(self) .. ".load_state_dict"
-  if type(sd) ~= "table" then error(string.format("%s: expected a table of tensors, got %s", name, type(sd)), 2) end
+  if type(sd) ~= "table" then errors.raisef("%s: expected a table of tensors, got %s", name, type(sd)) end
   local strict = not (opts and opts.strict == false)
   local own = self:state_dict({ keep_vars = true })
   local missing, unexpected, problems = {}, {}, {}
@@ -391,7 +455,7 @@ function Module:load_state_dict(sd, opts)
   if strict and #unexpected > 0 then
     table.insert(problems, (strict and #missing > 0) and 2 or 1, "unexpected keys: " .. quoted(unexpected))
   end
-  if #problems > 0 then error(name .. ": " .. table.concat(problems, "; "), 2) end
+  if #problems > 0 then errors.raise(name .. ": " .. table.concat(problems, "; ")) end
   autograd.no_grad(function()
     for k, dst in pairs(own) do
       local v = sd[k]
@@ -403,7 +467,8 @@ end
 
 -- ---- printing -----------------------------------------------------------------------------
 
--- extra_repr(): what a layer prints between its parentheses ("in_features=784, ...").
+---extra_repr(): what a layer prints between its parentheses ("in_features=784, ...").
+---@return string
 function Module.extra_repr() return "" end
 
 -- tostring(module): PyTorch's tree layout, children as "(name): ..." indented two spaces.
@@ -430,9 +495,11 @@ function Module.__tostring(self)
   return s .. ")"
 end
 
--- nn.Parameter(t): a leaf that requires grad, sharing t's storage (t:detach():requires_grad_()).
+---nn.Parameter(t): a leaf that requires grad, sharing t's storage (t:detach():requires_grad_()).
+---@param t luagrad.Tensor
+---@return luagrad.Tensor
 local function Parameter(t)
-  if not is_tensor(t) then error("nn.Parameter: expected a tensor, got " .. type(t), 2) end
+  if not is_tensor(t) then errors.raise("nn.Parameter: expected a tensor, got " .. type(t)) end
   return t:detach():requires_grad_(true)
 end
 

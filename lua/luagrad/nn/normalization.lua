@@ -16,23 +16,45 @@
 --   with weight (ones) and bias (zeros) of that shape; core._layer_norm.
 local core = require "luagrad.core"
 local autograd = require "luagrad.autograd"
+local errors = require "luagrad.errors"
 local base = require "luagrad.nn.module"
 local F = require "luagrad.nn.functional"
 
 local Module, Parameter = base.Module, base.Parameter
 local shape_str = F._shape_str
 
+---@class luagrad.nn.BatchNorm1dOptions
+---@field eps? number added to the variance (default 1e-5)
+---@field momentum? number|false the running statistics' update factor, false for a cumulative average (default 0.1)
+---@field affine? boolean learn weight and bias (default true)
+---@field track_running_stats? boolean keep running_mean and running_var for eval (default true)
+---@field dtype? "float32"|"float64" (default lg.get_default_dtype())
+
+---@class luagrad.nn.BatchNorm1d: luagrad.nn.Module
+---@field num_features integer
+---@field eps number
+---@field momentum number|false
+---@field affine boolean
+---@field track_running_stats boolean
+---@field weight luagrad.Tensor|nil (C), when affine
+---@field bias luagrad.Tensor|nil (C), when affine
+---@field running_mean luagrad.Tensor|nil (C), when tracking
+---@field running_var luagrad.Tensor|nil (C), when tracking
+---@field num_batches_tracked luagrad.Tensor|nil an int64 0-d tensor, when tracking
+---@overload fun(x: luagrad.Tensor): luagrad.Tensor
 local BatchNorm1d = Module:extend("BatchNorm1d")
 
+---@param num_features integer C, the channels of an (N, C) or (N, C, L) input
+---@param opts? luagrad.nn.BatchNorm1dOptions
 function BatchNorm1d:init(num_features, opts)
   if math.type(num_features) ~= "integer" or num_features < 1 then
-    error(string.format("BatchNorm1d: num_features must be a positive integer, got %s", tostring(num_features)), 3)
+    errors.raisef("BatchNorm1d: num_features must be a positive integer, got %s", tostring(num_features))
   end
   local o = F._check_opts("BatchNorm1d", opts, { "eps", "momentum", "affine", "track_running_stats", "dtype" })
   local momentum = o.momentum
   if momentum == nil then momentum = 0.1 end
   if momentum ~= false and type(momentum) ~= "number" then
-    error("BatchNorm1d: momentum must be a number, or false for a cumulative average, got " .. type(momentum), 3)
+    errors.raise("BatchNorm1d: momentum must be a number, or false for a cumulative average, got " .. type(momentum))
   end
   self.num_features = num_features
   self.eps = o.eps or 1e-5
@@ -51,7 +73,7 @@ function BatchNorm1d:init(num_features, opts)
   end
 end
 
--- Zeros the running statistics and the batch count.
+---Zeros the running statistics and the batch count.
 function BatchNorm1d:reset_running_stats()
   if not self.track_running_stats then return end
   autograd.no_grad(function()
@@ -61,19 +83,21 @@ function BatchNorm1d:reset_running_stats()
   end)
 end
 
+---@param x luagrad.Tensor (N, C) or (N, C, L)
+---@return luagrad.Tensor
 function BatchNorm1d:forward(x)
-  if not core.is_tensor(x) then error("BatchNorm1d: expected a tensor input, got " .. type(x), 2) end
+  if not core.is_tensor(x) then errors.raise("BatchNorm1d: expected a tensor input, got " .. type(x)) end
   if x:dim() ~= 2 and x:dim() ~= 3 then
-    error(string.format("BatchNorm1d: expected 2-d (N, C) or 3-d (N, C, L) input, got shape %s", shape_str(x)), 2)
+    errors.raisef("BatchNorm1d: expected 2-d (N, C) or 3-d (N, C, L) input, got shape %s", shape_str(x))
   end
   if x:size(2) ~= self.num_features then
-    error(string.format("BatchNorm1d: expected %d channels in dimension 2, got input of shape %s",
-      self.num_features, shape_str(x)), 2)
+    errors.raisef("BatchNorm1d: expected %d channels in dimension 2, got input of shape %s",
+      self.num_features, shape_str(x))
   end
   local batch_stats = self.training or not self.track_running_stats
   if batch_stats and x:numel() // x:size(2) <= 1 then
-    error(string.format("BatchNorm1d: expected more than 1 value per channel when training, got input of shape %s",
-      shape_str(x)), 2)
+    errors.raisef("BatchNorm1d: expected more than 1 value per channel when training, got input of shape %s",
+      shape_str(x))
   end
   if self.training and self.track_running_stats then -- count the batch, update the running statistics
     local nbt = self.num_batches_tracked
@@ -93,8 +117,22 @@ function BatchNorm1d:extra_repr()
     tostring(self.track_running_stats))
 end
 
+---@class luagrad.nn.LayerNormOptions
+---@field eps? number added to the variance (default 1e-5)
+---@field elementwise_affine? boolean learn weight and bias (default true)
+---@field dtype? "float32"|"float64" (default lg.get_default_dtype())
+
+---@class luagrad.nn.LayerNorm: luagrad.nn.Module
+---@field normalized_shape integer[]
+---@field eps number
+---@field elementwise_affine boolean
+---@field weight luagrad.Tensor|nil of normalized_shape, when elementwise_affine
+---@field bias luagrad.Tensor|nil of normalized_shape, when elementwise_affine
+---@overload fun(x: luagrad.Tensor): luagrad.Tensor
 local LayerNorm = Module:extend("LayerNorm")
 
+---@param normalized_shape integer|integer[] the trailing dimensions to normalize over
+---@param opts? luagrad.nn.LayerNormOptions
 function LayerNorm:init(normalized_shape, opts)
   local ns = type(normalized_shape) == "number" and { normalized_shape } or normalized_shape
   local ok = type(ns) == "table" and #ns > 0
@@ -107,7 +145,7 @@ function LayerNorm:init(normalized_shape, opts)
     ns = copy
   end
   if not ok then
-    error("LayerNorm: normalized_shape must be a positive integer or a table of them, got " .. tostring(normalized_shape), 3)
+    errors.raise("LayerNorm: normalized_shape must be a positive integer or a table of them, got " .. tostring(normalized_shape))
   end
   local o = F._check_opts("LayerNorm", opts, { "eps", "elementwise_affine", "dtype" })
   self.normalized_shape = ns
@@ -120,16 +158,18 @@ function LayerNorm:init(normalized_shape, opts)
   end
 end
 
+---@param x luagrad.Tensor (..., normalized_shape)
+---@return luagrad.Tensor
 function LayerNorm:forward(x)
-  if not core.is_tensor(x) then error("LayerNorm: expected a tensor input, got " .. type(x), 2) end
+  if not core.is_tensor(x) then errors.raise("LayerNorm: expected a tensor input, got " .. type(x)) end
   local ns, nd = self.normalized_shape, x:dim()
   local fits = nd >= #ns
   for i = 1, #ns do
     if fits and x:size(nd - #ns + i) ~= ns[i] then fits = false end
   end
   if not fits then
-    error(string.format("LayerNorm: expected input with trailing dimensions {%s}, got shape %s",
-      table.concat(ns, ","), shape_str(x)), 2)
+    errors.raisef("LayerNorm: expected input with trailing dimensions {%s}, got shape %s",
+      table.concat(ns, ","), shape_str(x))
   end
   return F.layer_norm(x, ns, { weight = self.weight, bias = self.bias, eps = self.eps })
 end

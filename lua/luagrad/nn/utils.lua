@@ -8,24 +8,28 @@ local M = {}
 
 local function grads_of(params, name)
   if core.is_tensor(params) then params = { params } end
-  if type(params) ~= "table" then error(name .. ": params must be a tensor or a list of tensors", 3) end
+  if type(params) ~= "table" then errors.raise(name .. ": params must be a tensor or a list of tensors") end
   local gs = {}
   for i, p in ipairs(params) do
-    if not core.is_tensor(p) then error(string.format("%s: params[%d] is a %s, not a tensor", name, i, type(p)), 3) end
+    if not core.is_tensor(p) then errors.raisef("%s: params[%d] is a %s, not a tensor", name, i, type(p)) end
     local g = p.grad
     if g ~= nil then gs[#gs + 1] = g end
   end
   return gs
 end
 
--- clip_grad_norm_(params, max_norm, {norm_type = 2, error_if_nonfinite = false}) scales every
--- gradient in place by min(1, max_norm / (total + 1e-6)) and returns the total norm before
--- clipping (a 0-d tensor). norm_type may be math.huge (the largest |g|).
+---clip_grad_norm_(params, max_norm, {norm_type = 2, error_if_nonfinite = false}) scales every
+---gradient in place by min(1, max_norm / (total + 1e-6)) and returns the total norm before
+---clipping (a 0-d tensor). norm_type may be math.huge (the largest |g|).
+---@param params luagrad.Tensor|luagrad.Tensor[] parameters; those without a gradient are skipped
+---@param max_norm number
+---@param opts? {norm_type?: number, error_if_nonfinite?: boolean}
+---@return luagrad.Tensor total_norm
 function M.clip_grad_norm_(params, max_norm, opts)
   opts = opts or {}
   local p = opts.norm_type or 2
-  if type(max_norm) ~= "number" then error("clip_grad_norm_: max_norm must be a number, got " .. type(max_norm), 2) end
-  if type(p) ~= "number" then error("clip_grad_norm_: norm_type must be a number, got " .. type(p), 2) end
+  if type(max_norm) ~= "number" then errors.raise("clip_grad_norm_: max_norm must be a number, got " .. type(max_norm)) end
+  if type(p) ~= "number" then errors.raise("clip_grad_norm_: norm_type must be a number, got " .. type(p)) end
   local gs = grads_of(params, "clip_grad_norm_")
   if #gs == 0 then return core.tensor(0.0) end
   return autograd.no_grad(function()
@@ -50,10 +54,12 @@ function M.clip_grad_norm_(params, max_norm, opts)
   end)
 end
 
--- clip_grad_value_(params, v) clamps every gradient element into [-v, v] in place.
+---clip_grad_value_(params, v) clamps every gradient element into [-v, v] in place.
+---@param params luagrad.Tensor|luagrad.Tensor[]
+---@param clip_value number non-negative
 function M.clip_grad_value_(params, clip_value)
   if type(clip_value) ~= "number" or clip_value < 0 then
-    error("clip_grad_value_: clip_value must be a non-negative number, got " .. tostring(clip_value), 2)
+    errors.raise("clip_grad_value_: clip_value must be a non-negative number, got " .. tostring(clip_value))
   end
   local gs = grads_of(params, "clip_grad_value_")
   autograd.no_grad(function()

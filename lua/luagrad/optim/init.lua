@@ -16,10 +16,63 @@
 local core = require "luagrad.core"
 local errors = require "luagrad.errors"
 
+---@class luagrad.optim.SGDOptions
+---@field lr? number the learning rate: required here or in every parameter group
+---@field momentum? number (default 0)
+---@field dampening? number (default 0)
+---@field weight_decay? number L2 penalty added to the gradient (default 0)
+---@field nesterov? boolean (default false)
+---@field maximize? boolean ascend instead of descend (default false)
+
+---@class luagrad.optim.AdamOptions
+---@field lr? number (default 1e-3)
+---@field betas? number[] {beta1, beta2} (default {0.9, 0.999})
+---@field eps? number (default 1e-8)
+---@field weight_decay? number L2 penalty for Adam, decoupled decay for AdamW (default 0, AdamW 1e-2)
+---@field amsgrad? boolean (default false)
+---@field maximize? boolean (default false)
+
+---@class luagrad.optim.RMSpropOptions
+---@field lr? number (default 1e-2)
+---@field alpha? number smoothing of the squared-gradient average (default 0.99)
+---@field eps? number (default 1e-8)
+---@field weight_decay? number (default 0)
+---@field momentum? number (default 0)
+---@field centered? boolean divide by the gradient's variance instead of its second moment (default false)
+---@field maximize? boolean (default false)
+
+---@class luagrad.optim.AdagradOptions
+---@field lr? number (default 1e-2)
+---@field lr_decay? number (default 0)
+---@field weight_decay? number (default 0)
+---@field initial_accumulator_value? number (default 0)
+---@field eps? number (default 1e-10)
+---@field maximize? boolean (default false)
+
+---A parameter group: its parameters and the options that override the optimizer's (lr, ...).
+---@class luagrad.optim.ParamGroup
+---@field params luagrad.Tensor[]|luagrad.Tensor
+---@field [string] any
+
+---What an optimizer updates: a tensor, a list of tensors, or a list of parameter groups.
+---@alias luagrad.optim.Params luagrad.Tensor|luagrad.Tensor[]|luagrad.optim.ParamGroup[]
+
+---lg.optim: the optimizer classes (called to make one) and lr_scheduler.
+---@class luagrad.optim
+---@field SGD fun(params: luagrad.optim.Params, opts: luagrad.optim.SGDOptions): luagrad.optim.Optimizer
+---@field Adam fun(params: luagrad.optim.Params, opts?: luagrad.optim.AdamOptions): luagrad.optim.Optimizer
+---@field AdamW fun(params: luagrad.optim.Params, opts?: luagrad.optim.AdamOptions): luagrad.optim.Optimizer
+---@field RMSprop fun(params: luagrad.optim.Params, opts?: luagrad.optim.RMSpropOptions): luagrad.optim.Optimizer
+---@field Adagrad fun(params: luagrad.optim.Params, opts?: luagrad.optim.AdagradOptions): luagrad.optim.Optimizer
 local M = {}
 
 local has_grad = core._has_grad
 
+---The base class of the optimizers.
+---@class luagrad.optim.Optimizer
+---@field name string "SGD", "Adam", ...
+---@field param_groups luagrad.optim.ParamGroup[] each with params and every option; lr may change between steps
+---@field state table<luagrad.Tensor, table> per-parameter state (momentum buffers, moments, step counts)
 local Optimizer = {}
 Optimizer.__index = Optimizer
 M.Optimizer = Optimizer
@@ -63,6 +116,11 @@ local function class(name, defaults, validate, update)
   return C
 end
 
+---Makes an optimizer of class cls over params: what calling the class (lg.optim.SGD(...)) does.
+---@param cls table an optimizer class
+---@param params luagrad.optim.Params
+---@param opts? table the class's options
+---@return luagrad.optim.Optimizer
 function Optimizer.new(cls, params, opts)
   local name = cls.name
   if type(params) ~= "table" and not core.is_tensor(params) then
@@ -117,8 +175,10 @@ function Optimizer.new(cls, params, opts)
   return self
 end
 
--- One update of every parameter that has a gradient. A closure, if given, is called first
--- (with gradients enabled) and its loss returned.
+---One update of every parameter that has a gradient. A closure, if given, is called first
+---(with gradients enabled) and its loss returned.
+---@param closure? fun(): any
+---@return any loss what the closure returned
 function Optimizer:step(closure)
   local loss
   if closure then loss = closure() end
@@ -152,6 +212,8 @@ local function per_param(fn)
   end
 end
 
+---Sets every parameter's gradient to nil, or with set_to_none = false fills it with zeros.
+---@param set_to_none? boolean (default true)
 function Optimizer:zero_grad(set_to_none)
   for _, g in ipairs(self.param_groups) do
     if set_to_none == false then
@@ -165,8 +227,9 @@ function Optimizer:zero_grad(set_to_none)
   end
 end
 
--- Parameters are numbered 1..n across groups in order; state tensors are cloned so the
--- dictionary does not change under a running optimizer.
+---Parameters are numbered 1..n across groups in order; state tensors are cloned so the
+---dictionary does not change under a running optimizer.
+---@return {state: table<integer, table>, param_groups: table[]}
 function Optimizer:state_dict()
   local state, groups, index = {}, {}, 0
   for gi, g in ipairs(self.param_groups) do
@@ -187,6 +250,8 @@ function Optimizer:state_dict()
   return { state = state, param_groups = groups }
 end
 
+---Restores what state_dict saved into an optimizer made over the same parameters.
+---@param sd {state: table<integer, table>, param_groups: table[]}
 function Optimizer:load_state_dict(sd)
   local name = self.name
   if type(sd) ~= "table" or type(sd.param_groups) ~= "table" then fail(name, "load_state_dict: not an optimizer state dict") end
@@ -224,6 +289,9 @@ function Optimizer:load_state_dict(sd)
   self.state = state
 end
 
+---Adds a parameter group. Options it does not set take the class's defaults (Adam's lr = 1e-3),
+---not the options the optimizer was made with; an SGD group needs its own lr.
+---@param group luagrad.optim.ParamGroup
 function Optimizer:add_param_group(group)
   local tmp = self.new(getmetatable(self), { group }, {})
   local seen = {}

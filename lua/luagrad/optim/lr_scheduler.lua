@@ -24,10 +24,57 @@
 -- and FunctionLR(opt, {lr = f}) drives an optimizer with any of them.
 local errors = require "luagrad.errors"
 
+---@alias luagrad.optim.LRLambda fun(step: integer): number
+
+---@class luagrad.optim.OneCycleLROptions
+---@field max_lr number|number[] the peak rate (one per parameter group, or one for all)
+---@field total_steps? integer the cycle's length; or give epochs and steps_per_epoch
+---@field epochs? integer
+---@field steps_per_epoch? integer
+---@field pct_start? number the part of the cycle spent rising (default 0.3)
+---@field anneal_strategy? "cos"|"linear" (default "cos")
+---@field div_factor? number the first rate is max_lr / div_factor (default 25)
+---@field final_div_factor? number the last rate is the first / final_div_factor (default 1e4)
+---@field three_phase? boolean (default false)
+---@field cycle_momentum? boolean cycle momentum (or Adam's beta1) inversely (default true)
+---@field base_momentum? number (default 0.85)
+---@field max_momentum? number (default 0.95)
+
+---@class luagrad.optim.ReduceLROnPlateauOptions
+---@field mode? "min"|"max" whether the metric should fall or rise (default "min")
+---@field factor? number the rate is multiplied by it (default 0.1)
+---@field patience? number steps without improvement before lowering the rate (default 10)
+---@field threshold? number the least change that counts as improvement (default 1e-4)
+---@field threshold_mode? "rel"|"abs" (default "rel")
+---@field cooldown? number steps to wait after lowering the rate (default 0)
+---@field min_lr? number|number[] (default 0)
+---@field eps? number a smaller change of the rate is skipped (default 1e-8)
+
+-- luacheck: push ignore 631 (the types below are long lines)
+---lg.optim.lr_scheduler: the schedules (called to make one); the first rate is set at construction.
+---@class luagrad.optim.lr_scheduler
+---@field StepLR fun(opt: luagrad.optim.Optimizer, opts: {step_size: integer, gamma?: number}): luagrad.optim.LRScheduler
+---@field MultiStepLR fun(opt: luagrad.optim.Optimizer, opts: {milestones: integer[], gamma?: number}): luagrad.optim.LRScheduler
+---@field ExponentialLR fun(opt: luagrad.optim.Optimizer, opts: {gamma: number}): luagrad.optim.LRScheduler
+---@field CosineAnnealingLR fun(opt: luagrad.optim.Optimizer, opts: {T_max: number, eta_min?: number}): luagrad.optim.LRScheduler
+---@field CosineAnnealingWarmRestarts fun(opt: luagrad.optim.Optimizer, opts: {T_0: integer, T_mult?: integer, eta_min?: number}): luagrad.optim.LRScheduler
+---@field OneCycleLR fun(opt: luagrad.optim.Optimizer, opts: luagrad.optim.OneCycleLROptions): luagrad.optim.LRScheduler
+---@field LinearLR fun(opt: luagrad.optim.Optimizer, opts?: {start_factor?: number, end_factor?: number, total_iters?: number}): luagrad.optim.LRScheduler
+---@field PolynomialLR fun(opt: luagrad.optim.Optimizer, opts?: {total_iters?: number, power?: number}): luagrad.optim.LRScheduler
+---@field LambdaLR fun(opt: luagrad.optim.Optimizer, opts: {lr_lambda: luagrad.optim.LRLambda|luagrad.optim.LRLambda[]}): luagrad.optim.LRScheduler
+---@field FunctionLR fun(opt: luagrad.optim.Optimizer, opts: {lr: luagrad.optim.LRLambda}): luagrad.optim.LRScheduler
+---@field SequentialLR fun(opt: luagrad.optim.Optimizer, opts: {schedulers: luagrad.optim.LRScheduler[], milestones: integer[]}): luagrad.optim.LRScheduler
+---@field ReduceLROnPlateau fun(opt: luagrad.optim.Optimizer, opts?: luagrad.optim.ReduceLROnPlateauOptions): luagrad.optim.ReduceLROnPlateau
 local M = {}
+-- luacheck: pop
 
 local pi, cos = math.pi, math.cos
 
+---The base class of the schedules.
+---@class luagrad.optim.LRScheduler
+---@field optimizer luagrad.optim.Optimizer
+---@field last_epoch integer the steps taken (0 after construction)
+---@field base_lrs number[] each group's initial_lr
 local Scheduler = {}
 Scheduler.__index = Scheduler
 M.LRScheduler = Scheduler
@@ -82,6 +129,8 @@ function Scheduler:_initial_step()
   self:step()
 end
 
+---Moves the schedule one step on (or, with epoch, to that step) and sets the groups' lr.
+---@param epoch? integer
 function Scheduler:step(epoch)
   self._step_count = self._step_count + 1
   local values
@@ -97,6 +146,8 @@ function Scheduler:step(epoch)
   for i, g in ipairs(self.optimizer.param_groups) do self._last_lr[i] = g.lr end
 end
 
+---The learning rate of each parameter group, as last set.
+---@return number[]
 function Scheduler:get_last_lr() return self._last_lr end
 
 local function map_groups(self, f)
@@ -119,6 +170,7 @@ local function plain_copy(v)
   return c
 end
 
+---@return table
 function Scheduler:state_dict()
   local sd = {}
   for k, v in pairs(self) do
@@ -131,6 +183,7 @@ function Scheduler:state_dict()
   return sd
 end
 
+---@param sd table what state_dict returned
 function Scheduler:load_state_dict(sd)
   for k, v in pairs(sd) do
     if k == "_schedulers" then
@@ -214,6 +267,7 @@ end, function(self)
   end)
 end)
 
+---@param epoch? number a fractional epoch is allowed
 function Warm:step(epoch)
   if epoch == nil and self.last_epoch < 0 then epoch = 0 end
   if epoch == nil then
@@ -399,6 +453,7 @@ setmetatable(Seq, {
   end,
 })
 
+---Steps the scheduler in charge, moving to the next one at each milestone.
 function Seq:step()
   self.last_epoch = self.last_epoch + 1
   local idx = bisect_right(self._milestones, self.last_epoch)
@@ -407,8 +462,12 @@ function Seq:step()
   self._last_lr = s:get_last_lr()
 end
 
--- ReduceLROnPlateau: lowers the rate by `factor` once the metric stops improving for `patience`
--- steps; sched:step(metric) after each evaluation.
+---ReduceLROnPlateau: lowers the rate by `factor` once the metric stops improving for `patience`
+---steps; sched:step(metric) after each evaluation.
+---@class luagrad.optim.ReduceLROnPlateau
+---@field optimizer luagrad.optim.Optimizer
+---@field best number the best metric so far
+---@field num_bad_epochs integer steps since the last improvement
 local Plateau = {}
 Plateau.__index = Plateau
 M.ReduceLROnPlateau = setmetatable(Plateau, {
@@ -437,12 +496,16 @@ M.ReduceLROnPlateau = setmetatable(Plateau, {
   end,
 })
 
+---@param a number
+---@param best number
+---@return boolean
 function Plateau:is_better(a, best)
   local rel = self.threshold_mode == "rel"
   if self.mode == "min" then return a < (rel and best * (1 - self.threshold) or best - self.threshold) end
   return a > (rel and best * (1 + self.threshold) or best + self.threshold)
 end
 
+---@param metric number|luagrad.Tensor a one-element tensor is read with :item()
 function Plateau:step(metric)
   if type(metric) ~= "number" then
     if type(metric) == "userdata" and metric.item then metric = metric:item() else
