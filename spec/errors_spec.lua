@@ -135,8 +135,17 @@ describe("errors blame the user's line", function()
     assert.are.equal(text, err:sub(1, #text))
   end)
 
-  pending("a C error inside a library function blames the user's line (nn.Softmax(5) on a 2-d input names "
-    .. "lua/luagrad/nn/functional.lua: the binding's lgL_error takes its position from luaL_where(L, 1))")
+  it("a C error raised inside a library function blames the user's line too (the binding walks the stack)", function()
+    local sm = nn.Softmax(5) -- the C core raises for the dimension, called from nn/functional.lua
+    local function call() local y = sm(lg.randn(2, 3)) return y end
+    local err = error_of(call)
+    assert.are.equal(at(line_of(call)), err:sub(1, #at(line_of(call))))
+    assert.matches("softmax: ", err)
+    local function ce() local y = nn.functional.cross_entropy(lg.randn(2, 3), { 1, 2, 3 }) return y end
+    err = error_of(wrapper, ce)
+    assert.are.equal(at(line_of(ce)), err:sub(1, #at(line_of(ce))))
+    assert.matches("cross_entropy", err)
+  end)
 end)
 
 describe("the library's files", function()

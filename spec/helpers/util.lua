@@ -93,6 +93,11 @@ function util.error_of(fn, ...)
   return tostring(e)
 end
 
+-- The same without the "file:line: " the error names (the text alone, for exact comparisons).
+function util.message_of(fn, ...)
+  return (util.error_of(fn, ...):gsub("^[^:\n]*:%d+: ", ""))
+end
+
 -- Calls f(...); fails unless it raises an error whose message matches the Lua pattern, which
 -- it returns.
 function util.raises(pattern, f, ...)

@@ -20,13 +20,34 @@
 
 /* ---- boundary helpers ---- */
 
+/* Whether a chunk name is one of luagrad's Lua files (the rule of lua/luagrad/errors.lua): the
+** executable's embedded copy and a source tree ("@lua/luagrad/..."), an installed or luarocks
+** tree (".../lua/5.4/luagrad/..."). */
+static int in_library(const char *source) {
+  return source[0] == '@' && (strstr(source, "lua/luagrad/") || strstr(source, "/lua/5.4/luagrad/"));
+}
+
+/* Pushes the position of the user's line that called into luagrad: the first frame above this C
+** function that is neither C nor one of the library's Lua files ("" when there is none). */
+static void push_user_where(lua_State *L) {
+  lua_Debug ar;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "S", &ar);
+    if (strcmp(ar.what, "C") != 0 && !in_library(ar.source)) {
+      luaL_where(L, level);
+      return;
+    }
+  }
+  lua_pushliteral(L, "");
+}
+
 int lgL_error(lua_State *L, const char *fmt, ...) {
   char buf[1024];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
-  luaL_where(L, 1);
+  push_user_where(L);
   lua_pushstring(L, buf);
   lua_concat(L, 2);
   return lua_error(L);
