@@ -114,4 +114,24 @@ describe("architecture: src/ by layer", function()
     end
     assert.are.equal("", table.concat(stray, ", "), "C files directly under src/")
   end)
+
+  it("the README's source layout table names every file of src/, include/, tests/c/ and tools/", function()
+    local f = assert(io.open("README.md"))
+    local readme = f:read("a")
+    f:close()
+    local section = readme:match("## Source layout(.-)\n## ") or readme:match("## Source layout(.*)$")
+    assert.is_not_nil(section, "README.md has no 'Source layout' section")
+    local missing = {}
+    for _, dir in ipairs({ "src", "src/engine", "src/binding", "src/cli", "include", "tests/c", "tools" }) do
+      local p = io.popen("ls " .. dir)
+      for name in p:lines() do
+        local path = dir .. "/" .. name
+        if name:match("%.[ch]$") or name:match("%.sh$") then
+          if not section:find("`" .. path .. "`", 1, true) then missing[#missing + 1] = path end
+        end
+      end
+      p:close()
+    end
+    assert.are.equal("", table.concat(missing, ", "), "files the README's layout table does not name")
+  end)
 end)
