@@ -69,6 +69,14 @@ typedef struct lg_tensor {
   struct lg_tensor *tangent; /* forward mode: the tangent paired with this primal, or NULL */
   struct lg_hook *hooks;     /* gradient hooks, called in registration order */
   struct lg_weak *weak;      /* how the tape's edges refer to this leaf (NULL until needed) */
+  /* in-place writes (lg_assign_): a view knows the tensor whose storage it views, so a write
+  ** through the view becomes part of that tensor's history, and a view whose base was written
+  ** since takes its history from the base again */
+  struct lg_tensor *base; /* a view: the tensor it views (itself no view), held; else NULL */
+  int64_t base_gen;       /* a view: base->hist_gen when the view's history was taken */
+  int64_t hist_gen;       /* bumped each time an in-place write gives this tensor a new history */
+  int64_t base_tgen;      /* the same two for forward mode's tangents */
+  int64_t tan_gen;
 } lg_tensor;
 
 /* A weak reference to a leaf: the tape's edges hold these rather than the leaf itself, so a
@@ -279,6 +287,8 @@ typedef enum lg_opcode {
   LG_OP_NARROW,
   LG_OP_SELECT,
   LG_OP_PAD,
+  LG_OP_AS_STRIDED,
+  LG_OP_STRIDED_SCATTER,
   LG_OP_CLONE,
   LG_OP_CAST,
   /* fused layers: batch_norm and layer_norm (norm.c), cross_entropy (loss.c) */
@@ -303,8 +313,9 @@ typedef struct lg_args {
   int keepdim;
   int64_t shape[LG_MAX_DIMS]; /* reshape/expand: the target shape; permute: the order */
   int nshape;
-  int64_t start, len; /* narrow: start and length; select: start is the index */
-  int mode;           /* gelu: 1 = tanh approximation */
+  int64_t start, len;          /* narrow: start and length; select: start is the index */
+  int mode;                    /* gelu: 1 = tanh approximation */
+  int64_t stride[LG_MAX_DIMS]; /* as_strided, strided_scatter: the window's strides (shape, start too) */
 } lg_args;
 
 struct lg_op;
@@ -427,6 +438,11 @@ typedef struct lg_backward_opts {
 lg_status lg_backward(lg_tensor **roots, lg_tensor **grads, int nroots, lg_tensor **inputs, int ninputs,
                       lg_backward_opts opts, lg_tensor **results);
 lg_status lg_tensor_add_hook(lg_tensor *t, const lg_hook *h);
+/* In place: t takes r's values (r has t's shape; cast to t's dtype) and, while grad mode is on
+** and either requires grad, r's history: t becomes a result of r's op, and if t is a view, its
+** base records the write as r scattered into it (its other views follow). op names the in-place
+** method in errors (a leaf that requires grad, or a view of one, cannot be written). */
+lg_status lg_assign_(lg_tensor *t, lg_tensor *r, const char *op);
 /* Call before writing into t in place: an error (naming op) if t requires grad while grad mode
 ** is on; otherwise bumps its storage's version, so the tape sees that tensors it saved changed. */
 lg_status lg_inplace_check(const char *op, lg_tensor *t);

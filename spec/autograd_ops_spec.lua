@@ -312,6 +312,23 @@ op({ name = "cross_entropy (sum, label smoothing)", shapes = { { 3, 4 } },
   end })
 op({ name = "linear", shapes = { { 3, 4 }, { 2, 4 }, { 2 } }, fn = function(x, w, b) return F.linear(x, w, b) end })
 
+-- in-place writes: on a result, through a view of a result (the base records strided_scatter,
+-- the view as_strided), and into a buffer with a sibling view that must follow the write
+op({ name = "add_ on a result", shapes = { { 3, 4 }, { 3, 4 } },
+  fn = function(a, b) local y = a * 1; y:add_(b); return y * a end })
+op({ name = "mul_ through a narrowed view", shapes = { { 3, 4 } },
+  fn = function(x) local y = x * 1; y:narrow(2, 2, 2):mul_(x:narrow(2, 1, 2)); return y end })
+op({ name = "index assignment and copy_ into a buffer, read through a sibling view", shapes = { { 3, 4 } },
+  fn = function(x)
+    local buf = lg.zeros(3, 4, { dtype = F64 })
+    local col = buf:select(2, 1)
+    buf[2] = x[1] * 2
+    buf:narrow(1, 3, 1):copy_(x:narrow(1, 3, 1):exp())
+    return buf * x + col:unsqueeze(2)
+  end })
+op({ name = "clamp_ then sub_ on a result", shapes = { { 3, 4 }, { 3, 4 } },
+  fn = function(a, b) local y = a * b; y:clamp_(-0.5, 0.6); y:sub_(a); return y end })
+
 -- views and copies
 op({ name = "view", shapes = { { 3, 4 } }, fn = function(x) return x:contiguous():view(2, 6) end })
 op({ name = "view(-1) of a contiguous result", shapes = { { 3, 4 } }, fn = function(x) return (x * 1):view(-1) end })

@@ -258,11 +258,6 @@ void lgL_creation_opts(lua_State *L, int idx, lg_dtype *dt, int *requires_grad) 
   lua_pop(L, 1);
 }
 
-/* In-place methods check the target first, so the error names the method the user called. */
-static void inplace_target(lua_State *L, lg_tensor *t, const char *name) {
-  if (t->requires_grad && lg_grad_enabled()) lgL_check(L, lg_inplace_check(name, t));
-}
-
 /* ---- lifecycle and fields ---- */
 
 static int t_gc(lua_State *L) {
@@ -598,9 +593,43 @@ static int t_type(lua_State *L) {
 
 /* ---- in-place ---- */
 
+/* Whether an in-place write into t with operand u (or NULL) must be tracked (then lg_assign_
+** writes it): grad mode is on and t, u or the tensor t views requires grad, or forward mode is on
+** and one of them has a tangent. */
+static int records_inplace(const lg_tensor *t, const lg_tensor *u) {
+  const lg_tensor *b = t->base;
+  if (lg_grad_enabled() && (t->requires_grad || (u && u->requires_grad) || (b && b->requires_grad))) return 1;
+  return lg_fw_level() > 0 && (t->tangent || (u && u->tangent) || (b && b->tangent));
+}
+
+/* t (in place) = src broadcast to t's shape, or the number v when src is NULL */
+static void write_into(lua_State *L, lg_tensor *t, lg_tensor *src, double v, const char *name) {
+  if (!records_inplace(t, src)) {
+    lgL_checkop(L, src ? lg_copy_(t, src) : lg_fill_(t, v), name);
+    return;
+  }
+  lg_tensor **r = lgL_newslot(L);
+  if (src) {
+    int fits = src->ndim <= t->ndim;
+    for (int d = 0; fits && d < src->ndim; d++) {
+      int64_t s = src->shape[src->ndim - 1 - d];
+      fits = s == 1 || s == t->shape[t->ndim - 1 - d];
+    }
+    if (!fits)
+      lgL_error(L, "%s: source %s does not broadcast to destination %s", name, LG_SHAPE(src), LG_SHAPE(t));
+    lg_args a = {.in = {src}, .nin = 1, .dim = -1, .nshape = t->ndim};
+    memcpy(a.shape, t->shape, sizeof a.shape);
+    lgL_check(L, lg_apply(LG_OP_EXPAND, &a, r));
+  } else {
+    lgL_check(L, lg_tensor_full(t->shape, t->ndim, t->dtype, v, r));
+  }
+  lgL_check(L, lg_assign_(t, *r, name));
+  lua_pop(L, 1);
+}
+
 static int t_copy_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1), *src = lgL_checktensor(L, 2);
-  lgL_check(L, lg_copy_(t, src));
+  write_into(L, t, src, 0, "copy_");
   lua_settop(L, 1);
   return 1;
 }
@@ -619,14 +648,13 @@ static int t_set_(lua_State *L) {
 
 static int t_fill_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  lgL_check(L, lg_fill_(t, luaL_checknumber(L, 2)));
+  write_into(L, t, NULL, luaL_checknumber(L, 2), "fill_");
   lua_settop(L, 1);
   return 1;
 }
 
 static int t_zero_(lua_State *L) {
-  inplace_target(L, lgL_checktensor(L, 1), "zero_");
-  lgL_check(L, lg_fill_(lgL_checktensor(L, 1), 0));
+  write_into(L, lgL_checktensor(L, 1), NULL, 0, "zero_");
   lua_settop(L, 1);
   return 1;
 }
@@ -685,22 +713,6 @@ int lgL_binary(lua_State *L, lg_opcode op) {
 }
 
 /* In-place arithmetic: compute, then copy into self (the result must have self's shape). */
-int lgL_inplace_binary(lua_State *L, lg_opcode op) {
-  lg_tensor *t = lgL_checktensor(L, 1);
-  char name[32];
-  snprintf(name, sizeof name, "%s_", lg_ops[op].name);
-  inplace_target(L, t, name);
-  lgL_binary(L, op);
-  lg_tensor *r = lgL_checktensor(L, -1);
-  if (r->ndim != t->ndim || lg_numel(r) != lg_numel(t)) {
-    char b1[sizeof(lg_shapebuf)];
-    return lgL_error(L, "%s_: the result's shape %s differs from the tensor's %s", lg_ops[op].name,
-                     lg_shape_str(r->shape, r->ndim, b1, sizeof b1), LG_SHAPE(t));
-  }
-  lgL_check(L, lg_copy_(t, r));
-  lua_settop(L, 1);
-  return 1;
-}
 static void clamp_bounds(lua_State *L, int idx, lg_args *a) {
   for (int k = 0; k < 2; k++) {
     if (!lua_isnoneornil(L, idx + k)) {
@@ -727,14 +739,37 @@ static int t_clamp(lua_State *L) {
   return 1;
 }
 
-static int t_clamp_(lua_State *L) {
+/* Computes an in-place op as op(t, ...) and writes it into t (lg_assign_). When that records and
+** the op saves its inputs (clamp, mul, ...), it runs on a clone of t: the value the tape keeps is
+** then not the one the write overwrites. compute is called with the method's arguments (t or its
+** clone first) and the opcode as its upvalue, and returns r. */
+static int inplace(lua_State *L, lg_opcode op, lua_CFunction compute) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  inplace_target(L, t, "clamp_");
-  t_clamp(L);
-  lgL_check(L, lg_copy_(t, lgL_checktensor(L, -1)));
+  char name[64];
+  snprintf(name, sizeof name, "%s_", lg_ops[op].name);
+  int n = lua_gettop(L);
+  lua_pushinteger(L, op);
+  lua_pushcclosure(L, compute, 1);
+  if (records_inplace(t, lg_lua_totensor(L, 2)) && (lg_ops[op].flags & LG_F_SAVE_IN)) {
+    lg_tensor **c = lgL_newslot(L);
+    lg_args a = {.in = {t}, .nin = 1, .dim = -1};
+    lgL_check(L, lg_apply(LG_OP_CLONE, &a, c));
+  } else {
+    lua_pushvalue(L, 1);
+  }
+  for (int k = 2; k <= n; k++) lua_pushvalue(L, k);
+  lua_call(L, n, 1);
+  lgL_check(L, lg_assign_(t, lgL_checktensor(L, -1), name));
   lua_settop(L, 1);
   return 1;
 }
+
+static int t_clamp_(lua_State *L) { return inplace(L, LG_OP_CLAMP, t_clamp); }
+
+static int binary_upvalue(lua_State *L) {
+  return lgL_binary(L, (lg_opcode)lua_tointeger(L, lua_upvalueindex(1)));
+}
+int lgL_inplace_binary(lua_State *L, lg_opcode op) { return inplace(L, op, binary_upvalue); }
 
 /* where(mask, a, b) with a, b tensors or numbers */
 int lgL_where(lua_State *L) {
@@ -1104,20 +1139,15 @@ static int t_newindex(lua_State *L) {
   if (lua_type(L, 2) == LUA_TNUMBER) {
     if (t->ndim == 0) return lgL_error(L, "index: a 0-d tensor cannot be indexed (use fill_)");
     int64_t i = check_index(L, 2, t->shape[0], "index", 0);
-    lgL_check(L, lg_inplace_check("index assignment", t));
-    lg_tensor *view;
-    lgL_check(L, lg_select(t, 0, i, &view));
-    lg_status st;
-    if (lua_type(L, 3) == LUA_TNUMBER)
-      st = lg_fill_(view, lua_tonumber(L, 3));
-    else {
-      lg_tensor *src = lg_lua_totensor(L, 3);
-      st = src ? lg_copy_(view, src)
-               : lg_error(LG_EVALUE, "index: can only assign a number or a tensor, got %s",
-                          luaL_typename(L, 3));
-    }
-    lg_tensor_release(view);
-    return lgL_check(L, st);
+    lg_tensor *src = lg_lua_totensor(L, 3);
+    if (!src && lua_type(L, 3) != LUA_TNUMBER)
+      return lgL_error(L, "index: can only assign a number or a tensor, got %s", luaL_typename(L, 3));
+    lg_tensor **view = lgL_newslot(L);
+    lgL_check(L, lg_select(t, 0, i, view));
+    write_into(L, *view, src, src ? 0 : lua_tonumber(L, 3), "index assignment");
+    lg_tensor_release(*view); /* now, not at the next collection: the view holds the storage */
+    *view = NULL;
+    return 0;
   }
   const char *k = lua_tostring(L, 2);
   if (k && !strcmp(k, "requires_grad")) {

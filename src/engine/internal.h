@@ -27,6 +27,11 @@
     if (st_ != LG_OK) return st_;                                                                            \
   } while (0)
 
+/* Size and index arithmetic that can overflow goes through these: 1 (and *r unspecified) when the
+** exact result does not fit int64. */
+static inline int lg_add_ovf(int64_t a, int64_t b, int64_t *r) { return __builtin_add_overflow(a, b, r); }
+static inline int lg_mul_ovf(int64_t a, int64_t b, int64_t *r) { return __builtin_mul_overflow(a, b, r); }
+
 /* Shape strings for messages (luagrad.h) */
 #define SHAPE(t) LG_SHAPE(t)
 #define SHAPEV(shape, n) LG_SHAPEV(shape, n)
@@ -57,6 +62,12 @@ typedef struct lg_iter {
 void lg_iter_init(lg_iter *it, const int64_t *shape, int ndim);
 void lg_iter_add(lg_iter *it, lg_tensor *t, const int64_t *stride /* NULL: t's own */);
 void lg_iter_run(lg_iter *it, lg_row_fn row, void *ctx);
+
+/* dst = src (broadcast, cast), handling overlap; no autograd check, no version bump */
+lg_status lg_copy_values(lg_tensor *dst, lg_tensor *src);
+/* A view whose base was written in place since: take its history from the base again (tape.c) */
+lg_status lg_view_refresh(lg_tensor *v);
+lg_status lg_view_refresh_tangent(lg_tensor *v); /* the same for its forward-mode tangent */
 
 /* Allocation of fresh contiguous outputs */
 lg_status lg_new(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out);

@@ -1739,6 +1739,122 @@ static lg_status pad_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_t
   return lg_apply(LG_OP_PAD, &b, tout);
 }
 
+/* as_strided(x, shape, stride, start) and strided_scatter(dst, src, shape, stride, start, mode):
+** a window of a contiguous tensor, given as element strides and a start within it. In-place writes
+** through views are recorded with these two (lg_assign_ in tape.c): the base becomes
+** strided_scatter(base, r) (mode 0: the window replaced by r), the view as_strided(base).
+**   as_strided       backward  strided_scatter(zeros(x), g, mode 1: added, so overlapping windows
+**                              sum)                                forward mode  as_strided(t)
+**   strided_scatter  backward  dst: g with the window replaced by zeros (mode 0) or g (mode 1);
+**                              src: as_strided(g)                  forward mode  the same op on
+**                                                                  the tangents */
+static lg_status check_window(const char *op, const lg_tensor *x, const lg_args *a) {
+  int64_t n = lg_numel(x), last = a->start, span;
+  if (!lg_is_contiguous(x))
+    return lg_error(LG_EVALUE, "%s: needs a contiguous tensor, got strides of %s", op, SHAPE(x));
+  int empty = lg_shape_numel(a->shape, a->nshape) == 0, fits = a->nshape >= 0 && a->nshape <= LG_MAX_DIMS;
+  for (int d = 0; d < a->nshape && fits; d++) {
+    fits = a->shape[d] >= 0 && a->stride[d] >= 0;
+    if (fits && !empty)
+      fits = !lg_mul_ovf(a->shape[d] - 1, a->stride[d], &span) && !lg_add_ovf(last, span, &last);
+  }
+  if (!fits || a->start < 0 || (!empty && last >= n))
+    return lg_error(LG_EINDEX, "%s: a window %s at %lld does not fit in %s", op,
+                    fits ? SHAPEV(a->shape, a->nshape) : "(invalid)", (long long)a->start, SHAPE(x));
+  return LG_OK;
+}
+static lg_status as_strided_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  lg_tensor *x = a->in[0];
+  LG_TRY(check_window("as_strided", x, a));
+  return lg_view_of(x, a->shape, a->stride, a->nshape, x->offset + a->start, out);
+}
+typedef struct {
+  lg_dtype dt;
+  int add;
+} scatter_ctx;
+static void scatter_row(void *ctx, int64_t n, char **p, const int64_t *s) {
+  const scatter_ctx *c = ctx;
+  for (int64_t i = 0; i < n; i++) {
+    char *o = p[0] + i * s[0] * (int64_t)lg_dtype_size(c->dt);
+    double v = lg_load(p[1] + i * s[1] * (int64_t)lg_dtype_size(c->dt), c->dt);
+    lg_store(o, c->dt, c->add ? lg_load(o, c->dt) + v : v);
+  }
+}
+static lg_status strided_scatter_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
+  lg_tensor *dst = a->in[0], *src = a->in[1], *win = NULL;
+  if (src->ndim != a->nshape || memcmp(src->shape, a->shape, sizeof(int64_t) * (size_t)src->ndim))
+    return lg_error(LG_ESHAPE, "strided_scatter: source %s does not have the window's shape %s", SHAPE(src),
+                    SHAPEV(a->shape, a->nshape));
+  if (src->dtype != dst->dtype)
+    return lg_error(LG_EDTYPE, "strided_scatter: source is %s, destination %s", lg_dtype_name(src->dtype),
+                    lg_dtype_name(dst->dtype));
+  LG_TRY(lg_copy_as(dst, dst->dtype, out));
+  lg_status st = check_window("strided_scatter", *out, a);
+  if (st == LG_OK) st = lg_view_of(*out, a->shape, a->stride, a->nshape, a->start, &win);
+  if (st == LG_OK) { /* one pass in order, so that overlapping positions add up (mode 1) */
+    lg_iter it;
+    lg_iter_init(&it, win->shape, win->ndim);
+    lg_iter_add(&it, win, NULL);
+    lg_iter_add(&it, src, NULL);
+    scatter_ctx c = {dst->dtype, a->mode};
+    lg_iter_run(&it, scatter_row, &c);
+  }
+  lg_tensor_release(win);
+  if (st != LG_OK) lg_tensor_release(*out);
+  return st;
+}
+static lg_tensor *sc_window(sc *s, lg_opcode code, lg_tensor *x, lg_tensor *src, const lg_args *geom,
+                            int mode) {
+  lg_args a = {.in = {x, src},
+               .nin = src ? 2 : 1,
+               .dim = -1,
+               .nshape = geom->nshape,
+               .start = geom->start,
+               .mode = mode};
+  memcpy(a.shape, geom->shape, sizeof a.shape);
+  memcpy(a.stride, geom->stride, sizeof a.stride);
+  return sc_op(s, code, a);
+}
+static lg_tensor *sc_contiguous(sc *s, lg_tensor *x) {
+  return x ? sc_op(s, LG_OP_CLONE, (lg_args){.in = {x}, .nin = 1, .dim = -1}) : NULL;
+}
+static lg_tensor *sc_zeros(sc *s, const int64_t *shape, int nd, lg_dtype dt) {
+  lg_tensor *z = NULL;
+  if (s->st != LG_OK) return NULL;
+  lg_status st = lg_tensor_zeros(shape, nd, dt, &z);
+  return sc_keep(s, st, z);
+}
+static lg_status as_strided_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  const lg_edge *e = &n->edges[0];
+  lg_tensor *z = sc_zeros(&s, e->shape, e->ndim, g->dtype);
+  return sc_done(&s, sc_window(&s, LG_OP_STRIDED_SCATTER, z, g, &n->args, 1), &gin[0]);
+}
+static lg_status as_strided_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                                lg_tensor **tout) {
+  sc s = {0};
+  return sc_done(&s, sc_window(&s, LG_OP_AS_STRIDED, sc_contiguous(&s, tin[0]), NULL, a, 0), tout);
+}
+static lg_status strided_scatter_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  sc s = {0};
+  lg_tensor *gc = sc_contiguous(&s, g), *gd = NULL, *gs = NULL;
+  if (n->needs[0])
+    gd = n->args.mode ? gc
+                      : sc_window(&s, LG_OP_STRIDED_SCATTER, gc,
+                                  sc_zeros(&s, n->edges[1].shape, n->edges[1].ndim, g->dtype), &n->args, 0);
+  if (n->needs[1]) gs = sc_window(&s, LG_OP_AS_STRIDED, gc, NULL, &n->args, 0);
+  return sc_done2(&s, gd, &gin[0], gs, &gin[1]);
+}
+static lg_status strided_scatter_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                                     lg_tensor **tout) {
+  sc s = {0};
+  lg_tensor *td = tin[0] ? tin[0] : sc_zeros(&s, a->in[0]->shape, a->in[0]->ndim, out->dtype);
+  lg_tensor *ts = tin[1] ? tin[1] : sc_zeros(&s, a->in[1]->shape, a->in[1]->ndim, out->dtype);
+  return sc_done(
+      &s, sc_window(&s, LG_OP_STRIDED_SCATTER, sc_contiguous(&s, td), sc_contiguous(&s, ts), a, a->mode),
+      tout);
+}
+
 static lg_status clone_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   return lg_clone(a->in[0], out);
 }
@@ -1894,6 +2010,8 @@ const lg_op lg_ops[LG_NUM_OPS] = {
   VIEW_ROW(NARROW, narrow, narrow_backward, same_op_jvp),
   VIEW_ROW(SELECT, select, select_backward, same_op_jvp),
   ROW(PAD, pad, 1, 1, pad_forward, 0, RULES(pad)),
+  ROW(AS_STRIDED, as_strided, 1, 1, as_strided_forward, LG_F_VIEW, RULES(as_strided)),
+  ROW(STRIDED_SCATTER, strided_scatter, 2, 1, strided_scatter_forward, 0, RULES(strided_scatter)),
   ROW(CLONE, clone, 1, 1, clone_forward, 0, .backward = pass_backward, .jvp = same_op_jvp),
   ROW(CAST, cast, 1, 1, cast_forward, 0, .backward = pass_backward, .jvp = same_op_jvp),
 
@@ -1914,7 +2032,11 @@ static lg_status propagate_tangent(const lg_op *op, const lg_args *a, lg_tensor 
   lg_tensor *const *ins = op->arity < 0 ? a->list : a->in;
   int nin = op->arity < 0 ? a->nlist : a->nin, any = 0;
   lg_tensor *tin_inline[LG_MAX_INPUTS] = {NULL}, **tin = tin_inline;
-  for (int i = 0; i < nin; i++) any |= ins[i] && ins[i]->tangent;
+  for (int i = 0; i < nin; i++) {
+    if (ins[i] && ins[i]->base && ins[i]->base_tgen != ins[i]->base->tan_gen)
+      LG_TRY(lg_view_refresh_tangent(ins[i]));
+    any |= ins[i] && ins[i]->tangent;
+  }
   if (!any || !lg_dtype_is_float(out->dtype)) return LG_OK;
   if (nin > LG_MAX_INPUTS && !(tin = calloc((size_t)nin, sizeof *tin)))
     return lg_error(LG_ENOMEM, "%s: out of memory", op->name);

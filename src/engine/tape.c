@@ -130,7 +130,12 @@ lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **outs) {
   lg_tensor *out = outs[0];
   lg_tensor *const *ins = op->arity < 0 ? a->list : a->in;
   int nin = op->arity < 0 ? a->nlist : a->nin, any = 0;
-  for (int i = 0; i < nin; i++) any |= wants_grad(ins[i]);
+  for (int i = 0; i < nin; i++) {
+    lg_tensor *t = ins[i];
+    if (t && t->base && t->base_gen != t->base->hist_gen)
+      LG_TRY(lg_view_refresh(t)); /* its base was written */
+    any |= wants_grad(t);
+  }
   if (!any || !lg_dtype_is_float(out->dtype)) return LG_OK;
   lg_node *n = node_alloc();
   if (!n) return lg_error(LG_ENOMEM, "%s: out of memory recording the op", op->name);
@@ -195,6 +200,210 @@ lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **outs) {
   out->requires_grad = 1;
   n->out = out;
   return LG_OK;
+}
+
+/* ---- in-place writes ----
+** t:add_(u) computes r = t + u as usual (recorded) and then lg_assign_(t, r): t takes r's values and
+** r's history, as if t had been made by r's op. Earlier users of t's old value keep their own
+** history; the tape's version check catches one that saved the value now overwritten.
+** A view v of a base b (v = b[1], b:narrow(...)) shares b's storage, so a write through v changes
+** b too: b's history becomes strided_scatter(b_old, r) (r written into v's window), v's own
+** as_strided(b), and every other view of b, seeing b->hist_gen move, takes its history from b
+** again the next time an op records it (lg_view_refresh). */
+
+/* t's history becomes n (a new reference; NULL: none, t is a constant now). */
+static void take_history(lg_tensor *t, lg_node *n) {
+  lg_node *old = t->grad_fn;
+  if (n) {
+    n->refcount++;
+    n->out = t;
+  }
+  t->grad_fn = n;
+  t->requires_grad = n != NULL;
+  if (old) {
+    if (old->out == t) old->out = NULL;
+    lg_node_release(old);
+  }
+}
+
+/* The window of v in its base, as as_strided/strided_scatter arguments (inputs left to set). */
+static lg_status window_of(lg_tensor *v, const char *op, lg_args *a) {
+  lg_tensor *b = v->base;
+  if (!lg_is_contiguous(b))
+    return lg_error(LG_EVALUE,
+                    "%s: writing through a view of a non-contiguous tensor %s under autograd is not "
+                    "supported (clone() it first)",
+                    op, SHAPE(b));
+  memset(a, 0, sizeof *a);
+  a->dim = -1;
+  a->nshape = v->ndim;
+  a->start = v->offset - b->offset;
+  memcpy(a->shape, v->shape, sizeof a->shape);
+  memcpy(a->stride, v->stride, sizeof a->stride);
+  return LG_OK;
+}
+
+lg_status lg_view_refresh(lg_tensor *v) {
+  lg_tensor *b = v->base;
+  if (!b || v->base_gen == b->hist_gen) return LG_OK;
+  if (v->requires_grad && !v->grad_fn) return LG_OK; /* a leaf of its own (a view made to require grad) */
+  v->base_gen = b->hist_gen;
+  if (!b->requires_grad) {
+    take_history(v, NULL);
+    return LG_OK;
+  }
+  lg_args a;
+  LG_TRY(window_of(v, "view", &a));
+  a.in[0] = b;
+  a.nin = 1;
+  lg_node *old = v->grad_fn;
+  v->grad_fn = NULL;
+  lg_status st = lg_tape_record(LG_OP_AS_STRIDED, &a, &v);
+  if (old) {
+    if (old->out == v) old->out = NULL;
+    lg_node_release(old);
+  }
+  return st;
+}
+
+/* The tangent of t after the write (forward mode): r's, or zeros where r has none; through a view,
+** written into the base's tangent. */
+static lg_status assign_tangent(lg_tensor *t, lg_tensor *r) {
+  lg_tensor *b = t->base, *tr = r->tangent, *z = NULL;
+  if (!tr && !t->tangent && !(b && b->tangent)) return LG_OK;
+  int level = fw_level;
+  fw_level = 0;
+  lg_status st = LG_OK;
+  if (!tr) st = lg_tensor_zeros(t->shape, t->ndim, t->dtype, &z), tr = z;
+  if (st == LG_OK && tr->dtype != t->dtype) {
+    lg_tensor *c = NULL;
+    st = lg_to_dtype(tr, t->dtype, &c);
+    lg_tensor_release(z);
+    tr = z = c;
+  }
+  if (st == LG_OK && !b) {
+    lg_tensor_release(t->tangent);
+    t->tangent = lg_tensor_retain(tr);
+  } else if (st == LG_OK) {
+    lg_args a;
+    lg_tensor *bt = NULL, *nb = NULL, *nt = NULL;
+    st = window_of(t, "forward mode", &a);
+    if (st == LG_OK && !(bt = lg_tensor_retain(b->tangent)))
+      st = lg_tensor_zeros(b->shape, b->ndim, b->dtype, &bt);
+    if (st == LG_OK) {
+      lg_tensor *btc = NULL;
+      st = lg_contiguous(bt, &btc);
+      lg_tensor_release(bt);
+      bt = btc;
+    }
+    if (st == LG_OK) {
+      a.in[0] = bt, a.in[1] = tr, a.nin = 2;
+      st = lg_apply(LG_OP_STRIDED_SCATTER, &a, &nb);
+    }
+    if (st == LG_OK) {
+      a.in[0] = nb, a.in[1] = NULL, a.nin = 1;
+      st = lg_apply(LG_OP_AS_STRIDED, &a, &nt);
+    }
+    if (st == LG_OK) {
+      lg_tensor_release(b->tangent);
+      b->tangent = nb;
+      nb = NULL;
+      lg_tensor_release(t->tangent);
+      t->tangent = nt;
+      nt = NULL;
+      t->base_tgen = ++b->tan_gen; /* the other views of b take their tangents from it again */
+    }
+    lg_tensor_release(bt);
+    lg_tensor_release(nb);
+    lg_tensor_release(nt);
+  }
+  lg_tensor_release(z);
+  fw_level = level;
+  return st;
+}
+
+lg_status lg_view_refresh_tangent(lg_tensor *v) {
+  lg_tensor *b = v->base, *bt = NULL, *nt = NULL;
+  if (!b || v->base_tgen == b->tan_gen) return LG_OK;
+  v->base_tgen = b->tan_gen;
+  lg_status st = LG_OK;
+  if (b->tangent) {
+    lg_args a;
+    int level = fw_level;
+    fw_level = 0;
+    st = window_of(v, "forward mode", &a);
+    if (st == LG_OK) st = lg_contiguous(b->tangent, &bt);
+    if (st == LG_OK) {
+      a.in[0] = bt, a.nin = 1;
+      st = lg_apply(LG_OP_AS_STRIDED, &a, &nt);
+    }
+    fw_level = level;
+    lg_tensor_release(bt);
+  }
+  if (st == LG_OK) {
+    lg_tensor_release(v->tangent);
+    v->tangent = nt;
+  }
+  return st;
+}
+
+lg_status lg_assign_(lg_tensor *t, lg_tensor *r, const char *op) {
+  lg_tensor *b = t->base;
+  if (t->ndim != r->ndim || memcmp(t->shape, r->shape, sizeof(int64_t) * (size_t)t->ndim))
+    return lg_error(LG_ESHAPE, "%s: the result's shape %s differs from the tensor's %s", op, SHAPE(r),
+                    SHAPE(t));
+  if (grad_enabled) {
+    if (t->base) LG_TRY(lg_view_refresh(t));
+    if (t->requires_grad && !t->grad_fn)
+      return lg_error(LG_EGRAD,
+                      "%s: cannot modify a leaf tensor that requires grad in place (shape %s); do it inside "
+                      "lg.no_grad or on a detached tensor",
+                      op, SHAPE(t));
+    if (b && b->requires_grad && !b->grad_fn)
+      return lg_error(
+          LG_EGRAD,
+          "%s: cannot write in place through a view of a leaf tensor that requires grad (shape %s); "
+          "do it inside lg.no_grad",
+          op, SHAPE(b));
+  }
+  LG_TRY(lg_copy_values(t, r));
+  t->storage->version++;
+  if (fw_level > 0) LG_TRY(assign_tangent(t, r));
+  int history = r->requires_grad || t->requires_grad || (b && b->requires_grad);
+  if (!grad_enabled || !history || !lg_dtype_is_float(t->dtype)) return LG_OK;
+
+  /* r as a result of an op in t's dtype (a leaf r, or another dtype, goes through one more op) */
+  lg_tensor *rr = lg_tensor_retain(r);
+  lg_status st = LG_OK;
+  if (rr->requires_grad && (!rr->grad_fn || rr->dtype != t->dtype)) {
+    lg_args c = {.in = {rr}, .nin = 1, .dim = -1, .mode = (int)t->dtype};
+    lg_tensor *cast = NULL;
+    st = lg_apply(LG_OP_CAST, &c, &cast);
+    lg_tensor_release(rr);
+    rr = cast;
+  }
+  if (st == LG_OK && !b) {
+    take_history(t, rr->requires_grad ? rr->grad_fn : NULL);
+    t->hist_gen++;
+  } else if (st == LG_OK) {
+    lg_args a;
+    st = window_of(t, op, &a);
+    if (st == LG_OK) {
+      a.in[0] = b, a.in[1] = rr, a.nin = 2;
+      lg_node *old = b->grad_fn;
+      st = lg_tape_record(LG_OP_STRIDED_SCATTER, &a, &b);
+      if (st == LG_OK && old && b->grad_fn != old) {
+        if (old->out == b) old->out = NULL;
+        lg_node_release(old);
+      }
+    }
+    if (st == LG_OK) {
+      b->hist_gen++;
+      st = lg_view_refresh(t);
+    }
+  }
+  lg_tensor_release(rr);
+  return st;
 }
 
 void lg_weak_release(lg_weak *w) {

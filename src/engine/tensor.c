@@ -505,6 +505,7 @@ void lg_tensor_release(lg_tensor *t) {
   }
   lg_tensor_release(t->grad);
   lg_tensor_release(t->tangent);
+  lg_tensor_release(t->base);
   storage_release(t->storage);
   tensor_free(t);
 }
@@ -583,8 +584,8 @@ lg_status lg_eye(int64_t n, int64_t m, lg_dtype dt, lg_tensor **out) {
 
 /* ---- views ---- */
 
-lg_status lg_view_of(lg_tensor *t, const int64_t *shape, const int64_t *stride, int ndim, int64_t offset,
-                     lg_tensor **out) {
+static lg_status view_new(lg_tensor *t, const int64_t *shape, const int64_t *stride, int ndim, int64_t offset,
+                          lg_tensor **out) {
   lg_tensor *v = tensor_alloc();
   if (!v) return lg_error(LG_ENOMEM, "view: out of memory");
   v->storage = t->storage;
@@ -600,8 +601,21 @@ lg_status lg_view_of(lg_tensor *t, const int64_t *shape, const int64_t *stride, 
   return LG_OK;
 }
 
+/* A view remembers its base (the tensor that is no view), for in-place writes (lg_assign_). */
+lg_status lg_view_of(lg_tensor *t, const int64_t *shape, const int64_t *stride, int ndim, int64_t offset,
+                     lg_tensor **out) {
+  LG_TRY(view_new(t, shape, stride, ndim, offset, out));
+  lg_tensor *base = t->base ? t->base : t;
+  (*out)->base = lg_tensor_retain(base);
+  (*out)->base_gen = base->hist_gen;
+  (*out)->base_tgen = base->tan_gen;
+  return LG_OK;
+}
+
+/* An alias (what the tape saves) has no base: a saved output holding its own tensor would make a
+** cycle (tensor -> node -> saved alias -> tensor). */
 lg_status lg_alias(lg_tensor *t, lg_tensor **out) {
-  return lg_view_of(t, t->shape, t->stride, t->ndim, t->offset, out);
+  return view_new(t, t->shape, t->stride, t->ndim, t->offset, out);
 }
 
 /* Resolve one -1 entry in a requested shape against numel. */
@@ -868,9 +882,13 @@ static void copy_row(void *ctx, int64_t n, char **p, const int64_t *s) {
 static int storage_overlap(const lg_tensor *a, const lg_tensor *b) { return a->storage == b->storage; }
 
 lg_status lg_copy_(lg_tensor *dst, lg_tensor *src) {
+  LG_TRY(inplace_check("copy_", dst));
+  return lg_copy_values(dst, src);
+}
+
+lg_status lg_copy_values(lg_tensor *dst, lg_tensor *src) {
   int64_t bshape[LG_MAX_DIMS];
   int bn;
-  LG_TRY(inplace_check("copy_", dst));
   LG_TRY(lg_broadcast_shapes("copy_", dst->shape, dst->ndim, src->shape, src->ndim, bshape, &bn));
   if (bn != dst->ndim || lg_shape_numel(bshape, bn) != lg_numel(dst))
     return lg_error(LG_ESHAPE, "copy_: source %s does not broadcast to destination %s", SHAPE(src),
