@@ -138,7 +138,11 @@ void *lg_data(const lg_tensor *t); /* address of the first element */
 double lg_get_flat(const lg_tensor *t, int64_t i);
 int64_t lg_get_flat_i64(const lg_tensor *t, int64_t i);
 void lg_set_flat(lg_tensor *t, int64_t i, double v);
-/* One element at address p (from lg_data and the strides) as a double, and back. */
+/* Whether v converts to int64 by truncation (finite and in range). */
+static inline int lg_fits_i64(double v) { return v >= -9223372036854775808.0 && v < 9223372036854775808.0; }
+/* One element at address p (from lg_data and the strides) as a double, and back (to int64 by
+** truncation; NaN, infinities and values out of range become INT64_MIN, as x86 converts them,
+** without undefined behaviour: callers that take values from users check lg_fits_i64 first). */
 static inline double lg_load(const void *p, lg_dtype dt) {
   switch (dt) {
   case LG_FLOAT32:
@@ -158,7 +162,7 @@ static inline void lg_store(void *p, lg_dtype dt, double v) {
     *(double *)p = v;
     break;
   default:
-    *(int64_t *)p = (int64_t)v;
+    *(int64_t *)p = lg_fits_i64(v) ? (int64_t)v : INT64_MIN;
     break;
   }
 }
@@ -401,9 +405,10 @@ typedef struct lg_node {
   lg_args args;             /* arguments; in[] holds the saved inputs when LG_F_SAVE_IN */
   lg_tensor *saved_out;     /* the output without its grad_fn, when LG_F_SAVE_OUT */
   lg_tensor *saved_aux[2];  /* outputs 2 and 3 (e.g. batch mean and variance), when LG_F_SAVE_AUX */
-  int64_t versions[LG_MAX_INPUTS + 1]; /* storage versions of the saved tensors when recorded */
-  lg_tensor *out;                      /* the output while it lives (not a reference): hooks, retain_grad */
-  int released;                        /* saved tensors were freed by a backward without retain_graph */
+  int64_t versions[LG_MAX_INPUTS + 1];           /* storage versions of the saved tensors when recorded */
+  const lg_storage *storages[LG_MAX_INPUTS + 1]; /* and their storages (set_ may swap one) */
+  lg_tensor *out; /* the output while it lives (not a reference): hooks, retain_grad */
+  int released;   /* saved tensors were freed by a backward without retain_graph */
   /* backward pass scratch */
   lg_tensor *grad; /* accumulated gradient of the output */
   int deps, mark;

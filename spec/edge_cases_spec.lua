@@ -111,3 +111,199 @@ describe("forward mode", function()
     assert.are.same({ 1, 1, 1, 1, 1, 1, 1, 1 }, list(t))
   end)
 end)
+
+describe("the functional autograd helpers", function()
+  local function const2() return lg.ones(2, F64) end
+  it("return zeros for an input the output does not depend on", function()
+    local x = lg.ones(3, F64)
+    assert.are.same({ { 0, 0, 0 }, { 0, 0, 0 } }, list(ag.jacobian(function() return const2() end, x)))
+    local _, g = ag.vjp(function() return const2() end, x, lg.ones(2, F64))
+    assert.are.same({ 0, 0, 0 }, list(g))
+    assert.are.same({ { 0, 0 }, { 0, 0 } }, list(ag.hessian(function() return lg.tensor(1.0, F64) end, lg.ones(2, F64))))
+    local _, hv = ag.hvp(function() return lg.tensor(1.0, F64) end, lg.ones(2, F64), lg.ones(2, F64))
+    assert.are.same({ 0, 0 }, list(hv))
+    local _, hv2 = ag.hvp(function(a) return a:sum() end, lg.ones(2, F64), lg.ones(2, F64)) -- linear: H = 0
+    assert.are.same({ 0, 0 }, list(hv2))
+  end)
+
+  it("name themselves in their errors, not backward", function()
+    local e = util.error_of(function() ag.vjp(function(a) return a * 2 end, lg.ones(3), lg.ones(4)) end)
+    assert.matches("vjp: ", e)
+    assert.is_nil(e:find("backward", 1, true))
+  end)
+end)
+
+describe("dimensions and creation", function()
+  it("layer_norm of a zero-size input is empty, with empty gradients", function()
+    local x = lg.zeros({ 2, 0 }, { requires_grad = true })
+    local y = F.layer_norm(x, 0)
+    assert.are.same({ 2, 0 }, y.shape)
+    F.layer_norm(x, 0, { weight = lg.ones(0), bias = lg.zeros(0) }):sum():backward()
+    assert.are.same({ 2, 0 }, x.grad.shape)
+  end)
+
+  it("permute takes any negative dimension in range", function()
+    assert.are.same({ 4, 3, 2 }, lg.zeros(2, 3, 4):permute(-1, -2, 1).shape)
+    assert.matches("permute: dimension %-4 out of range", util.error_of(function() lg.zeros(2, 3, 4):permute(-4, 1, 2) end))
+  end)
+
+  it("linspace with one step is the start", function()
+    assert.are.same({ 0.3 }, list(lg.linspace(0.3, -0.7, 1, F64)))
+  end)
+
+  it("chunk of an empty dimension gives that many empty pieces", function()
+    local p = lg.zeros(0, 3):chunk(3, 1)
+    assert.are.equal(3, #p)
+    for _, t in ipairs(p) do assert.are.same({ 0, 3 }, t.shape) end
+  end)
+
+  it("a shape table with a metatable is a shape", function()
+    assert.are.same({ 2, 3 }, lg.zeros(setmetatable({ 2, 3 }, {})).shape)
+  end)
+
+  it("softmax of a 0-d tensor is 1 (log_softmax 0) with a zero gradient; max(1) of one gives its index", function()
+    local x = lg.tensor(3.0, P64)
+    local y = x:softmax(1)
+    assert.are.equal(1, y:item())
+    assert.are.equal(0, x:log_softmax(-1):item())
+    y:backward()
+    assert.are.equal(0, x.grad:item())
+    local v, i = lg.tensor(3.0):max(1)
+    assert.are.equal(3, v:item())
+    assert.are.equal(1, i:item())
+  end)
+
+  it("sum({}, keepdim) sums every dimension and keeps them", function()
+    local s = lg.ones(2, 3):sum({}, true)
+    assert.are.same({ 1, 1 }, s.shape)
+    assert.are.equal(6, s:item())
+  end)
+
+  it("log_softmax along an inner dimension is contiguous", function()
+    local y = lg.randn(2, 3, 4):log_softmax(2)
+    assert.is_true(y:is_contiguous())
+    assert.are.same({ 24 }, y:view(24).shape)
+  end)
+end)
+
+describe("derivatives at singular points", function()
+  it("pow at 0 gives PyTorch's masked values, also for double backward", function()
+    local x = lg.tensor({ 0, 2 }, P64)
+    assert.are.same({ 0, 0 }, list(ag.grad((x ^ 0):sum(), { x })[1]))
+    local g = ag.grad((x ^ 1):sum(), { x }, { create_graph = true })[1]
+    assert.are.same({ 1, 1 }, list(ag.grad((g * x):sum(), { x })[1]))
+    local a = lg.tensor({ 0 }, P64)
+    assert.are.same({ 0 }, list(ag.grad((a ^ lg.tensor({ 0 }, F64)):sum(), { a })[1]))
+  end)
+
+  it("std's gradient where the variance is 0 is 0", function()
+    local x = lg.ones(3, P64)
+    x:std():backward()
+    assert.are.same({ 0, 0, 0 }, list(x.grad))
+  end)
+end)
+
+describe("sizes that overflow, and values that do not fit int64", function()
+  local max = math.maxinteger
+  it("narrow, split and chunk with sizes near math.maxinteger raise or stay in bounds", function()
+    assert.matches("narrow: start 2 %+ length", util.error_of(function() lg.zeros(5):narrow(1, 2, max) end))
+    assert.matches("split: sizes exceed", util.error_of(function() lg.zeros(5):split({ 1, max }) end))
+    local parts = lg.zeros(5):chunk(max)
+    assert.are.equal(5, #parts)
+    for _, p in ipairs(parts) do assert.are.equal(1, p:numel()) end
+  end)
+
+  it("stack of 16-d tensors and expand past int64 are errors", function()
+    local s = {}
+    for i = 1, 16 do s[i] = 1 end
+    local t = lg.zeros(s)
+    assert.matches("stack: tensors of 16 dimensions", util.error_of(function() lg.stack({ t, t }) end))
+    assert.matches("too many elements", util.error_of(function() lg.zeros(1):expand(2 ^ 62, 4) end))
+  end)
+
+  it("NaN, infinities and values out of range do not become int64", function()
+    local i64 = { dtype = "int64" }
+    assert.matches("does not fit int64", util.error_of(function() lg.tensor({ 0 / 0 }, i64) end))
+    assert.matches("does not fit int64", util.error_of(function() lg.tensor(0 / 0, i64) end))
+    assert.matches("linspace: .*do not fit int64", util.error_of(function() lg.linspace(0, 1e300, 3, i64) end))
+    assert.matches("cross_entropy: target%[1%]", util.error_of(function() F.cross_entropy(lg.randn(2, 3), { 2 ^ 63, 1 }) end))
+  end)
+end)
+
+describe("hooks", function()
+  it("a hook that runs backward through the graph being differentiated gets a clear error", function()
+    local x = lg.tensor({ 1, 2 }, { requires_grad = true })
+    local y = x * 2
+    local z = (y * 3):sum()
+    y:register_hook(function() z:backward(nil, { retain_graph = true }) end)
+    assert.matches("re%-entrant backward", util.error_of(function() z:backward(nil, { retain_graph = true }) end))
+  end)
+
+  it("a hook may run backward through another graph", function()
+    local a = lg.tensor({ 1, 2 }, { requires_grad = true })
+    local b = lg.tensor({ 3.0 }, { requires_grad = true })
+    local y = a * 2
+    y:register_hook(function() lg.enable_grad(function() (b * b):sum():backward() end) end)
+    y:sum():backward()
+    assert.are.same({ 2, 2 }, list(a.grad))
+    assert.are.same({ 6 }, list(b.grad))
+  end)
+
+  it("a hook that drops the last reference to its tensor, and remove() after the tensor died", function()
+    local x = lg.tensor({ 1, 2 }, { requires_grad = true })
+    local y = x * 2
+    local z = (y * 3):sum()
+    y:register_hook(function() y = nil; collectgarbage(); collectgarbage() end)
+    z:backward()
+    assert.are.same({ 6, 6 }, list(x.grad))
+    local h = (x * 1):register_hook(function() end) -- its tensor is garbage at once
+    collectgarbage(); collectgarbage()
+    h:remove()
+  end)
+end)
+
+describe("what a script assigns", function()
+  it("set_ on a tensor the tape saved is caught at backward", function()
+    local x = lg.ones(3, { requires_grad = true })
+    local w = lg.ones(3)
+    local y = (x * w):sum()
+    w:set_(lg.full({ 3 }, 5.0))
+    assert.matches("replaced with set_", util.error_of(function() y:backward() end))
+  end)
+
+  it(".grad must have the tensor's dtype, shape and no shared elements", function()
+    local a = lg.ones(3, { requires_grad = true })
+    assert.matches("grad: assigned gradient is int64", util.error_of(function() a.grad = lg.zeros(3, { dtype = "int64" }) end))
+    assert.matches("sharing memory", util.error_of(function() a.grad = lg.zeros(1):expand(3) end))
+    a.grad = lg.zeros(6):narrow(1, 2, 3) -- a view without shared elements is fine
+    a:sum():backward()
+    assert.are.same({ 1, 1, 1 }, list(a.grad))
+  end)
+
+  it("fashion_mnist takes its split as a string and refuses other values", function()
+    assert.matches("fashion_mnist: expected a split", util.error_of(function() lg.datasets.fashion_mnist(true) end))
+    assert.matches("unknown option 'spilt'", util.error_of(function() lg.datasets.fashion_mnist({ spilt = "test" }) end))
+  end)
+
+  it("a module cannot contain itself or an ancestor", function()
+    local m = lg.nn.Sequential(lg.nn.Linear(2, 2))
+    assert.matches("cycle", util.error_of(function() m:add_module("self", m) end))
+    local outer = lg.nn.Sequential(m)
+    assert.matches("cycle", util.error_of(function() m:add_module("up", outer) end))
+  end)
+
+  it("detect_anomaly reads an expanded view's one element once", function()
+    ag.detect_anomaly(true)
+    local ok, e = pcall(function() return lg.zeros(1):expand(2 ^ 53):narrow(1, 5, 3) end)
+    ag.detect_anomaly(false)
+    assert.is_true(ok, tostring(e))
+  end)
+
+  it("tostring of a closed tensor", function()
+    local t = lg.ones(2)
+    do
+      local c <close> = t -- luacheck: ignore 211
+    end
+    assert.are.equal("tensor(closed)", tostring(t))
+  end)
+end)

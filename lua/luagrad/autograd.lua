@@ -79,6 +79,31 @@ function M.detect_anomaly(on)
   return core._detect_anomaly(on)
 end
 
+-- core._grad for a helper (vjp, hessian, hvp): outputs that do not require grad contribute
+-- nothing, so when none does every gradient is nil (the helper returns zeros); an error from the
+-- tape is raised again naming the helper rather than "backward".
+local function helper_grad(helper, outputs, inputs, opts)
+  local outs, weights = {}, {}
+  local given = opts and opts.grad_outputs
+  for i, o in ipairs(outputs) do
+    if o.requires_grad then
+      outs[#outs + 1] = o
+      if given then weights[#outs] = given[i] end
+    end
+  end
+  if #outs == 0 then return {} end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.grad_outputs = given and weights or nil
+  o.allow_unused = true
+  local ok, res = pcall(core._grad, outs, inputs, o)
+  if not ok then
+    local msg = tostring(res):gsub("^[^:\n]*:%d+: ", ""):gsub("^backward: ", ""):gsub("^grad: ", "")
+    errors.raise(helper .. ": " .. msg)
+  end
+  return res
+end
+
 -- Fresh leaves for vjp's inputs: detached copies that require grad.
 local function leaves(primals)
   local xs = {}
@@ -101,7 +126,8 @@ function M.vjp(f, primals, cotangents)
   local out = with_grad_mode(true, f, table.unpack(xs))
   local outs, single_out = as_list(out, "vjp: f's result")
   local cts = cotangents and as_list(cotangents, "vjp: cotangents") or nil
-  local gs = M.grad(outs, xs, { grad_outputs = cts, allow_unused = true })
+  if cts and #cts ~= #outs then errors.raisef("vjp: %d cotangents for %d outputs", #cts, #outs) end
+  local gs = helper_grad("vjp", outs, xs, { grad_outputs = cts })
   for i, x in ipairs(xs) do
     if gs[i] == nil then gs[i] = core.zeros_like(x) end
   end
@@ -189,12 +215,12 @@ function M.hessian(f, x)
   local xl = x:detach():requires_grad_(true)
   local y = with_grad_mode(true, f, xl)
   if not is_tensor(y) or y:numel() ~= 1 then errors.raise("hessian: f must return a one-element tensor") end
-  local g = M.grad(y, xl, { create_graph = true })[1]
   local n = x:numel()
   local H = core.zeros({ n, n }, { dtype = x.dtype })
+  local g = helper_grad("hessian", { y }, { xl }, { create_graph = true })[1] or core.zeros_like(xl)
   local gflat = g:reshape(n)
   for i = 1, gflat.requires_grad and n or 0 do -- a constant gradient has a zero Hessian
-    local row = M.grad(gflat:select(1, i), xl, { retain_graph = true, allow_unused = true })[1]
+    local row = helper_grad("hessian", { gflat:select(1, i) }, { xl }, { retain_graph = true })[1]
     if row then H[i] = row:detach():reshape(n) end
   end
   local shape = {}
@@ -210,11 +236,15 @@ end
 ---@return luagrad.Tensor y f(x)
 ---@return luagrad.Tensor hv
 function M.hvp(f, x, v)
+  if not is_tensor(x) then errors.raise("hvp: x must be a tensor") end
+  if not is_tensor(v) then errors.raise("hvp: v must be a tensor") end
   local xl = x:detach():requires_grad_(true)
   local y = with_grad_mode(true, f, xl)
-  local g = M.grad(y, xl, { create_graph = true })[1]
+  if not is_tensor(y) or y:numel() ~= 1 then errors.raise("hvp: f must return a one-element tensor") end
+  local g = helper_grad("hvp", { y }, { xl }, { create_graph = true })[1]
+  if not g then return y:detach(), core.zeros_like(x) end
   local gv = (g * v):sum()
-  local hv = gv.requires_grad and M.grad(gv, xl, { allow_unused = true })[1] or nil
+  local hv = helper_grad("hvp", { gv }, { xl })[1]
   return y:detach(), hv or core.zeros_like(x)
 end
 

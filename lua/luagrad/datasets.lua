@@ -68,7 +68,16 @@ end
 ---@param opts? luagrad.datasets.FashionMNISTOptions
 ---@return luagrad.datasets.FashionMNIST
 function M.fashion_mnist(opts)
+  if type(opts) == "string" then opts = { split = opts } end -- fashion_mnist("test")
+  if opts ~= nil and type(opts) ~= "table" then
+    errors.raisef('fashion_mnist: expected a split ("train" or "test") or an options table, got %s', type(opts))
+  end
   opts = opts or {}
+  for k in pairs(opts) do
+    if k ~= "split" and k ~= "root" and k ~= "normalize" then
+      errors.raisef("fashion_mnist: unknown option '%s' (options: split, root, normalize)", tostring(k))
+    end
+  end
   local split = opts.split or "train"
   if split ~= "train" and split ~= "test" then
     errors.raisef('fashion_mnist: split must be "train" or "test", got %q', tostring(split))
@@ -96,6 +105,13 @@ function M.fashion_mnist(opts)
   -- pixel p/255 standardized: (p/255 - mean)/std = p * 1/(255 std) - mean/std
   local images = core._bytes_to_tensor(simg, ioff, ishape, "float32", 1 / (255 * std), -mean / std)
   local labels = core._bytes_to_tensor(slab, loff, lshape, "int64", 1, 1)
+  if labels:numel() > 0 then
+    local lo, hi = labels:min():item(), labels:max():item()
+    if lo < 1 or hi > #M.fashion_mnist_classes then
+      errors.raisef("fashion_mnist: %s holds labels %d..%d, outside the %d classes 0..%d", plab, lo - 1, hi - 1,
+        #M.fashion_mnist_classes, #M.fashion_mnist_classes - 1)
+    end
+  end
   local ds = data.TensorDataset(images, labels)
   rawset(ds, "images", images)
   rawset(ds, "labels", labels)

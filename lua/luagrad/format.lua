@@ -96,7 +96,9 @@ end
 ---@return string
 function M.tensor(t)
   local core = require "luagrad.core"
-  if not core.is_tensor(t) then return tostring(t) end
+  if not core.is_tensor(t) then -- a closed tensor (`local t <close>`) is no tensor any more
+    return getmetatable(t) == core._tensor_mt and "tensor(closed)" or tostring(t)
+  end
   local ok, shape = pcall(function() return t.shape end)
   if not ok then return "tensor(closed)" end
   local dtype, numel, nd = t.dtype, t:numel(), t:dim()

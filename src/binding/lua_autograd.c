@@ -119,9 +119,14 @@ static int m_detect_anomaly(lua_State *L) {
 
 /* ---- hooks and retain_grad ---- */
 
+/* A hook's state is a full userdata that Lua owns: the tensor's hook list keeps it alive through a
+** registry reference (self_ref, dropped when the tensor dies), and so does the handle that
+** register_hook returns (its remove closure's upvalue), so remove() after the tensor has died
+** still finds valid memory. */
 typedef struct {
   lua_State *L;
-  int ref;
+  int ref;      /* the Lua function, or LUA_NOREF once removed */
+  int self_ref; /* this userdata, held for the tensor's hook list */
 } lua_hook;
 
 static lg_status call_lua_hook(void *ud, lg_tensor *grad, lg_tensor **replace) {
@@ -153,7 +158,8 @@ static lg_status call_lua_hook(void *ud, lg_tensor *grad, lg_tensor **replace) {
 static void free_lua_hook(void *ud) {
   lua_hook *h = ud;
   if (h->ref != LUA_NOREF) luaL_unref(h->L, LUA_REGISTRYINDEX, h->ref);
-  free(h);
+  h->ref = LUA_NOREF;
+  luaL_unref(h->L, LUA_REGISTRYINDEX, h->self_ref); /* Lua frees h once the handle is gone too */
 }
 
 static int hook_remove(lua_State *L) {
@@ -171,15 +177,14 @@ static int t_register_hook(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (!t->requires_grad)
     return lgL_error(L, "register_hook: the tensor (shape %s) does not require grad", LG_SHAPE(t));
-  lua_hook *h = malloc(sizeof *h);
-  if (!h) return lgL_error(L, "register_hook: out of memory");
-  lua_State *main;
+  lua_hook *h = lua_newuserdatauv(L, sizeof *h, 0); /* at 3 */
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  main = lua_tothread(L, -1);
+  h->L = lua_tothread(L, -1);
   lua_pop(L, 1);
-  h->L = main;
   lua_pushvalue(L, 2);
   h->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, 3);
+  h->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lg_hook hook = {call_lua_hook, free_lua_hook, h, NULL};
   lg_status st = lg_tensor_add_hook(t, &hook);
   if (st != LG_OK) {
@@ -187,7 +192,7 @@ static int t_register_hook(lua_State *L) {
     return lgL_check(L, st);
   }
   lua_createtable(L, 0, 1);
-  lua_pushlightuserdata(L, h);
+  lua_pushvalue(L, 3);
   lua_pushcclosure(L, hook_remove, 1);
   lua_setfield(L, -2, "remove");
   return 1;
@@ -312,8 +317,8 @@ static const luaL_Reg module_functions[] = {{"_grad", m_grad},
 
 /* Adds the autograd methods to the methods table at -2 and functions to the module at -1. */
 void lgL_open_autograd(lua_State *L) {
-  luaL_setfuncs(L, module_functions, 0);
+  lgL_setfuncs(L, module_functions);
   lua_pushvalue(L, -2);
-  luaL_setfuncs(L, tensor_methods, 0);
+  lgL_setfuncs(L, tensor_methods);
   lua_pop(L, 1);
 }

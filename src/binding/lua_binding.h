@@ -19,6 +19,9 @@ int lgL_error(lua_State *L, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* Registers l's functions into the table on top, each a closure whose first upvalue is its name,
+** so argument errors name the function however the caller reached it (through pcall, a local). */
+void lgL_setfuncs(lua_State *L, const luaL_Reg *l);
 /* Raises the engine's message if st is an error. */
 int lgL_check(lua_State *L, lg_status st);
 /* The same, naming op where the engine's message names only "tensor" (allocation). */
@@ -35,6 +38,9 @@ void lgL_pushnew(lua_State *L, lg_tensor *t);
 lg_tensor *lgL_totensor(lua_State *L, int idx, lg_dtype like, int *owned);
 /* Parses a shape: one table, or integers from idx on. Returns the index after the shape. */
 int lgL_checkshape(lua_State *L, int idx, const char *op, int64_t *shape, int *ndim);
+/* A list of dimensions (one table, or integers from idx on), each 1-based or negative from the
+** end, into dims[] 0-based; returns how many. */
+int lgL_checkdims(lua_State *L, int idx, const char *op, const lg_tensor *t, int *dims);
 /* 1-based (negative from the end) dimension -> 0-based; ndim is the valid range's size. */
 int lgL_checkdim(lua_State *L, int idx, int ndim, const char *op, const lg_tensor *t);
 /* dtype from a name or nil (default). */

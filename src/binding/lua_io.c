@@ -95,4 +95,4 @@ static const luaL_Reg functions[] = {{"_read_file", m_read_file},
                                      {"_isatty", m_isatty},
                                      {NULL, NULL}};
 
-void lgL_open_io(lua_State *L) { luaL_setfuncs(L, functions, 0); }
+void lgL_open_io(lua_State *L) { lgL_setfuncs(L, functions); }

@@ -48,7 +48,10 @@ static void nested_fill(lua_State *L, int depth, const int64_t *shape, int nd, l
       if (t->dtype == LG_INT64) {
         int isint;
         lua_Integer v = lua_tointegerx(L, -1, &isint);
-        ((int64_t *)lg_data(t))[*pos] = isint ? (int64_t)v : (int64_t)lua_tonumber(L, -1);
+        double d = lua_tonumber(L, -1);
+        if (!isint && !lg_fits_i64(d))
+          lgL_error(L, "tensor: element %s is %g, which does not fit int64", path, d);
+        ((int64_t *)lg_data(t))[*pos] = isint ? (int64_t)v : (int64_t)d;
       } else {
         lg_set_flat(t, *pos, lua_tonumber(L, -1));
       }
@@ -82,7 +85,13 @@ static int m_tensor(lua_State *L) {
     lgL_check(L, lg_copy_as(src, dt, slot));
   } else if (lua_type(L, 1) == LUA_TNUMBER) {
     lgL_check(L, lg_tensor_empty(NULL, 0, dt, slot));
-    lg_set_flat(*slot, 0, lua_tonumber(L, 1));
+    if (dt == LG_INT64 && lua_isinteger(L, 1)) {
+      *(int64_t *)lg_data(*slot) = (int64_t)lua_tointeger(L, 1);
+    } else {
+      double v = lua_tonumber(L, 1);
+      if (dt == LG_INT64 && !lg_fits_i64(v)) return lgL_error(L, "tensor: %g does not fit int64", v);
+      lg_set_flat(*slot, 0, v);
+    }
   } else if (lua_istable(L, 1)) {
     int64_t shape[LG_MAX_DIMS], pos = 0;
     int nd = nested_shape(L, 1, shape);
@@ -348,6 +357,9 @@ static int m_stack(lua_State *L) {
   int n;
   lua_settop(L, 2);
   lg_tensor **list = tensor_list(L, 1, "stack", &n);
+  if (list[0]->ndim >= LG_MAX_DIMS)
+    return lgL_error(L, "stack: tensors of %d dimensions would stack to %d (at most %d)", list[0]->ndim,
+                     list[0]->ndim + 1, LG_MAX_DIMS);
   int dim = lua_isnoneornil(L, 2) ? 0 : lgL_checkdim(L, 2, list[0]->ndim + 1, "stack", NULL);
   for (int i = 1; i < n; i++)
     if (list[i]->ndim != list[0]->ndim ||
@@ -490,7 +502,8 @@ static const luaL_Reg functions[] = {{"tensor", m_tensor},
                                      {NULL, NULL}};
 
 int luaopen_luagrad_core(lua_State *L) {
-  luaL_newlib(L, functions);
+  lua_newtable(L);
+  lgL_setfuncs(L, functions);
   lgL_open_tensor(L);
   lua_pushvalue(L, -2);
   lgL_open_ops(L);

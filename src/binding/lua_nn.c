@@ -32,14 +32,16 @@ static int m_bn_update_stats(lua_State *L) {
   return 1;
 }
 
-/* core._layer_norm(x, D, weight|nil, bias|nil, eps) -> y: normalizes over the last D values */
+/* core._layer_norm(x, normalized_shape, weight|nil, bias|nil, eps) -> y: normalizes over the
+** trailing dimensions of that shape */
 static int m_layer_norm(lua_State *L) {
   lg_tensor *x = lgL_checktensor(L, 1);
-  lua_Integer D = luaL_checkinteger(L, 2);
   lg_tensor *w = lua_isnil(L, 3) ? NULL : lgL_checktensor(L, 3);
   lg_tensor *b = lua_isnil(L, 4) ? NULL : lgL_checktensor(L, 4);
   if (!w != !b) return lgL_error(L, "layer_norm: give both weight and bias, or neither");
-  lg_args a = {.in = {x, w, b}, .nin = w ? 3 : 1, .dim = -1, .len = D, .s = {luaL_optnumber(L, 5, 1e-5)}};
+  lg_args a = {.in = {x, w, b}, .nin = w ? 3 : 1, .dim = -1, .s = {luaL_optnumber(L, 5, 1e-5)}};
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lgL_checkshape(L, 2, "layer_norm", a.shape, &a.nshape);
   lg_tensor **y = lgL_newslot(L);
   lg_tensor *o[3];
   lgL_check(L, lg_apply(LG_OP_LAYER_NORM, &a, o));
@@ -180,7 +182,7 @@ static const luaL_Reg functions[] = {{"_linear", m_linear},         {"_pad", m_p
 /* Adds the functions to the module table on top of the stack, and _to_bytes to the tensor
 ** methods (the table just below it). */
 void lgL_open_nn(lua_State *L) {
-  luaL_setfuncs(L, functions, 0);
+  lgL_setfuncs(L, functions);
   lua_pushcfunction(L, t_to_bytes);
   lua_setfield(L, -3, "_to_bytes");
 }

@@ -20,7 +20,9 @@
 
 #include <string.h>
 
-static lg_opcode upvalue_op(lua_State *L) { return (lg_opcode)lua_tointeger(L, lua_upvalueindex(1)); }
+/* each closure's upvalues: 1 its public name (for errors, as lgL_setfuncs gives every function),
+** 2 the opcode */
+static lg_opcode upvalue_op(lua_State *L) { return (lg_opcode)lua_tointeger(L, lua_upvalueindex(2)); }
 
 static int call_unary(lua_State *L) { return lgL_unary(L, upvalue_op(L)); }
 static int call_binary(lua_State *L) { return lgL_binary(L, upvalue_op(L)); }
@@ -100,7 +102,6 @@ static int call_dim(lua_State *L) {
   lg_opcode code = upvalue_op(L);
   const char *name = lg_ops[code].name;
   lg_tensor *t = lgL_checktensor(L, 1);
-  if (t->ndim == 0) return lgL_error(L, "%s: needs at least one dimension", name);
   int dim;
   if (lua_istable(L, 2)) {
     lua_getfield(L, 2, "dim");
@@ -148,14 +149,16 @@ void lgL_open_ops(lua_State *L) {
   for (int code = 0; code < LG_NUM_OPS; code++) {
     const lg_op *op = &lg_ops[code];
     if (op->call != LG_CALL_NONE) {
+      lua_pushstring(L, op->name);
       lua_pushinteger(L, code);
-      lua_pushcclosure(L, call_forms[op->call], 1);
+      lua_pushcclosure(L, call_forms[op->call], 2);
       set_both(L, mi, mo, op->name);
       if (op->flags & LG_F_INPLACE) {
         char name[64];
         snprintf(name, sizeof name, "%s_", op->name);
+        lua_pushstring(L, name);
         lua_pushinteger(L, code);
-        lua_pushcclosure(L, call_inplace, 1);
+        lua_pushcclosure(L, call_inplace, 2);
         lua_setfield(L, mi, name);
       }
     }

@@ -197,4 +197,4 @@ static const luaL_Reg functions[] = {{"_has_grad", t_has_grad},
                                      {NULL, NULL}};
 
 /* Adds the functions to the module table on top of the stack. */
-void lgL_open_optim(lua_State *L) { luaL_setfuncs(L, functions, 0); }
+void lgL_open_optim(lua_State *L) { lgL_setfuncs(L, functions); }

@@ -125,14 +125,27 @@ lg_tensor *lg_lua_totensor(lua_State *L, int idx) {
   return slot ? *slot : NULL;
 }
 
-/* The name of the running C function as the caller wrote it ("copy_", "zeros"), and the
-** argument number as the user counts it (a method's self is not counted, as luaL_argerror). */
+void lgL_setfuncs(lua_State *L, const luaL_Reg *l) {
+  for (; l->name; l++) {
+    lua_pushstring(L, l->name);
+    lua_pushcclosure(L, l->func, 1);
+    lua_setfield(L, -2, l->name);
+  }
+}
+
+/* The running C function's public name (its first upvalue, set by lgL_setfuncs and lua_ops.c: the
+** same whatever the caller called it, pcall included), and the argument number as the user counts
+** it (a method's self is not counted, as luaL_argerror). */
 static const char *current_name(lua_State *L, int *idx) {
   lua_Debug ar;
-  if (!lua_getstack(L, 0, &ar)) return "?";
-  lua_getinfo(L, "n", &ar);
-  if (ar.namewhat && strcmp(ar.namewhat, "method") == 0 && idx) (*idx)--;
-  return ar.name ? ar.name : "?";
+  const char *name =
+      lua_type(L, lua_upvalueindex(1)) == LUA_TSTRING ? lua_tostring(L, lua_upvalueindex(1)) : NULL;
+  if (lua_getstack(L, 0, &ar)) {
+    lua_getinfo(L, "n", &ar);
+    if (ar.namewhat && strcmp(ar.namewhat, "method") == 0 && idx) (*idx)--;
+    if (!name) name = ar.name;
+  }
+  return name ? name : "?";
 }
 
 lg_tensor *lgL_checktensor(lua_State *L, int idx) {
@@ -196,8 +209,9 @@ static int64_t check_int(lua_State *L, int idx, const char *op, const char *what
 
 int lgL_checkshape(lua_State *L, int idx, const char *op, int64_t *shape, int *ndim) {
   int n = 0;
-  if (lua_istable(L, idx) && !lua_getmetatable(L, idx)) {
+  if (lua_istable(L, idx)) { /* a list of sizes (a table with a metatable too: its __index and __len count) */
     lua_Integer len = luaL_len(L, idx);
+    if (len < 0) return lgL_error(L, "%s: a shape table's length is %lld", op, (long long)len);
     if (len > LG_MAX_DIMS) return lgL_error(L, "%s: %d dimensions (at most %d)", op, (int)len, LG_MAX_DIMS);
     for (lua_Integer i = 1; i <= len; i++) {
       lua_geti(L, idx, i);
@@ -220,6 +234,21 @@ int lgL_checkshape(lua_State *L, int idx, const char *op, int64_t *shape, int *n
   }
   *ndim = n;
   return idx;
+}
+
+int lgL_checkdims(lua_State *L, int idx, const char *op, const lg_tensor *t, int *dims) {
+  int n = 0;
+  int is_table = lua_istable(L, idx);
+  lua_Integer len = is_table ? luaL_len(L, idx) : 0;
+  if (is_table && (len < 0 || len > LG_MAX_DIMS))
+    return lgL_error(L, "%s: %lld dimensions given (at most %d)", op, (long long)len, LG_MAX_DIMS);
+  for (int k = 0; is_table ? k < len : lua_type(L, idx + k) == LUA_TNUMBER; k++) {
+    if (n >= LG_MAX_DIMS) return lgL_error(L, "%s: more than %d dimensions given", op, LG_MAX_DIMS);
+    if (is_table) lua_geti(L, idx, k + 1);
+    dims[n++] = lgL_checkdim(L, is_table ? lua_gettop(L) : idx + k, t->ndim, op, t);
+    if (is_table) lua_pop(L, 1);
+  }
+  return n;
 }
 
 int lgL_checkdim(lua_State *L, int idx, int ndim, const char *op, const lg_tensor *t) {
@@ -424,16 +453,10 @@ static int t_t(lua_State *L) {
 
 static int t_permute(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  int64_t dims[LG_MAX_DIMS];
-  int n, perm[LG_MAX_DIMS];
-  lgL_checkshape(L, 2, "permute", dims, &n);
+  int perm[LG_MAX_DIMS];
+  int n = lgL_checkdims(L, 2, "permute", t, perm);
   if (n != t->ndim)
     return lgL_error(L, "permute: %d dimensions given for a %d-d tensor %s", n, t->ndim, LG_SHAPE(t));
-  for (int i = 0; i < n; i++) {
-    lua_pushinteger(L, dims[i]);
-    perm[i] = lgL_checkdim(L, lua_gettop(L), t->ndim, "permute", t);
-    lua_pop(L, 1);
-  }
   int seen[LG_MAX_DIMS] = {0};
   for (int i = 0; i < n; i++)
     if (seen[perm[i]]++) return lgL_error(L, "permute: dimension %d repeated", perm[i] + 1);
@@ -748,8 +771,9 @@ static int inplace(lua_State *L, lg_opcode op, lua_CFunction compute) {
   char name[64];
   snprintf(name, sizeof name, "%s_", lg_ops[op].name);
   int n = lua_gettop(L);
+  lua_pushstring(L, name);
   lua_pushinteger(L, op);
-  lua_pushcclosure(L, compute, 1);
+  lua_pushcclosure(L, compute, 2); /* upvalues: the name errors show, the opcode */
   if (records_inplace(t, lg_lua_totensor(L, 2)) && (lg_ops[op].flags & LG_F_SAVE_IN)) {
     lg_tensor **c = lgL_newslot(L);
     lg_args a = {.in = {t}, .nin = 1, .dim = -1};
@@ -767,7 +791,7 @@ static int inplace(lua_State *L, lg_opcode op, lua_CFunction compute) {
 static int t_clamp_(lua_State *L) { return inplace(L, LG_OP_CLAMP, t_clamp); }
 
 static int binary_upvalue(lua_State *L) {
-  return lgL_binary(L, (lg_opcode)lua_tointeger(L, lua_upvalueindex(1)));
+  return lgL_binary(L, (lg_opcode)lua_tointeger(L, lua_upvalueindex(2)));
 }
 int lgL_inplace_binary(lua_State *L, lg_opcode op) { return inplace(L, op, binary_upvalue); }
 
@@ -816,7 +840,7 @@ static reduce_spec reduce_args(lua_State *L, lg_tensor *t, int idx, const char *
   if (lua_type(L, idx) == LUA_TNUMBER) {
     r.has_dim = 1;
     r.dim = lgL_checkdim(L, idx, t->ndim, op, t);
-    if (t->ndim == 0) r.has_dim = 0, r.dim = -1;
+    if (t->ndim == 0) r.dim = -1; /* still "along a dimension": max(1) of a 0-d tensor gives an index too */
     if (lua_istable(L, idx + 1))
       optidx = idx + 1;
     else {
@@ -864,7 +888,16 @@ int lgL_reduce(lua_State *L, lg_opcode op) {
 
 /* sum and mean also take a table of dimensions */
 static int reduce_dims(lua_State *L, lg_opcode op) {
-  if (!lua_istable(L, 2) || lua_getmetatable(L, 2)) return lgL_reduce(L, op);
+  if (!lua_istable(L, 2)) return lgL_reduce(L, op);
+  lua_pushnil(L);
+  if (!lua_next(L, 2)) { /* {}: every dimension, as PyTorch's sum(dim=[]); keepdim from argument 3 */
+    lg_tensor *t = checktensor_op(L, 1, lg_ops[op].name);
+    lg_args a = {.in = {t}, .nin = 1, .dim = -1, .keepdim = lua_toboolean(L, 3), .s = {1}};
+    lg_tensor **slot = lgL_newslot(L);
+    lgL_check(L, lg_apply(op, &a, slot));
+    return 1;
+  }
+  lua_pop(L, 2);
   lua_getfield(L, 2, "dim");
   int isopts = !lua_isnil(L, -1) || lua_rawlen(L, 2) == 0;
   lua_pop(L, 1);
@@ -1016,7 +1049,7 @@ static int t_split(lua_State *L) {
       lua_geti(L, 2, i);
       int64_t len = check_int(L, -1, "split", "a size");
       lua_pop(L, 1);
-      if (len < 0 || at + len > size)
+      if (len < 0 || len > size - at)
         return lgL_error(L, "split: sizes exceed size %lld of dimension %d", (long long)size, d + 1);
       narrow_to(L, t, d, at, len);
       lua_rawseti(L, out, ++k);
@@ -1029,10 +1062,12 @@ static int t_split(lua_State *L) {
     int64_t len = check_int(L, 2, "split", "split size");
     if (len <= 0 && size > 0)
       return lgL_error(L, "split: split size must be positive, got %lld", (long long)len);
-    for (int64_t at = 0; at < size || (size == 0 && k == 0); at += len) {
-      narrow_to(L, t, d, at, size - at < len ? size - at : len);
+    for (int64_t at = 0; at < size || (size == 0 && k == 0);) {
+      int64_t piece = size - at < len ? size - at : len;
+      narrow_to(L, t, d, at, piece);
       lua_rawseti(L, out, ++k);
       if (size == 0) break;
+      at += piece; /* not at += len, which could overflow */
     }
   }
   return 1;
@@ -1044,7 +1079,16 @@ static int t_chunk(lua_State *L) {
   int64_t n = check_int(L, 2, "chunk", "number of chunks");
   if (n <= 0) return lgL_error(L, "chunk: number of chunks must be positive, got %lld", (long long)n);
   int d = lua_isnoneornil(L, 3) ? 0 : lgL_checkdim(L, 3, t->ndim, "chunk", t);
-  int64_t size = t->shape[d], len = (size + n - 1) / n;
+  int64_t size = t->shape[d], len = size / n + (size % n != 0); /* ceil(size / n), without overflow */
+  if (size == 0) {                                              /* n empty pieces, as PyTorch */
+    if (n > (1 << 20)) return lgL_error(L, "chunk: %lld empty chunks is too many", (long long)n);
+    lua_createtable(L, (int)n, 0);
+    for (int64_t i = 1; i <= n; i++) {
+      narrow_to(L, t, d, 0, 0);
+      lua_rawseti(L, -2, i);
+    }
+    return 1;
+  }
   lua_settop(L, 3);
   lua_pushinteger(L, len > 0 ? len : 1);
   lua_replace(L, 2);
@@ -1134,6 +1178,27 @@ static int t_index(lua_State *L) {
   return 1;
 }
 
+/* Whether two elements of t share memory (an expanded view: stride 0 over a size above 1). */
+static int overlapping(const lg_tensor *t) {
+  int order[LG_MAX_DIMS], n = 0;
+  if (lg_numel(t) <= 1) return 0;
+  for (int d = 0; d < t->ndim; d++)
+    if (t->shape[d] > 1) order[n++] = d;
+  for (int i = 1; i < n; i++) /* by stride, smallest first */
+    for (int j = i; j > 0 && t->stride[order[j]] < t->stride[order[j - 1]]; j--) {
+      int x = order[j];
+      order[j] = order[j - 1];
+      order[j - 1] = x;
+    }
+  int64_t reach = 0; /* the farthest offset the dimensions so far reach */
+  for (int i = 0; i < n; i++) {
+    int d = order[i];
+    if (t->stride[d] <= reach) return 1;
+    reach += (t->shape[d] - 1) * t->stride[d];
+  }
+  return 0;
+}
+
 static int t_newindex(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   if (lua_type(L, 2) == LUA_TNUMBER) {
@@ -1161,6 +1226,14 @@ static int t_newindex(lua_State *L) {
     if (g && (g->ndim != t->ndim || memcmp(g->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim)))
       return lgL_error(L, "grad: assigned gradient has shape %s, but the tensor has shape %s", LG_SHAPE(g),
                        LG_SHAPE(t));
+    if (g && g->dtype != t->dtype)
+      return lgL_error(L, "grad: assigned gradient is %s, but the tensor is %s", lg_dtype_name(g->dtype),
+                       lg_dtype_name(t->dtype));
+    if (g && overlapping(g)) /* gradients accumulate into .grad in place */
+      return lgL_error(L,
+                       "grad: assigned gradient %s has elements sharing memory (strides %s); assign a "
+                       "contiguous tensor (clone() it)",
+                       LG_SHAPE(g), LG_SHAPEV(g->stride, g->ndim));
     lg_tensor_release(t->grad);
     t->grad = lg_tensor_retain(g);
     return 0;
@@ -1242,8 +1315,9 @@ void lgL_open_tensor(lua_State *L) {
   luaL_newmetatable(L, LG_TENSOR_MT);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &tensor_mt_key);
-  luaL_setfuncs(L, metamethods, 0);
-  luaL_newlib(L, methods);
+  lgL_setfuncs(L, metamethods);
+  lua_newtable(L);
+  lgL_setfuncs(L, methods);
   lua_pushvalue(L, -1);
   lua_pushcclosure(L, t_index, 1);
   lua_setfield(L, -3, "__index");

@@ -497,16 +497,18 @@ lg_status lg_batch_norm_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, l
   return sc_done(&s, ty, tout);
 }
 
-/* ==== layer_norm(x, weight, bias; D = a->len values per row, eps) -> y, row mean, row variance ==== */
+/* ==== layer_norm(x, weight, bias; normalized shape = a->shape (a->nshape trailing dimensions of
+** x), eps) -> y, row mean, row variance: R rows (the leading sizes' product) of D values ==== */
 
 static lg_status ln_geometry(const lg_args *a, int64_t *R, int64_t *D) {
   lg_tensor *x = a->in[0];
-  *D = a->len;
-  int64_t n = lg_numel(x);
-  if (*D <= 0 || (n && n % *D) || *D > (n ? n : *D))
-    return lg_error(LG_ESHAPE, "layer_norm: input %s does not end in %lld normalized elements", SHAPE(x),
-                    (long long)*D);
-  *R = n / *D;
+  int k = a->nshape, lead = x->ndim - k, fits = k >= 1 && lead >= 0;
+  for (int i = 0; fits && i < k; i++) fits = x->shape[lead + i] == a->shape[i];
+  if (!fits)
+    return lg_error(LG_ESHAPE, "layer_norm: input %s does not end in the normalized shape %s", SHAPE(x),
+                    SHAPEV(a->shape, k));
+  *D = lg_shape_numel(a->shape, k);
+  *R = lg_shape_numel(x->shape, lead);
   return LG_OK;
 }
 

@@ -725,9 +725,12 @@ static lg_status div_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_t
   return sc_done(&s, sc_add0(&s, l, r), tout);
 }
 
-/* pow: d(a^b) = b a^(b-1) da + a^b log(a) db, the second term 0 where a = 0 and b >= 0 */
+/* pow: d(a^b) = b a^(b-1) da + a^b log(a) db, with PyTorch's masks at the singular points: the
+** first term is 0 where b = 0 (so d/da a^0 = 0 at a = 0, not 0 * inf), the second 0 where a = 0
+** and b >= 0 */
 static lg_tensor *pow_da(sc *s, lg_tensor *a, lg_tensor *b) {
-  return sc_bin(s, LG_OP_MUL, b, sc_bin(s, LG_OP_POW, a, sc_bs(s, LG_OP_SUB, b, 1)));
+  lg_tensor *d = sc_bin(s, LG_OP_MUL, b, sc_bin(s, LG_OP_POW, a, sc_bs(s, LG_OP_SUB, b, 1)));
+  return sc_where(s, sc_bs(s, LG_OP_EQ, b, 0), d ? sc_scalar(s, 0, d->dtype) : NULL, d);
 }
 static lg_tensor *pow_db(sc *s, lg_tensor *a, lg_tensor *b, lg_tensor *out) {
   lg_tensor *r = sc_bin(s, LG_OP_MUL, out, sc_un(s, LG_OP_LOG, a));
@@ -1115,6 +1118,9 @@ static int is_extreme(const lg_op *op) {
 static lg_status reduce_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *x = a->in[0], *moved = NULL, *xc = NULL;
   int dim = a->dim;
+  if (dim >= 0 && x->ndim == 0) dim = -1; /* a 0-d tensor's one "dimension" is the whole of it */
+  if (dim >= x->ndim)
+    return lg_error(LG_EINDEX, "%s: dimension %d out of range for %s", op->name, dim + 1, SHAPE(x));
   int64_t oshape[LG_MAX_DIMS], R, rows;
   int ond = 0;
   if (dim >= 0) {
@@ -1176,9 +1182,11 @@ static lg_tensor *rd_var(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a,
                          double N) { /* 2 (x - mean) / (N - c) */
   return sc_bs(s, LG_OP_MUL, centered(s, x, a), 2 / (N - a->s[0]));
 }
-static lg_tensor *rd_std(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a,
-                         double N) { /* (x - mean) / ((N - c) std) */
-  return sc_bin(s, LG_OP_DIV, centered(s, x, a), sc_bs(s, LG_OP_MUL, oe, N - a->s[0]));
+static lg_tensor *
+rd_std(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a,
+       double N) { /* (x - mean) / ((N - c) std), 0 where std = 0 (as PyTorch, and norm's origin) */
+  lg_tensor *d = sc_bin(s, LG_OP_DIV, centered(s, x, a), sc_bs(s, LG_OP_MUL, oe, N - a->s[0]));
+  return sc_where(s, sc_bs(s, LG_OP_EQ, oe, 0), d ? sc_scalar(s, 0, d->dtype) : NULL, d);
 }
 static lg_tensor *rd_prod(sc *s, lg_tensor *x, lg_tensor *oe, const lg_args *a,
                           double N) { /* prod / x (x nonzero) */
@@ -1285,7 +1293,12 @@ static lg_status softmax_forward(const lg_op *op, const lg_args *a, lg_tensor **
   lg_tensor *x = a->in[0], *moved = NULL, *xc = NULL, *y = NULL;
   int dim = a->dim, nd = x->ndim, perm[LG_MAX_DIMS], inv[LG_MAX_DIMS], k = 0;
   lg_dtype dt = compute_dtype(op, x->dtype);
-  if (nd == 0) return lg_copy_as(x, dt, out); /* softmax of a scalar: handled by the kernel below too */
+  if (nd == 0) /* a single element: softmax 1, log_softmax 0 (NaN stays NaN, as the kernel would give) */
+    return lg_tensor_full(NULL, 0, dt,
+                          isnan(lg_get_flat(x, 0))           ? NAN
+                          : op == &lg_ops[LG_OP_LOG_SOFTMAX] ? 0
+                                                             : 1,
+                          out);
   for (int i = 0; i < nd; i++)
     if (i != dim) perm[k++] = i;
   perm[k] = dim;
@@ -1300,7 +1313,14 @@ static lg_status softmax_forward(const lg_op *op, const lg_args *a, lg_tensor **
       softmax_rows_f32(lg_data(xc), lg_data(y), rows, R, logmode);
     else
       softmax_rows_f64(lg_data(xc), lg_data(y), rows, R, logmode);
-    st = dim == nd - 1 ? (*out = lg_tensor_retain(y), LG_OK) : lg_permute(y, inv, nd, out);
+    if (dim == nd - 1) {
+      *out = lg_tensor_retain(y);
+    } else { /* back in the input's order, contiguous (a view of it could not be viewed as flat) */
+      lg_tensor *back = NULL;
+      st = lg_permute(y, inv, nd, &back);
+      if (st == LG_OK) st = lg_copy_as(back, dt, out);
+      lg_tensor_release(back);
+    }
   }
   lg_tensor_release(moved);
   lg_tensor_release(xc);
@@ -2072,6 +2092,10 @@ static lg_status propagate_tangent(const lg_op *op, const lg_args *a, lg_tensor 
 
 lg_status lg_apply(lg_opcode code, const lg_args *a, lg_tensor **out) {
   const lg_op *op = &lg_ops[code];
+  /* args.dim is 0-based, or -1 where it means "all": never past the first input's dimensions (a
+  ** 0-d tensor has the one dimension 0) */
+  if (op->arity > 0 && a->nin > 0 && a->in[0] && a->dim >= (a->in[0]->ndim > 0 ? a->in[0]->ndim : 1))
+    return lg_error(LG_EINDEX, "%s: dimension %d out of range for %s", op->name, a->dim + 1, SHAPE(a->in[0]));
   LG_TRY(op->forward(op, a, out));
   lg_status st = lg_check_anomaly("forward", op->name, out[0]);
   if (st == LG_OK && op->backward && lg_grad_enabled()) st = lg_tape_record(code, a, out);

@@ -184,6 +184,7 @@ lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **outs) {
         return st;
       }
       n->versions[i] = a->in[i]->storage->version;
+      n->storages[i] = a->in[i]->storage;
     }
   }
   if (op->flags & LG_F_SAVE_OUT) {
@@ -193,6 +194,7 @@ lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **outs) {
       return st;
     }
     n->versions[LG_MAX_INPUTS] = out->storage->version;
+    n->storages[LG_MAX_INPUTS] = out->storage;
   }
   if (op->flags & LG_F_SAVE_AUX)
     for (int i = 1; i < op->nout && i <= 2; i++) n->saved_aux[i - 1] = lg_tensor_retain(outs[i]);
@@ -243,9 +245,18 @@ static lg_status window_of(lg_tensor *v, const char *op, lg_args *a) {
   return LG_OK;
 }
 
+/* A view whose base was re-pointed (set_) views something else now: it is no view of it any more. */
+static int detached_view(lg_tensor *v) {
+  if (v->base && v->storage != v->base->storage) {
+    lg_tensor_release(v->base);
+    v->base = NULL;
+  }
+  return v->base == NULL;
+}
+
 lg_status lg_view_refresh(lg_tensor *v) {
   lg_tensor *b = v->base;
-  if (!b || v->base_gen == b->hist_gen) return LG_OK;
+  if (!b || v->base_gen == b->hist_gen || detached_view(v)) return LG_OK;
   if (v->requires_grad && !v->grad_fn) return LG_OK; /* a leaf of its own (a view made to require grad) */
   v->base_gen = b->hist_gen;
   if (!b->requires_grad) {
@@ -324,7 +335,7 @@ static lg_status assign_tangent(lg_tensor *t, lg_tensor *r) {
 
 lg_status lg_view_refresh_tangent(lg_tensor *v) {
   lg_tensor *b = v->base, *bt = NULL, *nt = NULL;
-  if (!b || v->base_tgen == b->tan_gen) return LG_OK;
+  if (!b || v->base_tgen == b->tan_gen || detached_view(v)) return LG_OK;
   v->base_tgen = b->tan_gen;
   lg_status st = LG_OK;
   if (b->tangent) {
@@ -348,6 +359,7 @@ lg_status lg_view_refresh_tangent(lg_tensor *v) {
 }
 
 lg_status lg_assign_(lg_tensor *t, lg_tensor *r, const char *op) {
+  detached_view(t);
   lg_tensor *b = t->base;
   if (t->ndim != r->ndim || memcmp(t->shape, r->shape, sizeof(int64_t) * (size_t)t->ndim))
     return lg_error(LG_ESHAPE, "%s: the result's shape %s differs from the tensor's %s", op, SHAPE(r),
@@ -431,23 +443,29 @@ void lg_hooks_free(lg_hook *h) {
   }
 }
 
-/* Runs t's hooks on *g, replacing it when a hook returns a new gradient. */
+/* Runs t's hooks on *g, replacing it when a hook returns a new gradient. t is held meanwhile: a
+** hook that drops the last reference to t leaves the list it walks alive (hooks are only freed
+** with their tensor; removing one only empties it). */
 static lg_status run_hooks(lg_tensor *t, lg_tensor **g) {
-  for (lg_hook *h = t->hooks; h; h = h->next) {
+  if (!t->hooks) return LG_OK;
+  lg_tensor_retain(t);
+  lg_status st = LG_OK;
+  for (lg_hook *h = t->hooks; h && st == LG_OK; h = h->next) {
     lg_tensor *r = NULL;
-    LG_TRY(h->fn(h->ud, *g, &r));
+    if ((st = h->fn(h->ud, *g, &r)) != LG_OK) break;
     if (r) {
       if (r->ndim != (*g)->ndim || memcmp(r->shape, (*g)->shape, sizeof(int64_t) * (size_t)r->ndim)) {
-        lg_status st = lg_error(LG_ESHAPE, "hook: returned a gradient of shape %s for a gradient of shape %s",
-                                SHAPE(r), SHAPE(*g));
+        st = lg_error(LG_ESHAPE, "hook: returned a gradient of shape %s for a gradient of shape %s", SHAPE(r),
+                      SHAPE(*g));
         lg_tensor_release(r);
-        return st;
+        break;
       }
       lg_tensor_release(*g);
       *g = r;
     }
   }
-  return LG_OK;
+  lg_tensor_release(t);
+  return st;
 }
 
 /* ---- the reverse pass ---- */
@@ -504,12 +522,31 @@ fail:
   return st;
 }
 
+typedef struct {
+  lg_dtype dt;
+  int found;
+} finite_ctx;
+
+static void nonfinite_row(void *ctx, int64_t n, char **p, const int64_t *s) {
+  finite_ctx *c = ctx;
+  for (int64_t i = 0; i < n && !c->found; i++)
+    c->found =
+        !isfinite(c->dt == LG_FLOAT32 ? ((const float *)p[0])[i * s[0]] : ((const double *)p[0])[i * s[0]]);
+}
+
+/* Whether t holds a NaN or an infinity: each stored element once (an expanded view's stride-0
+** dimensions are read as one element, so lg.zeros(1):expand(2^53) is checked in one step). */
 static int has_nonfinite(lg_tensor *t) {
   if (!lg_dtype_is_float(t->dtype)) return 0;
-  int64_t n = lg_numel(t);
-  for (int64_t i = 0; i < n; i++)
-    if (!isfinite(lg_get_flat(t, i))) return 1;
-  return 0;
+  lg_tensor v = *t;
+  for (int d = 0; d < v.ndim; d++)
+    if (v.stride[d] == 0) v.shape[d] = v.shape[d] ? 1 : 0;
+  finite_ctx c = {t->dtype, 0};
+  lg_iter it;
+  lg_iter_init(&it, v.shape, v.ndim);
+  lg_iter_add(&it, &v, NULL);
+  lg_iter_run(&it, nonfinite_row, &c);
+  return c.found;
 }
 
 /* While a backward rule runs, the ops it is written with are not checked one by one: the tape
@@ -537,6 +574,7 @@ typedef struct {
 static lg_status deliver_leaf(pass *p, lg_tensor *leaf, lg_tensor *g) {
   int exclusive = g->refcount == 1; /* only the caller holds g: .grad may take it over */
   lg_tensor *gg = lg_tensor_retain(g);
+  lg_tensor_retain(leaf); /* a hook may drop the last other reference */
   lg_status st = run_hooks(leaf, &gg);
   if (st != LG_OK) goto done;
   if (p->inputs) {
@@ -569,21 +607,20 @@ static lg_status deliver_leaf(pass *p, lg_tensor *leaf, lg_tensor *g) {
   }
 done:
   lg_tensor_release(gg);
+  lg_tensor_release(leaf);
   return st;
 }
 
 /* A node's output gradient is complete: its tensor's hooks run, retain_grad keeps it, and
 ** autograd.grad captures it when the output is one of the inputs. */
 static lg_status node_ready(pass *p, lg_node *n) {
-  lg_tensor *out = n->out;
+  lg_tensor *out = lg_tensor_retain(n->out);
   if (out) {
-    LG_TRY(run_hooks(out, &n->grad));
-    if (out->retains_grad && !p->inputs) {
-      if (!out->grad)
-        LG_TRY(lg_clone(n->grad, &out->grad));
-      else
-        LG_TRY(accumulate(&out->grad, n->grad));
-    }
+    lg_status st = run_hooks(out, &n->grad);
+    if (st == LG_OK && out->retains_grad && !p->inputs)
+      st = out->grad ? accumulate(&out->grad, n->grad) : lg_clone(n->grad, &out->grad);
+    lg_tensor_release(out);
+    LG_TRY(st);
   }
   if (p->inputs)
     for (int k = 0; k < p->ninputs; k++)
@@ -595,6 +632,11 @@ static lg_status check_versions(lg_node *n) {
   const lg_op *op = &lg_ops[n->op];
   for (int i = 0; i < LG_MAX_INPUTS; i++) {
     lg_tensor *t = n->args.in[i];
+    if (t && t->storage != n->storages[i])
+      return lg_error(LG_EGRAD,
+                      "backward: input %d of '%s' (shape %s) was replaced with set_ after the op saved it; "
+                      "use a new tensor instead",
+                      i + 1, op->name, SHAPE(t));
     if (t && t->storage->version != n->versions[i])
       return lg_error(LG_EGRAD,
                       "backward: input %d of '%s' (shape %s) was modified in place after the op saved it "
@@ -663,10 +705,43 @@ done:
   return st;
 }
 
+/* Passes running now (a hook may start another backward): their generations. A nested pass
+** through a graph that is disjoint from theirs runs; one that reaches a node of theirs would
+** share the node's scratch (grad, deps) with them, and is refused. */
+/* Appends n to the pass's node list, holding a reference to it. */
+static lg_status push_node(lg_node ***nodes, size_t *count, size_t *cap, lg_node *n) {
+  if (*count == *cap) {
+    lg_node **bigger = realloc(*nodes, 2 * *cap * sizeof **nodes);
+    if (!bigger) return lg_error(LG_ENOMEM, "backward: out of memory");
+    *nodes = bigger;
+    *cap *= 2;
+  }
+  n->refcount++;
+  (*nodes)[(*count)++] = n;
+  return LG_OK;
+}
+
+static lg_status reentrant_error(void) {
+  return lg_error(LG_EGRAD, "backward: called from a hook while a backward pass through the same graph runs "
+                            "(re-entrant backward is not supported; compute it after the outer pass)");
+}
+
+#define MAX_NESTED 32
+static int active_gen[MAX_NESTED], nactive;
+
+static int in_active_pass(const lg_node *n) {
+  for (int i = 0; i < nactive; i++)
+    if (n->mark == active_gen[i]) return 1;
+  return 0;
+}
+
 lg_status lg_backward(lg_tensor **roots, lg_tensor **grads, int nroots, lg_tensor **inputs, int ninputs,
                       lg_backward_opts opts, lg_tensor **results) {
   static int generation;
+  if (nactive == MAX_NESTED)
+    return lg_error(LG_EGRAD, "backward: more than %d passes nested in hooks", MAX_NESTED);
   int gen = ++generation;
+  active_gen[nactive++] = gen;
   pass p = {inputs, ninputs, results, opts.create_graph};
   lg_tensor **seeds = calloc((size_t)(nroots > 0 ? nroots : 1), sizeof *seeds);
   size_t cap = 64, count = 0;
@@ -707,33 +782,34 @@ lg_status lg_backward(lg_tensor **roots, lg_tensor **grads, int nroots, lg_tenso
     }
   }
 
-  /* 1. the graph reachable from the roots, with the number of edges into each node */
-  for (int i = 0; i < nroots; i++) {
+  /* 1. the graph reachable from the roots, with the number of edges into each node (each node
+  ** held for the pass: a hook may drop what else holds it) */
+  for (int i = 0; i < nroots && st == LG_OK; i++) {
     lg_node *n = roots[i]->grad_fn;
     if (n && n->mark != gen) {
+      if (in_active_pass(n)) {
+        st = reentrant_error();
+        break;
+      }
+      if ((st = push_node(&nodes, &count, &cap, n)) != LG_OK) break;
       n->mark = gen;
       n->deps = 0;
-      nodes[count++] = n;
     }
   }
+  if (st != LG_OK) goto out;
   for (size_t k = 0; k < count; k++) {
     lg_node *n = nodes[k];
     for (int i = 0; i < n->nin; i++) {
       lg_node *c = n->edges[i].fn;
       if (!c) continue;
       if (c->mark != gen) {
+        if (in_active_pass(c)) {
+          st = reentrant_error();
+          goto out;
+        }
+        if ((st = push_node(&nodes, &count, &cap, c)) != LG_OK) goto out;
         c->mark = gen;
         c->deps = 0;
-        if (count == cap) {
-          lg_node **bigger = realloc(nodes, 2 * cap * sizeof *nodes);
-          if (!bigger) {
-            st = lg_error(LG_ENOMEM, "backward: out of memory");
-            goto out;
-          }
-          nodes = bigger;
-          cap *= 2;
-        }
-        nodes[count++] = c;
       }
       c->deps++;
     }
@@ -790,10 +866,13 @@ lg_status lg_backward(lg_tensor **roots, lg_tensor **grads, int nroots, lg_tenso
 out:
   grad_enabled = saved_mode;
   fw_level = saved_fw;
+  nactive--;
   for (size_t k = 0; k < count; k++) {
     lg_tensor_release(nodes[k]->grad);
     nodes[k]->grad = NULL;
+    nodes[k]->mark = 0;
   }
+  for (size_t k = 0; k < count; k++) lg_node_release(nodes[k]);
   if (st != LG_OK && inputs)
     for (int k = 0; k < ninputs; k++) {
       lg_tensor_release(results[k]);

@@ -558,6 +558,8 @@ lg_status lg_arange(double start, double stop, double step, lg_dtype dt, lg_tens
     return lg_error(LG_EVALUE, "arange: step %g does not go from %g towards %g", step, start, stop);
   double len = ceil((stop - start) / step);
   if (len > 1e12) return lg_error(LG_EVALUE, "arange: %g elements is too many", len);
+  if (dt == LG_INT64 && !(lg_fits_i64(start) && lg_fits_i64(stop)))
+    return lg_error(LG_EVALUE, "arange: bounds %g and %g do not fit int64", start, stop);
   int64_t n = (int64_t)len;
   LG_TRY(lg_new(&n, 1, dt, out));
   for (int64_t i = 0; i < n; i++) lg_set_flat(*out, i, start + (double)i * step);
@@ -567,11 +569,14 @@ lg_status lg_arange(double start, double stop, double step, lg_dtype dt, lg_tens
 lg_status lg_linspace(double a, double b, int64_t n, lg_dtype dt, lg_tensor **out) {
   if (n < 0)
     return lg_error(LG_EVALUE, "linspace: number of steps must be non-negative, got %lld", (long long)n);
+  if (dt == LG_INT64 && !(lg_fits_i64(a) && lg_fits_i64(b)))
+    return lg_error(LG_EVALUE, "linspace: ends %g and %g do not fit int64", a, b);
   LG_TRY(lg_new(&n, 1, dt, out));
   double step = n > 1 ? (b - a) / (double)(n - 1) : 0;
-  /* PyTorch fills the first half from a and the second half from b, for symmetric rounding */
+  /* PyTorch fills the first half from a and the second half from b, for symmetric rounding; one
+  ** step is the start */
   for (int64_t i = 0; i < n; i++)
-    lg_set_flat(*out, i, i < n / 2 ? a + step * (double)i : b - step * (double)(n - 1 - i));
+    lg_set_flat(*out, i, n == 1 ? a : i < n / 2 ? a + step * (double)i : b - step * (double)(n - 1 - i));
   return LG_OK;
 }
 
@@ -584,8 +589,25 @@ lg_status lg_eye(int64_t n, int64_t m, lg_dtype dt, lg_tensor **out) {
 
 /* ---- views ---- */
 
+/* Every view passes here: whatever an op computed, a view whose shape overflows, or that reaches
+** outside its storage, is refused (an error, never a read or write out of bounds). */
 static lg_status view_new(lg_tensor *t, const int64_t *shape, const int64_t *stride, int ndim, int64_t offset,
                           lg_tensor **out) {
+  if (ndim < 0 || ndim > LG_MAX_DIMS)
+    return lg_error(LG_ESHAPE, "view: %d dimensions (at most %d)", ndim, LG_MAX_DIMS);
+  int64_t n = lg_shape_numel(shape, ndim), lo = offset, hi = offset, span;
+  if (n < 0) return lg_error(LG_ESHAPE, "view: shape %s has too many elements", SHAPEV(shape, ndim));
+  for (int d = 0; d < ndim && n > 0; d++) {
+    if (lg_mul_ovf(shape[d] - 1, stride[d], &span) ||
+        lg_add_ovf(stride[d] < 0 ? lo : hi, span, stride[d] < 0 ? &lo : &hi))
+      return lg_error(LG_EINDEX, "view: shape %s with strides %s overflows", SHAPEV(shape, ndim),
+                      SHAPEV(stride, ndim));
+  }
+  if (n > 0 && (lo < 0 || hi >= (int64_t)(t->storage->nbytes / lg_dtype_size(t->dtype))))
+    return lg_error(LG_EINDEX,
+                    "view: shape %s with strides %s at offset %lld lies outside the storage of %lld elements",
+                    SHAPEV(shape, ndim), SHAPEV(stride, ndim), (long long)offset,
+                    (long long)(t->storage->nbytes / lg_dtype_size(t->dtype)));
   lg_tensor *v = tensor_alloc();
   if (!v) return lg_error(LG_ENOMEM, "view: out of memory");
   v->storage = t->storage;
@@ -701,7 +723,18 @@ lg_status lg_reshape(lg_tensor *t, const int64_t *req, int ndim, lg_tensor **out
   return st;
 }
 
+/* dim must index one of t's dimensions */
+static lg_status check_dim(const char *op, const lg_tensor *t, int dim) {
+  if (dim < 0 || dim >= t->ndim)
+    return lg_error(LG_EINDEX, "%s: dimension %d out of range for %s", op, dim + 1, SHAPE(t));
+  return LG_OK;
+}
+
 lg_status lg_transpose(lg_tensor *t, int d1, int d2, lg_tensor **out) {
+  if (t->ndim > 0) {
+    LG_TRY(check_dim("transpose", t, d1));
+    LG_TRY(check_dim("transpose", t, d2));
+  }
   int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
   memcpy(shape, t->shape, sizeof shape);
   memcpy(stride, t->stride, sizeof stride);
@@ -733,8 +766,9 @@ lg_status lg_permute(lg_tensor *t, const int *perm, int n, lg_tensor **out) {
 }
 
 lg_status lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len, lg_tensor **out) {
+  LG_TRY(check_dim("narrow", t, dim));
   if (len < 0) return lg_error(LG_EVALUE, "narrow: length %lld must be non-negative", (long long)len);
-  if (start < 0 || start > t->shape[dim] || start + len > t->shape[dim])
+  if (start < 0 || start > t->shape[dim] || len > t->shape[dim] - start)
     return lg_error(LG_EINDEX, "narrow: start %lld + length %lld exceeds size %lld of dimension %d",
                     (long long)start + 1, (long long)len, (long long)t->shape[dim], dim + 1);
   int64_t shape[LG_MAX_DIMS];
@@ -744,6 +778,7 @@ lg_status lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len, lg_tensor
 }
 
 lg_status lg_select(lg_tensor *t, int dim, int64_t index, lg_tensor **out) {
+  LG_TRY(check_dim("select", t, dim));
   if (index < 0 || index >= t->shape[dim])
     return lg_error(LG_EINDEX, "select: index %lld out of range for dimension %d of size %lld",
                     (long long)index + 1, dim + 1, (long long)t->shape[dim]);
@@ -759,6 +794,8 @@ lg_status lg_select(lg_tensor *t, int dim, int64_t index, lg_tensor **out) {
 }
 
 lg_status lg_unsqueeze(lg_tensor *t, int dim, lg_tensor **out) {
+  if (dim < 0 || dim > t->ndim)
+    return lg_error(LG_EINDEX, "unsqueeze: dimension %d out of range for %s", dim + 1, SHAPE(t));
   if (t->ndim >= LG_MAX_DIMS)
     return lg_error(LG_ESHAPE, "unsqueeze: tensor already has %d dimensions", t->ndim);
   int64_t shape[LG_MAX_DIMS], stride[LG_MAX_DIMS];
@@ -937,6 +974,11 @@ lg_status lg_clone(lg_tensor *t, lg_tensor **out) { return lg_copy_as(t, t->dtyp
 ** of t sees the change. A gradient of the old dtype or shape is dropped. */
 lg_status lg_set_(lg_tensor *t, lg_tensor *src) {
   LG_TRY(inplace_check("set_", t));
+  if (t->base) { /* t views src now, not its old base */
+    lg_tensor_release(t->base);
+    t->base = NULL;
+  }
+  t->hist_gen++, t->tan_gen++; /* views of t's old storage are views of t no more (lg_view_refresh) */
   src->storage->refcount++;
   storage_release(t->storage);
   t->storage = src->storage;

@@ -293,10 +293,8 @@ function F.layer_norm(x, normalized_shape, opts)
   end
   local nd, k = x:dim(), #ns
   local fits = nd >= k
-  local D = 1
   for i = 1, k do
     if fits and x:size(nd - k + i) ~= ns[i] then fits = false end
-    D = D * ns[i]
   end
   if not fits then
     errors.raisef("layer_norm: expected input with trailing dimensions {%s}, got shape %s",
@@ -307,7 +305,7 @@ function F.layer_norm(x, normalized_shape, opts)
     w = w or core.ones(ns, { dtype = x.dtype })
     b = b or core.zeros(ns, { dtype = x.dtype })
   end
-  return core._layer_norm(x, D, w, b, o.eps or 1e-5)
+  return core._layer_norm(x, ns, w, b, o.eps or 1e-5)
 end
 
 -- ---- losses -------------------------------------------------------------------------------
@@ -328,6 +326,9 @@ local function labels(target, fname)
   for i, v in ipairs(target) do
     if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
       errors.raisef("%s: target[%d] = %s is not an integer class label", fname, i, tostring(v))
+    end
+    if math.type(v) == "float" and not (v >= -2 ^ 63 and v < 2 ^ 63) then
+      errors.raisef("%s: target[%d] = %g is not a class label (it does not fit int64)", fname, i, v)
     end
   end
   return core.tensor(target, { dtype = "int64" })

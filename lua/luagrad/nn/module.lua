@@ -94,6 +94,18 @@ function Module.__index(self, k)
   return cls[k]
 end
 
+-- whether m is `target` or holds it among its descendants (the module graph so far is acyclic)
+local function contains(m, target)
+  if rawequal(m, target) then return true end
+  local C = rawget(m, "_modules")
+  if C then
+    for _, child in pairs(C.values) do
+      if contains(child, target) then return true end
+    end
+  end
+  return false
+end
+
 function Module.__newindex(self, k, v)
   if type(k) ~= "string" then
     local setitem = getmetatable(self)._setitem
@@ -115,6 +127,10 @@ function Module.__newindex(self, k, v)
     return
   end
   if is_module(v) then
+    if contains(v, self) then -- the module tree must stay a tree (a cycle makes every walk endless)
+      errors.raisef("%s: cannot add module '%s': it is %s, which would make a cycle", class_name(self), k,
+        rawequal(v, self) and "the module itself" or "an ancestor of the module")
+    end
     reg_remove(P, k); reg_remove(B, k); F[k] = nil
     reg_set(C, k, v)
     return
