@@ -37,6 +37,7 @@ end
 ---@param fn fun(...): any
 ---@return any ... what fn returns
 local function with_grad_mode(on, fn, ...)
+  errors.check(on and "enable_grad" or "no_grad", "fn", fn, "callable")
   local prev = core.is_grad_enabled()
   core.set_grad_enabled(on)
   local res = table.pack(pcall(fn, ...))

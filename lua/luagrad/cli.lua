@@ -4,6 +4,7 @@
 --
 -- lg.cli.options parses `--flag` and `--name value` against a table of defaults; lg.cli.claim
 -- collects the checks behind an example's closing "claim holds: ..." line.
+local errors = require "luagrad.errors"
 local cli = {}
 
 -- A value option's placeholder in --help and in error messages: more.metavar[key], else the
@@ -69,6 +70,10 @@ end
 ---@param more? {unset?: string[], metavar?: table<string, string>}
 ---@return table<string, any> options
 function cli.options(args, defaults, name, more)
+  errors.check("cli.options", "args", args, "table")
+  errors.check("cli.options", "defaults", defaults, "table")
+  errors.check("cli.options", "name", name, "string")
+  errors.check("cli.options", "more", more, "table?")
   more = more or {}
   local unset = {}
   for _, k in ipairs(more.unset or {}) do unset[k] = true end

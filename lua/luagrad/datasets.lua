@@ -72,12 +72,7 @@ function M.fashion_mnist(opts)
   if opts ~= nil and type(opts) ~= "table" then
     errors.raisef('fashion_mnist: expected a split ("train" or "test") or an options table, got %s', type(opts))
   end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "split" and k ~= "root" and k ~= "normalize" then
-      errors.raisef("fashion_mnist: unknown option '%s' (options: split, root, normalize)", tostring(k))
-    end
-  end
+  opts = errors.options("fashion_mnist", opts, { "split", "root", "normalize" })
   local split = opts.split or "train"
   if split ~= "train" and split ~= "test" then
     errors.raisef('fashion_mnist: split must be "train" or "test", got %q', tostring(split))

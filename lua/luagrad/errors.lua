@@ -60,4 +60,77 @@ function M.raisef(fmt, ...)
   return M.raise(string.format(fmt, ...))
 end
 
+-- ---- argument checks: one way for every public function ----------------------------------------
+
+local core -- luagrad.core, loaded on first use (errors.lua is loaded before it is ready)
+
+-- What a kind accepts: a Lua type, or "integer", "tensor", "callable" (a function or a table or
+-- userdata with __call).
+local function is_kind(v, kind)
+  if kind == "integer" then return math.type(v) == "integer" or (type(v) == "number" and v == math.floor(v) and v == v) end
+  if kind == "tensor" then
+    core = core or require "luagrad.core"
+    return core.is_tensor(v)
+  end
+  if kind == "callable" then
+    if type(v) == "function" then return true end
+    local mt = getmetatable(v)
+    return type(mt) == "table" and mt.__call ~= nil
+  end
+  return type(v) == kind
+end
+
+local function describe(v)
+  if math.type(v) == "float" then return "number " .. tostring(v) end
+  core = core or require "luagrad.core"
+  if type(v) == "userdata" and core.is_tensor(v) then return "a tensor" end
+  return type(v)
+end
+
+---check(fname, what, v, kind): raises "fname: what must be <kind>, got <v's type>" unless v is of
+---that kind ("number", "integer", "string", "boolean", "function", "table", "tensor", "callable",
+---or several joined by "|"); a kind ending in "?" also accepts nil. Returns v.
+---@param fname string the public function's name, the message's start
+---@param what string the argument, as the message names it ("argument #1", "closure", "opts.lr")
+---@param v any
+---@param kind string
+---@return any v
+function M.check(fname, what, v, kind)
+  local optional = kind:sub(-1) == "?"
+  if optional then
+    if v == nil then return v end
+    kind = kind:sub(1, -2)
+  end
+  local names = {}
+  for k in kind:gmatch("[^|]+") do
+    if is_kind(v, k) then return v end
+    names[#names + 1] = (k == "integer" and "an " or k == "callable" and "" or "a ") .. (k == "callable" and "a function" or k)
+  end
+  M.raisef("%s: %s must be %s, got %s", fname, what, table.concat(names, " or "), describe(v))
+end
+
+---options(fname, opts, allowed): opts must be nil or a table whose keys are among the allowed
+---names (a list); a misspelled key is an error naming the valid ones. Returns opts, or {} for nil.
+---@param fname string
+---@param opts table|nil
+---@param allowed string[]
+---@return table
+function M.options(fname, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then M.raisef("%s: options must be a table, got %s", fname, describe(opts)) end
+  for k in pairs(opts) do
+    local ok = false
+    for _, a in ipairs(allowed) do
+      if a == k then
+        ok = true
+        break
+      end
+    end
+    if not ok then
+      M.raisef("%s: unknown option '%s' (accepted: %s)", fname, tostring(k), table.concat(allowed, ", "))
+    end
+  end
+  return opts
+end
+
 return M

@@ -78,20 +78,7 @@ local function check_tensor(t, fname, what)
 end
 
 -- opts must be nil or a table whose keys are among `allowed`; returns a table.
-local function check_opts(fname, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then errors.raisef("%s: options must be a table, got %s", fname, type(opts)) end
-  for k in pairs(opts) do
-    local ok = false
-    for _, a in ipairs(allowed) do
-      if a == k then ok = true break end
-    end
-    if not ok then
-      errors.raisef("%s: unknown option '%s' (accepted: %s)", fname, tostring(k), table.concat(allowed, ", "))
-    end
-  end
-  return opts
-end
+local check_opts = errors.options
 F._check_opts = check_opts
 
 -- A plain value for the first option, or an options table: plain(x, "p", {...}).

@@ -156,6 +156,8 @@ std_pair("xavier_", xavier_std)
 ---@return luagrad.Tensor t
 function init.uniform_(t, a, b)
   check_float(t, "uniform_")
+  errors.check("nn.init.uniform_", "a", a, "number?")
+  errors.check("nn.init.uniform_", "b", b, "number?")
   a, b = a or 0, b or 1
   if not (a <= b) then -- luacheck: ignore 581 (NaN fails too)
     errors.raisef("nn.init.uniform_: expected a <= b, got a = %g, b = %g", a, b)

@@ -266,7 +266,8 @@ end
 
 -- The members (parameters or buffers) of self (and its descendants), each tensor once.
 local function collect_members(m, which, opts)
-  opts = opts or {}
+  opts = errors.options(class_name(m) .. (which == "_parameters" and ":parameters" or ":buffers"), opts,
+    { "prefix", "recurse" })
   local prefix, recurse = opts.prefix or "", opts.recurse ~= false
   local mods = recurse and collect_modules(m, prefix, {}, {}) or { { prefix, m } }
   local out, seen = {}, {}
@@ -328,7 +329,8 @@ function Module:children() return values_of(child_list(self)) end
 ---@param opts? {prefix?: string}
 ---@return fun(): string, luagrad.nn.Module
 function Module:named_modules(opts)
-  return iter(collect_modules(self, opts and opts.prefix or "", {}, {}))
+  opts = errors.options(class_name(self) .. ":named_modules", opts, { "prefix" })
+  return iter(collect_modules(self, opts.prefix or "", {}, {}))
 end
 ---Self and every descendant, depth-first, each once.
 ---@return luagrad.nn.Module[]

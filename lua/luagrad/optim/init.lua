@@ -180,6 +180,7 @@ end
 ---@param closure? fun(): any
 ---@return any loss what the closure returned
 function Optimizer:step(closure)
+  errors.check(self.name .. ":step", "closure", closure, "callable?")
   local loss
   if closure then loss = closure() end
   local update = self.update

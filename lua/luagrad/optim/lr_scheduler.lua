@@ -132,6 +132,7 @@ end
 ---Moves the schedule one step on (or, with epoch, to that step) and sets the groups' lr.
 ---@param epoch? integer
 function Scheduler:step(epoch)
+  errors.check((self.name or "scheduler") .. ":step", "epoch", epoch, "integer?")
   self._step_count = self._step_count + 1
   local values
   if epoch == nil then
@@ -269,6 +270,7 @@ end)
 
 ---@param epoch? number a fractional epoch is allowed
 function Warm:step(epoch)
+  errors.check("CosineAnnealingWarmRestarts:step", "epoch", epoch, "number?")
   if epoch == nil and self.last_epoch < 0 then epoch = 0 end
   if epoch == nil then
     epoch = self.last_epoch + 1
