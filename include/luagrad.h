@@ -101,6 +101,19 @@ int lg_dtype_is_float(lg_dtype dt);
 lg_dtype lg_promote(lg_dtype a, lg_dtype b);
 lg_dtype lg_default_dtype(void);
 void lg_set_default_dtype(lg_dtype dt);
+
+/* ---- contexts: the settings one user of the engine works with ----
+** Grad mode, forward-mode level, anomaly detection, the default dtype and the random generator
+** belong to a context. Each thread has one of its own, used when no other is set; the Lua binding
+** gives each lua_State its own and makes it current whenever Lua calls into luagrad, so settings
+** never leak between states, nor between threads. Everything else is safe to use from several
+** threads at once, each with its own tensors (a tensor is used by one thread at a time). */
+typedef struct lg_context lg_context;
+lg_context *lg_context_new(void); /* default settings, a generator seeded as lg_manual_seed's default */
+void lg_context_free(lg_context *c);
+/* Makes c the calling thread's current context (NULL: the thread's own); returns the previous one
+** (NULL for the thread's own). */
+lg_context *lg_context_use(lg_context *c);
 void lg_set_num_threads(int n);
 int lg_get_num_threads(void);
 /* Bytes of tensor storage currently allocated, and allocated in all (for GC pacing). */
@@ -177,6 +190,9 @@ lg_status lg_eye(int64_t n, int64_t m, lg_dtype dt, lg_tensor **out);
 /* ---- random numbers (random.c): Philox4x32-10, counter based ---- */
 void lg_manual_seed(uint64_t seed);
 uint64_t lg_initial_seed(void);
+/* The generator's whole state (seed and counter offset), to save and restore it exactly. */
+void lg_get_rng_state(uint64_t *seed, uint64_t *offset);
+void lg_set_rng_state(uint64_t seed, uint64_t offset);
 lg_status lg_uniform_(lg_tensor *t, double a, double b);
 lg_status lg_normal_(lg_tensor *t, double mean, double std);
 lg_status lg_randint_(lg_tensor *t, int64_t low, int64_t high); /* [low, high) */

@@ -51,9 +51,11 @@ for cfg in "${configs[@]}"; do
     unset ASAN_OPTIONS UBSAN_OPTIONS
   fi
 
-  # C tests: the engine through its header (test_engine), the op table's rows (test_op_table)
-  for t in test_engine test_op_table; do
-    out=$("$dir/$t" 2>&1); rc=$?
+  # C tests: the engine through its header (test_engine), the op table's rows (test_op_table),
+  # 8 lua_States training in 8 threads at once (test_lua_threads)
+  for t in test_engine test_op_table test_lua_threads; do
+    args=""; [ "$t" = test_lua_threads ] && args="8 3"
+    out=$("$dir/$t" $args 2>&1); rc=$?
     echo "$out" | grep -v "^C tests:" || true
     p=$(echo "$out" | sed -n 's/^C tests: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$out" | sed -n 's/^C tests: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
     [ -n "$p" ] || { p=0; f=1; echo "$t ($cfg) crashed (exit $rc)"; }
@@ -77,6 +79,18 @@ for cfg in "${configs[@]}"; do
   fi
   rm -f "$log"
 done
+
+# ThreadSanitizer: the multi-threaded host once more, in a build made for it
+if [[ " ${configs[*]} " == *" asan "* ]]; then
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLG_TSAN=ON >/dev/null &&
+    cmake --build build-tsan -j"$(nproc)" --target test_lua_threads 2>&1 | grep -E "warning|error" || true
+  out=$(TSAN_OPTIONS=halt_on_error=1:exitcode=66 build-tsan/test_lua_threads 8 2 2>&1); rc=$?
+  echo "$out" | grep -v "^C tests:" | head -40 || true
+  p=$(echo "$out" | sed -n 's/^C tests: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p'); f=$(echo "$out" | sed -n 's/^C tests: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
+  [ -n "$p" ] || { p=0; f=1; echo "test_lua_threads (tsan) did not finish (exit $rc)"; }
+  [ $rc -eq 0 ] || [ "$f" -gt 0 ] || f=1
+  count "C test_lua_threads (tsan)" "$p" "$f"
+fi
 
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]

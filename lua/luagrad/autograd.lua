@@ -32,18 +32,46 @@ local function unlist(list, single)
   return list
 end
 
----Runs fn with grad mode set to `on`, restoring the previous mode even when fn fails.
+---scoped(enter, leave, fn, ...): runs fn(...) between enter() and leave() (leave also when fn
+---raises). Inside a coroutine, fn may yield: its scope is then left while it is suspended, so the
+---code that resumed it does not run in fn's mode, and entered again when it is resumed. (Where
+---nothing can yield, the plain call is taken.)
+---@param enter fun()
+---@param leave fun()
+---@param fn function
+---@return any ...
+local function scoped(enter, leave, fn, ...)
+  if not coroutine.isyieldable() then
+    enter()
+    local res = table.pack(pcall(fn, ...))
+    leave()
+    if not res[1] then error(res[2], 0) end
+    return table.unpack(res, 2, res.n)
+  end
+  local co, args = coroutine.create(fn), table.pack(...)
+  while true do
+    enter()
+    local res = table.pack(coroutine.resume(co, table.unpack(args, 1, args.n)))
+    leave()
+    if not res[1] then error(res[2], 0) end
+    if coroutine.status(co) == "dead" then return table.unpack(res, 2, res.n) end
+    args = table.pack(coroutine.yield(table.unpack(res, 2, res.n)))
+  end
+end
+M._scoped = scoped
+
+---Runs fn with grad mode set to `on`, restoring the previous mode even when fn fails (and while
+---fn is suspended at a yield).
 ---@param on boolean
 ---@param fn fun(...): any
 ---@return any ... what fn returns
 local function with_grad_mode(on, fn, ...)
   errors.check(on and "enable_grad" or "no_grad", "fn", fn, "callable")
-  local prev = core.is_grad_enabled()
-  core.set_grad_enabled(on)
-  local res = table.pack(pcall(fn, ...))
-  core.set_grad_enabled(prev)
-  if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
+  local prev
+  return scoped(function()
+    prev = core.is_grad_enabled()
+    core.set_grad_enabled(on)
+  end, function() core.set_grad_enabled(prev) end, fn, ...)
 end
 M.with_grad_mode = with_grad_mode
 
@@ -152,11 +180,8 @@ function M.jvp(f, primals, tangents)
     duals[i] = p:detach()
     duals[i]:_set_tangent(ts[i])
   end
-  core._fw_push()
-  local res = table.pack(pcall(f, table.unpack(duals)))
-  core._fw_pop()
-  if not res[1] then error(res[2], 0) end
-  local outs, single_out = as_list(res[2], "jvp: f's result")
+  local res = table.pack(scoped(core._fw_push, core._fw_pop, f, table.unpack(duals)))
+  local outs, single_out = as_list(res[1], "jvp: f's result")
   local ys, tys = {}, {}
   for i, o in ipairs(outs) do
     tys[i] = o:_tangent() or core.zeros_like(o)

@@ -119,5 +119,29 @@ function DataLoader:__call()
   return table.unpack(batch_of(self.dataset, self._order:narrow(1, pos + 1, count)))
 end
 
+---The loader's place in its epoch, to resume exactly after a restart: the epoch's order of
+---samples (nil between epochs) and how many were handed out. Save it with the model, the
+---optimizer and lg.get_rng_state() (the next epoch's shuffle draws from the generator).
+---@return {order: luagrad.Tensor|nil, pos: integer}
+function DataLoader:state_dict()
+  return { order = self._order and self._order:clone() or nil, pos = self._pos or 0 }
+end
+
+---Restores what state_dict returned: the next batch is the one that would have come next.
+---@param sd {order: luagrad.Tensor|nil, pos: integer}
+function DataLoader:load_state_dict(sd)
+  errors.check("DataLoader:load_state_dict", "state", sd, "table")
+  errors.check("DataLoader:load_state_dict", "state.order", sd.order, "tensor?")
+  errors.check("DataLoader:load_state_dict", "state.pos", sd.pos, "integer")
+  local n = #self.dataset
+  if sd.order and (sd.order:numel() ~= n or sd.order.dtype ~= "int64") then
+    errors.raisef("DataLoader:load_state_dict: the saved order has %d int64 entries, the dataset %d samples",
+      sd.order:numel(), n)
+  end
+  if sd.pos < 0 or sd.pos > n then errors.raisef("DataLoader:load_state_dict: position %d outside 0..%d", sd.pos, n) end
+  self._order = sd.order and sd.order:clone() or nil
+  self._pos = sd.pos
+end
+
 M.Dataset = TensorDataset
 return M

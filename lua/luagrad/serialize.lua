@@ -201,35 +201,14 @@ end
 
 -- ---- save ------------------------------------------------------------------------------------
 
-local tmp_count = 0
-
--- Writes header, then the bytes of tensors[name] for each of `names`, to `path` atomically.
+-- Writes header, then the bytes of tensors[name] for each of `names`, to `path`: durably and
+-- atomically (core._save_atomic: a temporary fsync'd and renamed over the file, the directory
+-- fsync'd; through a symlink to its target; the file's mode kept).
 local function write_atomic(path, header, names, tensors)
-  tmp_count = tmp_count + 1
-  local tmp = format("%s.tmp-%d-%d-%s", path, os.time(), tmp_count, tostring({}):match("0x(%x+)") or "0")
-  local f, err = io.open(tmp, "wb")
-  if not f then error(format("save: cannot write '%s': %s", path, err), 0) end
-  local ok, werr = pcall(function()
-    local function check(okw, e)
-      if not okw then error(format("save: writing '%s' failed: %s", path, e), 0) end
-    end
-    check(f:write(header))
-    for _, name in ipairs(names) do
-      local bytes = tensors[name]:_to_bytes()
-      check(f:write(bytes))
-    end
-    check(f:flush())
-  end)
-  local cok, cerr = f:close()
-  if ok and not cok then ok, werr = false, format("save: closing '%s' failed: %s", path, cerr) end
-  if ok then
-    local rok, rerr = os.rename(tmp, path)
-    if not rok then ok, werr = false, format("save: cannot replace '%s': %s", path, rerr) end
-  end
-  if not ok then
-    os.remove(tmp)
-    error(werr, 0)
-  end
+  local list = {}
+  for i, name in ipairs(names) do list[i] = tensors[name] end
+  local ok, err = core._save_atomic(path, header, list)
+  if not ok then error(err, 0) end
 end
 
 ---lg.save(path, value): writes value (a tensor or a table of tensors and plain values).
@@ -317,6 +296,7 @@ end
 ---@return string? err
 function M.load(path)
   if type(path) ~= "string" then errors.raise("load: path must be a string, got " .. type(path)) end
+  core._clean_temps(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
   local function fail(msg)

@@ -19,8 +19,28 @@ int lgL_error(lua_State *L, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-/* Registers l's functions into the table on top, each a closure whose first upvalue is its name,
-** so argument errors name the function however the caller reached it (through pcall, a local). */
+/* What one lua_State has of its own (lua_state.c): its engine context and its GC pacing. */
+typedef struct lgL_state {
+  lg_context *ctx;
+  uint64_t id; /* unique for the process's life: a state freed and another made at its address differ */
+  size_t gc_last_total, gc_threshold;
+} lgL_state;
+extern _Thread_local lgL_state *lgL_cur; /* the state that last called into luagrad on this thread */
+extern _Thread_local uint64_t lgL_cur_id;
+/* Makes s's context the thread's current one (cheap when it already is). */
+static inline void lgL_enter(lgL_state *s) {
+  if (lgL_cur_id != s->id) {
+    lgL_cur = s;
+    lgL_cur_id = s->id;
+    lg_context_use(s->ctx);
+  }
+}
+lgL_state *lgL_state_of(lua_State *L); /* made on first use */
+void lgL_enter_L(lua_State *L);        /* lgL_enter(lgL_state_of(L)), for entries without upvalues */
+
+/* Registers l's functions into the table on top, each a closure that enters the state and has
+** the function's name as its first upvalue, so argument errors name the function however the
+** caller reached it (through pcall, a local). */
 void lgL_setfuncs(lua_State *L, const luaL_Reg *l);
 /* Raises the engine's message if st is an error. */
 int lgL_check(lua_State *L, lg_status st);

@@ -1,13 +1,19 @@
 /*
-** lua_io.c: file helpers for the data pipeline: reading gzipped files through zlib, turning
-** unsigned bytes into tensors (IDX image and label files), and asking whether a stream is a
-** terminal (lg.progress).
+** lua_io.c: file helpers: reading gzipped files through zlib, turning unsigned bytes into
+** tensors (IDX image and label files), writing checkpoints durably and atomically (lg.save), and
+** asking whether a stream is a terminal (lg.progress).
 */
 #include "lua_binding.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -84,15 +90,158 @@ static int m_bytes_to_tensor(lua_State *L) {
   return 1;
 }
 
+/* ---- durable, atomic writes (lg.save) ----
+** The data go to a temporary in the target's directory, named "<name>.lgtmp.<pid>.<n>", which is
+** fsync'd and renamed over the target; then the directory is fsync'd, so a crash or a power cut
+** leaves either the old file or the new one, never a torn one. The target is the file a symlink
+** points to (the link stays a link), and keeps its permission bits. A temporary whose process has
+** died (kill -9 mid-save) is removed by the next save or load of that name. */
+
+/* The file that path names, through symlinks (a dangling link names its target to be); the result
+** is malloc'd, or NULL with errno set. */
+static char *resolve_target(const char *path) {
+  char *cur = strdup(path);
+  for (int hops = 0; cur && hops < 40; hops++) {
+    struct stat st;
+    if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode)) return cur;
+    char link[4096];
+    ssize_t n = readlink(cur, link, sizeof link - 1);
+    if (n < 0) break;
+    link[n] = 0;
+    char *next;
+    if (link[0] == '/') {
+      next = strdup(link);
+    } else { /* relative to the link's directory */
+      const char *slash = strrchr(cur, '/');
+      size_t dlen = slash ? (size_t)(slash - cur + 1) : 0;
+      next = malloc(dlen + (size_t)n + 1);
+      if (next) memcpy(next, cur, dlen), memcpy(next + dlen, link, (size_t)n + 1);
+    }
+    free(cur);
+    cur = next;
+  }
+  free(cur);
+  if (errno == 0) errno = ELOOP;
+  return NULL;
+}
+
+/* dir part ("." when none) and base name of path, into dir (n bytes); returns the base name */
+static const char *split_path(const char *path, char *dir, size_t n) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) {
+    snprintf(dir, n, ".");
+    return path;
+  }
+  snprintf(dir, n, "%.*s", (int)(slash == path ? 1 : slash - path), path);
+  return slash + 1;
+}
+
+/* Removes "<base>.lgtmp.<pid>.<n>" files in dir whose process no longer runs. */
+static void remove_stale_temps(const char *dir, const char *base) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  size_t blen = strlen(base);
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (strncmp(e->d_name, base, blen) != 0 || strncmp(e->d_name + blen, ".lgtmp.", 7) != 0) continue;
+    long pid = strtol(e->d_name + blen + 7, NULL, 10);
+    if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
+      char full[4096];
+      snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+      unlink(full);
+    }
+  }
+  closedir(d);
+}
+
+static int write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += w, n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* core._save_atomic(path, header, {tensors...}) -> true, or nil, message: writes header and each
+** tensor's elements (row-major, little-endian) to path, durably and atomically. */
+static int m_save_atomic(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t hlen;
+  const char *header = luaL_checklstring(L, 2, &hlen);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
+  for (lua_Integer i = 1; i <= n; i++) { /* every tensor checked before anything is written */
+    lua_rawgeti(L, 3, i);
+    lgL_checktensor(L, -1);
+    lua_pop(L, 1);
+  }
+  static _Atomic unsigned counter;
+  char *target = resolve_target(path), dir[4096], tmp[4200];
+  if (!target) return lgL_error(L, "save: cannot follow '%s': %s", path, strerror(errno));
+  const char *base = split_path(target, dir, sizeof dir);
+  remove_stale_temps(dir, base);
+  snprintf(tmp, sizeof tmp, "%s/%s.lgtmp.%ld.%u", dir, base, (long)getpid(), ++counter);
+  struct stat st;
+  int keep_mode = stat(target, &st) == 0;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, keep_mode ? (st.st_mode & 07777) : 0666);
+  const char *failed = NULL;
+  int err = 0;
+  if (fd < 0) failed = "cannot write", err = errno;
+  if (!failed && keep_mode && fchmod(fd, st.st_mode & 07777) != 0)
+    failed = "cannot set the mode of", err = errno;
+  if (!failed && write_all(fd, header, hlen) != 0) failed = "writing", err = errno;
+  for (lua_Integer i = 1; i <= n && !failed; i++) {
+    lua_rawgeti(L, 3, i);
+    lg_tensor *t = lg_lua_totensor(L, -1), *c = NULL;
+    lua_pop(L, 1);
+    if (lg_contiguous(t, &c) != LG_OK) {
+      failed = "out of memory writing", err = ENOMEM;
+      break;
+    }
+    if (write_all(fd, lg_data(c), (size_t)lg_numel(c) * lg_dtype_size(c->dtype)) != 0)
+      failed = "writing", err = errno;
+    lg_tensor_release(c);
+  }
+  if (!failed && fsync(fd) != 0) failed = "flushing", err = errno;
+  if (fd >= 0 && close(fd) != 0 && !failed) failed = "closing", err = errno;
+  if (!failed && rename(tmp, target) != 0) failed = "cannot replace", err = errno;
+  if (failed) {
+    if (fd >= 0) unlink(tmp);
+    lua_pushnil(L);
+    lua_pushfstring(L, "save: %s '%s': %s", failed, path, strerror(err));
+    free(target);
+    return 2;
+  }
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* the rename itself reaches the disk */
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  free(target);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core._clean_temps(path): removes the stale temporaries a killed save of path left */
+static int m_clean_temps(lua_State *L) {
+  char *target = resolve_target(luaL_checkstring(L, 1)), dir[4096];
+  if (target) remove_stale_temps(dir, split_path(target, dir, sizeof dir));
+  free(target);
+  return 0;
+}
+
 /* core._isatty(fd) -> boolean */
 static int m_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
   return 1;
 }
 
-static const luaL_Reg functions[] = {{"_read_file", m_read_file},
-                                     {"_bytes_to_tensor", m_bytes_to_tensor},
-                                     {"_isatty", m_isatty},
-                                     {NULL, NULL}};
+static const luaL_Reg functions[] = {{"_read_file", m_read_file},     {"_save_atomic", m_save_atomic},
+                                     {"_clean_temps", m_clean_temps}, {"_bytes_to_tensor", m_bytes_to_tensor},
+                                     {"_isatty", m_isatty},           {NULL, NULL}};
 
 void lgL_open_io(lua_State *L) { lgL_setfuncs(L, functions); }

@@ -398,6 +398,27 @@ static int m_manual_seed(lua_State *L) {
   return 0;
 }
 
+/* lg.get_rng_state() -> an int64 tensor {seed, offset}: the generator's whole state */
+static int m_get_rng_state(lua_State *L) {
+  uint64_t st[2];
+  lg_get_rng_state(&st[0], &st[1]);
+  int64_t n = 2, v[2] = {(int64_t)st[0], (int64_t)st[1]};
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_tensor_from_data(v, &n, 1, LG_INT64, slot));
+  return 1;
+}
+
+/* lg.set_rng_state(state): the generator continues exactly where get_rng_state saw it */
+static int m_set_rng_state(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (t->dtype != LG_INT64 || t->ndim != 1 || t->shape[0] != 2)
+    return lgL_error(
+        L, "set_rng_state: expected the int64 tensor of 2 elements get_rng_state returns, got %s %s",
+        lg_dtype_name(t->dtype), LG_SHAPE(t));
+  lg_set_rng_state((uint64_t)lg_get_flat_i64(t, 0), (uint64_t)lg_get_flat_i64(t, 1));
+  return 0;
+}
+
 static int m_initial_seed(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)lg_initial_seed());
   return 1;
@@ -489,6 +510,8 @@ static const luaL_Reg functions[] = {{"tensor", m_tensor},
                                      {"where", lgL_where},
                                      {"manual_seed", m_manual_seed},
                                      {"initial_seed", m_initial_seed},
+                                     {"get_rng_state", m_get_rng_state},
+                                     {"set_rng_state", m_set_rng_state},
                                      {"set_default_dtype", m_set_default_dtype},
                                      {"get_default_dtype", m_get_default_dtype},
                                      {"set_num_threads", m_set_num_threads},
@@ -502,6 +525,7 @@ static const luaL_Reg functions[] = {{"tensor", m_tensor},
                                      {NULL, NULL}};
 
 int luaopen_luagrad_core(lua_State *L) {
+  lgL_enter_L(L); /* this state's context, made now */
   lua_newtable(L);
   lgL_setfuncs(L, functions);
   lgL_open_tensor(L);

@@ -23,15 +23,20 @@
 /* each closure's upvalues: 1 its public name (for errors, as lgL_setfuncs gives every function),
 ** 2 the opcode */
 static lg_opcode upvalue_op(lua_State *L) { return (lg_opcode)lua_tointeger(L, lua_upvalueindex(2)); }
+/* 3 the state, entered first (lua_state.c) */
+static lg_opcode enter(lua_State *L) {
+  lgL_enter(lua_touserdata(L, lua_upvalueindex(3)));
+  return upvalue_op(L);
+}
 
-static int call_unary(lua_State *L) { return lgL_unary(L, upvalue_op(L)); }
-static int call_binary(lua_State *L) { return lgL_binary(L, upvalue_op(L)); }
-static int call_inplace(lua_State *L) { return lgL_inplace_binary(L, upvalue_op(L)); }
-static int call_reduce(lua_State *L) { return lgL_reduce(L, upvalue_op(L)); }
+static int call_unary(lua_State *L) { return lgL_unary(L, enter(L)); }
+static int call_binary(lua_State *L) { return lgL_binary(L, enter(L)); }
+static int call_inplace(lua_State *L) { return lgL_inplace_binary(L, enter(L)); }
+static int call_reduce(lua_State *L) { return lgL_reduce(L, enter(L)); }
 
 /* t:name(p1, p2) or t:name({param = v, ...}) with the row's named parameters and mode */
 static int call_activation(lua_State *L) {
-  const lg_op *op = &lg_ops[upvalue_op(L)];
+  const lg_op *op = &lg_ops[enter(L)];
   const lg_params *p = &op->params;
   lg_tensor *t = lgL_checktensor(L, 1);
   lg_args a = {.in = {t}, .nin = 1, .dim = -1, .s = {p->def[0], p->def[1]}};
@@ -99,7 +104,7 @@ static int call_activation(lua_State *L) {
 
 /* t:name(dim) or t:name({dim = d}): the dimension is required */
 static int call_dim(lua_State *L) {
-  lg_opcode code = upvalue_op(L);
+  lg_opcode code = enter(L);
   const char *name = lg_ops[code].name;
   lg_tensor *t = lgL_checktensor(L, 1);
   int dim;
@@ -145,20 +150,23 @@ static const char *const metamethods[][2] = {
 ** tensor metatable and lg.ops in the module. */
 void lgL_open_ops(lua_State *L) {
   int mo = lua_gettop(L), mi = mo - 1;
+  lgL_state *state = lgL_state_of(L);
   lua_createtable(L, LG_NUM_OPS, 0); /* lg.ops */
   for (int code = 0; code < LG_NUM_OPS; code++) {
     const lg_op *op = &lg_ops[code];
     if (op->call != LG_CALL_NONE) {
       lua_pushstring(L, op->name);
       lua_pushinteger(L, code);
-      lua_pushcclosure(L, call_forms[op->call], 2);
+      lua_pushlightuserdata(L, state);
+      lua_pushcclosure(L, call_forms[op->call], 3);
       set_both(L, mi, mo, op->name);
       if (op->flags & LG_F_INPLACE) {
         char name[64];
         snprintf(name, sizeof name, "%s_", op->name);
         lua_pushstring(L, name);
         lua_pushinteger(L, code);
-        lua_pushcclosure(L, call_inplace, 2);
+        lua_pushlightuserdata(L, state);
+        lua_pushcclosure(L, call_inplace, 3);
         lua_setfield(L, mi, name);
       }
     }

@@ -65,25 +65,6 @@ int lgL_checkop(lua_State *L, lg_status st, const char *op) {
   return lgL_error(L, "%s", m);
 }
 
-void lgL_gcpace(lua_State *L) {
-  /* The collector does not see tensor memory (it is malloc'd by the engine), so pace it here:
-  ** every allocation is reported as a step of that many KB, and when storage in use doubles
-  ** since the last full collection, collect. A loop of allocations stays bounded without the
-  ** user calling collectgarbage(). */
-  static size_t last_total = 0, threshold = 64u << 20;
-  size_t total = lg_bytes_allocated_total();
-  if (total - last_total >= (256u << 10)) {
-    lua_gc(L, LUA_GCSTEP, (int)((total - last_total) >> 10));
-    last_total = total;
-  }
-  size_t used = lg_bytes_in_use();
-  if (used > threshold) {
-    lua_gc(L, LUA_GCCOLLECT);
-    used = lg_bytes_in_use();
-    threshold = used * 2 > (64u << 20) ? used * 2 : (64u << 20);
-  }
-}
-
 /* The tensor metatable is also kept in the registry under the address of tensor_mt_key, and found
 ** with lua_rawgetp: a lookup by name (luaL_testudata, luaL_setmetatable) goes through Lua's string
 ** cache, a strcmp each time, and ran about 300 times per step of a small model. */
@@ -118,19 +99,14 @@ void lgL_pushnew(lua_State *L, lg_tensor *t) {
   lgL_gcpace(L);
 }
 
-void lg_lua_pushtensor(lua_State *L, lg_tensor *t) { lgL_pushnew(L, lg_tensor_retain(t)); }
+void lg_lua_pushtensor(lua_State *L, lg_tensor *t) {
+  lgL_enter_L(L); /* a C host's call: the state's pacing */
+  lgL_pushnew(L, lg_tensor_retain(t));
+}
 
 lg_tensor *lg_lua_totensor(lua_State *L, int idx) {
   lg_tensor **slot = test_slot(L, idx);
   return slot ? *slot : NULL;
-}
-
-void lgL_setfuncs(lua_State *L, const luaL_Reg *l) {
-  for (; l->name; l++) {
-    lua_pushstring(L, l->name);
-    lua_pushcclosure(L, l->func, 1);
-    lua_setfield(L, -2, l->name);
-  }
 }
 
 /* The running C function's public name (its first upvalue, set by lgL_setfuncs and lua_ops.c: the
@@ -1115,6 +1091,7 @@ static int t_requires_grad_(lua_State *L) {
 /* ---- __index / __newindex ---- */
 
 static int t_index(lua_State *L) {
+  lgL_enter(lua_touserdata(L, lua_upvalueindex(2))); /* t[i] records a select */
   lg_tensor *t = lgL_checktensor(L, 1);
   if (lua_type(L, 2) == LUA_TNUMBER) {
     if (t->ndim == 0) return lgL_error(L, "index: a 0-d tensor cannot be indexed (use item())");
@@ -1319,7 +1296,8 @@ void lgL_open_tensor(lua_State *L) {
   lua_newtable(L);
   lgL_setfuncs(L, methods);
   lua_pushvalue(L, -1);
-  lua_pushcclosure(L, t_index, 1);
+  lua_pushlightuserdata(L, lgL_state_of(L));
+  lua_pushcclosure(L, t_index, 2);
   lua_setfield(L, -3, "__index");
   lua_remove(L, -2); /* leave the methods table */
 }

@@ -24,6 +24,8 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,7 +56,56 @@ static void *loaded_openblas(void) {
   return NULL;
 }
 
+/* ---- address space (ulimit -v) ----
+** OpenBLAS maps a buffer of about 128 MiB for a thread when it needs one (more than once, seen in
+** practice: a later, larger product mapped another), and retries forever, at 100% CPU, when the
+** map fails: under a limit on address space a product, or even the process's exit, would hang.
+** So under such a limit luagrad lets OpenBLAS run a product only while the room left holds a
+** buffer more than the threads it asks for; otherwise the product runs in luagrad's own kernel
+** (matmul.c), slower but bounded. Loading OpenBLAS under a limit asks it for one thread. */
+#define LOAD_MIB 64    /* the library and its first thread */
+#define BUFFER_MIB 136 /* one buffer, with its slack */
+
+static size_t limit_bytes(void) { /* RLIMIT_AS, or 0 when there is none: read once, at the first product */
+  static _Atomic size_t limit = (size_t)-1;
+  size_t l = limit;
+  if (l == (size_t)-1) {
+    struct rlimit r;
+    l = getrlimit(RLIMIT_AS, &r) != 0 || r.rlim_cur == RLIM_INFINITY ? 0 : (size_t)r.rlim_cur;
+    limit = l;
+  }
+  return l;
+}
+
+static size_t room_mib(size_t limit) { /* the limit less the address space in use (VmSize) */
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long pages = 0;
+  if (f) {
+    if (fscanf(f, "%lu", &pages) != 1) pages = 0;
+    fclose(f);
+  }
+  size_t used = (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+  return limit > used ? (limit - used) >> 20 : 0;
+}
+
+static _Atomic int fallback_used; /* for lg_blas_info */
+
+int lg_blas_room(int *threads) {
+  size_t limit = limit_bytes();
+  if (!limit) return 1;
+  size_t room = room_mib(limit);
+  int fit = (int)(room / BUFFER_MIB) - 1;
+  if (!lg_blas_fns.loaded) fit = room < LOAD_MIB ? 0 : (int)((room - LOAD_MIB) / BUFFER_MIB) - 1;
+  if (fit < 1) {
+    fallback_used = 1;
+    return 0;
+  }
+  if (*threads > fit) *threads = fit;
+  return 1;
+}
+
 static void blas_load(void) {
+  size_t limit = limit_bytes();
   void *h = loaded_openblas();
   /* The variables are set only around the load. setenv is not safe beside a getenv in another
   ** thread; the load happens once, at the first product, thread setting or engine loop large
@@ -66,11 +117,15 @@ static void blas_load(void) {
     snprintf(blas_chosen, sizeof blas_chosen, "%s", want);
   }
   if (set_timeout) setenv("OPENBLAS_THREAD_TIMEOUT", "12", 0);
+  /* under an address-space limit, one thread: each more costs a stack and a buffer */
+  int one_thread = !h && limit && !getenv("OPENBLAS_NUM_THREADS");
+  if (one_thread) setenv("OPENBLAS_NUM_THREADS", "1", 0);
   const char *names[] = {"libopenblas.so.0", "libopenblas.so"};
   for (size_t i = 0; i < sizeof names / sizeof names[0] && !h; i++)
     h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
   if (want) unsetenv("OPENBLAS_CORETYPE");
   if (set_timeout) unsetenv("OPENBLAS_THREAD_TIMEOUT");
+  if (one_thread) unsetenv("OPENBLAS_NUM_THREADS");
   if (!h) {
     snprintf(blas_error, sizeof blas_error, "cannot load OpenBLAS (libopenblas.so.0): %s", dlerror());
     return;
@@ -93,8 +148,31 @@ static void blas_load(void) {
   lg_blas_fns.loaded = 1;
 }
 
+/* OpenBLAS starts its threads as it loads and when its thread count grows: with the asynchronous
+** signals blocked here, they inherit that mask, and a host's handler runs on the host's threads. */
+static void blas_load_masked(void) {
+  sigset_t old;
+  lg_block_signals(&old);
+  blas_load();
+  lg_restore_signals(&old);
+}
+
+void lg_blas_set_threads(int n) {
+  /* under an address-space limit, no more threads than buffers fit: each maps one, and a thread
+  ** that cannot spins forever, even at the process's exit */
+  size_t limit = limit_bytes();
+  if (limit && n > 1) {
+    int fit = (int)(room_mib(limit) / BUFFER_MIB) - 1;
+    if (n > fit) n = fit < 1 ? 1 : fit;
+  }
+  sigset_t old;
+  lg_block_signals(&old);
+  lg_blas_fns.set_num_threads(n);
+  lg_restore_signals(&old);
+}
+
 lg_status lg_blas_load(void) {
-  pthread_once(&blas_once, blas_load);
+  pthread_once(&blas_once, blas_load_masked);
   return lg_blas_fns.loaded ? LG_OK : lg_error(LG_EVALUE, "%s", blas_error);
 }
 
@@ -102,7 +180,11 @@ const char *lg_blas_info(char *buf, size_t n) {
   if (lg_blas_load() != LG_OK)
     snprintf(buf, n, "%s", blas_error);
   else
-    snprintf(buf, n, "%s, kernels %s%s", lg_blas_fns.get_config(), lg_blas_fns.get_corename(),
-             blas_chosen[0] ? " (chosen by luagrad for this CPU)" : "");
+    snprintf(buf, n, "%s, kernels %s%s%s", lg_blas_fns.get_config(), lg_blas_fns.get_corename(),
+             blas_chosen[0] ? " (chosen by luagrad for this CPU)" : "",
+             fallback_used
+                 ? "; some products ran in luagrad's own kernel: the address-space limit (ulimit -v) "
+                   "left too little room for OpenBLAS's buffers"
+                 : "");
   return buf;
 }

@@ -24,5 +24,11 @@ extern lg_blas_api lg_blas_fns;
 
 /* Loads OpenBLAS (once; thread-safe); an error names what failed. */
 lg_status lg_blas_load(void);
+/* Before a product on *threads threads: 1 if OpenBLAS may run it (*threads lowered to what its
+** buffers fit in under an address-space limit), 0 if the limit leaves too little room and the
+** product must run elsewhere (blas.c says why). */
+int lg_blas_room(int *threads);
+/* openblas_set_num_threads with asynchronous signals blocked (the threads it starts inherit that). */
+void lg_blas_set_threads(int n);
 
 #endif

@@ -6,6 +6,8 @@
 
 #include "luagrad.h"
 
+#include <signal.h>
+
 #define LG_MAX_OPERANDS 4
 
 /* Kernels worth wider vectors get an x86-64-v3 clone (AVX2, FMA, ...) chosen at run time (GCC's
@@ -26,6 +28,21 @@
     lg_status st_ = (expr);                                                                                  \
     if (st_ != LG_OK) return st_;                                                                            \
   } while (0)
+
+/* A context's settings (luagrad.h); lg_ctx() is the current one. */
+struct lg_context {
+  int grad_enabled, anomaly, fw_level;
+  lg_dtype default_dtype;
+  uint64_t seed, offset; /* the random generator (random.c) */
+  struct lg_context *next_free;
+};
+extern _Thread_local lg_context *lg_ctx_cur;
+extern _Thread_local lg_context lg_ctx_thread;
+static inline lg_context *lg_ctx(void) { return lg_ctx_cur ? lg_ctx_cur : &lg_ctx_thread; }
+#define LG_DEFAULT_SEED 67280421310721ull /* PyTorch's default seed */
+/* How many contexts exist (lua_States using luagrad, C users' own): above one, the engine is
+** shared, and matmul keeps OpenBLAS to one thread per product (its thread count is one global). */
+int lg_contexts_alive(void);
 
 /* Size and index arithmetic that can overflow goes through these: 1 (and *r unspecified) when the
 ** exact result does not fit int64. */
@@ -100,6 +117,7 @@ lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **out);
 void lg_node_release(lg_node *n);
 void lg_fw_level_set(int level);
 void lg_hooks_free(lg_hook *h);
+void lg_node_pool_empty(void); /* the calling thread's pooled nodes back to the system */
 void lg_weak_release(lg_weak *w);
 lg_status lg_check_anomaly(const char *what, const char *opname, lg_tensor *t);
 
@@ -108,6 +126,12 @@ void lg_blas_threads_reset(void); /* matmul.c: forget the per-call BLAS thread c
 ** 1; returns 0 (nothing done) when the product is not small or the CPU lacks AVX2 and FMA. */
 int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
                       const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* Threads the engine starts (its workers; OpenBLAS's, created while luagrad calls it) have the
+** asynchronous signals blocked, so a host's handler never runs on them (tensor.c). */
+lg_status lg_thread_create(void *(*fn)(void *), void *arg);
+void lg_block_signals(sigset_t *old);
+void lg_restore_signals(const sigset_t *old);
 
 /* Runs fn(ctx, lo, hi) over [0, n), split across threads when n is large (tensor.c). */
 void lg_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);

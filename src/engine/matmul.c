@@ -20,19 +20,43 @@
 /* BLAS threads per call: waking a second thread costs more than it saves on small products
 ** (a W2-sized step ran 4x slower with two threads), so products under about 64 MFLOP run on one
 ** thread and larger ones on lg_get_num_threads(). OpenBLAS is told only when the count changes
-** (blas_threads_now assumes one thread runs products at a time, as one Lua state does). */
+** (per thread; while several contexts exist, e.g. lua_States in several threads, every product
+** runs on one BLAS thread: OpenBLAS's count is one global, which threads must not fight over). */
 #define PARALLEL_GEMM_FLOPS 6.4e7
-static int blas_threads_now = -1;
+static _Thread_local int blas_threads_now = -1;
 
 void lg_blas_threads_reset(void) { blas_threads_now = -1; }
 
-static void blas_threads_for(double m, double n, double k) {
-  int want = 2 * m * n * k >= PARALLEL_GEMM_FLOPS ? lg_get_num_threads() : 1;
+/* The threads for a product, told to OpenBLAS; 0 when OpenBLAS must not run it (lg_blas_room). */
+static int blas_threads_for(double m, double n, double k) {
+  int want = 2 * m * n * k >= PARALLEL_GEMM_FLOPS && lg_contexts_alive() <= 1 ? lg_get_num_threads() : 1;
+  if (!lg_blas_room(&want)) return 0;
   if (want != blas_threads_now) {
-    lg_blas_fns.set_num_threads(want);
+    lg_blas_set_threads(want);
     blas_threads_now = want;
   }
+  return want;
 }
+
+/* C = beta C + op(A) op(B), row-major, in plain loops: for products OpenBLAS may not run (too
+** little address space for its buffers). Row i of C accumulates A(i,p) times row p of op(B). */
+#define GEMM_PLAIN(name, T)                                                                                  \
+  static void name(int ta, int tb, int64_t m, int64_t n, int64_t k, const T *A, int64_t lda, const T *B,     \
+                   int64_t ldb, double beta, T *C, int64_t ldc) {                                            \
+    for (int64_t i = 0; i < m; i++) {                                                                        \
+      T *c = C + i * ldc;                                                                                    \
+      for (int64_t j = 0; j < n; j++) c[j] = beta == 0 ? 0 : c[j];                                           \
+      for (int64_t p = 0; p < k; p++) {                                                                      \
+        T a = ta ? A[p * lda + i] : A[i * lda + p];                                                          \
+        if (tb)                                                                                              \
+          for (int64_t j = 0; j < n; j++) c[j] += a * B[j * ldb + p];                                        \
+        else                                                                                                 \
+          for (int64_t j = 0; j < n; j++) c[j] += a * B[p * ldb + j];                                        \
+      }                                                                                                      \
+    }                                                                                                        \
+  }
+GEMM_PLAIN(gemm_plain_f32, float)
+GEMM_PLAIN(gemm_plain_f64, double)
 
 /* How BLAS can read a rows x cols matrix with strides (rs, cs), if it can at all. */
 static int blas_layout(int64_t rows, int64_t cols, int64_t rs, int64_t cs, CBLAS_TRANSPOSE *tr, int64_t *ld) {
@@ -75,8 +99,21 @@ static lg_status gemm(lg_dtype dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64
   if (dt == LG_FLOAT32 &&
       lg_gemm_small_f32(ta == CblasTrans, tb == CblasTrans, m, n, k, A, lda, B, ldb, (float)beta, C, ldc))
     return LG_OK;
+  if (!lg_blas_fns.loaded && !lg_blas_room(&(int){1})) { /* not even room to load OpenBLAS */
+    if (dt == LG_FLOAT32)
+      gemm_plain_f32(ta == CblasTrans, tb == CblasTrans, m, n, k, A, lda, B, ldb, beta, C, ldc);
+    else
+      gemm_plain_f64(ta == CblasTrans, tb == CblasTrans, m, n, k, A, lda, B, ldb, beta, C, ldc);
+    return LG_OK;
+  }
   LG_TRY(lg_blas_load());
-  blas_threads_for((double)m, (double)n, (double)k);
+  if (!blas_threads_for((double)m, (double)n, (double)k)) {
+    if (dt == LG_FLOAT32)
+      gemm_plain_f32(ta == CblasTrans, tb == CblasTrans, m, n, k, A, lda, B, ldb, beta, C, ldc);
+    else
+      gemm_plain_f64(ta == CblasTrans, tb == CblasTrans, m, n, k, A, lda, B, ldb, beta, C, ldc);
+    return LG_OK;
+  }
   if (dt == LG_FLOAT32)
     lg_blas_fns.sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, A, (int)lda, B, (int)ldb,
                       (float)beta, C, (int)ldc);

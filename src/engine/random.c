@@ -23,15 +23,23 @@
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
 
-static uint64_t seed = 67280421310721ull; /* PyTorch's default seed */
-static uint64_t offset = 0;
-
+/* The generator is the current context's (seed, offset). */
 void lg_manual_seed(uint64_t s) {
-  seed = s;
-  offset = 0;
+  lg_ctx()->seed = s;
+  lg_ctx()->offset = 0;
 }
 
-uint64_t lg_initial_seed(void) { return seed; }
+uint64_t lg_initial_seed(void) { return lg_ctx()->seed; }
+
+void lg_get_rng_state(uint64_t *seed, uint64_t *offset) {
+  *seed = lg_ctx()->seed;
+  *offset = lg_ctx()->offset;
+}
+
+void lg_set_rng_state(uint64_t seed, uint64_t offset) {
+  lg_ctx()->seed = seed;
+  lg_ctx()->offset = offset;
+}
 
 static void philox(uint64_t counter, uint64_t key, uint32_t out[4]) {
   uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
@@ -60,7 +68,8 @@ static inline float unit24(uint32_t u) { return (float)(u >> 8) * 0x1.0p-24f; } 
 typedef enum { DRAW_UNIFORM, DRAW_NORMAL, DRAW_RANDINT, DRAW_BERNOULLI } draw_kind;
 
 /* Fills n contiguous elements of dtype dt starting at counter base. */
-static void draw(draw_kind kind, void *data, int64_t n, lg_dtype dt, uint64_t base, double p1, double p2) {
+static void draw(draw_kind kind, void *data, int64_t n, lg_dtype dt, uint64_t seed, uint64_t base, double p1,
+                 double p2) {
   for (int64_t i = 0; i < n; i++) {
     uint32_t w[4];
     philox(base + (uint64_t)i, seed, w);
@@ -102,15 +111,16 @@ static void draw(draw_kind kind, void *data, int64_t n, lg_dtype dt, uint64_t ba
 static lg_status fill_random(lg_tensor *t, draw_kind kind, double p1, double p2) {
   LG_TRY(lg_inplace_check(kind == DRAW_NORMAL ? "normal_" : kind == DRAW_UNIFORM ? "uniform_" : "random", t));
   int64_t n = lg_numel(t);
-  uint64_t base = offset;
-  offset += (uint64_t)n;
+  lg_context *ctx = lg_ctx();
+  uint64_t base = ctx->offset, seed = ctx->seed;
+  ctx->offset += (uint64_t)n;
   if (lg_is_contiguous(t)) {
-    draw(kind, lg_data(t), n, t->dtype, base, p1, p2);
+    draw(kind, lg_data(t), n, t->dtype, seed, base, p1, p2);
     return LG_OK;
   }
   lg_tensor *tmp;
   LG_TRY(lg_new(t->shape, t->ndim, t->dtype, &tmp));
-  draw(kind, lg_data(tmp), n, t->dtype, base, p1, p2);
+  draw(kind, lg_data(tmp), n, t->dtype, seed, base, p1, p2);
   lg_status st = lg_copy_(t, tmp);
   lg_tensor_release(tmp);
   return st;
@@ -151,8 +161,9 @@ lg_status lg_randperm(int64_t n, lg_tensor **out) {
   LG_TRY(lg_new(&n, 1, LG_INT64, out));
   int64_t *p = lg_data(*out);
   for (int64_t i = 0; i < n; i++) p[i] = i + 1;
-  uint64_t base = offset;
-  offset += (uint64_t)n;
+  lg_context *ctx = lg_ctx();
+  uint64_t base = ctx->offset, seed = ctx->seed;
+  ctx->offset += (uint64_t)n;
   for (int64_t i = n - 1; i > 0; i--) {
     uint32_t w[4];
     philox(base + (uint64_t)i, seed, w);

@@ -26,24 +26,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int grad_enabled = 1, anomaly = 0, fw_level = 0;
-
-int lg_grad_enabled(void) { return grad_enabled; }
-void lg_set_grad_enabled(int on) { grad_enabled = on != 0; }
-void lg_set_anomaly(int on) { anomaly = on != 0; }
-int lg_anomaly_enabled(void) { return anomaly; }
-void lg_fw_level_push(void) { fw_level++; }
+/* grad mode, anomaly detection and the forward-mode level are the current context's */
+int lg_grad_enabled(void) { return lg_ctx()->grad_enabled; }
+void lg_set_grad_enabled(int on) { lg_ctx()->grad_enabled = on != 0; }
+void lg_set_anomaly(int on) { lg_ctx()->anomaly = on != 0; }
+int lg_anomaly_enabled(void) { return lg_ctx()->anomaly; }
+void lg_fw_level_push(void) { lg_ctx()->fw_level++; }
 void lg_fw_level_pop(void) {
-  if (fw_level > 0) fw_level--;
+  if (lg_ctx()->fw_level > 0) lg_ctx()->fw_level--;
 }
-int lg_fw_level(void) { return fw_level; }
-void lg_fw_level_set(int level) { fw_level = level; }
+int lg_fw_level(void) { return lg_ctx()->fw_level; }
+void lg_fw_level_set(int level) { lg_ctx()->fw_level = level; }
 
 /* ---- the node pool ---- */
 
 #define POOL_MAX 4096
-static lg_node *pool;
-static int pool_n;
+static _Thread_local lg_node *pool;
+static _Thread_local int pool_n;
+
+void lg_node_pool_empty(void) {
+  while (pool) {
+    lg_node *n = pool;
+    pool = n->next;
+    free(n);
+  }
+  pool_n = 0;
+}
 
 static lg_node *node_alloc(void) {
   lg_node *n = pool;
@@ -75,8 +83,8 @@ static void node_release_saved(lg_node *n) {
 
 /* Releasing a node may release its inputs' nodes, and so on down a long chain: done with a work
 ** list rather than recursion, so a graph of any depth frees without exhausting the C stack. */
-static lg_node *dying;
-static int releasing;
+static _Thread_local lg_node *dying;
+static _Thread_local int releasing;
 
 void lg_node_release(lg_node *n) {
   if (!n || --n->refcount > 0) return;
@@ -282,8 +290,8 @@ lg_status lg_view_refresh(lg_tensor *v) {
 static lg_status assign_tangent(lg_tensor *t, lg_tensor *r) {
   lg_tensor *b = t->base, *tr = r->tangent, *z = NULL;
   if (!tr && !t->tangent && !(b && b->tangent)) return LG_OK;
-  int level = fw_level;
-  fw_level = 0;
+  int level = lg_fw_level();
+  lg_fw_level_set(0);
   lg_status st = LG_OK;
   if (!tr) st = lg_tensor_zeros(t->shape, t->ndim, t->dtype, &z), tr = z;
   if (st == LG_OK && tr->dtype != t->dtype) {
@@ -329,7 +337,7 @@ static lg_status assign_tangent(lg_tensor *t, lg_tensor *r) {
     lg_tensor_release(nt);
   }
   lg_tensor_release(z);
-  fw_level = level;
+  lg_fw_level_set(level);
   return st;
 }
 
@@ -340,15 +348,15 @@ lg_status lg_view_refresh_tangent(lg_tensor *v) {
   lg_status st = LG_OK;
   if (b->tangent) {
     lg_args a;
-    int level = fw_level;
-    fw_level = 0;
+    int level = lg_fw_level();
+    lg_fw_level_set(0);
     st = window_of(v, "forward mode", &a);
     if (st == LG_OK) st = lg_contiguous(b->tangent, &bt);
     if (st == LG_OK) {
       a.in[0] = bt, a.nin = 1;
       st = lg_apply(LG_OP_AS_STRIDED, &a, &nt);
     }
-    fw_level = level;
+    lg_fw_level_set(level);
     lg_tensor_release(bt);
   }
   if (st == LG_OK) {
@@ -364,6 +372,7 @@ lg_status lg_assign_(lg_tensor *t, lg_tensor *r, const char *op) {
   if (t->ndim != r->ndim || memcmp(t->shape, r->shape, sizeof(int64_t) * (size_t)t->ndim))
     return lg_error(LG_ESHAPE, "%s: the result's shape %s differs from the tensor's %s", op, SHAPE(r),
                     SHAPE(t));
+  int grad_enabled = lg_grad_enabled();
   if (grad_enabled) {
     if (t->base) LG_TRY(lg_view_refresh(t));
     if (t->requires_grad && !t->grad_fn)
@@ -380,7 +389,7 @@ lg_status lg_assign_(lg_tensor *t, lg_tensor *r, const char *op) {
   }
   LG_TRY(lg_copy_values(t, r));
   t->storage->version++;
-  if (fw_level > 0) LG_TRY(assign_tangent(t, r));
+  if (lg_fw_level() > 0) LG_TRY(assign_tangent(t, r));
   int history = r->requires_grad || t->requires_grad || (b && b->requires_grad);
   if (!grad_enabled || !history || !lg_dtype_is_float(t->dtype)) return LG_OK;
 
@@ -551,11 +560,11 @@ static int has_nonfinite(lg_tensor *t) {
 
 /* While a backward rule runs, the ops it is written with are not checked one by one: the tape
 ** checks the rule's results and names the op whose backward produced them. */
-static int in_rule;
+static _Thread_local int in_rule;
 
 lg_status lg_check_anomaly(const char *what, const char *opname, lg_tensor *t) {
   if (in_rule && what[0] == 'f') return LG_OK;
-  if (anomaly && t && has_nonfinite(t))
+  if (lg_anomaly_enabled() && t && has_nonfinite(t))
     return lg_error(LG_EVALUE, "anomaly: %s of '%s' produced NaN or Inf (shape %s)", what, opname, SHAPE(t));
   return LG_OK;
 }
@@ -727,7 +736,7 @@ static lg_status reentrant_error(void) {
 }
 
 #define MAX_NESTED 32
-static int active_gen[MAX_NESTED], nactive;
+static _Thread_local int active_gen[MAX_NESTED], nactive;
 
 static int in_active_pass(const lg_node *n) {
   for (int i = 0; i < nactive; i++)
@@ -737,7 +746,7 @@ static int in_active_pass(const lg_node *n) {
 
 lg_status lg_backward(lg_tensor **roots, lg_tensor **grads, int nroots, lg_tensor **inputs, int ninputs,
                       lg_backward_opts opts, lg_tensor **results) {
-  static int generation;
+  static _Atomic int generation; /* unique across threads: a node's mark names one pass */
   if (nactive == MAX_NESTED)
     return lg_error(LG_EGRAD, "backward: more than %d passes nested in hooks", MAX_NESTED);
   int gen = ++generation;
@@ -747,7 +756,7 @@ lg_status lg_backward(lg_tensor **roots, lg_tensor **grads, int nroots, lg_tenso
   size_t cap = 64, count = 0;
   lg_node **nodes = malloc(cap * sizeof *nodes);
   lg_status st = LG_OK;
-  int saved_mode = grad_enabled, saved_fw = fw_level;
+  int saved_mode = lg_grad_enabled(), saved_fw = lg_fw_level();
   if (!seeds || !nodes) {
     st = lg_error(LG_ENOMEM, "backward: out of memory");
     goto out;
@@ -816,8 +825,8 @@ lg_status lg_backward(lg_tensor **roots, lg_tensor **grads, int nroots, lg_tenso
   }
   for (size_t k = 0; k < count; k++) lg_tensor_release(nodes[k]->grad), nodes[k]->grad = NULL;
 
-  grad_enabled = opts.create_graph;
-  fw_level = 0;
+  lg_set_grad_enabled(opts.create_graph);
+  lg_fw_level_set(0);
   /* 2. seed */
   for (int i = 0; i < nroots && st == LG_OK; i++) {
     if (roots[i]->grad_fn)
@@ -864,8 +873,8 @@ lg_status lg_backward(lg_tensor **roots, lg_tensor **grads, int nroots, lg_tenso
         results[k] = c;
       }
 out:
-  grad_enabled = saved_mode;
-  fw_level = saved_fw;
+  lg_set_grad_enabled(saved_mode);
+  lg_fw_level_set(saved_fw);
   nactive--;
   for (size_t k = 0; k < count; k++) {
     lg_tensor_release(nodes[k]->grad);

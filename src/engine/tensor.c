@@ -11,6 +11,8 @@
 #include "blas.h"
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,13 +45,56 @@ char *lg_shape_str(const int64_t *shape, int ndim, char *buf, size_t n) {
 
 static const char *const dtype_names[LG_NDTYPES] = {"float32", "float64", "int64"};
 static const size_t dtype_sizes[LG_NDTYPES] = {4, 8, 8};
-static lg_dtype default_dtype = LG_FLOAT32;
 
 const char *lg_dtype_name(lg_dtype dt) { return dt < LG_NDTYPES ? dtype_names[dt] : "?"; }
 size_t lg_dtype_size(lg_dtype dt) { return dtype_sizes[dt]; }
 int lg_dtype_is_float(lg_dtype dt) { return dt == LG_FLOAT32 || dt == LG_FLOAT64; }
-lg_dtype lg_default_dtype(void) { return default_dtype; }
-void lg_set_default_dtype(lg_dtype dt) { default_dtype = dt; }
+lg_dtype lg_default_dtype(void) { return lg_ctx()->default_dtype; }
+void lg_set_default_dtype(lg_dtype dt) { lg_ctx()->default_dtype = dt; }
+
+/* ---- contexts ----
+** Freed contexts are kept for reuse rather than returned to the system: a thread that last ran a
+** lua_State now closed may still point at its context, and must find valid memory there. */
+
+#define CTX_DEFAULTS                                                                                         \
+  { .grad_enabled = 1, .default_dtype = LG_FLOAT32, .seed = LG_DEFAULT_SEED }
+_Thread_local lg_context lg_ctx_thread = CTX_DEFAULTS;
+_Thread_local lg_context *lg_ctx_cur;
+static lg_context *ctx_free_list;
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int contexts_alive;
+
+int lg_contexts_alive(void) { return atomic_load_explicit(&contexts_alive, memory_order_relaxed); }
+
+lg_context *lg_context_new(void) {
+  atomic_fetch_add_explicit(&contexts_alive, 1, memory_order_relaxed);
+  pthread_mutex_lock(&ctx_lock);
+  lg_context *c = ctx_free_list;
+  if (c) ctx_free_list = c->next_free;
+  pthread_mutex_unlock(&ctx_lock);
+  if (!c && !(c = malloc(sizeof *c))) {
+    atomic_fetch_sub_explicit(&contexts_alive, 1, memory_order_relaxed);
+    return NULL;
+  }
+  *c = (lg_context)CTX_DEFAULTS;
+  return c;
+}
+
+void lg_context_free(lg_context *c) {
+  if (!c) return;
+  atomic_fetch_sub_explicit(&contexts_alive, 1, memory_order_relaxed);
+  if (lg_ctx_cur == c) lg_ctx_cur = NULL;
+  pthread_mutex_lock(&ctx_lock);
+  c->next_free = ctx_free_list;
+  ctx_free_list = c;
+  pthread_mutex_unlock(&ctx_lock);
+}
+
+lg_context *lg_context_use(lg_context *c) {
+  lg_context *prev = lg_ctx_cur;
+  lg_ctx_cur = c;
+  return prev;
+}
 
 int lg_dtype_from_name(const char *name, lg_dtype *dt) {
   for (int i = 0; i < LG_NDTYPES; i++)
@@ -86,8 +131,7 @@ int lg_nthreads = 0; /* 0: not set, OpenBLAS's default */
 void lg_set_num_threads(int n) {
   if (n < 1) n = 1;
   lg_nthreads = n;
-  if (lg_blas_load() == LG_OK)
-    lg_blas_fns.set_num_threads(n); /* matmul.c lowers it per call for small products */
+  if (lg_blas_load() == LG_OK) lg_blas_set_threads(n); /* matmul.c lowers it per call for small products */
   lg_blas_threads_reset();
 }
 
@@ -109,11 +153,19 @@ int lg_get_num_threads(void) {
 #define CACHE_MAX ((size_t)128 << 20)
 #define NCLASSES 256
 
-static size_t bytes_in_use, bytes_total, bytes_cached;
-static void *buffers[NCLASSES]; /* free buffers, linked through their first word */
-static lg_storage *headers;     /* free storage headers, linked through ->data */
+/* The counts are the process's (atomic, relaxed: statistics); the caches are each thread's, so the
+** hot path takes no lock (a buffer freed on another thread joins that thread's cache). A thread's
+** caches go back to the system when it exits. */
+static _Atomic size_t bytes_in_use;
+static _Thread_local size_t bytes_total; /* this thread's allocations (the binding paces its GC by them) */
+static _Thread_local size_t bytes_cached;
+static _Thread_local void *buffers[NCLASSES]; /* free buffers, linked through their first word */
+static _Thread_local lg_storage *headers;     /* free storage headers, linked through ->data */
+static _Thread_local lg_tensor *tensor_pool;  /* free tensor objects, linked through ->storage */
+static _Thread_local int tensor_pool_n;
+static void thread_caches_register(void);
 
-size_t lg_bytes_in_use(void) { return bytes_in_use; }
+size_t lg_bytes_in_use(void) { return atomic_load_explicit(&bytes_in_use, memory_order_relaxed); }
 size_t lg_bytes_allocated_total(void) { return bytes_total; }
 size_t lg_bytes_cached(void) { return bytes_cached; }
 
@@ -145,7 +197,38 @@ void lg_empty_cache(void) {
   }
 }
 
+/* The tensor pool's and the tape's node pool's, emptied with the caches at thread exit. */
+static void tensor_pool_empty(void) {
+  while (tensor_pool) {
+    lg_tensor *t = tensor_pool;
+    tensor_pool = (lg_tensor *)t->storage;
+    free(t);
+  }
+  tensor_pool_n = 0;
+}
+
+static pthread_key_t caches_key;
+static pthread_once_t caches_once = PTHREAD_ONCE_INIT;
+static _Thread_local int caches_registered;
+
+static void thread_exit(void *unused) {
+  (void)unused;
+  lg_empty_cache();
+  tensor_pool_empty();
+  lg_node_pool_empty();
+}
+static void caches_key_make(void) { pthread_key_create(&caches_key, thread_exit); }
+
+/* The first allocation of a thread arranges for its caches to be freed when it exits. */
+static void thread_caches_register(void) {
+  if (caches_registered) return;
+  caches_registered = 1;
+  pthread_once(&caches_once, caches_key_make);
+  pthread_setspecific(caches_key, (void *)1);
+}
+
 static lg_storage *storage_new(size_t nbytes) {
+  thread_caches_register();
   size_t cap;
   int c = nbytes > ((size_t)1 << 60) ? -1 : size_class(nbytes, &cap);
   if (c < 0 || c >= NCLASSES) return NULL;
@@ -169,14 +252,14 @@ static lg_storage *storage_new(size_t nbytes) {
   s->capacity = cap;
   s->refcount = 1;
   s->version = 0;
-  bytes_in_use += nbytes;
+  atomic_fetch_add_explicit(&bytes_in_use, nbytes, memory_order_relaxed);
   bytes_total += nbytes;
   return s;
 }
 
 static void storage_release(lg_storage *s) {
   if (!s || --s->refcount > 0) return;
-  bytes_in_use -= s->nbytes;
+  atomic_fetch_sub_explicit(&bytes_in_use, s->nbytes, memory_order_relaxed);
   size_t cap;
   int c = size_class(s->capacity, &cap);
   if (cap == s->capacity && bytes_cached + cap <= CACHE_MAX) {
@@ -338,18 +421,60 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+/* One job at a time: a thread that finds the pool busy (another thread's job) runs its own loop
+** itself. */
+static pthread_mutex_t pool_run = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t pool_atfork_once = PTHREAD_ONCE_INIT;
+
+/* A forked child has only the thread that forked: it starts with no workers, and locks that a
+** worker may have held at the fork are made anew. */
+static void pool_after_fork(void) {
+  pthread_mutex_init(&pool.mu, NULL);
+  pthread_cond_init(&pool.go, NULL);
+  pthread_cond_init(&pool.done, NULL);
+  pthread_mutex_init(&pool_run, NULL);
+  pthread_mutex_init(&ctx_lock, NULL);
+  pool.nworkers = pool.generation = pool.pending = 0;
+}
+static void pool_register_atfork(void) { pthread_atfork(NULL, NULL, pool_after_fork); }
+
+lg_status lg_thread_create(void *(*fn)(void *), void *arg) {
+  sigset_t old;
+  lg_block_signals(&old);
+  pthread_t th;
+  int rc = pthread_create(&th, NULL, fn, arg);
+  lg_restore_signals(&old);
+  if (rc != 0) return lg_error(LG_ENOMEM, "thread: cannot start a worker thread (error %d)", rc);
+  pthread_detach(th);
+  return LG_OK;
+}
+
+void lg_block_signals(sigset_t *old) {
+  sigset_t async;
+  sigfillset(&async);
+  /* the synchronous ones stay deliverable: blocking them would turn a fault into a silent kill */
+  int sync[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};
+  for (size_t i = 0; i < sizeof sync / sizeof sync[0]; i++) sigdelset(&async, sync[i]);
+  pthread_sigmask(SIG_BLOCK, &async, old);
+}
+void lg_restore_signals(const sigset_t *old) { pthread_sigmask(SIG_SETMASK, old, NULL); }
+
 void lg_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx) {
   int nt = lg_get_num_threads();
   if (nt > n / LG_PARALLEL_GRAIN) nt = (int)(n / LG_PARALLEL_GRAIN);
   if (nt > LG_MAX_WORKERS + 1) nt = LG_MAX_WORKERS + 1;
-  while (pool.nworkers < nt - 1) { /* workers 1..nt-1 (the caller is part 0) */
-    pthread_t th;
-    if (pthread_create(&th, NULL, worker, (void *)(intptr_t)(pool.nworkers + 1)) != 0) break;
-    pthread_detach(th);
-    pool.nworkers++;
+  pthread_once(&pool_atfork_once, pool_register_atfork);
+  if (nt <= 1 || pthread_mutex_trylock(&pool_run) != 0) {
+    fn(ctx, 0, n);
+    return;
   }
+  /* workers 1..nt-1 (the caller is part 0), started with asynchronous signals blocked: a host's
+  ** signal handler runs on the host's own threads */
+  while (pool.nworkers < nt - 1 && lg_thread_create(worker, (void *)(intptr_t)(pool.nworkers + 1)) == LG_OK)
+    pool.nworkers++;
   if (nt > pool.nworkers + 1) nt = pool.nworkers + 1;
   if (nt <= 1) {
+    pthread_mutex_unlock(&pool_run);
     fn(ctx, 0, n);
     return;
   }
@@ -366,6 +491,7 @@ void lg_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t lo, int64_t hi), v
   pthread_mutex_lock(&pool.mu);
   while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
   pthread_mutex_unlock(&pool.mu);
+  pthread_mutex_unlock(&pool_run);
 }
 
 typedef struct {
@@ -415,10 +541,9 @@ void lg_iter_run(lg_iter *it, lg_row_fn row, void *ctx) {
 /* ---- tensor lifecycle ---- */
 
 /* Tensor objects are recycled through a free list (linked through ->storage). */
-static lg_tensor *tensor_pool;
-static int tensor_pool_n;
 
 static lg_tensor *tensor_alloc(void) {
+  thread_caches_register();
   lg_tensor *t = tensor_pool;
   if (t) {
     tensor_pool = (lg_tensor *)t->storage;
