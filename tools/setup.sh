@@ -16,6 +16,7 @@ packages=(
   lua-busted lua-dkjson                # the spec runner; JSON for the golden files
   tmux                                 # the REPL specs drive the REPL through a terminal
   clang-format lua-check git           # style checks of the suite (C format, Lua lint); git ls-files
+  strace                               # the checkpoint spec sees lg.save fsync before it renames
   dataset-fashion-mnist                # real data for the main example
 )
 

@@ -10,21 +10,34 @@
 ** equal to a run of the same script alone on the main thread. Also checked:
 **   - two lua_States on one thread keep their own settings (grad mode, default dtype, seed), also
 **     when their calls interleave;
-**   - settings set in a state do not outlive it (a new state starts with the defaults).
+**   - settings set in a state do not outlive it (a new state starts with the defaults);
+**   - a forked child uses luagrad after the parent's worker threads exist;
+**   - luagrad's and OpenBLAS's threads block the asynchronous signals: the host's handler runs on
+**     the host's thread.
 ** Ends with "C tests: N passed, N failed". The suite runs it in the release, sanitizer (ASan+UBSan)
 ** and ThreadSanitizer builds.
 */
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "lg_lua.h"
 
 static int passed, failed;
+static volatile pid_t handled_on;
+static void on_usr1(int sig) {
+  (void)sig;
+  handled_on = (pid_t)syscall(SYS_gettid);
+}
 #define CHECK(cond, ...)                                                                                     \
   do {                                                                                                       \
     if (cond) {                                                                                              \
@@ -132,9 +145,9 @@ static void expect(lua_State *L, const char *code, const char *want, const char 
 
 static void test_two_states_one_thread(void) {
   lua_State *A = new_state(), *B = new_state();
-  run(A, "lg = require 'luagrad'; lg.set_grad_enabled(false); lg.set_default_dtype('float64'); "
-         "lg.manual_seed(1); return ''");
-  run(B, "lg = require 'luagrad'; lg.manual_seed(1); return ''");
+  free(run(A, "lg = require 'luagrad'; lg.set_grad_enabled(false); lg.set_default_dtype('float64'); "
+              "lg.manual_seed(1); return ''"));
+  free(run(B, "lg = require 'luagrad'; lg.manual_seed(1); return ''"));
   expect(B, "return tostring(lg.is_grad_enabled()) .. ' ' .. lg.get_default_dtype()", "true float32",
          "state B after A turned grad mode off and chose float64");
   expect(A, "return tostring(lg.is_grad_enabled()) .. ' ' .. lg.get_default_dtype()", "false float64",
@@ -144,7 +157,7 @@ static void test_two_states_one_thread(void) {
   char *b1 = run(B, "return string.format('%a', lg.rand(1, {dtype = 'float64'}):item())");
   char *a2 = run(A, "return string.format('%a', lg.rand(1):item())");
   lua_State *C = new_state();
-  run(C, "lg = require 'luagrad'; lg.manual_seed(1); return ''");
+  free(run(C, "lg = require 'luagrad'; lg.manual_seed(1); return ''"));
   char *c1 = run(C, "return string.format('%a', lg.rand(1, {dtype = 'float64'}):item())");
   char *c2 = run(C, "return string.format('%a', lg.rand(1, {dtype = 'float64'}):item())");
   CHECK(a1 && b1 && c1 && strcmp(a1, b1) == 0 && strcmp(a1, c1) == 0, "seeded alike, the first draws differ");
@@ -159,11 +172,78 @@ static void test_two_states_one_thread(void) {
   lua_close(D);
 }
 
+/* Work that starts luagrad's worker threads (a large elementwise op split across two threads) and
+** OpenBLAS's (a large product on two threads). */
+static const char *const start_workers =
+    "lg = require 'luagrad'; lg.set_num_threads(2)\n"
+    "local x = lg.randn(1 << 20); local s = (x:exp() * 2):sum():item()\n"
+    "local a = lg.randn(512, 512, {dtype = 'float64'}); local c = a:matmul(a)\n"
+    "return string.format('%a', s)";
+
+/* After luagrad's workers exist, a forked child still uses luagrad (it used to hang in its first
+** long elementwise op, waiting for workers that are not in the child). */
+static __attribute__((unused)) void test_fork(void) {
+  lua_State *L = new_state();
+  free(run(L, start_workers));
+  pid_t pid = fork();
+  if (pid == 0) {
+    alarm(20); /* a hang ends the child with SIGALRM */
+    char *r = run(L, "local x = lg.randn(1 << 20); return tostring((x * x):sum():item() > 0)");
+    _exit(r && strcmp(r, "true") == 0 ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the forked child did not finish its work (status %d)",
+        status);
+  lua_close(L);
+}
+
+/* Every thread but this one (luagrad's workers, OpenBLAS's) blocks the asynchronous signals, so a
+** host's handler runs on a host's thread: read each thread's SigBlk in /proc. */
+static void test_signals_blocked(void) {
+  lua_State *L = new_state();
+  free(run(L, start_workers));
+  pid_t self = (pid_t)syscall(SYS_gettid);
+  DIR *d = opendir("/proc/self/task");
+  int others = 0, blocked = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    pid_t tid = (pid_t)atoi(e->d_name);
+    if (tid <= 0 || tid == self) continue;
+    char path[128], line[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+    FILE *f = fopen(path, "r");
+    unsigned long long mask = 0;
+    while (f && fgets(line, sizeof line, f))
+      if (sscanf(line, "SigBlk: %llx", &mask) == 1) break;
+    if (f) fclose(f);
+    others++;
+    unsigned long long want = (1ull << (SIGHUP - 1)) | (1ull << (SIGINT - 1)) | (1ull << (SIGTERM - 1)) |
+                              (1ull << (SIGUSR1 - 1)) | (1ull << (SIGALRM - 1));
+    blocked += (mask & want) == want;
+  }
+  if (d) closedir(d);
+  CHECK(others >= 2, "expected luagrad's and OpenBLAS's worker threads, found %d other threads", others);
+  CHECK(blocked == others, "%d of %d worker threads block SIGHUP, SIGINT, SIGTERM, SIGUSR1 and SIGALRM",
+        blocked, others);
+  /* and a signal sent to the process runs its handler on this (the host's) thread */
+  handled_on = 0;
+  signal(SIGUSR1, on_usr1);
+  for (int i = 0; i < 20; i++) kill(getpid(), SIGUSR1);
+  CHECK(handled_on == self, "SIGUSR1's handler ran on thread %d, not the host's %d", (int)handled_on,
+        (int)self);
+  lua_close(L);
+}
+
 int main(int argc, char **argv) {
   int nthreads = argc > 1 ? atoi(argv[1]) : 8, rounds = argc > 2 ? atoi(argv[2]) : 3;
   if (nthreads < 1 || nthreads > 64) nthreads = 8;
   test_two_states_one_thread();
   test_threads(nthreads, rounds);
+#ifndef __SANITIZE_THREAD__ /* ThreadSanitizer cannot follow a multi-threaded process into fork */
+  test_fork();
+#endif
+  test_signals_blocked();
   printf("C tests: %d passed, %d failed\n", passed, failed);
   return failed != 0;
 }
