@@ -541,5 +541,9 @@ int luaopen_luagrad_core(lua_State *L) {
   lua_setfield(L, -2, "_tensor_mt");
   lua_pushstring(L, LG_VERSION);
   lua_setfield(L, -2, "version");
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  lua_pushboolean(L, 1); /* for specs that a sanitizer's reserved address space would defeat */
+  lua_setfield(L, -2, "_sanitized");
+#endif
   return 1;
 }

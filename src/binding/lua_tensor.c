@@ -444,12 +444,12 @@ static int t_narrow(lua_State *L) {
   if (t->ndim == 0) return lgL_error(L, "narrow: cannot narrow a 0-d tensor");
   int d = lgL_checkdim(L, 2, t->ndim, "narrow", t);
   int64_t start = check_int(L, 3, "narrow", "start"), len = check_int(L, 4, "narrow", "length");
-  if (start < 0) start += t->shape[d] + 1;
+  if (start < 0) start = start + t->shape[d] + 1;
   if (start < 1)
     return lgL_error(L, "narrow: start %lld out of range for dimension %d of size %lld",
                      (long long)check_int(L, 3, "narrow", "start"), d + 1, (long long)t->shape[d]);
   if (len < 0) return lgL_error(L, "narrow: length %lld must be non-negative", (long long)len);
-  if (start - 1 + len > t->shape[d])
+  if (len > t->shape[d] - (start - 1))
     return lgL_error(L, "narrow: start %lld + length %lld exceeds size %lld of dimension %d",
                      (long long)start, (long long)len, (long long)t->shape[d], d + 1);
   return narrow_to(L, t, d, start - 1, len);
@@ -457,7 +457,7 @@ static int t_narrow(lua_State *L) {
 
 static int64_t check_index(lua_State *L, int idx, int64_t size, const char *op, int dim) {
   int64_t i = check_int(L, idx, op, "index");
-  if (i < 0) i += size + 1;
+  if (i < 0) i = i + size + 1; /* i + size first: no overflow when size is near math.maxinteger */
   if (i < 1 || i > size)
     return lgL_error(L, "%s: index %lld out of range for dimension %d of size %lld", op,
                      (long long)check_int(L, idx, op, "index"), dim + 1, (long long)size);

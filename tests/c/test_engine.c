@@ -3,24 +3,11 @@
 ** Prints one line per failed check and ends with "C tests: N passed, N failed".
 */
 #include "luagrad.h"
+#include "check.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                                     \
-  do {                                                                                                       \
-    if (cond)                                                                                                \
-      passed++;                                                                                              \
-    else {                                                                                                   \
-      failed++;                                                                                              \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                            \
-      printf(__VA_ARGS__);                                                                                   \
-      printf("\n");                                                                                          \
-    }                                                                                                        \
-  } while (0)
 
 static int close_to(double a, double b, double tol) { return fabs(a - b) <= tol * (1 + fabs(b)); }
 
@@ -163,6 +150,5 @@ int main(void) {
   test_random();
   test_memory_accounting();
   test_small_products();
-  printf("C tests: %d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return CHECK_SUMMARY();
 }

@@ -31,24 +31,13 @@
 #include <unistd.h>
 
 #include "lg_lua.h"
+#include "check.h"
 
-static int passed, failed;
 static volatile pid_t handled_on;
 static void on_usr1(int sig) {
   (void)sig;
   handled_on = (pid_t)syscall(SYS_gettid);
 }
-#define CHECK(cond, ...)                                                                                     \
-  do {                                                                                                       \
-    if (cond) {                                                                                              \
-      passed++;                                                                                              \
-    } else {                                                                                                 \
-      failed++;                                                                                              \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                            \
-      printf(__VA_ARGS__);                                                                                   \
-      printf("\n");                                                                                          \
-    }                                                                                                        \
-  } while (0)
 
 /* Trains and returns a checksum of every parameter bit (each parameter's elements as %a). */
 static const char *const train_script =
@@ -244,6 +233,5 @@ int main(int argc, char **argv) {
   test_fork();
 #endif
   test_signals_blocked();
-  printf("C tests: %d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return CHECK_SUMMARY();
 }

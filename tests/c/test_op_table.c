@@ -12,25 +12,12 @@
 ** Ends with "C tests: N passed, N failed".
 */
 #include "luagrad.h"
+#include "check.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                                     \
-  do {                                                                                                       \
-    if (cond)                                                                                                \
-      passed++;                                                                                              \
-    else {                                                                                                   \
-      failed++;                                                                                              \
-      printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                            \
-      printf(__VA_ARGS__);                                                                                   \
-      printf("\n");                                                                                          \
-    }                                                                                                        \
-  } while (0)
 
 /* The identifiers of `typedef enum lg_opcode { ... }` in the header, in order, without LG_OP_. */
 static int read_opcodes(const char *path, char names[][64], int max) {
@@ -127,6 +114,5 @@ int main(void) {
     CHECK(!(op->flags & LG_F_INPLACE) || op->call == LG_CALL_BINARY, "%s: LG_F_INPLACE needs the binary form",
           op->name);
   }
-  printf("C tests: %d passed, %d failed\n", passed, failed);
-  return failed != 0;
+  return CHECK_SUMMARY();
 }
