@@ -40,6 +40,13 @@ local F = lg.nn.functional
 
 local M = {}
 
+-- Bugs the generator steers around while they are open, because hitting them would hide
+-- everything else (each has its own pending test in spec/properties_spec.lua):
+--   forward_mode_leak: jvp through an op whose forward-mode rule uses its result (exp, tanh,
+--   norm, prod, ...) leaks when that result requires grad, i.e. with a parameter inside f; under
+--   ASan the leak report at exit swallows the suite's summary. Programs then hold no parameters.
+M.AVOID = { forward_mode_leak = true }
+
 local LIMIT = 100    -- largest |value| a node may hold
 local MARGIN = 0.02  -- distance kept from kinks, jumps and ties
 local CAP = 48       -- largest number of elements a node may hold
@@ -1166,7 +1173,22 @@ function T.nn(g)
       for i = 1, C do sq = sq + (v[base + i] - mean) ^ 2 end
       if sq / C < 0.01 then return nil end
     end
-    return cand("nn.LayerNorm", sub("lg.nn.LayerNorm(" .. C .. ", {dtype = @a.dtype})(@a)", { a = a.name }), { a.name })
+    -- modules whose parameters require grad put leaves inside the program; while forward mode
+    -- leaks with them (M.AVOID), the modules come without parameters
+    local affine = M.AVOID.forward_mode_leak and ", elementwise_affine = false" or ""
+    if #a.shape >= 2 and a.shape[1] >= 2 and #a.shape <= 3 and g.rng:chance(0.4) then
+      local ch = a.shape[2]
+      local var = lg.no_grad(function()
+        local x = a.value
+        if #a.shape == 3 then x = x:transpose(2, 3):reshape(-1, ch) end
+        return x:var(1, false, { unbiased = false })
+      end)
+      if ch < 1 or numel(a.shape) == 0 or stats(flat(var)).min < 0.01 then return nil end
+      return cand("nn.BatchNorm1d", sub("lg.nn.BatchNorm1d(" .. ch .. ", {dtype = @a.dtype" ..
+        (M.AVOID.forward_mode_leak and ", affine = false" or "") .. "})(@a)", { a = a.name }), { a.name })
+    end
+    return cand("nn.LayerNorm", sub("lg.nn.LayerNorm(" .. C .. ", {dtype = @a.dtype" .. affine .. "})(@a)", { a = a.name }),
+      { a.name })
   end
 end
 
@@ -1935,9 +1957,16 @@ function M.reproducer(src, kind, msg, header)
   return table.concat(lines, "\n") .. "\n"
 end
 
--- The known open bugs (being fixed elsewhere): a finding that matches one is reported as
--- pending with this reason instead of failing. Each has a test: fn(kind, message, source).
+-- The known open bugs (being fixed elsewhere), and the bugs these checks found that are
+-- reported and not yet fixed: a finding that matches one is reported as pending with this
+-- reason instead of failing. Each has a test: fn(kind, message, source, tag), where tag names
+-- the last statement of the shrunk program. Remove an entry when its bug is fixed.
 M.KNOWN = {
+  { reason = "found here, reported: forward mode misses in-place writes seen through a view taken before them",
+    test = function(kind, msg, _, tag)
+      return (tag or ""):find("with a sibling view", 1, true) and (kind == "forward_vs_reverse"
+        or kind == "forward_vs_fd" or ((kind == "views" or kind == "float32") and msg:find("J t", 1, true)))
+    end },
   { reason = "known bug: negative dims in permute",
     test = function(_, _, src) return src:find("permute%([^)]*%-%d") or src:find("permute%({[^}]*%-%d") end },
   { reason = "known bug: log_softmax returns a non-contiguous output (view of it fails)",
@@ -1955,9 +1984,9 @@ M.KNOWN = {
     end },
 }
 
-function M.known(kind, msg, src)
+function M.known(kind, msg, src, tag)
   for _, k in ipairs(M.KNOWN) do
-    if k.test(kind, msg or "", src or "") then return k.reason end
+    if k.test(kind, msg or "", src or "", tag) then return k.reason end
   end
   return nil
 end
@@ -1978,7 +2007,7 @@ function M.run_one(seed, k, opts)
     local src = M.source_with(p, gf, "v" .. (gf.stmts + 1))
     local msg = "a valid call raised (" .. gf.tag .. "): " .. gf.err
     findings[#findings + 1] = { kind = "raises", tag = gf.tag, msg = msg,
-      reproducer = M.reproducer(src, "forward", msg, header), known = M.known("raises", gf.err, src) }
+      reproducer = M.reproducer(src, "forward", msg, header), known = M.known("raises", gf.err, src, gf.tag) }
   end
   local P = M.load(p.src)
   local failures, ran = checks.run(P, opts)
@@ -1992,7 +2021,7 @@ function M.run_one(seed, k, opts)
         if s2 then src, sf, tag = s2, f2, t2 end
       end
       findings[#findings + 1] = { kind = f.kind, msg = sf.msg, tag = tag,
-        reproducer = M.reproducer(src, f.kind, sf.msg, header), known = M.known(f.kind, sf.msg, src) }
+        reproducer = M.reproducer(src, f.kind, sf.msg, header), known = M.known(f.kind, sf.msg, src, tag) }
     end
   end
   return findings, ran, p
