@@ -462,15 +462,18 @@ end
 local UNARY = {
   { "neg", nil, { "-@a", "@a:neg()", "lg.neg(@a)" } },
   { "exp", function(s) return s.max <= 4 end, { "@a:exp()", "lg.exp(@a)" } },
-  { "log", function(s) return s.min >= 0.2 end, { "@a:log()", "lg.log(@a)", "@a:log2()", "@a:log10()" } },
+  { "log", function(s) return s.min >= 0.2 end, { "@a:log()", "lg.log(@a)", "@a:log2()", "@a:log10()", "lg.log2(@a)",
+    "lg.log10(@a)" } },
   { "sqrt", function(s) return s.min >= 0.2 end, { "@a:sqrt()", "lg.sqrt(@a)", "@a:rsqrt()", "lg.rsqrt(@a)" } },
   { "abs", function(s) return s.minabs >= MARGIN end, { "@a:abs()", "lg.abs(@a)" } },
   { "relu", function(s) return s.minabs >= MARGIN end, { "@a:relu()", "F.relu(@a)", "lg.relu(@a)" } },
   { "sign", function(s) return s.minabs >= MARGIN end, { "@a:sign() * @a", "lg.sign(@a) + @a" } },
-  { "smooth", nil, { "@a:sin()", "@a:cos()", "@a:tanh()", "F.tanh(@a)", "@a:sigmoid()", "F.sigmoid(@a)",
-    "lg.sigmoid(@a)", "@a:erf()", "@a:atan()", "@a:silu()", "F.silu(@a)", "@a:gelu()", "F.gelu(@a)",
-    "@a:gelu('tanh')", "F.gelu(@a, {approximate = 'tanh'})", "@a:softplus()", "F.softplus(@a)", "lg.tanh(@a)",
-    "lg.sin(@a)", "lg.cos(@a)", "lg.erf(@a)", "lg.silu(@a)", "lg.gelu(@a)", "lg.softplus(@a)" } },
+  { "sin/cos", nil, { "@a:sin()", "@a:cos()", "lg.sin(@a)", "lg.cos(@a)" } },
+  { "tanh/sigmoid", nil, { "@a:tanh()", "F.tanh(@a)", "@a:sigmoid()", "F.sigmoid(@a)", "lg.sigmoid(@a)", "lg.tanh(@a)" } },
+  { "erf/atan", nil, { "@a:erf()", "@a:atan()", "lg.erf(@a)", "lg.atan(@a)" } },
+  { "silu/gelu/softplus", nil, { "@a:silu()", "F.silu(@a)", "@a:gelu()", "F.gelu(@a)", "@a:gelu('tanh')",
+    "F.gelu(@a, {approximate = 'tanh'})", "@a:softplus()", "F.softplus(@a)", "lg.silu(@a)", "lg.gelu(@a)",
+    "lg.softplus(@a)" } },
   { "softplus{beta=2,threshold=1}", function(_, v) return dist_to(v, 0.5) >= MARGIN end,
     { "@a:softplus({beta = 2, threshold = 1})", "F.softplus(@a, 2, 1)" } },
   { "floor", function(_, v) return dist_grid(v, 0) >= MARGIN end,
@@ -1378,7 +1381,7 @@ function M.generate(seed, k, opts)
   local g = setmetatable({ rng = rng, nodes = {} }, Gen)
   local p = {
     seed = pseed, run_seed = seed, index = k, inputs = {}, stmts = {}, gen_failures = {},
-    grad_api = rng:pick({ "grad", "grad", "backward", "vjp" }),
+    grad_api = rng:pick({ "grad", "grad", "backward", "vjp", "backward_twice", "backward_each" }),
     fwd_api = rng:pick({ "jvp", "jvp", "jvp", "jacobian" }),
     double_backward = rng:chance(opts.double_backward_share or 0.35),
   }
@@ -1398,7 +1401,7 @@ function M.generate(seed, k, opts)
     g.nodes[#g.nodes + 1] = x
   end
   -- statements
-  local want = rng:int(opts.min_stmts or 2, opts.max_stmts or 9)
+  local want = rng:int(opts.min_stmts or 2, opts.max_stmts or 12)
   local tries = 0
   while #p.stmts < want and tries < want * 12 do
     tries = tries + 1
@@ -1615,13 +1618,28 @@ local function reverse(P, xs, W, api, create_graph)
     for i, x in ipairs(ls) do gs[i] = zeros_for(x) end
     return ys, gs, ls
   end
-  if api == "backward" and not create_graph then
+  if api == "backward" or api == "backward_twice" then
+    -- L = sum_k sum(W_k * y_k), backward into the leaves' .grad (twice: .grad accumulates)
     local L
     for k, y in ipairs(ys) do
       local term = (y * W[k]):sum()
       L = L and (L + term) or term
     end
-    L:backward()
+    if api == "backward_twice" then
+      L:backward({ retain_graph = true })
+      L:backward()
+      for i, x in ipairs(ls) do gs[i] = x.grad and (x.grad / 2) or zeros_for(x) end
+    else
+      L:backward({ create_graph = create_graph })
+      for i, x in ipairs(ls) do gs[i] = x.grad or (not create_graph and zeros_for(x)) or nil end
+    end
+    return ys, gs, ls
+  end
+  if api == "backward_each" then
+    -- one backward per output, each with its weights as the gradient, accumulating in .grad
+    for k, y in ipairs(ys) do
+      if y.requires_grad then y:backward(W[k], { retain_graph = true }) end
+    end
     for i, x in ipairs(ls) do gs[i] = x.grad or zeros_for(x) end
     return ys, gs, ls
   end
@@ -1853,9 +1871,11 @@ function checks.run(P, opts)
   if P.double_backward then
     guarded("double_backward", function()
       local D = tensors_of(X, "float64", M.rng(P.seed + 41))
-      local _, gs, ls = reverse(P, X, W, "grad", true)
+      -- the first-order graph from autograd.grad or from backward({create_graph = true})
+      local _, gs, ls = reverse(P, X, W, P.seed % 2 == 0 and "grad" or "backward", true)
       local s2
-      for i, g in ipairs(gs) do
+      for i = 1, #X do
+        local g = gs[i]
         if g and g.requires_grad then
           local term = (g * D[i]):sum()
           s2 = s2 and (s2 + term) or term
@@ -1973,10 +1993,14 @@ M.KNOWN = {
     test = function(_, msg, src)
       return src:find("log_softmax") and (msg:find("view") or msg:find("stride"))
     end },
+  { reason = "found here, reported: softmax returns a non-contiguous result too (like log_softmax), so view fails",
+    test = function(_, msg, src)
+      return (src:find("softmax") or src:find("Softmax")) and msg:find("view") and msg:find("without a copy")
+    end },
   { reason = "known bug: layer_norm on zero-size input",
     test = function(_, msg) return msg:find("layer_norm") and (msg:find("0 normalized") or msg:find("zero")) end },
   { reason = "known bug: chunk on a zero-size dimension",
-    test = function(_, msg, src) return src:find("chunk") and msg:find("chunk") end },
+    test = function(_, msg, src) return src:find("chunk") and msg:find("chunk:") end },
   { reason = "known bug: vjp/jacobian/hessian/hvp when the output does not depend on an input",
     test = function(_, msg, src)
       return (src:find("grad_api = \"vjp\"") or src:find("fwd_api = \"jacobian\""))
@@ -1985,6 +2009,7 @@ M.KNOWN = {
 }
 
 function M.known(kind, msg, src, tag)
+  msg = (msg or ""):match("^[^\n]*") -- the message, not the traceback after it
   for _, k in ipairs(M.KNOWN) do
     if k.test(kind, msg or "", src or "", tag) then return k.reason end
   end
@@ -2011,6 +2036,17 @@ function M.run_one(seed, k, opts)
   end
   local P = M.load(p.src)
   local failures, ran = checks.run(P, opts)
+  if opts.graph_ops then
+    -- the op-table rows the program's graph goes through (luagrad.core's private helper)
+    local graph_ops = require("luagrad.core")._graph_ops
+    pcall(function()
+      local xs = P.inputs("float64")
+      for _, x in ipairs(xs) do x:requires_grad_(true) end
+      for _, y in ipairs(P.f(table.unpack(xs))) do
+        for name in pairs(graph_ops(y)) do opts.graph_ops[name] = true end
+      end
+    end)
+  end
   local seen = {}
   for _, f in ipairs(failures) do
     if not seen[f.kind] then
