@@ -225,3 +225,126 @@ describe("bugs found by the property checks (pending while they reproduce)", fun
     assert.are.equal(0, grown)
   end)
 end)
+
+-- Long rows (over 2 x 65536 elements after coalescing) are split across threads: element-wise
+-- ops, in-place writes and the fused optimizer updates must give exactly what the same op gives
+-- on short pieces (which run on one thread), whatever the layout of the row; the reference
+-- promises results that do not depend on the thread count.
+describe("long rows split across threads agree with short pieces, bit for bit", function()
+  local LEN = 2 * 65536 * 2 + 13 -- four parts' worth of elements, not a multiple of anything
+  local PIECE = 40000
+  -- found by this spec, reported: float32 exp takes its AVX2 path or its scalar path depending
+  -- on where a thread's range starts, and the two differ by an ulp
+  local FOUND = { ["exp float32 contiguous"] = true, ["exp float32 narrowed"] = true }
+  local threads
+  setup(function()
+    threads = lg.get_num_threads()
+    lg.set_num_threads(2)
+  end)
+  teardown(function() lg.set_num_threads(threads) end)
+
+  -- LEN values in (-0.9, 0.9) from a fixed formula, in the given layout and dtype
+  local function row(dtype, layout, offset)
+    local base = lg.arange(0, 2 * LEN + 8, { dtype = "float64" }):mul(0.000731):add(offset or 0):sin():mul(0.9)
+    base = base:to(dtype)
+    if layout == "contiguous" then return base:narrow(1, 1, LEN):clone() end
+    if layout == "strided" then return base:view(-1, 2):select(2, 2):narrow(1, 1, LEN) end
+    return base:narrow(1, 5, LEN) -- narrowed: an offset into a bigger buffer
+  end
+  local function pieces(x, fn)
+    local out, at = {}, 1
+    while at <= LEN do
+      local len = math.min(PIECE, LEN - at + 1)
+      out[#out + 1] = fn(x:narrow(1, at, len))
+      at = at + len
+    end
+    return lg.cat(out)
+  end
+  local function differ(a, b)
+    if not (#a.shape == #b.shape and a.shape[1] == b.shape[1]) then return "shapes differ" end
+    local d = (a:double() - b:double()):abs():max():item()
+    if d ~= 0 then return string.format("differ by %.3g", d) end
+    return nil
+  end
+  -- fails on a difference that is not in FOUND; pending when all are
+  local function verdict(diffs)
+    local new, found = {}, {}
+    for _, d in ipairs(diffs) do
+      if FOUND[d.key] then found[#found + 1] = d.key .. " " .. d.msg else new[#new + 1] = d.key .. " " .. d.msg end
+    end
+    assert(#new == 0, "long row and pieces: " .. table.concat(new, "; "))
+    if #found > 0 then pending("found by this spec, reported (results depend on the thread count): " ..
+      table.concat(found, "; ")) end
+  end
+
+  local UNARY = { "exp", "log1p", "tanh", "sigmoid", "sin", "abs", "relu", "neg", "square", "erf", "gelu", "silu",
+    "softplus", "atan", "round", "sign" }
+  for _, dtype in ipairs({ "float32", "float64" }) do
+    for _, layout in ipairs({ "contiguous", "strided", "narrowed" }) do
+      it(string.format("element-wise ops, %s %s", dtype, layout), function()
+        local diffs = {}
+        local function check(key, a, b)
+          local m = differ(a, b)
+          if m then diffs[#diffs + 1] = { key = key .. " " .. dtype .. " " .. layout, msg = m } end
+        end
+        local x, y = row(dtype, layout), row(dtype, layout, 1.3)
+        for _, name in ipairs(UNARY) do
+          check(name, x[name](x), pieces(x, function(p) return p[name](p) end))
+        end
+        local xy = lg.stack({ x, y }, 2) -- pairs, to cut both operands at the same places
+        local function bin(fn) return pieces(xy, function(p) return fn(p:select(2, 1), p:select(2, 2)) end) end
+        check("add", x + y, bin(function(a, b) return a + b end))
+        check("mul", x * y, bin(function(a, b) return a * b end))
+        check("maximum", lg.maximum(x, y), bin(lg.maximum))
+        check("atan2", lg.atan2(x, y), bin(lg.atan2))
+        check("clamp", x:clamp(-0.5, 0.7), pieces(x, function(p) return p:clamp(-0.5, 0.7) end))
+        check("scalar arithmetic", x * 3 - 1, pieces(x, function(p) return p * 3 - 1 end))
+        local other = dtype == "float32" and "float64" or "float32"
+        check("cast", x:to(other), pieces(x, function(p) return p:to(other) end))
+        verdict(diffs)
+      end)
+
+      it(string.format("in-place writes, %s %s", dtype, layout), function()
+        local function write(t)
+          t:mul_(1.5)
+          t:add_(0.25)
+          t:clamp_(-1, 1)
+          return t
+        end
+        local a = write(row(dtype, layout))
+        local b = pieces(row(dtype, layout), function(p) return write(p:clone()) end)
+        assert.is_nil(differ(a, b), "mul_/add_/clamp_")
+        local c = row(dtype, layout)
+        c:copy_(row(dtype, "contiguous", 2))
+        assert.is_nil(differ(c, row(dtype, "contiguous", 2)), "copy_")
+      end)
+    end
+  end
+
+  it("fused optimizer updates: one long parameter equals its pieces updated apart", function()
+    for _, make in ipairs({
+      function(ps) return lg.optim.SGD(ps, { lr = 0.1, momentum = 0.9, weight_decay = 0.01 }) end,
+      function(ps) return lg.optim.Adam(ps, { lr = 0.01 }) end,
+      function(ps) return lg.optim.AdamW(ps, { lr = 0.01, weight_decay = 0.1 }) end,
+      function(ps) return lg.optim.RMSprop(ps, { lr = 0.01, momentum = 0.5 }) end,
+      function(ps) return lg.optim.Adagrad(ps, { lr = 0.1 }) end,
+    }) do
+      local long = row("float32", "contiguous"):requires_grad_(true)
+      local parts = {}
+      for i = 1, 4 do
+        parts[i] = row("float32", "contiguous"):narrow(1, (i - 1) * PIECE + 1, PIECE):clone():requires_grad_(true)
+      end
+      local opt_long, opt_parts = make({ long }), make(parts)
+      for step = 1, 3 do
+        local g = row("float32", "contiguous", step):mul(0.1)
+        long.grad = g
+        for i = 1, 4 do parts[i].grad = g:narrow(1, (i - 1) * PIECE + 1, PIECE):clone() end
+        opt_long:step()
+        opt_parts:step()
+      end
+      for i = 1, 4 do
+        assert.is_nil(differ(long:detach():narrow(1, (i - 1) * PIECE + 1, PIECE), parts[i]:detach()), "optimizer update")
+      end
+    end
+  end)
+end)
