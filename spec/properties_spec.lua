@@ -11,6 +11,12 @@
 --                       gradients and tangents
 --   double_backward     double backward (create_graph) against central differences of the
 --                       gradient, for about a third of the programs
+--   jacobian            jacobian(mode = "forward") equals jacobian(mode = "reverse"), for small
+--                       one-input programs
+--   roundtrip           the outputs survive lg.save/lg.load and tolist/lg.tensor bit for bit
+--
+-- Programs also hold hooks that must change nothing (identity hooks, retain_grad, a removed
+-- hook), and one in four runs its reverse pass with anomaly detection on.
 --
 -- spec/helpers/program.lua writes the programs (as Lua source) and runs the checks. Each program
 -- is one test; a failure prints the smallest failing program it finds (shrunk to one output and
@@ -74,8 +80,8 @@ describe("properties of random programs (seed " .. SEED .. ", " .. N .. " progra
     -- every kind of check ran at least once over the budget (a harness that silently stopped
     -- checking would pass everything)
     if N < 50 then pending("fewer than 50 programs") return end
-    for _, kind in ipairs({ "reverse", "reverse_vs_fd", "forward_vs_reverse", "forward_vs_fd", "float32", "views",
-      "double_backward" }) do
+    for _, kind in ipairs({ "reverse", "reverse_vs_fd", "forward_vs_reverse", "forward_vs_fd", "jacobian", "float32",
+      "views", "roundtrip", "double_backward" }) do
       assert.is_true((totals.ran[kind] or 0) > 0, "no program ran the check " .. kind)
     end
     assert.is_true(totals.statements >= 3 * totals.programs, "programs are too short: " .. totals.statements ..

@@ -111,6 +111,8 @@ P.dataset = { "lg.data.TensorDataset(lg.zeros(4, 2), lg.zeros(4))", "lg.data.Ten
 P.args = { "{}", "{'--help'}", "{'--x', '1'}", "{'--flag'}", "{'--x'}", "{'--x', 'abc'}", "{[0] = 'script.lua'}",
   "{'-', '--'}", "{1, 2}" }
 P.defaults = { "{}", "{x = 1, flag = false, name = 's'}", "{help = true}", "{[1] = 2}" }
+P.key = { "'grad'", "'requires_grad'", "'shape'", "'dtype'", "'is_leaf'", "'T'", "'sum'", "'nope'", "'__index'", "1", "2",
+  "-1", "0", "3", "math.maxinteger", "math.mininteger", "0.5", "0/0", "true", "{}", "lg.ones(1)", "''" }
 P.misc = { "coroutine.create(function() end)", "io.open('/dev/null', 'w')", "setmetatable({}, {__tostring = function() " ..
   "error('fuzz: hostile __tostring') end})", "setmetatable({}, {__len = function() return -1 end})",
   "setmetatable({}, {__call = function() return 1 end})", "setmetatable({}, {__pairs = function() " ..
@@ -139,7 +141,7 @@ local BY_NAME = {
   mode = "str", what = "str", value = "num", p = "num", alpha = "num", negative_slope = "num", mean = "num", std = "num",
   min = "num", max = "num", param = "num", max_norm = "num", clip_value = "num", metric = "num", best = "num",
   keepdim = "bool", on = "bool", set_to_none = "bool", ok = "bool", params = "params", series = "series",
-  block = "module", optimizer = "optimizer", dataset = "dataset", args = "args", defaults = "defaults",
+  block = "module", key = "key", optimizer = "optimizer", dataset = "dataset", args = "args", defaults = "defaults",
   iterable = "misc", metrics = "opts", state = "opts", sd = "opts", group = "opts", bad = "opts", cls = "misc",
 }
 P.tensor_or_int = {}
@@ -201,12 +203,21 @@ local PROBES = {
   { "lg.progress.Bar", "lg.progress(10, {file = {write = function() end}})" },
 }
 
--- Functions that must not be called as they are, each with the reason; `route` rewrites a call
--- so that it stays inside the fuzzer's temporary directory instead of being skipped.
+-- Functions that touch the world, and how the fuzzer keeps them inside its sandbox instead of
+-- skipping them (nothing is skipped): `route` rewrites a call's arguments; the others are
+-- handled by where and how the child runs (spec/helpers/run_fuzz.lua). The spec prints this list.
 M.SKIP = {
   ["lg.datasets.fashion_mnist"] = { route = "root", reason = "reads 55 MB of Fashion-MNIST per call: root is routed " ..
     "to the temporary directory (where no data is) unless the call gives one" },
-  ["lg.empty_cache"] = { reason = "runs a full collection; called as is (harmless), listed for the record", run = true },
+  ["lg.save"] = { reason = "writes files: paths in the pools are relative and the child runs in a fresh temporary " ..
+    "directory, removed afterwards" },
+  ["lg.load"] = { reason = "reads files: as lg.save, relative paths inside the temporary directory" },
+  ["lg.plot.line"] = { reason = "writes an SVG when given a path: as lg.save" },
+  ["lg.progress"] = { reason = "draws on stdout: the child's stdout is /dev/null (bars in the pools write to a sink)" },
+  ["lg.cli.options"] = { reason = "--help prints and calls os.exit: the child turns os.exit and io.read into errors" },
+  ["lg.set_num_threads"] = { reason = "changes a setting for every later call: the child restores the thread count, " ..
+    "the default dtype, grad mode and anomaly detection after each call" },
+  ["lg.empty_cache"] = { reason = "runs a full collection: called as is" },
 }
 
 -- ---- enumeration -----------------------------------------------------------------------------
@@ -247,6 +258,14 @@ function M.enumerate(lg)
       add("Tensor:" .. k, "lg.Tensor." .. k, "tensor method", "Tensor")
       seen_fn[methods[k]] = true
     end
+  end
+  -- the tensor metatable's metamethods (operators, indexing, field assignment, __gc, __close)
+  local tmt = getmetatable(lg.ones(1))
+  if type(tmt) == "table" then
+    local mkeys = {}
+    for k, v in pairs(tmt) do if type(k) == "string" and type(v) == "function" then mkeys[#mkeys + 1] = k end end
+    table.sort(mkeys)
+    for _, k in ipairs(mkeys) do add("Tensor:" .. k, "getmetatable(lg.ones(1))." .. k, "tensor method", "Tensor") end
   end
   local walked = { [methods] = true }
   local classes = {}
@@ -355,7 +374,15 @@ function M.signatures(dir)
   return sigs
 end
 
+-- parameters of the metamethods (after the tensor itself)
+local META = { __index = { "key" }, __newindex = { "key", "value" }, __add = { "other" }, __sub = { "other" },
+  __mul = { "other" }, __div = { "other" }, __mod = { "other" }, __pow = { "other" }, __idiv = { "other" },
+  __unm = {}, __len = {}, __tostring = {}, __gc = {}, __close = {}, __eq = { "other" }, __lt = { "other" },
+  __le = { "other" }, __concat = { "other" }, __call = { "..." } }
+
 local function params_for(entry, sigs)
+  local meta = entry.name:match("^Tensor:(__[%w_]+)$")
+  if meta then return META[meta] or {} end
   local key = entry.name:gsub(":", ".")
   if sigs[key] then return sigs[key] end
   local short = key:match("([%w_]+)$")

@@ -1188,6 +1188,7 @@ function T.nn(g)
     local affine = M.AVOID.forward_mode_leak and ", elementwise_affine = false" or ""
     if #a.shape >= 2 and a.shape[1] >= 2 and #a.shape <= 3 and g.rng:chance(0.4) then
       local ch = a.shape[2]
+      if ch < 1 or numel(a.shape) == 0 then return nil end
       local var = lg.no_grad(function()
         local x = a.value
         if #a.shape == 3 then x = x:transpose(2, 3):reshape(-1, ch) end
@@ -1326,9 +1327,24 @@ function T.inplace(g)
   return { lines = lines, deps = deps, tag = tag }
 end
 
+-- hooks and retained gradients that must not change anything: a hook that returns nothing or
+-- its gradient unchanged, retain_grad, a removed hook that would have doubled the gradient
+function T.hook(g)
+  local a = g:node(function(n) return not n.is_input end)
+  if not a then return nil end
+  local n = { a = a.name }
+  local line = g.rng:pick({
+    "if $.requires_grad then $:register_hook(function(gr) return gr * 1 end) end",
+    "if $.requires_grad then $:register_hook(function() end) end",
+    "if $.requires_grad then $:retain_grad() end",
+    "if $.requires_grad then $:register_hook(function(gr) return gr * 2 end):remove() end",
+  })
+  return { lines = { sub("local $ = @a * 1", n), line }, deps = { a.name }, tag = "hook" }
+end
+
 local TEMPLATES = {
   { T.unary, 14 }, { T.scalar, 8 }, { T.binary, 12 }, { T.reduce, 10 }, { T.matmul, 6 }, { T.view, 16 },
-  { T.join, 5 }, { T.index, 6 }, { T.softmax, 4 }, { T.nn, 6 }, { T.inplace, 6 },
+  { T.join, 5 }, { T.index, 6 }, { T.softmax, 4 }, { T.nn, 6 }, { T.inplace, 6 }, { T.hook, 2 },
 }
 
 local function pick_template(rng)
@@ -1707,7 +1723,13 @@ function checks.run(P, opts)
   end
 
   guarded("reverse", function()
-    local ys, gs = reverse(P, X, W, P.grad_api)
+    -- one program in four runs its reverse pass with anomaly detection on: finite programs must
+    -- not trip it
+    local anomaly = P.seed % 4 == 1
+    if anomaly then lg.autograd.detect_anomaly(true) end
+    local ok_, ys, gs = pcall(reverse, P, X, W, P.grad_api)
+    if anomaly then lg.autograd.detect_anomaly(false) end
+    if not ok_ then error(ys, 0) end
     local msg = compare("reverse-mode output", ys, Y, 1e-12, 1e-12, names_of("y", #Y))
     if msg then fail("reverse", msg) end
     for i, g in ipairs(gs) do
@@ -1723,7 +1745,7 @@ function checks.run(P, opts)
   if not G then
     -- the checks below compare against the reverse-mode gradients: without them only the
     -- forward-mode checks run
-    local keep = { reverse = true, forward_vs_reverse = true, forward_vs_fd = true }
+    local keep = { reverse = true, forward_vs_reverse = true, forward_vs_fd = true, jacobian = true, roundtrip = true }
     local inner = guarded
     guarded = function(kind, fn) if keep[kind] then return inner(kind, fn) end end
     G = {}
@@ -1762,14 +1784,18 @@ function checks.run(P, opts)
   end)
 
   -- (b) forward mode against reverse mode
-  guarded("forward_vs_reverse", function()
-    if P.fwd_api == "jacobian" and #X == 1 and #Y == 1 and X[1]:numel() * Y[1]:numel() <= 400 then
+  -- the full Jacobians by jacobian(mode = "forward") and jacobian(mode = "reverse")
+  if P.fwd_api == "jacobian" and #X == 1 and #Y == 1 and X[1]:numel() * Y[1]:numel() <= 400 then
+    guarded("jacobian", function()
       local f1 = function(x) return P.f(x)[1] end
       local jf = lg.autograd.jacobian(f1, X[1], { mode = "forward" })
       local jr = lg.autograd.jacobian(f1, X[1], { mode = "reverse" })
       local msg = compare("Jacobian (forward mode vs reverse mode)", { jf }, { jr }, 1e-10, 1e-10, { "J" })
-      if msg then fail("forward_vs_reverse", msg) end
-    end
+      if msg then fail("jacobian", msg) end
+    end)
+  end
+
+  guarded("forward_vs_reverse", function()
     local ys, ts = forward(P, X, Tn)
     local msg = compare("forward-mode output", ys, Y, 1e-12, 1e-12, names_of("y", #Y))
     if msg then fail("forward_vs_reverse", msg) return end
@@ -1872,6 +1898,32 @@ function checks.run(P, opts)
       msg = compare("J t on contiguous inputs vs on the views", tc, JT, 1e-12 * tscale, 1e-10, names_of("y", #Y))
       if msg then fail("views", msg) end
     end
+  end)
+
+  -- the outputs survive lg.save/lg.load and tolist/lg.tensor bit for bit, whatever their layout
+  guarded("roundtrip", function()
+    local path = os.tmpname()
+    local ok_, e = pcall(function()
+      lg.save(path, Y)
+      local back = lg.load(path)
+      for k, y in ipairs(Y) do
+        local b = back[k]
+        if not lg.is_tensor(b) or not same_shape(b.shape, y.shape) or b.dtype ~= y.dtype then
+          fail("roundtrip", string.format("lg.load(lg.save(y%d)) gives %s, expected a %s tensor of shape %s", k,
+            lg.is_tensor(b) and (b.dtype .. " " .. shape_str(b.shape)) or type(b), y.dtype, shape_str(y.shape)))
+          return
+        end
+        local msg = compare("save/load", { b }, { y }, 0, 0, { "y" .. k })
+        if msg then fail("roundtrip", msg) return end
+        if y:numel() > 0 then
+          local t = lg.tensor(y:tolist(), { dtype = y.dtype })
+          msg = compare("lg.tensor(y:tolist())", { t:reshape(y.shape) }, { y }, 0, 0, { "y" .. k })
+          if msg then fail("roundtrip", msg) return end
+        end
+      end
+    end)
+    os.remove(path)
+    if not ok_ then error(e, 0) end
   end)
 
   -- (e) double backward: H d against central differences of the gradient along d
@@ -1991,7 +2043,7 @@ end
 M.KNOWN = {
   { reason = "found here, reported: forward mode misses in-place writes seen through a view taken before them",
     test = function(kind, msg, _, tag)
-      return (tag or ""):find("with a sibling view", 1, true) and (kind == "forward_vs_reverse"
+      return (tag or ""):find("with a sibling view", 1, true) and (kind == "forward_vs_reverse" or kind == "jacobian"
         or kind == "forward_vs_fd" or ((kind == "views" or kind == "float32") and msg:find("J t", 1, true)))
     end },
   { reason = "known bug: negative dims in permute",
