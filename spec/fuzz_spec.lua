@@ -150,7 +150,10 @@ local function run_batch(lo, hi)
         findings[#findings + 1] = { kind = r.outcome == "hang" and "timeout" or "bad-error", name = r.name, report = r.msg,
           reproducer = r.reproducer, index = r.i }
       end
-      if r.ms and r.ms > 2000 then totals.slow[#totals.slow + 1] = string.format("%s %.1f s", r.name, r.ms / 1000) end
+      if r.ms and r.ms > 2000 then
+        totals.slow[#totals.slow + 1] = string.format("%s (call %d) %.1f s: %s", r.name, r.i, r.ms / 1000,
+          (r.reproducer:match("print%(pcall%((.*)%)%)") or ""))
+      end
     end
     local report = sanitizer_report(res.stderr)
     local last = res.started[#res.started]
@@ -299,7 +302,7 @@ describe("API fuzzer (seed " .. SEED .. ", " .. PER_FN .. " calls per function)"
       local ex = (totals.example[r.name] or ""):gsub("^[^:\n]*:%d+: ", ""):sub(1, 90)
       lines[#lines + 1] = string.format("  %-52s %4d/%-4d  %s", r.name, r.unnamed, r.total, ex)
     end
-    if #totals.slow > 0 then lines[#lines + 1] = "fuzz: slow calls (over 2 s): " .. table.concat(totals.slow, ", ") end
+    if #totals.slow > 0 then lines[#lines + 1] = "fuzz: slow calls (over 2 s):\n  " .. table.concat(totals.slow, "\n  ") end
     print(table.concat(lines, "\n"))
     -- LUAGRAD_FUZZ_REPORT=path also writes the table there, with every message not naming its function
     local path = os.getenv("LUAGRAD_FUZZ_REPORT")

@@ -203,6 +203,29 @@ describe("bugs found by the property checks (pending while they reproduce)", fun
     assert.are.same({ 7, 8 }, got)
   end)
 
+  it("a hook on an intermediate runs even when the tensor's Lua value is garbage before backward", function()
+    -- (the same bug's other face, a tensor collected while its hook runs, is a use after free in
+    -- run_hooks that crashes the process, so it is not run here; program.AVOID.hook_gc)
+    local x = lg.ones(3, { requires_grad = true })
+    local function loss()
+      local v = x * 2 -- unreachable once loss() returns; add saves nothing, so nothing else holds v
+      v:register_hook(function(g) return g * 10 end)
+      return (v + 1):sum()
+    end
+    local y = loss()
+    collectgarbage()
+    collectgarbage()
+    y:backward()
+    local got = x.grad:tolist()
+    if got[1] ~= 20 then
+      pending(string.format("found by this spec: the hook was dropped with its tensor's Lua value: x.grad = {%g, %g, %g}, " ..
+        "expected 20s; collected during the hook instead, backward reads freed memory (tape.c run_hooks)", got[1], got[2],
+        got[3]))
+      return
+    end
+    assert.are.same({ 20, 20, 20 }, got)
+  end)
+
   it("jvp through an op whose forward-mode rule uses its result does not leak when the result requires grad", function()
     if os.getenv("ASAN_OPTIONS") then
       -- a leak here would end the sanitizer build's run with LeakSanitizer's report

@@ -218,7 +218,11 @@ M.SKIP = {
   ["lg.set_num_threads"] = { reason = "changes a setting for every later call: the child restores the thread count, " ..
     "the default dtype, grad mode and anomaly detection after each call" },
   ["lg.empty_cache"] = { reason = "runs a full collection: called as is" },
+  ["lg.arange"] = { route = "count", reason = "arange(-17, 0, 1e-8) is a valid request for 1.7e9 elements (7 GB): " ..
+    "calls asking for 1e8 to 2^40 elements are refused before the call (larger counts go through: they must fail)" },
+  ["lg.linspace"] = { route = "count", reason = "as lg.arange: 1e8 to 2^40 elements are refused before the call" },
 }
+
 
 -- ---- enumeration -----------------------------------------------------------------------------
 
@@ -447,7 +451,17 @@ local function plan_entry(rng, entry, sigs, count)
           "return o end)(" .. args[1] .. ")"
       end
     end
-    calls[#calls + 1] = { name = entry.name, get = entry.get, args = args, nargs = #args, kind = entry.kind }
+    local get = entry.get
+    if skip and skip.route == "count" then
+      -- M.requested_count, inlined so that the reproducer stands alone
+      local counting = entry.name == "lg.linspace" and "local n = math.type(c) == 'integer' and c or nil"
+        or ("local n; if type(a) == 'number' then local s0, s1, st = 0, a, 1; if type(b) == 'number' then s0, s1 = a, b end; " ..
+          "if type(c) == 'number' then st = c end; if st ~= 0 and st == st then local q = (s1 - s0) / st; " ..
+          "if q == q then n = math.ceil(q) end end end")
+      get = "(function(...) local a, b, c = ...; " .. counting .. "; if n and n > 1e8 and n < 2^40 then " ..
+        "error('fuzz: refused, a valid request for ' .. n .. ' elements', 0) end return " .. entry.get .. "(...) end)"
+    end
+    calls[#calls + 1] = { name = entry.name, get = get, args = args, nargs = #args, kind = entry.kind }
   end
   return calls
 end

@@ -45,7 +45,11 @@ local M = {}
 --   forward_mode_leak: jvp through an op whose forward-mode rule uses its result (exp, tanh,
 --   norm, prod, ...) leaks when that result requires grad, i.e. with a parameter inside f; under
 --   ASan the leak report at exit swallows the suite's summary. Programs then hold no parameters.
-M.AVOID = { forward_mode_leak = true }
+--   hook_gc: a tensor's hooks live and die with its Lua value, so a hook on an intermediate that
+--   is garbage by the time backward runs is dropped silently, and one whose tensor is collected
+--   while the hook runs makes backward read freed memory (run_hooks, tape.c); a crash ends the
+--   whole run. Generated hooks then refer to their tensor, which keeps it alive.
+M.AVOID = { forward_mode_leak = true, hook_gc = true }
 
 local LIMIT = 100    -- largest |value| a node may hold
 local MARGIN = 0.02  -- distance kept from kinks, jumps and ties
@@ -1339,6 +1343,11 @@ function T.hook(g)
     "if $.requires_grad then $:retain_grad() end",
     "if $.requires_grad then $:register_hook(function(gr) return gr * 2 end):remove() end",
   })
+  if M.AVOID.hook_gc then
+    -- the hook refers to its tensor, which keeps the tensor alive through backward
+    line = line:gsub("function%(gr%) return", "function(gr) local _ = $; return"):gsub("function%(%) end",
+      "function() local _ = $ end")
+  end
   return { lines = { sub("local $ = @a * 1", n), line }, deps = { a.name }, tag = "hook" }
 end
 
@@ -1989,7 +1998,13 @@ function M.shrink(p, kind)
     local name = p.stmts[i].name
     local src = M.source(p, { name }, needed(p, { name }))
     local f = fails(src)
-    if f then best_src, best_f, best_tag = src, f, p.stmts[i].tag; break end
+    if f then
+      -- the tag of the failing statement first, then those of the statements it needs
+      local keep, tags = needed(p, { name }), { p.stmts[i].tag }
+      for j = 1, i - 1 do if keep[p.stmts[j].name] then tags[#tags + 1] = p.stmts[j].tag end end
+      best_src, best_f, best_tag = src, f, table.concat(tags, "; ")
+      break
+    end
   end
   if not best_src then return nil end
   -- inputs: contiguous where the failure stays
@@ -2117,7 +2132,7 @@ function M.run_one(seed, k, opts)
         local s2, f2, t2 = M.shrink(p, f.kind)
         if s2 then src, sf, tag = s2, f2, t2 end
       end
-      findings[#findings + 1] = { kind = f.kind, msg = sf.msg, tag = tag,
+      findings[#findings + 1] = { kind = f.kind, msg = sf.msg, tag = tag:match("^[^;]*"),
         reproducer = M.reproducer(src, f.kind, sf.msg, header), known = M.known(f.kind, sf.msg, src, tag) }
     end
   end
