@@ -500,6 +500,7 @@ end
 -- lg.optim.SGD:step
 local function short_names(name)
   local last = name:match("([%w_]+)$")
+  if last then last = last:gsub("^__", "") end -- a metamethod: the operator's name (add for __add)
   local owner = name:match("([%w_]+)[:.][%w_]+$")
   return last, owner
 end
