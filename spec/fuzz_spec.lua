@@ -23,7 +23,7 @@ local util = require "helpers.util"
 local fuzz = require "helpers.fuzz"
 
 local SEED = math.tointeger(tonumber(os.getenv("LUAGRAD_FUZZ_SEED") or "") or 20261127) or 20261127
-local PER_FN = math.tointeger(tonumber(os.getenv("LUAGRAD_FUZZ_CALLS") or "") or 120) or 120
+local PER_FN = math.tointeger(tonumber(os.getenv("LUAGRAD_FUZZ_CALLS") or "") or 140) or 140
 local BATCH = math.tointeger(tonumber(os.getenv("LUAGRAD_FUZZ_BATCH") or "") or 6000) or 6000
 local TIMEOUT = 90 -- seconds a child may take for a batch (loops in Lua code are stopped after 6 s by the child)
 
