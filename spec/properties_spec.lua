@@ -178,10 +178,8 @@ describe("the property checks catch what they claim to", function()
   end)
 end)
 
--- Bugs these checks found that are reported and not fixed yet. Each test runs the minimal
--- reproducer: while the bug reproduces the test is pending (with the evidence as its reason);
--- once fixed it passes, and the matching entry of program.KNOWN or program.AVOID can go.
-describe("bugs found by the property checks (pending while they reproduce)", function()
+-- Bugs these checks found, as minimal reproducers that must keep passing now that they are fixed.
+describe("bugs found by the property checks stay fixed", function()
   local o = { dtype = "float64" }
 
   it("forward mode sees in-place writes through a view taken before them", function()
@@ -194,18 +192,11 @@ describe("bugs found by the property checks (pending while they reproduce)", fun
     local x, t = lg.tensor({ { 1.5 }, { 2.0 } }, o), lg.tensor({ { 1 }, { 1 } }, o)
     local _, jt = lg.autograd.jvp(f, x, t)
     -- f(x) = x^2 + x_2^2 (broadcast), so J t = 2 x + 2 x_2 = {7, 8}
-    local got = jt:reshape(-1):tolist()
-    if got[1] ~= 7 or got[2] ~= 8 then
-      pending(string.format("found by this spec: jvp gives {%g, %g}, expected {7, 8} (reverse mode is right)", got[1],
-        got[2]))
-      return
-    end
-    assert.are.same({ 7, 8 }, got)
+    assert.are.same({ 7, 8 }, jt:reshape(-1):tolist())
   end)
 
   it("a hook on an intermediate runs even when the tensor's Lua value is garbage before backward", function()
-    -- (the same bug's other face, a tensor collected while its hook runs, is a use after free in
-    -- run_hooks that crashes the process, so it is not run here; program.AVOID.hook_gc)
+    -- (hooks on a result live on its grad_fn node, which the graph holds)
     local x = lg.ones(3, { requires_grad = true })
     local function loss()
       local v = x * 2 -- unreachable once loss() returns; add saves nothing, so nothing else holds v
@@ -216,22 +207,28 @@ describe("bugs found by the property checks (pending while they reproduce)", fun
     collectgarbage()
     collectgarbage()
     y:backward()
-    local got = x.grad:tolist()
-    if got[1] ~= 20 then
-      pending(string.format("found by this spec: the hook was dropped with its tensor's Lua value: x.grad = {%g, %g, %g}, " ..
-        "expected 20s; collected during the hook instead, backward reads freed memory (tape.c run_hooks)", got[1], got[2],
-        got[3]))
-      return
+    assert.are.same({ 20, 20, 20 }, x.grad:tolist())
+  end)
+
+  it("a hook whose tensor is collected while the hook runs leaves backward sound", function()
+    local x = lg.ones(3, { requires_grad = true })
+    local y
+    do
+      local v = x * 3
+      v:register_hook(function(g)
+        collectgarbage() -- v's Lua value is garbage by now
+        collectgarbage()
+        return g + 1
+      end)
+      y = (v * v):sum() -- mul saves v, so the graph holds the tensor too
     end
-    assert.are.same({ 20, 20, 20 }, got)
+    collectgarbage()
+    y:backward()
+    -- dy/dv = 2 v = 6, plus the hook's 1; times dv/dx = 3
+    assert.are.same({ 21, 21, 21 }, x.grad:tolist())
   end)
 
   it("jvp through an op whose forward-mode rule uses its result does not leak when the result requires grad", function()
-    if os.getenv("ASAN_OPTIONS") then
-      -- a leak here would end the sanitizer build's run with LeakSanitizer's report
-      pending("not run under the sanitizers while the leak reproduces (see the release build's result)")
-      return
-    end
     local x, t = lg.ones(3, o), lg.ones(3, o)
     local function once()
       local w = lg.tensor({ 1.1, 0.9, 1.05 }, { dtype = "float64", requires_grad = true })
@@ -244,14 +241,7 @@ describe("bugs found by the property checks (pending while they reproduce)", fun
     for _ = 1, 100 do once() end
     collectgarbage()
     collectgarbage()
-    local grown = lg.memory_in_use() - before
-    if grown > 0 then
-      pending(string.format("found by this spec: 100 calls of jvp(function(a) return (a * w):exp() end, ...) with w " ..
-        "requiring grad keep %d bytes of tensor storage (also norm, prod, std, sqrt, rsqrt, reciprocal, tanh, " ..
-        "sigmoid, softmax, tan, pow, binary_cross_entropy_with_logits); program.AVOID.forward_mode_leak", grown))
-      return
-    end
-    assert.are.equal(0, grown)
+    assert.are.equal(0, lg.memory_in_use() - before)
   end)
 end)
 
@@ -262,9 +252,8 @@ end)
 describe("long rows split across threads agree with short pieces, bit for bit", function()
   local LEN = 2 * 65536 * 2 + 13 -- four parts' worth of elements, not a multiple of anything
   local PIECE = 40000
-  -- found by this spec, reported: float32 exp takes its AVX2 path or its scalar path depending
-  -- on where a thread's range starts, and the two differ by an ulp
-  local FOUND = { ["exp float32 contiguous"] = true, ["exp float32 narrowed"] = true }
+  -- (this found float32 exp and sigmoid taking their AVX2 path or their scalar path depending on
+  -- where a thread's range began, an ulp apart; every element takes the same path now)
   local threads
   setup(function()
     threads = lg.get_num_threads()
@@ -295,15 +284,10 @@ describe("long rows split across threads agree with short pieces, bit for bit", 
     if d ~= 0 then return string.format("differ by %.3g", d) end
     return nil
   end
-  -- fails on a difference that is not in FOUND; pending when all are
   local function verdict(diffs)
-    local new, found = {}, {}
-    for _, d in ipairs(diffs) do
-      if FOUND[d.key] then found[#found + 1] = d.key .. " " .. d.msg else new[#new + 1] = d.key .. " " .. d.msg end
-    end
-    assert(#new == 0, "long row and pieces: " .. table.concat(new, "; "))
-    if #found > 0 then pending("found by this spec, reported (results depend on the thread count): " ..
-      table.concat(found, "; ")) end
+    local all = {}
+    for _, d in ipairs(diffs) do all[#all + 1] = d.key .. " " .. d.msg end
+    assert(#all == 0, "long row and pieces: " .. table.concat(all, "; "))
   end
 
   local UNARY = { "exp", "log1p", "tanh", "sigmoid", "sin", "abs", "relu", "neg", "square", "erf", "gelu", "silu",
