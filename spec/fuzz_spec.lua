@@ -87,7 +87,8 @@ local function run_child(dir, first, last, timeout)
         local i, outcome, named, ms, msg = line:match("^R (%d+) (%S+) (%d) (%S+) (.*)$")
         if i then
           local m = load("return " .. msg)
-          res.results[#res.results + 1] = { i = tonumber(i), outcome = outcome, named = named == "1", ms = tonumber(ms),
+          res.results[#res.results + 1] = { i = tonumber(i), outcome = outcome, named = named == "1",
+            judged = named ~= "2" and named ~= "3", callback = named == "3", ms = tonumber(ms),
             msg = m and m() or msg, name = res.started[#res.started].name, reproducer = res.started[#res.started].reproducer }
         end
       elseif tag == "E" then
@@ -109,7 +110,8 @@ local function describe_end(res)
 end
 
 -- totals over the whole run, for the summary
-local totals = { calls = 0, ok = 0, error = 0, setup = 0, named = {}, errors = {}, example = {}, slow = {} }
+local totals = { calls = 0, ok = 0, error = 0, setup = 0, wrong_self = 0, callback = 0, named = {}, errors = {},
+  example = {}, slow = {} }
 
 -- Runs calls lo..hi, going on after each crash; returns the findings.
 local function run_batch(lo, hi)
@@ -127,6 +129,11 @@ local function run_batch(lo, hi)
       elseif r.outcome == "error" and r.msg:find("fuzz: ", 1, true) then
         -- the fuzzer's own callbacks and metatables raised: their message, not the function's
         totals.error = totals.error + 1
+      elseif r.outcome == "error" and not r.judged then
+        -- a method called on an invalid receiver, or an error raised by a callback the call passed:
+        -- whether it names the function is not judged
+        totals.error = totals.error + 1
+        if r.callback then totals.callback = totals.callback + 1 else totals.wrong_self = totals.wrong_self + 1 end
       elseif r.outcome == "error" then
         totals.error = totals.error + 1
         totals.errors[r.name] = (totals.errors[r.name] or 0) + 1

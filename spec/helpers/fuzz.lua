@@ -384,7 +384,7 @@ local META = { __index = { "key" }, __newindex = { "key", "value" }, __add = { "
   __unm = {}, __len = {}, __tostring = {}, __gc = {}, __close = {}, __eq = { "other" }, __lt = { "other" },
   __le = { "other" }, __concat = { "other" }, __call = { "..." } }
 
-local function params_for(entry, sigs)
+function M.params_for(entry, sigs)
   local meta = entry.name:match("^Tensor:(__[%w_]+)$")
   if meta then return META[meta] or {} end
   local key = entry.name:gsub(":", ".")
@@ -409,11 +409,12 @@ end
 
 -- The calls for one entry: a list of {name, get, args (sources), nargs}.
 local function plan_entry(rng, entry, sigs, count)
-  local params = params_for(entry, sigs) or {}
+  local params = M.params_for(entry, sigs) or {}
   local calls = {}
   for _ = 1, count do
     local args = {}
     local nparams = #params
+    local recv_ok = true -- whether a method's receiver is a valid object (self of the right class)
     if entry.kind == "tensor method" or entry.kind == "method" then
       -- the receiver: a valid object nine times in ten
       if rng:chance(0.9) then
@@ -432,6 +433,7 @@ local function plan_entry(rng, entry, sigs, count)
         end
       else
         args[1] = rng:pick(ALL)
+        recv_ok = false
       end
     end
     local n = rng:int(0, math.max(nparams, 1) + 1)
@@ -461,7 +463,7 @@ local function plan_entry(rng, entry, sigs, count)
       get = "(function(...) local a, b, c = ...; " .. counting .. "; if n and n > 1e8 and n < 2^40 then " ..
         "error('fuzz: refused, a valid request for ' .. n .. ' elements', 0) end return " .. entry.get .. "(...) end)"
     end
-    calls[#calls + 1] = { name = entry.name, get = get, args = args, nargs = #args, kind = entry.kind }
+    calls[#calls + 1] = { name = entry.name, get = get, args = args, nargs = #args, kind = entry.kind, recv_ok = recv_ok }
   end
   return calls
 end
@@ -496,22 +498,69 @@ function M.reproducer(c, note)
   return table.concat(lines, "\n") .. "\n"
 end
 
--- the short name a message should mention: "narrow" for Tensor:narrow, "SGD" or "step" for
--- lg.optim.SGD:step
-local function short_names(name)
-  local last = name:match("([%w_]+)$")
-  if last then last = last:gsub("^__", "") end -- a metamethod: the operator's name (add for __add)
-  local owner = name:match("([%w_]+)[:.][%w_]+$")
-  return last, owner
+-- ---- whether an error message names its function -------------------------------------------
+--
+-- The rule (spec/argument_errors_spec.lua requires it of every error a public function raises
+-- on a wrong-typed argument; spec/fuzz_spec.lua of every error the fuzzer sees): the message,
+-- after its position ("file:line: "), contains as a whole word (not inside a longer identifier:
+-- "add" is not named by "add_: ..." nor "zeros" by "zeros_like: ...")
+--   1. the function's own short name, ignoring case: "narrow" for Tensor:narrow, "zeros" for
+--      lg.zeros, "step" for lg.optim.Optimizer:step, "Linear" for the constructor lg.nn.Linear,
+--      "add" for the metamethod __add; or
+--   2. for a method of a class (a name with ":"), the name of the class that defines it, ignoring
+--      case: "Linear: expected a tensor input" names lg.nn.Linear:forward; or
+--   3. one of the names in STANDS_FOR, exactly: an operator may name the op it computes (// is
+--      floor_divide), a module class that computes one function of lg.nn.functional may name it
+--      (nn.CrossEntropyLoss raises F.cross_entropy's errors, as PyTorch's does).
+-- A method's own name is enough when the receiver is of a subclass ("Linear:parameters: ..."
+-- names lg.nn.Module:parameters). Not judged: a method called on a receiver that is not a valid
+-- object of its class (`lg.optim.SGD.step(3)`: PyTorch does not name itself there either, and
+-- guarding every method costs every call), and an error raised inside a function the caller
+-- passed (from_callback), which is the caller's own error passed on unchanged.
+
+-- the other names a function, or the methods of a class, may go by (rule 3)
+M.STANDS_FOR = {
+  ["Tensor:__idiv"] = { "floor_divide" }, ["Tensor:__mod"] = { "remainder" }, ["Tensor:__unm"] = { "neg" },
+  ["Tensor:__close"] = { "__gc" }, -- one function: the tensor is released
+  -- t.T on a tensor of more than 2 dimensions
+  ["Tensor:__index"] = { "T" },
+  -- t.grad = g, t.requires_grad = b, t.name = v (a field that cannot be set)
+  ["Tensor:__newindex"] = { "grad", "requires_grad", "field" },
+  ["lg.progress.new"] = { "progress" }, -- lg.progress(total, opts) is lg.progress.new(total, opts)
+  ["lg.nn.CrossEntropyLoss"] = { "cross_entropy" }, ["lg.nn.NLLLoss"] = { "nll_loss" },
+  ["lg.nn.MSELoss"] = { "mse_loss" }, ["lg.nn.BCEWithLogitsLoss"] = { "binary_cross_entropy_with_logits" },
+  ["lg.nn.LeakyReLU"] = { "leaky_relu" }, ["lg.nn.LogSoftmax"] = { "log_softmax" },
+}
+
+local function has_word(s, word)
+  return s:find("%f[%w_]" .. word:gsub("%p", "%%%0") .. "%f[^%w_]") ~= nil
 end
 
+---names_itself(name, msg): whether msg names the function called name (the rule above).
+---@param name string the function as fuzz.enumerate names it ("Tensor:narrow", "lg.optim.SGD:step")
+---@param msg string the error message, with or without its position
+---@return boolean
 function M.names_itself(name, msg)
-  local last, owner = short_names(name)
-  local m = msg:lower()
-  if last and m:find(last:lower(), 1, true) then return true end
-  if owner and owner ~= "lg" and owner ~= "Tensor" and m:find(owner:lower(), 1, true) then return true end
+  msg = msg:gsub("^[^\n]-:%d+: ", "")
+  local lower = msg:lower()
+  local last = name:match("([%w_]+)$")
+  if last then last = last:gsub("^__", "") end -- a metamethod: the operator's name (add for __add)
+  if last and has_word(lower, last:lower()) then return true end
+  local class = name:match("^(.-):[%w_]+$")
+  local owner = class and class:match("([%w_]+)$")
+  if owner and owner ~= "Tensor" and has_word(lower, owner:lower()) then return true end
+  for _, key in ipairs({ name, class }) do
+    for _, alias in ipairs(M.STANDS_FOR[key] or {}) do
+      if has_word(msg, alias) then return true end
+    end
+  end
   return false
 end
+
+---from_callback(msg): whether an error was raised inside a function the call passed as an
+---argument (arguments are built in the chunk "=arg", so such an error is positioned there): the
+---callback's own error, which the library passes on unchanged.
+function M.from_callback(msg) return msg:match("^arg:%d+: ") ~= nil end
 
 -- Runs one call in this process: returns outcome ("ok", "error", "bad-error"), the message (for
 -- errors) and the time it took.
