@@ -62,9 +62,10 @@ local CASES = {
   { "assigning a number to a module's parameter", function() lin.weight = 1 end,
     "Linear: cannot assign a number as parameter 'weight' (use nn.Parameter(t), or nil to remove it)" },
   { "Module:load_state_dict", function() lin:load_state_dict({}) end,
-    "Linear.load_state_dict: missing keys: 'bias', 'weight'" },
+    "Linear:load_state_dict: missing keys: 'bias', 'weight'" },
   { "nn.init", function() nn.init.calculate_fan_in_and_fan_out(lg.ones(3)) end,
-    "nn.init: fan in and fan out cannot be computed for a tensor with fewer than 2 dimensions (shape {3})" },
+    "nn.init.calculate_fan_in_and_fan_out: fan in and fan out cannot be computed for a tensor with fewer than 2 " ..
+    "dimensions (shape {3})" },
   { "clip_grad_norm_ (raised inside the library's no_grad)",
     function() nn.utils.clip_grad_norm_({ exploded }, 1, { error_if_nonfinite = true }) end,
     "clip_grad_norm_: the total norm of order 2 of the gradients is inf, so it cannot be clipped; "
@@ -78,7 +79,7 @@ local CASES = {
   { "a schedule without its required option", function() lg.optim.lr_scheduler.StepLR(opt, { gamma = 0.5 }) end,
     "StepLR: option 'step_size' is required" },
   { "ReduceLROnPlateau:step without a metric", function() plateau:step("high") end,
-    "ReduceLROnPlateau: step needs the metric (a number), got string" },
+    "ReduceLROnPlateau:step: metric must be a number or a one-element tensor, got string" },
   { "a DataLoader option", function() lg.data.DataLoader(ds, { batch_size = 0 }) end,
     "DataLoader: batch_size must be a positive integer, got 0" },
   { "TensorDataset", function() lg.data.TensorDataset(lg.randn(6, 4), lg.randn(5)) end,

@@ -231,7 +231,7 @@ describe("nn.Module modes and gradients", function()
       for j = 1, #w_before[i] do assert.are.equal(w_before[i][j], w_after[i][j]) end   -- float32 values are exact in float64
     end
     assert.are.same({ 5, 3 }, seq(lg.randn(5, 2, F64)).shape)
-    assert.has_error(function() seq:to("int64") end, 'Sequential.to: dtype must be "float32" or "float64", got int64')
+    assert.has_error(function() seq:to("int64") end, 'Sequential:to: dtype must be "float32" or "float64", got int64')
   end)
 end)
 
@@ -280,7 +280,7 @@ describe("nn.Module state dicts", function()
     sd["extra.weight"] = lg.zeros(1)
     local ok, err = pcall(m.load_state_dict, m, sd)
     assert.is_false(ok)
-    assert.matches("Sequential.load_state_dict: missing keys: '1.bias', '1.weight'; unexpected keys: 'extra.weight'",
+    assert.matches("Sequential:load_state_dict: missing keys: '1.bias', '1.weight'; unexpected keys: 'extra.weight'",
       err, 1, true)
     assert.is_true(same_values(m[1].weight, before))
     -- non-strict loads what matches and reports the rest

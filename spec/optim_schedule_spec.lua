@@ -472,7 +472,9 @@ describe("lr_scheduler: bad options raise clear errors", function()
     { 'ReduceLROnPlateau: threshold_mode must be "rel" or "abs", got "pct"', function()
       S.ReduceLROnPlateau(sgd(), { threshold_mode = "pct" })
     end },
-    { "ReduceLROnPlateau: step needs the metric %(a number%), got nil", function() S.ReduceLROnPlateau(sgd(), {}):step() end },
+    { "ReduceLROnPlateau:step: metric must be a number or a one%-element tensor, got nil", function()
+      S.ReduceLROnPlateau(sgd(), {}):step()
+    end },
   }
   for _, b in ipairs(bad) do
     it("raises " .. b[1]:gsub("%%", ""), function() raises(b[1], b[2]) end)

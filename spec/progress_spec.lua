@@ -299,7 +299,7 @@ describe("progress", function()
       { "a string update", function() progress(3, opts(env, { mode = "off" })):update("1") end,
         "progress: update expects a non-negative number of finished steps, got string" },
       { "metrics not a table", function() progress(3, opts(env, { mode = "off" })):update(1, 0.5) end,
-        "progress: metrics must be a table such as {loss = 0.31}, got number" },
+        "progress: update: metrics must be a table such as {loss = 0.31}, got number" },
       { "an update after close", function()
           local b = progress(3, opts(env, { mode = "off" }))
           b:close()

@@ -24,6 +24,9 @@ local function as_list(x, what)
   if type(x) ~= "table" then
     errors.raisef("%s must be a tensor or a list of tensors, got %s", what, type(x))
   end
+  for i, v in ipairs(x) do
+    if not is_tensor(v) then errors.raisef("%s[%d] must be a tensor, got %s", what, i, type(v)) end
+  end
   return x, false
 end
 
@@ -60,29 +63,36 @@ local function scoped(enter, leave, fn, ...)
 end
 M._scoped = scoped
 
----Runs fn with grad mode set to `on`, restoring the previous mode even when fn fails (and while
----fn is suspended at a yield).
----@param on boolean
----@param fn fun(...): any
----@return any ... what fn returns
-local function with_grad_mode(on, fn, ...)
-  errors.check(on and "enable_grad" or "no_grad", "fn", fn, "callable")
+-- fn(...) with grad mode set to `on`, restoring the previous mode even when fn fails (and while fn
+-- is suspended at a yield); fname is the public function whose errors these are.
+local function in_grad_mode(fname, on, fn, ...)
+  errors.check(fname, "fn", fn, "callable")
   local prev
   return scoped(function()
     prev = core.is_grad_enabled()
     core.set_grad_enabled(on)
   end, function() core.set_grad_enabled(prev) end, fn, ...)
 end
+
+---Runs fn with grad mode set to `on`, restoring the previous mode even when fn fails (and while
+---fn is suspended at a yield).
+---@param on boolean
+---@param fn fun(...): any
+---@return any ... what fn returns
+local function with_grad_mode(on, fn, ...)
+  errors.check("with_grad_mode", "on", on, "boolean")
+  return in_grad_mode("with_grad_mode", on, fn, ...)
+end
 M.with_grad_mode = with_grad_mode
 
 ---Runs fn(...) without recording operations for autograd and returns its results.
 ---@param fn fun(...): any
 ---@return any ...
-function M.no_grad(fn, ...) return with_grad_mode(false, fn, ...) end
+function M.no_grad(fn, ...) return in_grad_mode("no_grad", false, fn, ...) end
 ---Runs fn(...) with recording on (inside no_grad too) and returns its results.
 ---@param fn fun(...): any
 ---@return any ...
-function M.enable_grad(fn, ...) return with_grad_mode(true, fn, ...) end
+function M.enable_grad(fn, ...) return in_grad_mode("enable_grad", true, fn, ...) end
 
 ---@class luagrad.autograd.GradOptions
 ---@field grad_outputs? luagrad.Tensor|luagrad.Tensor[] weights for the outputs (default: ones)
@@ -150,9 +160,10 @@ end
 ---@return luagrad.Tensor|luagrad.Tensor[] outputs
 ---@return luagrad.Tensor|luagrad.Tensor[] vjps one per primal
 function M.vjp(f, primals, cotangents)
+  errors.check("vjp", "f", f, "callable")
   local ps, single_in = as_list(primals, "vjp: primals")
   local xs = leaves(ps)
-  local out = with_grad_mode(true, f, table.unpack(xs))
+  local out = in_grad_mode("vjp", true, f, table.unpack(xs))
   local outs, single_out = as_list(out, "vjp: f's result")
   local cts = cotangents and as_list(cotangents, "vjp: cotangents") or nil
   if cts and #cts ~= #outs then errors.raisef("vjp: %d cotangents for %d outputs", #cts, #outs) end
@@ -172,6 +183,7 @@ end
 ---@return luagrad.Tensor|luagrad.Tensor[] outputs
 ---@return luagrad.Tensor|luagrad.Tensor[] jvps one per output
 function M.jvp(f, primals, tangents)
+  errors.check("jvp", "f", f, "callable")
   local ps = as_list(primals, "jvp: primals")
   local ts = as_list(tangents, "jvp: tangents")
   if #ts ~= #ps then errors.raisef("jvp: %d tangents for %d primals", #ts, #ps) end
@@ -205,9 +217,10 @@ end
 ---@param opts? {mode?: "reverse"|"forward"}
 ---@return luagrad.Tensor
 function M.jacobian(f, x, opts)
-  if not is_tensor(x) then errors.raise("jacobian: x must be a tensor") end
-  local mode = opts and opts.mode or "reverse"
-  local y = M.no_grad(f, x:detach())
+  errors.check("jacobian", "f", f, "callable")
+  errors.check("jacobian", "x", x, "tensor")
+  local mode = errors.options("jacobian", opts, { "mode" }).mode or "reverse"
+  local y = in_grad_mode("jacobian", false, f, x:detach())
   if not is_tensor(y) then errors.raise("jacobian: f must return a tensor") end
   local n, m = x:numel(), y:numel()
   local J = core.zeros({ m, n }, { dtype = y.dtype })
@@ -237,9 +250,10 @@ end
 ---@param x luagrad.Tensor
 ---@return luagrad.Tensor H of shape x.shape .. x.shape
 function M.hessian(f, x)
-  if not is_tensor(x) then errors.raise("hessian: x must be a tensor") end
+  errors.check("hessian", "f", f, "callable")
+  errors.check("hessian", "x", x, "tensor")
   local xl = x:detach():requires_grad_(true)
-  local y = with_grad_mode(true, f, xl)
+  local y = in_grad_mode("hessian", true, f, xl)
   if not is_tensor(y) or y:numel() ~= 1 then errors.raise("hessian: f must return a one-element tensor") end
   local n = x:numel()
   local H = core.zeros({ n, n }, { dtype = x.dtype })
@@ -262,10 +276,11 @@ end
 ---@return luagrad.Tensor y f(x)
 ---@return luagrad.Tensor hv
 function M.hvp(f, x, v)
-  if not is_tensor(x) then errors.raise("hvp: x must be a tensor") end
-  if not is_tensor(v) then errors.raise("hvp: v must be a tensor") end
+  errors.check("hvp", "f", f, "callable")
+  errors.check("hvp", "x", x, "tensor")
+  errors.check("hvp", "v", v, "tensor")
   local xl = x:detach():requires_grad_(true)
-  local y = with_grad_mode(true, f, xl)
+  local y = in_grad_mode("hvp", true, f, xl)
   if not is_tensor(y) or y:numel() ~= 1 then errors.raise("hvp: f must return a one-element tensor") end
   local g = helper_grad("hvp", { y }, { xl }, { create_graph = true })[1]
   if not g then return y:detach(), core.zeros_like(x) end
@@ -294,7 +309,9 @@ end
 ---@param opts? {eps?: number, atol?: number, rtol?: number}
 ---@return true
 function M.gradcheck(f, inputs, opts)
-  opts = opts or {}
+  errors.check("gradcheck", "f", f, "callable")
+  opts = errors.options("gradcheck", opts, { "eps", "atol", "rtol" })
+  for _, k in ipairs({ "eps", "atol", "rtol" }) do errors.check("gradcheck", "opts." .. k, opts[k], "number?") end
   local eps, atol, rtol = opts.eps or 1e-6, opts.atol or 1e-5, opts.rtol or 1e-3
   local xs = as_list(inputs, "gradcheck: inputs")
   for i, x in ipairs(xs) do

@@ -65,7 +65,7 @@ DataLoader.__index = DataLoader
 ---@param opts? luagrad.data.DataLoaderOptions
 ---@return luagrad.data.DataLoader
 function M.DataLoader(ds, opts)
-  opts = opts or {}
+  opts = errors.options("DataLoader", opts, { "batch_size", "shuffle", "drop_last" })
   local bs = opts.batch_size or 1
   if math.type(bs) ~= "integer" or bs < 1 then
     errors.raise("DataLoader: batch_size must be a positive integer, got " .. tostring(bs))

@@ -7,6 +7,13 @@
 --   errors.raise(msg)           error(msg) at the user's line
 --   errors.raisef(fmt, ...)     errors.raise(string.format(fmt, ...))
 --
+--   errors.check(fname, what, v, kind)   raises "fname: what must be <kind>, got <type>" unless v is one
+--   errors.options(fname, opts, allowed) nil or a table of known options; an unknown key raises
+--   errors.call_as(fname, fn, ...)       fn(...), its error raised again naming fname
+--
+-- Every public function names itself (and the argument) in its errors: "<function>: ..." or
+-- "<Class>:<method>: ..." (spec/argument_errors_spec.lua walks them all with wrong arguments).
+--
 -- error(msg, 0), the message alone, remains where no line is to blame: lg.cli's command-line
 -- errors (meant for whoever runs the script), the JSON codec's (which lg.save and lg.load wrap
 -- in messages of their own), lg.save's and lg.load's (which name the file or the key path), and
@@ -60,6 +67,24 @@ function M.raisef(fmt, ...)
   return M.raise(string.format(fmt, ...))
 end
 
+---call_as(fname, fn, ...): fn(...)'s results; an error fn raises is raised again as fname's, the
+---name it starts with (the function that raised it, "ones: ...") replaced by fname. For a public
+---function built on another: nn.BatchNorm1d making its parameters with lg.ones fails with
+---"BatchNorm1d: shape {...} is too large", not "ones: ...". An error value that is not a string
+---passes unchanged. (A protected call: for constructors and setup, not for every step.)
+---@param fname string
+---@param fn function
+---@param ... any
+---@return any ...
+function M.call_as(fname, fn, ...)
+  local res = table.pack(pcall(fn, ...))
+  if res[1] then return table.unpack(res, 2, res.n) end
+  local msg = res[2]
+  if type(msg) ~= "string" then error(msg, 0) end
+  msg = msg:gsub("^[^\n]-:%d+: ", "", 1):gsub("^[%w_.]+: ", "", 1)
+  M.raise(fname .. ": " .. msg)
+end
+
 -- ---- argument checks: one way for every public function ----------------------------------------
 
 local core -- luagrad.core, loaded on first use (errors.lua is loaded before it is ready)
@@ -86,6 +111,11 @@ local function describe(v)
   if type(v) == "userdata" and core.is_tensor(v) then return "a tensor" end
   return type(v)
 end
+---describe(v): a value as messages show what they got: its type, "number 1.5" for a fractional
+---number, "a tensor" for a tensor.
+---@param v any
+---@return string
+M.describe = describe
 
 ---check(fname, what, v, kind): raises "fname: what must be <kind>, got <v's type>" unless v is of
 ---that kind ("number", "integer", "string", "boolean", "function", "table", "tensor", "callable",

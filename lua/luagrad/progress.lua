@@ -272,14 +272,15 @@ function Bar:_sort()
   end)
 end
 
-function Bar:_merge(metrics)
+-- method: the public method merging them, for its errors
+function Bar:_merge(metrics, method)
   if metrics == nil then return end
   if type(metrics) ~= "table" then
-    fail("metrics must be a table such as {loss = 0.31}, got %s", type(metrics))
+    fail("%s: metrics must be a table such as {loss = 0.31}, got %s", method, type(metrics))
   end
   local added = false
   for k, v in pairs(metrics) do
-    if type(k) ~= "string" then fail("metric names must be strings, got %s", type(k)) end
+    if type(k) ~= "string" then fail("%s: metric names must be strings, got %s", method, type(k)) end
     if self.metrics[k] == nil then
       self._order[#self._order + 1] = k
       added = true
@@ -299,7 +300,7 @@ function Bar:update(n, metrics)
     fail("update expects a non-negative number of finished steps, got %s",
       type(n) == "number" and tostring(n) or type(n))
   end
-  self:_merge(metrics)
+  self:_merge(metrics, "update")
   self.n = self.n + n
   self:_tick()
 end
@@ -308,14 +309,14 @@ end
 ---@param metrics table<string, any>
 function Bar:set_metrics(metrics)
   if self.closed then fail("set_metrics after close") end
-  self:_merge(metrics)
+  self:_merge(metrics, "set_metrics")
 end
 
 ---Print the final state (with a newline) once.
 ---@param metrics? table<string, any>
 function Bar:close(metrics)
   if self.closed then return end
-  self:_merge(metrics)
+  self:_merge(metrics, "close")
   self.closed = true
   if self.mode == "off" then return end
   local now = self.clock()
@@ -329,9 +330,10 @@ function Bar:__tostring() return self:_line(false, self.clock()) end
 
 -- A step function over what `for ... in` can walk: a count n (1..n), a function iterator, a
 -- callable table (a DataLoader), or a plain list (yields i, v as ipairs does).
-local function stepper(it)
+-- fname: the public function asked ("wrap" or "iter"), for its errors
+local function stepper(it, fname)
   if math.type(it) == "integer" or (type(it) == "number" and it == floor(it)) then
-    if it < 0 then fail("wrap: count must be non-negative, got %s", tostring(it)) end
+    if it < 0 then fail("%s: count must be non-negative, got %s", fname, tostring(it)) end
     local i, n = 0, floor(it)
     return function()
       if i >= n then return nil end
@@ -366,7 +368,7 @@ local function stepper(it)
       return i, it[i]
     end, n
   end
-  fail("wrap: expected a count, a function, a callable table or a list, got %s", type(it))
+  fail("%s: expected a count, a function, a callable table or a list, got %s", fname, type(it))
 end
 
 ---for ... in bar:iter(iterable) do ... end: one step per item, the bar closed at the loop's end
@@ -377,7 +379,7 @@ end
 ---@return nil
 ---@return luagrad.progress.Bar bar the for loop's closing value
 function Bar:iter(it)
-  local next_item = stepper(it)
+  local next_item = stepper(it, "iter")
   local started = false
   local function iter()
     if self.closed then return nil end
@@ -404,7 +406,7 @@ end
 ---@return luagrad.progress.Bar bar the for loop's closing value
 function progress.wrap(it, opts)
   if opts ~= nil and type(opts) ~= "table" then fail("wrap: opts must be a table, got %s", type(opts)) end
-  local _, total = stepper(it)
+  local _, total = stepper(it, "wrap")
   if opts and opts.total ~= nil then total = opts.total end
   local bar = new(total, opts)
   return bar:iter(it)

@@ -524,8 +524,8 @@ M.STANDS_FOR = {
   ["Tensor:__close"] = { "__gc" }, -- one function: the tensor is released
   -- t.T on a tensor of more than 2 dimensions
   ["Tensor:__index"] = { "T" },
-  -- t.grad = g, t.requires_grad = b, t.name = v (a field that cannot be set)
-  ["Tensor:__newindex"] = { "grad", "requires_grad", "field" },
+  -- t[i] = v (index assignment), t.grad = g, t.requires_grad = b, t.name = v (a field that cannot be set)
+  ["Tensor:__newindex"] = { "index", "grad", "requires_grad", "field" },
   ["lg.progress.new"] = { "progress" }, -- lg.progress(total, opts) is lg.progress.new(total, opts)
   ["lg.nn.CrossEntropyLoss"] = { "cross_entropy" }, ["lg.nn.NLLLoss"] = { "nll_loss" },
   ["lg.nn.MSELoss"] = { "mse_loss" }, ["lg.nn.BCEWithLogitsLoss"] = { "binary_cross_entropy_with_logits" },

@@ -174,7 +174,7 @@ static int hook_remove(lua_State *L) {
 /* t:register_hook(fn) -> handle with handle:remove(); fn(grad) may return a new gradient */
 static int t_register_hook(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lgL_checktype(L, 2, LUA_TFUNCTION, "fn");
   if (!t->requires_grad)
     return lgL_error(L, "register_hook: the tensor (shape %s) does not require grad", LG_SHAPE(t));
   lua_settop(L, 2);                                 /* extra arguments would move what index 3 names */
@@ -286,7 +286,7 @@ static int t_tangent(lua_State *L) {
 
 static int t_get_flat(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  lua_Integer i = luaL_checkinteger(L, 2);
+  lua_Integer i = lgL_checkinteger(L, 2, "index");
   if (i < 1 || i > lg_numel(t))
     return lgL_error(L, "_get_flat: index %lld out of range 1..%lld", (long long)i, (long long)lg_numel(t));
   lua_pushnumber(L, lg_get_flat(t, i - 1));
@@ -295,10 +295,10 @@ static int t_get_flat(lua_State *L) {
 
 static int t_set_flat(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  lua_Integer i = luaL_checkinteger(L, 2);
+  lua_Integer i = lgL_checkinteger(L, 2, "index");
   if (i < 1 || i > lg_numel(t))
     return lgL_error(L, "_set_flat: index %lld out of range 1..%lld", (long long)i, (long long)lg_numel(t));
-  lg_set_flat(t, i - 1, luaL_checknumber(L, 3));
+  lg_set_flat(t, i - 1, lgL_checknumber(L, 3, "value"));
   return 0;
 }
 

@@ -42,10 +42,32 @@ void lgL_enter_L(lua_State *L);        /* lgL_enter(lgL_state_of(L)), for entrie
 ** the function's name as its first upvalue, so argument errors name the function however the
 ** caller reached it (through pcall, a local). */
 void lgL_setfuncs(lua_State *L, const luaL_Reg *l);
-/* Raises the engine's message if st is an error. */
+/* Raises the engine's message if st is an error; where it names only "tensor" (an allocation), it
+** names the running function instead (lgL_name; not a private one, "_name"). */
 int lgL_check(lua_State *L, lg_status st);
+/* The same, also naming the running function where the engine names `engine`, the op it ran for
+** it: t:add_(u) fails as "add_: shapes ...", not "add: ...", and t:view_as(u) as "view_as: ...". */
+int lgL_checkas(lua_State *L, lg_status st, const char *engine);
 /* The same, naming op where the engine's message names only "tensor" (allocation). */
 int lgL_checkop(lua_State *L, lg_status st, const char *op);
+/* Argument checks that name the running function: its public name is the first upvalue of every
+** C function luagrad registers (lgL_setfuncs, the op closures of lua_ops.c), so the message reads
+** the same however the caller reached it (a method call, pcall, a local). Each raises
+** "<name>: argument #k (<what>) must be <expected>, got <type>" (a method's self is not counted;
+** what may be NULL). On success they cost what luaL_check* cost: no allocation, no lookup. */
+int lgL_argerror(lua_State *L, int idx, const char *what, const char *expected);
+lua_Number lgL_checknumber(lua_State *L, int idx, const char *what);
+lua_Number lgL_optnumber(lua_State *L, int idx, const char *what, lua_Number def);
+lua_Integer lgL_checkinteger(lua_State *L, int idx, const char *what);
+lua_Integer lgL_optinteger(lua_State *L, int idx, const char *what, lua_Integer def);
+const char *lgL_checklstring(lua_State *L, int idx, const char *what,
+                             size_t *len); /* a string (not a number) */
+#define lgL_checkstring(L, idx, what) lgL_checklstring(L, idx, what, NULL)
+void lgL_checktype(lua_State *L, int idx, int type, const char *what);
+/* The running C function's public name (its first upvalue), or fallback where it has none. */
+const char *lgL_name(lua_State *L, const char *fallback);
+/* luaL_typename, but "tensor" for a tensor. */
+const char *lgL_typename(lua_State *L, int idx);
 /* The tensor at idx (raises a type error naming the argument otherwise). */
 lg_tensor *lgL_checktensor(lua_State *L, int idx);
 /* A new, empty tensor value on the stack; fill *slot and it owns the tensor. Allocate it before

@@ -21,8 +21,8 @@
 ** bytes) are decompressed; anything past max_bytes is an error, so a hostile file cannot make us
 ** allocate without bound. */
 static int m_read_file(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  lua_Integer max = luaL_optinteger(L, 2, (lua_Integer)1 << 31);
+  const char *path = lgL_checkstring(L, 1, NULL);
+  lua_Integer max = lgL_optinteger(L, 2, NULL, (lua_Integer)1 << 31);
   gzFile f = gzopen(path, "rb");
   if (!f) {
     lua_pushnil(L);
@@ -60,14 +60,14 @@ static int m_read_file(lua_State *L) {
 ** unsigned bytes s[offset+1 ...] times scale plus shift (images in [0, 1], labels + 1). */
 static int m_bytes_to_tensor(lua_State *L) {
   size_t len;
-  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
-  lua_Integer off = luaL_checkinteger(L, 2);
+  const unsigned char *s = (const unsigned char *)lgL_checklstring(L, 1, NULL, &len);
+  lua_Integer off = lgL_checkinteger(L, 2, NULL);
   int64_t shape[LG_MAX_DIMS];
   int nd;
-  luaL_checktype(L, 3, LUA_TTABLE);
+  lgL_checktype(L, 3, LUA_TTABLE, NULL);
   lgL_checkshape(L, 3, "bytes_to_tensor", shape, &nd);
   lg_dtype dt = lgL_checkdtype(L, 4, LG_FLOAT32);
-  double scale = luaL_optnumber(L, 5, 1), shift = luaL_optnumber(L, 6, 0);
+  double scale = lgL_optnumber(L, 5, NULL, 1), shift = lgL_optnumber(L, 6, NULL, 0);
   int64_t n = lg_shape_numel(shape, nd);
   if (n < 0 || off < 0 || (size_t)off > len || (uint64_t)n > len - (size_t)off)
     return lgL_error(L, "bytes_to_tensor: %lld bytes at offset %lld do not fit in %zu bytes", (long long)n,
@@ -169,10 +169,10 @@ static int write_all(int fd, const char *p, size_t n) {
 /* core._save_atomic(path, header, {tensors...}) -> true, or nil, message: writes header and each
 ** tensor's elements (row-major, little-endian) to path, durably and atomically. */
 static int m_save_atomic(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = lgL_checkstring(L, 1, NULL);
   size_t hlen;
-  const char *header = luaL_checklstring(L, 2, &hlen);
-  luaL_checktype(L, 3, LUA_TTABLE);
+  const char *header = lgL_checklstring(L, 2, NULL, &hlen);
+  lgL_checktype(L, 3, LUA_TTABLE, NULL);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 3);
   for (lua_Integer i = 1; i <= n; i++) { /* every tensor checked before anything is written */
     lua_rawgeti(L, 3, i);
@@ -228,7 +228,7 @@ static int m_save_atomic(lua_State *L) {
 
 /* core._clean_temps(path): removes the stale temporaries a killed save of path left */
 static int m_clean_temps(lua_State *L) {
-  char *target = resolve_target(luaL_checkstring(L, 1)), dir[4096];
+  char *target = resolve_target(lgL_checkstring(L, 1, NULL)), dir[4096];
   if (target) remove_stale_temps(dir, split_path(target, dir, sizeof dir));
   free(target);
   return 0;
@@ -236,7 +236,7 @@ static int m_clean_temps(lua_State *L) {
 
 /* core._isatty(fd) -> boolean */
 static int m_isatty(lua_State *L) {
-  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  lua_pushboolean(L, isatty((int)lgL_checkinteger(L, 1, NULL)));
   return 1;
 }
 

@@ -70,7 +70,8 @@ static void nested_fill(lua_State *L, int depth, const int64_t *shape, int nd, l
 static void set_requires_grad(lua_State *L, lg_tensor *t, int rg) {
   if (!rg) return;
   if (!lg_dtype_is_float(t->dtype))
-    lgL_error(L, "requires_grad: only float tensors can require gradients, got %s", lg_dtype_name(t->dtype));
+    lgL_error(L, "%s: requires_grad: only float tensors can require gradients, got %s", lgL_name(L, "tensor"),
+              lg_dtype_name(t->dtype));
   t->requires_grad = 1;
 }
 
@@ -102,7 +103,7 @@ static int m_tensor(lua_State *L) {
     lua_pop(L, 1);
   } else {
     return lgL_error(L, "tensor: expected a number, a nested table of numbers or a tensor, got %s",
-                     luaL_typename(L, 1));
+                     lgL_typename(L, 1));
   }
   set_requires_grad(L, *slot, rg);
   return 1;
@@ -126,7 +127,7 @@ static int create(lua_State *L, fill_kind kind, const char *op) {
   check_sizes(L, op, shape, nd);
   if (!lua_isnoneornil(L, optidx) && !lua_istable(L, optidx))
     return lgL_error(L, "%s: expected sizes then an options table, got %s at argument #%d", op,
-                     luaL_typename(L, optidx), optidx);
+                     lgL_typename(L, optidx), optidx);
   lg_dtype dt;
   int rg;
   lgL_creation_opts(L, optidx, &dt, &rg);
@@ -166,7 +167,7 @@ static int m_full(lua_State *L) {
   int64_t shape[LG_MAX_DIMS];
   int nd;
   if (!lua_istable(L, 1) && lua_type(L, 1) != LUA_TNUMBER)
-    return lgL_error(L, "full: shape must be a table of sizes, got %s", luaL_typename(L, 1));
+    return lgL_error(L, "full: shape must be a table of sizes, got %s", lgL_typename(L, 1));
   if (lua_type(L, 1) == LUA_TNUMBER) { /* full(n, value): 1-d */
     lua_createtable(L, 1, 0);
     lua_pushvalue(L, 1);
@@ -175,7 +176,7 @@ static int m_full(lua_State *L) {
   }
   lgL_checkshape(L, 1, "full", shape, &nd);
   check_sizes(L, "full", shape, nd);
-  double v = luaL_checknumber(L, 2);
+  double v = lgL_checknumber(L, 2, "value");
   lg_dtype dt;
   int rg;
   lgL_creation_opts(L, 3, &dt, &rg);
@@ -189,7 +190,7 @@ static int m_full(lua_State *L) {
 static int like(lua_State *L, fill_kind kind, int has_value, const char *op) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int optidx = has_value ? 3 : 2;
-  double v = has_value ? luaL_checknumber(L, 2) : 0;
+  double v = has_value ? lgL_checknumber(L, 2, "value") : 0;
   lg_dtype dt = t->dtype;
   int rg = 0;
   if (lua_istable(L, optidx)) lgL_creation_opts(L, optidx, &dt, &rg);
@@ -258,8 +259,8 @@ static int m_arange(lua_State *L) {
 }
 
 static int m_linspace(lua_State *L) {
-  double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
-  lua_Integer n = luaL_checkinteger(L, 3);
+  double a = lgL_checknumber(L, 1, "start"), b = lgL_checknumber(L, 2, "end");
+  lua_Integer n = lgL_checkinteger(L, 3, "steps");
   lg_dtype dt;
   int rg;
   lgL_creation_opts(L, 4, &dt, &rg);
@@ -270,8 +271,8 @@ static int m_linspace(lua_State *L) {
 }
 
 static int m_eye(lua_State *L) {
-  lua_Integer n = luaL_checkinteger(L, 1);
-  lua_Integer m = lua_type(L, 2) == LUA_TNUMBER ? luaL_checkinteger(L, 2) : n;
+  lua_Integer n = lgL_checkinteger(L, 1, "n");
+  lua_Integer m = lua_type(L, 2) == LUA_TNUMBER ? lgL_checkinteger(L, 2, "m") : n;
   if (n < 0 || m < 0)
     return lgL_error(L, "eye: sizes must be non-negative, got %lld x %lld", (long long)n, (long long)m);
   lg_dtype dt;
@@ -288,17 +289,17 @@ static int m_randint(lua_State *L) {
   lua_Integer low = 0, high;
   int sidx;
   if (lua_type(L, 2) == LUA_TNUMBER) {
-    low = luaL_checkinteger(L, 1);
-    high = luaL_checkinteger(L, 2);
+    low = lgL_checkinteger(L, 1, "low");
+    high = lgL_checkinteger(L, 2, "high");
     sidx = 3;
   } else {
-    high = luaL_checkinteger(L, 1);
+    high = lgL_checkinteger(L, 1, "high");
     sidx = 2;
   }
   int64_t shape[LG_MAX_DIMS];
   int nd;
   if (!lua_istable(L, sidx))
-    return lgL_error(L, "randint: shape must be a table of sizes, got %s", luaL_typename(L, sidx));
+    return lgL_error(L, "randint: shape must be a table of sizes, got %s", lgL_typename(L, sidx));
   lgL_checkshape(L, sidx, "randint", shape, &nd);
   check_sizes(L, "randint", shape, nd);
   lg_dtype dt;
@@ -314,7 +315,7 @@ static int m_randint(lua_State *L) {
 
 static int m_randperm(lua_State *L) {
   lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_randperm(luaL_checkinteger(L, 1), slot));
+  lgL_check(L, lg_randperm(lgL_checkinteger(L, 1, "n"), slot));
   return 1;
 }
 
@@ -322,7 +323,8 @@ static int m_randperm(lua_State *L) {
 
 /* Reads a Lua list of tensors; the array lives in a userdata on the stack (freed by the GC). */
 static lg_tensor **tensor_list(lua_State *L, int idx, const char *op, int *n) {
-  luaL_checktype(L, idx, LUA_TTABLE);
+  if (!lua_istable(L, idx))
+    return (lgL_error(L, "%s: expected a list of tensors, got %s", op, lgL_typename(L, idx)), NULL);
   int len = (int)lua_rawlen(L, idx);
   if (len == 0) return (lgL_error(L, "%s: expected a non-empty list of tensors", op), NULL);
   lg_tensor **list = lua_newuserdatauv(L, sizeof(lg_tensor *) * (size_t)len, 0);
@@ -398,7 +400,7 @@ static int m_stack(lua_State *L) {
 /* ---- settings ---- */
 
 static int m_manual_seed(lua_State *L) {
-  lua_Integer s = luaL_checkinteger(L, 1);
+  lua_Integer s = lgL_checkinteger(L, 1, "seed");
   lg_manual_seed((uint64_t)s);
   return 0;
 }
@@ -443,7 +445,7 @@ static int m_get_default_dtype(lua_State *L) {
 }
 
 static int m_set_num_threads(lua_State *L) {
-  lua_Integer n = luaL_checkinteger(L, 1);
+  lua_Integer n = lgL_checkinteger(L, 1, "n");
   if (n < 1) return lgL_error(L, "set_num_threads: needs at least 1 thread, got %lld", (long long)n);
   lg_set_num_threads((int)(n > 1024 ? 1024 : n));
   return 0;

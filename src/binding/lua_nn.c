@@ -12,7 +12,7 @@ static int m_batch_norm(lua_State *L) {
   lg_tensor *w = lua_isnil(L, 2) ? NULL : lgL_checktensor(L, 2);
   lg_tensor *b = lua_isnil(L, 3) ? NULL : lgL_checktensor(L, 3);
   if (!w != !b) return lgL_error(L, "batch_norm: give both weight and bias, or neither");
-  lg_args a = {.in = {x, w, b}, .nin = w ? 3 : 1, .dim = -1, .s = {luaL_optnumber(L, 4, 1e-5)}};
+  lg_args a = {.in = {x, w, b}, .nin = w ? 3 : 1, .dim = -1, .s = {lgL_optnumber(L, 4, NULL, 1e-5)}};
   lg_tensor **y = lgL_newslot(L), **mean = lgL_newslot(L), **var = lgL_newslot(L);
   lg_tensor *o[3];
   lgL_check(L, lg_apply(LG_OP_BATCH_NORM, &a, o));
@@ -27,8 +27,8 @@ static int m_bn_update_stats(lua_State *L) {
   lg_tensor *rm = lua_isnil(L, 1) ? NULL : lgL_checktensor(L, 1);
   lg_tensor *rv = lua_isnil(L, 2) ? NULL : lgL_checktensor(L, 2);
   lg_tensor *mean = lgL_checktensor(L, 3), *var = lgL_checktensor(L, 4);
-  lua_pushboolean(L, lg_batch_norm_update_stats(rm, rv, mean, var, luaL_checknumber(L, 5),
-                                                luaL_checkinteger(L, 6)) == LG_OK);
+  lua_pushboolean(L, lg_batch_norm_update_stats(rm, rv, mean, var, lgL_checknumber(L, 5, NULL),
+                                                lgL_checkinteger(L, 6, NULL)) == LG_OK);
   return 1;
 }
 
@@ -39,8 +39,8 @@ static int m_layer_norm(lua_State *L) {
   lg_tensor *w = lua_isnil(L, 3) ? NULL : lgL_checktensor(L, 3);
   lg_tensor *b = lua_isnil(L, 4) ? NULL : lgL_checktensor(L, 4);
   if (!w != !b) return lgL_error(L, "layer_norm: give both weight and bias, or neither");
-  lg_args a = {.in = {x, w, b}, .nin = w ? 3 : 1, .dim = -1, .s = {luaL_optnumber(L, 5, 1e-5)}};
-  luaL_checktype(L, 2, LUA_TTABLE);
+  lg_args a = {.in = {x, w, b}, .nin = w ? 3 : 1, .dim = -1, .s = {lgL_optnumber(L, 5, NULL, 1e-5)}};
+  lgL_checktype(L, 2, LUA_TTABLE, NULL);
   lgL_checkshape(L, 2, "layer_norm", a.shape, &a.nshape);
   lg_tensor **y = lgL_newslot(L);
   lg_tensor *o[3];
@@ -55,8 +55,8 @@ static int m_layer_norm(lua_State *L) {
 ** reduction: "mean" | "sum" | "none"; labels: 1-based int64 */
 static int m_cross_entropy(lua_State *L) {
   lg_tensor *x = lgL_checktensor(L, 1), *t = lgL_checktensor(L, 2);
-  double e = luaL_optnumber(L, 3, 0);
-  const char *red = luaL_optstring(L, 4, "mean");
+  double e = lgL_optnumber(L, 3, NULL, 0);
+  const char *red = lua_isnoneornil(L, 4) ? "mean" : lgL_checkstring(L, 4, "reduction");
   int mode = strcmp(red, "none") == 0 ? 0 : strcmp(red, "mean") == 0 ? 1 : strcmp(red, "sum") == 0 ? 2 : -1;
   if (mode < 0)
     return lgL_error(L, "cross_entropy: reduction must be \"mean\", \"sum\" or \"none\", got \"%s\"", red);
@@ -87,12 +87,12 @@ static int t_to_bytes(lua_State *L) {
 /* core._from_bytes(s, offset, nbytes, dtype, shape) -> a tensor copied from s[offset+1 .. offset+nbytes] */
 static int m_from_bytes(lua_State *L) {
   size_t len;
-  const char *s = luaL_checklstring(L, 1, &len);
-  lua_Integer off = luaL_checkinteger(L, 2), nbytes = luaL_checkinteger(L, 3);
+  const char *s = lgL_checklstring(L, 1, NULL, &len);
+  lua_Integer off = lgL_checkinteger(L, 2, NULL), nbytes = lgL_checkinteger(L, 3, NULL);
   lg_dtype dt = lgL_checkdtype(L, 4, LG_FLOAT32);
   int64_t shape[LG_MAX_DIMS];
   int nd;
-  luaL_checktype(L, 5, LUA_TTABLE);
+  lgL_checktype(L, 5, LUA_TTABLE, NULL);
   lgL_checkshape(L, 5, "load", shape, &nd);
   int64_t n = lg_shape_numel(shape, nd);
   if (n < 0) return lgL_error(L, "load: invalid shape %s", LG_SHAPEV(shape, nd));
@@ -123,8 +123,8 @@ static int m_linear(lua_State *L) {
 ** pad op per padded dimension (narrow for the crops), so the gradient flows back through each. */
 static int m_pad(lua_State *L) {
   lg_tensor *x = lgL_checktensor(L, 1);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  double value = luaL_optnumber(L, 3, 0);
+  lgL_checktype(L, 2, LUA_TTABLE, NULL);
+  double value = lgL_optnumber(L, 3, NULL, 0);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   if (n % 2 != 0)
     return lgL_error(L, "pad: the padding table has %lld entries; it needs pairs (before, after)",

@@ -26,8 +26,8 @@ static lg_tensor *grad_arg(lua_State *L, int idx, lg_tensor *p, lg_tensor **tmp)
 /* _rmsprop_step(p, g, square_avg, grad_avg|nil, buf|nil, lr, alpha, eps, weight_decay, momentum, maximize) */
 static int m_rmsprop_step(lua_State *L) {
   lg_tensor *p = lgL_checktensor(L, 1), *tmp, *g = grad_arg(L, 2, p, &tmp);
-  lg_rmsprop_opts o = {luaL_checknumber(L, 6), luaL_checknumber(L, 7),  luaL_checknumber(L, 8),
-                       luaL_checknumber(L, 9), luaL_checknumber(L, 10), lua_toboolean(L, 11)};
+  lg_rmsprop_opts o = {lgL_checknumber(L, 6, NULL), lgL_checknumber(L, 7, NULL),  lgL_checknumber(L, 8, NULL),
+                       lgL_checknumber(L, 9, NULL), lgL_checknumber(L, 10, NULL), lua_toboolean(L, 11)};
   lgL_check(L, lg_rmsprop_step(p, g, lgL_checktensor(L, 3), opt_tensor(L, 4), opt_tensor(L, 5), &o));
   return 0;
 }
@@ -35,9 +35,9 @@ static int m_rmsprop_step(lua_State *L) {
 /* _adagrad_step(p, g, sum, step, lr, lr_decay, weight_decay, eps, maximize) */
 static int m_adagrad_step(lua_State *L) {
   lg_tensor *p = lgL_checktensor(L, 1), *tmp, *g = grad_arg(L, 2, p, &tmp);
-  lg_adagrad_opts o = {luaL_checknumber(L, 5), luaL_checknumber(L, 6), luaL_checknumber(L, 7),
-                       luaL_checknumber(L, 8), lua_toboolean(L, 9)};
-  lgL_check(L, lg_adagrad_step(p, g, lgL_checktensor(L, 3), luaL_checkinteger(L, 4), &o));
+  lg_adagrad_opts o = {lgL_checknumber(L, 5, NULL), lgL_checknumber(L, 6, NULL), lgL_checknumber(L, 7, NULL),
+                       lgL_checknumber(L, 8, NULL), lua_toboolean(L, 9)};
+  lgL_check(L, lg_adagrad_step(p, g, lgL_checktensor(L, 3), lgL_checkinteger(L, 4, NULL), &o));
   return 0;
 }
 
@@ -97,8 +97,8 @@ static lg_tensor *push_param(lua_State *L, lua_Integer i) {
 ** and its state table on the stack top (state tables in the table at index 2). */
 static void each_param(lua_State *L,
                        void (*visit)(lua_State *L, lg_tensor *p, lg_tensor *g, int st, void *ud), void *ud) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_checktype(L, 2, LUA_TTABLE);
+  lgL_checktype(L, 1, LUA_TTABLE, NULL);
+  lgL_checktype(L, 2, LUA_TTABLE, NULL);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
   for (lua_Integer i = 1; i <= n; i++) {
     lg_tensor *p = push_param(L, i);
@@ -125,8 +125,8 @@ static void sgd_visit(lua_State *L, lg_tensor *p, lg_tensor *g, int st, void *ud
 
 /* _sgd_group(params, state, lr, momentum, dampening, weight_decay, nesterov, maximize) */
 static int m_sgd_group(lua_State *L) {
-  lg_sgd_opts o = {luaL_checknumber(L, 3), luaL_checknumber(L, 4), luaL_checknumber(L, 5),
-                   luaL_checknumber(L, 6), lua_toboolean(L, 7),    lua_toboolean(L, 8)};
+  lg_sgd_opts o = {lgL_checknumber(L, 3, NULL), lgL_checknumber(L, 4, NULL), lgL_checknumber(L, 5, NULL),
+                   lgL_checknumber(L, 6, NULL), lua_toboolean(L, 7),         lua_toboolean(L, 8)};
   each_param(L, sgd_visit, &o);
   return 0;
 }
@@ -162,8 +162,9 @@ static void adam_visit(lua_State *L, lg_tensor *p, lg_tensor *g, int st, void *u
 
 /* _adam_group(params, state, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled) */
 static int m_adam_group(lua_State *L) {
-  adam_group a = {{luaL_checknumber(L, 3), luaL_checknumber(L, 4), luaL_checknumber(L, 5),
-                   luaL_checknumber(L, 6), luaL_checknumber(L, 7), lua_toboolean(L, 9), lua_toboolean(L, 10)},
+  adam_group a = {{lgL_checknumber(L, 3, NULL), lgL_checknumber(L, 4, NULL), lgL_checknumber(L, 5, NULL),
+                   lgL_checknumber(L, 6, NULL), lgL_checknumber(L, 7, NULL), lua_toboolean(L, 9),
+                   lua_toboolean(L, 10)},
                   lua_toboolean(L, 8)};
   each_param(L, adam_visit, &a);
   return 0;
@@ -171,7 +172,7 @@ static int m_adam_group(lua_State *L) {
 
 /* _clear_grads(params): p.grad = nil for every tensor of the list (zero_grad's default) */
 static int m_clear_grads(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  lgL_checktype(L, 1, LUA_TTABLE, NULL);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
   for (lua_Integer i = 1; i <= n; i++) {
     lg_tensor *p = push_param(L, i);

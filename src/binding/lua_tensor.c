@@ -53,10 +53,24 @@ int lgL_error(lua_State *L, const char *fmt, ...) {
   return lua_error(L);
 }
 
-int lgL_check(lua_State *L, lg_status st) {
-  if (st != LG_OK) return lgL_error(L, "%s", lg_errmsg());
-  return 0;
+/* Raises the engine's message, naming `name` where it names `engine` (the op run for name) or
+** "tensor" (an allocation). */
+static int raise_as(lua_State *L, const char *engine, const char *name) {
+  const char *m = lg_errmsg();
+  if (name && name[0] != '_') { /* a private function's name would tell the user nothing */
+    size_t n = engine ? strlen(engine) : 0;
+    if (engine && strncmp(m, engine, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
+      return lgL_error(L, "%s: %s", name, m + n + 2);
+    if (strncmp(m, "tensor: ", 8) == 0) return lgL_error(L, "%s: %s", name, m + 8);
+  }
+  return lgL_error(L, "%s", m);
 }
+
+int lgL_checkas(lua_State *L, lg_status st, const char *engine) {
+  return st == LG_OK ? 0 : raise_as(L, engine, lgL_name(L, NULL));
+}
+
+int lgL_check(lua_State *L, lg_status st) { return st == LG_OK ? 0 : lgL_checkas(L, st, NULL); }
 
 int lgL_checkop(lua_State *L, lg_status st, const char *op) {
   if (st == LG_OK) return 0;
@@ -122,6 +136,62 @@ static const char *current_name(lua_State *L, int *idx) {
     if (!name) name = ar.name;
   }
   return name ? name : "?";
+}
+
+const char *lgL_name(lua_State *L, const char *fallback) {
+  return lua_type(L, lua_upvalueindex(1)) == LUA_TSTRING ? lua_tostring(L, lua_upvalueindex(1)) : fallback;
+}
+
+const char *lgL_typename(lua_State *L, int idx) {
+  return test_slot(L, idx) ? "tensor" : luaL_typename(L, idx);
+}
+
+int lgL_argerror(lua_State *L, int idx, const char *what, const char *expected) {
+  int n = idx;
+  const char *name = current_name(L, &n);
+  char got[64];
+  if (lua_type(L, idx) == LUA_TNUMBER && !lua_isinteger(L, idx))
+    snprintf(got, sizeof got, "number %.14g", lua_tonumber(L, idx));
+  else
+    snprintf(got, sizeof got, "%s", lgL_typename(L, idx));
+  if (what) return lgL_error(L, "%s: argument #%d (%s) must be %s, got %s", name, n, what, expected, got);
+  return lgL_error(L, "%s: argument #%d must be %s, got %s", name, n, expected, got);
+}
+
+lua_Number lgL_checknumber(lua_State *L, int idx, const char *what) {
+  int ok;
+  lua_Number v = lua_tonumberx(L, idx, &ok);
+  if (!ok) lgL_argerror(L, idx, what, "a number");
+  return v;
+}
+
+lua_Number lgL_optnumber(lua_State *L, int idx, const char *what, lua_Number def) {
+  return lua_isnoneornil(L, idx) ? def : lgL_checknumber(L, idx, what);
+}
+
+lua_Integer lgL_checkinteger(lua_State *L, int idx, const char *what) {
+  int ok;
+  lua_Integer v = lua_tointegerx(L, idx, &ok);
+  if (!ok) lgL_argerror(L, idx, what, "an integer");
+  return v;
+}
+
+lua_Integer lgL_optinteger(lua_State *L, int idx, const char *what, lua_Integer def) {
+  return lua_isnoneornil(L, idx) ? def : lgL_checkinteger(L, idx, what);
+}
+
+const char *lgL_checklstring(lua_State *L, int idx, const char *what, size_t *len) {
+  const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, len) : NULL;
+  if (!s) lgL_argerror(L, idx, what, "a string");
+  return s;
+}
+
+void lgL_checktype(lua_State *L, int idx, int type, const char *what) {
+  if (lua_type(L, idx) != type) {
+    char expected[32];
+    snprintf(expected, sizeof expected, "a %s", lua_typename(L, type));
+    lgL_argerror(L, idx, what, expected);
+  }
 }
 
 lg_tensor *lgL_checktensor(lua_State *L, int idx) {
@@ -243,7 +313,11 @@ int lgL_checkdim(lua_State *L, int idx, int ndim, const char *op, const lg_tenso
 
 lg_dtype lgL_checkdtype(lua_State *L, int idx, lg_dtype def) {
   if (lua_isnoneornil(L, idx)) return def;
-  const char *name = luaL_checkstring(L, idx);
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return (lgL_error(L, "%s: dtype must be float32, float64 or int64, got %s", current_name(L, NULL),
+                      lgL_typename(L, idx)),
+            def);
+  const char *name = lua_tostring(L, idx);
   lg_dtype dt;
   if (!lg_dtype_from_name(name, &dt))
     return (lgL_error(L, "%s: unknown dtype '%s' (expected float32, float64 or int64)", current_name(L, NULL),
@@ -256,6 +330,22 @@ void lgL_creation_opts(lua_State *L, int idx, lg_dtype *dt, int *requires_grad) 
   *dt = lg_default_dtype();
   *requires_grad = 0;
   if (!lua_istable(L, idx)) return;
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L); /* every key must be an option, as PyTorch refuses an unknown keyword argument */
+  while (lua_next(L, idx)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    if (!k || (strcmp(k, "dtype") != 0 && strcmp(k, "requires_grad") != 0)) {
+      char key[96];
+      if (k)
+        snprintf(key, sizeof key, "'%.80s'", k);
+      else if (lua_type(L, -2) == LUA_TNUMBER)
+        snprintf(key, sizeof key, "%.14g", lua_tonumber(L, -2));
+      else
+        snprintf(key, sizeof key, "of type %s", lgL_typename(L, -2));
+      lgL_error(L, "%s: unknown option %s (accepted: dtype, requires_grad)", current_name(L, NULL), key);
+    }
+    lua_pop(L, 1);
+  }
   if (lua_getfield(L, idx, "dtype") != LUA_TNIL) *dt = lgL_checkdtype(L, -1, *dt);
   lua_pop(L, 1);
   lua_getfield(L, idx, "requires_grad");
@@ -267,7 +357,7 @@ void lgL_creation_opts(lua_State *L, int idx, lg_dtype *dt, int *requires_grad) 
 
 static int t_gc(lua_State *L) {
   lg_tensor **slot = test_slot(L, 1);
-  if (!slot) return luaL_typeerror(L, 1, LG_TENSOR_MT);
+  if (!slot) return lgL_argerror(L, 1, NULL, "a tensor");
   lg_tensor_release(*slot);
   *slot = NULL;
   return 0;
@@ -363,7 +453,8 @@ static int t_tolist(lua_State *L) {
 /* Pushes op(t) with shape-like arguments. */
 static int apply_view(lua_State *L, lg_opcode op, lg_args a) {
   lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_apply(op, &a, slot));
+  lg_status st = lg_apply(op, &a, slot);
+  if (st != LG_OK) lgL_checkas(L, st, op == LG_OP_RESHAPE && a.mode ? "view" : lg_ops[op].name);
   return 1;
 }
 
@@ -511,6 +602,13 @@ static int t_expand(lua_State *L) {
   return apply_view(L, LG_OP_EXPAND, a);
 }
 
+static int t_expand_as(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1), *o = lgL_checktensor(L, 2);
+  lg_args a = {.in = {t}, .nin = 1, .dim = -1, .nshape = o->ndim};
+  memcpy(a.shape, o->shape, sizeof a.shape);
+  return apply_view(L, LG_OP_EXPAND, a);
+}
+
 static int t_flatten(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   if (t->ndim == 0) {
@@ -564,7 +662,7 @@ static lg_dtype dtype_arg(lua_State *L, int idx, const char *op) {
     return dt;
   }
   if (lua_type(L, idx) != LUA_TSTRING)
-    return (lgL_error(L, "%s: expected a dtype name, got %s", op, luaL_typename(L, idx)), LG_FLOAT32);
+    return (lgL_error(L, "%s: expected a dtype name, got %s", op, lgL_typename(L, idx)), LG_FLOAT32);
   return lgL_checkdtype(L, idx, LG_FLOAT32);
 }
 
@@ -577,7 +675,7 @@ static int to_dtype(lua_State *L, lg_dtype dt) {
   lg_args a = {.in = {t}, .nin = 1, .dim = -1, .mode = (int)dt};
   return apply_view(L, LG_OP_CAST, a);
 }
-static int t_to(lua_State *L) { return to_dtype(L, dtype_arg(L, 2, "to")); }
+static int t_to(lua_State *L) { return to_dtype(L, dtype_arg(L, 2, lgL_name(L, "to"))); }
 static int t_float(lua_State *L) { return to_dtype(L, LG_FLOAT32); }
 static int t_double(lua_State *L) { return to_dtype(L, LG_FLOAT64); }
 static int t_long(lua_State *L) { return to_dtype(L, LG_INT64); }
@@ -604,7 +702,8 @@ static int records_inplace(const lg_tensor *t, const lg_tensor *u) {
 /* t (in place) = src broadcast to t's shape, or the number v when src is NULL */
 static void write_into(lua_State *L, lg_tensor *t, lg_tensor *src, double v, const char *name) {
   if (!records_inplace(t, src)) {
-    lgL_checkop(L, src ? lg_copy_(t, src) : lg_fill_(t, v), name);
+    lg_status st = src ? lg_copy_(t, src) : lg_fill_(t, v);
+    if (st != LG_OK) raise_as(L, src ? "copy_" : "fill_", name);
     return;
   }
   lg_tensor **r = lgL_newslot(L);
@@ -618,9 +717,9 @@ static void write_into(lua_State *L, lg_tensor *t, lg_tensor *src, double v, con
       lgL_error(L, "%s: source %s does not broadcast to destination %s", name, LG_SHAPE(src), LG_SHAPE(t));
     lg_args a = {.in = {src}, .nin = 1, .dim = -1, .nshape = t->ndim};
     memcpy(a.shape, t->shape, sizeof a.shape);
-    lgL_check(L, lg_apply(LG_OP_EXPAND, &a, r));
+    if (lg_apply(LG_OP_EXPAND, &a, r) != LG_OK) raise_as(L, "expand", name);
   } else {
-    lgL_check(L, lg_tensor_full(t->shape, t->ndim, t->dtype, v, r));
+    if (lg_tensor_full(t->shape, t->ndim, t->dtype, v, r) != LG_OK) raise_as(L, NULL, name);
   }
   lgL_check(L, lg_assign_(t, *r, name));
   lua_pop(L, 1);
@@ -647,7 +746,7 @@ static int t_set_(lua_State *L) {
 
 static int t_fill_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  write_into(L, t, NULL, luaL_checknumber(L, 2), "fill_");
+  write_into(L, t, NULL, lgL_checknumber(L, 2, "value"), "fill_");
   lua_settop(L, 1);
   return 1;
 }
@@ -659,19 +758,24 @@ static int t_zero_(lua_State *L) {
 }
 
 static int t_uniform_(lua_State *L) {
-  lgL_check(L, lg_uniform_(lgL_checktensor(L, 1), luaL_optnumber(L, 2, 0), luaL_optnumber(L, 3, 1)));
+  lg_tensor *t = lgL_checktensor(L, 1);
+  double a = lgL_optnumber(L, 2, "a", 0), b = lgL_optnumber(L, 3, "b", 1);
+  lgL_check(L, lg_uniform_(t, a, b));
   lua_settop(L, 1);
   return 1;
 }
 
 static int t_normal_(lua_State *L) {
-  lgL_check(L, lg_normal_(lgL_checktensor(L, 1), luaL_optnumber(L, 2, 0), luaL_optnumber(L, 3, 1)));
+  lg_tensor *t = lgL_checktensor(L, 1);
+  double mean = lgL_optnumber(L, 2, "mean", 0), std = lgL_optnumber(L, 3, "std", 1);
+  lgL_check(L, lg_normal_(t, mean, std));
   lua_settop(L, 1);
   return 1;
 }
 
 static int t_bernoulli_(lua_State *L) {
-  lgL_check(L, lg_bernoulli_(lgL_checktensor(L, 1), luaL_optnumber(L, 2, 0.5)));
+  lg_tensor *t = lgL_checktensor(L, 1);
+  lgL_check(L, lg_bernoulli_(t, lgL_optnumber(L, 2, "p", 0.5)));
   lua_settop(L, 1);
   return 1;
 }
@@ -687,35 +791,41 @@ int lgL_unary(lua_State *L, lg_opcode op) {
 
 /* a op b where either may be a number (numbers adapt to the other operand's dtype) */
 int lgL_binary(lua_State *L, lg_opcode op) {
-  const char *name = lg_ops[op].name;
+  const char *engine = lg_ops[op].name; /* the running function's name is looked up only for errors */
   lg_tensor *a = lg_lua_totensor(L, 1), *b = lg_lua_totensor(L, 2);
   if (!a && !b) {
-    if (lua_type(L, 1) != LUA_TNUMBER) checktensor_op(L, 1, name);
-    checktensor_op(L, 2, name);
+    if (lua_type(L, 1) != LUA_TNUMBER) checktensor_op(L, 1, lgL_name(L, engine));
+    checktensor_op(L, 2, lgL_name(L, engine));
   }
   lg_tensor **slot = lgL_newslot(L);
   if (a && b) {
-    lgL_check(L, lg_binary(op, a, b, slot));
+    lgL_checkas(L, lg_binary(op, a, b, slot), engine);
   } else if (a) {
     if (lua_type(L, 2) != LUA_TNUMBER)
-      return lgL_error(L, "%s: argument #2 must be a tensor or a number, got %s", name, luaL_typename(L, 2));
+      return lgL_error(L, "%s: argument #2 must be a tensor or a number, got %s", lgL_name(L, engine),
+                       lgL_typename(L, 2));
     double v = lua_tonumber(L, 2);
     if (op == LG_OP_POW && v == 2) /* t ^ 2: one multiply, not powf per element */
-      return lgL_check(L, lg_unary(LG_OP_SQUARE, a, slot)), 1;
-    lgL_check(L, lg_binary_scalar(op, a, v, 0, slot));
+      return lgL_checkas(L, lg_unary(LG_OP_SQUARE, a, slot), "square"), 1;
+    lgL_checkas(L, lg_binary_scalar(op, a, v, 0, slot), engine);
   } else {
     if (lua_type(L, 1) != LUA_TNUMBER)
-      return lgL_error(L, "%s: argument #1 must be a tensor or a number, got %s", name, luaL_typename(L, 1));
-    lgL_check(L, lg_binary_scalar(op, b, lua_tonumber(L, 1), 1, slot));
+      return lgL_error(L, "%s: argument #1 must be a tensor or a number, got %s", lgL_name(L, engine),
+                       lgL_typename(L, 1));
+    lgL_checkas(L, lg_binary_scalar(op, b, lua_tonumber(L, 1), 1, slot), engine);
   }
   return 1;
 }
 
 /* In-place arithmetic: compute, then copy into self (the result must have self's shape). */
-static void clamp_bounds(lua_State *L, int idx, lg_args *a) {
+/* min and max at idx, idx + 1: arguments, or the options' fields when opts */
+static void clamp_bounds(lua_State *L, int idx, lg_args *a, int opts) {
   for (int k = 0; k < 2; k++) {
     if (!lua_isnoneornil(L, idx + k)) {
-      a->s[k] = luaL_checknumber(L, idx + k);
+      if (opts && lua_type(L, idx + k) != LUA_TNUMBER)
+        lgL_error(L, "%s: option %s must be a number, got %s", lgL_name(L, "clamp"), k ? "max" : "min",
+                  lgL_typename(L, idx + k));
+      a->s[k] = lgL_checknumber(L, idx + k, k ? "max" : "min");
       a->has_s[k] = 1;
     }
   }
@@ -727,14 +837,15 @@ static int t_clamp(lua_State *L) {
   if (lua_istable(L, 2)) { /* clamp({min = lo, max = hi}) */
     lua_getfield(L, 2, "min");
     lua_getfield(L, 2, "max");
-    clamp_bounds(L, lua_gettop(L) - 1, &a);
+    clamp_bounds(L, lua_gettop(L) - 1, &a, 1);
     lua_pop(L, 2);
   } else {
-    clamp_bounds(L, 2, &a);
+    clamp_bounds(L, 2, &a, 0);
   }
-  if (!a.has_s[0] && !a.has_s[1]) return lgL_error(L, "clamp: at least one of min and max must be given");
+  if (!a.has_s[0] && !a.has_s[1])
+    return lgL_error(L, "%s: at least one of min and max must be given", lgL_name(L, "clamp"));
   lg_tensor **slot = lgL_newslot(L);
-  lgL_check(L, lg_apply(LG_OP_CLAMP, &a, slot));
+  lgL_checkas(L, lg_apply(LG_OP_CLAMP, &a, slot), "clamp");
   return 1;
 }
 
@@ -838,7 +949,11 @@ static reduce_spec reduce_args(lua_State *L, lg_tensor *t, int idx, const char *
     lua_pop(L, 1);
     if (lua_getfield(L, optidx, "unbiased") != LUA_TNIL) r.correction = lua_toboolean(L, -1) ? 1 : 0;
     lua_pop(L, 1);
-    if (lua_getfield(L, optidx, "correction") != LUA_TNIL) r.correction = luaL_checknumber(L, -1);
+    if (lua_getfield(L, optidx, "correction") != LUA_TNIL) {
+      if (lua_type(L, -1) != LUA_TNUMBER)
+        lgL_error(L, "%s: option correction must be a number, got %s", op, lgL_typename(L, -1));
+      r.correction = lua_tonumber(L, -1);
+    }
     lua_pop(L, 1);
   }
   return r;
@@ -934,7 +1049,7 @@ static int t_norm(lua_State *L) {
     if (strcmp(lua_tostring(L, 2), "fro") != 0)
       return lgL_error(L, "norm: unknown norm '%s'", lua_tostring(L, 2));
   } else if (!lua_isnoneornil(L, 2)) {
-    p = luaL_checknumber(L, 2);
+    p = lgL_checknumber(L, 2, "p");
   }
   reduce_spec r = reduce_args(L, t, 3, "norm");
   lg_args a = {.in = {t}, .nin = 1, .dim = r.dim, .keepdim = r.keepdim, .s = {p}};
@@ -1077,13 +1192,15 @@ static int t_chunk(lua_State *L) {
 
 /* ---- autograd fields (the tape lands with the autograd issue) ---- */
 
+static void set_requires_grad(lua_State *L, lg_tensor *t, int on, const char *name) {
+  if (on && !lg_dtype_is_float(t->dtype))
+    lgL_error(L, "%s: only float tensors can require gradients, got %s", name, lg_dtype_name(t->dtype));
+  t->requires_grad = on;
+}
+
 static int t_requires_grad_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  int on = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
-  if (on && !lg_dtype_is_float(t->dtype))
-    return lgL_error(L, "requires_grad_: only float tensors can require gradients, got %s",
-                     lg_dtype_name(t->dtype));
-  t->requires_grad = on;
+  set_requires_grad(L, t, lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2), "requires_grad_");
   lua_settop(L, 1);
   return 1;
 }
@@ -1092,7 +1209,7 @@ static int t_requires_grad_(lua_State *L) {
 
 static int t_index(lua_State *L) {
   lgL_enter(lua_touserdata(L, lua_upvalueindex(2))); /* t[i] records a select */
-  lg_tensor *t = lgL_checktensor(L, 1);
+  lg_tensor *t = checktensor_op(L, 1, "index");
   if (lua_type(L, 2) == LUA_TNUMBER) {
     if (t->ndim == 0) return lgL_error(L, "index: a 0-d tensor cannot be indexed (use item())");
     int64_t i = check_index(L, 2, t->shape[0], "index", 0);
@@ -1145,6 +1262,9 @@ static int t_index(lua_State *L) {
       break;
     case 'T':
       if (!k[1]) {
+        if (t->ndim > 2)
+          return lgL_error(L, "T: expects a tensor with at most 2 dimensions, got %s (use transpose)",
+                           LG_SHAPE(t));
         lua_settop(L, 1);
         return t_t(L);
       }
@@ -1193,9 +1313,7 @@ static int t_newindex(lua_State *L) {
   }
   const char *k = lua_tostring(L, 2);
   if (k && !strcmp(k, "requires_grad")) {
-    lua_settop(L, 3);
-    lua_remove(L, 2);
-    t_requires_grad_(L);
+    set_requires_grad(L, t, lua_toboolean(L, 3), "requires_grad");
     return 0;
   }
   if (k && !strcmp(k, "grad")) {
@@ -1215,11 +1333,13 @@ static int t_newindex(lua_State *L) {
     t->grad = lg_tensor_retain(g);
     return 0;
   }
-  return lgL_error(L, "tensor: cannot set field '%s'", k ? k : luaL_typename(L, 2));
+  return lgL_error(L, "tensor: cannot set field '%s' (the fields that can be set are grad and requires_grad)",
+                   k ? k : luaL_typename(L, 2));
 }
 
 static int t_tostring_plain(lua_State *L) {
-  lg_tensor **slot = luaL_checkudata(L, 1, LG_TENSOR_MT);
+  lg_tensor **slot = test_slot(L, 1);
+  if (!slot) return lgL_argerror(L, 1, NULL, "a tensor");
   if (!*slot)
     lua_pushstring(L, "tensor(closed)");
   else
@@ -1248,7 +1368,7 @@ static const luaL_Reg methods[] = {{"size", t_size},
                                    {"unsqueeze", t_unsqueeze},
                                    {"squeeze", t_squeeze},
                                    {"expand", t_expand},
-                                   {"expand_as", t_expand},
+                                   {"expand_as", t_expand_as},
                                    {"flatten", t_flatten},
                                    {"contiguous", t_contiguous},
                                    {"clone", t_clone},

@@ -4,6 +4,7 @@
 -- are named "0", "1", ... as in PyTorch, so state-dict keys line up with PyTorch's
 -- ("0.weight", "2.bias"); Lua indexing is 1-based: seq[1] is the first layer (named "0"),
 -- seq[-1] the last, #seq the count. seq:append(m) adds a layer; seq[i] = m replaces one.
+local core = require "luagrad.core"
 local base = require "luagrad.nn.module"
 local F = require "luagrad.nn.functional"
 local errors = require "luagrad.errors"
@@ -83,7 +84,10 @@ end
 
 ---@param x luagrad.Tensor
 ---@return luagrad.Tensor
-function Residual:forward(x) return x + self.block(x) end
+function Residual:forward(x)
+  if not core.is_tensor(x) then errors.raise("Residual: expected a tensor input, got " .. type(x)) end
+  return x + self.block(x)
+end
 
 ---Identity(): returns its input.
 ---@class luagrad.nn.Identity: luagrad.nn.Module
@@ -112,7 +116,10 @@ end
 
 ---@param x luagrad.Tensor
 ---@return luagrad.Tensor
-function Flatten:forward(x) return x:flatten(self.start_dim, self.end_dim) end
+function Flatten:forward(x)
+  if not core.is_tensor(x) then errors.raise("Flatten: expected a tensor input, got " .. type(x)) end
+  return x:flatten(self.start_dim, self.end_dim)
+end
 
 function Flatten:extra_repr() return string.format("start_dim=%d, end_dim=%d", self.start_dim, self.end_dim) end
 

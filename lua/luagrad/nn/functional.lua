@@ -71,6 +71,16 @@ local function same_shape(a, b)
   return true
 end
 
+-- whether the shapes of a and b broadcast against each other
+local function broadcasts(a, b)
+  local sa, sb = a.shape, b.shape
+  for i = 1, math.min(#sa, #sb) do
+    local x, y = sa[#sa + 1 - i], sb[#sb + 1 - i]
+    if x ~= y and x ~= 1 and y ~= 1 then return false end
+  end
+  return true
+end
+
 local function check_tensor(t, fname, what)
   if not is_tensor(t) then
     errors.raisef("%s: %s must be a tensor, got %s", fname, what or "input", type(t))
@@ -168,6 +178,7 @@ F.log_softmax = softmax_like("log_softmax", "log_softmax")
 function F.linear(x, weight, bias)
   check_tensor(x, "linear")
   check_tensor(weight, "linear", "weight")
+  if bias ~= nil then check_tensor(bias, "linear", "bias") end
   -- one fused op: x W^T + b as a single GEMM with a fused backward (src/matmul.c); it checks
   -- the shapes and names them in its errors
   return core._linear(x, weight, bias)
@@ -228,6 +239,16 @@ function F._batch_norm_train(x, running_mean, running_var, w, b, f, eps)
   return y
 end
 
+-- batch_norm's per-channel tensors: nil, or C elements
+local function check_channels(v, what, x, C)
+  if v == nil then return end
+  if not is_tensor(v) then errors.raisef("batch_norm: %s must be a tensor, got %s", what, type(v)) end
+  if v:numel() ~= C then
+    errors.raisef("batch_norm: %s has shape %s, expected %d elements (one per channel of %s)", what, shape_str(v), C,
+      shape_str(x))
+  end
+end
+
 ---batch_norm(x (N, C) or (N, C, L), running_mean | nil, running_var | nil,
 ---           {weight, bias, training = false, momentum = 0.1, eps = 1e-5})
 ---Training: batch statistics (the fused C kernel, biased variance); running statistics, when
@@ -242,12 +263,18 @@ end
 function F.batch_norm(x, running_mean, running_var, opts)
   check_tensor(x, "batch_norm")
   local o = check_opts("batch_norm", opts, { "weight", "bias", "training", "momentum", "eps" })
+  errors.check("batch_norm", "opts.eps", o.eps, "number?")
+  errors.check("batch_norm", "opts.momentum", o.momentum, "number?")
   local eps = o.eps or 1e-5
   local w, b = o.weight, o.bias
   if x:dim() ~= 2 and x:dim() ~= 3 then
     errors.raisef("batch_norm: expected 2-d (N, C) or 3-d (N, C, L) input, got shape %s", shape_str(x))
   end
   local C = x:size(2)
+  check_channels(running_mean, "running_mean", x, C)
+  check_channels(running_var, "running_var", x, C)
+  check_channels(w, "opts.weight", x, C)
+  check_channels(b, "opts.bias", x, C)
   if o.training then
     if x:numel() // C <= 1 then
       errors.raisef("batch_norm: expected more than 1 value per channel when training, got input of shape %s",
@@ -420,7 +447,13 @@ function F.mse_loss(input, target, opts)
   check_tensor(input, "mse_loss")
   check_tensor(target, "mse_loss", "target")
   local o = check_opts("mse_loss", opts, { "reduction" })
-  if not same_shape(input, target) then warn_broadcast("mse_loss", input, target) end
+  if not same_shape(input, target) then
+    if not broadcasts(input, target) then
+      errors.raisef("mse_loss: target shape %s does not broadcast against input shape %s", shape_str(target),
+        shape_str(input))
+    end
+    warn_broadcast("mse_loss", input, target)
+  end
   return reduce((input - target):square(), o.reduction, "mse_loss")
 end
 

@@ -45,9 +45,23 @@ local function check_float(t, fname)
   end
 end
 
-local function in_place(t, fn, ...)
-  autograd.no_grad(fn, t, ...)
+-- fn(t, ...) under no_grad; its errors name nn.init.<fname> ("fill_: value inf does not fit int64"
+-- from constant_ reads "nn.init.constant_: value inf ...")
+local function in_place(fname, t, fn, ...)
+  errors.call_as("nn.init." .. fname, autograd.no_grad, fn, t, ...)
   return t
+end
+
+-- fan_in, fan_out for the public function fname
+local function fans(t, fname)
+  local d = t:dim()
+  if d < 2 then
+    errors.raisef("nn.init.%s: fan in and fan out cannot be computed for a tensor with fewer than 2 dimensions " ..
+      "(shape {%s})", fname, table.concat(t.shape, ","))
+  end
+  local receptive = 1
+  for i = 3, d do receptive = receptive * t:size(i) end
+  return t:size(2) * receptive, t:size(1) * receptive
 end
 
 ---fan_in, fan_out of a tensor with at least 2 dimensions (PyTorch's rules above).
@@ -56,14 +70,7 @@ end
 ---@return integer fan_out
 function init.calculate_fan_in_and_fan_out(t)
   check_tensor(t, "calculate_fan_in_and_fan_out")
-  local d = t:dim()
-  if d < 2 then
-    errors.raisef("nn.init: fan in and fan out cannot be computed for a tensor with fewer than 2 dimensions (shape {%s})",
-      table.concat(t.shape, ","))
-  end
-  local receptive = 1
-  for i = 3, d do receptive = receptive * t:size(i) end
-  return t:size(2) * receptive, t:size(1) * receptive
+  return fans(t, "calculate_fan_in_and_fan_out")
 end
 init._calculate_fan_in_and_fan_out = init.calculate_fan_in_and_fan_out
 
@@ -111,7 +118,7 @@ local KAIMING = { a = true, mode = true, nonlinearity = true }
 local function kaiming_std(t, opts, fname)
   local o = options(opts, "a", fname, KAIMING)
   local mode = o.mode or "fan_in"
-  local fan_in, fan_out = init.calculate_fan_in_and_fan_out(t)
+  local fan_in, fan_out = fans(t, fname)
   local fan
   if mode == "fan_in" then
     fan = fan_in
@@ -126,7 +133,7 @@ end
 
 local function xavier_std(t, opts, fname)
   local o = options(opts, "gain", fname, { gain = true })
-  local fan_in, fan_out = init.calculate_fan_in_and_fan_out(t)
+  local fan_in, fan_out = fans(t, fname)
   return (o.gain or 1) * math.sqrt(2 / (fan_in + fan_out))
 end
 
@@ -138,12 +145,12 @@ local function std_pair(prefix, std)
     check_float(t, uname)
     if t:numel() == 0 then return t end
     local bound = math.sqrt(3) * std(t, opts, uname)
-    return in_place(t, t.uniform_, -bound, bound)
+    return in_place(uname, t, t.uniform_, -bound, bound)
   end
   init[nname] = function(t, opts)
     check_float(t, nname)
     if t:numel() == 0 then return t end
-    return in_place(t, t.normal_, 0, std(t, opts, nname))
+    return in_place(nname, t, t.normal_, 0, std(t, opts, nname))
   end
 end
 std_pair("kaiming_", kaiming_std)
@@ -162,7 +169,7 @@ function init.uniform_(t, a, b)
   if not (a <= b) then -- luacheck: ignore 581 (NaN fails too)
     errors.raisef("nn.init.uniform_: expected a <= b, got a = %g, b = %g", a, b)
   end
-  return in_place(t, t.uniform_, a, b)
+  return in_place("uniform_", t, t.uniform_, a, b)
 end
 
 ---Fills t from N(mean, std^2).
@@ -172,11 +179,13 @@ end
 ---@return luagrad.Tensor t
 function init.normal_(t, mean, std)
   check_float(t, "normal_")
+  errors.check("nn.init.normal_", "mean", mean, "number?")
+  errors.check("nn.init.normal_", "std", std, "number?")
   mean, std = mean or 0, std or 1
   if not (std >= 0) then -- luacheck: ignore 581 (NaN fails too)
     errors.raisef("nn.init.normal_: std must be non-negative, got %g", std)
   end
-  return in_place(t, t.normal_, mean, std)
+  return in_place("normal_", t, t.normal_, mean, std)
 end
 
 ---@param t luagrad.Tensor
@@ -185,21 +194,21 @@ end
 function init.constant_(t, v)
   check_tensor(t, "constant_")
   if type(v) ~= "number" then errors.raise("nn.init.constant_: the value must be a number, got " .. type(v)) end
-  return in_place(t, t.fill_, v)
+  return in_place("constant_", t, t.fill_, v)
 end
 
 ---@param t luagrad.Tensor
 ---@return luagrad.Tensor t
 function init.zeros_(t)
   check_tensor(t, "zeros_")
-  return in_place(t, t.fill_, 0)
+  return in_place("zeros_", t, t.fill_, 0)
 end
 
 ---@param t luagrad.Tensor
 ---@return luagrad.Tensor t
 function init.ones_(t)
   check_tensor(t, "ones_")
-  return in_place(t, t.fill_, 1)
+  return in_place("ones_", t, t.fill_, 1)
 end
 
 return init

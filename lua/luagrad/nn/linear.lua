@@ -39,8 +39,13 @@ function Linear:init(in_features, out_features, opts)
   local o = F._check_opts("Linear", opts, { "bias", "dtype" })
   self.in_features, self.out_features = in_features, out_features
   local dtype = o.dtype or core.get_default_dtype()
-  self.weight = Parameter(core.empty({ out_features, in_features }, { dtype = dtype }))
-  if o.bias ~= false then self.bias = Parameter(core.empty({ out_features }, { dtype = dtype })) end
+  if dtype ~= "float32" and dtype ~= "float64" then
+    errors.raisef('Linear: dtype must be "float32" or "float64", got %s', tostring(dtype))
+  end
+  self.weight = Parameter(errors.call_as("Linear", core.empty, { out_features, in_features }, { dtype = dtype }))
+  if o.bias ~= false then
+    self.bias = Parameter(errors.call_as("Linear", core.empty, { out_features }, { dtype = dtype }))
+  end
   self:reset_parameters()
 end
 

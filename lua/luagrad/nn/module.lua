@@ -75,6 +75,17 @@ end
 
 local function class_name(m) return getmetatable(m).__name end
 
+-- "Linear:method", the start of a method's messages
+local function method_name(m, method) return class_name(m) .. ":" .. method end
+
+-- A member's name: a non-empty string without '.' (state-dict keys join names with dots).
+local function check_name(fname, name)
+  if type(name) ~= "string" or name == "" or name:find(".", 1, true) then
+    errors.raisef("%s: name must be a non-empty string without '.', got %s", fname,
+      type(name) == "string" and string.format("%q", name) or type(name))
+  end
+end
+
 -- Field lookup on an instance: plain fields, parameters, buffers, children, then the class
 -- (and its ancestors). Integer keys go to the class's _item(i) when it has one (Sequential).
 function Module.__index(self, k)
@@ -201,16 +212,13 @@ end
 ---@param opts? {persistent?: boolean}
 ---@return luagrad.Tensor t
 function Module:register_buffer(name, t, opts)
-  if type(name) ~= "string" or name == "" or name:find(".", 1, true) then
-    errors.raisef("%s.register_buffer: the name must be a non-empty string without '.', got %s",
-      class_name(self), tostring(name))
-  end
-  if not is_tensor(t) then
-    errors.raisef("%s.register_buffer: '%s' must be a tensor, got %s", class_name(self), name, type(t))
-  end
+  local fname = method_name(self, "register_buffer")
+  check_name(fname, name)
+  if not is_tensor(t) then errors.raisef("%s: '%s' must be a tensor, got %s", fname, name, type(t)) end
+  opts = errors.options(fname, opts, { "persistent" })
   reg_remove(self._parameters, name); reg_remove(self._modules, name); self._fields[name] = nil
   reg_set(self._buffers, name, t)
-  self._non_persistent[name] = (opts and opts.persistent == false) or nil
+  self._non_persistent[name] = opts.persistent == false or nil
   return t
 end
 
@@ -219,9 +227,11 @@ end
 ---@param t luagrad.Tensor|nil
 ---@return luagrad.Tensor|nil t
 function Module:register_parameter(name, t)
+  local fname = method_name(self, "register_parameter")
+  check_name(fname, name)
   if t ~= nil and not (is_tensor(t) and t.requires_grad and t:grad_fn() == nil) then
-    errors.raisef("%s.register_parameter: '%s' must be a leaf tensor that requires grad (nn.Parameter(t))",
-      class_name(self), tostring(name))
+    errors.raisef("%s: '%s' must be a leaf tensor that requires grad (nn.Parameter(t)), got %s", fname, name,
+      is_tensor(t) and "a tensor that is not" or type(t))
   end
   self[name] = t
   return t
@@ -232,9 +242,9 @@ end
 ---@param m luagrad.nn.Module
 ---@return luagrad.nn.Module m
 function Module:add_module(name, m)
-  if not is_module(m) then
-    errors.raisef("%s.add_module: '%s' is not a Module (got %s)", class_name(self), tostring(name), type(m))
-  end
+  local fname = method_name(self, "add_module")
+  check_name(fname, name)
+  if not is_module(m) then errors.raisef("%s: '%s' is not a Module (got %s)", fname, name, type(m)) end
   self[name] = m
   return m
 end
@@ -264,10 +274,12 @@ local function collect_modules(m, prefix, memo, out)
   return out
 end
 
--- The members (parameters or buffers) of self (and its descendants), each tensor once.
-local function collect_members(m, which, opts)
-  opts = errors.options(class_name(m) .. (which == "_parameters" and ":parameters" or ":buffers"), opts,
-    { "prefix", "recurse" })
+-- The members (parameters or buffers) of self (and its descendants), each tensor once; method is
+-- the public method asked (its errors name it).
+local function collect_members(m, which, opts, method)
+  local fname = method_name(m, method)
+  opts = errors.options(fname, opts, { "prefix", "recurse" })
+  errors.check(fname, "opts.prefix", opts.prefix, "string?")
   local prefix, recurse = opts.prefix or "", opts.recurse ~= false
   local mods = recurse and collect_modules(m, prefix, {}, {}) or { { prefix, m } }
   local out, seen = {}, {}
@@ -297,17 +309,17 @@ end
 ---for name, p in m:named_parameters({prefix = "", recurse = true}) do ... end
 ---@param opts? luagrad.nn.MembersOptions
 ---@return fun(): string, luagrad.Tensor
-function Module:named_parameters(opts) return iter(collect_members(self, "_parameters", opts)) end
+function Module:named_parameters(opts) return iter(collect_members(self, "_parameters", opts, "named_parameters")) end
 ---The parameters of the module and its descendants, each once, in registration order.
 ---@param opts? luagrad.nn.MembersOptions
 ---@return luagrad.Tensor[]
-function Module:parameters(opts) return values_of(collect_members(self, "_parameters", opts)) end
+function Module:parameters(opts) return values_of(collect_members(self, "_parameters", opts, "parameters")) end
 ---@param opts? luagrad.nn.MembersOptions
 ---@return fun(): string, luagrad.Tensor
-function Module:named_buffers(opts) return iter(collect_members(self, "_buffers", opts)) end
+function Module:named_buffers(opts) return iter(collect_members(self, "_buffers", opts, "named_buffers")) end
 ---@param opts? luagrad.nn.MembersOptions
 ---@return luagrad.Tensor[]
-function Module:buffers(opts) return values_of(collect_members(self, "_buffers", opts)) end
+function Module:buffers(opts) return values_of(collect_members(self, "_buffers", opts, "buffers")) end
 
 local function child_list(self)
   local out, seen = {}, {}
@@ -329,7 +341,8 @@ function Module:children() return values_of(child_list(self)) end
 ---@param opts? {prefix?: string}
 ---@return fun(): string, luagrad.nn.Module
 function Module:named_modules(opts)
-  opts = errors.options(class_name(self) .. ":named_modules", opts, { "prefix" })
+  opts = errors.options(method_name(self, "named_modules"), opts, { "prefix" })
+  errors.check(method_name(self, "named_modules"), "opts.prefix", opts.prefix, "string?")
   return iter(collect_modules(self, opts.prefix or "", {}, {}))
 end
 ---Self and every descendant, depth-first, each once.
@@ -340,6 +353,7 @@ function Module:modules() return values_of(collect_modules(self, "", {}, {})) en
 ---@param fn fun(m: luagrad.nn.Module)
 ---@return self
 function Module:apply(fn)
+  errors.check(method_name(self, "apply"), "fn", fn, "callable")
   for _, c in ipairs(self:children()) do c:apply(fn) end
   fn(self)
   return self
@@ -353,7 +367,7 @@ end
 function Module:train(mode)
   if mode == nil then mode = true end
   if type(mode) ~= "boolean" then
-    errors.raisef("%s.train: mode must be a boolean, got %s", class_name(self), type(mode))
+    errors.raisef("%s: mode must be a boolean, got %s", method_name(self, "train"), type(mode))
   end
   for _, m in ipairs(self:modules()) do m.training = mode end
   return self
@@ -377,7 +391,7 @@ local FLOAT = { float32 = true, float64 = true }
 ---@return self
 function Module:to(dtype)
   if not FLOAT[dtype] then
-    errors.raisef('%s.to: dtype must be "float32" or "float64", got %s', class_name(self), tostring(dtype))
+    errors.raisef('%s: dtype must be "float32" or "float64", got %s', method_name(self, "to"), tostring(dtype))
   end
   autograd.no_grad(function()
     for _, list in ipairs({ self:parameters(), self:buffers() }) do
@@ -415,7 +429,8 @@ end
 ---@param opts? {prefix?: string, keep_vars?: boolean}
 ---@return table<string, luagrad.Tensor>
 function Module:state_dict(opts)
-  opts = opts or {}
+  opts = errors.options(method_name(self, "state_dict"), opts, { "prefix", "keep_vars" })
+  errors.check(method_name(self, "state_dict"), "opts.prefix", opts.prefix, "string?")
   local prefix = opts.prefix or ""
   if prefix ~= "" and prefix:sub(-1) ~= "." then prefix = prefix .. "." end
   return fill_state(self, prefix, opts.keep_vars, {})
@@ -445,9 +460,9 @@ end
 ---@param opts? {strict?: boolean}
 ---@return {missing_keys: string[], unexpected_keys: string[]}
 function Module:load_state_dict(sd, opts)
-  local name = class_name(self) .. ".load_state_dict"
+  local name = method_name(self, "load_state_dict")
   if type(sd) ~= "table" then errors.raisef("%s: expected a table of tensors, got %s", name, type(sd)) end
-  local strict = not (opts and opts.strict == false)
+  local strict = errors.options(name, opts, { "strict" }).strict ~= false
   local own = self:state_dict({ keep_vars = true })
   local missing, unexpected, problems = {}, {}, {}
   for _, k in ipairs(sorted_keys(own)) do
@@ -518,6 +533,9 @@ end
 ---@return luagrad.Tensor
 local function Parameter(t)
   if not is_tensor(t) then errors.raise("nn.Parameter: expected a tensor, got " .. type(t)) end
+  if t.dtype ~= "float32" and t.dtype ~= "float64" then
+    errors.raise("nn.Parameter: only float tensors can require gradients, got " .. t.dtype)
+  end
   return t:detach():requires_grad_(true)
 end
 

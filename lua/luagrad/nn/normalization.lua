@@ -23,6 +23,15 @@ local F = require "luagrad.nn.functional"
 local Module, Parameter = base.Module, base.Parameter
 local shape_str = F._shape_str
 
+-- a layer's dtype option: float32 or float64 (the default dtype when nil)
+local function float_dtype(fname, dtype)
+  if dtype == nil then return core.get_default_dtype() end
+  if dtype ~= "float32" and dtype ~= "float64" then
+    errors.raisef('%s: dtype must be "float32" or "float64", got %s', fname, tostring(dtype))
+  end
+  return dtype
+end
+
 ---@class luagrad.nn.BatchNorm1dOptions
 ---@field eps? number added to the variance (default 1e-5)
 ---@field momentum? number|false the running statistics' update factor, false for a cumulative average (default 0.1)
@@ -61,14 +70,14 @@ function BatchNorm1d:init(num_features, opts)
   self.momentum = momentum
   self.affine = o.affine ~= false
   self.track_running_stats = o.track_running_stats ~= false
-  local dt = { dtype = o.dtype or core.get_default_dtype() }
+  local dt = { dtype = float_dtype("BatchNorm1d", o.dtype) }
   if self.affine then
-    self.weight = Parameter(core.ones({ num_features }, dt))
-    self.bias = Parameter(core.zeros({ num_features }, dt))
+    self.weight = Parameter(errors.call_as("BatchNorm1d", core.ones, { num_features }, dt))
+    self.bias = Parameter(errors.call_as("BatchNorm1d", core.zeros, { num_features }, dt))
   end
   if self.track_running_stats then
-    self:register_buffer("running_mean", core.zeros({ num_features }, dt))
-    self:register_buffer("running_var", core.ones({ num_features }, dt))
+    self:register_buffer("running_mean", errors.call_as("BatchNorm1d", core.zeros, { num_features }, dt))
+    self:register_buffer("running_var", errors.call_as("BatchNorm1d", core.ones, { num_features }, dt))
     self:register_buffer("num_batches_tracked", core.zeros({}, { dtype = "int64" }))
   end
 end
@@ -151,10 +160,10 @@ function LayerNorm:init(normalized_shape, opts)
   self.normalized_shape = ns
   self.eps = o.eps or 1e-5
   self.elementwise_affine = o.elementwise_affine ~= false
+  local dt = { dtype = float_dtype("LayerNorm", o.dtype) }
   if self.elementwise_affine then
-    local dt = { dtype = o.dtype or core.get_default_dtype() }
-    self.weight = Parameter(core.ones(ns, dt))
-    self.bias = Parameter(core.zeros(ns, dt))
+    self.weight = Parameter(errors.call_as("LayerNorm", core.ones, ns, dt))
+    self.bias = Parameter(errors.call_as("LayerNorm", core.zeros, ns, dt))
   end
 end
 

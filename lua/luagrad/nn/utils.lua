@@ -26,7 +26,7 @@ end
 ---@param opts? {norm_type?: number, error_if_nonfinite?: boolean}
 ---@return luagrad.Tensor total_norm
 function M.clip_grad_norm_(params, max_norm, opts)
-  opts = opts or {}
+  opts = errors.options("clip_grad_norm_", opts, { "norm_type", "error_if_nonfinite" })
   local p = opts.norm_type or 2
   if type(max_norm) ~= "number" then errors.raise("clip_grad_norm_: max_norm must be a number, got " .. type(max_norm)) end
   if type(p) ~= "number" then errors.raise("clip_grad_norm_: norm_type must be a number, got " .. type(p)) end

@@ -122,13 +122,16 @@ end
 ---@param opts? table the class's options
 ---@return luagrad.optim.Optimizer
 function Optimizer.new(cls, params, opts)
+  if type(cls) ~= "table" or type(cls.name) ~= "string" or type(cls.defaults) ~= "table" then
+    fail("Optimizer.new", "cls must be an optimizer class (lg.optim.SGD, ...), got %s", type(cls))
+  end
   local name = cls.name
   if type(params) ~= "table" and not core.is_tensor(params) then
     fail(name, "params must be a list of tensors or of parameter groups, got %s", type(params))
   end
   if core.is_tensor(params) then params = { params } end
   opts = opts or {}
-  if type(opts) ~= "table" then fail(name, "options must be a table, got %s", type(opts)) end
+  if type(opts) ~= "table" then fail(name, "options must be a table, got %s", errors.describe(opts)) end
   for k in pairs(opts) do
     if cls.defaults[k] == nil and not (k == "lr" and cls.defaults.lr == false) then
       fail(name, "unknown option '%s'", tostring(k))
@@ -255,13 +258,19 @@ end
 ---@param sd {state: table<integer, table>, param_groups: table[]}
 function Optimizer:load_state_dict(sd)
   local name = self.name
-  if type(sd) ~= "table" or type(sd.param_groups) ~= "table" then fail(name, "load_state_dict: not an optimizer state dict") end
+  if type(sd) ~= "table" or type(sd.param_groups) ~= "table" or (sd.state ~= nil and type(sd.state) ~= "table") then
+    fail(name, "load_state_dict: not an optimizer state dict (a table with param_groups and state), got %s",
+      errors.describe(sd))
+  end
   if #sd.param_groups ~= #self.param_groups then
     fail(name, "load_state_dict: %d parameter groups saved, this optimizer has %d", #sd.param_groups, #self.param_groups)
   end
   local byindex = {}
   for gi, g in ipairs(self.param_groups) do
     local saved = sd.param_groups[gi]
+    if type(saved) ~= "table" or type(saved.params) ~= "table" then
+      fail(name, "load_state_dict: parameter group %d is not a table with a params list", gi)
+    end
     if #saved.params ~= #g.params then
       fail(name, "load_state_dict: group %d has %d parameters saved and %d here", gi, #saved.params, #g.params)
     end
@@ -271,6 +280,7 @@ function Optimizer:load_state_dict(sd)
   for idx, s in pairs(sd.state or {}) do
     local p = byindex[tonumber(idx)]
     if p == nil then fail(name, "load_state_dict: state for unknown parameter %s", tostring(idx)) end
+    if type(s) ~= "table" then fail(name, "load_state_dict: the state of parameter %s is not a table", tostring(idx)) end
     local st = {}
     for k, v in pairs(s) do
       if core.is_tensor(v) then
@@ -294,11 +304,16 @@ end
 ---not the options the optimizer was made with; an SGD group needs its own lr.
 ---@param group luagrad.optim.ParamGroup
 function Optimizer:add_param_group(group)
-  local tmp = self.new(getmetatable(self), { group }, {})
+  local fname = self.name .. ":add_param_group"
+  if type(group) ~= "table" or (type(group.params) ~= "table" and not core.is_tensor(group.params)) then
+    fail(fname, "group must be a table with a params list, such as {params = {w}, lr = 0.1}, got %s",
+      type(group) == "table" and "a table without params" or errors.describe(group))
+  end
+  local tmp = errors.call_as(fname, self.new, getmetatable(self), { group }, {})
   local seen = {}
   for _, g in ipairs(self.param_groups) do for _, p in ipairs(g.params) do seen[p] = true end end
   for _, p in ipairs(tmp.param_groups[1].params) do
-    if seen[p] then fail(self.name, "a parameter appears more than once across the parameter groups") end
+    if seen[p] then fail(fname, "a parameter appears more than once across the parameter groups") end
   end
   self.param_groups[#self.param_groups + 1] = tmp.param_groups[1]
   for p, st in pairs(tmp.state) do self.state[p] = st end

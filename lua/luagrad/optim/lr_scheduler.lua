@@ -22,6 +22,7 @@
 --   exponential decay  function(t) return eta0 * math.exp(-alpha * t) end
 --   inverse time       function(t) return eta0 / (1 + alpha * t) end
 -- and FunctionLR(opt, {lr = f}) drives an optimizer with any of them.
+local core = require "luagrad.core"
 local errors = require "luagrad.errors"
 
 ---@alias luagrad.optim.LRLambda fun(step: integer): number
@@ -186,6 +187,14 @@ end
 
 ---@param sd table what state_dict returned
 function Scheduler:load_state_dict(sd)
+  local fname = (self.name or "ReduceLROnPlateau") .. ":load_state_dict"
+  errors.check(fname, "sd", sd, "table")
+  if sd._schedulers ~= nil then
+    if type(sd._schedulers) ~= "table" or not self._schedulers or #sd._schedulers ~= #self._schedulers then
+      fail(fname, "sd._schedulers must list the state of each of the %d schedulers", self._schedulers and
+        #self._schedulers or 0)
+    end
+  end
   for k, v in pairs(sd) do
     if k == "_schedulers" then
       for i, s in ipairs(v) do self._schedulers[i]:load_state_dict(s) end
@@ -502,6 +511,8 @@ M.ReduceLROnPlateau = setmetatable(Plateau, {
 ---@param best number
 ---@return boolean
 function Plateau:is_better(a, best)
+  errors.check("ReduceLROnPlateau:is_better", "a", a, "number")
+  errors.check("ReduceLROnPlateau:is_better", "best", best, "number")
   local rel = self.threshold_mode == "rel"
   if self.mode == "min" then return a < (rel and best * (1 - self.threshold) or best - self.threshold) end
   return a > (rel and best * (1 + self.threshold) or best + self.threshold)
@@ -510,8 +521,11 @@ end
 ---@param metric number|luagrad.Tensor a one-element tensor is read with :item()
 function Plateau:step(metric)
   if type(metric) ~= "number" then
-    if type(metric) == "userdata" and metric.item then metric = metric:item() else
-      fail("ReduceLROnPlateau", "step needs the metric (a number), got %s", type(metric))
+    if core.is_tensor(metric) and metric:numel() == 1 then
+      metric = metric:item() -- a loss tensor, as PyTorch takes
+    else
+      fail("ReduceLROnPlateau:step", "metric must be a number or a one-element tensor, got %s",
+        core.is_tensor(metric) and ("a tensor of shape {" .. table.concat(metric.shape, ",") .. "}") or type(metric))
     end
   end
   self.last_epoch = self.last_epoch + 1
