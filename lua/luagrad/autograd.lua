@@ -148,6 +148,7 @@ local function leaves(primals)
   local xs = {}
   for i, p in ipairs(primals) do
     if not is_tensor(p) then errors.raisef("vjp: primal %d is not a tensor", i) end
+    if p.dtype == "int64" then errors.raisef("vjp: primal %d is int64; differentiation needs float tensors", i) end
     xs[i] = p:detach():requires_grad_(true)
   end
   return xs
@@ -252,6 +253,7 @@ end
 function M.hessian(f, x)
   errors.check("hessian", "f", f, "callable")
   errors.check("hessian", "x", x, "tensor")
+  if x.dtype == "int64" then errors.raise("hessian: x must be a float tensor, got int64") end
   local xl = x:detach():requires_grad_(true)
   local y = in_grad_mode("hessian", true, f, xl)
   if not is_tensor(y) or y:numel() ~= 1 then errors.raise("hessian: f must return a one-element tensor") end
@@ -279,6 +281,13 @@ function M.hvp(f, x, v)
   errors.check("hvp", "f", f, "callable")
   errors.check("hvp", "x", x, "tensor")
   errors.check("hvp", "v", v, "tensor")
+  if x.dtype == "int64" then errors.raise("hvp: x must be a float tensor, got int64") end
+  local xs, vs = x.shape, v.shape
+  local same = #xs == #vs
+  for i = 1, #xs do same = same and xs[i] == vs[i] end
+  if not same then
+    errors.raisef("hvp: v has shape {%s}, but x has shape {%s}", table.concat(vs, ","), table.concat(xs, ","))
+  end
   local xl = x:detach():requires_grad_(true)
   local y = in_grad_mode("hvp", true, f, xl)
   if not is_tensor(y) or y:numel() ~= 1 then errors.raise("hvp: f must return a one-element tensor") end
@@ -327,6 +336,7 @@ function M.gradcheck(f, inputs, opts)
       -- a copy: an output that views the probed input would change back with it
       if o.dtype == "float64" or o.dtype == "float32" then flat[#flat + 1] = o:reshape(-1):clone() end
     end
+    if #flat == 0 then errors.raise("gradcheck: f returned no float tensor to check") end
     return #flat == 1 and flat[1] or core.cat(flat)
   end
   local leaves_ = {}

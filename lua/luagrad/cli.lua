@@ -74,9 +74,17 @@ function cli.options(args, defaults, name, more)
   errors.check("cli.options", "defaults", defaults, "table")
   errors.check("cli.options", "name", name, "string")
   errors.check("cli.options", "more", more, "table?")
-  more = more or {}
+  more = errors.options("cli.options", more, { "unset", "metavar" })
+  errors.check("cli.options", "more.unset", more.unset, "table?")
+  errors.check("cli.options", "more.metavar", more.metavar, "table?")
+  for k in pairs(defaults) do
+    if type(k) ~= "string" then errors.raisef("cli.options: defaults' keys must be option names, got %s", type(k)) end
+  end
   local unset = {}
-  for _, k in ipairs(more.unset or {}) do unset[k] = true end
+  for _, k in ipairs(more.unset or {}) do
+    if type(k) ~= "string" then errors.raisef("cli.options: more.unset must list option names, got %s", type(k)) end
+    unset[k] = true
+  end
   local opts = {}
   for k, v in pairs(defaults) do opts[k] = v end
   local keys = sorted_keys(defaults, unset)

@@ -408,7 +408,7 @@ function progress.wrap(it, opts)
   if opts ~= nil and type(opts) ~= "table" then fail("wrap: opts must be a table, got %s", type(opts)) end
   local _, total = stepper(it, "wrap")
   if opts and opts.total ~= nil then total = opts.total end
-  local bar = new(total, opts)
+  local bar = errors.call_as("progress: wrap", new, total, opts) -- "progress: wrap: total must be ..."
   return bar:iter(it)
 end
 

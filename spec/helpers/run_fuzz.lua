@@ -4,7 +4,7 @@
 --
 --   T <total calls in the plan>
 --   C <i> <name> <reproducer, newlines as \2>  before call i
---   R <i> <outcome> <names itself 0/1; 2, 3 not judged> <ms> <message as %q>
+--   R <i> <outcome> <names itself 0/1, 4 excused; 2, 3 not judged> <ms> <message as %q>
 --   E                                         after the last call
 --
 -- outcome: ok | error (a string error) | bad-error (an error value that is not a string) |
@@ -59,11 +59,12 @@ for i = first, last do
   t0 = lg.clock()
   if outcome == "error" and msg:find("fuzz: watchdog", 1, true) then outcome = "hang" end
   reset()
-  -- 1 the message names the function, 0 it does not; not judged: 2 a method called on an invalid
-  -- receiver, 3 an error raised inside a function the call passed (its position is that function's
-  -- line, in the chunk "=arg"), which the library passes on unchanged
+  -- 1 the message names the function, 0 it does not, 4 it does not but an exemption excuses it
+  -- (fuzz.EXEMPT); not judged: 2 a method called on an invalid receiver, 3 an error raised inside
+  -- a function the call passed (its position is that function's line, in the chunk "=arg"), which
+  -- the library passes on unchanged
   local named = outcome ~= "error" and 0 or not c.recv_ok and 2 or fuzz.from_callback(msg) and 3
-    or fuzz.names_itself(c.name, msg) and 1 or 0
+    or fuzz.names_itself(c.name, msg) and 1 or fuzz.excused(c.name, msg) and 4 or 0
   emit(string.format("R %d %s %d %.1f %q", i, outcome, named, ms, (msg or ""):gsub("\n", " ")))
   if i % 50 == 0 then collectgarbage() end
 end

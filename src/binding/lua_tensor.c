@@ -775,7 +775,7 @@ static int t_normal_(lua_State *L) {
 
 static int t_bernoulli_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  lgL_check(L, lg_bernoulli_(t, lgL_optnumber(L, 2, "p", 0.5)));
+  lgL_checkas(L, lg_bernoulli_(t, lgL_optnumber(L, 2, "p", 0.5)), "random");
   lua_settop(L, 1);
   return 1;
 }
@@ -1317,7 +1317,10 @@ static int t_newindex(lua_State *L) {
     return 0;
   }
   if (k && !strcmp(k, "grad")) {
-    lg_tensor *g = lua_isnil(L, 3) ? NULL : lgL_checktensor(L, 3);
+    lg_tensor **gs = lua_isnil(L, 3) ? NULL : test_slot(L, 3), *g = gs ? *gs : NULL;
+    if (!lua_isnil(L, 3) && !gs)
+      return lgL_error(L, "grad: can only assign a tensor or nil, got %s", luaL_typename(L, 3));
+    if (gs && !g) return lgL_error(L, "grad: cannot assign a closed tensor");
     if (g && (g->ndim != t->ndim || memcmp(g->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim)))
       return lgL_error(L, "grad: assigned gradient has shape %s, but the tensor has shape %s", LG_SHAPE(g),
                        LG_SHAPE(t));

@@ -305,6 +305,12 @@ function F.layer_norm(x, normalized_shape, opts)
   if type(ns) ~= "table" or #ns == 0 then
     errors.raise("layer_norm: normalized_shape must be a number or a non-empty table of sizes")
   end
+  for i = 1, #ns do
+    local v = ns[i]
+    if type(v) ~= "number" or v ~= math.floor(v) then
+      errors.raisef("layer_norm: normalized_shape[%d] must be an integer size, got %s", i, errors.describe(ns[i]))
+    end
+  end
   local nd, k = x:dim(), #ns
   local fits = nd >= k
   for i = 1, k do

@@ -101,12 +101,12 @@ end
 
 -- A schedule class: get_lr(self) computes the group rates from group.lr (PyTorch's chainable
 -- form); closed_form(self), where it exists, from the step alone (used by SequentialLR).
-local function class(name, init, get_lr, closed_form)
+local function class(name, options, init, get_lr, closed_form)
   local C = setmetatable({ name = name }, {
     __index = Scheduler,
     __call = function(cls, opt, o)
       check_opt(name, opt)
-      o = o or {}
+      o = errors.options(name, o, options)
       local self = setmetatable({ optimizer = opt, last_epoch = -1, _step_count = 0 }, cls)
       for _, g in ipairs(opt.param_groups) do
         if g.initial_lr == nil then g.initial_lr = g.lr end
@@ -134,6 +134,10 @@ end
 ---@param epoch? integer
 function Scheduler:step(epoch)
   errors.check((self.name or "scheduler") .. ":step", "epoch", epoch, "integer?")
+  if epoch ~= nil then
+    epoch = math.tointeger(epoch)
+    if epoch == nil then fail((self.name or "scheduler") .. ":step", "epoch is too large to count") end
+  end
   self._step_count = self._step_count + 1
   local values
   if epoch == nil then
@@ -160,12 +164,15 @@ end
 
 -- A deep copy of the schedule's state without functions (lr_lambda, FunctionLR's function):
 -- those stay with the object, as PyTorch leaves plain functions out of its state dicts.
-local function plain_copy(v)
+local function plain_copy(v, seen)
   if type(v) == "function" then return nil end
   if type(v) ~= "table" then return v end
+  seen = seen or {}
+  if seen[v] then return seen[v] end -- a table met again (a cycle) is copied once
   local c, any = {}, false
+  seen[v] = c
   for k, x in pairs(v) do
-    local y = plain_copy(x)
+    local y = plain_copy(x, seen)
     if y ~= nil then c[k], any = y, true end
   end
   if not any and next(v) ~= nil then return nil end -- a table of functions only
@@ -206,7 +213,7 @@ end
 
 -- ---- the schedules ----
 
-class("StepLR", function(self, o)
+class("StepLR", { "step_size", "gamma" }, function(self, o)
   self.step_size = number_opt("StepLR", o, "step_size", nil, function(v) return v >= 1 and v == math.floor(v) end)
   self.gamma = number_opt("StepLR", o, "gamma", 0.1)
 end, function(self)
@@ -224,7 +231,7 @@ local function bisect_right(list, x)
   return n
 end
 
-class("MultiStepLR", function(self, o)
+class("MultiStepLR", { "milestones", "gamma" }, function(self, o)
   if type(o.milestones) ~= "table" then fail("MultiStepLR", "option 'milestones' must be a list of steps") end
   self.milestones = {}
   for i, m in ipairs(o.milestones) do self.milestones[i] = m end
@@ -238,7 +245,7 @@ end, function(self)
   return map_groups(self, function(_, base) return base * self.gamma ^ bisect_right(self.milestones, self.last_epoch) end)
 end)
 
-class("ExponentialLR", function(self, o)
+class("ExponentialLR", { "gamma" }, function(self, o)
   self.gamma = number_opt("ExponentialLR", o, "gamma")
 end, function(self)
   if self.last_epoch == 0 then return map_groups(self, function(g) return g.lr end) end
@@ -247,7 +254,7 @@ end, function(self)
   return map_groups(self, function(_, base) return base * self.gamma ^ self.last_epoch end)
 end)
 
-class("CosineAnnealingLR", function(self, o)
+class("CosineAnnealingLR", { "T_max", "eta_min" }, function(self, o)
   self.T_max = number_opt("CosineAnnealingLR", o, "T_max", nil, function(v) return v > 0 end)
   self.eta_min = number_opt("CosineAnnealingLR", o, "eta_min", 0)
 end, function(self)
@@ -265,7 +272,7 @@ end, function(self)
   end)
 end)
 
-local Warm = class("CosineAnnealingWarmRestarts", function(self, o)
+local Warm = class("CosineAnnealingWarmRestarts", { "T_0", "T_mult", "eta_min" }, function(self, o)
   self.T_0 = number_opt("CosineAnnealingWarmRestarts", o, "T_0", nil, function(v) return v >= 1 and v == math.floor(v) end)
   self.T_mult = number_opt("CosineAnnealingWarmRestarts", o, "T_mult", 1, function(v) return v >= 1 and v == math.floor(v) end)
   self.eta_min = number_opt("CosineAnnealingWarmRestarts", o, "eta_min", 0)
@@ -316,7 +323,8 @@ local function anneal(strategy, start, stop, pct)
   return (stop - start) * pct + start
 end
 
-class("OneCycleLR", function(self, o)
+class("OneCycleLR", { "max_lr", "total_steps", "epochs", "steps_per_epoch", "pct_start", "anneal_strategy",
+  "div_factor", "final_div_factor", "three_phase", "cycle_momentum", "base_momentum", "max_momentum" }, function(self, o)
   local name = "OneCycleLR"
   if o.total_steps then
     self.total_steps = number_opt(name, o, "total_steps", nil, function(v) return v > 0 and v == math.floor(v) end)
@@ -387,7 +395,7 @@ end, function(self)
   end)
 end)
 
-class("LinearLR", function(self, o)
+class("LinearLR", { "start_factor", "end_factor", "total_iters" }, function(self, o)
   local name = "LinearLR"
   self.start_factor = number_opt(name, o, "start_factor", 1 / 3, function(v) return v > 0 and v <= 1 end)
   self.end_factor = number_opt(name, o, "end_factor", 1.0, function(v) return v >= 0 and v <= 1 end)
@@ -404,7 +412,7 @@ end, function(self)
   end)
 end)
 
-class("PolynomialLR", function(self, o)
+class("PolynomialLR", { "total_iters", "power" }, function(self, o)
   self.total_iters = number_opt("PolynomialLR", o, "total_iters", 5, function(v) return v > 0 end)
   self.power = number_opt("PolynomialLR", o, "power", 1.0)
 end, function(self)
@@ -417,7 +425,7 @@ end, function(self)
   return map_groups(self, function(_, base) return base * (1.0 - e / self.total_iters) ^ self.power end)
 end)
 
-class("LambdaLR", function(self, o)
+class("LambdaLR", { "lr_lambda" }, function(self, o)
   local f = o.lr_lambda
   if type(f) ~= "function" and type(f) ~= "table" then fail("LambdaLR", "option 'lr_lambda' must be a function") end
   local ngroups = #self.optimizer.param_groups
@@ -431,7 +439,7 @@ end, function(self)
 end)
 
 -- FunctionLR(opt, {lr = f}): the learning rate is f(step) itself.
-class("FunctionLR", function(self, o)
+class("FunctionLR", { "lr" }, function(self, o)
   if type(o.lr) ~= "function" then fail("FunctionLR", "option 'lr' must be a function of the step") end
   self.fn = o.lr
 end, function(self)
@@ -445,7 +453,7 @@ setmetatable(Seq, {
   __index = Scheduler,
   __call = function(cls, opt, o)
     check_opt("SequentialLR", opt)
-    o = o or {}
+    o = errors.options("SequentialLR", o, { "schedulers", "milestones" })
     local scheds, ms = o.schedulers, o.milestones
     if type(scheds) ~= "table" or #scheds < 1 then fail("SequentialLR", "option 'schedulers' must be a non-empty list") end
     if type(ms) ~= "table" or #ms ~= #scheds - 1 then
@@ -484,7 +492,8 @@ Plateau.__index = Plateau
 M.ReduceLROnPlateau = setmetatable(Plateau, {
   __call = function(cls, opt, o)
     check_opt("ReduceLROnPlateau", opt)
-    o = o or {}
+    o = errors.options("ReduceLROnPlateau", o, { "mode", "factor", "patience", "threshold", "threshold_mode", "cooldown",
+      "min_lr", "eps" })
     local name = "ReduceLROnPlateau"
     local self = setmetatable({ optimizer = opt, last_epoch = 0, num_bad_epochs = 0, cooldown_counter = 0 }, cls)
     self.mode = o.mode or "min"
