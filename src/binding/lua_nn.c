@@ -174,10 +174,86 @@ static int m_pad(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {{"_linear", m_linear},         {"_pad", m_pad},
-                                     {"_batch_norm", m_batch_norm}, {"_bn_update_stats", m_bn_update_stats},
-                                     {"_layer_norm", m_layer_norm}, {"_cross_entropy", m_cross_entropy},
-                                     {"_from_bytes", m_from_bytes}, {NULL, NULL}};
+/* ---- convolution and pooling: the Lua library (nn/functional.lua) checks the options and passes
+** pairs as tables {h, w} ---- */
+
+/* a table {h, w} of integers at idx into v[0], v[1] */
+static void pair_arg(lua_State *L, int idx, const char *op, const char *what, int64_t *v) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  for (int i = 0; i < 2; i++) {
+    lua_geti(L, idx, i + 1);
+    int ok;
+    lua_Integer x = lua_tointegerx(L, -1, &ok);
+    if (!ok) lgL_error(L, "%s: %s must be an integer or a pair of integers", op, what);
+    v[i] = x;
+    lua_pop(L, 1);
+  }
+}
+
+/* core._conv2d(x, w, b|nil, stride, padding, dilation, groups) */
+static int m_conv2d(lua_State *L) {
+  lg_tensor *x = lgL_checktensor(L, 1), *w = lgL_checktensor(L, 2);
+  lg_tensor *b = lua_isnoneornil(L, 3) ? NULL : lgL_checktensor(L, 3);
+  lg_args a = {.in = {x, w, b}, .nin = b ? 3 : 2, .dim = -1, .nshape = 8};
+  pair_arg(L, 4, "conv2d", "stride", &a.shape[0]);
+  pair_arg(L, 5, "conv2d", "padding", &a.shape[2]);
+  pair_arg(L, 6, "conv2d", "dilation", &a.shape[4]);
+  lua_Integer groups = luaL_checkinteger(L, 7);
+  if (groups < 1 || groups > INT32_MAX)
+    return lgL_error(L, "conv2d: groups must be a positive integer, got %lld", (long long)groups);
+  a.mode = (int)groups;
+  lg_tensor **y = lgL_newslot(L);
+  lgL_check(L, lg_apply(LG_OP_CONV2D, &a, y));
+  return 1;
+}
+
+/* core._max_pool2d(x, kernel, stride, padding, dilation, ceil_mode) -> values, 1-based indices */
+static int m_max_pool2d(lua_State *L) {
+  lg_tensor *x = lgL_checktensor(L, 1);
+  lg_args a = {.in = {x}, .nin = 1, .dim = -1, .nshape = 8, .mode = lua_toboolean(L, 6)};
+  pair_arg(L, 2, "max_pool2d", "kernel_size", &a.shape[0]);
+  pair_arg(L, 3, "max_pool2d", "stride", &a.shape[2]);
+  pair_arg(L, 4, "max_pool2d", "padding", &a.shape[4]);
+  pair_arg(L, 5, "max_pool2d", "dilation", &a.shape[6]);
+  lg_tensor **y = lgL_newslot(L), **idx = lgL_newslot(L), *o[2];
+  lgL_check(L, lg_apply(LG_OP_MAX_POOL2D, &a, o));
+  *y = o[0], *idx = o[1];
+  return 2;
+}
+
+/* core._avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override|nil)
+** core._avg_pool2d(x, output_size, nil, nil, ..., adaptive = true) for adaptive pooling */
+static int m_avg_pool2d(lua_State *L) {
+  lg_tensor *x = lgL_checktensor(L, 1);
+  int adaptive = lua_toboolean(L, 8);
+  lg_args a = {.in = {x},
+               .nin = 1,
+               .dim = -1,
+               .nshape = 8,
+               .mode = (lua_toboolean(L, 5) ? 1 : 0) | (lua_toboolean(L, 6) ? 2 : 0) | (adaptive ? 4 : 0),
+               .s = {luaL_optnumber(L, 7, 0)}};
+  pair_arg(L, 2, adaptive ? "adaptive_avg_pool2d" : "avg_pool2d", adaptive ? "output_size" : "kernel_size",
+           &a.shape[0]);
+  if (!adaptive) {
+    pair_arg(L, 3, "avg_pool2d", "stride", &a.shape[2]);
+    pair_arg(L, 4, "avg_pool2d", "padding", &a.shape[4]);
+  }
+  lg_tensor **y = lgL_newslot(L);
+  lgL_check(L, lg_apply(LG_OP_AVG_POOL2D, &a, y));
+  return 1;
+}
+
+static const luaL_Reg functions[] = {{"_linear", m_linear},
+                                     {"_pad", m_pad},
+                                     {"_conv2d", m_conv2d},
+                                     {"_max_pool2d", m_max_pool2d},
+                                     {"_avg_pool2d", m_avg_pool2d},
+                                     {"_batch_norm", m_batch_norm},
+                                     {"_bn_update_stats", m_bn_update_stats},
+                                     {"_layer_norm", m_layer_norm},
+                                     {"_cross_entropy", m_cross_entropy},
+                                     {"_from_bytes", m_from_bytes},
+                                     {NULL, NULL}};
 
 /* Adds the functions to the module table on top of the stack, and _to_bytes to the tensor
 ** methods (the table just below it). */

@@ -88,6 +88,14 @@ static void gemm_i64(int64_t m, int64_t n, int64_t k, const int64_t *A, int64_t 
 /* C = A B (+ beta C) in float32 or float64, row-major, through OpenBLAS (loaded on first use) */
 static lg_status gemm(lg_dtype dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k,
                       const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
+                      int64_t ldc);
+lg_status lg_gemm(lg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
+                  const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
+  return gemm(dt, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, A, lda, B, ldb,
+              beta, C, ldc);
+}
+static lg_status gemm(lg_dtype dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k,
+                      const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
                       int64_t ldc) {
   if (m == 0 || n == 0) return LG_OK;
   if (k == 0) { /* an empty sum: C = beta C, without asking BLAS about a zero dimension */

@@ -2041,6 +2041,17 @@ const lg_op lg_ops[LG_NUM_OPS] = {
   ROW(CROSS_ENTROPY, cross_entropy, 2, 2, lg_cross_entropy_forward, SI | LG_F_SAVE_AUX,
       RULES(lg_cross_entropy)),
   ROW(LINEAR, linear, 3, 1, lg_linear_forward, SI, RULES(lg_linear)),
+
+  /* convolution (conv.c): shape[0..5] stride, padding, dilation (h, w); mode groups */
+  ROW(CONV2D, conv2d, 3, 1, lg_conv2d_forward, SI, RULES(lg_conv2d)),
+  ROW(CONV2D_GRAD_INPUT, conv2d_grad_input, 2, 1, lg_conv2d_grad_input_forward, SI, RULES(lg_conv2d_grad_input)),
+  ROW(CONV2D_GRAD_WEIGHT, conv2d_grad_weight, 2, 1, lg_conv2d_grad_weight_forward, SI, RULES(lg_conv2d_grad_weight)),
+
+  /* pooling (pool.c) */
+  ROW(MAX_POOL2D, max_pool2d, 1, 2, lg_max_pool2d_forward, LG_F_SAVE_AUX, RULES(lg_max_pool2d)),
+  ROW(AVG_POOL2D, avg_pool2d, 1, 1, lg_avg_pool2d_forward, 0, RULES(lg_avg_pool2d)),
+  ROW(AVG_POOL2D_BACKWARD, avg_pool2d_backward, 1, 1, lg_avg_pool2d_backward_forward, 0,
+      RULES(lg_avg_pool2d_backward)),
 };
 /* clang-format on */
 

@@ -205,7 +205,9 @@ end
 -- ---- normalization ------------------------------------------------------------------------
 
 local function channel_shape(x)
-  return x:dim() == 2 and { 1, x:size(2) } or { 1, x:size(2), 1 }
+  local shape = { 1, x:size(2) }
+  for _ = 3, x:dim() do shape[#shape + 1] = 1 end
+  return shape
 end
 
 -- batch_norm's training path with its arguments checked (BatchNorm1d calls it directly): batch
@@ -215,7 +217,11 @@ function F._batch_norm_train(x, running_mean, running_var, w, b, f, eps)
     w = w or core.ones({ x:size(2) }, { dtype = x.dtype })
     b = b or core.zeros({ x:size(2) }, { dtype = x.dtype })
   end
+  -- (N, C, H, W, ...) runs through the same fused kernel as (N, C, L): a view as (N, C, H W ...)
+  local shape = x.shape
+  if #shape > 3 then x = x:reshape(shape[1], shape[2], -1) end
   local y, mean, var = core._batch_norm(x, w, b, eps)
+  if #shape > 3 then y = y:view(shape) end
   if running_mean ~= nil or running_var ~= nil then
     local M = x:numel() // x:size(2)
     if not core._bn_update_stats(running_mean, running_var, mean, var, f, M) then
@@ -228,7 +234,7 @@ function F._batch_norm_train(x, running_mean, running_var, w, b, f, eps)
   return y
 end
 
----batch_norm(x (N, C) or (N, C, L), running_mean | nil, running_var | nil,
+---batch_norm(x (N, C), (N, C, L) or (N, C, H, W, ...), running_mean | nil, running_var | nil,
 ---           {weight, bias, training = false, momentum = 0.1, eps = 1e-5})
 ---Training: batch statistics (the fused C kernel, biased variance); running statistics, when
 ---given, are updated in place under no_grad with the unbiased variance:
@@ -244,8 +250,8 @@ function F.batch_norm(x, running_mean, running_var, opts)
   local o = check_opts("batch_norm", opts, { "weight", "bias", "training", "momentum", "eps" })
   local eps = o.eps or 1e-5
   local w, b = o.weight, o.bias
-  if x:dim() ~= 2 and x:dim() ~= 3 then
-    errors.raisef("batch_norm: expected 2-d (N, C) or 3-d (N, C, L) input, got shape %s", shape_str(x))
+  if x:dim() < 2 then
+    errors.raisef("batch_norm: expected input of at least 2 dimensions (N, C, ...), got shape %s", shape_str(x))
   end
   local C = x:size(2)
   if o.training then
@@ -460,6 +466,232 @@ function F.pad(x, pads, opts)
     error(string.format("pad: value must be a number, got %s", type(o.value)), 2)
   end
   return core._pad(x, pads, o.value or 0)
+end
+
+-- ---- convolution and pooling ---------------------------------------------------------------
+
+-- an option that is a number or a table of `n` numbers, as a table of n integers
+local function tuple(fname, what, v, n, default)
+  if v == nil then v = default end
+  if math.type(v) == "integer" or (type(v) == "number" and v == math.floor(v)) then
+    local t = {}
+    for i = 1, n do t[i] = math.tointeger(v) end
+    return t
+  end
+  if type(v) == "table" and #v == n then
+    local t = {}
+    for i = 1, n do
+      if math.type(v[i]) ~= "integer" and not (type(v[i]) == "number" and v[i] == math.floor(v[i])) then
+        errors.raisef("%s: %s must be an integer or %d integers, got %s", fname, what, n, tostring(v[i]))
+      end
+      t[i] = math.tointeger(v[i])
+    end
+    return t
+  end
+  errors.raisef("%s: %s must be an integer or a table of %d integers, got %s", fname, what, n,
+    type(v) == "table" and ("a table of " .. #v) or type(v))
+end
+
+local function check_rank(fname, x, want, layout)
+  if x:dim() ~= want then
+    errors.raisef("%s: expected %d-d input %s, got shape %s", fname, want, layout, shape_str(x))
+  end
+end
+
+---conv2d(x (N, C, H, W), weight (O, C/groups, kH, kW), bias (O) | nil,
+---        {stride = 1, padding = 0 | "same" | "valid", dilation = 1, groups = 1}): numbers or {h, w}
+---pairs; "same" pads so the output has the input's size (stride 1), an odd total padding putting the
+---extra element after, as PyTorch.
+---@param x luagrad.Tensor
+---@param weight luagrad.Tensor
+---@param bias? luagrad.Tensor
+---@param opts? {stride?: integer|integer[], padding?: integer|integer[]|string, dilation?: integer|integer[], groups?: integer}
+---@return luagrad.Tensor
+function F.conv2d(x, weight, bias, opts)
+  local fname = "conv2d"
+  check_tensor(x, fname)
+  check_tensor(weight, fname, "weight")
+  if bias ~= nil then check_tensor(bias, fname, "bias") end
+  local o = check_opts(fname, opts, { "stride", "padding", "dilation", "groups" })
+  check_rank(fname, x, 4, "(N, C, H, W)")
+  if weight:dim() ~= 4 then
+    errors.raisef("%s: expected a 4-d weight (out, in/groups, kH, kW), got shape %s", fname, shape_str(weight))
+  end
+  local stride, dilation = tuple(fname, "stride", o.stride, 2, 1), tuple(fname, "dilation", o.dilation, 2, 1)
+  local groups = o.groups == nil and 1 or o.groups
+  errors.check(fname, "groups", groups, "integer")
+  local padding = o.padding == nil and 0 or o.padding
+  if padding == "valid" then
+    padding = { 0, 0 }
+  elseif padding == "same" then
+    if stride[1] ~= 1 or stride[2] ~= 1 then errors.raise("conv2d: padding = \"same\" needs stride 1") end
+    local pads, sym = {}, { 0, 0 }
+    for d = 1, 2 do
+      local total = dilation[d] * (weight:size(2 + d) - 1)
+      sym[d] = total // 2
+      pads[d] = total - 2 * sym[d] -- 1 when the total is odd: one more after
+    end
+    if pads[1] > 0 or pads[2] > 0 then x = F.pad(x, { 0, pads[2], 0, pads[1] }) end
+    padding = sym
+  elseif type(padding) == "string" then
+    errors.raisef('conv2d: padding must be a number, a pair, "same" or "valid", got %q', padding)
+  else
+    padding = tuple(fname, "padding", padding, 2, 0)
+  end
+  return core._conv2d(x, weight, bias, stride, padding, dilation, groups)
+end
+
+---conv1d(x (N, C, L), weight (O, C/groups, k), bias (O) | nil, {stride, padding, dilation, groups}):
+---conv2d over a height of 1.
+---@param x luagrad.Tensor
+---@param weight luagrad.Tensor
+---@param bias? luagrad.Tensor
+---@param opts? {stride?: integer, padding?: integer|string, dilation?: integer, groups?: integer}
+---@return luagrad.Tensor
+function F.conv1d(x, weight, bias, opts)
+  local fname = "conv1d"
+  check_tensor(x, fname)
+  check_tensor(weight, fname, "weight")
+  local o = check_opts(fname, opts, { "stride", "padding", "dilation", "groups" })
+  check_rank(fname, x, 3, "(N, C, L)")
+  if weight:dim() ~= 3 then
+    errors.raisef("%s: expected a 3-d weight (out, in/groups, k), got shape %s", fname, shape_str(weight))
+  end
+  local function one(what, v, default)
+    v = v == nil and default or v
+    if type(v) == "table" then v = tuple(fname, what, v, 1, default)[1] end
+    return v
+  end
+  local padding = o.padding
+  if type(padding) ~= "string" then padding = { 0, one("padding", padding, 0) } end
+  local y = F.conv2d(x:unsqueeze(3), weight:unsqueeze(3), bias, {
+    stride = { 1, one("stride", o.stride, 1) }, dilation = { 1, one("dilation", o.dilation, 1) },
+    padding = padding, groups = o.groups })
+  return y:squeeze(3)
+end
+
+---max_pool2d(x (N, C, H, W), {kernel_size, stride = kernel_size, padding = 0, dilation = 1,
+---           ceil_mode = false, return_indices = false}) -> values[, 1-based indices into each H W plane]
+---@param x luagrad.Tensor
+---@param opts table
+---@return luagrad.Tensor values
+---@return luagrad.Tensor|nil indices
+function F.max_pool2d(x, opts)
+  local fname = "max_pool2d"
+  check_tensor(x, fname)
+  if math.type(opts) == "integer" then opts = { kernel_size = opts } end
+  local o = check_opts(fname, opts, { "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices" })
+  if o.kernel_size == nil then errors.raise("max_pool2d: kernel_size is needed") end
+  check_rank(fname, x, 4, "(N, C, H, W)")
+  local k = tuple(fname, "kernel_size", o.kernel_size, 2)
+  local y, idx = core._max_pool2d(x, k, tuple(fname, "stride", o.stride, 2, k), tuple(fname, "padding", o.padding, 2, 0),
+    tuple(fname, "dilation", o.dilation, 2, 1), o.ceil_mode)
+  if o.return_indices then return y, idx end
+  return y
+end
+
+---avg_pool2d(x (N, C, H, W), {kernel_size, stride = kernel_size, padding = 0, ceil_mode = false,
+---           count_include_pad = true, divisor_override})
+---@param x luagrad.Tensor
+---@param opts table
+---@return luagrad.Tensor
+function F.avg_pool2d(x, opts)
+  local fname = "avg_pool2d"
+  check_tensor(x, fname)
+  if math.type(opts) == "integer" then opts = { kernel_size = opts } end
+  local o = check_opts(fname, opts, { "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
+    "divisor_override" })
+  if o.kernel_size == nil then errors.raise("avg_pool2d: kernel_size is needed") end
+  check_rank(fname, x, 4, "(N, C, H, W)")
+  errors.check(fname, "divisor_override", o.divisor_override, "number?")
+  if o.divisor_override ~= nil and not (o.divisor_override > 0) then
+    errors.raisef("avg_pool2d: divisor_override must be positive, got %s", tostring(o.divisor_override))
+  end
+  local k = tuple(fname, "kernel_size", o.kernel_size, 2)
+  return core._avg_pool2d(x, k, tuple(fname, "stride", o.stride, 2, k), tuple(fname, "padding", o.padding, 2, 0),
+    o.ceil_mode, o.count_include_pad ~= false, o.divisor_override)
+end
+
+---adaptive_avg_pool2d(x (N, C, H, W), output_size (a number or {h, w})): windows from
+---floor(i H / h) to ceil((i + 1) H / h).
+---@param x luagrad.Tensor
+---@param output_size integer|integer[]
+---@return luagrad.Tensor
+function F.adaptive_avg_pool2d(x, output_size)
+  local fname = "adaptive_avg_pool2d"
+  check_tensor(x, fname)
+  check_rank(fname, x, 4, "(N, C, H, W)")
+  local size = tuple(fname, "output_size", output_size, 2)
+  return core._avg_pool2d(x, size, nil, nil, false, false, nil, true)
+end
+
+-- the 1-d pools: the 2-d ones over a height of 1
+local function pool1d(fname, x, opts, pool2d)
+  check_tensor(x, fname)
+  check_rank(fname, x, 3, "(N, C, L)")
+  if math.type(opts) == "integer" then opts = { kernel_size = opts } end
+  if type(opts) ~= "table" then errors.raisef("%s: options must be a table, got %s", fname, type(opts)) end
+  local o2 = {}
+  for key, v in pairs(opts) do
+    if key == "kernel_size" or key == "stride" or key == "padding" or key == "dilation" then
+      if type(v) == "table" then v = v[1] end
+      o2[key] = { key == "padding" and 0 or 1, v }
+    else
+      o2[key] = v
+    end
+  end
+  local y, idx = pool2d(x:unsqueeze(3), o2)
+  return y:squeeze(3), idx and idx:squeeze(3) or nil
+end
+
+---max_pool1d(x (N, C, L), {kernel_size, stride, padding, dilation, ceil_mode, return_indices})
+---@param x luagrad.Tensor
+---@param opts table
+---@return luagrad.Tensor
+function F.max_pool1d(x, opts)
+  local y, idx = pool1d("max_pool1d", x, opts, F.max_pool2d)
+  if idx then return y, idx end
+  return y
+end
+
+---avg_pool1d(x (N, C, L), {kernel_size, stride, padding, ceil_mode, count_include_pad})
+---@param x luagrad.Tensor
+---@param opts table
+---@return luagrad.Tensor
+function F.avg_pool1d(x, opts)
+  return (pool1d("avg_pool1d", x, opts, F.avg_pool2d))
+end
+
+---dropout2d(x (N, C, H, W) or (C, H, W), p = 0.5, {training = true}): zeroes whole channels with
+---probability p, scaling the rest by 1 / (1 - p).
+---@param x luagrad.Tensor
+---@param p? number|table
+---@param opts? {training?: boolean}
+---@return luagrad.Tensor
+function F.dropout2d(x, p, opts)
+  check_tensor(x, "dropout2d")
+  local o
+  if type(p) == "table" then
+    o = check_opts("dropout2d", p, { "p", "training" })
+  else
+    o = check_opts("dropout2d", opts, { "training" })
+    o = { p = p, training = o.training }
+  end
+  local prob = o.p == nil and 0.5 or o.p
+  if type(prob) ~= "number" or not (prob >= 0 and prob <= 1) then
+    errors.raisef("dropout2d: p must be a probability between 0 and 1, got %s", tostring(prob))
+  end
+  if x:dim() ~= 3 and x:dim() ~= 4 then
+    errors.raisef("dropout2d: expected 3-d (C, H, W) or 4-d (N, C, H, W) input, got shape %s", shape_str(x))
+  end
+  if o.training == false or prob == 0 then return x end
+  if prob == 1 then return x * 0 end
+  local mask_shape = {}
+  for d = 1, x:dim() do mask_shape[d] = d <= x:dim() - 2 and x:size(d) or 1 end
+  local keep = autograd.no_grad(function()
+    return core.empty(mask_shape, { dtype = x.dtype }):bernoulli_(1 - prob):mul_(1 / (1 - prob))
+  end)
+  return x * keep
 end
 
 return F
