@@ -1,7 +1,8 @@
 /*
 ** test_lua_threads.c: luagrad in a multi-threaded host, several lua_States at once.
 **
-**   test_lua_threads [threads [rounds]]     (defaults 8 threads, 3 rounds)
+**   test_lua_threads [threads [rounds [threads]]]  (defaults 8 threads, 3 rounds; a third argument
+**                                                   "threads" runs the threads test alone)
 **
 ** Each round starts `threads` OS threads at once, each with its own lua_State that loads luagrad
 ** (lg_preload) and trains the same small model (Linear-ReLU-Dropout-Linear-ReLU-Linear, products large enough
@@ -43,6 +44,7 @@ static void on_usr1(int sig) {
 static const char *const train_script =
     "local lg = require 'luagrad'\n"
     "lg.manual_seed(7)\n"
+    "for i = 1, 20000 do local t = lg.ones(i % 13 + 1) * 2 + 1 end -- the allocator and the pools, hard\n"
     "local nn, F = lg.nn, lg.nn.functional\n"
     "local model = nn.Sequential(nn.Linear(16, 128), nn.ReLU(), nn.Dropout(0.1), nn.Linear(128, 256), "
     "nn.ReLU(),\n"
@@ -227,6 +229,11 @@ static void test_signals_blocked(void) {
 int main(int argc, char **argv) {
   int nthreads = argc > 1 ? atoi(argv[1]) : 8, rounds = argc > 2 ? atoi(argv[2]) : 3;
   if (nthreads < 1 || nthreads > 64) nthreads = 8;
+  int only_threads = argc > 3 && strcmp(argv[3], "threads") == 0; /* for measuring: the threads test alone */
+  if (only_threads) {
+    test_threads(nthreads, rounds);
+    return CHECK_SUMMARY();
+  }
   test_two_states_one_thread();
   test_threads(nthreads, rounds);
 #ifndef __SANITIZE_THREAD__ /* ThreadSanitizer cannot follow a multi-threaded process into fork */
