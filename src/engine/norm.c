@@ -143,6 +143,39 @@ static int64_t coldev_f64_fast(const double *g, const double *x, const double *m
 BN_COLSUMS(f32, float)
 BN_COLSUMS(f64, double)
 
+/* Sums over one channel's row of L values (the (N, C, L) layout), eight partial sums in double so
+** that the loop vectorizes without reassociating:
+**   row_sum:  s += sum x            row_dev:  s1 += sum g, s2 += sum g (x - m)  (g = x - m when NULL) */
+#define BN_ROWSUMS(sfx, T)                                                                                   \
+  LG_WIDE static double row_sum_##sfx(const T *restrict x, int64_t L) {                                      \
+    double a[8] = {0};                                                                                       \
+    int64_t l = 0;                                                                                           \
+    for (; l + 8 <= L; l += 8)                                                                               \
+      for (int k = 0; k < 8; k++) a[k] += x[l + k];                                                          \
+    double s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));                            \
+    for (; l < L; l++) s += x[l];                                                                            \
+    return s;                                                                                                \
+  }                                                                                                          \
+  LG_WIDE static void row_dev_##sfx(const T *restrict g, const T *restrict x, double m, int64_t L,           \
+                                    double *s1, double *s2) {                                                \
+    double a[8] = {0}, b[8] = {0};                                                                           \
+    int64_t l = 0;                                                                                           \
+    for (; l + 8 <= L; l += 8)                                                                               \
+      for (int k = 0; k < 8; k++) {                                                                          \
+        double d = x[l + k] - m, gg = g ? (double)g[l + k] : d;                                              \
+        a[k] += gg, b[k] += gg * d;                                                                          \
+      }                                                                                                      \
+    double sa = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));                           \
+    double sb = ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));                           \
+    for (; l < L; l++) {                                                                                     \
+      double d = x[l] - m, gg = g ? (double)g[l] : d;                                                        \
+      sa += gg, sb += gg * d;                                                                                \
+    }                                                                                                        \
+    *s1 += sa, *s2 += sb;                                                                                    \
+  }
+BN_ROWSUMS(f32, float)
+BN_ROWSUMS(f64, double)
+
 #define BN_FORWARD(name, sfx, T)                                                                             \
   LG_WIDE static void name(const T *x, T *y, const T *w, const T *b, T *mean_out, T *var_out, double *acc,   \
                            int64_t N, int64_t C, int64_t L, double eps) {                                    \
@@ -166,16 +199,12 @@ BN_COLSUMS(f64, double)
       return;                                                                                                \
     }                                                                                                        \
     for (int64_t n = 0; n < N; n++)                                                                          \
-      for (int64_t c = 0; c < C; c++) {                                                                      \
-        const T *p = x + (n * C + c) * L;                                                                    \
-        for (int64_t l = 0; l < L; l++) mean[c] += p[l];                                                     \
-      }                                                                                                      \
+      for (int64_t c = 0; c < C; c++) mean[c] += row_sum_##sfx(x + (n * C + c) * L, L);                      \
     for (int64_t c = 0; c < C; c++) mean[c] /= M;                                                            \
+    double unused = 0;                                                                                       \
     for (int64_t n = 0; n < N; n++)                                                                          \
-      for (int64_t c = 0; c < C; c++) {                                                                      \
-        const T *p = x + (n * C + c) * L;                                                                    \
-        for (int64_t l = 0; l < L; l++) var[c] += ((double)p[l] - mean[c]) * ((double)p[l] - mean[c]);       \
-      }                                                                                                      \
+      for (int64_t c = 0; c < C; c++)                                                                        \
+        row_dev_##sfx(NULL, x + (n * C + c) * L, mean[c], L, &unused, &var[c]);                              \
     for (int64_t c = 0; c < C; c++) { /* y = x * k + sh per channel: k = w rstd, sh = b - mean k */          \
       var[c] /= M;                                                                                           \
       mean_out[c] = (T)mean[c];                                                                              \
@@ -222,24 +251,19 @@ BN_FORWARD(bn_forward_f64, f64, double)
       return;                                                                                                \
     }                                                                                                        \
     for (int64_t n = 0; n < N; n++)                                                                          \
-      for (int64_t c = 0; c < C; c++) {                                                                      \
-        const T *p = x + (n * C + c) * L, *g = dy + (n * C + c) * L;                                         \
-        for (int64_t l = 0; l < L; l++) {                                                                    \
-          sdy[c] += g[l];                                                                                    \
-          sdyx[c] += g[l] * ((double)p[l] - mean[c]) * rstd[c];                                              \
-        }                                                                                                    \
-      }                                                                                                      \
-    if (dx)                                                                                                  \
+      for (int64_t c = 0; c < C; c++)                                                                        \
+        row_dev_##sfx(dy + (n * C + c) * L, x + (n * C + c) * L, mean[c], L, &sdy[c], &sdyx[c]);             \
+    for (int64_t c = 0; c < C; c++) sdyx[c] *= rstd[c];                                                      \
+    if (dx) { /* dx = k M dy - k rstd sdyx (x - mean) - k sdy per channel, k = w rstd / M, as for (N, C) */  \
       for (int64_t n = 0; n < N; n++)                                                                        \
         for (int64_t c = 0; c < C; c++) {                                                                    \
-          const T *p = x + (n * C + c) * L, *g = dy + (n * C + c) * L;                                       \
-          T *q = dx + (n * C + c) * L;                                                                       \
+          const T *restrict p = x + (n * C + c) * L, *restrict g = dy + (n * C + c) * L;                     \
+          T *restrict q = dx + (n * C + c) * L;                                                              \
           double k = (w ? w[c] : 1) * rstd[c] / M;                                                           \
-          for (int64_t l = 0; l < L; l++) {                                                                  \
-            double xhat = ((double)p[l] - mean[c]) * rstd[c];                                                \
-            q[l] = (T)(k * (M * g[l] - sdy[c] - xhat * sdyx[c]));                                            \
-          }                                                                                                  \
+          const T ka = (T)(k * M), kb = (T)(-k * rstd[c] * sdyx[c]), kc = (T)(-k * sdy[c]), m = mean[c];     \
+          for (int64_t l = 0; l < L; l++) q[l] = ka * g[l] + kb * (p[l] - m) + kc;                           \
         }                                                                                                    \
+    }                                                                                                        \
     for (int64_t c = 0; c < C; c++) {                                                                        \
       if (dw) dw[c] = (T)sdyx[c];                                                                            \
       if (db) db[c] = (T)sdy[c];                                                                             \

@@ -1398,8 +1398,9 @@ static lg_status check_indices(const char *op, lg_tensor *idx, int64_t n, int di
   if (idx->dtype != LG_INT64)
     return lg_error(LG_EDTYPE, "%s: indices must be int64, got %s", op, lg_dtype_name(idx->dtype));
   int64_t m = lg_numel(idx);
+  const int64_t *p = lg_is_contiguous(idx) ? lg_data(idx) : NULL;
   for (int64_t i = 0; i < m; i++) {
-    int64_t v = lg_get_flat_i64(idx, i);
+    int64_t v = p ? p[i] : lg_get_flat_i64(idx, i);
     if (v < 1 || v > n)
       return lg_error(LG_EINDEX, "%s: index %lld out of range 1..%lld of dimension %d", op, (long long)v,
                       (long long)n, dim + 1);
@@ -1583,22 +1584,36 @@ static lg_status scatter_add_forward(const lg_op *op, const lg_args *a, lg_tenso
       return lg_error(LG_ESHAPE, "scatter_add: indices %s are larger than the target %s at dimension %d",
                       SHAPE(idx), SHAPEV(a->shape, a->nshape), d + 1);
   LG_TRY(check_indices("scatter_add", idx, a->shape[dim], dim));
-  LG_TRY(lg_tensor_zeros(a->shape, a->nshape, src->dtype, out));
-  int64_t n = lg_numel(idx), pos[LG_MAX_DIMS] = {0}, ostride[LG_MAX_DIMS];
-  lg_contiguous_strides(a->shape, a->nshape, ostride);
-  char *ob = lg_data(*out);
-  size_t es = lg_dtype_size(src->dtype);
-  for (int64_t i = 0; i < n; i++) {
-    int64_t off = 0;
-    for (int d = 0; d < idx->ndim; d++) {
-      int64_t at = d == dim ? lg_get_flat_i64(idx, i) - 1 : pos[d];
-      off += at * ostride[d];
+  lg_tensor *ic = NULL, *sc_ = NULL;
+  lg_status st = lg_contiguous(idx, &ic);
+  if (st == LG_OK) st = lg_contiguous(src, &sc_);
+  if (st == LG_OK) st = lg_tensor_zeros(a->shape, a->nshape, src->dtype, out);
+  if (st == LG_OK) {
+    /* position p of idx (row-major, pos[] its coordinates) adds src[p] at out[p with p[dim] = idx[p]] */
+    int64_t n = lg_numel(idx), pos[LG_MAX_DIMS] = {0}, ostride[LG_MAX_DIMS];
+    lg_contiguous_strides(a->shape, a->nshape, ostride);
+    const int64_t *ip = lg_data(ic);
+    int nd = idx->ndim;
+    int64_t base = 0; /* the offset of pos[] in out, dim excluded */
+    for (int64_t i = 0; i < n; i++) {
+      int64_t off = base + (ip[i] - 1) * ostride[dim];
+      if (src->dtype == LG_FLOAT32)
+        ((float *)lg_data(*out))[off] += ((const float *)lg_data(sc_))[i];
+      else if (src->dtype == LG_FLOAT64)
+        ((double *)lg_data(*out))[off] += ((const double *)lg_data(sc_))[i];
+      else
+        ((int64_t *)lg_data(*out))[off] += ((const int64_t *)lg_data(sc_))[i];
+      for (int d = nd - 1; d >= 0; d--) { /* next position; base follows it */
+        if (d != dim) base += ostride[d];
+        if (++pos[d] < idx->shape[d]) break;
+        if (d != dim) base -= ostride[d] * pos[d];
+        pos[d] = 0;
+      }
     }
-    char *o = ob + off * (int64_t)es;
-    lg_store(o, src->dtype, lg_load(o, src->dtype) + lg_get_flat(src, i));
-    for (int d = idx->ndim - 1; d >= 0 && ++pos[d] == idx->shape[d]; d--) pos[d] = 0;
   }
-  return LG_OK;
+  lg_tensor_release(ic);
+  lg_tensor_release(sc_);
+  return st;
 }
 
 /* ---- rules: each of index_select/index_add and gather/scatter_add is the other's adjoint;

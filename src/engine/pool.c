@@ -56,34 +56,66 @@ static lg_status pool_out_size(const char *op, int64_t in, int64_t k, int64_t s,
 
 /* ---- max pooling ---- */
 
-#define MAX_POOL(name, T)                                                                                    \
+/* The window of output (i, j) clipped to the input, then a plain scan of it; NaN wins (as PyTorch)
+** and the first of equal maxima gives the index. The common 2 x 2, stride 2 window without padding
+** has its own loop. */
+/* The common 2 x 2, stride 2 window without padding, one output row at a time, written with
+** selects only so that the compiler vectorizes it: the larger of each pair, then of the pairs; a
+** NaN wins (as PyTorch), and of equal maxima the first (row-major) gives the index. */
+#define MAX_POOL2X2(name, T)                                                                                 \
+  LG_WIDE static void name(const T *restrict r0, const T *restrict r1, T *restrict y, int64_t *restrict idx, \
+                           int64_t Wo, int64_t base, int64_t W) {                                            \
+    for (int64_t j = 0; j < Wo; j++) {                                                                       \
+      T a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];                                  \
+      int tb = (b > a) | ((b != b) & (a == a)), td = (d > c) | ((d != d) & (c == c));                        \
+      T m0 = tb ? b : a, m1 = td ? d : c;                                                                    \
+      int64_t i0 = base + 2 * j + tb, i1 = base + W + 2 * j + td;                                            \
+      int t1 = (m1 > m0) | ((m1 != m1) & (m0 == m0));                                                        \
+      y[j] = t1 ? m1 : m0;                                                                                   \
+      idx[j] = (t1 ? i1 : i0) + 1;                                                                           \
+    }                                                                                                        \
+  }
+MAX_POOL2X2(max_pool2x2_f32, float)
+MAX_POOL2X2(max_pool2x2_f64, double)
+
+/* The window of output (i, j) scanned in row-major order; NaN wins (as PyTorch) and the first of
+** equal maxima gives the index. */
+#define MAX_POOL(name, T, two)                                                                               \
   static void name(const T *x, T *y, int64_t *idx, int64_t planes, int64_t H, int64_t W, int64_t Ho,         \
                    int64_t Wo, const int64_t *k) {                                                           \
-    for (int64_t pl = 0; pl < planes; pl++, x += H * W, y += Ho * Wo, idx += Ho * Wo)                        \
+    int simple2 = k[0] == 2 && k[1] == 2 && k[2] == 2 && k[3] == 2 && k[4] == 0 && k[5] == 0 && k[6] == 1 && \
+                  k[7] == 1;                                                                                 \
+    for (int64_t pl = 0; pl < planes; pl++, x += H * W, y += Ho * Wo, idx += Ho * Wo) {                      \
+      if (simple2) {                                                                                         \
+        for (int64_t i = 0; i < Ho; i++)                                                                     \
+          two(x + 2 * i * W, x + (2 * i + 1) * W, y + i * Wo, idx + i * Wo, Wo, 2 * i * W, W);               \
+        continue;                                                                                            \
+      }                                                                                                      \
       for (int64_t i = 0; i < Ho; i++)                                                                       \
         for (int64_t j = 0; j < Wo; j++) {                                                                   \
           T best = 0;                                                                                        \
           int64_t at = -1;                                                                                   \
-          for (int64_t p = 0; p < k[0]; p++) {                                                               \
+          for (int64_t p = 0; p < k[0] && (at < 0 || best == best); p++) {                                   \
             int64_t h = i * k[2] - k[4] + p * k[6];                                                          \
             if (h < 0 || h >= H) continue;                                                                   \
             for (int64_t q = 0; q < k[1]; q++) {                                                             \
               int64_t w = j * k[3] - k[5] + q * k[7];                                                        \
               if (w < 0 || w >= W) continue;                                                                 \
               T v = x[h * W + w];                                                                            \
-              if (at < 0 || v > best || v != v) { /* NaN wins, as PyTorch */                                 \
+              if (at < 0 || v > best || v != v) {                                                            \
                 best = v;                                                                                    \
                 at = h * W + w;                                                                              \
-                if (v != v) goto done_##name;                                                                \
+                if (v != v) break;                                                                           \
               }                                                                                              \
             }                                                                                                \
           }                                                                                                  \
-          done_##name : y[i * Wo + j] = at < 0 ? (T)-INFINITY : best;                                        \
+          y[i * Wo + j] = at < 0 ? (T)-INFINITY : best;                                                      \
           idx[i * Wo + j] = at + 1;                                                                          \
         }                                                                                                    \
+    }                                                                                                        \
   }
-MAX_POOL(max_pool_f32, float)
-MAX_POOL(max_pool_f64, double)
+MAX_POOL(max_pool_f32, float, max_pool2x2_f32)
+MAX_POOL(max_pool_f64, double, max_pool2x2_f64)
 
 static lg_status check4(const char *op, lg_tensor *x) {
   if (x->ndim != 4) return lg_error(LG_ESHAPE, "%s: expected 4-d input (N, C, H, W), got %s", op, SHAPE(x));
