@@ -76,8 +76,17 @@ static lg_status fill_geom(const char *op, const lg_args *a, int64_t N, int64_t 
               continue;                                                                                      \
             }                                                                                                \
             const T *src = plane + h * g->W;                                                                 \
+            int64_t w0 = q * g->dw - g->pw; /* input column of output column 0 */                            \
+            if (g->sw == 1) { /* a contiguous run of the input row, zeros where it overhangs */              \
+              int64_t lo = w0 < 0 ? -w0 : 0, hi = g->W - w0 < g->Wo ? g->W - w0 : g->Wo;                     \
+              if (hi < lo) hi = lo;                                                                          \
+              for (int64_t j = 0; j < lo; j++) r[j] = 0;                                                     \
+              if (hi > lo) memcpy(r + lo, src + w0 + lo, sizeof(T) * (size_t)(hi - lo));                     \
+              for (int64_t j = hi; j < g->Wo; j++) r[j] = 0;                                                 \
+              continue;                                                                                      \
+            }                                                                                                \
             for (int64_t j = 0; j < g->Wo; j++) {                                                            \
-              int64_t w = j * g->sw - g->pw + q * g->dw;                                                     \
+              int64_t w = j * g->sw + w0;                                                                    \
               r[j] = (w >= 0 && w < g->W) ? src[w] : 0;                                                      \
             }                                                                                                \
           }                                                                                                  \

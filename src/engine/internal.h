@@ -102,7 +102,8 @@ lg_status lg_gemm(lg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, 
 /* convolution (conv.c) */
 lg_status lg_conv2d_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 lg_status lg_conv2d_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
-lg_status lg_conv2d_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin, lg_tensor **tout);
+lg_status lg_conv2d_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                        lg_tensor **tout);
 lg_status lg_conv2d_grad_input_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 lg_status lg_conv2d_grad_input_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
 lg_status lg_conv2d_grad_input_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
