@@ -108,7 +108,7 @@ function ConvNd:init(in_channels, out_channels, kernel_size, opts)
     else
       before, after = padding[d], padding[d]
     end
-    pads[#pads + 1], pads[#pads + 1] = before, after
+    pads[2 * (n - d) + 1], pads[2 * (n - d) + 2] = before, after
   end
   self._reversed_padding_repeated_twice = pads
   local wshape = { out_channels, in_channels // groups }
