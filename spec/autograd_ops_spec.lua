@@ -119,7 +119,8 @@ end
 -- binary), gens (generator names per input, default "signed"), binary (elementwise broadcasting
 -- op: broadcast layouts (3,1)x(1,4) and (3,4)x(4,)), bshapes (explicit broadcast input shapes),
 -- expand_dim (which dim the expanded/broadcast layouts collapse to size 1; default 1),
--- no_expanded (reason the stride-0-leaf layout does not apply), eps (gradcheck step).
+-- no_expanded (reason the stride-0-leaf layout does not apply), no_forward (reason forward mode
+-- cannot run through fn), eps (gradcheck step).
 local OPS = {}
 local function op(t) OPS[#OPS + 1] = t end
 local function un(name, fn, gen, extra)
@@ -311,6 +312,89 @@ op({ name = "cross_entropy (sum, label smoothing)", shapes = { { 3, 4 } },
     return F.cross_entropy(x, lg.tensor({ 2, 1, 4 }, { dtype = "int64" }), { reduction = "sum", label_smoothing = 0.1 })
   end })
 op({ name = "linear", shapes = { { 3, 4 }, { 2, 4 }, { 2 } }, fn = function(x, w, b) return F.linear(x, w, b) end })
+
+-- convolution and pooling: odd sizes and batch 1 among them. The inputs are a function of the
+-- index (sines), so max_pool2d's windows hold distinct values: no ties.
+op({ name = "conv2d kernel {3,2}, padding 1", shapes = { { 2, 3, 5, 4 }, { 4, 3, 3, 2 }, { 4 } },
+  fn = function(x, w, b) return F.conv2d(x, w, b, { padding = 1 }) end })
+op({ name = "conv2d groups 2, stride {2,1}, dilation {1,2}, padding {1,2}, batch 1",
+  shapes = { { 1, 4, 6, 7 }, { 6, 2, 3, 2 }, { 6 } },
+  fn = function(x, w, b)
+    return F.conv2d(x, w, b, { groups = 2, stride = { 2, 1 }, dilation = { 1, 2 }, padding = { 1, 2 } })
+  end })
+op({ name = "conv2d depthwise (groups = C = 3), stride 2, no bias", shapes = { { 2, 3, 5, 5 }, { 3, 1, 3, 3 } },
+  fn = function(x, w) return F.conv2d(x, w, nil, { groups = 3, stride = 2 }) end })
+op({ name = "conv2d padding \"same\" with odd totals", shapes = { { 1, 2, 5, 4 }, { 3, 2, 2, 2 }, { 3 } },
+  fn = function(x, w, b) return F.conv2d(x, w, b, { padding = "same" }) end })
+op({ name = "conv1d stride 2, padding 1", shapes = { { 2, 3, 7 }, { 4, 3, 3 }, { 4 } },
+  fn = function(x, w, b) return F.conv1d(x, w, b, { stride = 2, padding = 1 }) end })
+op({ name = "conv1d groups 2, dilation 2, batch 1", shapes = { { 1, 4, 9 }, { 2, 2, 3 } },
+  fn = function(x, w) return F.conv1d(x, w, nil, { groups = 2, dilation = 2 }) end })
+op({ name = "pad reflect, replicate and circular", shapes = { { 2, 3, 4 } },
+  fn = function(x)
+    return F.pad(x, { 1, 2, 2, 0 }, { mode = "reflect" }) + F.pad(x, { 1, 2, 2, 0 }, { mode = "replicate" })
+      + F.pad(x, { 1, 2, 2, 0 }, { mode = "circular" })
+  end })
+op({ name = "max_pool2d kernel 3, stride 2, padding 1, ceil_mode", shapes = { { 2, 3, 7, 6 } },
+  fn = function(x) return F.max_pool2d(x, 3, { stride = 2, padding = 1, ceil_mode = true }) end })
+op({ name = "max_pool2d kernel {2,3}, dilation {2,1}, stride 1, batch 1", shapes = { { 1, 2, 6, 7 } },
+  fn = function(x) return F.max_pool2d(x, { 2, 3 }, { stride = 1, dilation = { 2, 1 } }) end })
+op({ name = "max_pool1d kernel 3, stride 2, padding 1", shapes = { { 2, 3, 8 } },
+  fn = function(x) return F.max_pool1d(x, 3, { stride = 2, padding = 1 }) end })
+op({ name = "avg_pool2d kernel 3, stride 2, padding 1 (count_include_pad)", shapes = { { 2, 3, 7, 6 } },
+  fn = function(x) return F.avg_pool2d(x, 3, { stride = 2, padding = 1 }) end })
+op({ name = "avg_pool2d count_include_pad = false, ceil_mode, batch 1", shapes = { { 1, 3, 6, 5 } },
+  fn = function(x) return F.avg_pool2d(x, 3, { stride = 2, padding = 1, ceil_mode = true, count_include_pad = false }) end })
+op({ name = "avg_pool2d kernel {2,3}, divisor_override 4", shapes = { { 2, 2, 5, 7 } },
+  fn = function(x) return F.avg_pool2d(x, { 2, 3 }, { divisor_override = 4 }) end })
+op({ name = "avg_pool1d ceil_mode, count_include_pad = false", shapes = { { 2, 3, 8 } },
+  fn = function(x) return F.avg_pool1d(x, 3, { stride = 2, padding = 1, ceil_mode = true, count_include_pad = false }) end })
+op({ name = "adaptive_avg_pool2d to {3,2}", shapes = { { 2, 3, 7, 5 } },
+  fn = function(x) return F.adaptive_avg_pool2d(x, { 3, 2 }) end })
+op({ name = "adaptive_avg_pool2d to {4,4} (overlapping windows), batch 1", shapes = { { 1, 2, 5, 6 } },
+  fn = function(x) return F.adaptive_avg_pool2d(x, 4) end })
+op({ name = "batch_norm 4-d (training)", shapes = { { 3, 2, 3, 4 }, { 2 }, { 2 } }, expand_dim = 3,
+  fn = function(x, w, b) return F.batch_norm(x, nil, nil, { weight = w, bias = b, training = true }) end })
+op({ name = "batch_norm 4-d (eval, running statistics)", shapes = { { 1, 2, 3, 5 }, { 2 }, { 2 } },
+  fn = function(x, w, b)
+    local rm, rv = lg.tensor({ 0.3, -0.2 }, { dtype = F64 }), lg.tensor({ 1.5, 0.7 }, { dtype = F64 })
+    return F.batch_norm(x, rm, rv, { weight = w, bias = b })
+  end })
+
+-- Rows whose fn is a gradient: the adjoint ops (conv2d_grad_input, conv2d_grad_weight,
+-- avg_pool2d_backward) are the output here, so gradcheck and double backward test their reverse
+-- rules directly. Forward mode cannot follow: a backward pass runs with forward mode off, and no
+-- Lua function applies these ops outside one, so their JVP rules are out of this file's reach
+-- (BACKWARD_ONLY below).
+-- input_gradient(f, x0) -> fn(g, ...) = d/dx0 sum(g * f(x0, ...)) at the fixed x0, recorded.
+local function input_gradient(f, x0)
+  return function(g, ...)
+    local rest = table.pack(...)
+    return lg.enable_grad(function()
+      local x = x0:detach():requires_grad_(true)
+      return ag.grad((f(x, table.unpack(rest, 1, rest.n)) * g):sum(), { x }, { create_graph = true })[1]
+    end)
+  end
+end
+local function fixed(shape, seed) return lg.tensor(nested(shape, GEN.signed(seed)), { dtype = F64 }) end
+local CONV_OPTS = { stride = 2, padding = { 1, 0 } }
+local CONV_X, CONV_W = fixed({ 2, 3, 5, 4 }, 91), fixed({ 4, 3, 3, 2 }, 92)
+local CONV_Y = F.conv2d(CONV_X, CONV_W, nil, CONV_OPTS).shape
+local AVG_OPTS = { stride = 2, padding = 1, ceil_mode = true, count_include_pad = false }
+local AVG_X = fixed({ 2, 3, 7, 6 }, 93)
+local AVG_Y = F.avg_pool2d(AVG_X, 3, AVG_OPTS).shape
+local IN_BACKWARD = "fn is a gradient, and a backward pass runs with forward mode off"
+op({ name = "conv2d's input gradient (conv2d_grad_input) as a function of (g, w)", shapes = { CONV_Y, CONV_W.shape },
+  fn = input_gradient(function(x, w) return F.conv2d(x, w, nil, CONV_OPTS) end, CONV_X), no_forward = IN_BACKWARD })
+op({ name = "conv2d's weight gradient (conv2d_grad_weight) as a function of (g, x)", shapes = { CONV_Y, CONV_X.shape },
+  fn = input_gradient(function(w, x) return F.conv2d(x, w, nil, CONV_OPTS) end, CONV_W), no_forward = IN_BACKWARD })
+op({ name = "avg_pool2d's input gradient (avg_pool2d_backward) as a function of g", shapes = { AVG_Y },
+  fn = input_gradient(function(x) return F.avg_pool2d(x, 3, AVG_OPTS) end, AVG_X), no_forward = IN_BACKWARD })
+
+-- The op-table rows that only backward passes apply: no Lua function runs them in forward mode,
+-- so the coverage test below cannot ask a forward == reverse check of them (their reverse rules
+-- are gradchecked through the rows above).
+local BACKWARD_ONLY = { conv2d_grad_input = true, conv2d_grad_weight = true, avg_pool2d_backward = true }
 
 -- in-place writes: on a result, through a view of a result (the base records strided_scatter,
 -- the view as_strided), and into a buffer with a sibling view that must follow the write
@@ -511,8 +595,11 @@ describe("autograd ops: gradcheck and forward == reverse Jacobians", function()
     describe(o.name, function()
       for _, c in ipairs(cases(o)) do
         it("gradcheck, " .. c.name, function() check_gradcheck(o, c) end)
-        it("forward == reverse Jacobian, " .. c.name, function() check_jacobians(c) end)
+        if not o.no_forward then
+          it("forward == reverse Jacobian, " .. c.name, function() check_jacobians(c) end)
+        end
       end
+      if o.no_forward then pending("forward == reverse Jacobian: " .. o.no_forward) end
       for _, c in ipairs(cases(o)) do
         if c.name == "contiguous" or c.name:find("^broadcast") then
           it("double backward (gradcheck of the create_graph gradient), " .. c.name, function()
@@ -531,13 +618,21 @@ describe("autograd ops: gradcheck and forward == reverse Jacobians", function()
     for _, row in ipairs(lg.ops) do
       if row.differentiable then
         for _, check in ipairs({ "gradcheck", "jacobian" }) do
-          if not covered[check][row.name] then missing[#missing + 1] = row.name .. " (" .. check .. ")" end
+          if not covered[check][row.name] and not (check == "jacobian" and BACKWARD_ONLY[row.name]) then
+            missing[#missing + 1] = row.name .. " (" .. check .. ")"
+          end
         end
       end
     end
     assert.are.equal("", table.concat(missing, ", "),
       "differentiable ops that no check in this file reaches; add a row to OPS for each")
   end)
+
+  local exempt = {}
+  for name in pairs(BACKWARD_ONLY) do exempt[#exempt + 1] = name end
+  table.sort(exempt)
+  pending("the forward-mode rules of " .. table.concat(exempt, ", ") .. ": only backward passes apply these ops, " ..
+    "with forward mode off, so no check in this file can reach their JVP rules")
 
   it("input values for remainder keep a/b away from integers", function()
     -- the inputs used by the remainder rows above: quotients must not sit on a kink
