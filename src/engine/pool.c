@@ -84,7 +84,7 @@ MAX_POOL2X2(max_pool2x2_f64, double)
   static void name(const T *x, T *y, int64_t *idx, int64_t planes, int64_t H, int64_t W, int64_t Ho,         \
                    int64_t Wo, const int64_t *k) {                                                           \
     int simple2 = k[0] == 2 && k[1] == 2 && k[2] == 2 && k[3] == 2 && k[4] == 0 && k[5] == 0 && k[6] == 1 && \
-                  k[7] == 1;                                                                                 \
+                  k[7] == 1 && 2 * Ho <= H && 2 * Wo <= W; /* whole windows */                               \
     for (int64_t pl = 0; pl < planes; pl++, x += H * W, y += Ho * Wo, idx += Ho * Wo) {                      \
       if (simple2) {                                                                                         \
         for (int64_t i = 0; i < Ho; i++)                                                                     \
