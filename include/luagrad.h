@@ -431,8 +431,9 @@ typedef struct lg_node {
   lg_tensor *saved_aux[2];  /* outputs 2 and 3 (e.g. batch mean and variance), when LG_F_SAVE_AUX */
   int64_t versions[LG_MAX_INPUTS + 1];           /* storage versions of the saved tensors when recorded */
   const lg_storage *storages[LG_MAX_INPUTS + 1]; /* and their storages (set_ may swap one) */
-  lg_tensor *out; /* the output while it lives (not a reference): hooks, retain_grad */
-  int released;   /* saved tensors were freed by a backward without retain_graph */
+  lg_tensor *out;        /* the output while it lives (not a reference): hooks, retain_grad */
+  struct lg_hook *hooks; /* hooks registered on the output: they live as long as the graph does */
+  int released;          /* saved tensors were freed by a backward without retain_graph */
   /* backward pass scratch */
   lg_tensor *grad; /* accumulated gradient of the output */
   int deps, mark;
@@ -440,7 +441,9 @@ typedef struct lg_node {
 } lg_node;
 
 /* A gradient hook: called with the gradient of the tensor it is registered on; it may set
-** *replace to a new gradient (one reference). free(ud) runs when the tensor dies. */
+** *replace to a new gradient (one reference). A leaf's hooks live on the tensor and a result's
+** on its grad_fn node (so they run even when nothing but the graph holds the result); free(ud)
+** runs when the tensor or the node dies. */
 typedef struct lg_hook {
   lg_status (*fn)(void *ud, lg_tensor *grad, lg_tensor **replace);
   void (*free)(void *ud);

@@ -307,3 +307,53 @@ describe("what a script assigns", function()
     assert.are.equal("tensor(closed)", tostring(t))
   end)
 end)
+
+-- Found by the API fuzzer and the property checks (spec/fuzz_spec.lua, spec/properties_spec.lua)
+describe("what the fuzzer found", function()
+  it("randint draws from any int64 range, up to the whole of it", function()
+    local r = lg.randint(math.mininteger, math.maxinteger, { 1000 })
+    assert.are.equal("int64", r.dtype)
+    local near = lg.randint((1 << 62), math.maxinteger - 1, { 200 })
+    assert.is_true(near:min():item() >= (1 << 62))
+    assert.is_true(near:max():item() < math.maxinteger - 1)
+    assert.matches("randint: high 5 must be greater than low 5", util.error_of(function() lg.randint(5, 5, { 2 }) end))
+  end)
+
+  it("register_hook with extra arguments keeps its hook alive until the tensor dies", function()
+    local x = lg.ones(2, { requires_grad = true })
+    local v = x * 2
+    v:register_hook(function(g) return g * 3 end, "extra", {}) -- the handle is dropped at once
+    collectgarbage()
+    collectgarbage()
+    v:sum():backward()
+    assert.are.same({ 6, 6 }, x.grad:tolist())
+    v = nil -- luacheck: ignore 311
+    collectgarbage() -- frees the node and its hook (read after free before)
+    collectgarbage()
+  end)
+
+  it("F.pad that only crops returns a new tensor, as PyTorch does", function()
+    local x = lg.arange(1, 6, { dtype = "float64" })
+    local y = lg.nn.functional.pad(x, { -1, -1 })
+    y[1] = 100
+    assert.are.same({ 1, 2, 3, 4, 5 }, x:tolist())
+    assert.are.same({ 100, 3, 4 }, y:tolist())
+    assert.are.same({ 0, 0 }, lg.nn.functional.pad(x, { -5, 2 }):tolist()) -- all cropped, then padded
+    assert.are.same({ 1, 0 }, lg.nn.functional.pad(x:view(1, 5), { -5, 0 }):size())
+  end)
+
+  it("a fill value that int64 cannot hold is an error naming the function, and leaks nothing", function()
+    local i = lg.arange(3)
+    assert.matches("pad: value nan does not fit int64",
+      util.error_of(function() lg.nn.functional.pad(i, { 1, 1 }, { value = math.huge - math.huge }) end):gsub("%-nan", "nan"))
+    assert.matches("full_like: value inf does not fit int64", util.error_of(function() lg.full_like(i, math.huge) end))
+    assert.matches("full: value 1e%+30 does not fit int64",
+      util.error_of(function() lg.full({ 2 }, 1e30, { dtype = "int64" }) end))
+  end)
+
+  it("labels in a table whose __index answers every key are read raw, not forever", function()
+    local t = setmetatable({ 1, 2 }, { __index = function() return 1 end })
+    local loss = lg.nn.functional.cross_entropy(lg.zeros(2, 3), t)
+    assert.is_true(math.abs(loss:item() - math.log(3)) < 1e-6)
+  end)
+end)

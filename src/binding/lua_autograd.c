@@ -177,6 +177,7 @@ static int t_register_hook(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (!t->requires_grad)
     return lgL_error(L, "register_hook: the tensor (shape %s) does not require grad", LG_SHAPE(t));
+  lua_settop(L, 2);                                 /* extra arguments would move what index 3 names */
   lua_hook *h = lua_newuserdatauv(L, sizeof *h, 0); /* at 3 */
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
   h->L = lua_tothread(L, -1);

@@ -201,12 +201,17 @@ static int like(lua_State *L, fill_kind kind, int has_value, const char *op) {
   if ((kind == FILL_RAND || kind == FILL_RANDN) && !lg_dtype_is_float(dt))
     return lgL_error(L, "%s: needs a float dtype, got %s", op, lg_dtype_name(dt));
   lg_tensor **slot = lgL_newslot(L);
+  if (has_value) {
+    lgL_checkop(L, lg_tensor_full(t->shape, t->ndim, dt, v, slot), op);
+    set_requires_grad(L, *slot, rg);
+    return 1;
+  }
   lgL_check(L, lg_tensor_empty(t->shape, t->ndim, dt, slot));
   switch (kind) {
   case FILL_EMPTY:
     break;
   case FILL_ZEROS:
-    lgL_check(L, lg_fill_(*slot, has_value ? v : 0));
+    lgL_check(L, lg_fill_(*slot, 0));
     break;
   case FILL_ONES:
     lgL_check(L, lg_fill_(*slot, 1));

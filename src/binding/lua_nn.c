@@ -133,6 +133,7 @@ static int m_pad(lua_State *L) {
     return lgL_error(L, "pad: %lld pairs of padding for a %d-d tensor %s", (long long)(n / 2), x->ndim,
                      LG_SHAPE(x));
   lgL_pushnew(L, lg_tensor_retain(x)); /* the current result, replaced as dimensions are padded */
+  int padded = 0;
   for (lua_Integer k = 0; k < n / 2; k++) {
     int dim = x->ndim - 1 - (int)k;
     int64_t amount[2];
@@ -169,7 +170,14 @@ static int m_pad(lua_State *L) {
       lgL_check(L, lg_apply(LG_OP_PAD, &a, &next));
       lua_pop(L, 1);
       lgL_pushnew(L, next);
+      padded = 1;
     }
+  }
+  if (!padded) { /* only crops (or nothing): a new tensor all the same, as PyTorch, never a view */
+    lg_args a = {.in = {lgL_checktensor(L, -1)}, .nin = 1};
+    lg_tensor *copy = NULL;
+    lgL_check(L, lg_apply(LG_OP_CLONE, &a, &copy));
+    lgL_pushnew(L, copy);
   }
   return 1;
 }

@@ -121,7 +121,9 @@ static inline float exp_fast(float x) {
 }
 /* The same exp and sigmoid eight floats at a time with AVX2 and FMA, written with intrinsics
 ** (GCC does not vectorize exp_fast's selects for AVX2 by itself); chosen at run time when the CPU
-** has them, for contiguous rows. Results may differ from the 4-wide path in the last bit (FMA). */
+** has them, for every element of every row (run8), so that a value's result never depends on
+** where a thread's share of a row begins or on the layout. Results may differ from the portable
+** path in the last bit (FMA): that is a difference between machines, not between runs. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(LG_NO_CLONES)
 #include <immintrin.h>
 #define LG_HAVE_AVX2_PATH 1
@@ -159,6 +161,23 @@ __attribute__((target("avx2,fma"))) static int64_t exp_avx2(int64_t n, float *o,
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, exp8(_mm256_loadu_ps(x + i)));
   return i;
+}
+
+/* Runs an eight-wide kernel k over n floats at any strides (in elements): whole blocks straight
+** from memory when both sides are contiguous, the rest (a tail, or strided elements) through
+** buffers of eight, so every element goes through the same arithmetic. */
+__attribute__((target("avx2,fma"))) static void run8(int64_t (*k)(int64_t, float *, const float *), int64_t n,
+                                                     char *o_, int64_t so, const char *x_, int64_t sx) {
+  float *o = (float *)o_, bo[8];
+  const float *x = (const float *)x_;
+  float bx[8];
+  int64_t i = so == 1 && sx == 1 ? k(n, o, x) : 0;
+  for (; i < n; i += 8) {
+    int m = n - i < 8 ? (int)(n - i) : 8;
+    for (int j = 0; j < 8; j++) bx[j] = j < m ? x[(i + j) * sx] : 0.0f;
+    k(8, bo, bx);
+    for (int j = 0; j < m; j++) o[(i + j) * so] = bo[j];
+  }
 }
 
 /* sigmoid(x) = 1 / (1 + e) for x >= 0, e / (1 + e) below, with e = exp(-|x|) */
@@ -212,9 +231,9 @@ UNARY(neg_i64, int64_t, neg_i(x))
 UNARY(exp_scalar_f32, float, exp_fast(x))
 static void exp_f32(int64_t n, char *o, int64_t so, const char *x, int64_t sx) {
 #ifdef LG_HAVE_AVX2_PATH
-  if (so == 1 && sx == 1 && have_avx2()) { /* contiguous: eight at a time, the tail below */
-    int64_t done = exp_avx2(n, (float *)o, (const float *)x);
-    o += done * 4, x += done * 4, n -= done;
+  if (have_avx2()) {
+    run8(exp_avx2, n, o, so, x, sx);
+    return;
   }
 #endif
   exp_scalar_f32(n, o, so, x, sx);
@@ -235,18 +254,20 @@ UNARY(sin_f64, double, sin(x))
 UNARY(cos_f32, float, cosf(x))
 UNARY(cos_f64, double, cos(x))
 /* tanh's polynomial may fuse into FMAs in the wide clone (an approximation either way, a few ulp) */
+/* clang-format off */
 __attribute__((optimize("fp-contract=fast"))) UNARY_W(tanh_f32, float, tanh_fast(x))
-    UNARY(tanh_f64, double, tanh(x))
-        UNARY(sigmoid_scalar_f32, float, sigmoid_f(x)) static void sigmoid_f32(int64_t n, char *o, int64_t so,
-                                                                               const char *x, int64_t sx) {
+UNARY(tanh_f64, double, tanh(x))
+UNARY(sigmoid_scalar_f32, float, sigmoid_f(x))
+static void sigmoid_f32(int64_t n, char *o, int64_t so, const char *x, int64_t sx) {
 #ifdef LG_HAVE_AVX2_PATH
-  if (so == 1 && sx == 1 && have_avx2()) {
-    int64_t done = sigmoid_avx2(n, (float *)o, (const float *)x);
-    o += done * 4, x += done * 4, n -= done;
+  if (have_avx2()) {
+    run8(sigmoid_avx2, n, o, so, x, sx);
+    return;
   }
 #endif
   sigmoid_scalar_f32(n, o, so, x, sx);
 }
+/* clang-format on */
 UNARY(sigmoid_f64, double, sigmoid_d(x))
 UNARY(relu_f32, float, x < 0 ? 0 : x) /* NaN stays NaN */
 UNARY(relu_f64, double, x < 0 ? 0 : x)
@@ -1738,6 +1759,8 @@ static lg_status pad_forward(const lg_op *op, const lg_args *a, lg_tensor **out)
     if (d != a->dim && a->shape[d] != x->shape[d])
       return lg_error(LG_ESHAPE, "pad: %s and %s differ in dimension %d", SHAPE(x),
                       SHAPEV(a->shape, a->nshape), d + 1);
+  if (x->dtype == LG_INT64 && !(a->s[0] >= -9223372036854775808.0 && a->s[0] < 9223372036854775808.0))
+    return lg_error(LG_EVALUE, "pad: value %g does not fit int64", a->s[0]);
   LG_TRY(lg_tensor_full(a->shape, a->nshape, x->dtype, a->s[0], out));
   lg_status st = lg_narrow(*out, a->dim, a->start, x->shape[a->dim], &win);
   if (st == LG_OK) st = lg_copy_(win, x);
@@ -2087,11 +2110,22 @@ static lg_status propagate_tangent(const lg_op *op, const lg_args *a, lg_tensor 
   if (nin > LG_MAX_INPUTS && !(tin = calloc((size_t)nin, sizeof *tin)))
     return lg_error(LG_ENOMEM, "%s: out of memory", op->name);
   for (int i = 0; i < nin; i++) tin[i] = ins[i] ? ins[i]->tangent : NULL;
+  /* A rule that reads the output (exp: t * out) may record ops that save it. While out has a
+  ** history it sees an alias instead, which holds out's node but not out: out -> tangent -> node
+  ** -> out would be a cycle that reference counts never free. */
+  lg_tensor *o = out;
+  lg_status st = LG_OK;
+  if (out->grad_fn && (st = lg_alias(out, &o)) == LG_OK) {
+    o->grad_fn = out->grad_fn;
+    o->grad_fn->refcount++;
+    o->requires_grad = 1;
+  }
   int level = lg_fw_level();
   lg_fw_level_set(0);
   lg_tensor *t = NULL;
-  lg_status st = op->jvp(op, a, out, tin, &t);
+  if (st == LG_OK) st = op->jvp(op, a, o, tin, &t);
   lg_fw_level_set(level);
+  if (o != out) lg_tensor_release(o);
   if (tin != tin_inline) free(tin);
   if (st == LG_OK && t && t->dtype != out->dtype) {
     lg_tensor *c;

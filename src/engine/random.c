@@ -67,9 +67,18 @@ static inline float unit24(uint32_t u) { return (float)(u >> 8) * 0x1.0p-24f; } 
 
 typedef enum { DRAW_UNIFORM, DRAW_NORMAL, DRAW_RANDINT, DRAW_BERNOULLI } draw_kind;
 
+/* A draw's parameters: p1, p2 for the float draws; randint's low and the width of its range as
+** integers (a double cannot hold every int64 bound). */
+typedef struct {
+  double p1, p2;
+  int64_t low;
+  uint64_t range;
+} draw_params;
+
 /* Fills n contiguous elements of dtype dt starting at counter base. */
-static void draw(draw_kind kind, void *data, int64_t n, lg_dtype dt, uint64_t seed, uint64_t base, double p1,
-                 double p2) {
+static void draw(draw_kind kind, void *data, int64_t n, lg_dtype dt, uint64_t seed, uint64_t base,
+                 draw_params d) {
+  double p1 = d.p1, p2 = d.p2;
   for (int64_t i = 0; i < n; i++) {
     uint32_t w[4];
     philox(base + (uint64_t)i, seed, w);
@@ -89,8 +98,7 @@ static void draw(draw_kind kind, void *data, int64_t n, lg_dtype dt, uint64_t se
       break;
     }
     case DRAW_RANDINT: {
-      uint64_t range = (uint64_t)((int64_t)p2 - (int64_t)p1);
-      int64_t r = (int64_t)p1 + (int64_t)(word64(w, 0) % range);
+      int64_t r = (int64_t)((uint64_t)d.low + word64(w, 0) % d.range); /* wraps, never overflows */
       if (dt == LG_INT64) {
         ((int64_t *)data)[i] = r;
         continue;
@@ -108,19 +116,19 @@ static void draw(draw_kind kind, void *data, int64_t n, lg_dtype dt, uint64_t se
 
 /* Draws into t in row-major order of its logical shape, through a contiguous buffer if t is a
 ** strided view, and advances the offset. */
-static lg_status fill_random(lg_tensor *t, draw_kind kind, double p1, double p2) {
+static lg_status fill_random(lg_tensor *t, draw_kind kind, draw_params d) {
   LG_TRY(lg_inplace_check(kind == DRAW_NORMAL ? "normal_" : kind == DRAW_UNIFORM ? "uniform_" : "random", t));
   int64_t n = lg_numel(t);
   lg_context *ctx = lg_ctx();
   uint64_t base = ctx->offset, seed = ctx->seed;
   ctx->offset += (uint64_t)n;
   if (lg_is_contiguous(t)) {
-    draw(kind, lg_data(t), n, t->dtype, seed, base, p1, p2);
+    draw(kind, lg_data(t), n, t->dtype, seed, base, d);
     return LG_OK;
   }
   lg_tensor *tmp;
   LG_TRY(lg_new(t->shape, t->ndim, t->dtype, &tmp));
-  draw(kind, lg_data(tmp), n, t->dtype, seed, base, p1, p2);
+  draw(kind, lg_data(tmp), n, t->dtype, seed, base, d);
   lg_status st = lg_copy_(t, tmp);
   lg_tensor_release(tmp);
   return st;
@@ -131,28 +139,26 @@ lg_status lg_uniform_(lg_tensor *t, double a, double b) {
     return lg_error(LG_EDTYPE, "uniform_: needs a float tensor, got %s", lg_dtype_name(t->dtype));
   if (!(a <= b) || !isfinite(a) || !isfinite(b))
     return lg_error(LG_EVALUE, "uniform_: needs finite a <= b, got a = %g, b = %g", a, b);
-  return fill_random(t, DRAW_UNIFORM, a, b);
+  return fill_random(t, DRAW_UNIFORM, (draw_params){.p1 = a, .p2 = b});
 }
 
 lg_status lg_normal_(lg_tensor *t, double mean, double std) {
   if (!lg_dtype_is_float(t->dtype))
     return lg_error(LG_EDTYPE, "normal_: needs a float tensor, got %s", lg_dtype_name(t->dtype));
   if (!(std >= 0)) return lg_error(LG_EVALUE, "normal_: std must be non-negative, got %g", std);
-  return fill_random(t, DRAW_NORMAL, mean, std);
+  return fill_random(t, DRAW_NORMAL, (draw_params){.p1 = mean, .p2 = std});
 }
 
 lg_status lg_randint_(lg_tensor *t, int64_t low, int64_t high) {
   if (high <= low)
     return lg_error(LG_EVALUE, "randint: high %lld must be greater than low %lld", (long long)high,
                     (long long)low);
-  if ((double)high - (double)low > 9.0e18)
-    return lg_error(LG_EVALUE, "randint: range [%lld, %lld) is too large", (long long)low, (long long)high);
-  return fill_random(t, DRAW_RANDINT, (double)low, (double)high);
+  return fill_random(t, DRAW_RANDINT, (draw_params){.low = low, .range = (uint64_t)high - (uint64_t)low});
 }
 
 lg_status lg_bernoulli_(lg_tensor *t, double p) {
   if (!(p >= 0 && p <= 1)) return lg_error(LG_EVALUE, "bernoulli_: p must be in [0, 1], got %g", p);
-  return fill_random(t, DRAW_BERNOULLI, p, 0);
+  return fill_random(t, DRAW_BERNOULLI, (draw_params){.p1 = p});
 }
 
 /* A random permutation of 1..n (Fisher-Yates; draw i picks among the first n - i slots). */

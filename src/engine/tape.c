@@ -101,6 +101,7 @@ void lg_node_release(lg_node *n) {
       lg_weak_release(d->edges[i].leaf);
     }
     lg_tensor_release(d->grad);
+    lg_hooks_free(d->hooks);
     if (d->edges != d->inline_edges) free(d->edges);
     if (pool_n < POOL_MAX) {
       d->next = pool;
@@ -303,6 +304,7 @@ static lg_status assign_tangent(lg_tensor *t, lg_tensor *r) {
   if (st == LG_OK && !b) {
     lg_tensor_release(t->tangent);
     t->tangent = lg_tensor_retain(tr);
+    t->tan_gen++; /* views of t take their tangents from it again */
   } else if (st == LG_OK) {
     lg_args a;
     lg_tensor *bt = NULL, *nb = NULL, *nt = NULL;
@@ -434,7 +436,7 @@ void lg_weak_release(lg_weak *w) {
 /* ---- hooks ---- */
 
 lg_status lg_tensor_add_hook(lg_tensor *t, const lg_hook *h) {
-  lg_hook *c = malloc(sizeof *c), **p = &t->hooks;
+  lg_hook *c = malloc(sizeof *c), **p = t->grad_fn ? &t->grad_fn->hooks : &t->hooks;
   if (!c) return lg_error(LG_ENOMEM, "register_hook: out of memory");
   *c = *h;
   c->next = NULL;
@@ -452,14 +454,13 @@ void lg_hooks_free(lg_hook *h) {
   }
 }
 
-/* Runs t's hooks on *g, replacing it when a hook returns a new gradient. t is held meanwhile: a
-** hook that drops the last reference to t leaves the list it walks alive (hooks are only freed
-** with their tensor; removing one only empties it). */
-static lg_status run_hooks(lg_tensor *t, lg_tensor **g) {
-  if (!t->hooks) return LG_OK;
-  lg_tensor_retain(t);
+/* Runs the hooks of a list on *g, replacing it when a hook returns a new gradient. The list's
+** owner (a leaf, or a node of the pass) is held meanwhile, so a hook that drops the last other
+** reference to it leaves the list alive (hooks are only freed with their owner; removing one
+** only empties it). */
+static lg_status run_hooks(lg_hook *hooks, lg_tensor **g) {
   lg_status st = LG_OK;
-  for (lg_hook *h = t->hooks; h && st == LG_OK; h = h->next) {
+  for (lg_hook *h = hooks; h && st == LG_OK; h = h->next) {
     lg_tensor *r = NULL;
     if ((st = h->fn(h->ud, *g, &r)) != LG_OK) break;
     if (r) {
@@ -473,7 +474,6 @@ static lg_status run_hooks(lg_tensor *t, lg_tensor **g) {
       *g = r;
     }
   }
-  lg_tensor_release(t);
   return st;
 }
 
@@ -584,7 +584,7 @@ static lg_status deliver_leaf(pass *p, lg_tensor *leaf, lg_tensor *g) {
   int exclusive = g->refcount == 1; /* only the caller holds g: .grad may take it over */
   lg_tensor *gg = lg_tensor_retain(g);
   lg_tensor_retain(leaf); /* a hook may drop the last other reference */
-  lg_status st = run_hooks(leaf, &gg);
+  lg_status st = run_hooks(leaf->hooks, &gg);
   if (st != LG_OK) goto done;
   if (p->inputs) {
     for (int k = 0; k < p->ninputs; k++)
@@ -623,9 +623,10 @@ done:
 /* A node's output gradient is complete: its tensor's hooks run, retain_grad keeps it, and
 ** autograd.grad captures it when the output is one of the inputs. */
 static lg_status node_ready(pass *p, lg_node *n) {
+  LG_TRY(run_hooks(n->hooks, &n->grad)); /* the pass holds n */
   lg_tensor *out = lg_tensor_retain(n->out);
   if (out) {
-    lg_status st = run_hooks(out, &n->grad);
+    lg_status st = run_hooks(out->hooks, &n->grad);
     if (st == LG_OK && out->retains_grad && !p->inputs)
       st = out->grad ? accumulate(&out->grad, n->grad) : lg_clone(n->grad, &out->grad);
     lg_tensor_release(out);

@@ -600,7 +600,13 @@ lg_status lg_tensor_zeros(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor
   return LG_OK;
 }
 
+static int fits_dtype(lg_dtype dt, double v) {
+  return dt != LG_INT64 || (v >= -9223372036854775808.0 && v < 9223372036854775808.0);
+}
+
 lg_status lg_tensor_full(const int64_t *shape, int ndim, lg_dtype dt, double v, lg_tensor **out) {
+  if (!fits_dtype(dt, v))
+    return lg_error(LG_EVALUE, "tensor: value %g does not fit %s", v, lg_dtype_name(dt));
   LG_TRY(lg_new(shape, ndim, dt, out));
   return lg_fill_(*out, v);
 }
@@ -1156,8 +1162,7 @@ static void fill_row(void *ctx, int64_t n, char **p, const int64_t *s) {
 
 lg_status lg_fill_(lg_tensor *t, double v) {
   LG_TRY(inplace_check("fill_", t));
-  if (t->dtype == LG_INT64 && !(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
-    return lg_error(LG_EVALUE, "fill_: value %g does not fit int64", v);
+  if (!fits_dtype(t->dtype, v)) return lg_error(LG_EVALUE, "fill_: value %g does not fit int64", v);
   lg_iter it;
   lg_iter_init(&it, t->shape, t->ndim);
   lg_iter_add(&it, t, NULL);

@@ -316,7 +316,9 @@ local function labels(target, fname)
   if type(target) ~= "table" then
     errors.raisef("%s: target must be an int64 tensor or a list of 1-based integer labels, got %s", fname, type(target))
   end
-  for i, v in ipairs(target) do
+  -- raw reads, as lg.tensor reads the list (a table whose __index answers every key is not endless)
+  for i = 1, rawlen(target) do
+    local v = rawget(target, i)
     if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
       errors.raisef("%s: target[%d] = %s is not an integer class label", fname, i, tostring(v))
     end
