@@ -2,12 +2,13 @@
 -- Fashion-MNIST (Debian's dataset-fashion-mnist) and report its test accuracy.
 --
 --   build/luagrad examples/fashion_mnist_cnn.lua [--epochs 6] [--batch-size 128] [--lr 3e-3]
---       [--weight-decay 0.05] [--warmup 0.5] [--seed 0] [--threads N] [--out fashion_mnist_cnn]
---       [--quick]
+--       [--weight-decay 0.05] [--warmup 0.5] [--smoothing 0.05] [--flip 0.5] [--seed 0] [--threads N]
+--       [--out fashion_mnist_cnn] [--quick]
 --
 -- Model: two blocks of Conv2d(3x3, padding 1) -> BatchNorm2d -> ReLU -> MaxPool2d(2) (32, then 64
 -- channels; 28x28 -> 14x14 -> 7x7), then Flatten -> Linear(3136, 128) -> ReLU -> Dropout(0.2) ->
--- Linear(128, 10); cross-entropy with light label smoothing; AdamW with a linear warmup then
+-- Linear(128, 10); cross-entropy with light label smoothing; each training image mirrored left to
+-- right with probability 0.5 (--flip); AdamW with a linear warmup then
 -- cosine decay, stepped every batch. Every epoch it evaluates on the 10,000 test images; at the
 -- end it saves the model (safetensors), loss and accuracy curves (SVG), and prints one line
 -- "test accuracy: NN.NN%". --quick trains on a slice for the test suite.
@@ -16,9 +17,9 @@ local nn, F = lg.nn, lg.nn.functional
 
 -- ---- options ----
 local opts = lg.cli.options(arg, { epochs = 6, batch_size = 128, lr = 3e-3, weight_decay = 0.05, warmup = 0.5,
-  seed = 0, out = "fashion_mnist_cnn", quick = false, smoothing = 0.05 }, "fashion_mnist_cnn",
+  seed = 0, out = "fashion_mnist_cnn", quick = false, smoothing = 0.05, flip = 0.5 }, "fashion_mnist_cnn",
   { unset = { "threads" }, metavar = { epochs = "N", batch_size = "N", lr = "X", weight_decay = "X",
-    warmup = "EPOCHS", seed = "N", threads = "N", out = "PREFIX", smoothing = "X" } })
+    warmup = "EPOCHS", seed = "N", threads = "N", out = "PREFIX", smoothing = "X", flip = "P" } })
 if opts.quick then
   opts.epochs = math.min(opts.epochs, 1)
 end
@@ -75,6 +76,15 @@ local function evaluate(x, y)
   return correct / x:size(1), loss_sum / x:size(1)
 end
 
+-- ---- augmentation ----
+-- each image mirrored left to right with probability p (a garment mirrored is the same garment):
+-- the flipped batch is one index_select along the width, and a per-image mask picks from the two
+local reversed = lg.arange(28, 0, -1)
+local function random_flip(xb, p)
+  local pick = lg.rand(xb:size(1), 1, 1, 1):lt(p)
+  return lg.where(pick, xb:index_select(4, reversed), xb)
+end
+
 -- ---- training ----
 local history = { step = {}, train_loss = {}, epoch = {}, test_acc = {}, test_loss = {}, lr = {} }
 local step = 0
@@ -83,6 +93,7 @@ for epoch = 1, opts.epochs do
   local bar = lg.progress(steps_per_epoch, { desc = string.format("epoch %d/%d", epoch, opts.epochs) })
   local run_loss, run_correct, run_n = 0, 0, 0
   for xb, yb in loader do
+    if opts.flip > 0 then xb = random_flip(xb, opts.flip) end
     opt:zero_grad()
     local logits = model(xb)
     local loss = F.cross_entropy(logits, yb, { label_smoothing = opts.smoothing })

@@ -361,40 +361,33 @@ op({ name = "batch_norm 4-d (eval, running statistics)", shapes = { { 1, 2, 3, 5
     return F.batch_norm(x, rm, rv, { weight = w, bias = b })
   end })
 
--- Rows whose fn is a gradient: the adjoint ops (conv2d_grad_input, conv2d_grad_weight,
--- avg_pool2d_backward) are the output here, so gradcheck and double backward test their reverse
--- rules directly. Forward mode cannot follow: a backward pass runs with forward mode off, and no
--- Lua function applies these ops outside one, so their JVP rules are out of this file's reach
--- (BACKWARD_ONLY below).
--- input_gradient(f, x0) -> fn(g, ...) = d/dx0 sum(g * f(x0, ...)) at the fixed x0, recorded.
-local function input_gradient(f, x0)
-  return function(g, ...)
-    local rest = table.pack(...)
-    return lg.enable_grad(function()
-      local x = x0:detach():requires_grad_(true)
-      return ag.grad((f(x, table.unpack(rest, 1, rest.n)) * g):sum(), { x }, { create_graph = true })[1]
-    end)
+-- The adjoint ops that conv2d's and avg_pool2d's backward rules apply (conv2d_grad_input,
+-- conv2d_grad_weight, avg_pool2d_backward), called directly through luagrad.core's private
+-- bindings, so gradcheck, double backward and forward mode all reach their own rules.
+local core = require "luagrad.core"
+local function pair(v) return type(v) == "table" and v or { v, v } end
+local CONV = { stride = { 2, 1 }, padding = { 1, 0 }, dilation = { 1, 2 }, groups = 1 }
+local CONV_G = { stride = 1, padding = 1, dilation = 1, groups = 2 }
+local function adjoint(which, conv, size)
+  return function(a, b)
+    return core._conv2d_adjoint(which, a, b, pair(conv.stride), pair(conv.padding), pair(conv.dilation), conv.groups,
+      size)
   end
 end
-local function fixed(shape, seed) return lg.tensor(nested(shape, GEN.signed(seed)), { dtype = F64 }) end
-local CONV_OPTS = { stride = 2, padding = { 1, 0 } }
-local CONV_X, CONV_W = fixed({ 2, 3, 5, 4 }, 91), fixed({ 4, 3, 3, 2 }, 92)
-local CONV_Y = F.conv2d(CONV_X, CONV_W, nil, CONV_OPTS).shape
-local AVG_OPTS = { stride = 2, padding = 1, ceil_mode = true, count_include_pad = false }
-local AVG_X = fixed({ 2, 3, 7, 6 }, 93)
-local AVG_Y = F.avg_pool2d(AVG_X, 3, AVG_OPTS).shape
-local IN_BACKWARD = "fn is a gradient, and a backward pass runs with forward mode off"
-op({ name = "conv2d's input gradient (conv2d_grad_input) as a function of (g, w)", shapes = { CONV_Y, CONV_W.shape },
-  fn = input_gradient(function(x, w) return F.conv2d(x, w, nil, CONV_OPTS) end, CONV_X), no_forward = IN_BACKWARD })
-op({ name = "conv2d's weight gradient (conv2d_grad_weight) as a function of (g, x)", shapes = { CONV_Y, CONV_X.shape },
-  fn = input_gradient(function(w, x) return F.conv2d(x, w, nil, CONV_OPTS) end, CONV_W), no_forward = IN_BACKWARD })
-op({ name = "avg_pool2d's input gradient (avg_pool2d_backward) as a function of g", shapes = { AVG_Y },
-  fn = input_gradient(function(x) return F.avg_pool2d(x, 3, AVG_OPTS) end, AVG_X), no_forward = IN_BACKWARD })
-
--- The op-table rows that only backward passes apply: no Lua function runs them in forward mode,
--- so the coverage test below cannot ask a forward == reverse check of them (their reverse rules
--- are gradchecked through the rows above).
-local BACKWARD_ONLY = { conv2d_grad_input = true, conv2d_grad_weight = true, avg_pool2d_backward = true }
+-- x {2,3,5,4}, w {4,3,3,2}: y {2,4,3,2} with CONV; x {1,4,4,3}, w {6,2,3,3}: y {1,6,4,3} with CONV_G
+op({ name = "conv2d_grad_input stride {2,1}, padding {1,0}, dilation {1,2}", shapes = { { 2, 4, 3, 2 }, { 4, 3, 3, 2 } },
+  fn = adjoint("input", CONV, { 5, 4 }) })
+op({ name = "conv2d_grad_input groups 2, padding 1, batch 1", shapes = { { 1, 6, 4, 3 }, { 6, 2, 3, 3 } },
+  fn = adjoint("input", CONV_G, { 4, 3 }) })
+op({ name = "conv2d_grad_weight stride {2,1}, padding {1,0}, dilation {1,2}", shapes = { { 2, 3, 5, 4 }, { 2, 4, 3, 2 } },
+  fn = adjoint("weight", CONV, { 3, 2 }) })
+op({ name = "conv2d_grad_weight groups 2, padding 1, batch 1", shapes = { { 1, 4, 4, 3 }, { 1, 6, 4, 3 } },
+  fn = adjoint("weight", CONV_G, { 3, 3 }) })
+op({ name = "avg_pool2d_backward kernel 3, stride 2, padding 1, ceil_mode, count_include_pad = false",
+  shapes = { { 2, 3, 4, 4 } },
+  fn = function(g) return core._avg_pool2d(g, { 3, 3 }, { 2, 2 }, { 1, 1 }, true, false, nil, false, { 7, 6 }) end })
+op({ name = "avg_pool2d_backward adaptive to {3,2} from {7,5}", shapes = { { 2, 3, 3, 2 } },
+  fn = function(g) return core._avg_pool2d(g, { 3, 2 }, nil, nil, false, false, nil, true, { 7, 5 }) end })
 
 -- in-place writes: on a result, through a view of a result (the base records strided_scatter,
 -- the view as_strided), and into a buffer with a sibling view that must follow the write
@@ -618,7 +611,7 @@ describe("autograd ops: gradcheck and forward == reverse Jacobians", function()
     for _, row in ipairs(lg.ops) do
       if row.differentiable then
         for _, check in ipairs({ "gradcheck", "jacobian" }) do
-          if not covered[check][row.name] and not (check == "jacobian" and BACKWARD_ONLY[row.name]) then
+          if not covered[check][row.name] then
             missing[#missing + 1] = row.name .. " (" .. check .. ")"
           end
         end
@@ -627,12 +620,6 @@ describe("autograd ops: gradcheck and forward == reverse Jacobians", function()
     assert.are.equal("", table.concat(missing, ", "),
       "differentiable ops that no check in this file reaches; add a row to OPS for each")
   end)
-
-  local exempt = {}
-  for name in pairs(BACKWARD_ONLY) do exempt[#exempt + 1] = name end
-  table.sort(exempt)
-  pending("the forward-mode rules of " .. table.concat(exempt, ", ") .. ": only backward passes apply these ops, " ..
-    "with forward mode off, so no check in this file can reach their JVP rules")
 
   it("input values for remainder keep a/b away from integers", function()
     -- the inputs used by the remainder rows above: quotients must not sit on a kink

@@ -540,6 +540,24 @@ describe("pooling against the loop reference", function()
     it(label, function() run("max_pool2d", 2, c[1], c[4] or "contiguous", c[2], ref_opts(2, c[2]), "max", label) end)
   end
 
+  it("max_pool2d's float32 2 x 2 fast path gives the float64 path's values and indices, ties and NaN included",
+    function()
+      -- widths past eight outputs reach the vector loop; an odd width leaves a column unread; few
+      -- distinct values make ties, and a NaN in some windows must win wherever it sits
+      lg.manual_seed(7)
+      local x = lg.randint(0, 3, { 2, 3, 10, 37 }):double()
+      local flat = x:view(-1)
+      for _, at in ipairs({ 1, 2, 40, 75, 76, 300, 301, 302, 1111, 2000 }) do flat[at] = 0 / 0 end
+      local y64, i64 = F.max_pool2d(x, { kernel_size = 2, return_indices = true })
+      local y32, i32 = F.max_pool2d(x:float(), { kernel_size = 2, return_indices = true })
+      assert.are.same({ 2, 3, 5, 18 }, y32.shape)
+      assert.are.same(i64:tolist(), i32:tolist())
+      local a, b = y64:view(-1):tolist(), y32:double():view(-1):tolist()
+      for k = 1, #a do
+        assert.is_true(a[k] == b[k] or (a[k] ~= a[k] and b[k] ~= b[k]), "element " .. k)
+      end
+    end)
+
   it("max_pool2d: padding never wins over negative inputs", function()
     local x = -lg.rand(1, 1, 4, 4, F64) - 1
     local y = F.max_pool2d(x, { kernel_size = 3, stride = 1, padding = 1 })

@@ -215,6 +215,28 @@ static int m_conv2d(lua_State *L) {
   return 1;
 }
 
+/* core._conv2d_adjoint("input", g, w, stride, padding, dilation, groups, {H, W}) and
+** core._conv2d_adjoint("weight", x, g, stride, padding, dilation, groups, {kh, kw}): the ops
+** conv2d's backward applies, called directly (the specs check their own derivatives). */
+static int m_conv2d_adjoint(lua_State *L) {
+  static const char *const which[] = {"input", "weight", NULL};
+  int w = luaL_checkoption(L, 1, NULL, which);
+  lg_tensor *a0 = lgL_checktensor(L, 2), *a1 = lgL_checktensor(L, 3);
+  lg_args a = {.in = {a0, a1}, .nin = 2, .dim = -1, .nshape = 8};
+  const char *op = w ? "conv2d_grad_weight" : "conv2d_grad_input";
+  pair_arg(L, 4, op, "stride", &a.shape[0]);
+  pair_arg(L, 5, op, "padding", &a.shape[2]);
+  pair_arg(L, 6, op, "dilation", &a.shape[4]);
+  lua_Integer groups = luaL_checkinteger(L, 7);
+  if (groups < 1 || groups > INT32_MAX)
+    return lgL_error(L, "%s: groups must be a positive integer, got %lld", op, (long long)groups);
+  a.mode = (int)groups;
+  pair_arg(L, 8, op, w ? "kernel size" : "input size", &a.shape[6]);
+  lg_tensor **y = lgL_newslot(L);
+  lgL_check(L, lg_apply(w ? LG_OP_CONV2D_GRAD_WEIGHT : LG_OP_CONV2D_GRAD_INPUT, &a, y));
+  return 1;
+}
+
 /* core._max_pool2d(x, kernel, stride, padding, dilation, ceil_mode) -> values, 1-based indices */
 static int m_max_pool2d(lua_State *L) {
   lg_tensor *x = lgL_checktensor(L, 1);
@@ -230,7 +252,8 @@ static int m_max_pool2d(lua_State *L) {
 }
 
 /* core._avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override|nil)
-** core._avg_pool2d(x, output_size, nil, nil, ..., adaptive = true) for adaptive pooling */
+** core._avg_pool2d(x, output_size, nil, nil, ..., adaptive = true) for adaptive pooling; with a
+** tenth argument {H, W}, the backward op avg_pool2d's backward applies (for the specs) */
 static int m_avg_pool2d(lua_State *L) {
   lg_tensor *x = lgL_checktensor(L, 1);
   int adaptive = lua_toboolean(L, 8);
@@ -246,22 +269,19 @@ static int m_avg_pool2d(lua_State *L) {
     pair_arg(L, 3, "avg_pool2d", "stride", &a.shape[2]);
     pair_arg(L, 4, "avg_pool2d", "padding", &a.shape[4]);
   }
+  int backward = !lua_isnoneornil(L, 9);
+  if (backward) pair_arg(L, 9, "avg_pool2d_backward", "input size", &a.shape[6]);
   lg_tensor **y = lgL_newslot(L);
-  lgL_check(L, lg_apply(LG_OP_AVG_POOL2D, &a, y));
+  lgL_check(L, lg_apply(backward ? LG_OP_AVG_POOL2D_BACKWARD : LG_OP_AVG_POOL2D, &a, y));
   return 1;
 }
 
-static const luaL_Reg functions[] = {{"_linear", m_linear},
-                                     {"_pad", m_pad},
-                                     {"_conv2d", m_conv2d},
-                                     {"_max_pool2d", m_max_pool2d},
-                                     {"_avg_pool2d", m_avg_pool2d},
-                                     {"_batch_norm", m_batch_norm},
-                                     {"_bn_update_stats", m_bn_update_stats},
-                                     {"_layer_norm", m_layer_norm},
-                                     {"_cross_entropy", m_cross_entropy},
-                                     {"_from_bytes", m_from_bytes},
-                                     {NULL, NULL}};
+static const luaL_Reg functions[] = {{"_linear", m_linear},         {"_pad", m_pad},
+                                     {"_conv2d", m_conv2d},         {"_conv2d_adjoint", m_conv2d_adjoint},
+                                     {"_max_pool2d", m_max_pool2d}, {"_avg_pool2d", m_avg_pool2d},
+                                     {"_batch_norm", m_batch_norm}, {"_bn_update_stats", m_bn_update_stats},
+                                     {"_layer_norm", m_layer_norm}, {"_cross_entropy", m_cross_entropy},
+                                     {"_from_bytes", m_from_bytes}, {NULL, NULL}};
 
 /* Adds the functions to the module table on top of the stack, and _to_bytes to the tensor
 ** methods (the table just below it). */

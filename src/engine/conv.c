@@ -16,11 +16,12 @@
 ** conv2d(x, gg)). All three are bilinear, so forward mode is the sum of the two one-sided terms.
 ** Saved: the inputs (x and w, g and w, x and g).
 **
-** Kernels: per sample and group, im2col then one GEMM through OpenBLAS (matmul.c's lg_gemm):
-**   cols (C/G kh kw, Ho Wo) = im2col(x[n, group])      y[n, group] = W_group (O/G, C/G kh kw) cols
-**   dcols = W_group^T g[n, group]; dx[n, group] += col2im(dcols)
+** Kernels: per sample and group, im2col then one GEMM through OpenBLAS, with K = C/G kh kw and
+** P = Ho Wo:
+**   cols (K, P) = im2col(x[n, group])      y[n, group] = W_group (O/G, K) cols
+**   dcols = W_group^T g[n, group]; dx[n, group] = col2im(dcols)
 **   dW_group += g[n, group] cols^T  (summed over the samples)
-** The column buffer holds one sample's group at a time, so memory stays bounded by the batch.
+** (see "the samples across threads" below for how threads share the work).
 **
 ** Arguments (lg_args): shape[0..5] = stride h, w, padding h, w, dilation h, w; mode = groups;
 ** shape[6..7] = the input's H, W (grad_input) or the kernel's kh, kw (grad_weight); nshape = 8.
@@ -59,14 +60,15 @@ static lg_status fill_geom(const char *op, const lg_args *a, int64_t N, int64_t 
   return LG_OK;
 }
 
-/* ---- im2col / col2im for one sample's group: x (Cg, H, W) <-> cols (Cg kh kw, Ho Wo) ---- */
+/* ---- im2col / col2im for one sample's group: x (Cg, H, W) <-> cols (Cg kh kw, Ho Wo), the rows
+** of cols ld elements apart (a block of samples side by side: ld = nb Ho Wo) ---- */
 
 #define IM2COL(name, T)                                                                                      \
-  static void name(const conv_geom *g, int64_t Cg, const T *x, T *cols) {                                    \
+  static void name(const conv_geom *g, int64_t Cg, const T *x, T *cols, int64_t ld) {                        \
     for (int64_t c = 0; c < Cg; c++)                                                                         \
       for (int64_t p = 0; p < g->kh; p++)                                                                    \
         for (int64_t q = 0; q < g->kw; q++) {                                                                \
-          T *row = cols + ((c * g->kh + p) * g->kw + q) * g->Ho * g->Wo;                                     \
+          T *row = cols + ((c * g->kh + p) * g->kw + q) * ld;                                                \
           const T *plane = x + c * g->H * g->W;                                                              \
           for (int64_t i = 0; i < g->Ho; i++) {                                                              \
             int64_t h = i * g->sh - g->ph + p * g->dh;                                                       \
@@ -96,11 +98,11 @@ IM2COL(im2col_f32, float)
 IM2COL(im2col_f64, double)
 
 #define COL2IM(name, T)                                                                                      \
-  static void name(const conv_geom *g, int64_t Cg, const T *cols, T *x) {                                    \
+  static void name(const conv_geom *g, int64_t Cg, const T *cols, T *x, int64_t ld) {                        \
     for (int64_t c = 0; c < Cg; c++)                                                                         \
       for (int64_t p = 0; p < g->kh; p++)                                                                    \
         for (int64_t q = 0; q < g->kw; q++) {                                                                \
-          const T *row = cols + ((c * g->kh + p) * g->kw + q) * g->Ho * g->Wo;                               \
+          const T *row = cols + ((c * g->kh + p) * g->kw + q) * ld;                                          \
           T *plane = x + c * g->H * g->W;                                                                    \
           for (int64_t i = 0; i < g->Ho; i++) {                                                              \
             int64_t h = i * g->sh - g->ph + p * g->dh;                                                       \
@@ -117,18 +119,113 @@ IM2COL(im2col_f64, double)
 COL2IM(col2im_f32, float)
 COL2IM(col2im_f64, double)
 
-static void im2col(lg_dtype dt, const conv_geom *g, int64_t Cg, const void *x, void *cols) {
+static void im2col(lg_dtype dt, const conv_geom *g, int64_t Cg, const void *x, void *cols, int64_t ld) {
   if (dt == LG_FLOAT32)
-    im2col_f32(g, Cg, x, cols);
+    im2col_f32(g, Cg, x, cols, ld);
   else
-    im2col_f64(g, Cg, x, cols);
+    im2col_f64(g, Cg, x, cols, ld);
 }
-static void col2im(lg_dtype dt, const conv_geom *g, int64_t Cg, const void *cols, void *x) {
+static void col2im(lg_dtype dt, const conv_geom *g, int64_t Cg, const void *cols, void *x, int64_t ld) {
   if (dt == LG_FLOAT32)
-    col2im_f32(g, Cg, cols, x);
+    col2im_f32(g, Cg, cols, x, ld);
   else
-    col2im_f64(g, Cg, cols, x);
+    col2im_f64(g, Cg, cols, x, ld);
 }
+
+/* ---- the samples across threads ----
+** Each sample's products are small (a (O/G, K) x (K, P) product), so rather than ask OpenBLAS to
+** split each one, the engine's threads take whole samples: every worker runs its samples' im2col,
+** GEMMs (OpenBLAS on one thread) and col2im with its own column buffer, and writes its samples'
+** part of the result. The weight gradient sums over the samples: each fixed chunk of samples sums
+** into its own (O, K) buffer and the chunks are added in order, so the result never depends on the
+** number of threads. Column buffers hold one sample's group, from the engine's allocator. */
+#define MAX_CHUNKS 64
+
+typedef struct {
+  const conv_geom *g;
+  lg_dtype dt;
+  size_t es;
+  int blas; /* lg_gemm_serial_prepare's answer */
+  int64_t Cg, Og, K, P, chunk;
+  const char *x;    /* (N, C, H, W): the input (conv2d, grad_weight) */
+  const char *w;    /* (O, Cg, kh, kw): the weight (conv2d, grad_input) */
+  const char *nop;  /* (N, O, P): the incoming gradient (grad_input, grad_weight) */
+  char *out;        /* the result: y (N, O, P), dx (N, C, H, W), or the chunks' (O, K) partial sums */
+  const char *bias; /* (O) or NULL */
+  lg_status st;     /* a worker's failure (out of memory for its buffer) */
+} conv_job;
+
+#define AT(p, i) ((p) + (i) * (int64_t)c->es)
+/* a worker's column buffer: K P elements */
+static char *cols_new(conv_job *c, lg_tensor **t) {
+  int64_t n = c->K * c->P > 0 ? c->K * c->P : 1;
+  if (lg_tensor_empty(&n, 1, c->dt, t) != LG_OK) {
+    c->st = LG_ENOMEM;
+    return NULL;
+  }
+  return lg_data(*t);
+}
+
+static void forward_samples(void *c_, int64_t lo, int64_t hi) {
+  conv_job *c = c_;
+  const conv_geom *g = c->g;
+  lg_tensor *ct = NULL;
+  char *cols = cols_new(c, &ct);
+  for (int64_t n = lo; n < hi && cols; n++)
+    for (int64_t gi = 0; gi < g->G; gi++) {
+      char *y = AT(c->out, (n * g->O + gi * c->Og) * c->P);
+      im2col(c->dt, g, c->Cg, AT(c->x, (n * g->C + gi * c->Cg) * g->H * g->W), cols, c->P);
+      /* y[n, group] (Og, P) = W_group (Og, K) cols (K, P) */
+      lg_gemm_serial(c->blas, c->dt, 0, 0, c->Og, c->P, c->K, AT(c->w, gi * c->Og * c->K), c->K, cols, c->P,
+                     0, y, c->P);
+      for (int64_t o = 0; c->bias && o < c->Og; o++) {
+        if (c->dt == LG_FLOAT32) {
+          float bv = ((const float *)c->bias)[gi * c->Og + o], *r = (float *)y + o * c->P;
+          for (int64_t p = 0; p < c->P; p++) r[p] += bv;
+        } else {
+          double bv = ((const double *)c->bias)[gi * c->Og + o], *r = (double *)y + o * c->P;
+          for (int64_t p = 0; p < c->P; p++) r[p] += bv;
+        }
+      }
+    }
+  lg_tensor_release(ct);
+}
+
+static void grad_input_samples(void *c_, int64_t lo, int64_t hi) {
+  conv_job *c = c_;
+  const conv_geom *g = c->g;
+  lg_tensor *ct = NULL;
+  char *cols = cols_new(c, &ct);
+  for (int64_t n = lo; n < hi && cols; n++)
+    for (int64_t gi = 0; gi < g->G; gi++) {
+      /* dcols (K, P) = W_group^T (K, Og) g[n, group] (Og, P); dx[n, group] = col2im(dcols) */
+      lg_gemm_serial(c->blas, c->dt, 1, 0, c->K, c->P, c->Og, AT(c->w, gi * c->Og * c->K), c->K,
+                     AT(c->nop, (n * g->O + gi * c->Og) * c->P), c->P, 0, cols, c->P);
+      col2im(c->dt, g, c->Cg, cols, AT(c->out, (n * g->C + gi * c->Cg) * g->H * g->W), c->P);
+    }
+  lg_tensor_release(ct);
+}
+
+/* chunk q sums samples q chunk .. (q + 1) chunk - 1 into out + q O K */
+static void grad_weight_chunks(void *c_, int64_t lo, int64_t hi) {
+  conv_job *c = c_;
+  const conv_geom *g = c->g;
+  lg_tensor *ct = NULL;
+  char *cols = cols_new(c, &ct);
+  for (int64_t q = lo; q < hi && cols; q++) {
+    char *dw = AT(c->out, q * g->O * c->K);
+    memset(dw, 0, (size_t)(g->O * c->K) * c->es);
+    for (int64_t n = q * c->chunk; n < (q + 1) * c->chunk && n < g->N; n++)
+      for (int64_t gi = 0; gi < g->G; gi++) {
+        im2col(c->dt, g, c->Cg, AT(c->x, (n * g->C + gi * c->Cg) * g->H * g->W), cols, c->P);
+        /* dW_group (Og, K) += g[n, group] (Og, P) cols^T (P, K) */
+        lg_gemm_serial(c->blas, c->dt, 0, 1, c->Og, c->K, c->P, AT(c->nop, (n * g->O + gi * c->Og) * c->P),
+                       c->P, cols, c->P, 1, dw + gi * c->Og * c->K * (int64_t)c->es, c->K);
+      }
+  }
+  lg_tensor_release(ct);
+}
+#undef AT
 
 /* ---- argument checks and the three kernels ---- */
 
@@ -148,23 +245,15 @@ static lg_status float_dtype(const char *op, lg_tensor *a, lg_tensor *b, lg_dtyp
   return LG_OK;
 }
 
-/* the working memory of one call: contiguous inputs and the column buffer */
-typedef struct {
-  lg_tensor *a, *b, *bias, *out;
-  void *cols;
-} conv_work;
-
-static void work_release(conv_work *w) {
-  lg_tensor_release(w->a);
-  lg_tensor_release(w->b);
-  lg_tensor_release(w->bias);
-  free(w->cols);
+static conv_job job_for(const conv_geom *g, lg_dtype dt) {
+  conv_job c = {.g = g, .dt = dt, .es = lg_dtype_size(dt), .Cg = g->C / g->G, .Og = g->O / g->G};
+  c.K = c.Cg * g->kh * g->kw;
+  c.P = g->Ho * g->Wo;
+  c.blas = lg_gemm_serial_prepare();
+  return c;
 }
-
-static lg_status alloc_cols(conv_work *w, const conv_geom *g, lg_dtype dt) {
-  size_t n = (size_t)(g->C / g->G) * (size_t)(g->kh * g->kw) * (size_t)(g->Ho * g->Wo);
-  w->cols = malloc((n ? n : 1) * lg_dtype_size(dt));
-  return w->cols ? LG_OK : lg_error(LG_ENOMEM, "conv2d: out of memory for the column buffer");
+static lg_status job_status(const char *op, const conv_job *c) {
+  return c->st == LG_OK ? LG_OK : lg_error(LG_ENOMEM, "%s: out of memory for the column buffer", op);
 }
 
 lg_status lg_conv2d_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
@@ -184,36 +273,21 @@ lg_status lg_conv2d_forward(const lg_op *op, const lg_args *a, lg_tensor **out) 
                     (long long)g.O);
   lg_dtype dt;
   LG_TRY(float_dtype("conv2d", x, wt, &dt));
-  conv_work w = {0};
+  lg_tensor *xc = NULL, *wc = NULL, *bc = NULL;
   int64_t oshape[4] = {g.N, g.O, g.Ho, g.Wo};
-  lg_status st = as_contig(x, dt, &w.a);
-  if (st == LG_OK) st = as_contig(wt, dt, &w.b);
-  if (st == LG_OK && b) st = as_contig(b, dt, &w.bias);
-  if (st == LG_OK) st = alloc_cols(&w, &g, dt);
+  lg_status st = as_contig(x, dt, &xc);
+  if (st == LG_OK) st = as_contig(wt, dt, &wc);
+  if (st == LG_OK && b) st = as_contig(b, dt, &bc);
   if (st == LG_OK) st = lg_tensor_empty(oshape, 4, dt, out);
-  if (st != LG_OK) {
-    work_release(&w);
-    return st;
+  if (st == LG_OK) {
+    conv_job c = job_for(&g, dt);
+    c.x = lg_data(xc), c.w = lg_data(wc), c.bias = bc ? lg_data(bc) : NULL, c.out = lg_data(*out);
+    lg_parallel_for_cost(g.N, (c.K + c.Og) * c.P * g.G, forward_samples, &c);
+    if ((st = job_status("conv2d", &c)) != LG_OK) lg_tensor_release(*out);
   }
-  int64_t Cg = g.C / g.G, Og = g.O / g.G, K = Cg * g.kh * g.kw, P = g.Ho * g.Wo;
-  size_t es = lg_dtype_size(dt);
-  char *xd = lg_data(w.a), *wd = lg_data(w.b), *yd = lg_data(*out);
-  for (int64_t n = 0; n < g.N && st == LG_OK; n++)
-    for (int64_t gi = 0; gi < g.G && st == LG_OK; gi++) {
-      char *y = yd + ((n * g.O + gi * Og) * P) * (int64_t)es;
-      im2col(dt, &g, Cg, xd + ((n * g.C + gi * Cg) * g.H * g.W) * (int64_t)es, w.cols);
-      st = lg_gemm(dt, 0, 0, Og, P, K, wd + gi * Og * K * (int64_t)es, K, w.cols, P, 0, y, P);
-      if (w.bias)
-        for (int64_t o = 0; o < Og; o++) {
-          double bv = lg_get_flat(w.bias, gi * Og + o);
-          if (dt == LG_FLOAT32)
-            for (int64_t p = 0; p < P; p++) ((float *)y)[o * P + p] += (float)bv;
-          else
-            for (int64_t p = 0; p < P; p++) ((double *)y)[o * P + p] += bv;
-        }
-    }
-  work_release(&w);
-  if (st != LG_OK) lg_tensor_release(*out);
+  lg_tensor_release(xc);
+  lg_tensor_release(wc);
+  lg_tensor_release(bc);
   return st;
 }
 
@@ -230,28 +304,19 @@ lg_status lg_conv2d_grad_input_forward(const lg_op *op, const lg_args *a, lg_ten
                     SHAPE(gy), (long long)g.N, (long long)g.O, (long long)g.Ho, (long long)g.Wo);
   lg_dtype dt;
   LG_TRY(float_dtype("conv2d_grad_input", gy, wt, &dt));
-  conv_work w = {0};
+  lg_tensor *gc = NULL, *wc = NULL;
   int64_t xshape[4] = {g.N, g.C, g.H, g.W};
-  lg_status st = as_contig(gy, dt, &w.a);
-  if (st == LG_OK) st = as_contig(wt, dt, &w.b);
-  if (st == LG_OK) st = alloc_cols(&w, &g, dt);
+  lg_status st = as_contig(gy, dt, &gc);
+  if (st == LG_OK) st = as_contig(wt, dt, &wc);
   if (st == LG_OK) st = lg_tensor_zeros(xshape, 4, dt, out);
-  if (st != LG_OK) {
-    work_release(&w);
-    return st;
+  if (st == LG_OK) {
+    conv_job c = job_for(&g, dt);
+    c.nop = lg_data(gc), c.w = lg_data(wc), c.out = lg_data(*out);
+    lg_parallel_for_cost(g.N, (c.K + c.Og) * c.P * g.G, grad_input_samples, &c);
+    if ((st = job_status("conv2d_grad_input", &c)) != LG_OK) lg_tensor_release(*out);
   }
-  int64_t Cg = g.C / g.G, Og = g.O / g.G, K = Cg * g.kh * g.kw, P = g.Ho * g.Wo;
-  size_t es = lg_dtype_size(dt);
-  char *gd = lg_data(w.a), *wd = lg_data(w.b), *xd = lg_data(*out);
-  for (int64_t n = 0; n < g.N && st == LG_OK; n++)
-    for (int64_t gi = 0; gi < g.G && st == LG_OK; gi++) {
-      /* dcols (K, P) = W_group^T (K, Og) g (Og, P) */
-      st = lg_gemm(dt, 1, 0, K, P, Og, wd + gi * Og * K * (int64_t)es, K,
-                   gd + ((n * g.O + gi * Og) * P) * (int64_t)es, P, 0, w.cols, P);
-      if (st == LG_OK) col2im(dt, &g, Cg, w.cols, xd + ((n * g.C + gi * Cg) * g.H * g.W) * (int64_t)es);
-    }
-  work_release(&w);
-  if (st != LG_OK) lg_tensor_release(*out);
+  lg_tensor_release(gc);
+  lg_tensor_release(wc);
   return st;
 }
 
@@ -269,28 +334,36 @@ lg_status lg_conv2d_grad_weight_forward(const lg_op *op, const lg_args *a, lg_te
                     SHAPE(gy), (long long)g.N, (long long)g.O, (long long)g.Ho, (long long)g.Wo);
   lg_dtype dt;
   LG_TRY(float_dtype("conv2d_grad_weight", x, gy, &dt));
-  conv_work w = {0};
-  int64_t Cg = g.C / g.G, Og = g.O / g.G, K = Cg * g.kh * g.kw, P = g.Ho * g.Wo;
-  int64_t wshape[4] = {g.O, Cg, g.kh, g.kw};
-  lg_status st = as_contig(x, dt, &w.a);
-  if (st == LG_OK) st = as_contig(gy, dt, &w.b);
-  if (st == LG_OK) st = alloc_cols(&w, &g, dt);
-  if (st == LG_OK) st = lg_tensor_zeros(wshape, 4, dt, out);
-  if (st != LG_OK) {
-    work_release(&w);
-    return st;
+  lg_tensor *xc = NULL, *gc = NULL, *parts = NULL;
+  int64_t wshape[4] = {g.O, g.C / g.G, g.kh, g.kw};
+  conv_job c = job_for(&g, dt);
+  /* chunks of samples: 8 or more, at most MAX_CHUNKS of them (fixed by N alone) */
+  c.chunk = g.N / MAX_CHUNKS + 1 > 8 ? g.N / MAX_CHUNKS + 1 : 8;
+  int64_t nq = (g.N + c.chunk - 1) / c.chunk, pshape[2] = {nq > 0 ? nq : 1, g.O * c.K};
+  lg_status st = as_contig(x, dt, &xc);
+  if (st == LG_OK) st = as_contig(gy, dt, &gc);
+  if (st == LG_OK) st = lg_tensor_empty(pshape, 2, dt, &parts);
+  if (st == LG_OK) {
+    c.x = lg_data(xc), c.nop = lg_data(gc), c.out = lg_data(parts);
+    lg_parallel_for_cost(nq, (c.K + c.Og) * c.P * g.G * c.chunk, grad_weight_chunks, &c);
+    st = job_status("conv2d_grad_weight", &c);
   }
-  size_t es = lg_dtype_size(dt);
-  char *xd = lg_data(w.a), *gd = lg_data(w.b), *wd = lg_data(*out);
-  for (int64_t n = 0; n < g.N && st == LG_OK; n++)
-    for (int64_t gi = 0; gi < g.G && st == LG_OK; gi++) {
-      im2col(dt, &g, Cg, xd + ((n * g.C + gi * Cg) * g.H * g.W) * (int64_t)es, w.cols);
-      /* dW_group (Og, K) += g (Og, P) cols^T (P, K) */
-      st = lg_gemm(dt, 0, 1, Og, K, P, gd + ((n * g.O + gi * Og) * P) * (int64_t)es, P, w.cols, P, 1,
-                   wd + gi * Og * K * (int64_t)es, K);
-    }
-  work_release(&w);
-  if (st != LG_OK) lg_tensor_release(*out);
+  if (st == LG_OK && (st = lg_tensor_zeros(wshape, 4, dt, out)) == LG_OK) { /* the chunks' sums, in order */
+    int64_t m = g.O * c.K;
+    for (int64_t q = 0; q < nq; q++)
+      if (dt == LG_FLOAT32) {
+        float *d = lg_data(*out);
+        const float *p = (const float *)lg_data(parts) + q * m;
+        for (int64_t i = 0; i < m; i++) d[i] += p[i];
+      } else {
+        double *d = lg_data(*out);
+        const double *p = (const double *)lg_data(parts) + q * m;
+        for (int64_t i = 0; i < m; i++) d[i] += p[i];
+      }
+  }
+  lg_tensor_release(xc);
+  lg_tensor_release(gc);
+  lg_tensor_release(parts);
   return st;
 }
 
@@ -315,8 +388,9 @@ lg_status lg_conv2d_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   lg_tensor *dw =
       n->needs[1] ? sc_conv(&s, LG_OP_CONV2D_GRAD_WEIGHT, &n->args, x, g, w->shape[2], w->shape[3]) : NULL;
   if (n->nin > 2 && n->needs[2] && s.st == LG_OK) {
+    int64_t rows[3] = {g->shape[0], g->shape[1], g->shape[2] * g->shape[3]}; /* planes as rows: two sums */
     lg_tensor *db =
-        sc_reduce(&s, LG_OP_SUM, sc_reduce(&s, LG_OP_SUM, sc_reduce(&s, LG_OP_SUM, g, 3, 0), 2, 0), 0, 0);
+        sc_reduce(&s, LG_OP_SUM, sc_reduce(&s, LG_OP_SUM, sc_reshape(&s, g, rows, 3), 2, 0), 0, 0);
     if (db) gin[2] = lg_tensor_retain(db);
   }
   return sc_done2(&s, dx, &gin[0], dw, &gin[1]);

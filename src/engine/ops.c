@@ -1593,6 +1593,33 @@ static lg_status index_add_forward(const lg_op *op, const lg_args *a, lg_tensor 
 
 /* scatter_add(src, dim, idx, shape): zeros of `shape`, then out[p with p[dim] = idx[p]] += src[p]
 ** for every position p of idx. The adjoint of gather. */
+/* Position p of idx (row-major) adds src[p] at out[p with p[dim] = idx[p]]: the positions go row
+** by row along the last dimension (one row is n contiguous elements of idx and src), and base is
+** the offset in out of the row's first position with dim left out. */
+#define SCATTER_ADD(name, T)                                                                                 \
+  static void name(T *out, const T *src, const int64_t *ip, const int64_t *shape, int nd, int dim,           \
+                   const int64_t *oshape) {                                                                  \
+    int64_t ostride[LG_MAX_DIMS], pos[LG_MAX_DIMS] = {0}, base = 0;                                          \
+    lg_contiguous_strides(oshape, nd, ostride);                                                              \
+    int64_t n = nd ? shape[nd - 1] : 1, rows = n ? lg_shape_numel(shape, nd) / n : 0;                        \
+    int last = dim == nd - 1 || nd == 0;                                                                     \
+    for (int64_t r = 0; r < rows; r++, ip += n, src += n) {                                                  \
+      if (last)                                                                                              \
+        for (int64_t j = 0; j < n; j++) out[base + ip[j] - 1] += src[j];                                     \
+      else                                                                                                   \
+        for (int64_t j = 0; j < n; j++) out[base + (ip[j] - 1) * ostride[dim] + j] += src[j];                \
+      for (int d = nd - 2; d >= 0; d--) { /* the next row; base follows it */                                \
+        if (d != dim) base += ostride[d];                                                                    \
+        if (++pos[d] < shape[d]) break;                                                                      \
+        if (d != dim) base -= ostride[d] * pos[d];                                                           \
+        pos[d] = 0;                                                                                          \
+      }                                                                                                      \
+    }                                                                                                        \
+  }
+SCATTER_ADD(scatter_add_f32, float)
+SCATTER_ADD(scatter_add_f64, double)
+SCATTER_ADD(scatter_add_i64, int64_t)
+
 static lg_status scatter_add_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *src = a->in[0], *idx = a->in[1];
   int dim = a->dim;
@@ -1610,27 +1637,15 @@ static lg_status scatter_add_forward(const lg_op *op, const lg_args *a, lg_tenso
   if (st == LG_OK) st = lg_contiguous(src, &sc_);
   if (st == LG_OK) st = lg_tensor_zeros(a->shape, a->nshape, src->dtype, out);
   if (st == LG_OK) {
-    /* position p of idx (row-major, pos[] its coordinates) adds src[p] at out[p with p[dim] = idx[p]] */
-    int64_t n = lg_numel(idx), pos[LG_MAX_DIMS] = {0}, ostride[LG_MAX_DIMS];
-    lg_contiguous_strides(a->shape, a->nshape, ostride);
     const int64_t *ip = lg_data(ic);
-    int nd = idx->ndim;
-    int64_t base = 0; /* the offset of pos[] in out, dim excluded */
-    for (int64_t i = 0; i < n; i++) {
-      int64_t off = base + (ip[i] - 1) * ostride[dim];
-      if (src->dtype == LG_FLOAT32)
-        ((float *)lg_data(*out))[off] += ((const float *)lg_data(sc_))[i];
-      else if (src->dtype == LG_FLOAT64)
-        ((double *)lg_data(*out))[off] += ((const double *)lg_data(sc_))[i];
-      else
-        ((int64_t *)lg_data(*out))[off] += ((const int64_t *)lg_data(sc_))[i];
-      for (int d = nd - 1; d >= 0; d--) { /* next position; base follows it */
-        if (d != dim) base += ostride[d];
-        if (++pos[d] < idx->shape[d]) break;
-        if (d != dim) base -= ostride[d] * pos[d];
-        pos[d] = 0;
-      }
-    }
+    void *o = lg_data(*out);
+    const void *sp = lg_data(sc_);
+    if (src->dtype == LG_FLOAT32)
+      scatter_add_f32(o, sp, ip, idx->shape, idx->ndim, dim, a->shape);
+    else if (src->dtype == LG_FLOAT64)
+      scatter_add_f64(o, sp, ip, idx->shape, idx->ndim, dim, a->shape);
+    else
+      scatter_add_i64(o, sp, ip, idx->shape, idx->ndim, dim, a->shape);
   }
   lg_tensor_release(ic);
   lg_tensor_release(sc_);

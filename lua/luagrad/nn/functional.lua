@@ -498,7 +498,7 @@ function F.pad(x, pads, opts)
   end
   if mode == "constant" then return core._pad(x, pads, o.value or 0) end
   if o.value ~= nil then errors.raisef('pad: value is only for mode "constant", not "%s"', mode) end
-  local nd = x:dim()
+  local nd, padded = x:dim(), false
   if #pads % 2 ~= 0 or #pads > 2 * nd then
     errors.raisef("pad: padding must hold a (before, after) pair for each of at most %d dimensions of input %s, " ..
       "got %d numbers", nd, shape_str(x), #pads)
@@ -519,9 +519,9 @@ function F.pad(x, pads, opts)
         mode == "reflect" and "amounts smaller than its size" or mode == "circular" and "amounts at most its size"
         or "a non-empty dimension", shape_str(x))
     end
-    if a > 0 or b > 0 then x = x:index_select(dim, pad_source(mode, n, a, b)) end
+    if a > 0 or b > 0 then x, padded = x:index_select(dim, pad_source(mode, n, a, b)), true end
   end
-  return x
+  return padded and x or x:clone() -- a new tensor even when nothing was padded, as PyTorch
 end
 
 -- ---- convolution and pooling ---------------------------------------------------------------
