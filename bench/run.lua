@@ -3,8 +3,8 @@
 --   build/luagrad bench/run.lua [--quick]
 --
 -- Runs bench/workloads.lua (luagrad) and bench/torch_ref.py (PyTorch, when /usr/bin/python3
--- can import torch) on the four workloads at 1 and 2 threads, then peak resident memory of 200
--- steps of W2 and the start-up time of each, and prints a markdown table: luagrad ms/step,
+-- can import torch) on the workloads W1-W5 at 1 and 2 threads, then peak resident memory of 200
+-- steps of W2 and of 50 steps of W5, and the start-up time of each, and prints a markdown table: luagrad ms/step,
 -- PyTorch ms/step, their ratio (PyTorch / luagrad, 1 thread), the GEMM floor and the fraction
 -- of luagrad's step that the floor accounts for. --quick shortens every run (for a smoke test).
 local lg = require "luagrad"
@@ -63,7 +63,7 @@ for _, r in ipairs(ours) do
   if r.sgemm_gflops then peak = r.sgemm_gflops else rows[#rows + 1] = r end
 end
 
-local goals = { W1 = 8, W2 = 2, W3 = 1.0, W4 = 1.4 }
+local goals = { W1 = 8, W2 = 2, W3 = 1.0, W4 = 1.4, W5 = 1.0 }
 print(string.format("sgemm peak, 1 thread (2048x2048): %.1f GFLOP/s", peak or 0))
 print("luagrad's BLAS: " .. lg.blas_info())
 if theirs.blas then print("PyTorch's BLAS: " .. theirs.blas) end
@@ -90,10 +90,18 @@ end
 local w3 = nil
 for _, r in ipairs(rows) do if r.name == "W3" then w3 = r end end
 if w3 then print(string.format("\nW3 at 2 threads is %.2fx faster than at 1 thread (goal 1.7x).", w3.ms1 / w3.ms2)) end
+for _, r in ipairs(rows) do
+  local t = theirs[r.name]
+  if r.name == "W5" and t then
+    print(string.format("W5 at 2 threads: PyTorch / luagrad = %.2fx (goal 1.0x).", t.ms2 / r.ms2))
+  end
+end
 
 io.stderr:write("bench: memory and start-up...\n")
 local rss_ours = decode_all((lines(exe .. " bench/workloads.lua --rss W2 200")))[1]
 local rss_theirs = have_torch and decode_all((lines("/usr/bin/python3 bench/torch_ref.py --rss W2 200")))[1] or nil
+local rss5_ours = decode_all((lines(exe .. " bench/workloads.lua --rss W5 50")))[1]
+local rss5_theirs = have_torch and decode_all((lines("/usr/bin/python3 bench/torch_ref.py --rss W5 50")))[1] or nil
 local start_ours = time_cmd(exe .. ' -e ""', 21)
 local start_theirs = have_torch and time_cmd("/usr/bin/python3 -c 'import torch'", 5) or nil
 print("")
@@ -101,5 +109,7 @@ print("| | luagrad | PyTorch |")
 print("|---|---:|---:|")
 print(string.format("| peak resident memory, 200 steps of W2 | %.1f MiB | %s |", rss_ours.rss_kb / 1024,
   rss_theirs and string.format("%.1f MiB", rss_theirs.rss_kb / 1024) or "-"))
+print(string.format("| peak resident memory, 50 steps of W5 | %.1f MiB | %s |", rss5_ours.rss_kb / 1024,
+  rss5_theirs and string.format("%.1f MiB", rss5_theirs.rss_kb / 1024) or "-"))
 print(string.format("| start-up (`luagrad -e \"\"` / `python3 -c \"import torch\"`) | %.1f ms | %s |", start_ours * 1e3,
   start_theirs and string.format("%.0f ms", start_theirs * 1e3) or "-"))

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""bench/torch_ref.py: the four workloads of bench/workloads.lua in PyTorch (CPU, eager, float32).
+"""bench/torch_ref.py: the workloads W1-W5 of bench/workloads.lua in PyTorch (CPU, eager, float32).
 
 Same shapes, losses, optimizers and learning rates; synthetic data with a fixed seed. Prints one
 JSON line per workload: median ms per step after warm-up at 1 and 2 threads, first and final loss.
@@ -83,7 +83,17 @@ def w4():
     return m, torch.optim.SGD(m.parameters(), lr=0.1), lambda: nn.functional.mse_loss(m(x), y)
 
 
-WORKLOADS = [("W1", w1, 2000, 100), ("W2", w2, 300, 20), ("W3", w3, 8, 2), ("W4", w4, 300, 20)]
+def w5():
+    m = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+    x = torch.randn(128, 1, 28, 28)
+    y = torch.randint(0, 10, (128,))
+    return m, torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=1e-2), lambda: nn.functional.cross_entropy(m(x), y)
+
+
+WORKLOADS = [("W1", w1, 2000, 100), ("W2", w2, 300, 20), ("W3", w3, 8, 2), ("W4", w4, 300, 20), ("W5", w5, 20, 3)]
 
 
 def step(opt, lossf):

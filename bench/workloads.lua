@@ -1,15 +1,19 @@
--- bench/workloads.lua: the four training workloads of the performance issue, in luagrad.
+-- bench/workloads.lua: the training workloads W1-W5 of the performance issues, in luagrad.
 --
 --   W1 tiny regression   MLP 1-64-64-1, tanh, MSE, batch 64, Adam lr 1e-3
 --   W2 Fashion-MNIST MLP 784-256-128-10, Linear-BatchNorm1d-ReLU hidden layers, cross-entropy,
 --                        batch 128, AdamW lr 1e-3 wd 1e-2
 --   W3 wide MLP          1024-4096-4096-1024, ReLU, MSE, batch 256, SGD lr 1e-3 momentum 0.9
 --   W4 deep sigmoid      20 x Linear(128, 128), sigmoid between, MSE, batch 64, SGD lr 0.1
+--   W5 Fashion-MNIST CNN input (128, 1, 28, 28): Conv2d(1,32,3,pad 1) BatchNorm2d ReLU MaxPool2d(2)
+--                        Conv2d(32,64,3,pad 1) BatchNorm2d ReLU MaxPool2d(2) Flatten
+--                        Linear(3136,128) ReLU Linear(128,10); cross-entropy; AdamW lr 1e-3 wd 1e-2
 --
 -- One step = zero_grad + forward + loss + backward + optimizer step, on synthetic data with a
 -- fixed seed. For each workload: median ms per step after warm-up at 1 and 2 threads, the GEMM
 -- floor (exactly the matrix products one step needs, run back to back: forward, weight gradient
--- and input gradient per layer), and a check that the run's final loss is finite and lower than
+-- and input gradient per layer; a convolution counts as the one product im2col makes of it over
+-- the whole batch: (N Ho Wo) x (Cin kh kw) by (Cin kh kw) x Cout), and a check that the run's final loss is finite and lower than
 -- its first. Prints one JSON line per workload for bench/run.sh, or a table with --table.
 --
 --   build/luagrad bench/workloads.lua [--table] [--only W2] [--threads 1,2] [--steps-scale 1]
@@ -85,6 +89,18 @@ local W = {
       local x = lg.randn(64, 128)
       local y = lg.randn(64, 128)
       return model, lg.optim.SGD(model:parameters(), { lr = 0.1 }), function() return F.mse_loss(model(x), y) end
+    end },
+  { name = "W5", desc = "Fashion-MNIST CNN 2 x (conv BN ReLU pool) 2 x Linear, AdamW", steps = 20, warm = 3,
+    layers = { { 128 * 28 * 28, 9, 32 }, { 128 * 14 * 14, 32 * 9, 64 }, { 128, 3136, 128 }, { 128, 128, 10 } },
+    build = function()
+      local model = nn.Sequential(
+        nn.Conv2d(1, 32, 3, { padding = 1 }), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, { padding = 1 }), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+      local x = lg.randn(128, 1, 28, 28)
+      local y = lg.randint(1, 11, { 128 })
+      return model, lg.optim.AdamW(model:parameters(), { lr = 1e-3, weight_decay = 1e-2 }),
+        function() return F.cross_entropy(model(x), y) end
     end },
 }
 

@@ -316,6 +316,14 @@ typedef enum lg_opcode {
   LG_OP_LAYER_NORM,
   LG_OP_CROSS_ENTROPY,
   LG_OP_LINEAR, /* x W^T + b as one GEMM (matmul.c) */
+  /* convolution and its adjoints (conv.c) */
+  LG_OP_CONV2D,
+  LG_OP_CONV2D_GRAD_INPUT,
+  LG_OP_CONV2D_GRAD_WEIGHT,
+  /* pooling (pool.c) */
+  LG_OP_MAX_POOL2D,
+  LG_OP_AVG_POOL2D,
+  LG_OP_AVG_POOL2D_BACKWARD,
   LG_NUM_OPS
 } lg_opcode;
 

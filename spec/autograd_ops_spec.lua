@@ -119,7 +119,8 @@ end
 -- binary), gens (generator names per input, default "signed"), binary (elementwise broadcasting
 -- op: broadcast layouts (3,1)x(1,4) and (3,4)x(4,)), bshapes (explicit broadcast input shapes),
 -- expand_dim (which dim the expanded/broadcast layouts collapse to size 1; default 1),
--- no_expanded (reason the stride-0-leaf layout does not apply), eps (gradcheck step).
+-- no_expanded (reason the stride-0-leaf layout does not apply), no_forward (reason forward mode
+-- cannot run through fn), eps (gradcheck step).
 local OPS = {}
 local function op(t) OPS[#OPS + 1] = t end
 local function un(name, fn, gen, extra)
@@ -311,6 +312,82 @@ op({ name = "cross_entropy (sum, label smoothing)", shapes = { { 3, 4 } },
     return F.cross_entropy(x, lg.tensor({ 2, 1, 4 }, { dtype = "int64" }), { reduction = "sum", label_smoothing = 0.1 })
   end })
 op({ name = "linear", shapes = { { 3, 4 }, { 2, 4 }, { 2 } }, fn = function(x, w, b) return F.linear(x, w, b) end })
+
+-- convolution and pooling: odd sizes and batch 1 among them. The inputs are a function of the
+-- index (sines), so max_pool2d's windows hold distinct values: no ties.
+op({ name = "conv2d kernel {3,2}, padding 1", shapes = { { 2, 3, 5, 4 }, { 4, 3, 3, 2 }, { 4 } },
+  fn = function(x, w, b) return F.conv2d(x, w, b, { padding = 1 }) end })
+op({ name = "conv2d groups 2, stride {2,1}, dilation {1,2}, padding {1,2}, batch 1",
+  shapes = { { 1, 4, 6, 7 }, { 6, 2, 3, 2 }, { 6 } },
+  fn = function(x, w, b)
+    return F.conv2d(x, w, b, { groups = 2, stride = { 2, 1 }, dilation = { 1, 2 }, padding = { 1, 2 } })
+  end })
+op({ name = "conv2d depthwise (groups = C = 3), stride 2, no bias", shapes = { { 2, 3, 5, 5 }, { 3, 1, 3, 3 } },
+  fn = function(x, w) return F.conv2d(x, w, nil, { groups = 3, stride = 2 }) end })
+op({ name = "conv2d padding \"same\" with odd totals", shapes = { { 1, 2, 5, 4 }, { 3, 2, 2, 2 }, { 3 } },
+  fn = function(x, w, b) return F.conv2d(x, w, b, { padding = "same" }) end })
+op({ name = "conv1d stride 2, padding 1", shapes = { { 2, 3, 7 }, { 4, 3, 3 }, { 4 } },
+  fn = function(x, w, b) return F.conv1d(x, w, b, { stride = 2, padding = 1 }) end })
+op({ name = "conv1d groups 2, dilation 2, batch 1", shapes = { { 1, 4, 9 }, { 2, 2, 3 } },
+  fn = function(x, w) return F.conv1d(x, w, nil, { groups = 2, dilation = 2 }) end })
+op({ name = "pad reflect, replicate and circular", shapes = { { 2, 3, 4 } },
+  fn = function(x)
+    return F.pad(x, { 1, 2, 2, 0 }, { mode = "reflect" }) + F.pad(x, { 1, 2, 2, 0 }, { mode = "replicate" })
+      + F.pad(x, { 1, 2, 2, 0 }, { mode = "circular" })
+  end })
+op({ name = "max_pool2d kernel 3, stride 2, padding 1, ceil_mode", shapes = { { 2, 3, 7, 6 } },
+  fn = function(x) return F.max_pool2d(x, 3, { stride = 2, padding = 1, ceil_mode = true }) end })
+op({ name = "max_pool2d kernel {2,3}, dilation {2,1}, stride 1, batch 1", shapes = { { 1, 2, 6, 7 } },
+  fn = function(x) return F.max_pool2d(x, { 2, 3 }, { stride = 1, dilation = { 2, 1 } }) end })
+op({ name = "max_pool1d kernel 3, stride 2, padding 1", shapes = { { 2, 3, 8 } },
+  fn = function(x) return F.max_pool1d(x, 3, { stride = 2, padding = 1 }) end })
+op({ name = "avg_pool2d kernel 3, stride 2, padding 1 (count_include_pad)", shapes = { { 2, 3, 7, 6 } },
+  fn = function(x) return F.avg_pool2d(x, 3, { stride = 2, padding = 1 }) end })
+op({ name = "avg_pool2d count_include_pad = false, ceil_mode, batch 1", shapes = { { 1, 3, 6, 5 } },
+  fn = function(x) return F.avg_pool2d(x, 3, { stride = 2, padding = 1, ceil_mode = true, count_include_pad = false }) end })
+op({ name = "avg_pool2d kernel {2,3}, divisor_override 4", shapes = { { 2, 2, 5, 7 } },
+  fn = function(x) return F.avg_pool2d(x, { 2, 3 }, { divisor_override = 4 }) end })
+op({ name = "avg_pool1d ceil_mode, count_include_pad = false", shapes = { { 2, 3, 8 } },
+  fn = function(x) return F.avg_pool1d(x, 3, { stride = 2, padding = 1, ceil_mode = true, count_include_pad = false }) end })
+op({ name = "adaptive_avg_pool2d to {3,2}", shapes = { { 2, 3, 7, 5 } },
+  fn = function(x) return F.adaptive_avg_pool2d(x, { 3, 2 }) end })
+op({ name = "adaptive_avg_pool2d to {4,4} (overlapping windows), batch 1", shapes = { { 1, 2, 5, 6 } },
+  fn = function(x) return F.adaptive_avg_pool2d(x, 4) end })
+op({ name = "batch_norm 4-d (training)", shapes = { { 3, 2, 3, 4 }, { 2 }, { 2 } }, expand_dim = 3,
+  fn = function(x, w, b) return F.batch_norm(x, nil, nil, { weight = w, bias = b, training = true }) end })
+op({ name = "batch_norm 4-d (eval, running statistics)", shapes = { { 1, 2, 3, 5 }, { 2 }, { 2 } },
+  fn = function(x, w, b)
+    local rm, rv = lg.tensor({ 0.3, -0.2 }, { dtype = F64 }), lg.tensor({ 1.5, 0.7 }, { dtype = F64 })
+    return F.batch_norm(x, rm, rv, { weight = w, bias = b })
+  end })
+
+-- The adjoint ops that conv2d's and avg_pool2d's backward rules apply (conv2d_grad_input,
+-- conv2d_grad_weight, avg_pool2d_backward), called directly through luagrad.core's private
+-- bindings, so gradcheck, double backward and forward mode all reach their own rules.
+local core = require "luagrad.core"
+local function pair(v) return type(v) == "table" and v or { v, v } end
+local CONV = { stride = { 2, 1 }, padding = { 1, 0 }, dilation = { 1, 2 }, groups = 1 }
+local CONV_G = { stride = 1, padding = 1, dilation = 1, groups = 2 }
+local function adjoint(which, conv, size)
+  return function(a, b)
+    return core._conv2d_adjoint(which, a, b, pair(conv.stride), pair(conv.padding), pair(conv.dilation), conv.groups,
+      size)
+  end
+end
+-- x {2,3,5,4}, w {4,3,3,2}: y {2,4,3,2} with CONV; x {1,4,4,3}, w {6,2,3,3}: y {1,6,4,3} with CONV_G
+op({ name = "conv2d_grad_input stride {2,1}, padding {1,0}, dilation {1,2}", shapes = { { 2, 4, 3, 2 }, { 4, 3, 3, 2 } },
+  fn = adjoint("input", CONV, { 5, 4 }) })
+op({ name = "conv2d_grad_input groups 2, padding 1, batch 1", shapes = { { 1, 6, 4, 3 }, { 6, 2, 3, 3 } },
+  fn = adjoint("input", CONV_G, { 4, 3 }) })
+op({ name = "conv2d_grad_weight stride {2,1}, padding {1,0}, dilation {1,2}", shapes = { { 2, 3, 5, 4 }, { 2, 4, 3, 2 } },
+  fn = adjoint("weight", CONV, { 3, 2 }) })
+op({ name = "conv2d_grad_weight groups 2, padding 1, batch 1", shapes = { { 1, 4, 4, 3 }, { 1, 6, 4, 3 } },
+  fn = adjoint("weight", CONV_G, { 3, 3 }) })
+op({ name = "avg_pool2d_backward kernel 3, stride 2, padding 1, ceil_mode, count_include_pad = false",
+  shapes = { { 2, 3, 4, 4 } },
+  fn = function(g) return core._avg_pool2d(g, { 3, 3 }, { 2, 2 }, { 1, 1 }, true, false, nil, false, { 7, 6 }) end })
+op({ name = "avg_pool2d_backward adaptive to {3,2} from {7,5}", shapes = { { 2, 3, 3, 2 } },
+  fn = function(g) return core._avg_pool2d(g, { 3, 2 }, nil, nil, false, false, nil, true, { 7, 5 }) end })
 
 -- in-place writes: on a result, through a view of a result (the base records strided_scatter,
 -- the view as_strided), and into a buffer with a sibling view that must follow the write
@@ -511,8 +588,11 @@ describe("autograd ops: gradcheck and forward == reverse Jacobians", function()
     describe(o.name, function()
       for _, c in ipairs(cases(o)) do
         it("gradcheck, " .. c.name, function() check_gradcheck(o, c) end)
-        it("forward == reverse Jacobian, " .. c.name, function() check_jacobians(c) end)
+        if not o.no_forward then
+          it("forward == reverse Jacobian, " .. c.name, function() check_jacobians(c) end)
+        end
       end
+      if o.no_forward then pending("forward == reverse Jacobian: " .. o.no_forward) end
       for _, c in ipairs(cases(o)) do
         if c.name == "contiguous" or c.name:find("^broadcast") then
           it("double backward (gradcheck of the create_graph gradient), " .. c.name, function()
@@ -531,7 +611,9 @@ describe("autograd ops: gradcheck and forward == reverse Jacobians", function()
     for _, row in ipairs(lg.ops) do
       if row.differentiable then
         for _, check in ipairs({ "gradcheck", "jacobian" }) do
-          if not covered[check][row.name] then missing[#missing + 1] = row.name .. " (" .. check .. ")" end
+          if not covered[check][row.name] then
+            missing[#missing + 1] = row.name .. " (" .. check .. ")"
+          end
         end
       end
     end

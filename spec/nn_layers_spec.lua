@@ -41,6 +41,13 @@ local function warmed_bn(...)
   return bn
 end
 
+local function warmed_bn2d(...)
+  local bn = nn.BatchNorm2d(...)
+  lg.manual_seed(5)
+  for _ = 1, 3 do bn(lg.randn(4, bn.num_features, 3, 2, F64) * 2 + 1) end
+  return bn
+end
+
 local layers = {
   { "Linear (N, in)", function() return nn.Linear(4, 3, { dtype = "float64" }) end, { 5, 4 }, { "weight", "bias" } },
   { "Linear (in)", function() return nn.Linear(4, 3, { dtype = "float64" }) end, { 4 }, { "weight", "bias" } },
@@ -55,6 +62,28 @@ local layers = {
     function() return nn.BatchNorm1d(3, { track_running_stats = false, dtype = "float64" }) end, { 4, 3 }, { "weight", "bias" } },
   { "BatchNorm1d momentum=false", function() return warmed_bn(2, { momentum = false, dtype = "float64" }) end, { 4, 2, 2 },
     { "weight", "bias" } },
+  { "BatchNorm2d (N, C, H, W)", function() return warmed_bn2d(3, { dtype = "float64" }) end, { 2, 3, 3, 2 },
+    { "weight", "bias" } },
+  { "Conv2d", function() return nn.Conv2d(3, 4, { 3, 2 }, { padding = 1, dtype = "float64" }) end, { 2, 3, 5, 4 },
+    { "weight", "bias" } },
+  { "Conv2d groups, stride, dilation, no bias", function()
+    return nn.Conv2d(4, 2, 3, { groups = 2, stride = { 2, 1 }, dilation = { 1, 2 }, bias = false, dtype = "float64" })
+  end, { 1, 4, 7, 6 }, { "weight" } },
+  { "Conv2d padding \"same\", padding_mode reflect", function()
+    return nn.Conv2d(2, 3, { 2, 3 }, { padding = "same", padding_mode = "reflect", dtype = "float64" })
+  end, { 2, 2, 4, 5 }, { "weight", "bias" } },
+  { "Conv2d padding_mode circular, unbatched", function()
+    return nn.Conv2d(2, 2, 3, { padding = { 1, 2 }, padding_mode = "circular", dtype = "float64" })
+  end, { 2, 4, 3 }, { "weight", "bias" } },
+  { "Conv1d depthwise, padding_mode replicate", function()
+    return nn.Conv1d(3, 3, 3, { groups = 3, padding = 2, padding_mode = "replicate", dtype = "float64" })
+  end, { 2, 3, 6 }, { "weight", "bias" } },
+  { "MaxPool2d", function() return nn.MaxPool2d(3, { stride = 2, padding = 1, ceil_mode = true }) end, { 2, 2, 5, 6 }, {} },
+  { "MaxPool1d", function() return nn.MaxPool1d(2) end, { 2, 3, 7 }, {} },
+  { "AvgPool2d", function() return nn.AvgPool2d(3, { stride = 2, padding = 1, count_include_pad = false }) end,
+    { 2, 2, 5, 6 }, {} },
+  { "AvgPool1d", function() return nn.AvgPool1d(3, { stride = 1, padding = 1 }) end, { 2, 3, 5 }, {} },
+  { "AdaptiveAvgPool2d", function() return nn.AdaptiveAvgPool2d({ 2, 3 }) end, { 2, 2, 5, 4 }, {} },
   { "LayerNorm(5)", function() return nn.LayerNorm(5, { dtype = "float64" }) end, { 3, 5 }, { "weight", "bias" } },
   { "LayerNorm({2, 3})", function() return nn.LayerNorm({ 2, 3 }, { dtype = "float64" }) end, { 2, 2, 3 }, { "weight", "bias" } },
   { "LayerNorm without affine", function() return nn.LayerNorm(4, { elementwise_affine = false }) end, { 3, 4 }, {} },
@@ -106,6 +135,15 @@ describe("every layer passes gradcheck", function()
   end)
 
   for _, mode in ipairs({ "training", "eval" }) do
+    it("Dropout2d in " .. mode .. " mode (the mask fixed by seeding before each call)", function()
+      local d = nn.Dropout2d(0.4)
+      if mode == "eval" then d:eval() end
+      local x = lg.randn({ 2, 5, 2, 3 }, F64):requires_grad_(true)
+      assert.is_true(gradcheck(function(xx)
+        lg.manual_seed(11)
+        return d(xx)
+      end, { x }))
+    end)
     it("Dropout in " .. mode .. " mode (the mask fixed by seeding before each call)", function()
       local d = nn.Dropout(0.4)
       if mode == "eval" then d:eval() end

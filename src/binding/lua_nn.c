@@ -15,7 +15,7 @@ static int m_batch_norm(lua_State *L) {
   lg_args a = {.in = {x, w, b}, .nin = w ? 3 : 1, .dim = -1, .s = {lgL_optnumber(L, 4, NULL, 1e-5)}};
   lg_tensor **y = lgL_newslot(L), **mean = lgL_newslot(L), **var = lgL_newslot(L);
   lg_tensor *o[3];
-  lgL_check(L, lg_apply(LG_OP_BATCH_NORM, &a, o));
+  lgL_checkop(L, lg_apply(LG_OP_BATCH_NORM, &a, o), "batch_norm");
   *y = o[0], *mean = o[1], *var = o[2];
   return 3;
 }
@@ -44,7 +44,7 @@ static int m_layer_norm(lua_State *L) {
   lgL_checkshape(L, 2, "layer_norm", a.shape, &a.nshape);
   lg_tensor **y = lgL_newslot(L);
   lg_tensor *o[3];
-  lgL_check(L, lg_apply(LG_OP_LAYER_NORM, &a, o));
+  lgL_checkop(L, lg_apply(LG_OP_LAYER_NORM, &a, o), "layer_norm");
   *y = o[0];
   lg_tensor_release(o[1]);
   lg_tensor_release(o[2]);
@@ -63,7 +63,7 @@ static int m_cross_entropy(lua_State *L) {
   lg_args a = {.in = {x, t}, .nin = 2, .dim = -1, .s = {e}, .mode = mode};
   lg_tensor **loss = lgL_newslot(L);
   lg_tensor *o[2];
-  lgL_check(L, lg_apply(LG_OP_CROSS_ENTROPY, &a, o));
+  lgL_checkop(L, lg_apply(LG_OP_CROSS_ENTROPY, &a, o), "cross_entropy");
   *loss = o[0];
   lg_tensor_release(o[1]);
   return 1;
@@ -114,7 +114,7 @@ static int m_linear(lua_State *L) {
   lg_tensor *b = lua_isnoneornil(L, 3) ? NULL : lgL_checktensor(L, 3);
   lg_args a = {.in = {x, w, b}, .nin = b ? 3 : 2, .dim = -1};
   lg_tensor **y = lgL_newslot(L);
-  lgL_check(L, lg_apply(LG_OP_LINEAR, &a, y));
+  lgL_checkop(L, lg_apply(LG_OP_LINEAR, &a, y), "linear");
   return 1;
 }
 
@@ -155,7 +155,7 @@ static int m_pad(lua_State *L) {
                        (long long)crop0, (long long)crop1, dim + 1, (long long)size);
     if (crop0 || crop1) {
       lg_args a = {.in = {cur}, .nin = 1, .dim = dim, .start = crop0, .len = size - crop0 - crop1};
-      lgL_check(L, lg_apply(LG_OP_NARROW, &a, &next));
+      lgL_checkop(L, lg_apply(LG_OP_NARROW, &a, &next), "pad");
       lua_pop(L, 1);
       lgL_pushnew(L, next);
       cur = next;
@@ -167,7 +167,7 @@ static int m_pad(lua_State *L) {
       lg_args a = {.in = {cur}, .nin = 1, .dim = dim, .start = before, .nshape = cur->ndim, .s = {value}};
       memcpy(a.shape, cur->shape, sizeof(int64_t) * (size_t)cur->ndim);
       a.shape[dim] += before + after;
-      lgL_check(L, lg_apply(LG_OP_PAD, &a, &next));
+      lgL_checkop(L, lg_apply(LG_OP_PAD, &a, &next), "pad");
       lua_pop(L, 1);
       lgL_pushnew(L, next);
       padded = 1;
@@ -176,13 +176,112 @@ static int m_pad(lua_State *L) {
   if (!padded) { /* only crops (or nothing): a new tensor all the same, as PyTorch, never a view */
     lg_args a = {.in = {lgL_checktensor(L, -1)}, .nin = 1};
     lg_tensor *copy = NULL;
-    lgL_check(L, lg_apply(LG_OP_CLONE, &a, &copy));
+    lgL_checkop(L, lg_apply(LG_OP_CLONE, &a, &copy), "pad");
     lgL_pushnew(L, copy);
   }
   return 1;
 }
 
+/* ---- convolution and pooling: the Lua library (nn/functional.lua) checks the options and passes
+** pairs as tables {h, w} ---- */
+
+/* a table {h, w} of integers at idx into v[0], v[1] */
+static void pair_arg(lua_State *L, int idx, const char *op, const char *what, int64_t *v) {
+  lgL_checktype(L, idx, LUA_TTABLE, what);
+  for (int i = 0; i < 2; i++) {
+    lua_geti(L, idx, i + 1);
+    int ok;
+    lua_Integer x = lua_tointegerx(L, -1, &ok);
+    if (!ok) lgL_error(L, "%s: %s must be an integer or a pair of integers", op, what);
+    v[i] = x;
+    lua_pop(L, 1);
+  }
+}
+
+/* core._conv2d(x, w, b|nil, stride, padding, dilation, groups) */
+static int m_conv2d(lua_State *L) {
+  lg_tensor *x = lgL_checktensor(L, 1), *w = lgL_checktensor(L, 2);
+  lg_tensor *b = lua_isnoneornil(L, 3) ? NULL : lgL_checktensor(L, 3);
+  lg_args a = {.in = {x, w, b}, .nin = b ? 3 : 2, .dim = -1, .nshape = 8};
+  pair_arg(L, 4, "conv2d", "stride", &a.shape[0]);
+  pair_arg(L, 5, "conv2d", "padding", &a.shape[2]);
+  pair_arg(L, 6, "conv2d", "dilation", &a.shape[4]);
+  lua_Integer groups = lgL_checkinteger(L, 7, "groups");
+  if (groups < 1 || groups > INT32_MAX)
+    return lgL_error(L, "conv2d: groups must be a positive integer, got %lld", (long long)groups);
+  a.mode = (int)groups;
+  lg_tensor **y = lgL_newslot(L);
+  lgL_checkop(L, lg_apply(LG_OP_CONV2D, &a, y), "conv2d");
+  return 1;
+}
+
+/* core._conv2d_adjoint("input", g, w, stride, padding, dilation, groups, {H, W}) and
+** core._conv2d_adjoint("weight", x, g, stride, padding, dilation, groups, {kh, kw}): the ops
+** conv2d's backward applies, called directly (the specs check their own derivatives). */
+static int m_conv2d_adjoint(lua_State *L) {
+  const char *which = lgL_checkstring(L, 1, "which");
+  if (strcmp(which, "input") != 0 && strcmp(which, "weight") != 0)
+    return lgL_error(L, "_conv2d_adjoint: which must be \"input\" or \"weight\", got \"%s\"", which);
+  int w = which[0] == 'w';
+  lg_tensor *a0 = lgL_checktensor(L, 2), *a1 = lgL_checktensor(L, 3);
+  lg_args a = {.in = {a0, a1}, .nin = 2, .dim = -1, .nshape = 8};
+  const char *op = w ? "conv2d_grad_weight" : "conv2d_grad_input";
+  pair_arg(L, 4, op, "stride", &a.shape[0]);
+  pair_arg(L, 5, op, "padding", &a.shape[2]);
+  pair_arg(L, 6, op, "dilation", &a.shape[4]);
+  lua_Integer groups = lgL_checkinteger(L, 7, "groups");
+  if (groups < 1 || groups > INT32_MAX)
+    return lgL_error(L, "%s: groups must be a positive integer, got %lld", op, (long long)groups);
+  a.mode = (int)groups;
+  pair_arg(L, 8, op, w ? "kernel size" : "input size", &a.shape[6]);
+  lg_tensor **y = lgL_newslot(L);
+  lgL_checkop(L, lg_apply(w ? LG_OP_CONV2D_GRAD_WEIGHT : LG_OP_CONV2D_GRAD_INPUT, &a, y), op);
+  return 1;
+}
+
+/* core._max_pool2d(x, kernel, stride, padding, dilation, ceil_mode) -> values, 1-based indices */
+static int m_max_pool2d(lua_State *L) {
+  lg_tensor *x = lgL_checktensor(L, 1);
+  lg_args a = {.in = {x}, .nin = 1, .dim = -1, .nshape = 8, .mode = lua_toboolean(L, 6)};
+  pair_arg(L, 2, "max_pool2d", "kernel_size", &a.shape[0]);
+  pair_arg(L, 3, "max_pool2d", "stride", &a.shape[2]);
+  pair_arg(L, 4, "max_pool2d", "padding", &a.shape[4]);
+  pair_arg(L, 5, "max_pool2d", "dilation", &a.shape[6]);
+  lg_tensor **y = lgL_newslot(L), **idx = lgL_newslot(L), *o[2];
+  lgL_checkop(L, lg_apply(LG_OP_MAX_POOL2D, &a, o), "max_pool2d");
+  *y = o[0], *idx = o[1];
+  return 2;
+}
+
+/* core._avg_pool2d(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override|nil)
+** core._avg_pool2d(x, output_size, nil, nil, ..., adaptive = true) for adaptive pooling; with a
+** tenth argument {H, W}, the backward op avg_pool2d's backward applies (for the specs) */
+static int m_avg_pool2d(lua_State *L) {
+  lg_tensor *x = lgL_checktensor(L, 1);
+  int adaptive = lua_toboolean(L, 8);
+  lg_args a = {.in = {x},
+               .nin = 1,
+               .dim = -1,
+               .nshape = 8,
+               .mode = (lua_toboolean(L, 5) ? 1 : 0) | (lua_toboolean(L, 6) ? 2 : 0) | (adaptive ? 4 : 0),
+               .s = {lgL_optnumber(L, 7, "divisor_override", 0)}};
+  pair_arg(L, 2, adaptive ? "adaptive_avg_pool2d" : "avg_pool2d", adaptive ? "output_size" : "kernel_size",
+           &a.shape[0]);
+  if (!adaptive) {
+    pair_arg(L, 3, "avg_pool2d", "stride", &a.shape[2]);
+    pair_arg(L, 4, "avg_pool2d", "padding", &a.shape[4]);
+  }
+  int backward = !lua_isnoneornil(L, 9);
+  if (backward) pair_arg(L, 9, "avg_pool2d_backward", "input size", &a.shape[6]);
+  lg_tensor **y = lgL_newslot(L);
+  lgL_checkop(L, lg_apply(backward ? LG_OP_AVG_POOL2D_BACKWARD : LG_OP_AVG_POOL2D, &a, y),
+              adaptive ? "adaptive_avg_pool2d" : "avg_pool2d");
+  return 1;
+}
+
 static const luaL_Reg functions[] = {{"_linear", m_linear},         {"_pad", m_pad},
+                                     {"_conv2d", m_conv2d},         {"_conv2d_adjoint", m_conv2d_adjoint},
+                                     {"_max_pool2d", m_max_pool2d}, {"_avg_pool2d", m_avg_pool2d},
                                      {"_batch_norm", m_batch_norm}, {"_bn_update_stats", m_bn_update_stats},
                                      {"_layer_norm", m_layer_norm}, {"_cross_entropy", m_cross_entropy},
                                      {"_from_bytes", m_from_bytes}, {NULL, NULL}};

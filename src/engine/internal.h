@@ -94,6 +94,44 @@ void lg_exp_f32(int64_t n, float *o, const float *x);
 /* matmul's forward (matmul.c) */
 lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 
+/* C = beta C + op(A) op(B), row-major, float32 or float64 (beta 0 or 1; ta, tb: transpose A, B):
+** through OpenBLAS, or the small-product kernel (matmul.c) */
+lg_status lg_gemm(lg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
+                  const void *B, int64_t ldb, double beta, void *C, int64_t ldc);
+/* The same from the engine's workers, one thread each: lg_gemm_serial_prepare() first, on the
+** thread that starts the loop; pass its result as `blas` (matmul.c). */
+int lg_gemm_serial_prepare(void);
+void lg_gemm_serial(int blas, lg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A,
+                    int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc);
+
+/* convolution (conv.c) */
+lg_status lg_conv2d_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_conv2d_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_conv2d_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                        lg_tensor **tout);
+lg_status lg_conv2d_grad_input_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_conv2d_grad_input_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_conv2d_grad_input_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                                   lg_tensor **tout);
+lg_status lg_conv2d_grad_weight_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_conv2d_grad_weight_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_conv2d_grad_weight_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                                    lg_tensor **tout);
+
+/* pooling (pool.c) */
+lg_status lg_max_pool2d_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_max_pool2d_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_max_pool2d_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                            lg_tensor **tout);
+lg_status lg_avg_pool2d_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_avg_pool2d_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_avg_pool2d_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                            lg_tensor **tout);
+lg_status lg_avg_pool2d_backward_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_avg_pool2d_backward_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_avg_pool2d_backward_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                                     lg_tensor **tout);
+
 /* fused layers (matmul.c, norm.c, loss.c) */
 lg_status lg_linear_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 lg_status lg_linear_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
@@ -135,6 +173,9 @@ void lg_restore_signals(const sigset_t *old);
 
 /* Runs fn(ctx, lo, hi) over [0, n), split across threads when n is large (tensor.c). */
 void lg_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);
+/* The same for n items of about `cost` elements' work each (a sample's im2col, say): threads are
+** used when the whole is worth it, never more than n. */
+void lg_parallel_for_cost(int64_t n, int64_t cost, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx);
 
 /* Number of threads for the engine's own loops */
 extern int lg_nthreads;

@@ -88,6 +88,14 @@ static void gemm_i64(int64_t m, int64_t n, int64_t k, const int64_t *A, int64_t 
 /* C = A B (+ beta C) in float32 or float64, row-major, through OpenBLAS (loaded on first use) */
 static lg_status gemm(lg_dtype dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k,
                       const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
+                      int64_t ldc);
+lg_status lg_gemm(lg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
+                  const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
+  return gemm(dt, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, A, lda, B, ldb,
+              beta, C, ldc);
+}
+static lg_status gemm(lg_dtype dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k,
+                      const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
                       int64_t ldc) {
   if (m == 0 || n == 0) return LG_OK;
   if (k == 0) { /* an empty sum: C = beta C, without asking BLAS about a zero dimension */
@@ -121,6 +129,36 @@ static lg_status gemm(lg_dtype dt, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64
     lg_blas_fns.dgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0, A, (int)lda, B, (int)ldb, beta, C,
                       (int)ldc);
   return LG_OK;
+}
+
+/* Products that the engine's own workers run side by side (lg_parallel_for), one thread each:
+** the thread that starts the loop calls lg_gemm_serial_prepare, which sets OpenBLAS to one thread
+** (the workers must not change OpenBLAS's threads while others multiply); then each worker calls
+** lg_gemm_serial. Prepare returns 0 when OpenBLAS cannot run (the products then take plain loops). */
+int lg_gemm_serial_prepare(void) {
+  if (!lg_blas_fns.loaded && !lg_blas_room(&(int){1})) return 0;
+  if (lg_blas_load() != LG_OK) return 0;
+  return blas_threads_for(1, 1, 1) > 0; /* a tiny product: one thread */
+}
+
+void lg_gemm_serial(int blas, lg_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *A,
+                    int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0 || !blas) {
+    if (dt == LG_FLOAT32)
+      gemm_plain_f32(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc);
+    else
+      gemm_plain_f64(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  if (dt == LG_FLOAT32 && lg_gemm_small_f32(ta, tb, m, n, k, A, lda, B, ldb, (float)beta, C, ldc)) return;
+  CBLAS_TRANSPOSE at = ta ? CblasTrans : CblasNoTrans, bt = tb ? CblasTrans : CblasNoTrans;
+  if (dt == LG_FLOAT32)
+    lg_blas_fns.sgemm(CblasRowMajor, at, bt, (int)m, (int)n, (int)k, 1.0f, A, (int)lda, B, (int)ldb,
+                      (float)beta, C, (int)ldc);
+  else
+    lg_blas_fns.dgemm(CblasRowMajor, at, bt, (int)m, (int)n, (int)k, 1.0, A, (int)lda, B, (int)ldb, beta, C,
+                      (int)ldc);
 }
 
 lg_status lg_matmul_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {

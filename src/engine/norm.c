@@ -143,6 +143,100 @@ static int64_t coldev_f64_fast(const double *g, const double *x, const double *m
 BN_COLSUMS(f32, float)
 BN_COLSUMS(f64, double)
 
+/* Sums over one channel's row of L values (the (N, C, L) layout), eight partial sums in double so
+** that the loop vectorizes without reassociating:
+**   row_sum:  s += sum x            row_dev:  s1 += sum g, s2 += sum g (x - m)  (g = x - m when NULL) */
+#define BN_ROWSUMS(sfx, T)                                                                                   \
+  LG_WIDE static double row_sum_##sfx(const T *restrict x, int64_t L) {                                      \
+    double a[8] = {0};                                                                                       \
+    int64_t l = 0;                                                                                           \
+    for (; l + 8 <= L; l += 8)                                                                               \
+      for (int k = 0; k < 8; k++) a[k] += x[l + k];                                                          \
+    double s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));                            \
+    for (; l < L; l++) s += x[l];                                                                            \
+    return s;                                                                                                \
+  }                                                                                                          \
+  LG_WIDE static void row_dev_##sfx(const T *restrict g, const T *restrict x, double m, int64_t L,           \
+                                    double *s1, double *s2) {                                                \
+    double a[8] = {0}, b[8] = {0};                                                                           \
+    int64_t l = 0;                                                                                           \
+    for (; l + 8 <= L; l += 8)                                                                               \
+      for (int k = 0; k < 8; k++) {                                                                          \
+        double d = x[l + k] - m, gg = g ? (double)g[l + k] : d;                                              \
+        a[k] += gg, b[k] += gg * d;                                                                          \
+      }                                                                                                      \
+    double sa = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));                           \
+    double sb = ((b[0] + b[1]) + (b[2] + b[3])) + ((b[4] + b[5]) + (b[6] + b[7]));                           \
+    for (; l < L; l++) {                                                                                     \
+      double d = x[l] - m, gg = g ? (double)g[l] : d;                                                        \
+      sa += gg, sb += gg * d;                                                                                \
+    }                                                                                                        \
+    *s1 += sa, *s2 += sb;                                                                                    \
+  }
+BN_ROWSUMS(f32, float)
+BN_ROWSUMS(f64, double)
+
+/* (N, C, L) with L > 1: each channel on its own (its sums over n in order, so the result never
+** depends on how the channels are shared among threads), the channels split across threads. */
+typedef struct {
+  const void *x, *dy, *w, *b, *mean, *var;
+  void *y, *mean_out, *var_out, *dx, *dw, *db;
+  int64_t N, C, L;
+  double eps;
+} bn_job;
+
+#define BN_CHANNELS(sfx, T)                                                                                  \
+  LG_WIDE static void bn_forward_channels_##sfx(void *j_, int64_t lo, int64_t hi) {                          \
+    const bn_job *j = j_;                                                                                    \
+    const T *x = j->x, *w = j->w, *b = j->b;                                                                 \
+    T *y = j->y;                                                                                             \
+    int64_t N = j->N, C = j->C, L = j->L;                                                                    \
+    double M = (double)(N * L);                                                                              \
+    for (int64_t c = lo; c < hi; c++) {                                                                      \
+      double mean = 0, var = 0, unused = 0;                                                                  \
+      for (int64_t n = 0; n < N; n++) mean += row_sum_##sfx(x + (n * C + c) * L, L);                         \
+      mean /= M;                                                                                             \
+      for (int64_t n = 0; n < N; n++) row_dev_##sfx(NULL, x + (n * C + c) * L, mean, L, &unused, &var);      \
+      var /= M;                                                                                              \
+      ((T *)j->mean_out)[c] = (T)mean;                                                                       \
+      ((T *)j->var_out)[c] = (T)var;                                                                         \
+      double kd = 1 / sqrt(var + j->eps) * (w ? w[c] : 1); /* y = x k + sh: k = w rstd, sh = b - mean k */   \
+      const T k = (T)kd, sh = (T)((b ? b[c] : 0) - mean * kd);                                               \
+      for (int64_t n = 0; n < N; n++) {                                                                      \
+        const T *p = x + (n * C + c) * L;                                                                    \
+        T *q = y + (n * C + c) * L;                                                                          \
+        for (int64_t l = 0; l < L; l++) q[l] = p[l] * k + sh;                                                \
+      }                                                                                                      \
+    }                                                                                                        \
+  }                                                                                                          \
+  /* dx = k M dy - k rstd sdyx (x - mean) - k sdy per channel, k = w rstd / M, as for (N, C) */              \
+  LG_WIDE static void bn_backward_channels_##sfx(void *j_, int64_t lo, int64_t hi) {                         \
+    const bn_job *j = j_;                                                                                    \
+    const T *x = j->x, *dy = j->dy, *w = j->w, *mean = j->mean, *var = j->var;                               \
+    T *dx = j->dx, *dw = j->dw, *db = j->db;                                                                 \
+    int64_t N = j->N, C = j->C, L = j->L;                                                                    \
+    double M = (double)(N * L);                                                                              \
+    for (int64_t c = lo; c < hi; c++) {                                                                      \
+      double sdy = 0, sdyx = 0, rstd = 1 / sqrt((double)var[c] + j->eps);                                    \
+      for (int64_t n = 0; n < N; n++)                                                                        \
+        row_dev_##sfx(dy + (n * C + c) * L, x + (n * C + c) * L, mean[c], L, &sdy, &sdyx);                   \
+      sdyx *= rstd;                                                                                          \
+      if (dx) {                                                                                              \
+        double k = (w ? w[c] : 1) * rstd / M;                                                                \
+        const T ka = (T)(k * M), kb = (T)(-k * rstd * sdyx), kc = (T)(-k * sdy), m = mean[c];                \
+        for (int64_t n = 0; n < N; n++) {                                                                    \
+          const T *restrict p = x + (n * C + c) * L, *restrict g = dy + (n * C + c) * L;                     \
+          T *restrict q = dx + (n * C + c) * L;                                                              \
+          for (int64_t l = 0; l < L; l++) q[l] = ka * g[l] + kb * (p[l] - m) + kc;                           \
+        }                                                                                                    \
+      }                                                                                                      \
+      if (dw) dw[c] = (T)sdyx;                                                                               \
+      if (db) db[c] = (T)sdy;                                                                                \
+    }                                                                                                        \
+  }
+BN_CHANNELS(f32, float)
+BN_CHANNELS(f64, double)
+
 #define BN_FORWARD(name, sfx, T)                                                                             \
   LG_WIDE static void name(const T *x, T *y, const T *w, const T *b, T *mean_out, T *var_out, double *acc,   \
                            int64_t N, int64_t C, int64_t L, double eps) {                                    \
@@ -165,32 +259,17 @@ BN_COLSUMS(f64, double)
         for (int64_t c = 0; c < C; c++) y[n * C + c] = x[n * C + c] * k[c] + sh[c];                          \
       return;                                                                                                \
     }                                                                                                        \
-    for (int64_t n = 0; n < N; n++)                                                                          \
-      for (int64_t c = 0; c < C; c++) {                                                                      \
-        const T *p = x + (n * C + c) * L;                                                                    \
-        for (int64_t l = 0; l < L; l++) mean[c] += p[l];                                                     \
-      }                                                                                                      \
-    for (int64_t c = 0; c < C; c++) mean[c] /= M;                                                            \
-    for (int64_t n = 0; n < N; n++)                                                                          \
-      for (int64_t c = 0; c < C; c++) {                                                                      \
-        const T *p = x + (n * C + c) * L;                                                                    \
-        for (int64_t l = 0; l < L; l++) var[c] += ((double)p[l] - mean[c]) * ((double)p[l] - mean[c]);       \
-      }                                                                                                      \
-    for (int64_t c = 0; c < C; c++) { /* y = x * k + sh per channel: k = w rstd, sh = b - mean k */          \
-      var[c] /= M;                                                                                           \
-      mean_out[c] = (T)mean[c];                                                                              \
-      var_out[c] = (T)var[c];                                                                                \
-      double k = 1 / sqrt(var[c] + eps) * (w ? w[c] : 1);                                                    \
-      var[c] = (b ? b[c] : 0) - mean[c] * k;                                                                 \
-      mean[c] = k;                                                                                           \
-    }                                                                                                        \
-    for (int64_t n = 0; n < N; n++)                                                                          \
-      for (int64_t c = 0; c < C; c++) {                                                                      \
-        const T *p = x + (n * C + c) * L;                                                                    \
-        T *q = y + (n * C + c) * L;                                                                          \
-        const T k = (T)mean[c], sh = (T)var[c];                                                              \
-        for (int64_t l = 0; l < L; l++) q[l] = p[l] * k + sh;                                                \
-      }                                                                                                      \
+    bn_job j = {.x = x,                                                                                      \
+                .w = w,                                                                                      \
+                .b = b,                                                                                      \
+                .y = y,                                                                                      \
+                .mean_out = mean_out,                                                                        \
+                .var_out = var_out,                                                                          \
+                .N = N,                                                                                      \
+                .C = C,                                                                                      \
+                .L = L,                                                                                      \
+                .eps = eps};                                                                                 \
+    lg_parallel_for_cost(C, 3 * N * L, bn_forward_channels_##sfx, &j);                                       \
   }
 BN_FORWARD(bn_forward_f32, f32, float)
 BN_FORWARD(bn_forward_f64, f64, double)
@@ -221,29 +300,19 @@ BN_FORWARD(bn_forward_f64, f64, double)
       }                                                                                                      \
       return;                                                                                                \
     }                                                                                                        \
-    for (int64_t n = 0; n < N; n++)                                                                          \
-      for (int64_t c = 0; c < C; c++) {                                                                      \
-        const T *p = x + (n * C + c) * L, *g = dy + (n * C + c) * L;                                         \
-        for (int64_t l = 0; l < L; l++) {                                                                    \
-          sdy[c] += g[l];                                                                                    \
-          sdyx[c] += g[l] * ((double)p[l] - mean[c]) * rstd[c];                                              \
-        }                                                                                                    \
-      }                                                                                                      \
-    if (dx)                                                                                                  \
-      for (int64_t n = 0; n < N; n++)                                                                        \
-        for (int64_t c = 0; c < C; c++) {                                                                    \
-          const T *p = x + (n * C + c) * L, *g = dy + (n * C + c) * L;                                       \
-          T *q = dx + (n * C + c) * L;                                                                       \
-          double k = (w ? w[c] : 1) * rstd[c] / M;                                                           \
-          for (int64_t l = 0; l < L; l++) {                                                                  \
-            double xhat = ((double)p[l] - mean[c]) * rstd[c];                                                \
-            q[l] = (T)(k * (M * g[l] - sdy[c] - xhat * sdyx[c]));                                            \
-          }                                                                                                  \
-        }                                                                                                    \
-    for (int64_t c = 0; c < C; c++) {                                                                        \
-      if (dw) dw[c] = (T)sdyx[c];                                                                            \
-      if (db) db[c] = (T)sdy[c];                                                                             \
-    }                                                                                                        \
+    bn_job j = {.x = x,                                                                                      \
+                .dy = dy,                                                                                    \
+                .w = w,                                                                                      \
+                .mean = mean,                                                                                \
+                .var = var,                                                                                  \
+                .dx = dx,                                                                                    \
+                .dw = dw,                                                                                    \
+                .db = db,                                                                                    \
+                .N = N,                                                                                      \
+                .C = C,                                                                                      \
+                .L = L,                                                                                      \
+                .eps = eps};                                                                                 \
+    lg_parallel_for_cost(C, 3 * N * L, bn_backward_channels_##sfx, &j);                                      \
   }
 BN_BACKWARD(bn_backward_f32, f32, float)
 BN_BACKWARD(bn_backward_f64, f64, double)

@@ -1419,8 +1419,9 @@ static lg_status check_indices(const char *op, lg_tensor *idx, int64_t n, int di
   if (idx->dtype != LG_INT64)
     return lg_error(LG_EDTYPE, "%s: indices must be int64, got %s", op, lg_dtype_name(idx->dtype));
   int64_t m = lg_numel(idx);
+  const int64_t *p = lg_is_contiguous(idx) ? lg_data(idx) : NULL;
   for (int64_t i = 0; i < m; i++) {
-    int64_t v = lg_get_flat_i64(idx, i);
+    int64_t v = p ? p[i] : lg_get_flat_i64(idx, i);
     if (v < 1 || v > n)
       return lg_error(LG_EINDEX, "%s: index %lld out of range 1..%lld of dimension %d", op, (long long)v,
                       (long long)n, dim + 1);
@@ -1592,6 +1593,33 @@ static lg_status index_add_forward(const lg_op *op, const lg_args *a, lg_tensor 
 
 /* scatter_add(src, dim, idx, shape): zeros of `shape`, then out[p with p[dim] = idx[p]] += src[p]
 ** for every position p of idx. The adjoint of gather. */
+/* Position p of idx (row-major) adds src[p] at out[p with p[dim] = idx[p]]: the positions go row
+** by row along the last dimension (one row is n contiguous elements of idx and src), and base is
+** the offset in out of the row's first position with dim left out. */
+#define SCATTER_ADD(name, T)                                                                                 \
+  static void name(T *out, const T *src, const int64_t *ip, const int64_t *shape, int nd, int dim,           \
+                   const int64_t *oshape) {                                                                  \
+    int64_t ostride[LG_MAX_DIMS], pos[LG_MAX_DIMS] = {0}, base = 0;                                          \
+    lg_contiguous_strides(oshape, nd, ostride);                                                              \
+    int64_t n = nd ? shape[nd - 1] : 1, rows = n ? lg_shape_numel(shape, nd) / n : 0;                        \
+    int last = dim == nd - 1 || nd == 0;                                                                     \
+    for (int64_t r = 0; r < rows; r++, ip += n, src += n) {                                                  \
+      if (last)                                                                                              \
+        for (int64_t j = 0; j < n; j++) out[base + ip[j] - 1] += src[j];                                     \
+      else                                                                                                   \
+        for (int64_t j = 0; j < n; j++) out[base + (ip[j] - 1) * ostride[dim] + j] += src[j];                \
+      for (int d = nd - 2; d >= 0; d--) { /* the next row; base follows it */                                \
+        if (d != dim) base += ostride[d];                                                                    \
+        if (++pos[d] < shape[d]) break;                                                                      \
+        if (d != dim) base -= ostride[d] * pos[d];                                                           \
+        pos[d] = 0;                                                                                          \
+      }                                                                                                      \
+    }                                                                                                        \
+  }
+SCATTER_ADD(scatter_add_f32, float)
+SCATTER_ADD(scatter_add_f64, double)
+SCATTER_ADD(scatter_add_i64, int64_t)
+
 static lg_status scatter_add_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *src = a->in[0], *idx = a->in[1];
   int dim = a->dim;
@@ -1604,22 +1632,24 @@ static lg_status scatter_add_forward(const lg_op *op, const lg_args *a, lg_tenso
       return lg_error(LG_ESHAPE, "scatter_add: indices %s are larger than the target %s at dimension %d",
                       SHAPE(idx), SHAPEV(a->shape, a->nshape), d + 1);
   LG_TRY(check_indices("scatter_add", idx, a->shape[dim], dim));
-  LG_TRY(lg_tensor_zeros(a->shape, a->nshape, src->dtype, out));
-  int64_t n = lg_numel(idx), pos[LG_MAX_DIMS] = {0}, ostride[LG_MAX_DIMS];
-  lg_contiguous_strides(a->shape, a->nshape, ostride);
-  char *ob = lg_data(*out);
-  size_t es = lg_dtype_size(src->dtype);
-  for (int64_t i = 0; i < n; i++) {
-    int64_t off = 0;
-    for (int d = 0; d < idx->ndim; d++) {
-      int64_t at = d == dim ? lg_get_flat_i64(idx, i) - 1 : pos[d];
-      off += at * ostride[d];
-    }
-    char *o = ob + off * (int64_t)es;
-    lg_store(o, src->dtype, lg_load(o, src->dtype) + lg_get_flat(src, i));
-    for (int d = idx->ndim - 1; d >= 0 && ++pos[d] == idx->shape[d]; d--) pos[d] = 0;
+  lg_tensor *ic = NULL, *sc_ = NULL;
+  lg_status st = lg_contiguous(idx, &ic);
+  if (st == LG_OK) st = lg_contiguous(src, &sc_);
+  if (st == LG_OK) st = lg_tensor_zeros(a->shape, a->nshape, src->dtype, out);
+  if (st == LG_OK) {
+    const int64_t *ip = lg_data(ic);
+    void *o = lg_data(*out);
+    const void *sp = lg_data(sc_);
+    if (src->dtype == LG_FLOAT32)
+      scatter_add_f32(o, sp, ip, idx->shape, idx->ndim, dim, a->shape);
+    else if (src->dtype == LG_FLOAT64)
+      scatter_add_f64(o, sp, ip, idx->shape, idx->ndim, dim, a->shape);
+    else
+      scatter_add_i64(o, sp, ip, idx->shape, idx->ndim, dim, a->shape);
   }
-  return LG_OK;
+  lg_tensor_release(ic);
+  lg_tensor_release(sc_);
+  return st;
 }
 
 /* ---- rules: each of index_select/index_add and gather/scatter_add is the other's adjoint;
@@ -2064,6 +2094,17 @@ const lg_op lg_ops[LG_NUM_OPS] = {
   ROW(CROSS_ENTROPY, cross_entropy, 2, 2, lg_cross_entropy_forward, SI | LG_F_SAVE_AUX,
       RULES(lg_cross_entropy)),
   ROW(LINEAR, linear, 3, 1, lg_linear_forward, SI, RULES(lg_linear)),
+
+  /* convolution (conv.c): shape[0..5] stride, padding, dilation (h, w); mode groups */
+  ROW(CONV2D, conv2d, 3, 1, lg_conv2d_forward, SI, RULES(lg_conv2d)),
+  ROW(CONV2D_GRAD_INPUT, conv2d_grad_input, 2, 1, lg_conv2d_grad_input_forward, SI, RULES(lg_conv2d_grad_input)),
+  ROW(CONV2D_GRAD_WEIGHT, conv2d_grad_weight, 2, 1, lg_conv2d_grad_weight_forward, SI, RULES(lg_conv2d_grad_weight)),
+
+  /* pooling (pool.c) */
+  ROW(MAX_POOL2D, max_pool2d, 1, 2, lg_max_pool2d_forward, LG_F_SAVE_AUX, RULES(lg_max_pool2d)),
+  ROW(AVG_POOL2D, avg_pool2d, 1, 1, lg_avg_pool2d_forward, 0, RULES(lg_avg_pool2d)),
+  ROW(AVG_POOL2D_BACKWARD, avg_pool2d_backward, 1, 1, lg_avg_pool2d_backward_forward, 0,
+      RULES(lg_avg_pool2d_backward)),
 };
 /* clang-format on */
 

@@ -146,17 +146,21 @@ int lg_get_num_threads(void) {
 ** Freed buffers wait on free lists by size class and are handed out again, so a training loop
 ** that allocates the same shapes every step stops calling malloc (and stops touching fresh pages).
 ** Classes: multiples of 64 bytes up to 1 KB, then four per power of two (at most 25% slack). The
-** cache holds at most CACHE_MAX bytes; past that, buffers go back to the system. Storage headers
-** are recycled the same way. Tensor memory in use (what the Lua collector is told about) counts
-** live buffers only. */
+** cache holds at most the larger of CACHE_MIN and the most tensor memory ever in use at once;
+** past that, buffers go back to the system. (A loop whose steps need more than a fixed cap, an
+** evaluation over batches of 500 images, say, would otherwise hand its buffers back every step
+** and fault fresh pages in again: under a hypervisor that is about 3 ms per MB, ten times the
+** work of the ops.) lg_empty_cache gives it all back. Storage headers are recycled the same way.
+** Tensor memory in use (what the Lua collector is told about) counts live buffers only. */
 
-#define CACHE_MAX ((size_t)128 << 20)
+#define CACHE_MIN ((size_t)128 << 20)
 #define NCLASSES 256
 
 /* The counts are the process's (atomic, relaxed: statistics); the caches are each thread's, so the
 ** hot path takes no lock (a buffer freed on another thread joins that thread's cache). A thread's
 ** caches go back to the system when it exits. */
 static _Atomic size_t bytes_in_use;
+static _Atomic size_t bytes_peak;        /* the most bytes_in_use has been */
 static _Thread_local size_t bytes_total; /* this thread's allocations (the binding paces its GC by them) */
 static _Thread_local size_t bytes_cached;
 static _Thread_local void *buffers[NCLASSES]; /* free buffers, linked through their first word */
@@ -252,7 +256,11 @@ static lg_storage *storage_new(size_t nbytes) {
   s->capacity = cap;
   s->refcount = 1;
   s->version = 0;
-  atomic_fetch_add_explicit(&bytes_in_use, nbytes, memory_order_relaxed);
+  size_t used = atomic_fetch_add_explicit(&bytes_in_use, nbytes, memory_order_relaxed) + nbytes;
+  size_t peak = atomic_load_explicit(&bytes_peak, memory_order_relaxed);
+  while (used > peak && !atomic_compare_exchange_weak_explicit(&bytes_peak, &peak, used, memory_order_relaxed,
+                                                               memory_order_relaxed)) {
+  }
   bytes_total += nbytes;
   return s;
 }
@@ -262,7 +270,8 @@ static void storage_release(lg_storage *s) {
   atomic_fetch_sub_explicit(&bytes_in_use, s->nbytes, memory_order_relaxed);
   size_t cap;
   int c = size_class(s->capacity, &cap);
-  if (cap == s->capacity && bytes_cached + cap <= CACHE_MAX) {
+  size_t peak = atomic_load_explicit(&bytes_peak, memory_order_relaxed);
+  if (cap == s->capacity && bytes_cached + cap <= (peak > CACHE_MIN ? peak : CACHE_MIN)) {
     *(void **)s->data = buffers[c];
     buffers[c] = s->data;
     bytes_cached += cap;
@@ -460,8 +469,14 @@ void lg_block_signals(sigset_t *old) {
 void lg_restore_signals(const sigset_t *old) { pthread_sigmask(SIG_SETMASK, old, NULL); }
 
 void lg_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx) {
+  lg_parallel_for_cost(n, 1, fn, ctx);
+}
+
+void lg_parallel_for_cost(int64_t n, int64_t cost, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx) {
   int nt = lg_get_num_threads();
-  if (nt > n / LG_PARALLEL_GRAIN) nt = (int)(n / LG_PARALLEL_GRAIN);
+  int64_t work = cost > 0 && n > INT64_MAX / cost ? INT64_MAX : n * (cost > 0 ? cost : 1);
+  if (nt > work / LG_PARALLEL_GRAIN) nt = (int)(work / LG_PARALLEL_GRAIN);
+  if (nt > n) nt = (int)n;
   if (nt > LG_MAX_WORKERS + 1) nt = LG_MAX_WORKERS + 1;
   pthread_once(&pool_atfork_once, pool_register_atfork);
   if (nt <= 1 || pthread_mutex_trylock(&pool_run) != 0) {

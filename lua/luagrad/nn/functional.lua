@@ -216,7 +216,9 @@ end
 -- ---- normalization ------------------------------------------------------------------------
 
 local function channel_shape(x)
-  return x:dim() == 2 and { 1, x:size(2) } or { 1, x:size(2), 1 }
+  local shape = { 1, x:size(2) }
+  for _ = 3, x:dim() do shape[#shape + 1] = 1 end
+  return shape
 end
 
 -- batch_norm's training path with its arguments checked (BatchNorm1d calls it directly): batch
@@ -226,7 +228,11 @@ function F._batch_norm_train(x, running_mean, running_var, w, b, f, eps)
     w = w or core.ones({ x:size(2) }, { dtype = x.dtype })
     b = b or core.zeros({ x:size(2) }, { dtype = x.dtype })
   end
+  -- (N, C, H, W, ...) runs through the same fused kernel as (N, C, L): a view as (N, C, H W ...)
+  local shape = x.shape
+  if #shape > 3 then x = x:reshape(shape[1], shape[2], -1) end
   local y, mean, var = core._batch_norm(x, w, b, eps)
+  if #shape > 3 then y = y:view(shape) end
   if running_mean ~= nil or running_var ~= nil then
     local M = x:numel() // x:size(2)
     if not core._bn_update_stats(running_mean, running_var, mean, var, f, M) then
@@ -249,7 +255,7 @@ local function check_channels(v, what, x, C)
   end
 end
 
----batch_norm(x (N, C) or (N, C, L), running_mean | nil, running_var | nil,
+---batch_norm(x (N, C), (N, C, L) or (N, C, H, W, ...), running_mean | nil, running_var | nil,
 ---           {weight, bias, training = false, momentum = 0.1, eps = 1e-5})
 ---Training: batch statistics (the fused C kernel, biased variance); running statistics, when
 ---given, are updated in place under no_grad with the unbiased variance:
@@ -267,8 +273,8 @@ function F.batch_norm(x, running_mean, running_var, opts)
   errors.check("batch_norm", "opts.momentum", o.momentum, "number?")
   local eps = o.eps or 1e-5
   local w, b = o.weight, o.bias
-  if x:dim() ~= 2 and x:dim() ~= 3 then
-    errors.raisef("batch_norm: expected 2-d (N, C) or 3-d (N, C, L) input, got shape %s", shape_str(x))
+  if x:dim() < 2 then
+    errors.raisef("batch_norm: expected input of at least 2 dimensions (N, C, ...), got shape %s", shape_str(x))
   end
   local C = x:size(2)
   check_channels(running_mean, "running_mean", x, C)
@@ -487,20 +493,470 @@ function F.binary_cross_entropy_with_logits(input, target, opts)
   return reduce(loss, o.reduction, fname)
 end
 
--- pad(x, pads, {mode = "constant", value = 0}): pads = {before, after} pairs from the last
--- dimension backwards, as PyTorch's F.pad ({1, 1, 2, 0} pads the last dimension by one on each
--- side and the one before it by two in front); negative amounts crop.
+-- ---- padding ------------------------------------------------------------------------------
+
+local PAD_MODES = { constant = true, reflect = true, replicate = true, circular = true }
+
+-- The 1-based source of every position of a dimension of size n padded by a in front and b
+-- behind, for the modes that repeat the input's own values: an int64 index for index_select.
+local function pad_source(mode, n, a, b)
+  local idx = {}
+  for i = -a, n - 1 + b do -- 0-based positions in the unpadded dimension
+    local j
+    if mode == "reflect" then -- mirrored about the edge element, which is not repeated
+      j = i < 0 and -i or (i >= n and 2 * (n - 1) - i or i)
+    elseif mode == "replicate" then
+      j = math.min(math.max(i, 0), n - 1)
+    else -- circular
+      j = i % n
+    end
+    idx[#idx + 1] = j + 1
+  end
+  return core.tensor(idx, { dtype = "int64" })
+end
+
+---pad(x, pads, {mode = "constant", value = 0}): pads = {before, after} pairs from the last
+---dimension backwards, as PyTorch's F.pad ({1, 1, 2, 0} pads the last dimension by one on each
+---side and the one before it by two in front). mode "constant" fills with value (negative amounts
+---crop); "reflect" mirrors the input about its edge elements (each amount below the size),
+---"replicate" repeats the edge elements, "circular" wraps around (each amount at most the size).
+---@param x luagrad.Tensor
+---@param pads integer[]
+---@param opts? {mode?: "constant"|"reflect"|"replicate"|"circular", value?: number}
+---@return luagrad.Tensor
 function F.pad(x, pads, opts)
   check_tensor(x, "pad")
-  if type(pads) ~= "table" then error(string.format("pad: padding must be a table of integers, got %s", type(pads)), 2) end
+  if type(pads) ~= "table" then errors.raisef("pad: padding must be a table of integers, got %s", type(pads)) end
   local o = check_opts("pad", opts, { "mode", "value" })
-  if o.mode ~= nil and o.mode ~= "constant" then
-    error(string.format("pad: mode %q is not supported (only \"constant\")", tostring(o.mode)), 2)
+  local mode = o.mode == nil and "constant" or o.mode
+  if not PAD_MODES[mode] then
+    errors.raisef('pad: mode must be "constant", "reflect", "replicate" or "circular", got %s', tostring(mode))
   end
   if o.value ~= nil and type(o.value) ~= "number" then
-    error(string.format("pad: value must be a number, got %s", type(o.value)), 2)
+    errors.raisef("pad: value must be a number, got %s", type(o.value))
   end
-  return core._pad(x, pads, o.value or 0)
+  if mode == "constant" then return core._pad(x, pads, o.value or 0) end
+  if o.value ~= nil then errors.raisef('pad: value is only for mode "constant", not "%s"', mode) end
+  local nd, padded = x:dim(), false
+  if #pads % 2 ~= 0 or #pads > 2 * nd then
+    errors.raisef("pad: padding must hold a (before, after) pair for each of at most %d dimensions of input %s, " ..
+      "got %d numbers", nd, shape_str(x), #pads)
+  end
+  for i = 1, #pads // 2 do
+    local dim, a, b = nd + 1 - i, pads[2 * i - 1], pads[2 * i]
+    local n = x:size(dim)
+    for _, v in ipairs({ a, b }) do
+      local iv = type(v) == "number" and math.tointeger(v)
+      if not iv or iv < 0 then
+        errors.raisef('pad: mode "%s" needs non-negative integer amounts, got %s', mode, tostring(v))
+      end
+    end
+    a, b = math.tointeger(a), math.tointeger(b)
+    if (mode == "reflect" and (a >= n or b >= n)) or (mode == "circular" and (a > n or b > n))
+      or (mode == "replicate" and n == 0 and a + b > 0) then
+      errors.raisef("pad: %s padding {%d,%d} of dimension %d needs %s (input %s)", mode, a, b, dim,
+        mode == "reflect" and "amounts smaller than its size" or mode == "circular" and "amounts at most its size"
+        or "a non-empty dimension", shape_str(x))
+    end
+    if a > 0 or b > 0 then x, padded = x:index_select(dim, pad_source(mode, n, a, b)), true end
+  end
+  return padded and x or x:clone() -- a new tensor even when nothing was padded, as PyTorch
+end
+
+-- ---- convolution and pooling ---------------------------------------------------------------
+--
+-- The 1-d forms run the 2-d kernels over a height of 1. Each form also takes unbatched input,
+-- (C, L) or (C, H, W), as PyTorch does. F._conv, F._max_pool and F._avg_pool take the options
+-- already read and check every shape, so that their errors name the caller (the functional
+-- form, or the layer: "Conv2d: ...") and the shapes involved; the layers call them directly.
+
+local LAYOUT = { "(N, C, L)", "(N, C, H, W)" }
+local UNBATCHED = { "(C, L)", "(C, H, W)" }
+local WEIGHT_LAYOUT = { "(out, in/groups, k)", "(out, in/groups, kH, kW)" }
+
+-- {1,2}, or a string option quoted
+local function tuple_str(t)
+  if type(t) == "string" then return '"' .. t .. '"' end
+  local s = {}
+  for i, v in ipairs(t) do s[i] = tostring(v) end
+  return "{" .. table.concat(s, ",") .. "}"
+end
+F._tuple_str = tuple_str
+
+-- tuple(fname, what, v, n, default, min): an option given as an integer or a table of n of them,
+-- as a table of n integers, each at least min (1: positive, 0: non-negative).
+local function tuple(fname, what, v, n, default, min)
+  if v == nil then v = default end
+  local kind = n == 1 and "an integer" or string.format("an integer or a table of %d integers", n)
+  local t = {}
+  if type(v) == "table" then
+    if #v ~= n then errors.raisef("%s: %s must be %s, got a table of %d", fname, what, kind, #v) end
+    for i = 1, n do t[i] = v[i] end
+  elseif type(v) == "number" then
+    for i = 1, n do t[i] = v end
+  else
+    errors.raisef("%s: %s must be %s, got %s", fname, what, kind, type(v))
+  end
+  for i = 1, n do
+    local e = type(t[i]) == "number" and math.tointeger(t[i]) or nil
+    if e == nil then errors.raisef("%s: %s must be %s, got %s", fname, what, kind, tostring(t[i])) end
+    if min and e < min then
+      errors.raisef("%s: %s must be %s, got %s", fname, what, min == 1 and "positive" or "non-negative", tostring(v))
+    end
+    t[i] = e
+  end
+  return t
+end
+F._tuple = tuple
+
+-- x must be (n + 1)-d unbatched or (n + 2)-d batched; returns whether it is batched
+local function check_spatial(fname, x, n)
+  local nd = x:dim()
+  if nd ~= n + 1 and nd ~= n + 2 then
+    errors.raisef("%s: expected %d-d %s or %d-d %s input, got shape %s", fname, n + 1, UNBATCHED[n], n + 2, LAYOUT[n],
+      shape_str(x))
+  end
+  if x.dtype == "int64" then errors.raisef("%s: needs a float input, got int64 of shape %s", fname, shape_str(x)) end
+  return nd == n + 2
+end
+
+-- the sizes of the last n dimensions of x
+local function spatial(x, n)
+  local s = {}
+  for d = 1, n do s[d] = x:size(x:dim() - n + d) end
+  return s
+end
+
+---_conv(fname, n, x, weight, bias, stride, padding, dilation, groups): the n-d convolution (n = 1
+---or 2) with its options read: stride and dilation tables of n positive integers, padding such a
+---table of non-negative ones or "same" or "valid", groups a positive integer.
+---@param fname string the name errors start with
+---@param n integer
+---@param x luagrad.Tensor
+---@param weight luagrad.Tensor
+---@param bias? luagrad.Tensor
+---@param stride integer[]
+---@param padding integer[]|"same"|"valid"
+---@param dilation integer[]
+---@param groups integer
+---@return luagrad.Tensor
+function F._conv(fname, n, x, weight, bias, stride, padding, dilation, groups)
+  local batched = check_spatial(fname, x, n)
+  if weight:dim() ~= n + 2 then
+    errors.raisef("%s: expected a %d-d weight %s, got shape %s", fname, n + 2, WEIGHT_LAYOUT[n], shape_str(weight))
+  end
+  if weight.dtype == "int64" then errors.raisef("%s: needs a float weight, got int64", fname) end
+  local C, O = x:size(batched and 2 or 1), weight:size(1)
+  if C % groups ~= 0 then
+    errors.raisef("%s: %d input channels (input %s) are not divisible by %d groups", fname, C, shape_str(x), groups)
+  end
+  if O % groups ~= 0 then
+    errors.raisef("%s: %d output channels (weight %s) are not divisible by %d groups", fname, O, shape_str(weight), groups)
+  end
+  if weight:size(2) * groups ~= C then
+    errors.raisef("%s: weight %s with %d group%s expects %d input channels, got input of shape %s", fname,
+      shape_str(weight), groups, groups == 1 and "" or "s", weight:size(2) * groups, shape_str(x))
+  end
+  if bias ~= nil and (bias:dim() ~= 1 or bias:size(1) ~= O) then
+    errors.raisef("%s: bias of shape %s does not match the %d output channels of weight %s", fname, shape_str(bias), O,
+      shape_str(weight))
+  end
+  local size, kernel = spatial(x, n), spatial(weight, n)
+  local before, after = {}, {}
+  for d = 1, n do
+    if kernel[d] < 1 then errors.raisef("%s: the kernel %s is empty (weight %s)", fname, tuple_str(kernel), shape_str(weight)) end
+    if padding == "same" then
+      if stride[d] ~= 1 then
+        errors.raisef('%s: padding = "same" needs stride 1, got stride %s', fname, tuple_str(stride))
+      end
+      local total = dilation[d] * (kernel[d] - 1) -- an odd total puts the extra element after, as PyTorch
+      before[d], after[d] = total // 2, total - total // 2
+    elseif padding == "valid" then
+      before[d], after[d] = 0, 0
+    else
+      before[d], after[d] = padding[d], padding[d]
+    end
+  end
+  for d = 1, n do
+    if dilation[d] * (kernel[d] - 1) + 1 > size[d] + before[d] + after[d] then
+      local padded = {}
+      for e = 1, n do padded[e] = size[e] + before[e] + after[e] end
+      errors.raisef("%s: the kernel %s with dilation %s is larger than the padded input %s (input %s, padding %s)",
+        fname, tuple_str(kernel), tuple_str(dilation), tuple_str(padded), shape_str(x), tuple_str(padding))
+    end
+  end
+  if not batched then x = x:unsqueeze(1) end
+  local extra = {} -- "same" with an odd total: the element after, padded here
+  for d = n, 1, -1 do
+    extra[#extra + 1] = 0
+    extra[#extra + 1] = after[d] - before[d]
+  end
+  for d = 1, n do
+    if after[d] ~= before[d] then
+      x = core._pad(x, extra, 0)
+      break
+    end
+  end
+  local y
+  if n == 2 then
+    y = core._conv2d(x, weight, bias, stride, before, dilation, groups)
+  else
+    y = core._conv2d(x:unsqueeze(3), weight:unsqueeze(3), bias, { 1, stride[1] }, { 0, before[1] }, { 1, dilation[1] },
+      groups):squeeze(3)
+  end
+  if not batched then y = y:squeeze(1) end
+  return y
+end
+
+-- conv1d and conv2d from their options; a bias that is an options table is the options
+local function conv(fname, n, x, weight, bias, opts)
+  check_tensor(x, fname)
+  check_tensor(weight, fname, "weight")
+  if opts == nil and type(bias) == "table" then bias, opts = nil, bias end
+  if bias ~= nil then check_tensor(bias, fname, "bias") end
+  local o = check_opts(fname, opts, { "stride", "padding", "dilation", "groups" })
+  local groups = o.groups == nil and 1 or o.groups
+  if math.type(groups) ~= "integer" or groups < 1 then
+    errors.raisef("%s: groups must be a positive integer, got %s", fname, tostring(groups))
+  end
+  local padding = o.padding
+  if padding ~= "same" and padding ~= "valid" then
+    if type(padding) == "string" then
+      errors.raisef('%s: padding must be %s, "same" or "valid", got "%s"', fname,
+        n == 1 and "an integer" or "an integer, a pair", padding)
+    end
+    padding = tuple(fname, "padding", padding, n, 0, 0)
+  end
+  return F._conv(fname, n, x, weight, bias, tuple(fname, "stride", o.stride, n, 1, 1), padding,
+    tuple(fname, "dilation", o.dilation, n, 1, 1), groups)
+end
+
+---@class luagrad.nn.functional.ConvOptions
+---@field stride? integer|integer[] (default 1)
+---@field padding? integer|integer[]|"same"|"valid" (default 0)
+---@field dilation? integer|integer[] (default 1)
+---@field groups? integer (default 1)
+
+---conv2d(x (N, C, H, W) or (C, H, W), weight (O, C/groups, kH, kW), bias (O) | nil,
+---        {stride = 1, padding = 0 | "same" | "valid", dilation = 1, groups = 1}): numbers or {h, w}
+---pairs; "same" pads so the output has the input's size (stride 1), an odd total padding putting the
+---extra element after, as PyTorch. The options may take bias's place when there is no bias.
+---@param x luagrad.Tensor
+---@param weight luagrad.Tensor
+---@param bias? luagrad.Tensor|luagrad.nn.functional.ConvOptions
+---@param opts? luagrad.nn.functional.ConvOptions
+---@return luagrad.Tensor
+function F.conv2d(x, weight, bias, opts) return conv("conv2d", 2, x, weight, bias, opts) end
+
+---conv1d(x (N, C, L) or (C, L), weight (O, C/groups, k), bias (O) | nil, {stride, padding, dilation,
+---groups}): conv2d over a height of 1.
+---@param x luagrad.Tensor
+---@param weight luagrad.Tensor
+---@param bias? luagrad.Tensor|luagrad.nn.functional.ConvOptions
+---@param opts? luagrad.nn.functional.ConvOptions
+---@return luagrad.Tensor
+function F.conv1d(x, weight, bias, opts) return conv("conv1d", 1, x, weight, bias, opts) end
+
+-- the pooling windows' checks (PyTorch's): padding at most half the kernel, a kernel that fits
+-- the padded input (d: the dilation, nil for average pooling)
+local function check_window(fname, x, n, k, p, d)
+  local size = spatial(x, n)
+  for i = 1, n do
+    if p[i] > k[i] // 2 then
+      errors.raisef("%s: padding %s must be at most half the kernel size %s", fname, tuple_str(p), tuple_str(k))
+    end
+  end
+  for i = 1, n do
+    if (d and d[i] or 1) * (k[i] - 1) + 1 > size[i] + 2 * p[i] then
+      local padded = {}
+      for e = 1, n do padded[e] = size[e] + 2 * p[e] end
+      errors.raisef("%s: the kernel %s%s is larger than the padded input %s (input %s, padding %s)", fname,
+        tuple_str(k), d and " with dilation " .. tuple_str(d) or "", tuple_str(padded), shape_str(x), tuple_str(p))
+    end
+  end
+end
+
+-- x as a 4-d (N, C, H, W) tensor for the 2-d kernels, and the function undoing that
+local function as4d(x, n, batched)
+  if not batched then x = x:unsqueeze(1) end
+  if n == 1 then x = x:unsqueeze(3) end
+  return x, function(y)
+    if y == nil then return nil end
+    if n == 1 then y = y:squeeze(3) end
+    if not batched then y = y:squeeze(1) end
+    return y
+  end
+end
+local function pair(n, t, one) return n == 2 and t or { one, t[1] } end
+
+---_max_pool(fname, n, x, kernel_size, stride, padding, dilation, ceil_mode) -> values, indices:
+---n-d max pooling with its options read (tables of n integers).
+---@return luagrad.Tensor values
+---@return luagrad.Tensor indices 1-based positions in each input plane
+function F._max_pool(fname, n, x, k, s, p, d, ceil_mode)
+  local batched = check_spatial(fname, x, n)
+  check_window(fname, x, n, k, p, d)
+  local x4, back = as4d(x, n, batched)
+  local y, idx = core._max_pool2d(x4, pair(n, k, 1), pair(n, s, 1), pair(n, p, 0), pair(n, d, 1), ceil_mode)
+  return back(y), back(idx)
+end
+
+---_avg_pool(fname, n, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+---@return luagrad.Tensor
+function F._avg_pool(fname, n, x, k, s, p, ceil_mode, count_include_pad, divisor_override)
+  local batched = check_spatial(fname, x, n)
+  check_window(fname, x, n, k, p, nil)
+  local x4, back = as4d(x, n, batched)
+  return back(core._avg_pool2d(x4, pair(n, k, 1), pair(n, s, 1), pair(n, p, 0), ceil_mode, count_include_pad,
+    divisor_override))
+end
+
+-- The pools' options: pool(x, kernel_size, opts) or pool(x, opts) with opts.kernel_size.
+local function pool_options(fname, kernel_size, opts, allowed)
+  local o
+  if type(kernel_size) == "table" and kernel_size[1] == nil then
+    if opts ~= nil then errors.raisef("%s: expected (x, kernel_size, opts) or (x, opts), got two option tables", fname) end
+    o = check_opts(fname, kernel_size, allowed)
+  else
+    o = check_opts(fname, opts, allowed)
+    if kernel_size ~= nil then
+      if o.kernel_size ~= nil then errors.raisef("%s: kernel_size is given twice", fname) end
+      local copy = { kernel_size = kernel_size }
+      for key, v in pairs(o) do copy[key] = v end
+      o = copy
+    end
+  end
+  if o.kernel_size == nil then errors.raisef("%s: kernel_size is needed", fname) end
+  errors.check(fname, "ceil_mode", o.ceil_mode, "boolean?")
+  return o
+end
+
+local function max_pool(fname, n, x, kernel_size, opts)
+  check_tensor(x, fname)
+  local o = pool_options(fname, kernel_size, opts,
+    { "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices" })
+  errors.check(fname, "return_indices", o.return_indices, "boolean?")
+  local k = tuple(fname, "kernel_size", o.kernel_size, n, nil, 1)
+  local y, idx = F._max_pool(fname, n, x, k, tuple(fname, "stride", o.stride, n, k, 1),
+    tuple(fname, "padding", o.padding, n, 0, 0), tuple(fname, "dilation", o.dilation, n, 1, 1), o.ceil_mode == true)
+  if o.return_indices then return y, idx end
+  return y
+end
+
+local function avg_pool(fname, n, x, kernel_size, opts)
+  check_tensor(x, fname)
+  local allowed = { "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad" }
+  if n == 2 then allowed[#allowed + 1] = "divisor_override" end
+  local o = pool_options(fname, kernel_size, opts, allowed)
+  errors.check(fname, "count_include_pad", o.count_include_pad, "boolean?")
+  local div = o.divisor_override
+  if div ~= nil and (math.type(div) ~= "integer" or div < 1) then
+    errors.raisef("%s: divisor_override must be a positive integer, got %s", fname, tostring(div))
+  end
+  local k = tuple(fname, "kernel_size", o.kernel_size, n, nil, 1)
+  return F._avg_pool(fname, n, x, k, tuple(fname, "stride", o.stride, n, k, 1), tuple(fname, "padding", o.padding, n, 0, 0),
+    o.ceil_mode == true, o.count_include_pad ~= false, div)
+end
+
+---@class luagrad.nn.functional.MaxPoolOptions
+---@field kernel_size? integer|integer[] the window (required, here or as the second argument)
+---@field stride? integer|integer[] (default kernel_size)
+---@field padding? integer|integer[] implicit -inf on each side, at most half the kernel (default 0)
+---@field dilation? integer|integer[] (default 1)
+---@field ceil_mode? boolean round the output size up (default false)
+---@field return_indices? boolean also return the 1-based positions of the maxima (default false)
+
+---@class luagrad.nn.functional.AvgPoolOptions
+---@field kernel_size? integer|integer[] the window (required, here or as the second argument)
+---@field stride? integer|integer[] (default kernel_size)
+---@field padding? integer|integer[] implicit zeros on each side, at most half the kernel (default 0)
+---@field ceil_mode? boolean round the output size up (default false)
+---@field count_include_pad? boolean count the padding in the divisor (default true)
+---@field divisor_override? integer divide by this instead (2-d only)
+
+---max_pool2d(x (N, C, H, W) or (C, H, W), kernel_size, {stride = kernel_size, padding = 0,
+---dilation = 1, ceil_mode = false, return_indices = false}) -> values[, 1-based indices into each
+---H W plane]; also max_pool2d(x, {kernel_size = ..., ...}).
+---@param x luagrad.Tensor
+---@param kernel_size integer|integer[]|luagrad.nn.functional.MaxPoolOptions
+---@param opts? luagrad.nn.functional.MaxPoolOptions
+---@return luagrad.Tensor values
+---@return luagrad.Tensor|nil indices
+function F.max_pool2d(x, kernel_size, opts) return max_pool("max_pool2d", 2, x, kernel_size, opts) end
+
+---max_pool1d(x (N, C, L) or (C, L), kernel_size, {stride, padding, dilation, ceil_mode,
+---return_indices}): max_pool2d over a height of 1 (indices into each L).
+---@param x luagrad.Tensor
+---@param kernel_size integer|integer[]|luagrad.nn.functional.MaxPoolOptions
+---@param opts? luagrad.nn.functional.MaxPoolOptions
+---@return luagrad.Tensor values
+---@return luagrad.Tensor|nil indices
+function F.max_pool1d(x, kernel_size, opts) return max_pool("max_pool1d", 1, x, kernel_size, opts) end
+
+---avg_pool2d(x (N, C, H, W) or (C, H, W), kernel_size, {stride = kernel_size, padding = 0,
+---ceil_mode = false, count_include_pad = true, divisor_override}); also avg_pool2d(x, {kernel_size, ...}).
+---@param x luagrad.Tensor
+---@param kernel_size integer|integer[]|luagrad.nn.functional.AvgPoolOptions
+---@param opts? luagrad.nn.functional.AvgPoolOptions
+---@return luagrad.Tensor
+function F.avg_pool2d(x, kernel_size, opts) return avg_pool("avg_pool2d", 2, x, kernel_size, opts) end
+
+---avg_pool1d(x (N, C, L) or (C, L), kernel_size, {stride, padding, ceil_mode, count_include_pad})
+---@param x luagrad.Tensor
+---@param kernel_size integer|integer[]|luagrad.nn.functional.AvgPoolOptions
+---@param opts? luagrad.nn.functional.AvgPoolOptions
+---@return luagrad.Tensor
+function F.avg_pool1d(x, kernel_size, opts) return avg_pool("avg_pool1d", 1, x, kernel_size, opts) end
+
+---adaptive_avg_pool2d(x (N, C, H, W) or (C, H, W), output_size (a number or {h, w})): output
+---row i averages the input rows floor((i - 1) H / h) + 1 to ceil(i H / h) (likewise columns).
+---@param x luagrad.Tensor
+---@param output_size integer|integer[]
+---@return luagrad.Tensor
+function F.adaptive_avg_pool2d(x, output_size)
+  local fname = "adaptive_avg_pool2d"
+  check_tensor(x, fname)
+  return F._adaptive_avg_pool(fname, x, tuple(fname, "output_size", output_size, 2, nil, 1))
+end
+
+---_adaptive_avg_pool(fname, x, output_size): adaptive_avg_pool2d with its size read.
+---@return luagrad.Tensor
+function F._adaptive_avg_pool(fname, x, size)
+  local batched = check_spatial(fname, x, 2)
+  local x4, back = as4d(x, 2, batched)
+  return back(core._avg_pool2d(x4, size, nil, nil, false, false, nil, true))
+end
+
+---dropout2d(x (N, C, H, W) or (C, H, W), p = 0.5, {training = true}): zeroes whole channels with
+---probability p, scaling the rest by 1 / (1 - p).
+---@param x luagrad.Tensor
+---@param p? number|table
+---@param opts? {training?: boolean}
+---@return luagrad.Tensor
+function F.dropout2d(x, p, opts)
+  check_tensor(x, "dropout2d")
+  local o
+  if type(p) == "table" then
+    o = check_opts("dropout2d", p, { "p", "training" })
+  else
+    o = check_opts("dropout2d", opts, { "training" })
+    o = { p = p, training = o.training }
+  end
+  local prob = o.p == nil and 0.5 or o.p
+  if type(prob) ~= "number" or not (prob >= 0 and prob <= 1) then
+    errors.raisef("dropout2d: p must be a probability between 0 and 1, got %s", tostring(prob))
+  end
+  if x:dim() ~= 3 and x:dim() ~= 4 then
+    errors.raisef("dropout2d: expected 3-d (C, H, W) or 4-d (N, C, H, W) input, got shape %s", shape_str(x))
+  end
+  if o.training == false or prob == 0 then return x end
+  if prob == 1 then return x * 0 end
+  local mask_shape = {}
+  for d = 1, x:dim() do mask_shape[d] = d <= x:dim() - 2 and x:size(d) or 1 end
+  local keep = autograd.no_grad(function()
+    return core.empty(mask_shape, { dtype = x.dtype }):bernoulli_(1 - prob):mul_(1 / (1 - prob))
+  end)
+  return x * keep
 end
 
 return F

@@ -3,11 +3,13 @@
 --   nn.Module, nn.Parameter                          (module.lua: the class, registration,
 --                                                     state dicts, printing)
 --   nn.Linear                                        (linear.lua)
---   nn.Sequential, nn.Residual, nn.Identity, nn.Flatten  (containers.lua)
+--   nn.Conv1d, nn.Conv2d                             (conv.lua)
+--   nn.MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, AdaptiveAvgPool2d  (pooling.lua)
+--   nn.Sequential, ModuleList, ModuleDict, Residual, Identity, Flatten  (containers.lua)
 --   nn.ReLU, Sigmoid, Tanh, GELU, LeakyReLU, ELU, SiLU, Softplus, Softmax, LogSoftmax
 --                                                    (activation.lua)
---   nn.Dropout                                       (dropout.lua)
---   nn.BatchNorm1d, nn.LayerNorm                     (normalization.lua)
+--   nn.Dropout, nn.Dropout2d                         (dropout.lua)
+--   nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm     (normalization.lua)
 --   nn.CrossEntropyLoss, NLLLoss, MSELoss, BCEWithLogitsLoss  (loss.lua)
 --   nn.functional (also nn.F)                        (functional.lua)
 --   nn.init                                          (initializers.lua)
@@ -21,7 +23,16 @@ local base = require "luagrad.nn.module"
 ---make one (calling a class runs its init).
 ---@class luagrad.nn
 ---@field Linear fun(in_features: integer, out_features: integer, opts?: luagrad.nn.LinearOptions): luagrad.nn.Linear
+---@field Conv1d fun(in_ch: integer, out_ch: integer, kernel: integer|integer[], opts?: luagrad.nn.ConvOptions): luagrad.nn.Conv1d
+---@field Conv2d fun(in_ch: integer, out_ch: integer, kernel: integer|integer[], opts?: luagrad.nn.ConvOptions): luagrad.nn.Conv2d
+---@field MaxPool1d fun(kernel_size: integer|integer[]|table, opts?: luagrad.nn.MaxPoolOptions): luagrad.nn.MaxPool1d
+---@field MaxPool2d fun(kernel_size: integer|integer[]|table, opts?: luagrad.nn.MaxPoolOptions): luagrad.nn.MaxPool2d
+---@field AvgPool1d fun(kernel_size: integer|integer[]|table, opts?: luagrad.nn.AvgPoolOptions): luagrad.nn.AvgPool1d
+---@field AvgPool2d fun(kernel_size: integer|integer[]|table, opts?: luagrad.nn.AvgPoolOptions): luagrad.nn.AvgPool2d
+---@field AdaptiveAvgPool2d fun(output_size: integer|integer[]): luagrad.nn.AdaptiveAvgPool2d
 ---@field Sequential fun(...: luagrad.nn.Module|luagrad.nn.Module[]): luagrad.nn.Sequential
+---@field ModuleList fun(modules?: luagrad.nn.Module[]): luagrad.nn.ModuleList
+---@field ModuleDict fun(modules?: table<string, luagrad.nn.Module>): luagrad.nn.ModuleDict
 ---@field Residual fun(block: luagrad.nn.Module): luagrad.nn.Residual
 ---@field Identity fun(): luagrad.nn.Identity
 ---@field Flatten fun(start_dim?: integer|{start_dim?: integer, end_dim?: integer}, end_dim?: integer): luagrad.nn.Flatten
@@ -36,7 +47,9 @@ local base = require "luagrad.nn.module"
 ---@field Softmax fun(dim: integer|{dim: integer}): luagrad.nn.Module
 ---@field LogSoftmax fun(dim: integer|{dim: integer}): luagrad.nn.Module
 ---@field Dropout fun(p?: number|{p?: number}): luagrad.nn.Dropout
----@field BatchNorm1d fun(num_features: integer, opts?: luagrad.nn.BatchNorm1dOptions): luagrad.nn.BatchNorm1d
+---@field Dropout2d fun(p?: number|{p?: number}): luagrad.nn.Dropout2d
+---@field BatchNorm1d fun(num_features: integer, opts?: luagrad.nn.BatchNormOptions): luagrad.nn.BatchNorm1d
+---@field BatchNorm2d fun(num_features: integer, opts?: luagrad.nn.BatchNormOptions): luagrad.nn.BatchNorm2d
 ---@field LayerNorm fun(normalized_shape: integer|integer[], opts?: luagrad.nn.LayerNormOptions): luagrad.nn.LayerNorm
 ---@field CrossEntropyLoss fun(opts?: luagrad.nn.CrossEntropyOptions): luagrad.nn.Loss
 ---@field NLLLoss fun(opts?: luagrad.nn.ReductionOptions): luagrad.nn.Loss
@@ -52,7 +65,7 @@ local nn = {
 }
 nn.F = nn.functional
 
-for _, name in ipairs({ "linear", "containers", "activation", "dropout", "normalization", "loss" }) do
+for _, name in ipairs({ "linear", "conv", "pooling", "containers", "activation", "dropout", "normalization", "loss" }) do
   for k, v in pairs(require("luagrad.nn." .. name)) do nn[k] = v end
 end
 

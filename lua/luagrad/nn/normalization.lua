@@ -1,7 +1,8 @@
--- luagrad.nn.normalization: BatchNorm1d and LayerNorm over the fused C kernels.
+-- luagrad.nn.normalization: BatchNorm1d, BatchNorm2d and LayerNorm over the fused C kernels.
 --
 -- BatchNorm1d(C, {eps = 1e-5, momentum = 0.1, affine = true, track_running_stats = true, dtype})
---   input (N, C) or (N, C, L). Parameters weight (ones) and bias (zeros) when affine; buffers
+--   input (N, C) or (N, C, L); BatchNorm2d the same over (N, C, H, W).
+--   Parameters weight (ones) and bias (zeros) when affine; buffers
 --   running_mean (zeros), running_var (ones) and num_batches_tracked (an int64 0-d tensor)
 --   when tracking. In training (or without tracking) it normalizes with the batch statistics
 --   (biased variance; core._batch_norm, a hand-derived backward); with tracking it also
@@ -32,14 +33,16 @@ local function float_dtype(fname, dtype)
   return dtype
 end
 
----@class luagrad.nn.BatchNorm1dOptions
+---@class luagrad.nn.BatchNormOptions
 ---@field eps? number added to the variance (default 1e-5)
 ---@field momentum? number|false the running statistics' update factor, false for a cumulative average (default 0.1)
 ---@field affine? boolean learn weight and bias (default true)
 ---@field track_running_stats? boolean keep running_mean and running_var for eval (default true)
 ---@field dtype? "float32"|"float64" (default lg.get_default_dtype())
 
----@class luagrad.nn.BatchNorm1d: luagrad.nn.Module
+---The batch-normalization layers' base class (not exported); BatchNorm1d and BatchNorm2d differ
+---only in the input ranks they accept (_check_input_dim).
+---@class luagrad.nn.BatchNormNd: luagrad.nn.Module
 ---@field num_features integer
 ---@field eps number
 ---@field momentum number|false
@@ -51,39 +54,40 @@ end
 ---@field running_var luagrad.Tensor|nil (C), when tracking
 ---@field num_batches_tracked luagrad.Tensor|nil an int64 0-d tensor, when tracking
 ---@overload fun(x: luagrad.Tensor): luagrad.Tensor
-local BatchNorm1d = Module:extend("BatchNorm1d")
+local BatchNormNd = Module:extend("BatchNormNd")
 
----@param num_features integer C, the channels of an (N, C) or (N, C, L) input
----@param opts? luagrad.nn.BatchNorm1dOptions
-function BatchNorm1d:init(num_features, opts)
+---@param num_features integer C, the channels (dimension 2) of the input
+---@param opts? luagrad.nn.BatchNormOptions
+function BatchNormNd:init(num_features, opts)
+  local name = getmetatable(self).__name
   if math.type(num_features) ~= "integer" or num_features < 1 then
-    errors.raisef("BatchNorm1d: num_features must be a positive integer, got %s", tostring(num_features))
+    errors.raisef("%s: num_features must be a positive integer, got %s", name, tostring(num_features))
   end
-  local o = F._check_opts("BatchNorm1d", opts, { "eps", "momentum", "affine", "track_running_stats", "dtype" })
+  local o = F._check_opts(name, opts, { "eps", "momentum", "affine", "track_running_stats", "dtype" })
   local momentum = o.momentum
   if momentum == nil then momentum = 0.1 end
   if momentum ~= false and type(momentum) ~= "number" then
-    errors.raise("BatchNorm1d: momentum must be a number, or false for a cumulative average, got " .. type(momentum))
+    errors.raisef("%s: momentum must be a number, or false for a cumulative average, got %s", name, type(momentum))
   end
   self.num_features = num_features
   self.eps = o.eps or 1e-5
   self.momentum = momentum
   self.affine = o.affine ~= false
   self.track_running_stats = o.track_running_stats ~= false
-  local dt = { dtype = float_dtype("BatchNorm1d", o.dtype) }
+  local dt = { dtype = float_dtype(name, o.dtype) }
   if self.affine then
-    self.weight = Parameter(errors.call_as("BatchNorm1d", core.ones, { num_features }, dt))
-    self.bias = Parameter(errors.call_as("BatchNorm1d", core.zeros, { num_features }, dt))
+    self.weight = Parameter(errors.call_as(name, core.ones, { num_features }, dt))
+    self.bias = Parameter(errors.call_as(name, core.zeros, { num_features }, dt))
   end
   if self.track_running_stats then
-    self:register_buffer("running_mean", errors.call_as("BatchNorm1d", core.zeros, { num_features }, dt))
-    self:register_buffer("running_var", errors.call_as("BatchNorm1d", core.ones, { num_features }, dt))
+    self:register_buffer("running_mean", errors.call_as(name, core.zeros, { num_features }, dt))
+    self:register_buffer("running_var", errors.call_as(name, core.ones, { num_features }, dt))
     self:register_buffer("num_batches_tracked", core.zeros({}, { dtype = "int64" }))
   end
 end
 
 ---Zeros the running statistics and the batch count.
-function BatchNorm1d:reset_running_stats()
+function BatchNormNd:reset_running_stats()
   if not self.track_running_stats then return end
   autograd.no_grad(function()
     self.running_mean:zero_()
@@ -92,20 +96,19 @@ function BatchNorm1d:reset_running_stats()
   end)
 end
 
----@param x luagrad.Tensor (N, C) or (N, C, L)
+---@param x luagrad.Tensor (N, C) or (N, C, L) for BatchNorm1d, (N, C, H, W) for BatchNorm2d
 ---@return luagrad.Tensor
-function BatchNorm1d:forward(x)
-  if not core.is_tensor(x) then errors.raise("BatchNorm1d: expected a tensor input, got " .. type(x)) end
-  if x:dim() ~= 2 and x:dim() ~= 3 then
-    errors.raisef("BatchNorm1d: expected 2-d (N, C) or 3-d (N, C, L) input, got shape %s", shape_str(x))
-  end
+function BatchNormNd:forward(x)
+  local name = getmetatable(self).__name
+  if not core.is_tensor(x) then errors.raisef("%s: expected a tensor input, got %s", name, type(x)) end
+  self:_check_input_dim(x)
   if x:size(2) ~= self.num_features then
-    errors.raisef("BatchNorm1d: expected %d channels in dimension 2, got input of shape %s",
-      self.num_features, shape_str(x))
+    errors.raisef("%s: expected %d channels in dimension 2, got input of shape %s", name, self.num_features,
+      shape_str(x))
   end
   local batch_stats = self.training or not self.track_running_stats
   if batch_stats and x:numel() // x:size(2) <= 1 then
-    errors.raisef("BatchNorm1d: expected more than 1 value per channel when training, got input of shape %s",
+    errors.raisef("%s: expected more than 1 value per channel when training, got input of shape %s", name,
       shape_str(x))
   end
   if self.training and self.track_running_stats then -- count the batch, update the running statistics
@@ -120,10 +123,26 @@ function BatchNorm1d:forward(x)
   })
 end
 
-function BatchNorm1d:extra_repr()
+function BatchNormNd:extra_repr()
   return string.format("%d, eps=%g, momentum=%s, affine=%s, track_running_stats=%s", self.num_features, self.eps,
     self.momentum == false and "false" or string.format("%g", self.momentum), tostring(self.affine),
     tostring(self.track_running_stats))
+end
+
+---Batch normalization over (N, C) or (N, C, L) input.
+---@class luagrad.nn.BatchNorm1d: luagrad.nn.BatchNormNd
+local BatchNorm1d = BatchNormNd:extend("BatchNorm1d")
+function BatchNorm1d._check_input_dim(_, x)
+  if x:dim() ~= 2 and x:dim() ~= 3 then
+    errors.raisef("BatchNorm1d: expected 2-d (N, C) or 3-d (N, C, L) input, got shape %s", shape_str(x))
+  end
+end
+
+---Batch normalization over (N, C, H, W) input.
+---@class luagrad.nn.BatchNorm2d: luagrad.nn.BatchNormNd
+local BatchNorm2d = BatchNormNd:extend("BatchNorm2d")
+function BatchNorm2d._check_input_dim(_, x)
+  if x:dim() ~= 4 then errors.raisef("BatchNorm2d: expected 4-d (N, C, H, W) input, got shape %s", shape_str(x)) end
 end
 
 ---@class luagrad.nn.LayerNormOptions
@@ -188,4 +207,4 @@ function LayerNorm:extra_repr()
     tostring(self.elementwise_affine))
 end
 
-return { BatchNorm1d = BatchNorm1d, LayerNorm = LayerNorm }
+return { BatchNorm1d = BatchNorm1d, BatchNorm2d = BatchNorm2d, LayerNorm = LayerNorm }
