@@ -37,6 +37,7 @@
 -- Anything raised on the way, and NaN/Inf in any result, is a failure too.
 local lg = require "luagrad"
 local F = lg.nn.functional
+local core = require "luagrad.core" -- the adjoint ops' private bindings (T.conv)
 
 local M = {}
 
@@ -382,7 +383,7 @@ local Gen = {}
 Gen.__index = Gen
 
 local function env_for(g)
-  local env = { lg = lg, F = F, math = math, select = select }
+  local env = { lg = lg, F = F, core = core, math = math, select = select }
   for _, n in ipairs(g.nodes) do env[n.name] = n.value end
   return env
 end
@@ -1206,6 +1207,136 @@ function T.nn(g)
   end
 end
 
+-- (N, C, H, W) shapes of `total` elements with N <= 2, C <= 3, H and W >= 2
+local function nchw_shapes(total)
+  local out = {}
+  for N = 1, 2 do
+    for C = 1, 3 do
+      if total > 0 and total % (N * C) == 0 then
+        local hw = total // (N * C)
+        for H = 2, hw // 2 do
+          if hw % H == 0 then out[#out + 1] = { N, C, H, hw // H } end
+        end
+      end
+    end
+  end
+  return out
+end
+
+-- the output length of a window of k (dilation d) sliding by s over n padded by p on each side
+local function slide(n, k, s, p, d) return (n + 2 * p - d * (k - 1) - 1) // s + 1 end
+
+-- whether every max_pool2d window of v (the flat values of an (N, C, H, W) tensor) has its
+-- largest value away from the second largest: central differences break at ties
+local function pool_no_ties(v, sh, k, s, p)
+  local N, C, H, W = sh[1], sh[2], sh[3], sh[4]
+  for plane = 0, N * C - 1 do
+    for oh = 0, slide(H, k[1], s[1], p[1], 1) - 1 do
+      for ow = 0, slide(W, k[2], s[2], p[2], 1) - 1 do
+        local best, second = -math.huge, -math.huge
+        for i = 0, k[1] - 1 do
+          for j = 0, k[2] - 1 do
+            local h, w = oh * s[1] - p[1] + i, ow * s[2] - p[2] + j
+            if h >= 0 and h < H and w >= 0 and w < W then
+              local x = v[plane * H * W + h * W + w + 1]
+              if x > best then best, second = x, best elseif x > second then second = x end
+            end
+          end
+        end
+        if second > -math.huge and best - second < MARGIN then return false end
+      end
+    end
+  end
+  return true
+end
+
+-- convolutions, pooling and the adjoint ops their backward rules apply (reached directly through
+-- luagrad.core's private bindings, as spec/autograd_ops_spec.lua does), on nodes viewed as
+-- (N, C, H, W)
+function T.conv(g)
+  local a = g:node(function(n) return #nchw_shapes(numel(n.shape)) > 0 end)
+  if not a then return nil end
+  local sh = g.rng:pick(nchw_shapes(numel(a.shape)))
+  local N, C, H, W = sh[1], sh[2], sh[3], sh[4]
+  local n = { a = a.name }
+  local x = sub("@a:reshape(" .. shape_src(sh) .. ")", n)
+  local k = g.rng:int(1, 7)
+  if k <= 4 then
+    -- conv2d (k 1, 2), conv1d (k 3) or an adjoint (k 4); weight and bias nodes of the right size,
+    -- else constants
+    local groups = (C > 1 and g.rng:chance(0.3)) and C or 1
+    local O = groups * g.rng:int(1, 2)
+    local s, p, d = g.rng:int(1, 2), g.rng:int(0, 1), g.rng:pick({ 1, 1, 2 })
+    local kh, kw = g.rng:int(1, math.min(3, H)), g.rng:int(1, math.min(3, W))
+    local one = k == 3
+    if one then
+      H, W, kh = 1, H * W, 1
+      x = sub("@a:reshape(" .. N .. ", " .. C .. ", " .. W .. ")", n)
+    end
+    local Ho, Wo = slide(H, kh, s, one and 0 or p, one and 1 or d), slide(W, kw, s, p, d)
+    if Ho < 1 or Wo < 1 or N * O * Ho * Wo > CAP then return nil end
+    local wshape = one and { O, C // groups, kw } or { O, C // groups, kh, kw }
+    local deps = { a.name }
+    local wsrc
+    local wn = g:node(function(m) return numel(m.shape) == numel(wshape) end)
+    if wn and g.rng:chance(0.7) then
+      wsrc = wn.name .. ":reshape(" .. shape_src(wshape) .. ")"
+      deps[#deps + 1] = wn.name
+    else
+      wsrc = const_tensor(g, a, wshape, -1, 1)
+    end
+    local pair = function(v1, v2) return one and tostring(v2) or ("{" .. v1 .. ", " .. v2 .. "}") end
+    local opts = string.format("{stride = %d, padding = %s, dilation = %s, groups = %d}", s,
+      one and tostring(p) or pair(p, p), one and "1" or pair(d, d), groups)
+    if one then opts = string.format("{stride = %d, padding = %d, groups = %d}", s, p, groups) end
+    if k == 4 and not one then
+      -- the adjoints: conv2d_grad_input(gy, w) -> x's shape, conv2d_grad_weight(x, gy) -> w's
+      local adj = "core._conv2d_adjoint"
+      local args = string.format("{%d, %d}, {%d, %d}, {%d, %d}, %d", s, s, p, p, d, d, groups)
+      local gy = const_tensor(g, a, { N, O, Ho, Wo }, -1, 1)
+      if g.rng:chance(0.5) or wsrc:find("^lg%.tensor") then
+        return cand("conv2d_grad_weight", string.format("%s(\"weight\", %s, %s, %s, {%d, %d})", adj, x, gy,
+          args, kh, kw), { a.name })
+      end
+      return cand("conv2d_grad_input", string.format("%s(\"input\", %s, %s, %s, {%d, %d})", adj, gy, wsrc,
+        args, H, W), { deps[2] })
+    end
+    local bias = "nil"
+    local bn = g:node(function(m) return #m.shape == 1 and m.shape[1] == O end)
+    if bn and g.rng:chance(0.5) then bias = bn.name; deps[#deps + 1] = bn.name end
+    return cand(one and "conv1d" or "conv2d", string.format("F.%s(%s, %s, %s, %s)",
+      one and "conv1d" or "conv2d", x, wsrc, bias, opts), deps)
+  elseif k == 5 then
+    -- max_pool2d away from ties
+    local kk = { g.rng:int(1, math.min(2, H)), g.rng:int(1, math.min(2, W)) }
+    if kk[1] * kk[2] == 1 then kk = { math.min(2, H), 2 } end
+    local stride = { g.rng:int(1, 2), g.rng:int(1, 2) }
+    local pd = { g.rng:int(0, kk[1] // 2), g.rng:int(0, kk[2] // 2) }
+    if not pool_no_ties(fl(a), sh, kk, stride, pd) then return nil end
+    local call = string.format("F.max_pool2d(%s, {%d, %d}, {stride = {%d, %d}, padding = {%d, %d}})", x, kk[1], kk[2],
+      stride[1], stride[2], pd[1], pd[2])
+    return cand("max_pool2d", call, { a.name })
+  elseif k == 6 then
+    -- avg_pool2d, adaptive_avg_pool2d
+    if g.rng:chance(0.3) then
+      return cand("adaptive_avg_pool2d", string.format("F.adaptive_avg_pool2d(%s, {%d, %d})", x,
+        g.rng:int(1, H), g.rng:int(1, W)), { a.name })
+    end
+    local kk = { g.rng:int(1, math.min(3, H)), g.rng:int(1, math.min(3, W)) }
+    local pd = { g.rng:int(0, kk[1] // 2), g.rng:int(0, kk[2] // 2) }
+    return cand("avg_pool2d", string.format("F.avg_pool2d(%s, {%d, %d}, {stride = %d, padding = {%d, %d}, " ..
+      "ceil_mode = %s, count_include_pad = %s})", x, kk[1], kk[2], g.rng:int(1, 2), pd[1], pd[2],
+      tostring(g.rng:chance(0.3)), tostring(g.rng:chance(0.5))), { a.name })
+  else
+    -- avg_pool2d_backward: a's values as the gradient of a pooling of an (N, C, Hi, Wi) input
+    local kk, stv = { g.rng:int(1, 3), g.rng:int(1, 3) }, g.rng:int(1, 2)
+    local Hi, Wi = (H - 1) * stv + kk[1], (W - 1) * stv + kk[2]
+    return cand("avg_pool2d_backward", string.format('core._avg_pool2d(%s, {%d, %d}, ' ..
+      "{%d, %d}, {0, 0}, false, %s, nil, false, {%d, %d})", x, kk[1], kk[2], stv, stv, tostring(g.rng:chance(0.5)),
+      Hi, Wi), { a.name })
+  end
+end
+
 -- in-place writes into a fresh buffer (never into an input or a node another op saved), through
 -- the buffer itself or through views of it, optionally read back through sibling views taken
 -- before the writes
@@ -1353,6 +1484,7 @@ end
 local TEMPLATES = {
   { T.unary, 14 }, { T.scalar, 8 }, { T.binary, 12 }, { T.reduce, 10 }, { T.matmul, 6 }, { T.view, 16 },
   { T.join, 5 }, { T.index, 6 }, { T.softmax, 4 }, { T.nn, 6 }, { T.inplace, 6 }, { T.hook, 2 },
+  { T.conv, 4 },
 }
 
 local function pick_template(rng)
@@ -1372,6 +1504,7 @@ function M.source(p, outputs, keep)
   local out = {}
   out[#out + 1] = "local lg = require \"luagrad\""
   out[#out + 1] = "local F = lg.nn.functional"
+  out[#out + 1] = "local core = require \"luagrad.core\""
   out[#out + 1] = string.format("local P = { seed = %d, grad_api = %q, fwd_api = %q, double_backward = %s }",
     p.seed, p.grad_api, p.fwd_api, tostring(p.double_backward))
   out[#out + 1] = "function P.inputs(DT)"
