@@ -184,6 +184,23 @@ function F.linear(x, weight, bias)
   return core._linear(x, weight, bias)
 end
 
+-- dropout's and dropout2d's arguments: p = 0.5 and {training} or one table {p, training}; the
+-- options and the probability, checked
+local function dropout_opts(fname, p, opts)
+  local o
+  if type(p) == "table" then
+    o = check_opts(fname, p, { "p", "training" })
+  else
+    o = check_opts(fname, opts, { "training" })
+    o = { p = p, training = o.training }
+  end
+  local prob = o.p == nil and 0.5 or o.p
+  if type(prob) ~= "number" or not (prob >= 0 and prob <= 1) then
+    errors.raisef("%s: p must be a probability between 0 and 1, got %s", fname, tostring(prob))
+  end
+  return o, prob
+end
+
 ---dropout(x, p = 0.5, {training = true}) or dropout(x, {p =, training =}): inverted dropout,
 ---each element zeroed with probability p and the rest scaled by 1 / (1 - p); the identity when
 ---not training. p = 1 gives zeros.
@@ -193,17 +210,7 @@ end
 ---@return luagrad.Tensor
 function F.dropout(x, p, opts)
   check_tensor(x, "dropout")
-  local o
-  if type(p) == "table" then
-    o = check_opts("dropout", p, { "p", "training" })
-  else
-    o = check_opts("dropout", opts, { "training" })
-    o = { p = p, training = o.training }
-  end
-  local prob = o.p == nil and 0.5 or o.p
-  if type(prob) ~= "number" or not (prob >= 0 and prob <= 1) then
-    errors.raisef("dropout: p must be a probability between 0 and 1, got %s", tostring(prob))
-  end
+  local o, prob = dropout_opts("dropout", p, opts)
   if o.training == false or prob == 0 then return x end
   if prob == 1 then return x * 0 end
   local keep = autograd.no_grad(function()
@@ -935,17 +942,7 @@ end
 ---@return luagrad.Tensor
 function F.dropout2d(x, p, opts)
   check_tensor(x, "dropout2d")
-  local o
-  if type(p) == "table" then
-    o = check_opts("dropout2d", p, { "p", "training" })
-  else
-    o = check_opts("dropout2d", opts, { "training" })
-    o = { p = p, training = o.training }
-  end
-  local prob = o.p == nil and 0.5 or o.p
-  if type(prob) ~= "number" or not (prob >= 0 and prob <= 1) then
-    errors.raisef("dropout2d: p must be a probability between 0 and 1, got %s", tostring(prob))
-  end
+  local o, prob = dropout_opts("dropout2d", p, opts)
   if x:dim() ~= 3 and x:dim() ~= 4 then
     errors.raisef("dropout2d: expected 3-d (C, H, W) or 4-d (N, C, H, W) input, got shape %s", shape_str(x))
   end
