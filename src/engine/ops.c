@@ -1462,10 +1462,39 @@ static void slice_row(void *ctx, int64_t n, char **p, const int64_t *s) {
   }
 }
 
+/* Along dimension 1 of contiguous tensors a slice is a contiguous row of D elements: the pairs
+** are whole rows (embedding's weight gradient takes this path). */
+#define INDEX_ROWS(name, T)                                                                                  \
+  static void name(T *restrict dst, const T *restrict src, const int64_t *ip, int64_t m, int64_t D,          \
+                   int add) {                                                                                \
+    for (int64_t i = 0; i < m; i++) {                                                                        \
+      T *o = dst + (add ? ip[i] - 1 : i) * D;                                                                \
+      const T *x = src + (add ? i : ip[i] - 1) * D;                                                          \
+      if (add)                                                                                               \
+        for (int64_t j = 0; j < D; j++) o[j] += x[j];                                                        \
+      else                                                                                                   \
+        memcpy(o, x, sizeof(T) * (size_t)D);                                                                 \
+    }                                                                                                        \
+  }
+INDEX_ROWS(index_rows_f32, float)
+INDEX_ROWS(index_rows_f64, double)
+INDEX_ROWS(index_rows_i64, int64_t)
+
 static lg_status index_slices(lg_tensor *dst, lg_tensor *src, int dim, lg_tensor *idx, int add) {
   slice_ctx c = {dst->dtype, add};
   int64_t m = lg_numel(idx);
   lg_status st = LG_OK;
+  if (dim == 0 && dst->ndim > 0 && lg_is_contiguous(dst) && lg_is_contiguous(src) && lg_is_contiguous(idx)) {
+    int64_t D = dst->shape[0] ? lg_numel(dst) / dst->shape[0] : 0;
+    const int64_t *ip = lg_data(idx);
+    if (dst->dtype == LG_FLOAT32)
+      index_rows_f32(lg_data(dst), lg_data(src), ip, m, D, add);
+    else if (dst->dtype == LG_FLOAT64)
+      index_rows_f64(lg_data(dst), lg_data(src), ip, m, D, add);
+    else
+      index_rows_i64(lg_data(dst), lg_data(src), ip, m, D, add);
+    return LG_OK;
+  }
   for (int64_t i = 0; i < m && st == LG_OK; i++) {
     int64_t j = lg_get_flat_i64(idx, i) - 1;
     lg_tensor *d = NULL, *sv = NULL;
@@ -2105,6 +2134,15 @@ const lg_op lg_ops[LG_NUM_OPS] = {
   ROW(AVG_POOL2D, avg_pool2d, 1, 1, lg_avg_pool2d_forward, 0, RULES(lg_avg_pool2d)),
   ROW(AVG_POOL2D_BACKWARD, avg_pool2d_backward, 1, 1, lg_avg_pool2d_backward_forward, 0,
       RULES(lg_avg_pool2d_backward)),
+
+  /* sequence ops (seq.c) */
+  ROW(EMBEDDING, embedding, 2, 1, lg_embedding_forward, SI, RULES(lg_embedding)),
+  ROW(MASKED_FILL, masked_fill, 2, 1, lg_masked_fill_forward, SI, RULES(lg_masked_fill)),
+  ROW(TRIL, tril, 1, 1, lg_triangle_forward, 0, RULES(lg_triangle)),
+  ROW(TRIU, triu, 1, 1, lg_triangle_forward, 0, RULES(lg_triangle)),
+  ROW(SORT, sort, 1, 2, lg_sort_forward, LG_F_SAVE_AUX, RULES(lg_sort)),
+  ROW(TOPK, topk, 1, 2, lg_sort_forward, LG_F_SAVE_AUX, RULES(lg_sort)),
+  ROW(CUMSUM, cumsum, 1, 1, lg_cumsum_forward, 0, RULES(lg_cumsum)),
 };
 /* clang-format on */
 
