@@ -1294,21 +1294,43 @@ static lg_status mean_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_
 **   log_softmax: y = x - m - log sum exp(x - m)
 ** Both save y. Backward: softmax gin = y (g - sum(g y)); log_softmax gin = g - exp(y) sum(g). */
 
-#define SOFTMAX_ROWS(name, T)                                                                                \
-  static void name(const T *x, T *y, int64_t rows, int64_t R, int logmode) {                                 \
-    for (int64_t r = 0; r < rows; r++, x += R, y += R) {                                                     \
-      double m = -INFINITY, sum = 0;                                                                         \
-      for (int64_t i = 0; i < R; i++)                                                                        \
-        if (x[i] > m) m = x[i];                                                                              \
-      if (isinf(m) && m < 0) m = 0;                                                                          \
-      for (int64_t i = 0; i < R; i++) sum += exp((double)x[i] - m);                                          \
-      double ls = log(sum);                                                                                  \
-      for (int64_t i = 0; i < R; i++)                                                                        \
-        y[i] = (T)(logmode ? (double)x[i] - m - ls : exp((double)x[i] - m) / sum);                           \
-    }                                                                                                        \
+/* One pass for the maximum, one computing e = exp(x - m) into y while summing it (in double),
+** one scaling y by 1 / sum (softmax) or writing x - m - log sum (log_softmax). float32's exp is
+** the vectorized one of the exp op (lg_exp_f32); float64 keeps libm. */
+static void softmax_rows_f32(const float *x, float *y, int64_t rows, int64_t R, int logmode) {
+  for (int64_t r = 0; r < rows; r++, x += R, y += R) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < R; i++)
+      if (x[i] > m) m = x[i];
+    if (isinf(m) && m < 0) m = 0;
+    for (int64_t i = 0; i < R; i++) y[i] = x[i] - m;
+    lg_exp_f32(R, y, y);
+    double sum = 0;
+    for (int64_t i = 0; i < R; i++) sum += y[i];
+    if (logmode) {
+      float ls = (float)log(sum);
+      for (int64_t i = 0; i < R; i++) y[i] = (x[i] - m) - ls;
+    } else {
+      float inv = (float)(1 / sum);
+      for (int64_t i = 0; i < R; i++) y[i] *= inv;
+    }
   }
-SOFTMAX_ROWS(softmax_rows_f32, float)
-SOFTMAX_ROWS(softmax_rows_f64, double)
+}
+static void softmax_rows_f64(const double *x, double *y, int64_t rows, int64_t R, int logmode) {
+  for (int64_t r = 0; r < rows; r++, x += R, y += R) {
+    double m = -INFINITY, sum = 0;
+    for (int64_t i = 0; i < R; i++)
+      if (x[i] > m) m = x[i];
+    if (isinf(m) && m < 0) m = 0;
+    for (int64_t i = 0; i < R; i++) sum += y[i] = exp(x[i] - m);
+    if (logmode) {
+      double ls = log(sum);
+      for (int64_t i = 0; i < R; i++) y[i] = x[i] - m - ls;
+    } else {
+      for (int64_t i = 0; i < R; i++) y[i] /= sum;
+    }
+  }
+}
 
 static lg_status softmax_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *x = a->in[0], *moved = NULL, *xc = NULL, *y = NULL;
@@ -1325,7 +1347,9 @@ static lg_status softmax_forward(const lg_op *op, const lg_args *a, lg_tensor **
   perm[k] = dim;
   for (int i = 0; i < nd; i++) inv[perm[i]] = i;
   lg_status st = lg_permute(x, perm, nd, &moved);
-  if (st == LG_OK) st = lg_copy_as(moved, dt, &xc);
+  if (st == LG_OK) /* the last dimension of a contiguous input: its rows are read in place */
+    st = lg_is_contiguous(moved) && moved->dtype == dt ? (xc = lg_tensor_retain(moved), LG_OK)
+                                                       : lg_copy_as(moved, dt, &xc);
   if (st == LG_OK) st = lg_new(xc->shape, nd, dt, &y);
   if (st == LG_OK) {
     int64_t R = x->shape[dim], rows = R ? lg_numel(x) / R : 0;

@@ -11,7 +11,8 @@
 **
 ** Rules, written with recorded ops (compose.h) so they can be differentiated again:
 **   embedding    dW = index_add of g's rows at idx (repeated indices summed; the padding row
-**                zeroed); forward mode: embedding(tW, idx)
+**                zeroed: it is treated as a constant, as PyTorch's padding_idx);
+**                forward mode: embedding(tW, idx), zero at the padding positions
 **   masked_fill  dx = masked_fill(g, m, 0); forward mode the same on the tangent
 **   tril/triu    the same triangle of g (of the tangent)
 **   sort/topk    dx = g scattered to the chosen positions (scatter_add); forward mode: the
@@ -114,9 +115,16 @@ lg_status lg_embedding_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   }
   return sc_done(&s, gw, &gin[0]);
 }
+/* the padding row counts as a constant in forward mode too: its positions get a zero tangent */
 lg_status lg_embedding_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
                            lg_tensor **tout) {
-  return same_op(op, a, tin[0], tout);
+  if (a->start < 0) return same_op(op, a, tin[0], tout);
+  sc s = {0};
+  lg_tensor *idx = a->in[1];
+  lg_tensor *t =
+      sc_op(&s, LG_OP_EMBEDDING, (lg_args){.in = {tin[0], idx}, .nin = 2, .dim = -1, .start = a->start});
+  lg_tensor *pad = sc_unsqueeze(&s, sc_bs(&s, LG_OP_EQ, idx, (double)(a->start + 1)), idx->ndim);
+  return sc_done(&s, sc_op(&s, LG_OP_MASKED_FILL, (lg_args){.in = {t, pad}, .nin = 2, .dim = -1}), tout);
 }
 
 /* ==== masked_fill ====
