@@ -15,6 +15,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -232,11 +233,13 @@ lg_status lg_multinomial(lg_tensor *probs, int64_t n, int replacement, lg_tensor
     for (int64_t c = 0; c < C; c++) {
       double v = p[r * C + c];
       if (!(v >= 0) || isinf(v)) {
+        char vs[32];
+        snprintf(vs, sizeof vs, isnan(v) ? "NaN" : "%g", v);
         lg_tensor_release(pc);
         return lg_error(
             LG_EVALUE,
-            "multinomial: probability %g at row %lld, category %lld (of %s) must be finite and non-negative",
-            v, (long long)r + 1, (long long)c + 1, LG_SHAPE(probs));
+            "multinomial: probability %s at row %lld, category %lld (of %s) must be finite and non-negative",
+            vs, (long long)r + 1, (long long)c + 1, LG_SHAPE(probs));
       }
       total += v;
       pos += v > 0;
