@@ -177,7 +177,9 @@ describe("F.embedding and nn.Embedding", function()
     assert.is_true(math.abs(m) < 0.02 and math.abs(s - 1) < 0.02, string.format("mean %g, std %g", m, s))
     assert.are.equal(4, emb.padding_idx)
     assert.are.equal("Embedding(2000, 8, padding_idx=4)", tostring(emb))
-    assert.are.same({ "weight" }, (function() local k = {} for key in pairs(emb:state_dict()) do k[#k + 1] = key end return k end)())
+    local keys = {}
+    for key in pairs(emb:state_dict()) do keys[#keys + 1] = key end
+    assert.are.same({ "weight" }, keys)
     assert.are.equal("float64", nn.Embedding(3, 2, { dtype = "float64" }).weight.dtype)
   end)
 
@@ -371,7 +373,10 @@ end
 
 describe("sort and topk", function()
   it("sort: values and 1-based indices along any dimension, stable, NaN as the largest", function()
-    local X = { { { 3, 1, 2, 1 }, { 0 / 0, 5, -1, 5 }, { 2, 2, 2, -3 } }, { { 1, 0 / 0, 0, 4 }, { 7, 7, 1, 0 }, { -1, 2, 0 / 0, 2 } } }
+    local X = {
+      { { 3, 1, 2, 1 }, { 0 / 0, 5, -1, 5 }, { 2, 2, 2, -3 } },
+      { { 1, 0 / 0, 0, 4 }, { 7, 7, 1, 0 }, { -1, 2, 0 / 0, 2 } },
+    }
     for _, dt in ipairs({ "float32", "float64" }) do
       local x = lg.tensor(X, { dtype = dt })
       for dim = 1, 3 do

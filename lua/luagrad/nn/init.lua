@@ -67,7 +67,8 @@ local nn = {
 }
 nn.F = nn.functional
 
-for _, name in ipairs({ "linear", "embedding", "conv", "pooling", "containers", "activation", "dropout", "normalization", "loss" }) do
+local layer_files = { "linear", "embedding", "conv", "pooling", "containers", "activation", "dropout", "normalization", "loss" }
+for _, name in ipairs(layer_files) do
   for k, v in pairs(require("luagrad.nn." .. name)) do nn[k] = v end
 end
 
