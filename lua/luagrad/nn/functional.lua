@@ -243,7 +243,7 @@ function F.one_hot(indices, num_classes)
   end
   local shape = indices.shape
   shape[#shape + 1] = C
-  local out = core.zeros(shape, { dtype = "int64" })
+  local out = errors.call_as("one_hot", core.zeros, shape, { dtype = "int64" })
   if n == 0 or C == 0 then return out end
   local at = indices:unsqueeze(-1)
   return out:scatter_add(-1, at, core.ones(at.shape, { dtype = "int64" }))
