@@ -551,6 +551,16 @@ function F.binary_cross_entropy_with_logits(input, target, opts)
   if not same_shape(input, target) then
     errors.raisef("%s: target shape %s must equal input shape %s", fname, shape_str(target), shape_str(input))
   end
+  for _, key in ipairs({ "pos_weight", "weight" }) do
+    local w = o[key]
+    if w ~= nil and type(w) ~= "number" and not is_tensor(w) then
+      errors.raisef("%s: %s must be a number or a tensor, got %s", fname, key, errors.describe(w))
+    end
+    if is_tensor(w) and not broadcasts(w, input) then
+      errors.raisef("%s: %s shape %s does not broadcast against input shape %s", fname, key, shape_str(w),
+        shape_str(input))
+    end
+  end
   local pos = target
   if o.pos_weight ~= nil then pos = target * o.pos_weight end
   local loss = pos * softplus(-input) + (1 - target) * softplus(input)
