@@ -198,6 +198,11 @@ lg_status lg_normal_(lg_tensor *t, double mean, double std);
 lg_status lg_randint_(lg_tensor *t, int64_t low, int64_t high); /* [low, high) */
 lg_status lg_randperm(int64_t n, lg_tensor **out);              /* 1..n shuffled, int64 */
 lg_status lg_bernoulli_(lg_tensor *t, double p);
+/* n draws of category indices (1-based, int64) from each row of probs (1-d: (C) -> (n); 2-d:
+** (R, C) -> (R, n)), weights proportional to probs (not normalised; each row needs a positive
+** sum, no negative, infinite or NaN entry); without replacement a category is drawn at most
+** once, so n must not exceed the row's nonzero entries. */
+lg_status lg_multinomial(lg_tensor *probs, int64_t n, int replacement, lg_tensor **out);
 
 /* ---- views (share storage; never copy) ---- */
 lg_status lg_view(lg_tensor *t, const int64_t *shape, int ndim, lg_tensor **out);
@@ -324,6 +329,14 @@ typedef enum lg_opcode {
   LG_OP_MAX_POOL2D,
   LG_OP_AVG_POOL2D,
   LG_OP_AVG_POOL2D_BACKWARD,
+  /* sequence ops (seq.c) */
+  LG_OP_EMBEDDING,   /* in: weight, indices; start: the padding row (0-based) or -1 */
+  LG_OP_MASKED_FILL, /* in: x, mask; s[0]: the value */
+  LG_OP_TRIL,        /* start: the diagonal */
+  LG_OP_TRIU,
+  LG_OP_SORT,   /* values, indices; mode: descending */
+  LG_OP_TOPK,   /* values, indices; len: k; mode: largest */
+  LG_OP_CUMSUM, /* mode: from the end */
   LG_NUM_OPS
 } lg_opcode;
 

@@ -389,6 +389,43 @@ op({ name = "avg_pool2d_backward kernel 3, stride 2, padding 1, ceil_mode, count
 op({ name = "avg_pool2d_backward adaptive to {3,2} from {7,5}", shapes = { { 2, 3, 3, 2 } },
   fn = function(g) return core._avg_pool2d(g, { 3, 2 }, nil, nil, false, false, nil, true, { 7, 5 }) end })
 
+-- sequence ops: embedding (repeated indices, a padding row), masked_fill (a mask of any dtype,
+-- broadcast), tril/triu, sort/topk (dims chosen so the stride-0 copies never tie within a sorted
+-- row), cumsum both ways along each dim
+local IDX = lg.tensor({ { 2, 5, 2 }, { 1, 2, 4 } }, { dtype = "int64" })
+op({ name = "embedding, repeated indices", shapes = { { 5, 3 } }, fn = function(w) return F.embedding(IDX, w) end })
+-- padding_idx makes the row a constant (no gradient, by definition rather than by calculus): w's
+-- row 2 is zeroed before the lookup, so the true derivative agrees with that definition
+local KEEP = lg.tensor({ { 1 }, { 0 }, { 1 }, { 1 }, { 1 } }, { dtype = F64 })
+op({ name = "embedding, padding_idx 2", shapes = { { 5, 3 } },
+  fn = function(w) return F.embedding(IDX, w * KEEP, { padding_idx = 2 }) end })
+op({ name = "embedding of 0-d and 1-d indices", shapes = { { 5, 3 } },
+  fn = function(w)
+    return F.embedding(lg.tensor(4, { dtype = "int64" }), w) + F.embedding(lg.tensor({ 3 }, { dtype = "int64" }), w)
+  end })
+un("masked_fill(int64 mask, -1.5)", function(x)
+  return x:masked_fill(lg.tensor({ { 1, 0, 3, 0 }, { 0, 0, 1, 1 }, { -2, 1, 0, 1 } }, { dtype = "int64" }), -1.5)
+end)
+un("masked_fill(broadcast float mask (4), 2)", function(x)
+  return x:masked_fill(lg.tensor({ 0, 0.5, 0, 1 }, { dtype = F64 }), 2)
+end)
+un("masked_fill_ on a result", function(x)
+  local y = x * 2
+  y:masked_fill_(x:gt(0), 0.25)
+  return y * x
+end)
+un("tril()", function(x) return x:tril() end)
+un("tril(1)", function(x) return lg.tril(x, 1) end)
+un("triu()", function(x) return x:triu() end)
+un("triu(-1) of a batch", function(x) return x:reshape(2, 2, 3):triu(-1) end)
+un("sort(2) values", function(x) local v = x:sort(2) return v end)
+un("sort(1, descending) values", function(x) local v = x:sort(1, true) return v end, nil, { expand_dim = 2 })
+un("sort values * indices", function(x) local v, i = x:sort({ dim = 2, descending = true }) return v * i end)
+un("topk(2) values", function(x) local v = x:topk(2) return v end)
+un("topk(2, 1, smallest) values", function(x) local v = x:topk(2, 1, false) return v end, nil, { expand_dim = 2 })
+un("cumsum(1)", function(x) return x:cumsum(1) end)
+un("cumsum(-1)", function(x) return lg.cumsum(x, -1) end)
+
 -- in-place writes: on a result, through a view of a result (the base records strided_scatter,
 -- the view as_strided), and into a buffer with a sibling view that must follow the write
 op({ name = "add_ on a result", shapes = { { 3, 4 }, { 3, 4 } },

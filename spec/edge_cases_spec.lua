@@ -218,7 +218,8 @@ describe("sizes that overflow, and values that do not fit int64", function()
     for i = 1, 16 do s[i] = 1 end
     local t = lg.zeros(s)
     assert.matches("stack: tensors of 16 dimensions", util.error_of(function() lg.stack({ t, t }) end))
-    assert.matches("too many elements", util.error_of(function() lg.zeros(1):expand(2 ^ 62, 4) end))
+    assert.matches("expand: shape {4611686018427387904,4} has too many elements",
+      util.error_of(function() lg.zeros(1):expand(2 ^ 62, 4) end), 1, true)
   end)
 
   it("NaN, infinities and values out of range do not become int64", function()
@@ -349,6 +350,25 @@ describe("what the fuzzer found", function()
     assert.matches("full_like: value inf does not fit int64", util.error_of(function() lg.full_like(i, math.huge) end))
     assert.matches("full: value 1e%+30 does not fit int64",
       util.error_of(function() lg.full({ 2 }, 1e30, { dtype = "int64" }) end))
+  end)
+
+  it("expand, autograd.grad, hessian, jacobian and BCE with logits name themselves, not the op under them", function()
+    local e = util.error_of(function() lg.ones(1, 4):t():t():expand(2 ^ 62, 4) end) -- a view, 2-d
+    assert.matches("expand: shape {4611686018427387904,4} has too many elements", e, 1, true)
+    local x = lg.ones(2, { requires_grad = true })
+    assert.matches("grad: gradient {3} does not match the shape {2} of tensor 1",
+      util.error_of(function() ag.grad(x * 2, x, { grad_outputs = lg.ones(3) }) end), 1, true)
+    local s = {}
+    for i = 1, 9 do s[i] = 1 end
+    assert.matches("hessian: x has 9 dimensions, so the Hessian would have 18 (at most 16)",
+      util.error_of(function() ag.hessian(function(u) return u:sum() end, lg.ones(s)) end), 1, true)
+    assert.matches("jacobian: f(x) has 9 dimensions and x 9, so the Jacobian would have 18 (at most 16)",
+      util.error_of(function() ag.jacobian(function(u) return u * 1 end, lg.ones(s)) end), 1, true)
+    assert.matches("binary_cross_entropy_with_logits: pos_weight shape {0} does not broadcast against input shape {3}",
+      util.error_of(function() F.binary_cross_entropy_with_logits(lg.zeros(3), lg.zeros(3), { pos_weight = lg.zeros(0) })
+      end), 1, true)
+    assert.matches("binary_cross_entropy_with_logits: weight must be a number or a tensor, got string",
+      util.error_of(function() F.binary_cross_entropy_with_logits(lg.zeros(3), lg.zeros(3), { weight = "2" }) end), 1, true)
   end)
 
   it("labels in a table whose __index answers every key are read raw, not forever", function()

@@ -18,6 +18,7 @@ local errors = require "luagrad.errors"
 local M = {}
 
 local is_tensor = core.is_tensor
+local MAX_DIMS = 16 -- LG_MAX_DIMS in include/luagrad.h
 
 local function as_list(x, what)
   if is_tensor(x) then return { x }, true end
@@ -223,6 +224,10 @@ function M.jacobian(f, x, opts)
   local mode = errors.options("jacobian", opts, { "mode" }).mode or "reverse"
   local y = in_grad_mode("jacobian", false, f, x:detach())
   if not is_tensor(y) then errors.raise("jacobian: f must return a tensor") end
+  if y:dim() + x:dim() > MAX_DIMS then
+    errors.raisef("jacobian: f(x) has %d dimensions and x %d, so the Jacobian would have %d (at most %d)", y:dim(),
+      x:dim(), y:dim() + x:dim(), MAX_DIMS)
+  end
   local n, m = x:numel(), y:numel()
   local J = core.zeros({ m, n }, { dtype = y.dtype })
   if mode == "reverse" then
@@ -254,11 +259,15 @@ function M.hessian(f, x)
   errors.check("hessian", "f", f, "callable")
   errors.check("hessian", "x", x, "tensor")
   if x.dtype == "int64" then errors.raise("hessian: x must be a float tensor, got int64") end
+  if 2 * x:dim() > MAX_DIMS then
+    errors.raisef("hessian: x has %d dimensions, so the Hessian would have %d (at most %d)", x:dim(), 2 * x:dim(),
+      MAX_DIMS)
+  end
   local xl = x:detach():requires_grad_(true)
   local y = in_grad_mode("hessian", true, f, xl)
   if not is_tensor(y) or y:numel() ~= 1 then errors.raise("hessian: f must return a one-element tensor") end
   local n = x:numel()
-  local H = core.zeros({ n, n }, { dtype = x.dtype })
+  local H = errors.call_as("hessian", core.zeros, { n, n }, { dtype = x.dtype })
   local g = helper_grad("hessian", { y }, { xl }, { create_graph = true })[1] or core.zeros_like(xl)
   local gflat = g:reshape(n)
   for i = 1, gflat.requires_grad and n or 0 do -- a constant gradient has a zero Hessian

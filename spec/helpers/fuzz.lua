@@ -161,6 +161,7 @@ local SGD = "lg.optim.SGD({lg.ones(2, {requires_grad = true})}, {lr = 0.1})"
 local FACTORY = {
   ["lg.nn.Module"] = { "lg.nn.Module()" },
   ["lg.nn.Linear"] = { "lg.nn.Linear(3, 2)" },
+  ["lg.nn.Embedding"] = { "lg.nn.Embedding(4, 3)" },
   ["lg.nn.Sequential"] = { "lg.nn.Sequential(lg.nn.Linear(3, 2), lg.nn.ReLU())" },
   ["lg.nn.Residual"] = { "lg.nn.Residual(lg.nn.Linear(3, 3))" },
   ["lg.nn.BatchNorm1d"] = { "lg.nn.BatchNorm1d(3)" },

@@ -19,9 +19,10 @@
 -- failure prints it as the reproducer. The generator is data-aware: it evaluates every candidate
 -- statement in float64 on the actual inputs and keeps an op only where its arguments are away
 -- from kinks, discontinuities and singularities by a margin (abs/relu/sign/leaky_relu/elu away
--- from 0, floor/ceil/round/remainder away from their jumps, no near ties for max/min/maximum,
--- positive bases and arguments for log/sqrt/pow, denominators away from 0, variance away from 0
--- for std/layer_norm/batch_norm), and where every value stays finite and below LIMIT.
+-- from 0, floor/ceil/round/remainder away from their jumps, no near ties for max/min/maximum
+-- nor among the values sort and topk order, positive bases and arguments for log/sqrt/pow,
+-- denominators away from 0, variance away from 0 for std/layer_norm/batch_norm), and where every
+-- value stays finite and below LIMIT.
 --
 -- checks.run(P) then verifies, in float64 (the properties of spec/properties_spec.lua):
 --   reverse_vs_fd      reverse mode (autograd.grad, backward() or vjp, as P.grad_api says) of
@@ -1481,10 +1482,210 @@ function T.hook(g)
   return { lines = { sub("local $ = @a * 1", n), line }, deps = { a.name }, tag = "hook" }
 end
 
+-- true when, in each slice along d (all elements when d is nil), the first k + 1 values in
+-- sorted order (largest first, or smallest with `smallest`) are MARGIN apart: sort's and topk's
+-- order is then the same under any small perturbation (k = nil: the whole slice)
+local function apart(v, shape, d, k, smallest)
+  for _, s in ipairs(slices(shape, d)) do
+    local xs = {}
+    for i, j in ipairs(s) do xs[i] = v[j] end
+    table.sort(xs, function(x, y) if smallest then return x < y end return x > y end)
+    local upto = math.min(#xs, (k or #xs) + 1)
+    for i = 2, upto do
+      if math.abs(xs[i] - xs[i - 1]) < MARGIN then return false end
+    end
+  end
+  return true
+end
+
+-- a constant 0/1 mask of `shape`: int64, float, or a comparison's result
+local function mask_src(rng, shape)
+  local vals = {}
+  for i = 1, numel(shape) do vals[i] = rng:chance(0.4) and 1 or 0 end
+  local k = rng:int(1, 3)
+  local s
+  if k == 1 then
+    s = "lg.tensor(" .. list_src(vals) .. ", {dtype = 'int64'})"
+  elseif k == 2 then
+    s = "lg.tensor(" .. list_src(vals) .. ")"
+  else
+    for i, x in ipairs(vals) do vals[i] = x == 1 and rng:pick({ 1, 2, 0.5 }) or rng:pick({ 0, -1, -0.5 }) end
+    s = "lg.tensor(" .. list_src(vals) .. ", {dtype = 'float64'})"
+    if #shape ~= 1 then s = s .. ":reshape(" .. shape_src(shape) .. ")" end
+    return s .. ":gt(0)"
+  end
+  if #shape ~= 1 then s = s .. ":reshape(" .. shape_src(shape) .. ")" end
+  return s
+end
+
+-- a mask shape that broadcasts with `shape`: the same, some dims 1, leading dims dropped, or
+-- (when `grow`) a new leading dim that broadcasts the result wider
+local function mask_shape(rng, shape, grow)
+  local r = #shape
+  local k = rng:int(1, grow and 5 or 4)
+  if k == 1 or r == 0 then return copy(shape) end
+  if k == 2 then
+    local s = copy(shape)
+    s[rng:int(1, r)] = 1
+    return s
+  end
+  if k == 3 then
+    local s = {}
+    for i = rng:int(2, r + 1), r do s[#s + 1] = shape[i] end
+    return s
+  end
+  if k == 4 then
+    local s = {}
+    for i = 1, r do s[i] = rng:chance(0.5) and 1 or shape[i] end
+    return s
+  end
+  local s = copy(shape)
+  table.insert(s, 1, rng:int(2, 3))
+  return s
+end
+
+-- the sequence ops: embedding, masked_fill(_), tril/triu, sort/topk, cumsum
+function T.seq(g)
+  local k = g.rng:int(1, 7)
+  if k == 1 then
+    -- F.embedding(indices, weight): weight (num, dim) a node, indices int64 constants in 1..num;
+    -- with padding_idx, the padding row is a constant row padded onto the node (its gradient is
+    -- zero, and so is its finite difference), read when an index points at it
+    local w = g:node(function(x) return #x.shape == 2 and x.shape[1] >= 1 end)
+    if not w then return nil end
+    local num_, dim = w.shape[1], w.shape[2]
+    local ir = g.rng:pick({ 0, 1, 1, 2 })
+    local ishape = {}
+    for i = 1, ir do ishape[i] = g.rng:int(i == 1 and 0 or 1, 4) end
+    if numel(ishape) * dim > CAP then return nil end
+    local n = { w = w.name }
+    local W, pad = "@w", nil
+    local rows = num_
+    if g.rng:chance(0.4) then
+      local at_top = g.rng:chance(0.5)
+      local value = g.rng:chance(0.5) and "" or (", {value = " .. num(g:const()) .. "}")
+      W = "F.pad(@w, {0, 0, " .. (at_top and "1, 0" or "0, 1") .. "}" .. value .. ")"
+      rows = num_ + 1
+      pad = at_top and 1 or g.rng:pick({ rows, -1 })
+    end
+    local idx = {}
+    for i = 1, numel(ishape) do idx[i] = g.rng:int(1, rows) end
+    local I = "lg.tensor(" .. list_src(idx) .. ", {dtype = 'int64'})"
+    if #ishape ~= 1 then I = I .. ":reshape(" .. shape_src(ishape) .. ")" end
+    if pad then
+      return cand("embedding (padding_idx)", sub("F.embedding(" .. I .. ", " .. W .. ", {padding_idx = " .. pad .. "})", n),
+        { w.name })
+    end
+    return cand("embedding", sub("F.embedding(" .. I .. ", " .. W .. ")", n), { w.name })
+  elseif k == 2 then
+    -- masked_fill with a constant mask (broadcast either way) and a number or 0-d tensor value
+    local a = g:node()
+    local ms = mask_shape(g.rng, a.shape, true)
+    local out = broadcast(a.shape, ms)
+    if not out or numel(out) > CAP then return nil end
+    local n = { a = a.name, m = mask_src(g.rng, ms) }
+    local c = num(g:const())
+    local V = g.rng:chance(0.3) and ("lg.tensor(" .. c .. ", {dtype = @a.dtype})") or c
+    if #a.shape >= 1 and g.rng:chance(0.2) then
+      -- the attention pattern: a huge negative value where masked, then softmax along a dim no
+      -- mask row fills whole (-1e9, not -math.huge: one program in four runs with detect_anomaly,
+      -- which refuses Inf in any forward result)
+      local d, D = g:dim(#a.shape)
+      local mv = flat(lg.no_grad(function()
+        return load("local lg = ... return " .. n.m, "=mask", "t", { lg = lg })(lg):to("float64")
+          :expand(out) end))
+      for _, s in ipairs(slices(out, d)) do
+        local all = #s > 0
+        for _, j in ipairs(s) do if mv[j] == 0 then all = false end end
+        if all then return nil end
+      end
+      return cand("masked_fill -1e9, softmax", sub("@a:masked_fill(@m, -1e9):softmax(" .. D .. ")", n), { a.name })
+    end
+    return cand("masked_fill", sub(g.rng:pick({ "@a:masked_fill(@m, " .. V .. ")", "lg.masked_fill(@a, @m, " .. V .. ")" }),
+      n), { a.name })
+  elseif k == 3 then
+    -- masked_fill_ into a fresh buffer (or a view of one); the mask broadcasts to the target
+    local a = g:node()
+    local n = { a = a.name }
+    local tv, tshape = "$", a.shape
+    if #a.shape >= 2 and a.shape[1] >= 1 and g.rng:chance(0.4) then
+      tshape = {}
+      for i = 2, #a.shape do tshape[#tshape + 1] = a.shape[i] end
+      tv = "$:select(1, " .. g.rng:int(1, a.shape[1]) .. ")"
+    end
+    n.m = mask_src(g.rng, mask_shape(g.rng, tshape, false))
+    return cand("masked_fill_" .. (tv == "$" and "" or " through a view"), { sub(g.rng:pick({ "local $ = @a * 1",
+      "local $ = @a:clone()" }), n), sub(tv .. ":masked_fill_(@m, " .. num(g:const()) .. ")", n) }, { a.name })
+  elseif k == 4 then
+    local a = g:node(function(x) return #x.shape >= 2 end)
+    if not a then return nil end
+    local r = #a.shape
+    local K = tostring(g.rng:int(-a.shape[r - 1] - 1, a.shape[r] + 1))
+    local m = g.rng:pick({ "tril", "triu" })
+    return cand(m, sub(g.rng:pick({ "@a:" .. m .. "(" .. K .. ")", "lg." .. m .. "(@a, " .. K .. ")",
+      "@a:" .. m .. "({diagonal = " .. K .. "})", "@a:" .. m .. "()" }), { a = a.name }), { a.name })
+  elseif k == 5 then
+    -- sort: the values, or the indices too (gathering another node, or undoing the sort)
+    local a = g:node()
+    local r = #a.shape
+    local d, D = 1, "1"
+    if r >= 1 then d, D = g:dim(r) end
+    if not apart(fl(a), a.shape, r >= 1 and d or nil, nil, false) then return nil end
+    local desc = g.rng:pick({ "", ", true", ", false" })
+    local n = { a = a.name }
+    local m = g.rng:int(1, 4)
+    if m == 1 or r == 0 then
+      return cand("sort", sub(g.rng:pick({ "(@a:sort(" .. D .. desc .. "))",
+        "(lg.sort(@a, {dim = " .. D .. ", descending = " .. tostring(desc == ", true") .. "}))",
+        r == 0 and "(@a:sort())" or "(@a:sort(" .. D .. desc .. "))" }), n), { a.name })
+    elseif m == 2 then
+      local b = g:node(function(x) return same_shape(x.shape, a.shape) end)
+      n.b = b.name
+      return cand("sort (indices gather)", { sub("local $_v, $_i = @a:sort(" .. D .. desc .. ")", n),
+        sub("local $ = $_v * 0.5 + @b:gather(" .. D .. ", $_i)", n) }, { a.name, b.name })
+    elseif m == 3 then
+      return cand("sort (indices scatter back)", { sub("local $_v, $_i = lg.sort(@a, " .. D .. desc .. ")", n),
+        sub("local $ = lg.zeros_like(@a):scatter_add(" .. D .. ", $_i, $_v:exp())", n) }, { a.name })
+    end
+    return cand("sort (stable)", sub("(@a:sort({dim = " .. D .. ", stable = true}))", n), { a.name })
+  elseif k == 6 then
+    local a = g:node(function(x) return #x.shape >= 1 end)
+    if not a then return nil end
+    local r = #a.shape
+    local d, D = g:dim(r)
+    local K = g.rng:int(0, a.shape[d])
+    local largest = g.rng:chance(0.6)
+    if not apart(fl(a), a.shape, d, K, not largest) then return nil end
+    local n = { a = a.name }
+    local forms
+    if largest then
+      forms = { "(@a:topk(" .. K .. ", " .. D .. "))", "(lg.topk(@a, " .. K .. ", {dim = " .. D .. "}))" }
+      if d == r then forms[#forms + 1] = "(@a:topk(" .. K .. "))" end
+    else
+      forms = { "(@a:topk(" .. K .. ", " .. D .. ", false))", "(lg.topk(@a, " .. K .. ", {dim = " .. D ..
+        ", largest = false}))" }
+    end
+    if g.rng:chance(0.3) then
+      local v = g.rng:pick(forms):sub(2, -2)
+      return cand("topk (indices)", { sub("local $_v, $_i = " .. v, n),
+        sub("local $ = $_v + @a:gather(" .. D .. ", $_i) * 2", n) }, { a.name })
+    end
+    return cand("topk", sub(g.rng:pick(forms), n), { a.name })
+  else
+    local a = g:node()
+    local r = #a.shape
+    local _, D = g:dim(math.max(r, 1))
+    if r == 0 then D = g.rng:pick({ "1", "-1" }) end
+    return cand("cumsum", sub(g.rng:pick({ "@a:cumsum(" .. D .. ")", "lg.cumsum(@a, " .. D .. ")",
+      "@a:cumsum({dim = " .. D .. "})" }), { a = a.name }), { a.name })
+  end
+end
+
 local TEMPLATES = {
   { T.unary, 14 }, { T.scalar, 8 }, { T.binary, 12 }, { T.reduce, 10 }, { T.matmul, 6 }, { T.view, 16 },
   { T.join, 5 }, { T.index, 6 }, { T.softmax, 4 }, { T.nn, 6 }, { T.inplace, 6 }, { T.hook, 2 },
   { T.conv, 4 },
+  { T.seq, 7 },
 }
 
 local function pick_template(rng)

@@ -83,7 +83,13 @@ static int m_grad(lua_State *L) {
     if (!ins[i]->requires_grad)
       return lgL_error(L, "grad: input %d (shape %s) does not require grad", i + 1, LG_SHAPE(ins[i]));
   lg_tensor **res = lua_newuserdatauv(L, sizeof *res * (size_t)(nin ? nin : 1), 0);
-  lgL_check(L, lg_backward(outs, gouts, nout, ins, nin, o, res));
+  lg_status st = lg_backward(outs, gouts, nout, ins, nin, o, res);
+  if (st != LG_OK) {
+    /* the tape speaks as backward; what the user called is grad */
+    const char *m = lg_errmsg();
+    if (strncmp(m, "backward: ", 10) == 0) return lgL_error(L, "grad: %s", m + 10);
+    return lgL_check(L, st);
+  }
   for (int i = 0; i < nin; i++)
     if (!res[i] && !allow_unused) {
       lg_release_all(res, nin);

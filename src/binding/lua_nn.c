@@ -118,6 +118,16 @@ static int m_linear(lua_State *L) {
   return 1;
 }
 
+/* core._embedding(indices, weight, padding_idx (1-based) | nil) -> weight's rows at indices */
+static int m_embedding(lua_State *L) {
+  lg_tensor *idx = lgL_checktensor(L, 1), *w = lgL_checktensor(L, 2);
+  int64_t pad = lua_isnoneornil(L, 3) ? -1 : (int64_t)lgL_checkinteger(L, 3, "padding_idx") - 1;
+  lg_args a = {.in = {w, idx}, .nin = 2, .dim = -1, .start = pad};
+  lg_tensor **y = lgL_newslot(L);
+  lgL_checkop(L, lg_apply(LG_OP_EMBEDDING, &a, y), "embedding");
+  return 1;
+}
+
 /* core._pad(x, pads, value) -> x padded with value: pads = {before_last, after_last,
 ** before_second_last, after_second_last, ...} as PyTorch's F.pad; a negative amount crops. One
 ** pad op per padded dimension (narrow for the crops), so the gradient flows back through each. */
@@ -279,12 +289,19 @@ static int m_avg_pool2d(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {{"_linear", m_linear},         {"_pad", m_pad},
-                                     {"_conv2d", m_conv2d},         {"_conv2d_adjoint", m_conv2d_adjoint},
-                                     {"_max_pool2d", m_max_pool2d}, {"_avg_pool2d", m_avg_pool2d},
-                                     {"_batch_norm", m_batch_norm}, {"_bn_update_stats", m_bn_update_stats},
-                                     {"_layer_norm", m_layer_norm}, {"_cross_entropy", m_cross_entropy},
-                                     {"_from_bytes", m_from_bytes}, {NULL, NULL}};
+static const luaL_Reg functions[] = {{"_linear", m_linear},
+                                     {"_embedding", m_embedding},
+                                     {"_pad", m_pad},
+                                     {"_conv2d", m_conv2d},
+                                     {"_conv2d_adjoint", m_conv2d_adjoint},
+                                     {"_max_pool2d", m_max_pool2d},
+                                     {"_avg_pool2d", m_avg_pool2d},
+                                     {"_batch_norm", m_batch_norm},
+                                     {"_bn_update_stats", m_bn_update_stats},
+                                     {"_layer_norm", m_layer_norm},
+                                     {"_cross_entropy", m_cross_entropy},
+                                     {"_from_bytes", m_from_bytes},
+                                     {NULL, NULL}};
 
 /* Adds the functions to the module table on top of the stack, and _to_bytes to the tensor
 ** methods (the table just below it). */

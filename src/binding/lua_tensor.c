@@ -1126,6 +1126,167 @@ static int index_add_like(lua_State *L, lg_opcode op) {
 static int t_index_add(lua_State *L) { return index_add_like(L, LG_OP_INDEX_ADD); }
 static int t_scatter_add(lua_State *L) { return index_add_like(L, LG_OP_SCATTER_ADD); }
 
+/* ---- sequence ops (src/engine/seq.c) ----
+** Each takes its arguments positionally as PyTorch's do, or the optional ones as a table of
+** PyTorch's keyword names: t:sort(2, true), t:sort({dim = 2, descending = true}). */
+
+/* The options table at idx (absolute), if any: every key must be one of known (NULL-ended). */
+static int check_opts(lua_State *L, int idx, const char *op, const char *const *known) {
+  if (!lua_istable(L, idx)) return 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    int ok = 0;
+    for (int i = 0; k && known[i] && !ok; i++) ok = strcmp(k, known[i]) == 0;
+    if (!ok) {
+      char list[160] = "";
+      for (int i = 0; known[i]; i++) {
+        if (i) strncat(list, ", ", sizeof list - strlen(list) - 1);
+        strncat(list, known[i], sizeof list - strlen(list) - 1);
+      }
+      lgL_error(L, "%s: unknown option %s%s%s (accepted: %s)", op, k ? "'" : "", k ? k : lgL_typename(L, -2),
+                k ? "'" : "", list);
+    }
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+/* the option's value pushed (nil when absent) */
+static int opt_field(lua_State *L, int opts, const char *key) {
+  return opts ? lua_getfield(L, opts, key) : (lua_pushnil(L), LUA_TNIL);
+}
+static int opt_bool(lua_State *L, int opts, int pos, const char *key, int def) {
+  int v = def;
+  if (opts) {
+    if (opt_field(L, opts, key) != LUA_TNIL) v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  } else if (!lua_isnoneornil(L, pos)) {
+    if (!lua_isboolean(L, pos)) lgL_argerror(L, pos, key, "a boolean");
+    v = lua_toboolean(L, pos);
+  }
+  return v;
+}
+/* a dimension (1-based, negative from the end) at pos or in opts, or def (0-based) if absent */
+static int opt_dim(lua_State *L, int opts, int pos, lg_tensor *t, const char *op, int def) {
+  int at = pos;
+  if (opts) {
+    if (opt_field(L, opts, "dim") == LUA_TNIL) {
+      lua_pop(L, 1);
+      return def;
+    }
+    at = lua_gettop(L);
+  } else if (lua_isnoneornil(L, pos)) {
+    return def;
+  }
+  int d = lgL_checkdim(L, at, t->ndim, op, t);
+  if (opts) lua_pop(L, 1);
+  return d;
+}
+
+/* t:masked_fill(mask, value): value where mask is nonzero (any dtype, broadcast with t) */
+static int t_masked_fill(lua_State *L) {
+  const char *name = lgL_name(L, "masked_fill");
+  lg_tensor *t = checktensor_op(L, 1, name), *m = checktensor_op(L, 2, name);
+  double v;
+  lg_tensor *vt = lg_lua_totensor(L, 3);
+  if (vt) { /* a 0-d tensor, as PyTorch takes (its value; no gradient flows to it) */
+    if (lg_numel(vt) != 1 || vt->ndim != 0)
+      return lgL_error(L, "%s: value must be a number or a 0-d tensor, got a tensor of shape %s", name,
+                       LG_SHAPE(vt));
+    v = lg_get_flat(vt, 0);
+  } else {
+    v = lgL_checknumber(L, 3, "value");
+  }
+  lg_args a = {.in = {t, m}, .nin = 2, .dim = -1, .s = {v}};
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_checkas(L, lg_apply(LG_OP_MASKED_FILL, &a, slot), "masked_fill");
+  return 1;
+}
+static int t_masked_fill_(lua_State *L) { return inplace(L, LG_OP_MASKED_FILL, t_masked_fill); }
+
+/* t:tril(diagonal = 0), t:triu(diagonal = 0), or ({diagonal = }) */
+static int triangle(lua_State *L, lg_opcode op) {
+  const char *name = lgL_name(L, lg_ops[op].name);
+  static const char *const known[] = {"diagonal", NULL};
+  lg_tensor *t = checktensor_op(L, 1, name);
+  int opts = check_opts(L, 2, name, known) ? 2 : 0;
+  lua_Integer k = 0;
+  if (opts) {
+    if (opt_field(L, opts, "diagonal") != LUA_TNIL) k = lgL_checkinteger(L, -1, "diagonal");
+    lua_pop(L, 1);
+  } else {
+    k = lgL_optinteger(L, 2, "diagonal", 0);
+  }
+  lg_args a = {.in = {t}, .nin = 1, .dim = -1, .start = (int64_t)k};
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_checkas(L, lg_apply(op, &a, slot), lg_ops[op].name);
+  return 1;
+}
+static int t_tril(lua_State *L) { return triangle(L, LG_OP_TRIL); }
+static int t_triu(lua_State *L) { return triangle(L, LG_OP_TRIU); }
+
+/* values and indices of a sort or topk */
+static int sort_like(lua_State *L, lg_opcode op, lg_args *a) {
+  lg_tensor **v = lgL_newslot(L), **i = lgL_newslot(L), *o[2] = {NULL, NULL};
+  lgL_checkas(L, lg_apply(op, a, o), lg_ops[op].name);
+  *v = o[0];
+  *i = o[1];
+  return 2;
+}
+
+/* t:sort(dim = -1, descending = false) or t:sort({dim =, descending =, stable =}) -> values, indices */
+static int t_sort(lua_State *L) {
+  const char *name = lgL_name(L, "sort");
+  static const char *const known[] = {"dim", "descending", "stable", NULL};
+  lg_tensor *t = checktensor_op(L, 1, name);
+  int opts = check_opts(L, 2, name, known) ? 2 : 0;
+  int last = t->ndim ? t->ndim - 1 : 0;
+  lg_args a = {.in = {t}, .nin = 1, .dim = opt_dim(L, opts, 2, t, name, last)};
+  a.mode = opt_bool(L, opts, 3, "descending", 0);
+  return sort_like(L, LG_OP_SORT, &a);
+}
+
+/* t:topk(k, dim = -1, largest = true, sorted = true) or t:topk(k, {dim =, largest =, sorted =}) */
+static int t_topk(lua_State *L) {
+  const char *name = lgL_name(L, "topk");
+  static const char *const known[] = {"dim", "largest", "sorted", NULL};
+  lg_tensor *t = checktensor_op(L, 1, name);
+  lua_Integer k = lgL_checkinteger(L, 2, "k");
+  int opts = check_opts(L, 3, name, known) ? 3 : 0;
+  int last = t->ndim ? t->ndim - 1 : 0;
+  lg_args a = {.in = {t}, .nin = 1, .dim = opt_dim(L, opts, 3, t, name, last), .len = (int64_t)k};
+  a.mode = opt_bool(L, opts, 4, "largest", 1);
+  (void)opt_bool(L, opts, 5, "sorted", 1); /* the k values always come sorted */
+  return sort_like(L, LG_OP_TOPK, &a);
+}
+
+/* t:cumsum(dim) or t:cumsum({dim = }) */
+static int t_cumsum(lua_State *L) {
+  const char *name = lgL_name(L, "cumsum");
+  static const char *const known[] = {"dim", NULL};
+  lg_tensor *t = checktensor_op(L, 1, name);
+  int opts = check_opts(L, 2, name, known) ? 2 : 0;
+  int d = opt_dim(L, opts, 2, t, name, -1);
+  if (d < 0) return lgL_error(L, "%s: a dimension is needed, e.g. t:cumsum(1)", name);
+  lg_args a = {.in = {t}, .nin = 1, .dim = d};
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_checkas(L, lg_apply(LG_OP_CUMSUM, &a, slot), "cumsum");
+  return 1;
+}
+
+/* probs:multinomial(n, replacement = false) or (n, {replacement = }) -> 1-based int64 indices */
+static int t_multinomial(lua_State *L) {
+  const char *name = lgL_name(L, "multinomial");
+  static const char *const known[] = {"replacement", NULL};
+  lg_tensor *p = checktensor_op(L, 1, name);
+  lua_Integer n = lgL_checkinteger(L, 2, "num_samples");
+  int opts = check_opts(L, 3, name, known) ? 3 : 0;
+  int replacement = opt_bool(L, opts, 3, "replacement", 0);
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_checkas(L, lg_multinomial(p, (int64_t)n, replacement, slot), "multinomial");
+  return 1;
+}
+
 /* split(size or {sizes}, dim) -> list of views */
 static int t_split(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
@@ -1401,6 +1562,14 @@ static const luaL_Reg methods[] = {{"size", t_size},
                                    {"gather", t_gather},
                                    {"index_add", t_index_add},
                                    {"scatter_add", t_scatter_add},
+                                   {"masked_fill", t_masked_fill},
+                                   {"masked_fill_", t_masked_fill_},
+                                   {"tril", t_tril},
+                                   {"triu", t_triu},
+                                   {"sort", t_sort},
+                                   {"topk", t_topk},
+                                   {"cumsum", t_cumsum},
+                                   {"multinomial", t_multinomial},
                                    {"split", t_split},
                                    {"chunk", t_chunk},
                                    {"requires_grad_", t_requires_grad_},

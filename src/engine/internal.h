@@ -150,6 +150,28 @@ lg_status lg_cross_entropy_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
 lg_status lg_cross_entropy_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
                                lg_tensor **tout);
 
+/* sequence ops (seq.c) */
+lg_status lg_embedding_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_embedding_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_embedding_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                           lg_tensor **tout);
+lg_status lg_masked_fill_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_masked_fill_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_masked_fill_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                             lg_tensor **tout);
+lg_status lg_triangle_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_triangle_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_triangle_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                          lg_tensor **tout);
+lg_status lg_sort_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_sort_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_sort_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                      lg_tensor **tout);
+lg_status lg_cumsum_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_cumsum_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_cumsum_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                        lg_tensor **tout);
+
 /* the tape (tape.c) */
 lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **out);
 void lg_node_release(lg_node *n);

@@ -1294,21 +1294,43 @@ static lg_status mean_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_
 **   log_softmax: y = x - m - log sum exp(x - m)
 ** Both save y. Backward: softmax gin = y (g - sum(g y)); log_softmax gin = g - exp(y) sum(g). */
 
-#define SOFTMAX_ROWS(name, T)                                                                                \
-  static void name(const T *x, T *y, int64_t rows, int64_t R, int logmode) {                                 \
-    for (int64_t r = 0; r < rows; r++, x += R, y += R) {                                                     \
-      double m = -INFINITY, sum = 0;                                                                         \
-      for (int64_t i = 0; i < R; i++)                                                                        \
-        if (x[i] > m) m = x[i];                                                                              \
-      if (isinf(m) && m < 0) m = 0;                                                                          \
-      for (int64_t i = 0; i < R; i++) sum += exp((double)x[i] - m);                                          \
-      double ls = log(sum);                                                                                  \
-      for (int64_t i = 0; i < R; i++)                                                                        \
-        y[i] = (T)(logmode ? (double)x[i] - m - ls : exp((double)x[i] - m) / sum);                           \
-    }                                                                                                        \
+/* One pass for the maximum, one computing e = exp(x - m) into y while summing it (in double),
+** one scaling y by 1 / sum (softmax) or writing x - m - log sum (log_softmax). float32's exp is
+** the vectorized one of the exp op (lg_exp_f32); float64 keeps libm. */
+static void softmax_rows_f32(const float *x, float *y, int64_t rows, int64_t R, int logmode) {
+  for (int64_t r = 0; r < rows; r++, x += R, y += R) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < R; i++)
+      if (x[i] > m) m = x[i];
+    if (isinf(m) && m < 0) m = 0;
+    for (int64_t i = 0; i < R; i++) y[i] = x[i] - m;
+    lg_exp_f32(R, y, y);
+    double sum = 0;
+    for (int64_t i = 0; i < R; i++) sum += y[i];
+    if (logmode) {
+      float ls = (float)log(sum);
+      for (int64_t i = 0; i < R; i++) y[i] = (x[i] - m) - ls;
+    } else {
+      float inv = (float)(1 / sum);
+      for (int64_t i = 0; i < R; i++) y[i] *= inv;
+    }
   }
-SOFTMAX_ROWS(softmax_rows_f32, float)
-SOFTMAX_ROWS(softmax_rows_f64, double)
+}
+static void softmax_rows_f64(const double *x, double *y, int64_t rows, int64_t R, int logmode) {
+  for (int64_t r = 0; r < rows; r++, x += R, y += R) {
+    double m = -INFINITY, sum = 0;
+    for (int64_t i = 0; i < R; i++)
+      if (x[i] > m) m = x[i];
+    if (isinf(m) && m < 0) m = 0;
+    for (int64_t i = 0; i < R; i++) sum += y[i] = exp(x[i] - m);
+    if (logmode) {
+      double ls = log(sum);
+      for (int64_t i = 0; i < R; i++) y[i] = x[i] - m - ls;
+    } else {
+      for (int64_t i = 0; i < R; i++) y[i] /= sum;
+    }
+  }
+}
 
 static lg_status softmax_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *x = a->in[0], *moved = NULL, *xc = NULL, *y = NULL;
@@ -1325,7 +1347,9 @@ static lg_status softmax_forward(const lg_op *op, const lg_args *a, lg_tensor **
   perm[k] = dim;
   for (int i = 0; i < nd; i++) inv[perm[i]] = i;
   lg_status st = lg_permute(x, perm, nd, &moved);
-  if (st == LG_OK) st = lg_copy_as(moved, dt, &xc);
+  if (st == LG_OK) /* the last dimension of a contiguous input: its rows are read in place */
+    st = lg_is_contiguous(moved) && moved->dtype == dt ? (xc = lg_tensor_retain(moved), LG_OK)
+                                                       : lg_copy_as(moved, dt, &xc);
   if (st == LG_OK) st = lg_new(xc->shape, nd, dt, &y);
   if (st == LG_OK) {
     int64_t R = x->shape[dim], rows = R ? lg_numel(x) / R : 0;
@@ -1462,10 +1486,39 @@ static void slice_row(void *ctx, int64_t n, char **p, const int64_t *s) {
   }
 }
 
+/* Along dimension 1 of contiguous tensors a slice is a contiguous row of D elements: the pairs
+** are whole rows (embedding's weight gradient takes this path). */
+#define INDEX_ROWS(name, T)                                                                                  \
+  static void name(T *restrict dst, const T *restrict src, const int64_t *ip, int64_t m, int64_t D,          \
+                   int add) {                                                                                \
+    for (int64_t i = 0; i < m; i++) {                                                                        \
+      T *o = dst + (add ? ip[i] - 1 : i) * D;                                                                \
+      const T *x = src + (add ? i : ip[i] - 1) * D;                                                          \
+      if (add)                                                                                               \
+        for (int64_t j = 0; j < D; j++) o[j] += x[j];                                                        \
+      else                                                                                                   \
+        memcpy(o, x, sizeof(T) * (size_t)D);                                                                 \
+    }                                                                                                        \
+  }
+INDEX_ROWS(index_rows_f32, float)
+INDEX_ROWS(index_rows_f64, double)
+INDEX_ROWS(index_rows_i64, int64_t)
+
 static lg_status index_slices(lg_tensor *dst, lg_tensor *src, int dim, lg_tensor *idx, int add) {
   slice_ctx c = {dst->dtype, add};
   int64_t m = lg_numel(idx);
   lg_status st = LG_OK;
+  if (dim == 0 && dst->ndim > 0 && lg_is_contiguous(dst) && lg_is_contiguous(src) && lg_is_contiguous(idx)) {
+    int64_t D = dst->shape[0] ? lg_numel(dst) / dst->shape[0] : 0;
+    const int64_t *ip = lg_data(idx);
+    if (dst->dtype == LG_FLOAT32)
+      index_rows_f32(lg_data(dst), lg_data(src), ip, m, D, add);
+    else if (dst->dtype == LG_FLOAT64)
+      index_rows_f64(lg_data(dst), lg_data(src), ip, m, D, add);
+    else
+      index_rows_i64(lg_data(dst), lg_data(src), ip, m, D, add);
+    return LG_OK;
+  }
   for (int64_t i = 0; i < m && st == LG_OK; i++) {
     int64_t j = lg_get_flat_i64(idx, i) - 1;
     lg_tensor *d = NULL, *sv = NULL;
@@ -2105,6 +2158,15 @@ const lg_op lg_ops[LG_NUM_OPS] = {
   ROW(AVG_POOL2D, avg_pool2d, 1, 1, lg_avg_pool2d_forward, 0, RULES(lg_avg_pool2d)),
   ROW(AVG_POOL2D_BACKWARD, avg_pool2d_backward, 1, 1, lg_avg_pool2d_backward_forward, 0,
       RULES(lg_avg_pool2d_backward)),
+
+  /* sequence ops (seq.c) */
+  ROW(EMBEDDING, embedding, 2, 1, lg_embedding_forward, SI, RULES(lg_embedding)),
+  ROW(MASKED_FILL, masked_fill, 2, 1, lg_masked_fill_forward, SI, RULES(lg_masked_fill)),
+  ROW(TRIL, tril, 1, 1, lg_triangle_forward, 0, RULES(lg_triangle)),
+  ROW(TRIU, triu, 1, 1, lg_triangle_forward, 0, RULES(lg_triangle)),
+  ROW(SORT, sort, 1, 2, lg_sort_forward, LG_F_SAVE_AUX, RULES(lg_sort)),
+  ROW(TOPK, topk, 1, 2, lg_sort_forward, LG_F_SAVE_AUX, RULES(lg_sort)),
+  ROW(CUMSUM, cumsum, 1, 1, lg_cumsum_forward, 0, RULES(lg_cumsum)),
 };
 /* clang-format on */
 

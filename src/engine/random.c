@@ -15,6 +15,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,4 +180,100 @@ lg_status lg_randperm(int64_t n, lg_tensor **out) {
     p[j] = x;
   }
   return LG_OK;
+}
+
+/* multinomial: draw j of row r uses counter offset + r n + j. With replacement each draw is
+** u in [0, total) and the first category whose running sum exceeds u; without, the same over
+** the weights left, the chosen one's weight then set to 0 (the running sums are recomputed in
+** the order the total was summed, so the last positive category is always reached). */
+static void multinomial_row(const double *p, int64_t C, int64_t n, int replacement, uint64_t seed,
+                            uint64_t base, double *w, int64_t *out) {
+  memcpy(w, p, sizeof(double) * (size_t)C);
+  for (int64_t j = 0; j < n; j++) {
+    uint32_t b[4];
+    philox(base + (uint64_t)j, seed, b);
+    double total = 0;
+    for (int64_t c = 0; c < C; c++) total += w[c];
+    double u = unit53(word64(b, 0)) * total, acc = 0;
+    int64_t pick = -1;
+    for (int64_t c = 0; c < C && pick < 0; c++) {
+      acc += w[c];
+      if (acc > u) pick = c;
+    }
+    if (pick < 0) /* u rounded up to the total: the last positive category */
+      for (int64_t c = C - 1; c >= 0 && pick < 0; c--)
+        if (w[c] > 0) pick = c;
+    out[j] = pick + 1;
+    if (!replacement) w[pick] = 0;
+  }
+}
+
+lg_status lg_multinomial(lg_tensor *probs, int64_t n, int replacement, lg_tensor **out) {
+  if (!lg_dtype_is_float(probs->dtype))
+    return lg_error(LG_EDTYPE, "multinomial: probabilities must be float32 or float64, got %s",
+                    lg_dtype_name(probs->dtype));
+  if (probs->ndim < 1 || probs->ndim > 2)
+    return lg_error(LG_ESHAPE, "multinomial: probabilities must be 1-d or 2-d, got %s", LG_SHAPE(probs));
+  if (n < 0)
+    return lg_error(LG_EVALUE, "multinomial: the number of samples must be non-negative, got %lld",
+                    (long long)n);
+  int64_t R = probs->ndim == 2 ? probs->shape[0] : 1, C = probs->shape[probs->ndim - 1];
+  if (C == 0 && R > 0)
+    return lg_error(LG_ESHAPE, "multinomial: no categories to draw from (probabilities %s)", LG_SHAPE(probs));
+  if (!replacement && n > C)
+    return lg_error(LG_EVALUE,
+                    "multinomial: cannot draw %lld samples from %lld categories without replacement",
+                    (long long)n, (long long)C);
+  lg_tensor *pc = NULL;
+  LG_TRY(lg_copy_as(probs, LG_FLOAT64, &pc));
+  const double *p = lg_data(pc);
+  for (int64_t r = 0; r < R; r++) {
+    double total = 0;
+    int64_t pos = 0;
+    for (int64_t c = 0; c < C; c++) {
+      double v = p[r * C + c];
+      if (!(v >= 0) || isinf(v)) {
+        char vs[32];
+        snprintf(vs, sizeof vs, isnan(v) ? "NaN" : "%g", v);
+        lg_tensor_release(pc);
+        return lg_error(
+            LG_EVALUE,
+            "multinomial: probability %s at row %lld, category %lld (of %s) must be finite and non-negative",
+            vs, (long long)r + 1, (long long)c + 1, LG_SHAPE(probs));
+      }
+      total += v;
+      pos += v > 0;
+    }
+    if (!(total > 0)) {
+      lg_tensor_release(pc);
+      return lg_error(LG_EVALUE, "multinomial: row %lld of %s sums to 0", (long long)r + 1, LG_SHAPE(probs));
+    }
+    if (!replacement && n > pos) {
+      lg_tensor_release(pc);
+      return lg_error(LG_EVALUE,
+                      "multinomial: row %lld of %s has %lld nonzero categories, too few for %lld samples "
+                      "without replacement",
+                      (long long)r + 1, LG_SHAPE(probs), (long long)pos, (long long)n);
+    }
+  }
+  int64_t shape[2] = {R, n};
+  *out = NULL;
+  lg_status st = probs->ndim == 2 ? lg_new(shape, 2, LG_INT64, out) : lg_new(&n, 1, LG_INT64, out);
+  double *w = NULL;
+  if (st == LG_OK && C > 0 && !(w = malloc(sizeof(double) * (size_t)C)))
+    st = lg_error(LG_ENOMEM, "multinomial: out of memory");
+  if (st == LG_OK) {
+    lg_context *ctx = lg_ctx();
+    uint64_t base = ctx->offset, seed = ctx->seed;
+    ctx->offset += (uint64_t)(R * n);
+    int64_t *o = lg_data(*out);
+    for (int64_t r = 0; r < R && n > 0; r++)
+      multinomial_row(p + r * C, C, n, replacement, seed, base + (uint64_t)(r * n), w, o + r * n);
+  } else if (*out) {
+    lg_tensor_release(*out);
+    *out = NULL;
+  }
+  free(w);
+  lg_tensor_release(pc);
+  return st;
 }

@@ -992,6 +992,8 @@ lg_status lg_expand(lg_tensor *t, const int64_t *req, int ndim, lg_tensor **out)
     shape[i] = want;
     stride[i] = i < off ? 0 : (have == want ? t->stride[i - off] : 0);
   }
+  if (lg_shape_numel(shape, ndim) < 0)
+    return lg_error(LG_ESHAPE, "expand: shape %s has too many elements", SHAPEV(shape, ndim));
   return lg_view_of(t, shape, stride, ndim, t->offset, out);
 }
 

@@ -201,6 +201,71 @@ local function dropout_opts(fname, p, opts)
   return o, prob
 end
 
+-- ---- embedding, one_hot ----------------------------------------------------------------------
+
+---embedding(indices, weight (num, dim), {padding_idx}): the rows of weight at int64 1-based
+---indices of any shape, giving indices.shape .. {dim}. The weight's gradient sums the rows'
+---gradients over repeated indices; the row padding_idx (1-based, or negative from the end) gets
+---no gradient.
+---@param indices luagrad.Tensor int64
+---@param weight luagrad.Tensor (num_embeddings, embedding_dim)
+---@param opts? {padding_idx?: integer}
+---@return luagrad.Tensor
+function F.embedding(indices, weight, opts)
+  check_tensor(indices, "embedding", "indices")
+  check_tensor(weight, "embedding", "weight")
+  local o = check_opts("embedding", opts, { "padding_idx" })
+  local pad = o.padding_idx
+  if pad ~= nil then
+    local num = weight:dim() == 2 and weight:size(1) or 0
+    if math.type(pad) ~= "integer" then
+      errors.raisef("embedding: padding_idx must be an integer, got %s", tostring(pad))
+    end
+    if pad < 0 then pad = pad + num + 1 end
+    if pad < 1 or pad > num then
+      errors.raisef("embedding: padding_idx %d out of range for %d embeddings (1..%d or -%d..-1)",
+        o.padding_idx, num, num, num)
+    end
+  end
+  return core._embedding(indices, weight, pad)
+end
+
+---one_hot(indices, num_classes = -1): int64 indices (1-based) of any shape -> int64 tensor of
+---shape indices.shape .. {num_classes}, 1 at each index and 0 elsewhere; num_classes = -1 takes the
+---largest index.
+---@param indices luagrad.Tensor int64
+---@param num_classes? integer
+---@return luagrad.Tensor
+function F.one_hot(indices, num_classes)
+  check_tensor(indices, "one_hot", "indices")
+  if indices.dtype ~= "int64" then
+    errors.raisef("one_hot: indices must be int64, got %s", indices.dtype)
+  end
+  local C = num_classes
+  if C == nil then C = -1 end
+  if math.type(C) ~= "integer" or C < -1 then
+    errors.raisef("one_hot: num_classes must be a non-negative integer or -1, got %s", tostring(num_classes))
+  end
+  local n = indices:numel()
+  if C == -1 then
+    if n == 0 then errors.raise("one_hot: cannot infer num_classes from empty indices; give it") end
+    C = indices:max():item()
+  end
+  if n > 0 then
+    local lo, hi = indices:min():item(), indices:max():item()
+    if lo < 1 or hi > C then
+      errors.raisef("one_hot: index %d out of range 1..%d (indices of shape %s)", lo < 1 and lo or hi, C,
+        shape_str(indices))
+    end
+  end
+  local shape = indices.shape
+  shape[#shape + 1] = C
+  local out = errors.call_as("one_hot", core.zeros, shape, { dtype = "int64" })
+  if n == 0 or C == 0 then return out end
+  local at = indices:unsqueeze(-1)
+  return out:scatter_add(-1, at, core.ones(at.shape, { dtype = "int64" }))
+end
+
 ---dropout(x, p = 0.5, {training = true}) or dropout(x, {p =, training =}): inverted dropout,
 ---each element zeroed with probability p and the rest scaled by 1 / (1 - p); the identity when
 ---not training. p = 1 gives zeros.
@@ -492,6 +557,16 @@ function F.binary_cross_entropy_with_logits(input, target, opts)
   local o = check_opts(fname, opts, { "reduction", "pos_weight", "weight" })
   if not same_shape(input, target) then
     errors.raisef("%s: target shape %s must equal input shape %s", fname, shape_str(target), shape_str(input))
+  end
+  for _, key in ipairs({ "pos_weight", "weight" }) do
+    local w = o[key]
+    if w ~= nil and type(w) ~= "number" and not is_tensor(w) then
+      errors.raisef("%s: %s must be a number or a tensor, got %s", fname, key, errors.describe(w))
+    end
+    if is_tensor(w) and not broadcasts(w, input) then
+      errors.raisef("%s: %s shape %s does not broadcast against input shape %s", fname, key, shape_str(w),
+        shape_str(input))
+    end
   end
   local pos = target
   if o.pos_weight ~= nil then pos = target * o.pos_weight end

@@ -3,6 +3,7 @@
 --   nn.Module, nn.Parameter                          (module.lua: the class, registration,
 --                                                     state dicts, printing)
 --   nn.Linear                                        (linear.lua)
+--   nn.Embedding                                     (embedding.lua)
 --   nn.Conv1d, nn.Conv2d                             (conv.lua)
 --   nn.MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, AdaptiveAvgPool2d  (pooling.lua)
 --   nn.Sequential, ModuleList, ModuleDict, Residual, Identity, Flatten  (containers.lua)
@@ -23,6 +24,7 @@ local base = require "luagrad.nn.module"
 ---make one (calling a class runs its init).
 ---@class luagrad.nn
 ---@field Linear fun(in_features: integer, out_features: integer, opts?: luagrad.nn.LinearOptions): luagrad.nn.Linear
+---@field Embedding fun(num_embeddings: integer, embedding_dim: integer, opts?: luagrad.nn.EmbeddingOptions): luagrad.nn.Embedding
 ---@field Conv1d fun(in_ch: integer, out_ch: integer, kernel: integer|integer[], opts?: luagrad.nn.ConvOptions): luagrad.nn.Conv1d
 ---@field Conv2d fun(in_ch: integer, out_ch: integer, kernel: integer|integer[], opts?: luagrad.nn.ConvOptions): luagrad.nn.Conv2d
 ---@field MaxPool1d fun(kernel_size: integer|integer[]|table, opts?: luagrad.nn.MaxPoolOptions): luagrad.nn.MaxPool1d
@@ -65,7 +67,8 @@ local nn = {
 }
 nn.F = nn.functional
 
-for _, name in ipairs({ "linear", "conv", "pooling", "containers", "activation", "dropout", "normalization", "loss" }) do
+local layer_files = { "linear", "embedding", "conv", "pooling", "containers", "activation", "dropout", "normalization", "loss" }
+for _, name in ipairs(layer_files) do
   for k, v in pairs(require("luagrad.nn." .. name)) do nn[k] = v end
 end
 
