@@ -11,8 +11,8 @@ local shell_quote, read_file, write_file, file_exists = util.shell_quote, util.r
 local ROOT, BUILD, LUAGRAD = util.ROOT, util.BUILD, util.LUAGRAD
 local EMBED_HOST = BUILD .. "/embed_host"
 
--- The version the build was configured with, from CMakeLists.txt.
-local VERSION = read_file(ROOT .. "/CMakeLists.txt"):match("project%s*%(%s*luagrad%s+VERSION%s+([%d%.]+)")
+-- The version, written once: LG_VERSION in include/luagrad.h (CMakeLists.txt reads it from there).
+local VERSION = read_file(ROOT .. "/include/luagrad.h"):match('#define LG_VERSION "([%d%.]+)"')
 
 local tmpdir
 
@@ -44,7 +44,7 @@ describe("the luagrad command line", function()
   setup(function()
     assert(file_exists(LUAGRAD), LUAGRAD .. " is missing: build it first (LUAGRAD_BUILD="
                                  .. BUILD .. ")")
-    assert(VERSION, "no project version in CMakeLists.txt")
+    assert(VERSION, "no LG_VERSION in include/luagrad.h")
     tmpdir = util.tmpdir()
   end)
 

@@ -25,10 +25,6 @@
 
 #include "lg_lua.h"
 
-#ifndef LG_VERSION_STRING
-#define LG_VERSION_STRING LG_VERSION
-#endif
-
 /* Shared with repl.c (which has the same two declarations). */
 #include "cli.h"
 
@@ -119,7 +115,7 @@ int lg_cli_docall(lua_State *L, int narg, int nres) {
 }
 
 static void print_version(void) {
-  printf("luagrad %s (%s)\n", LG_VERSION_STRING, LUA_RELEASE);
+  printf("luagrad %s (%s)\n", LG_VERSION, LUA_RELEASE);
   fflush(stdout);
 }
 

@@ -36,10 +36,6 @@
 
 #include "lg_lua.h"
 
-#ifndef LG_VERSION_STRING
-#define LG_VERSION_STRING LG_VERSION
-#endif
-
 /* Shared with main.c (which has the same two declarations). */
 #include "cli.h"
 
@@ -553,7 +549,7 @@ void lg_repl_run(lua_State *L) {
     rl_completion_append_character = '\0';
     history_open();
   }
-  printf("luagrad %s (%s)  lg = require \"luagrad\" is loaded\n", LG_VERSION_STRING, LUA_RELEASE);
+  printf("luagrad %s (%s)  lg = require \"luagrad\" is loaded\n", LG_VERSION, LUA_RELEASE);
   fflush(stdout);
   load_lg(L);
   while ((status = loadline(L)) != -1) {
