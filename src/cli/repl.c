@@ -36,7 +36,7 @@
 
 #include "lg_lua.h"
 
-/* Shared with main.c (which has the same two declarations). */
+/* What main.c and repl.c share. */
 #include "cli.h"
 
 #define PROMPT1 "> "
@@ -522,18 +522,10 @@ static void report_error(lua_State *L) {
 
 /* lg = require "luagrad", unless the global is taken already (by a script before -i). */
 static int load_lg(lua_State *L) {
-  if (lua_getglobal(L, "lg") != LUA_TNIL) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  lua_pop(L, 1);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "luagrad");
-  if (lg_cli_docall(L, 1, 1) != LUA_OK) {
+  if (lg_cli_global_lg(L) != LUA_OK) {
     report_error(L);
     return 0;
   }
-  lua_setglobal(L, "lg");
   return 1;
 }
 
