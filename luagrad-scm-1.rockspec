@@ -7,6 +7,7 @@ version = "scm-1"
 source = {
   url = "git+file://.", -- no public repository yet: `luarocks make` builds the checkout it runs in
 }
+-- No license field: the project has not chosen one yet (luarocks lint asks for it).
 description = {
   summary = "A deep-learning engine in C driven from Lua 5.4",
   detailed = [[
