@@ -11,8 +11,8 @@ local shell_quote, read_file, write_file, file_exists = util.shell_quote, util.r
 local ROOT, BUILD, LUAGRAD = util.ROOT, util.BUILD, util.LUAGRAD
 local EMBED_HOST = BUILD .. "/embed_host"
 
--- The version the build was configured with, from CMakeLists.txt.
-local VERSION = read_file(ROOT .. "/CMakeLists.txt"):match("project%s*%(%s*luagrad%s+VERSION%s+([%d%.]+)")
+-- The version, written once: LG_VERSION in include/luagrad.h (CMakeLists.txt reads it from there).
+local VERSION = read_file(ROOT .. "/include/luagrad.h"):match('#define LG_VERSION "([%d%.]+)"')
 
 local tmpdir
 
@@ -44,7 +44,7 @@ describe("the luagrad command line", function()
   setup(function()
     assert(file_exists(LUAGRAD), LUAGRAD .. " is missing: build it first (LUAGRAD_BUILD="
                                  .. BUILD .. ")")
-    assert(VERSION, "no project version in CMakeLists.txt")
+    assert(VERSION, "no LG_VERSION in include/luagrad.h")
     tmpdir = util.tmpdir()
   end)
 
@@ -59,6 +59,66 @@ describe("the luagrad command line", function()
     local version, lua = out:match("^luagrad (%S+) %((Lua 5%.4%.%d+)%)\n$")
     assert.are.equal(VERSION, version)
     assert.truthy(lua, out)
+  end)
+
+  it("--version prints the version line and exits, running nothing after it", function()
+    local out, err, code = luagrad({"--version", "-e", "print('ran')"})
+    assert.are.equal(0, code)
+    assert.are.equal("", err)
+    local version = out:match("^luagrad (%S+) %(Lua 5%.4%.%d+%)\n$")
+    assert.are.equal(VERSION, version)
+  end)
+
+  it("-h and --help print the usage, the options, the REPL's features and the environment, and exit 0", function()
+    local out, err, code = luagrad({"--help"})
+    assert.are.equal(0, code)
+    assert.are.equal("", err)
+    assert.are.equal("usage: luagrad [options] [script [args]]", lines_of(out)[1])
+    local short = luagrad({"-h", "-e", "print('ran')"})
+    assert.are.equal(out, short)
+    for _, want in ipairs({"-e stat", "-i ", "-l mod", "-l g=mod", "-v ", "-E ", "-W ", "-h, --help", "--version",
+                           "Tab completes", "history", "Ctrl-C", "Ctrl-D"}) do
+      assert.truthy(out:find(want, 1, true), want .. " missing from --help:\n" .. out)
+    end
+    -- every environment variable luagrad reads (a getenv in src/ or lua/, and what Lua's own
+    -- package library and lua.c read) is named in the Environment section
+    local env = out:match("\nEnvironment:\n(.*)$")
+    assert.is_string(env, out)
+    local names = {LUA_INIT = true, LUA_INIT_5_4 = true, LUA_PATH = true, LUA_PATH_5_4 = true, LUA_CPATH = true,
+                   LUA_CPATH_5_4 = true}
+    local sources = util.run("grep -rhoE 'getenv\\(\"[A-Z_0-9]+\"' " .. shell_quote(ROOT .. "/src") .. " "
+                             .. shell_quote(ROOT .. "/lua"))
+    for name in sources:gmatch('getenv%("([%w_]+)"') do names[name] = true end
+    assert.is_true(names.LUAGRAD_HISTORY and names.LUAGRAD_PROGRESS and true, sources)
+    for name in pairs(names) do
+      assert.truthy(env:find("%f[%w_]" .. name .. "%f[^%w_]"), name .. " missing from --help's environment:\n" .. env)
+    end
+  end)
+
+  it("passes --help after the script to the script", function()
+    local script = tmpdir .. "/help.lua"
+    write_file(script, "print(...)\n")
+    local out, _, code = luagrad({script, "--help", "-h"})
+    assert.are.equal(0, code)
+    assert.are.equal("--help\t-h\n", out)
+  end)
+
+  it("-e code sees the global lg (luagrad), as the REPL does; a taken name is left alone", function()
+    local out, err, code = luagrad({"-e", "print(lg == require 'luagrad', lg.ones(2, 3):sum():item())"})
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("true\t6\n", out)
+    out, err, code = luagrad({"-l", "lg=string", "-e", "print(lg.upper('x'))"})
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("X\n", out)
+    -- a script alone does not get it: it says local lg = require "luagrad"
+    local script = tmpdir .. "/nolg.lua"
+    write_file(script, "print(lg)\n")
+    out, err, code = luagrad({script})
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("nil\n", out)
   end)
 
   it("-e runs statements in order", function()
@@ -135,6 +195,10 @@ describe("the luagrad command line", function()
     _, err, code = luagrad({"-x"})
     assert.are.equal(1, code)
     assert.are.equal("luagrad: unrecognized option '-x'", lines_of(err)[1])
+
+    _, err, code = luagrad({"--helpme"})
+    assert.are.equal(1, code)
+    assert.are.equal("luagrad: unrecognized option '--helpme'", lines_of(err)[1])
 
     _, err, code = luagrad({"-e"})
     assert.are.equal(1, code)

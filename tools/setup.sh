@@ -17,6 +17,7 @@ packages=(
   tmux                                 # the REPL specs drive the REPL through a terminal
   clang-format lua-check git           # style checks of the suite (C format, Lua lint); git ls-files
   strace                               # the checkpoint spec sees lg.save fsync before it renames
+  luarocks                             # the packaging spec builds and installs the rock
   dataset-fashion-mnist                # real data for the main example
 )
 

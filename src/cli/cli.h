@@ -9,6 +9,9 @@
 /* Calls the function on the stack with narg arguments under a traceback handler, as lua.c's
 ** docall; reports nothing. */
 int lg_cli_docall(lua_State *L, int narg, int nres);
+/* Sets the global lg = require "luagrad" unless lg is set already; returns the status, leaving
+** the error message on the stack when it is not LUA_OK. */
+int lg_cli_global_lg(lua_State *L);
 /* The interactive loop (readline, history, completion, pretty printing). */
 void lg_repl_run(lua_State *L);
 

@@ -4,10 +4,12 @@
 **   luagrad [options] [script [args]]
 **
 ** Modelled on Lua's own lua.c, option for option: -e stat, -i, -l mod (or -l g=mod), -v, -E,
-** -W, "--" ends the options and "-" runs stdin. The arg table is lua.c's: arg[0] is the
-** script, arg[-1].. the interpreter and its options, arg[1..] the script's arguments. With no
-** script the REPL (repl.c) runs when stdin is a terminal, otherwise stdin runs as a script.
-** Errors print "luagrad: message" and a traceback to stderr and the exit status is 1.
+** -W, "--" ends the options and "-" runs stdin; and -h/--help and --version, which print and
+** exit. Code given with -e sees the global lg = require "luagrad", as the REPL does. The arg
+** table is lua.c's: arg[0] is the script, arg[-1].. the interpreter and its options, arg[1..]
+** the script's arguments. With no script the REPL (repl.c) runs when stdin is a terminal,
+** otherwise stdin runs as a script. Errors print "luagrad: message" and a traceback to stderr
+** and the exit status is 1.
 **
 ** The state is made with luaL_newstate and luaL_openlibs, then lg_preload(L) so that
 ** `require "luagrad"` finds the embedded library without LUA_PATH. It is always closed before
@@ -25,11 +27,7 @@
 
 #include "lg_lua.h"
 
-#ifndef LG_VERSION_STRING
-#define LG_VERSION_STRING LG_VERSION
-#endif
-
-/* Shared with repl.c (which has the same two declarations). */
+/* What main.c and repl.c share. */
 #include "cli.h"
 
 static lua_State *globalL = NULL;              /* for the signal handler (and reachable for LSan on exit) */
@@ -37,26 +35,62 @@ static const char *const progname = "luagrad"; /* errors read "luagrad: msg" */
 
 /* ---- errors ---- */
 
+#define USAGE "usage: luagrad [options] [script [args]]\n"
+#define OPTIONS                                                                                              \
+  "  -e stat       execute string 'stat' (with the global lg = require \"luagrad\")\n"                       \
+  "  -i            enter the REPL after executing 'script'\n"                                                \
+  "  -l mod        require library 'mod' into global 'mod'\n"                                                \
+  "  -l g=mod      require library 'mod' into global 'g'\n"                                                  \
+  "  -v            show version information\n"                                                               \
+  "  -E            ignore environment variables LUA_INIT, LUA_PATH and LUA_CPATH\n"                          \
+  "  -W            turn warnings on\n"                                                                       \
+  "  -h, --help    show this help and exit\n"                                                                \
+  "  --version     show the version and exit\n"                                                              \
+  "  --            stop handling options\n"                                                                  \
+  "  -             stop handling options and execute stdin\n"
+
+/* A bad option: the message and the options, on stderr. */
 static void print_usage(const char *badoption) {
   fprintf(stderr, "%s: ", progname);
   if (badoption[1] == 'e' || badoption[1] == 'l')
     fprintf(stderr, "'%s' needs argument\n", badoption);
   else
     fprintf(stderr, "unrecognized option '%s'\n", badoption);
-  fprintf(stderr,
-          "usage: %s [options] [script [args]]\n"
-          "Available options are:\n"
-          "  -e stat   execute string 'stat'\n"
-          "  -i        enter interactive mode after executing 'script'\n"
-          "  -l mod    require library 'mod' into global 'mod'\n"
-          "  -l g=mod  require library 'mod' into global 'g'\n"
-          "  -v        show version information\n"
-          "  -E        ignore environment variables\n"
-          "  -W        turn warnings on\n"
-          "  --        stop handling options\n"
-          "  -         stop handling options and execute stdin\n",
-          progname);
+  fputs(USAGE "Available options are:\n" OPTIONS, stderr);
   fflush(stderr);
+}
+
+/* -h, --help: what luagrad is, its options, the REPL, and every environment variable luagrad
+** reads (spec/cli_spec.lua checks the list against the getenv calls in src/ and lua/). */
+static void print_help(void) {
+  fputs(USAGE "A Lua 5.4 interpreter with luagrad built in: require \"luagrad\" needs no LUA_PATH.\n"
+              "With no script (and no -e or -v) it starts the REPL when stdin is a terminal, and\n"
+              "runs stdin as a script otherwise. Arguments after the script are its arg[1..].\n"
+              "\n"
+              "Options:\n" OPTIONS "\n"
+              "The REPL:\n"
+              "  - lg = require \"luagrad\" is loaded; an expression's value prints without '='\n"
+              "    or 'return' (several separated by tabs, tensors as tostring shows them)\n"
+              "  - line editing and a persistent history (GNU readline)\n"
+              "  - Tab completes globals and keywords, fields (lg.nn.Li) and methods (t:su)\n"
+              "  - an incomplete statement continues on a '>>' line\n"
+              "  - an error prints its message and traceback, and the session goes on\n"
+              "  - Ctrl-C interrupts running code or drops the line being typed; Ctrl-D exits\n"
+              "\n"
+              "Environment:\n"
+              "  LUA_INIT_5_4, LUA_INIT   Lua code, or @file, run before the options (not with -E)\n"
+              "  LUA_PATH_5_4, LUA_PATH, LUA_CPATH_5_4, LUA_CPATH\n"
+              "                           where require looks for other modules (not with -E)\n"
+              "  LUAGRAD_HISTORY          the REPL's history file (default $HOME/.luagrad_history)\n"
+              "  HOME                     where that default lives\n"
+              "  LUAGRAD_PROGRESS         tty, plain or off: how lg.progress bars draw\n"
+              "  COLUMNS                  a progress bar's line is cut to this width\n"
+              "  TERM                     dumb or unset: no redrawn bars (when no terminal test\n"
+              "                           is available)\n"
+              "  OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE, OPENBLAS_THREAD_TIMEOUT\n"
+              "                           passed to OpenBLAS as given; unset, luagrad chooses\n",
+        stdout);
+  fflush(stdout);
 }
 
 /* Prints "progname: msg" to stderr (no prefix when pname is NULL, as in the REPL). */
@@ -119,8 +153,25 @@ int lg_cli_docall(lua_State *L, int narg, int nres) {
 }
 
 static void print_version(void) {
-  printf("luagrad %s (%s)\n", LG_VERSION_STRING, LUA_RELEASE);
+  printf("luagrad %s (%s)\n", LG_VERSION, LUA_RELEASE);
   fflush(stdout);
+}
+
+/* lg = require "luagrad" as a global, unless the name is taken already (by -l, a script before
+** -i, or earlier code): what -e code and the REPL see. On an error its message is left on the
+** stack. */
+int lg_cli_global_lg(lua_State *L) {
+  int status;
+  if (lua_getglobal(L, "lg") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return LUA_OK;
+  }
+  lua_pop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luagrad");
+  status = lg_cli_docall(L, 1, 1);
+  if (status == LUA_OK) lua_setglobal(L, "lg");
+  return status;
 }
 
 /* ---- the arg table ---- */
@@ -198,6 +249,8 @@ static int handle_script(lua_State *L, char **argv) {
 #define has_v 4     /* -v */
 #define has_e 8     /* -e */
 #define has_E 16    /* -E */
+#define has_h 32    /* -h, --help */
+#define has_V 64    /* --version */
 
 /* Scans the options; *first is set to the script's index, or 0 when there is none. */
 static int collectargs(char **argv, int *first) {
@@ -208,10 +261,15 @@ static int collectargs(char **argv, int *first) {
     *first = i;
     if (argv[i][0] != '-') return args; /* the script */
     switch (argv[i][1]) {
-    case '-': /* "--" */
+    case '-': /* "--", "--help", "--version" */
+      if (strcmp(argv[i], "--help") == 0) return has_h;
+      if (strcmp(argv[i], "--version") == 0) return has_V;
       if (argv[i][2] != '\0') return has_error;
       *first = argv[i + 1] != NULL ? i + 1 : 0;
       return args;
+    case 'h':
+      if (argv[i][2] != '\0') return has_error;
+      return has_h;
     case '\0': /* "-": the script is stdin */
       return args;
     case 'E':
@@ -246,9 +304,10 @@ static int collectargs(char **argv, int *first) {
   return args;
 }
 
-/* Runs -e, -l and -W in order; returns 0 on the first failure. */
+/* Runs -e, -l and -W in order; returns 0 on the first failure. The first -e makes the global lg
+** first. */
 static int runargs(lua_State *L, char **argv, int n) {
-  int i;
+  int i, have_lg = 0;
   for (i = 1; i < n; i++) {
     int option = argv[i][1];
     switch (option) {
@@ -257,6 +316,10 @@ static int runargs(lua_State *L, char **argv, int n) {
       const char *extra = argv[i] + 2;
       int status;
       if (*extra == '\0') extra = argv[++i];
+      if (option == 'e' && !have_lg) {
+        if (report(L, lg_cli_global_lg(L)) != LUA_OK) return 0;
+        have_lg = 1;
+      }
       status = option == 'e' ? dostring(L, extra, "=(command line)") : dolibrary(L, extra);
       if (status != LUA_OK) return 0;
       break;
@@ -293,6 +356,14 @@ static int pmain(lua_State *L) {
   if (args == has_error) {
     print_usage(argv[script]);
     return 0;
+  }
+  if (args == has_h || args == has_V) { /* print, and nothing else */
+    if (args == has_h)
+      print_help();
+    else
+      print_version();
+    lua_pushboolean(L, 1);
+    return 1;
   }
   if (args & has_v) print_version();
   if (args & has_E) {

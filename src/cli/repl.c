@@ -36,11 +36,7 @@
 
 #include "lg_lua.h"
 
-#ifndef LG_VERSION_STRING
-#define LG_VERSION_STRING LG_VERSION
-#endif
-
-/* Shared with main.c (which has the same two declarations). */
+/* What main.c and repl.c share. */
 #include "cli.h"
 
 #define PROMPT1 "> "
@@ -526,18 +522,10 @@ static void report_error(lua_State *L) {
 
 /* lg = require "luagrad", unless the global is taken already (by a script before -i). */
 static int load_lg(lua_State *L) {
-  if (lua_getglobal(L, "lg") != LUA_TNIL) {
-    lua_pop(L, 1);
-    return 1;
-  }
-  lua_pop(L, 1);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "luagrad");
-  if (lg_cli_docall(L, 1, 1) != LUA_OK) {
+  if (lg_cli_global_lg(L) != LUA_OK) {
     report_error(L);
     return 0;
   }
-  lua_setglobal(L, "lg");
   return 1;
 }
 
@@ -553,7 +541,7 @@ void lg_repl_run(lua_State *L) {
     rl_completion_append_character = '\0';
     history_open();
   }
-  printf("luagrad %s (%s)  lg = require \"luagrad\" is loaded\n", LG_VERSION_STRING, LUA_RELEASE);
+  printf("luagrad %s (%s)  lg = require \"luagrad\" is loaded\n", LG_VERSION, LUA_RELEASE);
   fflush(stdout);
   load_lg(L);
   while ((status = loadline(L)) != -1) {
