@@ -324,10 +324,12 @@ typedef enum lg_opcode {
   LG_OP_MAX_POOL2D,
   LG_OP_AVG_POOL2D,
   LG_OP_AVG_POOL2D_BACKWARD,
+  /* attention (attention.c) */
+  LG_OP_SCALED_DOT_PRODUCT_ATTENTION,
   LG_NUM_OPS
 } lg_opcode;
 
-#define LG_MAX_INPUTS 3
+#define LG_MAX_INPUTS 4 /* scaled_dot_product_attention: q, k, v and a mask */
 
 /* Arguments of one op application. Which fields an op reads is stated in its table row. */
 typedef struct lg_args {

@@ -2105,6 +2105,10 @@ const lg_op lg_ops[LG_NUM_OPS] = {
   ROW(AVG_POOL2D, avg_pool2d, 1, 1, lg_avg_pool2d_forward, 0, RULES(lg_avg_pool2d)),
   ROW(AVG_POOL2D_BACKWARD, avg_pool2d_backward, 1, 1, lg_avg_pool2d_backward_forward, 0,
       RULES(lg_avg_pool2d_backward)),
+
+  /* attention (attention.c): q, k, v and an optional mask; s[0] scale, mode 1 causal; saves lse */
+  ROW(SCALED_DOT_PRODUCT_ATTENTION, scaled_dot_product_attention, 4, 2, lg_attention_forward,
+      SI | LG_F_SAVE_AUX, RULES(lg_attention)),
 };
 /* clang-format on */
 
