@@ -9,6 +9,7 @@
 --   nn.ReLU, Sigmoid, Tanh, GELU, LeakyReLU, ELU, SiLU, Softplus, Softmax, LogSoftmax
 --                                                    (activation.lua)
 --   nn.Dropout, nn.Dropout2d                         (dropout.lua)
+--   nn.MultiheadAttention                            (attention.lua)
 --   nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm     (normalization.lua)
 --   nn.CrossEntropyLoss, NLLLoss, MSELoss, BCEWithLogitsLoss  (loss.lua)
 --   nn.functional (also nn.F)                        (functional.lua)
@@ -48,6 +49,7 @@ local base = require "luagrad.nn.module"
 ---@field LogSoftmax fun(dim: integer|{dim: integer}): luagrad.nn.Module
 ---@field Dropout fun(p?: number|{p?: number}): luagrad.nn.Dropout
 ---@field Dropout2d fun(p?: number|{p?: number}): luagrad.nn.Dropout2d
+---@field MultiheadAttention fun(embed_dim: integer, heads: integer, opts?: luagrad.nn.MHAOptions): luagrad.nn.MultiheadAttention
 ---@field BatchNorm1d fun(num_features: integer, opts?: luagrad.nn.BatchNormOptions): luagrad.nn.BatchNorm1d
 ---@field BatchNorm2d fun(num_features: integer, opts?: luagrad.nn.BatchNormOptions): luagrad.nn.BatchNorm2d
 ---@field LayerNorm fun(normalized_shape: integer|integer[], opts?: luagrad.nn.LayerNormOptions): luagrad.nn.LayerNorm
@@ -65,7 +67,8 @@ local nn = {
 }
 nn.F = nn.functional
 
-for _, name in ipairs({ "linear", "conv", "pooling", "containers", "activation", "dropout", "normalization", "loss" }) do
+local FILES = { "linear", "conv", "pooling", "containers", "activation", "dropout", "attention", "normalization", "loss" }
+for _, name in ipairs(FILES) do
   for k, v in pairs(require("luagrad.nn." .. name)) do nn[k] = v end
 end
 
