@@ -177,109 +177,91 @@ static lg_status attn_check(const lg_args *a, attn_geom *g, int data) {
 }
 
 /* ---- kernels: the masked, scaled row softmax of one block ----
-** z (T, S) holds Q K^T on entry; on exit, P. The mask of block b is read through its strides. */
-
-/* whether (i, j) of block b is masked out (an int64 mask's zero, or causal j > i), else the
-** float mask's value in *add */
-#define MASK_AT(g, moff, i, j, add, masked)                                                                  \
-  do {                                                                                                       \
-    masked = (g)->causal && (j) > (i);                                                                       \
-    if ((g)->mdata && !masked) {                                                                             \
-      int64_t o_ = (moff) + (i) * (g)->mstride[(g)->nb] + (j) * (g)->mstride[(g)->nb + 1];                   \
-      if ((g)->mint)                                                                                         \
-        masked = ((const int64_t *)(g)->mdata)[o_] == 0;                                                     \
-      else                                                                                                   \
-        add = ((const T *)(g)->mdata)[o_];                                                                   \
+** z (T, S) holds Q K^T on entry; on exit, P. Row i of block b first becomes its scores over its
+** live keys (all S, or the causal prefix j <= i): scale z + a float mask, or -inf where an
+** int64 mask is zero. Keys past the prefix get P = 0 without an exp. */
+#define ROW_SCORES(name, T)                                                                                  \
+  static int64_t name(const attn_geom *g, int64_t moff, int64_t i, T *restrict r) {                          \
+    int64_t live = g->causal && i + 1 < g->S ? i + 1 : g->S;                                                 \
+    T f = (T)g->scale;                                                                                       \
+    if (!g->mdata) {                                                                                         \
+      for (int64_t j = 0; j < live; j++) r[j] *= f;                                                          \
+      return live;                                                                                           \
     }                                                                                                        \
-  } while (0)
+    int64_t ms = g->mstride[g->nb + 1];                                                                      \
+    if (g->mint) {                                                                                           \
+      const int64_t *m = (const int64_t *)g->mdata + moff + i * g->mstride[g->nb];                           \
+      for (int64_t j = 0; j < live; j++) r[j] = m[j * ms] ? r[j] * f : -INFINITY;                            \
+    } else {                                                                                                 \
+      const T *m = (const T *)g->mdata + moff + i * g->mstride[g->nb];                                       \
+      for (int64_t j = 0; j < live; j++) r[j] = r[j] * f + m[j * ms];                                        \
+    }                                                                                                        \
+    return live;                                                                                             \
+  }
+ROW_SCORES(row_scores_f32, float)
+ROW_SCORES(row_scores_f64, double)
 
-/* float64: exps by libm in double. lse NaN marks a row with nothing to attend to. */
+/* float64: exps by libm in double. lse NaN marks a row with nothing to attend to (every key
+** masked): its P is NaN, as PyTorch's softmax gives. */
 static void softmax_block_f64(const attn_geom *g, int64_t b, double *z, double *lse) {
-  typedef double T;
   int64_t S = g->S, moff = g->mdata ? block_offset(g, g->mstride, b) : 0;
   for (int64_t i = 0; i < g->T; i++) {
-    double *r = z + i * S, mx = -INFINITY;
-    for (int64_t j = 0; j < S; j++) {
-      double add = 0;
-      int masked;
-      MASK_AT(g, moff, i, j, add, masked);
-      r[j] = masked ? -INFINITY : r[j] * g->scale + add;
-      if (r[j] > mx) mx = r[j];
-    }
-    if (mx == -INFINITY) { /* every key masked: no softmax (PyTorch gives NaN) */
+    double *r = z + i * S, mx = -INFINITY, s = 0;
+    int64_t live = row_scores_f64(g, moff, i, r);
+    for (int64_t j = 0; j < live; j++) mx = r[j] > mx ? r[j] : mx;
+    if (mx == -INFINITY) {
       for (int64_t j = 0; j < S; j++) r[j] = NAN;
       lse[i] = NAN;
       continue;
     }
-    double s = 0;
-    for (int64_t j = 0; j < S; j++) s += r[j] = exp(r[j] - mx);
-    for (int64_t j = 0; j < S; j++) r[j] /= s;
+    for (int64_t j = 0; j < live; j++) s += r[j] = exp(r[j] - mx);
+    for (int64_t j = 0; j < live; j++) r[j] /= s;
+    for (int64_t j = live; j < S; j++) r[j] = 0;
     lse[i] = mx + log(s);
   }
 }
 
 /* float32: z - max in float, exps by the exp op's vectorized kernel, sums in double */
 static void softmax_block_f32(const attn_geom *g, int64_t b, float *z, float *lse) {
-  typedef float T;
   int64_t S = g->S, moff = g->mdata ? block_offset(g, g->mstride, b) : 0;
   for (int64_t i = 0; i < g->T; i++) {
     float *r = z + i * S, mx = -INFINITY;
-    for (int64_t j = 0; j < S; j++) {
-      float add = 0;
-      int masked;
-      MASK_AT(g, moff, i, j, add, masked);
-      r[j] = masked ? -INFINITY : r[j] * (float)g->scale + add;
-      if (r[j] > mx) mx = r[j];
-    }
+    int64_t live = row_scores_f32(g, moff, i, r);
+    for (int64_t j = 0; j < live; j++) mx = r[j] > mx ? r[j] : mx;
     if (mx == -INFINITY) {
       for (int64_t j = 0; j < S; j++) r[j] = NAN;
       lse[i] = NAN;
       continue;
     }
-    for (int64_t j = 0; j < S; j++) r[j] -= mx;
-    lg_exp_f32(S, r, r);
+    for (int64_t j = 0; j < live; j++) r[j] -= mx;
+    lg_exp_f32(live, r, r);
     double s = 0;
-    for (int64_t j = 0; j < S; j++) s += r[j];
+    for (int64_t j = 0; j < live; j++) s += r[j];
     float inv = (float)(1.0 / s);
-    for (int64_t j = 0; j < S; j++) r[j] *= inv;
+    for (int64_t j = 0; j < live; j++) r[j] *= inv;
+    for (int64_t j = live; j < S; j++) r[j] = 0;
     lse[i] = (float)(mx + log(s));
   }
 }
 
 /* P again from Q K^T (in z) and the saved lse: P = exp(scale z + M - lse) */
 static void probs_block_f64(const attn_geom *g, int64_t b, double *z, const double *lse) {
-  typedef double T;
   int64_t S = g->S, moff = g->mdata ? block_offset(g, g->mstride, b) : 0;
   for (int64_t i = 0; i < g->T; i++) {
     double *r = z + i * S;
-    if (isnan(lse[i])) { /* a row with nothing to attend to stays NaN */
-      for (int64_t j = 0; j < S; j++) r[j] = NAN;
-      continue;
-    }
-    for (int64_t j = 0; j < S; j++) {
-      double add = 0;
-      int masked;
-      MASK_AT(g, moff, i, j, add, masked);
-      r[j] = masked ? 0 : exp(r[j] * g->scale + add - lse[i]);
-    }
+    int64_t live = isnan(lse[i]) ? 0 : row_scores_f64(g, moff, i, r);
+    for (int64_t j = 0; j < live; j++) r[j] = exp(r[j] - lse[i]);
+    for (int64_t j = live; j < S; j++) r[j] = isnan(lse[i]) ? NAN : 0;
   }
 }
 static void probs_block_f32(const attn_geom *g, int64_t b, float *z, const float *lse) {
-  typedef float T;
   int64_t S = g->S, moff = g->mdata ? block_offset(g, g->mstride, b) : 0;
   for (int64_t i = 0; i < g->T; i++) {
     float *r = z + i * S;
-    if (isnan(lse[i])) {
-      for (int64_t j = 0; j < S; j++) r[j] = NAN;
-      continue;
-    }
-    for (int64_t j = 0; j < S; j++) {
-      float add = 0;
-      int masked;
-      MASK_AT(g, moff, i, j, add, masked);
-      r[j] = masked ? -INFINITY : r[j] * (float)g->scale + add - lse[i];
-    }
-    lg_exp_f32(S, r, r);
+    int64_t live = isnan(lse[i]) ? 0 : row_scores_f32(g, moff, i, r);
+    for (int64_t j = 0; j < live; j++) r[j] -= lse[i];
+    lg_exp_f32(live, r, r);
+    for (int64_t j = live; j < S; j++) r[j] = isnan(lse[i]) ? NAN : 0;
   }
 }
 
