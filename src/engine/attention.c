@@ -267,11 +267,13 @@ static void probs_block_f32(const attn_geom *g, int64_t b, float *z, const float
 
 /* dS = scale P * (dP - rowsum(dP * P)), into dp */
 #define DSCORES(name, T)                                                                                     \
-  static void name(int64_t R, int64_t S, const T *p, T *dp, double scale) {                                  \
+  LG_WIDE static void name(int64_t R, int64_t S, const T *restrict p, T *restrict dp, double scale) {        \
+    T f = (T)scale;                                                                                          \
     for (int64_t i = 0; i < R; i++, p += S, dp += S) {                                                       \
       double D = 0;                                                                                          \
       for (int64_t j = 0; j < S; j++) D += (double)dp[j] * (double)p[j];                                     \
-      for (int64_t j = 0; j < S; j++) dp[j] = (T)(scale * (double)p[j] * ((double)dp[j] - D));               \
+      T Dt = (T)D;                                                                                           \
+      for (int64_t j = 0; j < S; j++) dp[j] = f * p[j] * (dp[j] - Dt);                                       \
     }                                                                                                        \
   }
 DSCORES(dscores_f32, float)
