@@ -148,6 +148,8 @@ local CASES = {
   { "broadcast leading dims: q (2,3,T,d), k (3,S,d), v (2,1,S,dv)",
     function() return randn({ 2, 3, 4, 5 }), randn({ 3, 6, 5 }), randn({ 2, 1, 6, 3 }) end },
   { "2-d q, k, v", function() return randn({ 5, 4 }), randn({ 3, 4 }), randn({ 3, 6 }) end },
+  { "2-d q and k, 4-d v (the scores broadcast against v's batch)",
+    function() return randn({ 5, 4 }), randn({ 3, 4 }), randn({ 2, 2, 3, 6 }) end, { is_causal = true } },
   { "transposed views (B, T, H, d) -> (B, H, T, d)",
     function() return heads_view(2, 5, 3, 4), heads_view(2, 6, 3, 4), heads_view(2, 6, 3, 2) end },
   { "q k^T through a transposed k (k stored (d, S))",
@@ -195,6 +197,14 @@ describe("scaled dot-product attention: the fused op equals the composite", func
           assert.are.same(p[3].shape, p[2].grad.shape)
           local e = max_err(p[2].grad, p[3].grad)
           assert.is_true(e <= tol, string.format("d%s differs by %g", p[1], e))
+        end
+        -- with create_graph the op's backward is its composite form: the same gradients
+        local q3, k3, v3 = leaves()
+        local gs = lg.autograd.grad((F.scaled_dot_product_attention(q3, k3, v3, o) * g):sum(), { q3, k3, v3 },
+          { create_graph = true })
+        for i, p in ipairs({ { "q", q1 }, { "k", k1 }, { "v", v1 } }) do
+          local e = max_err(gs[i], p[2].grad)
+          assert.is_true(e <= tol, string.format("d%s with create_graph differs by %g", p[1], e))
         end
       end)
     end

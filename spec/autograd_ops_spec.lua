@@ -319,9 +319,9 @@ op({ name = "linear", shapes = { { 3, 4 }, { 2, 4 }, { 2 } }, fn = function(x, w
 local SDPA_QKV = { { 2, 3, 4 }, { 2, 5, 4 }, { 2, 5, 3 } }
 local function sdpa(opts) return function(q, k, v) return F.scaled_dot_product_attention(q, k, v, opts) end end
 op({ name = "scaled_dot_product_attention", shapes = SDPA_QKV, fn = sdpa(),
-  bshapes = { { { 2, 1, 3, 4 }, { 1, 2, 5, 4 }, { 2, 5, 3 } } } })
+  bshapes = { { { 2, 1, 3, 4 }, { 1, 2, 5, 4 }, { 2, 5, 3 } }, { { 3, 4 }, { 5, 4 }, { 2, 2, 5, 3 } } } })
 op({ name = "scaled_dot_product_attention is_causal", shapes = SDPA_QKV, fn = sdpa({ is_causal = true }),
-  bshapes = { { { 3, 4 }, { 2, 5, 4 }, { 1, 5, 3 } } } })
+  bshapes = { { { 3, 4 }, { 2, 5, 4 }, { 1, 5, 3 } }, { { 3, 4 }, { 5, 4 }, { 2, 5, 3 } } } })
 op({ name = "scaled_dot_product_attention is_causal, T = S", shapes = { { 2, 4, 3 }, { 2, 4, 3 }, { 2, 4, 2 } },
   fn = sdpa({ is_causal = true, scale = 0.7 }) })
 op({ name = "scaled_dot_product_attention int64 mask", shapes = SDPA_QKV,

@@ -407,6 +407,11 @@ lg_status lg_attention_forward(const lg_op *op, const lg_args *a, lg_tensor **ou
 
 /* ---- the composite: the same math with ops ---- */
 
+/* the sums over the last dimension, kept (x may have more leading dimensions than P) */
+static lg_tensor *rowsum(sc *s, lg_tensor *x) {
+  return x ? sc_reduce(s, LG_OP_SUM, x, x->ndim - 1, 1) : NULL;
+}
+
 /* P = softmax(scale q k^T + M) with recorded ops */
 static lg_tensor *probs_ops(sc *s, const lg_args *a, const attn_geom *g) {
   lg_tensor *z = sc_bs(s, LG_OP_MUL, sc_bin(s, LG_OP_MATMUL, a->in[0], sc_swap_last2(s, a->in[1])), g->scale);
@@ -443,7 +448,7 @@ static lg_status attention_backward_composite(lg_node *n, lg_tensor *g, lg_tenso
   lg_tensor *ds = NULL;
   if (n->needs[0] || n->needs[1] || (a->nin > 3 && n->needs[3])) {
     lg_tensor *dp = sc_bin(&s, LG_OP_MATMUL, g, sc_swap_last2(&s, v));
-    lg_tensor *rs = sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, dp, p), p ? p->ndim - 1 : 0, 1);
+    lg_tensor *rs = rowsum(&s, sc_bin(&s, LG_OP_MUL, dp, p));
     ds = sc_bin(&s, LG_OP_MUL, p, sc_bin(&s, LG_OP_SUB, dp, rs));
   }
   lg_tensor *dq = n->needs[0] ? sc_bs(&s, LG_OP_MUL, sc_bin(&s, LG_OP_MATMUL, ds, k), geo->scale) : NULL;
@@ -524,8 +529,7 @@ lg_status lg_attention_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg
   if (a->nin > 3 && !geo.mint && tin[3]) tz = sc_add0(&s, tz, tin[3]);
   lg_tensor *t = NULL;
   if (tz) {
-    int last = p ? p->ndim - 1 : 0;
-    lg_tensor *rs = sc_reduce(&s, LG_OP_SUM, sc_bin(&s, LG_OP_MUL, p, tz), last, 1);
+    lg_tensor *rs = rowsum(&s, sc_bin(&s, LG_OP_MUL, p, tz));
     lg_tensor *tp = sc_bin(&s, LG_OP_MUL, p, sc_bin(&s, LG_OP_SUB, tz, rs));
     t = sc_bin(&s, LG_OP_MATMUL, tp, v);
   }
