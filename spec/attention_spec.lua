@@ -444,8 +444,12 @@ describe("scaled dot-product attention: errors name the op and the shapes", func
 
   it("non-float inputs", function()
     local qi = lg.tensor({ { 1, 2 }, { 3, 4 } }, { dtype = "int64" })
-    util.raises("scaled_dot_product_attention: q, k and v must be float tensors, got int64, int64 and int64", sdpa,
-      qi, qi, qi)
+    util.raises("scaled_dot_product_attention: q, k and v must be float tensors, got q int64 {2,2}, k int64 {2,2} " ..
+      "and v int64 {2,2}", sdpa, qi, qi, qi)
+    -- as matmul does, a float among them sets the dtype: an int64 k is promoted
+    local y = sdpa(q, lg.tensor({ { 1, 0, 2, 1 } }, { dtype = "int64" }), v:narrow(2, 1, 1))
+    assert.are.equal("float64", y.dtype)
+    assert.is_true(max_err(y, v:narrow(2, 1, 1):expand(2, 3, 3)) <= 1e-15) -- one key: P = 1
     util.raises("scaled_dot_product_attention: q must be a tensor", sdpa, "q", k, v)
   end)
 

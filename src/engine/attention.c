@@ -117,8 +117,9 @@ static lg_status attn_check(const lg_args *a, attn_geom *g, int data) {
                     SHAPE(q), SHAPE(k), SHAPE(v));
   lg_dtype dt = lg_promote(lg_promote(q->dtype, k->dtype), v->dtype);
   if (!lg_dtype_is_float(dt))
-    return lg_error(LG_EDTYPE, OPNAME ": q, k and v must be float tensors, got %s, %s and %s",
-                    lg_dtype_name(q->dtype), lg_dtype_name(k->dtype), lg_dtype_name(v->dtype));
+    return lg_error(LG_EDTYPE, OPNAME ": q, k and v must be float tensors, got q %s %s, k %s %s and v %s %s",
+                    lg_dtype_name(q->dtype), SHAPE(q), lg_dtype_name(k->dtype), SHAPE(k),
+                    lg_dtype_name(v->dtype), SHAPE(v));
   g->dt = dt;
   g->T = q->shape[q->ndim - 2];
   g->d = q->shape[q->ndim - 1];
