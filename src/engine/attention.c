@@ -362,7 +362,7 @@ static void backward_blocks(void *j_, int64_t lo, int64_t hi) {
 #undef OPND
 #undef AT
 
-/* the block work: about (2 d + dv) T S multiply-adds (forward), twice that backward */
+/* a block's work: (d + dv) T S multiply-adds for the two GEMMs, counted twice, and the softmax */
 static int64_t block_cost(const attn_geom *g) { return (2 * g->d + 2 * g->dv + 8) * g->T * g->S; }
 
 /* (batch..., r, c) */
