@@ -337,10 +337,12 @@ typedef enum lg_opcode {
   LG_OP_SORT,   /* values, indices; mode: descending */
   LG_OP_TOPK,   /* values, indices; len: k; mode: largest */
   LG_OP_CUMSUM, /* mode: from the end */
+  /* attention (attention.c) */
+  LG_OP_SCALED_DOT_PRODUCT_ATTENTION,
   LG_NUM_OPS
 } lg_opcode;
 
-#define LG_MAX_INPUTS 3
+#define LG_MAX_INPUTS 4 /* scaled_dot_product_attention: q, k, v and a mask */
 
 /* Arguments of one op application. Which fields an op reads is stated in its table row. */
 typedef struct lg_args {

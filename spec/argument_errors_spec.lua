@@ -70,6 +70,7 @@ local RECEIVERS = {
   ["lg.nn.ModuleList"] = function() return nn.ModuleList({ nn.Linear(3, 2), nn.ReLU() }) end,
   ["lg.nn.ModuleDict"] = function() return nn.ModuleDict({ a = nn.Linear(3, 2), b = nn.ReLU() }) end,
   ["lg.nn.LayerNorm"] = function() return nn.LayerNorm(3) end,
+  ["lg.nn.MultiheadAttention"] = function() return nn.MultiheadAttention(4, 2) end,
   ["lg.nn.CrossEntropyLoss"] = function() return nn.CrossEntropyLoss() end,
   ["lg.nn.NLLLoss"] = function() return nn.NLLLoss() end,
   ["lg.nn.MSELoss"] = function() return nn.MSELoss() end,

@@ -313,6 +313,25 @@ op({ name = "cross_entropy (sum, label smoothing)", shapes = { { 3, 4 } },
   end })
 op({ name = "linear", shapes = { { 3, 4 }, { 2, 4 }, { 2 } }, fn = function(x, w, b) return F.linear(x, w, b) end })
 
+-- scaled dot-product attention: q (2,3,4), k (2,5,4), v (2,5,3) (T ~= S, d ~= dv); causal, an int64
+-- mask (nonzero: may attend; no row fully masked), a float mask added (as an input: its gradient
+-- runs the composite backward; as a constant: the fused one), a scale, 4-d with broadcast heads
+local SDPA_QKV = { { 2, 3, 4 }, { 2, 5, 4 }, { 2, 5, 3 } }
+local function sdpa(opts) return function(q, k, v) return F.scaled_dot_product_attention(q, k, v, opts) end end
+op({ name = "scaled_dot_product_attention", shapes = SDPA_QKV, fn = sdpa(),
+  bshapes = { { { 2, 1, 3, 4 }, { 1, 2, 5, 4 }, { 2, 5, 3 } }, { { 3, 4 }, { 5, 4 }, { 2, 2, 5, 3 } } } })
+op({ name = "scaled_dot_product_attention is_causal", shapes = SDPA_QKV, fn = sdpa({ is_causal = true }),
+  bshapes = { { { 3, 4 }, { 2, 5, 4 }, { 1, 5, 3 } }, { { 3, 4 }, { 5, 4 }, { 2, 5, 3 } } } })
+op({ name = "scaled_dot_product_attention is_causal, T = S", shapes = { { 2, 4, 3 }, { 2, 4, 3 }, { 2, 4, 2 } },
+  fn = sdpa({ is_causal = true, scale = 0.7 }) })
+op({ name = "scaled_dot_product_attention int64 mask", shapes = SDPA_QKV,
+  fn = sdpa({ attn_mask = lg.tensor({ { 1, 0, 1, 1, 0 }, { 0, 0, 1, 0, 0 }, { 1, 1, 1, 1, 1 } }, { dtype = "int64" }) }) })
+op({ name = "scaled_dot_product_attention float mask (constant), scale 0.9", shapes = SDPA_QKV,
+  fn = sdpa({ scale = 0.9, attn_mask = lg.tensor({ { 0.5, -1, 0, 2, -0.25 }, { 0, 0, -1.5, 0.75, 1 }, { 1, 0, 0, 0, -2 } },
+    { dtype = F64 }) }) })
+op({ name = "scaled_dot_product_attention float mask (an input)", shapes = { { 2, 3, 4 }, { 2, 5, 4 }, { 2, 5, 3 }, { 3, 5 } },
+  fn = function(q, k, v, m) return F.scaled_dot_product_attention(q, k, v, { attn_mask = m }) end })
+
 -- convolution and pooling: odd sizes and batch 1 among them. The inputs are a function of the
 -- index (sines), so max_pool2d's windows hold distinct values: no ties.
 op({ name = "conv2d kernel {3,2}, padding 1", shapes = { { 2, 3, 5, 4 }, { 4, 3, 3, 2 }, { 4 } },

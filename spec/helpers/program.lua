@@ -1063,6 +1063,40 @@ local function const_tensor(g, a, shape, lo, hi)
   return s
 end
 
+-- the leading (batch) dimensions of a shape of two or more
+local function leading(shape)
+  local out = {}
+  for i = 1, #shape - 2 do out[i] = shape[i] end
+  return out
+end
+
+-- scaled_dot_product_attention: q = a (..., T, d), k (..., S, d), v (..., S, dv) nodes whose
+-- leading dimensions broadcast (k and v may be a itself: self-attention); causal or not, a scale
+function T.attention(g)
+  local a = g:node(function(x) return #x.shape >= 2 and #x.shape <= 4 end)
+  if not a then return nil end
+  local d = a.shape[#a.shape]
+  local k = g:node(function(x)
+    return #x.shape >= 2 and #x.shape <= 4 and x.shape[#x.shape] == d and broadcast(leading(a.shape), leading(x.shape)) ~= nil
+  end)
+  if not k then return nil end
+  local S, lead = k.shape[#k.shape - 1], broadcast(leading(a.shape), leading(k.shape))
+  local v = g:node(function(x)
+    return #x.shape >= 2 and #x.shape <= 4 and x.shape[#x.shape - 1] == S and broadcast(lead, leading(x.shape)) ~= nil
+  end)
+  if not v then return nil end
+  local out = broadcast(lead, leading(v.shape))
+  if numel(out) * a.shape[#a.shape - 1] * v.shape[#v.shape] > CAP or numel(out) * a.shape[#a.shape - 1] * S > CAP then
+    return nil
+  end
+  local opts = {}
+  if g.rng:chance(0.4) then opts[#opts + 1] = "is_causal = true" end
+  if g.rng:chance(0.3) then opts[#opts + 1] = "scale = 0.5" end
+  local o = #opts > 0 and ", {" .. table.concat(opts, ", ") .. "}" or ""
+  return cand("scaled_dot_product_attention", sub("F.scaled_dot_product_attention(@a, @k, @v" .. o .. ")",
+    { a = a.name, k = k.name, v = v.name }), { a.name, k.name, v.name })
+end
+
 function T.nn(g)
   local k = g.rng:int(1, 7)
   if k == 1 then
@@ -1683,9 +1717,8 @@ end
 
 local TEMPLATES = {
   { T.unary, 14 }, { T.scalar, 8 }, { T.binary, 12 }, { T.reduce, 10 }, { T.matmul, 6 }, { T.view, 16 },
-  { T.join, 5 }, { T.index, 6 }, { T.softmax, 4 }, { T.nn, 6 }, { T.inplace, 6 }, { T.hook, 2 },
-  { T.conv, 4 },
-  { T.seq, 7 },
+  { T.join, 5 }, { T.index, 6 }, { T.softmax, 4 }, { T.nn, 6 }, { T.inplace, 6 }, { T.hook, 2 }, { T.attention, 2 },
+  { T.conv, 4 }, { T.seq, 7 },
 }
 
 local function pick_template(rng)

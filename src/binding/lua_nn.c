@@ -69,6 +69,24 @@ static int m_cross_entropy(lua_State *L) {
   return 1;
 }
 
+/* core._scaled_dot_product_attention(q, k, v, attn_mask|nil, scale, is_causal) -> output: the
+** fused op (nn/functional.lua checks the options and computes the default scale) */
+static int m_attention(lua_State *L) {
+  lg_tensor *q = lgL_checktensor(L, 1), *k = lgL_checktensor(L, 2), *v = lgL_checktensor(L, 3);
+  lg_tensor *m = lua_isnoneornil(L, 4) ? NULL : lgL_checktensor(L, 4);
+  lg_args a = {.in = {q, k, v, m},
+               .nin = m ? 4 : 3,
+               .dim = -1,
+               .s = {lgL_checknumber(L, 5, "scale")},
+               .mode = lua_toboolean(L, 6) ? 1 : 0};
+  lg_tensor **y = lgL_newslot(L);
+  lg_tensor *o[2];
+  lgL_checkop(L, lg_apply(LG_OP_SCALED_DOT_PRODUCT_ATTENTION, &a, o), "scaled_dot_product_attention");
+  *y = o[0];
+  lg_tensor_release(o[1]);
+  return 1;
+}
+
 /* ---- raw bytes, for the safetensors reader and writer (lua/luagrad/serialize.lua) ---- */
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -300,6 +318,7 @@ static const luaL_Reg functions[] = {{"_linear", m_linear},
                                      {"_bn_update_stats", m_bn_update_stats},
                                      {"_layer_norm", m_layer_norm},
                                      {"_cross_entropy", m_cross_entropy},
+                                     {"_scaled_dot_product_attention", m_attention},
                                      {"_from_bytes", m_from_bytes},
                                      {NULL, NULL}};
 

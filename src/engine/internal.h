@@ -171,6 +171,11 @@ lg_status lg_cumsum_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
 lg_status lg_cumsum_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
 lg_status lg_cumsum_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
                         lg_tensor **tout);
+/* scaled dot-product attention (attention.c) */
+lg_status lg_attention_forward(const lg_op *op, const lg_args *a, lg_tensor **out);
+lg_status lg_attention_backward(lg_node *n, lg_tensor *g, lg_tensor **gin);
+lg_status lg_attention_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
+                           lg_tensor **tout);
 
 /* the tape (tape.c) */
 lg_status lg_tape_record(lg_opcode code, const lg_args *a, lg_tensor **out);

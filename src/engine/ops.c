@@ -2167,6 +2167,9 @@ const lg_op lg_ops[LG_NUM_OPS] = {
   ROW(SORT, sort, 1, 2, lg_sort_forward, LG_F_SAVE_AUX, RULES(lg_sort)),
   ROW(TOPK, topk, 1, 2, lg_sort_forward, LG_F_SAVE_AUX, RULES(lg_sort)),
   ROW(CUMSUM, cumsum, 1, 1, lg_cumsum_forward, 0, RULES(lg_cumsum)),
+  /* attention (attention.c): q, k, v and an optional mask; s[0] scale, mode 1 causal; saves lse */
+  ROW(SCALED_DOT_PRODUCT_ATTENTION, scaled_dot_product_attention, 4, 2, lg_attention_forward,
+      SI | LG_F_SAVE_AUX, RULES(lg_attention)),
 };
 /* clang-format on */
 

@@ -285,6 +285,92 @@ function F.dropout(x, p, opts)
   return x * keep
 end
 
+-- ---- attention ----------------------------------------------------------------------------
+
+---@class luagrad.nn.functional.AttentionOptions
+---@field attn_mask? luagrad.Tensor broadcastable to (..., T, S): int64 = may attend where nonzero, float = added to the scores
+---@field is_causal? boolean query i sees keys j <= i (default false; not with attn_mask)
+---@field dropout_p? number dropout on the attention weights (default 0; runs the composite path)
+---@field scale? number the scores' factor (default 1 / sqrt(d))
+
+local SDPA = "scaled_dot_product_attention"
+
+-- keep[i, j] = 1 where query i may see key j (j <= i), an int64 (T, S) tensor
+local function causal_keep(T, S)
+  return autograd.no_grad(function()
+    local i = core.arange(1, T + 1, { dtype = "int64" }):reshape(T, 1)
+    local j = core.arange(1, S + 1, { dtype = "int64" }):reshape(1, S)
+    return j:le(i)
+  end)
+end
+F._causal_keep = causal_keep
+
+-- The attention weights softmax(scale q k^T + mask) written with ordinary ops: the composite
+-- path (dropout, MultiheadAttention's returned weights, the specs' reference).
+function F._attention_weights(q, k, mask, is_causal, scale)
+  local s = q:matmul(k:transpose(-2, -1)) * scale
+  if mask ~= nil then
+    if mask.dtype == "int64" then
+      s = core.where(mask, s, -math.huge)
+    else
+      s = s + mask
+    end
+  end
+  if is_causal then s = core.where(causal_keep(s:size(-2), s:size(-1)), s, -math.huge) end
+  return s:softmax(-1)
+end
+
+-- the options of scaled_dot_product_attention, checked: mask, causal, dropout p, scale
+local function sdpa_options(q, k, v, opts)
+  check_tensor(q, SDPA, "q")
+  check_tensor(k, SDPA, "k")
+  check_tensor(v, SDPA, "v")
+  local o = check_opts(SDPA, opts, { "attn_mask", "is_causal", "dropout_p", "scale" })
+  local mask = o.attn_mask
+  if mask ~= nil then check_tensor(mask, SDPA, "attn_mask") end
+  if o.is_causal ~= nil and type(o.is_causal) ~= "boolean" then
+    errors.raisef("%s: is_causal must be a boolean, got %s", SDPA, type(o.is_causal))
+  end
+  if o.is_causal and mask ~= nil then
+    errors.raisef("%s: give attn_mask or is_causal, not both (attn_mask %s)", SDPA, shape_str(mask))
+  end
+  local p = o.dropout_p or 0
+  if type(p) ~= "number" or not (p >= 0 and p <= 1) then
+    errors.raisef("%s: dropout_p must be a probability between 0 and 1, got %s", SDPA, tostring(p))
+  end
+  local qs = q.shape
+  if #qs < 2 then
+    errors.raisef("%s: q, k and v must be at least 2-d (..., T, d), got q %s, k %s, v %s", SDPA, shape_str(q),
+      shape_str(k), shape_str(v))
+  end
+  local scale = o.scale
+  if scale == nil then
+    scale = qs[#qs] > 0 and 1 / math.sqrt(qs[#qs]) or 1
+  elseif type(scale) ~= "number" then
+    errors.raisef("%s: scale must be a number, got %s", SDPA, type(scale))
+  end
+  return mask, o.is_causal == true, p, scale
+end
+
+---scaled_dot_product_attention(q (..., T, d), k (..., S, d), v (..., S, dv), opts) -> (..., T, dv)
+---softmax(scale q k^T + mask) v, the leading dimensions broadcasting. One fused op (src/engine/
+---attention.c) unless dropout_p > 0, which runs the same math with ordinary ops and F.dropout.
+---@param q luagrad.Tensor
+---@param k luagrad.Tensor
+---@param v luagrad.Tensor
+---@param opts? luagrad.nn.functional.AttentionOptions
+---@return luagrad.Tensor
+function F.scaled_dot_product_attention(q, k, v, opts)
+  local mask, causal, p, scale = sdpa_options(q, k, v, opts)
+  if p > 0 then
+    -- the composite path; the fused op checks the shapes first, so the errors are the same
+    autograd.no_grad(core._scaled_dot_product_attention, q:detach(), k:detach(), v:detach(),
+      mask and mask:detach(), scale, causal)
+    return F.dropout(F._attention_weights(q, k, mask, causal, scale), p):matmul(v)
+  end
+  return core._scaled_dot_product_attention(q, k, v, mask, scale, causal)
+end
+
 -- ---- normalization ------------------------------------------------------------------------
 
 local function channel_shape(x)

@@ -10,6 +10,7 @@
 --   nn.ReLU, Sigmoid, Tanh, GELU, LeakyReLU, ELU, SiLU, Softplus, Softmax, LogSoftmax
 --                                                    (activation.lua)
 --   nn.Dropout, nn.Dropout2d                         (dropout.lua)
+--   nn.MultiheadAttention                            (attention.lua)
 --   nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm     (normalization.lua)
 --   nn.CrossEntropyLoss, NLLLoss, MSELoss, BCEWithLogitsLoss  (loss.lua)
 --   nn.functional (also nn.F)                        (functional.lua)
@@ -50,6 +51,7 @@ local base = require "luagrad.nn.module"
 ---@field LogSoftmax fun(dim: integer|{dim: integer}): luagrad.nn.Module
 ---@field Dropout fun(p?: number|{p?: number}): luagrad.nn.Dropout
 ---@field Dropout2d fun(p?: number|{p?: number}): luagrad.nn.Dropout2d
+---@field MultiheadAttention fun(embed_dim: integer, heads: integer, opts?: luagrad.nn.MHAOptions): luagrad.nn.MultiheadAttention
 ---@field BatchNorm1d fun(num_features: integer, opts?: luagrad.nn.BatchNormOptions): luagrad.nn.BatchNorm1d
 ---@field BatchNorm2d fun(num_features: integer, opts?: luagrad.nn.BatchNormOptions): luagrad.nn.BatchNorm2d
 ---@field LayerNorm fun(normalized_shape: integer|integer[], opts?: luagrad.nn.LayerNormOptions): luagrad.nn.LayerNorm
@@ -67,8 +69,9 @@ local nn = {
 }
 nn.F = nn.functional
 
-local layer_files = { "linear", "embedding", "conv", "pooling", "containers", "activation", "dropout", "normalization", "loss" }
-for _, name in ipairs(layer_files) do
+local FILES = { "linear", "embedding", "conv", "pooling", "containers", "activation", "dropout", "attention", "normalization",
+  "loss" }
+for _, name in ipairs(FILES) do
   for k, v in pairs(require("luagrad.nn." .. name)) do nn[k] = v end
 end
 
