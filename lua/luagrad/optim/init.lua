@@ -476,7 +476,7 @@ end
 local function next_step(name, st)
   local t = st.step or 0
   if math.type(t) ~= "integer" and not (type(t) == "number" and t == math.floor(t)) or t < 0 then
-    fail(name, "state step must be a non-negative integer, got %s", errors.describe(t))
+    fail(name, "state step must be a non-negative integer, got %s", type(t) == "number" and tostring(t) or type(t))
   end
   return math.tointeger(t) + 1
 end
