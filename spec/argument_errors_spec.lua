@@ -79,6 +79,10 @@ local RECEIVERS = {
   ["lg.optim.AdamW"] = function() return lg.optim.AdamW({ lg.ones(2, { requires_grad = true }) }) end,
   ["lg.optim.RMSprop"] = function() return lg.optim.RMSprop({ lg.ones(2, { requires_grad = true }) }) end,
   ["lg.optim.Adagrad"] = function() return lg.optim.Adagrad({ lg.ones(2, { requires_grad = true }) }) end,
+  ["lg.optim.Adamax"] = function() return lg.optim.Adamax({ lg.ones(2, { requires_grad = true }) }) end,
+  ["lg.optim.NAdam"] = function() return lg.optim.NAdam({ lg.ones(2, { requires_grad = true }) }) end,
+  ["lg.optim.RAdam"] = function() return lg.optim.RAdam({ lg.ones(2, { requires_grad = true }) }) end,
+  ["lg.optim.Adadelta"] = function() return lg.optim.Adadelta({ lg.ones(2, { requires_grad = true }) }) end,
   ["lg.optim.lr_scheduler.LRScheduler"] = function() return S.StepLR(SGD(), { step_size = 2 }) end,
   ["lg.optim.lr_scheduler.StepLR"] = function() return S.StepLR(SGD(), { step_size = 2 }) end,
   ["lg.optim.lr_scheduler.MultiStepLR"] = function() return S.MultiStepLR(SGD(), { milestones = { 2, 4 } }) end,
@@ -214,7 +218,7 @@ local VALID = {
   ["lg.progress.wrap"] = function() return { 3, { file = SINK } } end,
   ["lg.plot.line"] = function() return { { { 1, 2, 3 } }, {} } end,
 }
-for _, name in ipairs({ "SGD", "Adam", "AdamW", "RMSprop", "Adagrad" }) do
+for _, name in ipairs({ "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta" }) do
   VALID["lg.optim." .. name] = function() return { { leaf() }, { lr = 0.1 } } end
 end
 local SCHEDULE_OPTS = {

@@ -347,7 +347,8 @@ describe("optim: Adamax, NAdam, RAdam, Adadelta against their equations in scala
     local name, o = c[1], c[2]
     local label = name
     for _, k in ipairs({ "betas", "maximize", "rho" }) do
-      if o[k] ~= nil then label = label .. " " .. k .. "=" .. (type(o[k]) == "table" and table.concat(o[k], ",") or tostring(o[k])) end
+      local v = o[k]
+      if v ~= nil then label = label .. " " .. k .. "=" .. (type(v) == "table" and table.concat(v, ",") or tostring(v)) end
     end
     it(label .. ": 10 steps agree to 1e-13", function()
       local p0 = { 1, -2, 0.25, 0 }
