@@ -580,6 +580,9 @@ describe("losses", function()
     assert.matches('reduction must be "mean", "sum" or "none", got avg',
       message_of(F.mse_loss, logits, logits, { reduction = "avg" }))
     assert.matches('CrossEntropyLoss: reduction must be', message_of(nn.CrossEntropyLoss, { reduction = "avg" }))
+    -- the fused label path checks the reduction before the C kernel sees it
+    assert.are.equal('cross_entropy: reduction must be "mean", "sum" or "none", got 3',
+      message_of(F.cross_entropy, logits, { 1, 2 }, { reduction = 3 }))
     assert.matches("label_smoothing must be between 0 and 1, got 1.5",
       message_of(F.cross_entropy, logits, { 1, 2 }, { label_smoothing = 1.5 }))
   end)

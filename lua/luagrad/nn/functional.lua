@@ -401,11 +401,20 @@ end
 
 -- ---- losses -------------------------------------------------------------------------------
 
+local REDUCTIONS = { mean = true, sum = true, none = true }
+
+-- raises unless reduction is nil, "mean", "sum" or "none"
+local function check_reduction(reduction, fname)
+  if reduction ~= nil and not REDUCTIONS[reduction] then
+    errors.raisef('%s: reduction must be "mean", "sum" or "none", got %s', fname, tostring(reduction))
+  end
+end
+
 local function reduce(loss, reduction, fname)
+  check_reduction(reduction, fname)
   if reduction == nil or reduction == "mean" then return loss:mean() end
   if reduction == "sum" then return loss:sum() end
-  if reduction == "none" then return loss end
-  errors.raisef('%s: reduction must be "mean", "sum" or "none", got %s', fname, tostring(reduction))
+  return loss
 end
 
 -- Class labels: an int64 tensor, or a Lua list of integers (made into one).
@@ -452,6 +461,7 @@ end
 function F.cross_entropy(input, target, opts)
   check_tensor(input, "cross_entropy")
   local o = check_opts("cross_entropy", opts, { "reduction", "label_smoothing" })
+  check_reduction(o.reduction, "cross_entropy")
   local reduction, ls = o.reduction or "mean", o.label_smoothing or 0
   if type(ls) ~= "number" or not (ls >= 0 and ls <= 1) then
     errors.raisef("cross_entropy: label_smoothing must be between 0 and 1, got %s", tostring(ls))
