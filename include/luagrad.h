@@ -540,6 +540,34 @@ lg_status lg_rmsprop_step(lg_tensor *p, lg_tensor *g, lg_tensor *sq, lg_tensor *
                           const lg_rmsprop_opts *o);
 lg_status lg_adagrad_step(lg_tensor *p, lg_tensor *g, lg_tensor *sum, int64_t step, const lg_adagrad_opts *o);
 
+/* Adamax, NAdam, RAdam, Adadelta (PyTorch 1.13's update rules, optim.c) */
+typedef struct lg_adamax_opts {
+  double lr, beta1, beta2, eps, weight_decay;
+  int maximize;
+} lg_adamax_opts;
+typedef struct lg_nadam_opts {
+  double lr, beta1, beta2, eps, weight_decay, momentum_decay;
+} lg_nadam_opts;
+typedef struct lg_radam_opts {
+  double lr, beta1, beta2, eps, weight_decay;
+} lg_radam_opts;
+typedef struct lg_adadelta_opts {
+  double lr, rho, eps, weight_decay;
+  int maximize;
+} lg_adadelta_opts;
+
+/* exp_inf: the exponentially weighted infinity norm; step counts from 1 */
+lg_status lg_adamax_step(lg_tensor *p, lg_tensor *g, lg_tensor *m, lg_tensor *u, int64_t step,
+                         const lg_adamax_opts *o);
+/* *mu_product: the product of the momentum coefficients of the earlier steps (1 before the first),
+** multiplied by this step's on success */
+lg_status lg_nadam_step(lg_tensor *p, lg_tensor *g, lg_tensor *m, lg_tensor *v, int64_t step,
+                        double *mu_product, const lg_nadam_opts *o);
+lg_status lg_radam_step(lg_tensor *p, lg_tensor *g, lg_tensor *m, lg_tensor *v, int64_t step,
+                        const lg_radam_opts *o);
+lg_status lg_adadelta_step(lg_tensor *p, lg_tensor *g, lg_tensor *square_avg, lg_tensor *acc_delta,
+                           const lg_adadelta_opts *o);
+
 /* BatchNorm's running statistics, in place and off the tape (norm.c), from the batch mean and
 ** biased variance of M values per channel: running_mean = (1 - f) running_mean + f mean,
 ** running_var = (1 - f) running_var + f var M / (M - 1). Either running tensor may be NULL.

@@ -1,5 +1,6 @@
--- Reproduces spec/golden/normalization.json and spec/golden/losses.json (PyTorch 1.13,
--- float64, CPU): every case, every value, to 1e-8 relative (|got - want| <= 1e-8 |want|, with
+-- Reproduces spec/golden/normalization.json, spec/golden/losses.json and the loss and GroupNorm
+-- cases of spec/golden/breadth.json (PyTorch 1.13, float64, CPU): every case, every value, to 1e-8
+-- relative (breadth.json to 1e-9) (|got - want| <= 1e-8 |want|, with
 -- an absolute floor of 1e-14 for entries that are zero up to rounding).
 --
 -- BatchNorm1d: three training passes (y = bn(x), backward with upstream dy; outputs, input /
@@ -156,6 +157,76 @@ describe("nn golden values: losses.json", function()
         loss:backward()
         assert_golden(loss:item(), case.value, "probability targets: value")
         assert_golden(x.grad, case.dinput, "probability targets: dinput")
+      end)
+    end
+  end
+end)
+
+-- breadth.json: the loss cases and GroupNorm (the LSTM, GRU and RNN cases belong to the
+-- recurrent layers, still to come, and are only counted here). To 1e-9 relative.
+describe("nn golden values: breadth.json (losses, GroupNorm)", function()
+  local doc = load("breadth.json")
+  local function assert9(got, want, what) golden.assert_close(got, want, what, 1e-9, 1e-15) end
+
+  it("has the expected cases", function()
+    local names = {}
+    for i, c in ipairs(doc.cases) do names[i] = c.fn end
+    assert.are.same({ "LSTM", "GRU", "RNN", "group_norm", "l1_loss", "smooth_l1_loss", "huber_loss", "mse_loss",
+      "binary_cross_entropy", "kl_div" }, names)
+  end)
+
+  -- fn -> the module class of the same loss; the case's options go to both forms
+  local MODULE = { l1_loss = "L1Loss", smooth_l1_loss = "SmoothL1Loss", huber_loss = "HuberLoss", mse_loss = "MSELoss",
+    binary_cross_entropy = "BCELoss", kl_div = "KLDivLoss" }
+
+  local function opts_of(c)
+    local o = {}
+    for k, v in pairs(c.options) do o[k] = v end
+    return o
+  end
+
+  for ci, c in ipairs(doc.cases) do
+    if MODULE[c.fn] then
+      for _, form in ipairs({ "functional", "module" }) do
+        local label = string.format("case %d: %s %s, %s form", ci, c.fn, json.encode(c.options), form)
+        it(label .. ": value and input gradient", function()
+          local x = P(c.input)
+          local loss
+          if form == "functional" then
+            loss = F[c.fn](x, T(c.target), opts_of(c))
+          else
+            loss = nn[MODULE[c.fn]](opts_of(c))(x, T(c.target))
+          end
+          assert.are.same({}, loss.shape)
+          loss:backward()
+          assert9(loss:item(), c.value, label .. ": value")
+          assert9(x.grad, c.dinput, label .. ": dinput")
+        end)
+      end
+    elseif c.fn == "group_norm" then
+      local label = string.format("case %d: group_norm %s on {%s}", ci, json.encode(c.options),
+        table.concat(shape_of(c.x), ","))
+      it(label .. ", functional form: output and the gradients of x, weight and bias", function()
+        local x, w, b = P(c.x), P(c.weight), P(c.bias)
+        local y = F.group_norm(x, c.options.num_groups, { weight = w, bias = b, eps = c.options.eps })
+        y:backward(T(c.upstream))
+        assert9(y, c.y, label .. ": y")
+        assert9(x.grad, c.dx, label .. ": dx")
+        assert9(w.grad, c.dweight, label .. ": dweight")
+        assert9(b.grad, c.dbias, label .. ": dbias")
+      end)
+      it(label .. ", module form", function()
+        local C = #c.weight
+        local gn = nn.GroupNorm(c.options.num_groups, C, { eps = c.options.eps, dtype = "float64" })
+        copy_into(gn.weight, c.weight)
+        copy_into(gn.bias, c.bias)
+        local x = P(c.x)
+        local y = gn(x)
+        y:backward(T(c.upstream))
+        assert9(y, c.y, label .. ": y")
+        assert9(x.grad, c.dx, label .. ": dx")
+        assert9(gn.weight.grad, c.dweight, label .. ": dweight")
+        assert9(gn.bias.grad, c.dbias, label .. ": dbias")
       end)
     end
   end

@@ -87,6 +87,11 @@ local layers = {
   { "LayerNorm(5)", function() return nn.LayerNorm(5, { dtype = "float64" }) end, { 3, 5 }, { "weight", "bias" } },
   { "LayerNorm({2, 3})", function() return nn.LayerNorm({ 2, 3 }, { dtype = "float64" }) end, { 2, 2, 3 }, { "weight", "bias" } },
   { "LayerNorm without affine", function() return nn.LayerNorm(4, { elementwise_affine = false }) end, { 3, 4 }, {} },
+  { "GroupNorm(3, 6) (N, C, L)", function() return nn.GroupNorm(3, 6, { dtype = "float64" }) end, { 2, 6, 3 },
+    { "weight", "bias" } },
+  { "GroupNorm(2, 4) (N, C, H, W)", function() return nn.GroupNorm(2, 4, { dtype = "float64" }) end, { 2, 4, 2, 3 },
+    { "weight", "bias" } },
+  { "GroupNorm without affine", function() return nn.GroupNorm(1, 4, { affine = false }) end, { 3, 4 }, {} },
   { "ReLU", function() return nn.ReLU() end, { 3, 4 }, {} },
   { "Sigmoid", function() return nn.Sigmoid() end, { 3, 4 }, {} },
   { "Tanh", function() return nn.Tanh() end, { 3, 4 }, {} },
@@ -575,6 +580,9 @@ describe("losses", function()
     assert.matches('reduction must be "mean", "sum" or "none", got avg',
       message_of(F.mse_loss, logits, logits, { reduction = "avg" }))
     assert.matches('CrossEntropyLoss: reduction must be', message_of(nn.CrossEntropyLoss, { reduction = "avg" }))
+    -- the fused label path checks the reduction before the C kernel sees it
+    assert.are.equal('cross_entropy: reduction must be "mean", "sum" or "none", got 3',
+      message_of(F.cross_entropy, logits, { 1, 2 }, { reduction = 3 }))
     assert.matches("label_smoothing must be between 0 and 1, got 1.5",
       message_of(F.cross_entropy, logits, { 1, 2 }, { label_smoothing = 1.5 }))
   end)

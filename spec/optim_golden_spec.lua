@@ -1,11 +1,14 @@
--- Reproduces spec/golden/optim.json and spec/golden/schedules.json (PyTorch 1.13,
--- float64, CPU): every case, every step.
+-- Reproduces spec/golden/optim.json, spec/golden/optim_more.json and spec/golden/schedules.json
+-- (PyTorch 1.13, float64, CPU): every case, every step.
 --
 -- optim.json: loss = mean((X W + b - Y)^2) + 0.1 sum(W^4). Each step: zero grads, loss (checked
 -- against loss_before_step), backward, [clip_grad_norm_], optimizer step, [schedule step]; then W
 -- and b are checked element by element against params_after_step, to 1e-9 relative
 -- (|got - want| <= 1e-9 |want|, with an absolute floor of 1e-15 for entries that are zero up to
 -- rounding).
+--
+-- optim_more.json: the same objective and tolerance for Adamax, NAdam, RAdam, Adadelta and
+-- Nesterov SGD; trajectory[k] holds W and b after step k (no losses recorded).
 --
 -- schedules.json: lr_at_step[k] is the learning rate in force for the k-th optimizer step; the
 -- schedule is stepped once after each step. Checked to 1e-12 relative. The textbook schedules
@@ -65,6 +68,36 @@ describe("optim golden (optim.json)", function()
         if sched then sched:step() end
         close(where .. " W", W:tolist(), c.params_after_step[s].W, 1e-9, 1e-15)
         close(where .. " b", b:tolist(), c.params_after_step[s].b, 1e-9, 1e-15)
+      end
+    end)
+  end
+end)
+
+describe("optim golden (optim_more.json)", function()
+  local d = load("optim_more.json")
+  local X, Y = lg.tensor(d.X, F64), lg.tensor(d.Y, F64)
+
+  it("has the cases the issue lists", function()
+    local names = {}
+    for i, c in ipairs(d.cases) do names[i] = c.optimizer end
+    assert.are.same({ "Adamax", "NAdam", "RAdam", "Adadelta", "SGD" }, names)
+  end)
+
+  for ci, c in ipairs(d.cases) do
+    local steps = #c.trajectory
+    it(string.format("case %d: %s %s, %d steps to 1e-9", ci, c.optimizer, json.encode(c.options), steps), function()
+      local W = lg.tensor(d.W0, F64):requires_grad_(true)
+      local b = lg.tensor(d.b0, F64):requires_grad_(true)
+      local opt = lg.optim[c.optimizer]({ W, b }, copy(c.options))
+      assert.are.equal(25, steps)
+      for s = 1, steps do
+        opt:zero_grad()
+        local loss = ((X:matmul(W) + b - Y) ^ 2):mean() + (W ^ 4):sum() * 0.1
+        loss:backward()
+        opt:step()
+        local where = string.format("case %d (%s) step %d", ci, c.optimizer, s)
+        close(where .. " W", W:tolist(), c.trajectory[s].W, 1e-9, 1e-15)
+        close(where .. " b", b:tolist(), c.trajectory[s].b, 1e-9, 1e-15)
       end
     end)
   end

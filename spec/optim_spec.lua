@@ -1,6 +1,7 @@
 -- Optimizer behaviour beyond the golden trajectories (spec/optim_golden_spec.lua): parameter
 -- groups, settable learning rates, skipped parameters, zero_grad, maximize, float32 training,
--- validation messages, save/resume bit for bit, and gradient clipping.
+-- Adamax/NAdam/RAdam/Adadelta against scalar equations with every option set, validation
+-- messages, save/resume bit for bit, and gradient clipping.
 --
 -- Hand-computed expectations use gradients set directly (p.grad = ...) so each update can be
 -- written out from PyTorch's equations in a line.
@@ -68,7 +69,8 @@ describe("optim: parameter groups", function()
 
   it("skips parameters whose grad is nil: state stays empty, values unchanged", function()
     for _, case in ipairs({ { "SGD", { lr = 0.1, momentum = 0.9 } }, { "Adam", {} }, { "AdamW", {} },
-      { "RMSprop", { momentum = 0.5, centered = true } } }) do
+      { "RMSprop", { momentum = 0.5, centered = true } }, { "Adamax", {} }, { "NAdam", {} }, { "RAdam", {} },
+      { "Adadelta", {} } }) do
       local a, b = param({ 1, 2, 3 }), param({ 4, 5 })
       local opt = O[case[1]]({ a, b }, case[2])
       a.grad = t64({ 1, 1, 1 })
@@ -93,7 +95,8 @@ describe("optim: parameter groups", function()
 
   it("takes gradients that are strided views, as their contiguous copies", function()
     for _, case in ipairs({ { "SGD", { lr = 0.1, momentum = 0.9 } }, { "Adam", { amsgrad = true } }, { "AdamW", {} },
-      { "RMSprop", { momentum = 0.5 } }, { "Adagrad", {} } }) do
+      { "RMSprop", { momentum = 0.5 } }, { "Adagrad", {} }, { "Adamax", {} }, { "NAdam", {} }, { "RAdam", {} },
+      { "Adadelta", {} } }) do
       lg.manual_seed(3)
       local g1, g2 = lg.randn(4, 3, F64), lg.randn(4, 3, F64)
       local a = lg.randn(3, 4, F64):requires_grad_()
@@ -201,6 +204,10 @@ describe("optim: float32 training", function()
     { "RMSprop", { lr = 0.01 } },
     { "RMSprop", { lr = 0.005, momentum = 0.5, centered = true } },
     { "Adagrad", { lr = 0.3 } },
+    { "Adamax", { lr = 0.05 } },
+    { "NAdam", { lr = 0.05, weight_decay = 1e-3 } },
+    { "RAdam", { lr = 0.1 } },
+    { "Adadelta", { lr = 10 } },
   }
   for _, c in ipairs(cases) do
     local name, o = c[1], c[2]
@@ -278,6 +285,116 @@ describe("optim: Adam's fused step against its equations op by op", function()
   end
 end)
 
+-- ---- Adamax, NAdam, RAdam, Adadelta: each update written out in scalars ---------------------
+-- PyTorch 1.13's equations element by element in plain Lua (st: this element's state, t: the
+-- step from 1), against the fused C kernels, with every option away from its default.
+
+local REF = {
+  Adamax = function(o, st, p, g, t)
+    if o.maximize then g = -g end
+    g = g + o.weight_decay * p
+    st.m = o.betas[1] * (st.m or 0) + (1 - o.betas[1]) * g
+    st.u = math.max(o.betas[2] * (st.u or 0), math.abs(g) + o.eps)
+    return p - o.lr / (1 - o.betas[1] ^ t) * st.m / st.u
+  end,
+  NAdam = function(o, st, p, g, t)
+    local b1, b2, psi = o.betas[1], o.betas[2], o.momentum_decay
+    g = g + o.weight_decay * p
+    local mu, mu_next = b1 * (1 - 0.5 * 0.96 ^ (t * psi)), b1 * (1 - 0.5 * 0.96 ^ ((t + 1) * psi))
+    st.P = (st.P or 1) * mu
+    local P_next = st.P * mu * mu_next -- PyTorch 1.13's product (mu counted twice)
+    st.m = b1 * (st.m or 0) + (1 - b1) * g
+    st.v = b2 * (st.v or 0) + (1 - b2) * g * g
+    local d = math.sqrt(st.v / (1 - b2 ^ t)) + o.eps
+    p = p - o.lr * (1 - mu) / (1 - st.P) * g / d
+    return p - o.lr * mu_next / (1 - P_next) * st.m / d
+  end,
+  RAdam = function(o, st, p, g, t)
+    local b1, b2 = o.betas[1], o.betas[2]
+    g = g + o.weight_decay * p
+    st.m = b1 * (st.m or 0) + (1 - b1) * g
+    st.v = b2 * (st.v or 0) + (1 - b2) * g * g
+    local rho_inf = 2 / (1 - b2) - 1
+    local rho_t = rho_inf - 2 * t * b2 ^ t / (1 - b2 ^ t)
+    local mhat = st.m / (1 - b1 ^ t)
+    if rho_t <= 5 then return p - mhat * o.lr end
+    local r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+    return p - mhat * o.lr * math.sqrt(1 - b2 ^ t) / (math.sqrt(st.v) + o.eps) * r
+  end,
+  Adadelta = function(o, st, p, g)
+    if o.maximize then g = -g end
+    g = g + o.weight_decay * p
+    st.s = o.rho * (st.s or 0) + (1 - o.rho) * g * g
+    local delta = math.sqrt((st.a or 0) + o.eps) / math.sqrt(st.s + o.eps) * g
+    st.a = o.rho * (st.a or 0) + (1 - o.rho) * delta * delta
+    return p - o.lr * delta
+  end,
+}
+
+describe("optim: Adamax, NAdam, RAdam, Adadelta against their equations in scalars", function()
+  local cases = {
+    { "Adamax", { lr = 0.1, betas = { 0.8, 0.99 }, eps = 1e-3, weight_decay = 0.5, maximize = false } },
+    { "Adamax", { lr = 0.1, betas = { 0.8, 0.99 }, eps = 1e-3, weight_decay = 0.5, maximize = true } },
+    { "NAdam", { lr = 0.1, betas = { 0.8, 0.99 }, eps = 1e-3, weight_decay = 0.5, momentum_decay = 0.05 } },
+    -- beta2 = 0.5: rho_inf = 3, never above 5, so every step is the unrectified one
+    { "RAdam", { lr = 0.1, betas = { 0.8, 0.5 }, eps = 1e-3, weight_decay = 0.5 } },
+    -- beta2 = 0.9: rho_t passes 5 at step 6, so both branches run
+    { "RAdam", { lr = 0.1, betas = { 0.8, 0.9 }, eps = 1e-3, weight_decay = 0.5 } },
+    { "Adadelta", { lr = 0.7, rho = 0.6, eps = 1e-3, weight_decay = 0.5, maximize = false } },
+    { "Adadelta", { lr = 0.7, rho = 0.6, eps = 1e-3, weight_decay = 0.5, maximize = true } },
+  }
+  for _, c in ipairs(cases) do
+    local name, o = c[1], c[2]
+    local label = name
+    for _, k in ipairs({ "betas", "maximize", "rho" }) do
+      local v = o[k]
+      if v ~= nil then label = label .. " " .. k .. "=" .. (type(v) == "table" and table.concat(v, ",") or tostring(v)) end
+    end
+    it(label .. ": 10 steps agree to 1e-13", function()
+      local p0 = { 1, -2, 0.25, 0 }
+      local p = param(p0)
+      local oo = {}
+      for k, v in pairs(o) do oo[k] = v end
+      local opt = O[name]({ p }, oo)
+      local want, states = { table.unpack(p0) }, { {}, {}, {}, {} }
+      for t = 1, 10 do
+        local g = { 0.3 * t, -0.4, 1 / t, -0.05 * t * t }
+        p.grad = t64(g)
+        opt:step()
+        for i = 1, #want do want[i] = REF[name](o, states[i], want[i], g[i], t) end
+        close(p, want, 1e-13, 1e-15, string.format("%s step %d", label, t))
+      end
+      assert.are.equal(10, opt.state[p].step)
+    end)
+  end
+
+  it("keep PyTorch's state keys, and refuse a damaged state", function()
+    local keys = { Adamax = { "exp_avg", "exp_inf", "step" }, NAdam = { "exp_avg", "exp_avg_sq", "mu_product", "step" },
+      RAdam = { "exp_avg", "exp_avg_sq", "step" }, Adadelta = { "acc_delta", "square_avg", "step" } }
+    for name, want in pairs(keys) do
+      local p = param({ 1, 2 })
+      local opt = O[name]({ p })
+      p.grad = t64({ 1, -1 })
+      opt:step()
+      local got = {}
+      for k in pairs(opt.state[p]) do got[#got + 1] = k end
+      table.sort(got)
+      assert.are.same(want, got, name)
+      local st = opt.state[p]
+      local first = want[1]
+      local saved = st[first]
+      st[first] = nil
+      raises(name .. ": the state of a parameter has a step but no tensor '" .. first .. "'", opt.step, opt)
+      st[first] = saved
+      st.step = -1
+      raises(name .. ": state step must be a non%-negative integer, got %-1", opt.step, opt)
+      st.step = 1
+      opt:step()
+      assert.are.equal(2, st.step, name)
+    end
+  end)
+end)
+
 describe("optim: validation", function()
   local p = lg.randn(3, { requires_grad = true })
 
@@ -286,6 +403,10 @@ describe("optim: validation", function()
     raises("Adam: invalid learning rate: %-1", O.Adam, { p }, { lr = -1 })
     raises("RMSprop: invalid learning rate: %-2", O.RMSprop, { p }, { lr = -2 })
     raises("Adagrad: invalid learning rate: %-3", O.Adagrad, { p }, { lr = -3 })
+    raises("Adamax: invalid learning rate: %-4", O.Adamax, { p }, { lr = -4 })
+    raises("NAdam: invalid learning rate: %-5", O.NAdam, { p }, { lr = -5 })
+    raises("RAdam: invalid learning rate: %-6", O.RAdam, { p }, { lr = -6 })
+    raises("Adadelta: invalid learning rate: %-7", O.Adadelta, { p }, { lr = -7 })
   end)
 
   it("requires lr for SGD", function()
@@ -298,12 +419,25 @@ describe("optim: validation", function()
     raises("Adam: invalid beta parameter at index 2: %-0%.1", O.Adam, { p }, { betas = { 0.9, -0.1 } })
     raises("AdamW: invalid beta parameter at index 2: 1%.5", O.AdamW, { p }, { betas = { 0.9, 1.5 } })
     raises("Adam: betas must be a table of two numbers", O.Adam, { p }, { betas = { 0.9 } })
+    raises("Adamax: invalid beta parameter at index 1: 1%.0", O.Adamax, { p }, { betas = { 1.0, 0.999 } })
+    raises("NAdam: invalid beta parameter at index 2: %-0%.1", O.NAdam, { p }, { betas = { 0.9, -0.1 } })
+    raises("RAdam: invalid beta parameter at index 2: 1%.5", O.RAdam, { p }, { betas = { 0.9, 1.5 } })
+  end)
+
+  it("rejects NAdam's negative momentum_decay and Adadelta's rho outside [0, 1]", function()
+    raises("NAdam: invalid momentum_decay value: %-0%.01", O.NAdam, { p }, { momentum_decay = -0.01 })
+    raises("Adadelta: invalid rho value: 1%.5 %(must be in %[0, 1%]%)", O.Adadelta, { p }, { rho = 1.5 })
+    raises("Adadelta: invalid rho value: %-0%.1", O.Adadelta, { p }, { rho = -0.1 })
+    O.Adadelta({ p }, { rho = 1 }) -- the ends are allowed, as in PyTorch
+    O.Adadelta({ p }, { rho = 0 })
   end)
 
   it("rejects a negative eps", function()
     raises("Adam: invalid epsilon value: %-1e%-08", O.Adam, { p }, { eps = -1e-8 })
     raises("RMSprop: invalid epsilon value: %-0%.1", O.RMSprop, { p }, { eps = -0.1 })
     raises("Adagrad: invalid epsilon value: %-0%.1", O.Adagrad, { p }, { eps = -0.1 })
+    raises("Adamax: invalid epsilon value: %-0%.1", O.Adamax, { p }, { eps = -0.1 })
+    raises("Adadelta: invalid epsilon value: %-0%.1", O.Adadelta, { p }, { eps = -0.1 })
   end)
 
   it("rejects a negative weight decay", function()
@@ -312,6 +446,9 @@ describe("optim: validation", function()
     raises("Adam: invalid weight_decay value: %-0%.5", O.Adam, { p }, { weight_decay = -0.5 })
     raises("RMSprop: invalid weight_decay value: %-1", O.RMSprop, { p }, { weight_decay = -1 })
     raises("Adagrad: invalid weight_decay value: %-1", O.Adagrad, { p }, { weight_decay = -1 })
+    raises("NAdam: invalid weight_decay value: %-1", O.NAdam, { p }, { weight_decay = -1 })
+    raises("RAdam: invalid weight_decay value: %-1", O.RAdam, { p }, { weight_decay = -1 })
+    raises("Adadelta: invalid weight_decay value: %-1", O.Adadelta, { p }, { weight_decay = -1 })
   end)
 
   it("rejects nesterov without momentum or with dampening, naming both values", function()
@@ -335,6 +472,11 @@ describe("optim: validation", function()
   it("rejects unknown options, at the top level and in a group", function()
     raises("Adam: unknown option 'lrr'", O.Adam, { p }, { lrr = 0.1 })
     raises("SGD: unknown option 'betas'", O.SGD, { p }, { lr = 0.1, betas = { 0.9, 0.99 } })
+    -- options PyTorch 1.13 does not have for these classes are refused too
+    raises("NAdam: unknown option 'maximize'", O.NAdam, { p }, { maximize = true })
+    raises("RAdam: unknown option 'amsgrad'", O.RAdam, { p }, { amsgrad = true })
+    raises("Adadelta: unknown option 'betas'", O.Adadelta, { p }, { betas = { 0.9, 0.99 } })
+    raises("Adamax: unknown option 'momentum_decay'", O.Adamax, { p }, { momentum_decay = 0.1 })
     local q = lg.randn(2, { requires_grad = true })
     raises("Adam: unknown option 'foo' in parameter group 2", O.Adam, { { params = { p } }, { params = { q }, foo = 1 } })
   end)
@@ -393,6 +535,10 @@ describe("optim: state_dict and resume", function()
     { "SGD", { lr = 0.05, momentum = 0.9, nesterov = true, weight_decay = 1e-3 } },
     { "RMSprop", { lr = 0.01, centered = true, momentum = 0.5, weight_decay = 1e-3 } },
     { "Adagrad", { lr = 0.2, lr_decay = 0.01, initial_accumulator_value = 0.1 } },
+    { "Adamax", { lr = 0.05, weight_decay = 1e-3 } },
+    { "NAdam", { lr = 0.05, momentum_decay = 0.01 } },
+    { "RAdam", { lr = 0.05, weight_decay = 1e-3 } },
+    { "Adadelta", { lr = 2, rho = 0.8, weight_decay = 1e-3 } },
   }
   lg.manual_seed(11)
   local X, Y = lg.randn(16, 4), lg.randn(16, 3)

@@ -341,6 +341,10 @@ describe("long rows split across threads agree with short pieces, bit for bit", 
       function(ps) return lg.optim.AdamW(ps, { lr = 0.01, weight_decay = 0.1 }) end,
       function(ps) return lg.optim.RMSprop(ps, { lr = 0.01, momentum = 0.5 }) end,
       function(ps) return lg.optim.Adagrad(ps, { lr = 0.1 }) end,
+      function(ps) return lg.optim.Adamax(ps, { lr = 0.01, weight_decay = 0.01 }) end,
+      function(ps) return lg.optim.NAdam(ps, { lr = 0.01 }) end,
+      function(ps) return lg.optim.RAdam(ps, { lr = 0.01 }) end,
+      function(ps) return lg.optim.Adadelta(ps, { rho = 0.8 }) end,
     }) do
       local long = row("float32", "contiguous"):requires_grad_(true)
       local parts = {}
@@ -348,7 +352,7 @@ describe("long rows split across threads agree with short pieces, bit for bit", 
         parts[i] = row("float32", "contiguous"):narrow(1, (i - 1) * PIECE + 1, PIECE):clone():requires_grad_(true)
       end
       local opt_long, opt_parts = make({ long }), make(parts)
-      for step = 1, 3 do
+      for step = 1, 6 do -- RAdam's rectified steps start at the sixth
         local g = row("float32", "contiguous", step):mul(0.1)
         long.grad = g
         for i = 1, 4 do parts[i].grad = g:narrow(1, (i - 1) * PIECE + 1, PIECE):clone() end

@@ -166,6 +166,7 @@ local FACTORY = {
   ["lg.nn.Residual"] = { "lg.nn.Residual(lg.nn.Linear(3, 3))" },
   ["lg.nn.BatchNorm1d"] = { "lg.nn.BatchNorm1d(3)" },
   ["lg.nn.LayerNorm"] = { "lg.nn.LayerNorm(3)" },
+  ["lg.nn.GroupNorm"] = { "lg.nn.GroupNorm(2, 4)" },
   ["lg.nn.Flatten"] = { "lg.nn.Flatten()" },
   ["lg.nn.Softmax"] = { "lg.nn.Softmax(2)" },
   ["lg.nn.LogSoftmax"] = { "lg.nn.LogSoftmax(2)" },
@@ -531,6 +532,9 @@ M.STANDS_FOR = {
   ["lg.nn.CrossEntropyLoss"] = { "cross_entropy" }, ["lg.nn.NLLLoss"] = { "nll_loss" },
   ["lg.nn.MSELoss"] = { "mse_loss" }, ["lg.nn.BCEWithLogitsLoss"] = { "binary_cross_entropy_with_logits" },
   ["lg.nn.LeakyReLU"] = { "leaky_relu" }, ["lg.nn.LogSoftmax"] = { "log_softmax" },
+  ["lg.nn.L1Loss"] = { "l1_loss" }, ["lg.nn.SmoothL1Loss"] = { "smooth_l1_loss" }, ["lg.nn.HuberLoss"] = { "huber_loss" },
+  ["lg.nn.BCELoss"] = { "binary_cross_entropy" }, ["lg.nn.KLDivLoss"] = { "kl_div" },
+  ["lg.nn.CosineEmbeddingLoss"] = { "cosine_embedding_loss" }, ["lg.nn.GroupNorm"] = { "group_norm" },
 }
 
 local function has_word(s, word)

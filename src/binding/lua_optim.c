@@ -41,6 +41,49 @@ static int m_adagrad_step(lua_State *L) {
   return 0;
 }
 
+/* _adamax_step(p, g, exp_avg, exp_inf, step, lr, beta1, beta2, eps, weight_decay, maximize) */
+static int m_adamax_step(lua_State *L) {
+  lg_tensor *p = lgL_checktensor(L, 1), *tmp, *g = grad_arg(L, 2, p, &tmp);
+  lg_adamax_opts o = {lgL_checknumber(L, 6, NULL), lgL_checknumber(L, 7, NULL),  lgL_checknumber(L, 8, NULL),
+                      lgL_checknumber(L, 9, NULL), lgL_checknumber(L, 10, NULL), lua_toboolean(L, 11)};
+  lgL_check(L, lg_adamax_step(p, g, lgL_checktensor(L, 3), lgL_checktensor(L, 4),
+                              lgL_checkinteger(L, 5, NULL), &o));
+  return 0;
+}
+
+/* _nadam_step(p, g, exp_avg, exp_avg_sq, step, mu_product, lr, beta1, beta2, eps, weight_decay,
+** momentum_decay) -> the new mu_product */
+static int m_nadam_step(lua_State *L) {
+  lg_tensor *p = lgL_checktensor(L, 1), *tmp, *g = grad_arg(L, 2, p, &tmp);
+  double mu_product = lgL_checknumber(L, 6, NULL);
+  lg_nadam_opts o = {lgL_checknumber(L, 7, NULL),  lgL_checknumber(L, 8, NULL),
+                     lgL_checknumber(L, 9, NULL),  lgL_checknumber(L, 10, NULL),
+                     lgL_checknumber(L, 11, NULL), lgL_checknumber(L, 12, NULL)};
+  lgL_check(L, lg_nadam_step(p, g, lgL_checktensor(L, 3), lgL_checktensor(L, 4), lgL_checkinteger(L, 5, NULL),
+                             &mu_product, &o));
+  lua_pushnumber(L, mu_product);
+  return 1;
+}
+
+/* _radam_step(p, g, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay) */
+static int m_radam_step(lua_State *L) {
+  lg_tensor *p = lgL_checktensor(L, 1), *tmp, *g = grad_arg(L, 2, p, &tmp);
+  lg_radam_opts o = {lgL_checknumber(L, 6, NULL), lgL_checknumber(L, 7, NULL), lgL_checknumber(L, 8, NULL),
+                     lgL_checknumber(L, 9, NULL), lgL_checknumber(L, 10, NULL)};
+  lgL_check(
+      L, lg_radam_step(p, g, lgL_checktensor(L, 3), lgL_checktensor(L, 4), lgL_checkinteger(L, 5, NULL), &o));
+  return 0;
+}
+
+/* _adadelta_step(p, g, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize) */
+static int m_adadelta_step(lua_State *L) {
+  lg_tensor *p = lgL_checktensor(L, 1), *tmp, *g = grad_arg(L, 2, p, &tmp);
+  lg_adadelta_opts o = {lgL_checknumber(L, 5, NULL), lgL_checknumber(L, 6, NULL), lgL_checknumber(L, 7, NULL),
+                        lgL_checknumber(L, 8, NULL), lua_toboolean(L, 9)};
+  lgL_check(L, lg_adadelta_step(p, g, lgL_checktensor(L, 3), lgL_checktensor(L, 4), &o));
+  return 0;
+}
+
 /* ---- group steps ----
 ** _sgd_group / _adam_group(params, state, options...) update every tensor of the list params
 ** that has a gradient, with its state table state[p] (made when missing), exactly as the Lua
@@ -195,6 +238,10 @@ static const luaL_Reg functions[] = {{"_has_grad", t_has_grad},
                                      {"_adam_group", m_adam_group},
                                      {"_rmsprop_step", m_rmsprop_step},
                                      {"_adagrad_step", m_adagrad_step},
+                                     {"_adamax_step", m_adamax_step},
+                                     {"_nadam_step", m_nadam_step},
+                                     {"_radam_step", m_radam_step},
+                                     {"_adadelta_step", m_adadelta_step},
                                      {NULL, NULL}};
 
 /* Adds the functions to the module table on top of the stack. */

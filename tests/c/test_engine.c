@@ -144,11 +144,99 @@ static void test_small_products(void) {
       }
 }
 
+/* Adamax, NAdam, RAdam, Adadelta through the header: the first step's closed form, float32
+** following float64, and refused calls that leave the parameter and NAdam's mu_product alone. */
+enum { OPT_ADAMAX, OPT_NADAM, OPT_RADAM, OPT_ADADELTA };
+static lg_status more_step(int which, lg_tensor *p, lg_tensor *g, lg_tensor *a, lg_tensor *b, int64_t t,
+                           double *mu) {
+  lg_adamax_opts ax = {0.1, 0.9, 0.999, 1e-8, 0.01, 0};
+  lg_nadam_opts na = {0.1, 0.9, 0.999, 1e-8, 0.01, 4e-3};
+  lg_radam_opts ra = {0.1, 0.9, 0.999, 1e-8, 0.01};
+  lg_adadelta_opts ad = {1.0, 0.9, 1e-6, 0.01, 0};
+  switch (which) {
+  case OPT_ADAMAX:
+    return lg_adamax_step(p, g, a, b, t, &ax);
+  case OPT_NADAM:
+    return lg_nadam_step(p, g, a, b, t, mu, &na);
+  case OPT_RADAM:
+    return lg_radam_step(p, g, a, b, t, &ra);
+  default:
+    return lg_adadelta_step(p, g, a, b, &ad);
+  }
+}
+
+static void test_more_optimizers(void) {
+  const char *names[] = {"Adamax", "NAdam", "RAdam", "Adadelta"};
+  double p0[5] = {1, -2, 0.5, 0, 3}, g0[5] = {0.3, -0.1, 2, -1, 0.05};
+  int64_t n = 5;
+  for (int which = 0; which < 4; which++) {
+    lg_tensor *p[2], *g[2], *a[2], *b[2];
+    double mu[2] = {1, 1};
+    lg_dtype dts[2] = {LG_FLOAT64, LG_FLOAT32};
+    for (int k = 0; k < 2; k++) {
+      float pf[5], gf[5];
+      for (int i = 0; i < 5; i++) pf[i] = (float)p0[i], gf[i] = (float)g0[i];
+      lg_tensor_from_data(k ? (void *)pf : (void *)p0, &n, 1, dts[k], &p[k]);
+      lg_tensor_from_data(k ? (void *)gf : (void *)g0, &n, 1, dts[k], &g[k]);
+      lg_tensor_zeros(&n, 1, dts[k], &a[k]);
+      lg_tensor_zeros(&n, 1, dts[k], &b[k]);
+    }
+    /* refused: step 0, a missing state tensor, a state of another shape */
+    int64_t three = 3;
+    lg_tensor *short_state;
+    lg_tensor_zeros(&three, 1, LG_FLOAT64, &short_state);
+    if (which != OPT_ADADELTA)
+      CHECK(more_step(which, p[0], g[0], a[0], b[0], 0, &mu[0]) == LG_EVALUE, "%s: step 0 refused",
+            names[which]);
+    CHECK(more_step(which, p[0], g[0], NULL, b[0], 1, &mu[0]) == LG_EVALUE, "%s: missing state refused",
+          names[which]);
+    CHECK(more_step(which, p[0], g[0], a[0], short_state, 1, &mu[0]) == LG_ESHAPE &&
+              strstr(lg_errmsg(), names[which]),
+          "%s: a state of shape {3} refused, naming the optimizer: %s", names[which], lg_errmsg());
+    for (int i = 0; i < 5; i++)
+      CHECK(lg_get_flat(p[0], i) == p0[i], "%s: a refused step leaves p", names[which]);
+    CHECK(mu[0] == 1, "%s: a refused step leaves mu_product", names[which]);
+    lg_tensor_release(short_state);
+    /* step 1 in closed form (weight decay 0.01 folded into the gradient) */
+    CHECK(more_step(which, p[0], g[0], a[0], b[0], 1, &mu[0]) == LG_OK, "%s: step 1", names[which]);
+    for (int i = 0; i < 5; i++) {
+      double gi = g0[i] + 0.01 * p0[i], want;
+      if (which == OPT_ADAMAX)
+        want = p0[i] - 0.1 * gi / (fabs(gi) + 1e-8);
+      else if (which == OPT_RADAM)
+        want = p0[i] - 0.1 * gi; /* rho_1 = 1 <= 5: unrectified */
+      else if (which == OPT_ADADELTA)
+        want = p0[i] - sqrt(1e-6) / sqrt(0.1 * gi * gi + 1e-6) * gi;
+      else {
+        double m1 = 0.9 * (1 - 0.5 * pow(0.96, 4e-3)), m2 = 0.9 * (1 - 0.5 * pow(0.96, 8e-3));
+        double d = fabs(gi) + 1e-8;
+        want = p0[i] - 0.1 * gi / d - 0.1 * m2 / (1 - m1 * m1 * m2) * 0.1 * gi / d;
+      }
+      CHECK(close_to(lg_get_flat(p[0], i), want, 1e-14), "%s step 1 [%d]: %.17g, want %.17g", names[which], i,
+            lg_get_flat(p[0], i), want);
+    }
+    /* float32 follows float64 over 20 steps */
+    CHECK(more_step(which, p[1], g[1], a[1], b[1], 1, &mu[1]) == LG_OK, "%s float32 step 1", names[which]);
+    for (int64_t t = 2; t <= 20; t++) {
+      more_step(which, p[0], g[0], a[0], b[0], t, &mu[0]);
+      more_step(which, p[1], g[1], a[1], b[1], t, &mu[1]);
+    }
+    for (int i = 0; i < 5; i++)
+      CHECK(close_to(lg_get_flat(p[1], i), lg_get_flat(p[0], i), 1e-5), "%s float32 [%d]: %g vs %g",
+            names[which], i, lg_get_flat(p[1], i), lg_get_flat(p[0], i));
+    if (which == OPT_NADAM)
+      CHECK(mu[0] < 0.5 && mu[0] == mu[1], "NAdam: mu_product %g after 20 steps", mu[0]);
+    for (int k = 0; k < 2; k++)
+      lg_tensor_release(p[k]), lg_tensor_release(g[k]), lg_tensor_release(a[k]), lg_tensor_release(b[k]);
+  }
+}
+
 int main(void) {
   test_create_and_arith();
   test_views_and_matmul();
   test_random();
   test_memory_accounting();
   test_small_products();
+  test_more_optimizers();
   return CHECK_SUMMARY();
 }

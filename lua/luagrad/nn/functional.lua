@@ -23,6 +23,12 @@
 --       max(x, 0) - x y + log(1 + exp(-|x|)) regrouped as a sum of two non-negative terms, so
 --       nothing cancels, and its gradient is w [(1 - y + p y) s(x) - p y] everywhere,
 --       including at x = 0 (the max/abs form's kinks give a wrong subgradient there).
+--   l1_loss(input, target, {reduction})                     |input - target|
+--   smooth_l1_loss(input, target, {reduction, beta = 1})    0.5 z^2 / beta if z < beta, else z - 0.5 beta
+--   huber_loss(input, target, {reduction, delta = 1})       0.5 z^2 if z < delta, else delta (z - 0.5 delta)
+--   binary_cross_entropy(x, y, {weight, reduction})         -w [y log x + (1 - y) log(1 - x)], logs >= -100
+--   kl_div(input, target, {reduction, log_target})          target (log target - input); "batchmean"
+--   cosine_embedding_loss(x1, x2, y, {margin, reduction})   1 - cos (y = 1), max(0, cos - margin) (y = -1)
 local core = require "luagrad.core"
 local autograd = require "luagrad.autograd"
 local errors = require "luagrad.errors"
@@ -492,13 +498,74 @@ function F.layer_norm(x, normalized_shape, opts)
   return core._layer_norm(x, ns, w, b, o.eps or 1e-5)
 end
 
+---group_norm(x (N, C, *), num_groups, {weight, bias, eps = 1e-5}): splits the C channels into
+---num_groups groups of C / num_groups consecutive channels and normalizes each sample's group
+---over its channels and positions (mean 0, biased variance 1), then scales and shifts each
+---channel by weight (C) and bias (C). Each group is one row of the fused layer-norm kernel.
+---@param x luagrad.Tensor
+---@param num_groups integer
+---@param opts? {weight?: luagrad.Tensor, bias?: luagrad.Tensor, eps?: number}
+---@return luagrad.Tensor
+function F.group_norm(x, num_groups, opts)
+  local fname = "group_norm"
+  check_tensor(x, fname)
+  local o = check_opts(fname, opts, { "weight", "bias", "eps" })
+  if math.type(num_groups) ~= "integer" and not (type(num_groups) == "number" and num_groups == math.floor(num_groups))
+    or num_groups < 1 then
+    errors.raisef("%s: num_groups must be a positive integer, got %s", fname,
+      type(num_groups) == "number" and tostring(num_groups) or errors.describe(num_groups))
+  end
+  num_groups = math.tointeger(num_groups)
+  if x:dim() < 2 then
+    errors.raisef("%s: expected input of shape (N, C, *) with at least 2 dimensions, got shape %s", fname, shape_str(x))
+  end
+  local N, C = x:size(1), x:size(2)
+  if C % num_groups ~= 0 then
+    errors.raisef("%s: the %d channels of input shape %s are not divisible into num_groups = %d groups", fname, C,
+      shape_str(x), num_groups)
+  end
+  local eps = o.eps or 1e-5
+  if type(eps) ~= "number" or not (eps >= 0) then
+    errors.raisef("%s: eps must be a non-negative number, got %s", fname, tostring(eps))
+  end
+  for _, k in ipairs({ "weight", "bias" }) do
+    local v = o[k]
+    if v ~= nil then
+      check_tensor(v, fname, k)
+      if v:dim() ~= 1 or v:size(1) ~= C then
+        errors.raisef("%s: %s must have shape {%d} (one value per channel), got %s", fname, k, C, shape_str(v))
+      end
+    end
+  end
+  local y
+  if x:numel() == 0 then
+    y = x * 1
+  else
+    local M = x:numel() // (N * num_groups)
+    y = core._layer_norm(x:reshape(N, num_groups, M), { M }, nil, nil, eps):reshape(x.shape)
+  end
+  local shape = channel_shape(x)
+  if o.weight ~= nil then y = y * o.weight:view(shape) end
+  if o.bias ~= nil then y = y + o.bias:view(shape) end
+  return y
+end
+
 -- ---- losses -------------------------------------------------------------------------------
 
+local REDUCTIONS = { mean = true, sum = true, none = true }
+
+-- raises unless reduction is nil, "mean", "sum" or "none"
+local function check_reduction(reduction, fname)
+  if reduction ~= nil and not REDUCTIONS[reduction] then
+    errors.raisef('%s: reduction must be "mean", "sum" or "none", got %s', fname, tostring(reduction))
+  end
+end
+
 local function reduce(loss, reduction, fname)
+  check_reduction(reduction, fname)
   if reduction == nil or reduction == "mean" then return loss:mean() end
   if reduction == "sum" then return loss:sum() end
-  if reduction == "none" then return loss end
-  errors.raisef('%s: reduction must be "mean", "sum" or "none", got %s', fname, tostring(reduction))
+  return loss
 end
 
 -- Class labels: an int64 tensor, or a Lua list of integers (made into one).
@@ -545,6 +612,7 @@ end
 function F.cross_entropy(input, target, opts)
   check_tensor(input, "cross_entropy")
   local o = check_opts("cross_entropy", opts, { "reduction", "label_smoothing" })
+  check_reduction(o.reduction, "cross_entropy")
   local reduction, ls = o.reduction or "mean", o.label_smoothing or 0
   if type(ls) ~= "number" or not (ls >= 0 and ls <= 1) then
     errors.raisef("cross_entropy: label_smoothing must be between 0 and 1, got %s", tostring(ls))
@@ -659,6 +727,204 @@ function F.binary_cross_entropy_with_logits(input, target, opts)
   local loss = pos * softplus(-input) + (1 - target) * softplus(input)
   if o.weight ~= nil then loss = loss * o.weight end
   return reduce(loss, o.reduction, fname)
+end
+
+-- ---- regression, probability and embedding losses -------------------------------------------
+-- Composites of differentiable ops, as PyTorch's l1, smooth L1, Huber, KL and cosine embedding
+-- losses are, so each has a gradient, a double backward and a forward-mode rule for free.
+
+-- input and target tensors of one shape, or shapes that broadcast (with mse_loss's warning)
+local function pair_of(fname, input, target)
+  check_tensor(input, fname)
+  check_tensor(target, fname, "target")
+  if not same_shape(input, target) then
+    if not broadcasts(input, target) then
+      errors.raisef("%s: target shape %s does not broadcast against input shape %s", fname, shape_str(target),
+        shape_str(input))
+    end
+    warn_broadcast(fname, input, target)
+  end
+end
+
+---l1_loss(input, target, {reduction}): |input - target|, reduced. Its gradient at input ==
+---target is 0, as PyTorch's.
+---@param input luagrad.Tensor
+---@param target luagrad.Tensor
+---@param opts? luagrad.nn.ReductionOptions
+---@return luagrad.Tensor
+function F.l1_loss(input, target, opts)
+  pair_of("l1_loss", input, target)
+  local o = check_opts("l1_loss", opts, { "reduction" })
+  return reduce((input - target):abs(), o.reduction, "l1_loss")
+end
+
+-- beta (or delta) from the options: a number, > 0 (or >= 0 when zero_ok)
+local function positive(fname, key, v, default, zero_ok)
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v < 0 or (v == 0 and not zero_ok) then
+    errors.raisef("%s: %s must be a %s number, got %s", fname, key, zero_ok and "non-negative" or "positive",
+      type(v) == "number" and tostring(v) or errors.describe(v))
+  end
+  return v
+end
+
+-- z = |input - target|: quad z^2 below the threshold t, (z - 0.5 t) lin above (smooth L1:
+-- quad = 0.5 / beta, lin = 1; Huber: quad = 0.5, lin = delta)
+local function smooth_abs(input, target, t, quad, lin)
+  local z = (input - target):abs()
+  local above = lin == 1 and (z - 0.5 * t) or (z - 0.5 * t) * lin
+  return core.where(z:lt(t), z:square() * quad, above)
+end
+
+---smooth_l1_loss(input, target, {reduction, beta = 1}): 0.5 z^2 / beta where z = |input -
+---target| < beta, z - 0.5 beta elsewhere; beta = 0 is l1_loss.
+---@param input luagrad.Tensor
+---@param target luagrad.Tensor
+---@param opts? {reduction?: luagrad.nn.Reduction, beta?: number}
+---@return luagrad.Tensor
+function F.smooth_l1_loss(input, target, opts)
+  pair_of("smooth_l1_loss", input, target)
+  local o = check_opts("smooth_l1_loss", opts, { "reduction", "beta" })
+  local beta = positive("smooth_l1_loss", "beta", o.beta, 1.0, true)
+  if beta == 0 then return reduce((input - target):abs(), o.reduction, "smooth_l1_loss") end
+  return reduce(smooth_abs(input, target, beta, 0.5 / beta, 1), o.reduction, "smooth_l1_loss")
+end
+
+---huber_loss(input, target, {reduction, delta = 1}): 0.5 z^2 where z = |input - target| < delta,
+---delta (z - 0.5 delta) elsewhere; delta must be positive.
+---@param input luagrad.Tensor
+---@param target luagrad.Tensor
+---@param opts? {reduction?: luagrad.nn.Reduction, delta?: number}
+---@return luagrad.Tensor
+function F.huber_loss(input, target, opts)
+  pair_of("huber_loss", input, target)
+  local o = check_opts("huber_loss", opts, { "reduction", "delta" })
+  local delta = positive("huber_loss", "delta", o.delta, 1.0, false)
+  return reduce(smooth_abs(input, target, delta, 0.5, delta), o.reduction, "huber_loss")
+end
+
+-- log(x) clamped below at -100, as PyTorch's binary_cross_entropy: the clamp is on x (at e^-100)
+-- rather than on the logarithm, so that at x = 0 the gradient is 0 instead of 0 * inf = NaN
+local LOG_FLOOR = math.exp(-100)
+local function clamped_log(x) return x:clamp(LOG_FLOOR, nil):log() end
+
+---binary_cross_entropy(input, target, {weight, reduction}): -w [y log x + (1 - y) log(1 - x)]
+---for probabilities x in [0, 1], each logarithm clamped to >= -100 as PyTorch's.
+---@param input luagrad.Tensor probabilities
+---@param target luagrad.Tensor of input's shape
+---@param opts? {reduction?: luagrad.nn.Reduction, weight?: luagrad.Tensor}
+---@return luagrad.Tensor
+function F.binary_cross_entropy(input, target, opts)
+  local fname = "binary_cross_entropy"
+  check_tensor(input, fname)
+  check_tensor(target, fname, "target")
+  local o = check_opts(fname, opts, { "weight", "reduction" })
+  if not same_shape(input, target) then
+    errors.raisef("%s: target shape %s must equal input shape %s", fname, shape_str(target), shape_str(input))
+  end
+  if o.weight ~= nil then
+    check_tensor(o.weight, fname, "weight")
+    if not broadcasts(o.weight, input) then
+      errors.raisef("%s: weight shape %s does not broadcast against input shape %s", fname, shape_str(o.weight),
+        shape_str(input))
+    end
+  end
+  if input:numel() > 0 then
+    local lo, hi = input:min():item(), input:max():item()
+    if not (lo >= 0 and hi <= 1) then
+      errors.raisef("%s: every element of input must be a probability in [0, 1], got values from %s to %s " ..
+        "(for logits use binary_cross_entropy_with_logits)", fname, tostring(lo), tostring(hi))
+    end
+  end
+  local loss = -(target * clamped_log(input) + (1 - target) * clamped_log(1 - input))
+  if o.weight ~= nil then loss = loss * o.weight end
+  return reduce(loss, o.reduction, fname)
+end
+
+---kl_div(input, target, {reduction, log_target = false}): the pointwise KL divergence
+---target (log target - input) for log-probabilities input (0 where target is 0), or
+---exp(target) (target - input) with log_target. reduction "batchmean" divides the sum by the
+---batch size (input's first dimension), which is the true KL divergence per sample; "mean"
+---divides by the number of elements, as PyTorch does.
+---@param input luagrad.Tensor log-probabilities
+---@param target luagrad.Tensor probabilities (log-probabilities with log_target)
+---@param opts? {reduction?: "mean"|"batchmean"|"sum"|"none", log_target?: boolean}
+---@return luagrad.Tensor
+function F.kl_div(input, target, opts)
+  pair_of("kl_div", input, target)
+  local o = check_opts("kl_div", opts, { "reduction", "log_target" })
+  if o.log_target ~= nil and type(o.log_target) ~= "boolean" then
+    errors.raisef("kl_div: log_target must be a boolean, got %s", errors.describe(o.log_target))
+  end
+  local loss
+  if o.log_target then
+    loss = target:exp() * (target - input)
+  else
+    -- target log target with 0 log 0 = 0 (PyTorch's xlogy); a negative target still gives NaN
+    loss = target * core.where(target:eq(0), 1, target):log() - target * input
+  end
+  if o.reduction == "batchmean" then
+    local s = loss:sum()
+    if input:dim() == 0 then return s end
+    return s / input:size(1)
+  end
+  if o.reduction ~= nil and o.reduction ~= "mean" and o.reduction ~= "sum" and o.reduction ~= "none" then
+    errors.raisef('kl_div: reduction must be "mean", "batchmean", "sum" or "none", got %s', tostring(o.reduction))
+  end
+  return reduce(loss, o.reduction, "kl_div")
+end
+
+---cosine_embedding_loss(input1, input2, target, {margin = 0, reduction}): for rows x1, x2 of
+---(N, D) inputs (or single vectors of (D)) and target 1 or -1 per row: 1 - cos(x1, x2) where the
+---target is 1, max(0, cos(x1, x2) - margin) where it is -1 (0 for any other target value).
+---The cosine is x1.x2 / sqrt((|x1|^2 + 1e-12)(|x2|^2 + 1e-12)), as PyTorch computes it.
+---@param input1 luagrad.Tensor
+---@param input2 luagrad.Tensor
+---@param target luagrad.Tensor|number[] (N) of 1 and -1 (a number or a 0-d tensor for 1-d inputs)
+---@param opts? {reduction?: luagrad.nn.Reduction, margin?: number}
+---@return luagrad.Tensor
+function F.cosine_embedding_loss(input1, input2, target, opts)
+  local fname = "cosine_embedding_loss"
+  check_tensor(input1, fname, "input1")
+  check_tensor(input2, fname, "input2")
+  local o = check_opts(fname, opts, { "margin", "reduction" })
+  local margin = o.margin or 0
+  if type(margin) ~= "number" then errors.raisef("%s: margin must be a number, got %s", fname, errors.describe(margin)) end
+  if input1:dim() ~= 1 and input1:dim() ~= 2 then
+    errors.raisef("%s: inputs must be 1-d (D) or 2-d (N, D), got input1 of shape %s", fname, shape_str(input1))
+  end
+  if not same_shape(input1, input2) then
+    errors.raisef("%s: input2 shape %s must equal input1 shape %s", fname, shape_str(input2), shape_str(input1))
+  end
+  if type(target) == "number" then target = core.tensor(target, { dtype = input1.dtype }) end
+  if type(target) == "table" and not is_tensor(target) then
+    local ok, t = pcall(core.tensor, target, { dtype = input1.dtype })
+    if not ok then errors.raisef("%s: target must be a tensor or a list of 1 and -1, got a table that is not one", fname) end
+    target = t
+  end
+  check_tensor(target, fname, "target")
+  local batched = input1:dim() == 2
+  local want = batched and { input1:size(1) } or {}
+  local ts = target.shape
+  local fits = #ts == #want and (not batched or ts[1] == want[1])
+  if not batched and target:numel() == 1 and #ts <= 1 then
+    target = target:reshape({})
+    fits = true
+  end
+  if not fits then
+    errors.raisef("%s: target must have shape %s for inputs of shape %s, got %s", fname,
+      batched and ("{" .. want[1] .. "}") or "{} (or one element)", shape_str(input1), shape_str(target))
+  end
+  local d = batched and 2 or 1
+  local EPS = 1e-12
+  local prod = (input1 * input2):sum(d)
+  local mag1 = (input1 * input1):sum(d) + EPS
+  local mag2 = (input2 * input2):sum(d) + EPS
+  local cos = prod / (mag1 * mag2):sqrt()
+  local zeros = core.zeros_like(cos)
+  local pos = core.where(target:eq(1), 1 - cos, zeros)
+  local neg = core.where(target:eq(-1), (cos - margin):clamp(0, nil), zeros)
+  return reduce(pos + neg, o.reduction, fname)
 end
 
 -- ---- padding ------------------------------------------------------------------------------

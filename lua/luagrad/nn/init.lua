@@ -11,8 +11,9 @@
 --                                                    (activation.lua)
 --   nn.Dropout, nn.Dropout2d                         (dropout.lua)
 --   nn.MultiheadAttention                            (attention.lua)
---   nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm     (normalization.lua)
---   nn.CrossEntropyLoss, NLLLoss, MSELoss, BCEWithLogitsLoss  (loss.lua)
+--   nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm     (normalization.lua)
+--   nn.CrossEntropyLoss, NLLLoss, MSELoss, BCEWithLogitsLoss, L1Loss, SmoothL1Loss, HuberLoss,
+--     BCELoss, KLDivLoss, CosineEmbeddingLoss  (loss.lua)
 --   nn.functional (also nn.F)                        (functional.lua)
 --   nn.init                                          (initializers.lua)
 --   nn.utils: clip_grad_norm_, clip_grad_value_      (utils.lua)
@@ -55,10 +56,17 @@ local base = require "luagrad.nn.module"
 ---@field BatchNorm1d fun(num_features: integer, opts?: luagrad.nn.BatchNormOptions): luagrad.nn.BatchNorm1d
 ---@field BatchNorm2d fun(num_features: integer, opts?: luagrad.nn.BatchNormOptions): luagrad.nn.BatchNorm2d
 ---@field LayerNorm fun(normalized_shape: integer|integer[], opts?: luagrad.nn.LayerNormOptions): luagrad.nn.LayerNorm
+---@field GroupNorm fun(num_groups: integer, num_channels: integer, opts?: luagrad.nn.GroupNormOptions): luagrad.nn.GroupNorm
 ---@field CrossEntropyLoss fun(opts?: luagrad.nn.CrossEntropyOptions): luagrad.nn.Loss
 ---@field NLLLoss fun(opts?: luagrad.nn.ReductionOptions): luagrad.nn.Loss
 ---@field MSELoss fun(opts?: luagrad.nn.ReductionOptions): luagrad.nn.Loss
 ---@field BCEWithLogitsLoss fun(opts?: luagrad.nn.BCEWithLogitsOptions): luagrad.nn.Loss
+---@field L1Loss fun(opts?: luagrad.nn.ReductionOptions): luagrad.nn.Loss
+---@field SmoothL1Loss fun(opts?: {reduction?: luagrad.nn.Reduction, beta?: number}): luagrad.nn.Loss
+---@field HuberLoss fun(opts?: {reduction?: luagrad.nn.Reduction, delta?: number}): luagrad.nn.Loss
+---@field BCELoss fun(opts?: {reduction?: luagrad.nn.Reduction, weight?: luagrad.Tensor}): luagrad.nn.Loss
+---@field KLDivLoss fun(opts?: {reduction?: "mean"|"batchmean"|"sum"|"none", log_target?: boolean}): luagrad.nn.Loss
+---@field CosineEmbeddingLoss fun(opts?: {reduction?: luagrad.nn.Reduction, margin?: number}): luagrad.nn.Module
 local nn = {
   Module = base.Module,
   Parameter = base.Parameter,

@@ -6,6 +6,13 @@
 --   MSELoss({reduction})                                          F.mse_loss
 --   BCEWithLogitsLoss({reduction, pos_weight, weight})            F.binary_cross_entropy_with_logits
 --     (pos_weight and weight are buffers, as in PyTorch, so they follow to() and state_dict)
+--   L1Loss({reduction})                                           F.l1_loss
+--   SmoothL1Loss({reduction, beta = 1})                           F.smooth_l1_loss
+--   HuberLoss({reduction, delta = 1})                             F.huber_loss
+--   BCELoss({weight, reduction})                                  F.binary_cross_entropy (weight a buffer)
+--   KLDivLoss({reduction, log_target = false})                    F.kl_div (reduction may be "batchmean")
+--   CosineEmbeddingLoss({margin = 0, reduction})                  F.cosine_embedding_loss;
+--     loss(input1, input2, target)
 local Module = require("luagrad.nn.module").Module
 local F = require "luagrad.nn.functional"
 local errors = require "luagrad.errors"
@@ -18,13 +25,17 @@ local M = {}
 ---@field reduction luagrad.nn.Reduction
 ---@overload fun(input: luagrad.Tensor, target: luagrad.Tensor|integer[]): luagrad.Tensor
 
-local function loss_class(name, fn, allowed)
+-- three_args: forward(input1, input2, target) (CosineEmbeddingLoss); batchmean: KLDivLoss's
+-- extra reduction
+local function loss_class(name, fn, allowed, three_args, batchmean)
   local cls = Module:extend(name)
   function cls:init(opts)
     local o = F._check_opts(name, opts, allowed)
     self.reduction = o.reduction or "mean"
-    if self.reduction ~= "mean" and self.reduction ~= "sum" and self.reduction ~= "none" then
-      errors.raisef('%s: reduction must be "mean", "sum" or "none", got %s', name, tostring(self.reduction))
+    local r = self.reduction
+    if r ~= "mean" and r ~= "sum" and r ~= "none" and not (batchmean and r == "batchmean") then
+      errors.raisef('%s: reduction must be "mean", %s"sum" or "none", got %s', name,
+        batchmean and '"batchmean", ' or "", tostring(r))
     end
     for _, k in ipairs(allowed) do
       if k ~= "reduction" and o[k] ~= nil then
@@ -32,10 +43,18 @@ local function loss_class(name, fn, allowed)
       end
     end
   end
-  function cls:forward(input, target)
-    local o = {}
-    for _, k in ipairs(allowed) do o[k] = self[k] end
-    return fn(input, target, o)
+  if three_args then
+    function cls:forward(input1, input2, target)
+      local o = {}
+      for _, k in ipairs(allowed) do o[k] = self[k] end
+      return fn(input1, input2, target, o)
+    end
+  else
+    function cls:forward(input, target)
+      local o = {}
+      for _, k in ipairs(allowed) do o[k] = self[k] end
+      return fn(input, target, o)
+    end
   end
   function cls:extra_repr()
     local parts = {}
@@ -43,6 +62,10 @@ local function loss_class(name, fn, allowed)
     if self.label_smoothing and self.label_smoothing ~= 0 then
       parts[#parts + 1] = string.format("label_smoothing=%g", self.label_smoothing)
     end
+    for _, k in ipairs({ "beta", "delta", "margin" }) do
+      if self[k] ~= nil then parts[#parts + 1] = string.format("%s=%g", k, self[k]) end
+    end
+    if self.log_target then parts[#parts + 1] = "log_target=true" end
     return table.concat(parts, ", ")
   end
   M[name] = cls
@@ -52,5 +75,11 @@ loss_class("CrossEntropyLoss", F.cross_entropy, { "reduction", "label_smoothing"
 loss_class("NLLLoss", F.nll_loss, { "reduction" })
 loss_class("MSELoss", F.mse_loss, { "reduction" })
 loss_class("BCEWithLogitsLoss", F.binary_cross_entropy_with_logits, { "reduction", "pos_weight", "weight" })
+loss_class("L1Loss", F.l1_loss, { "reduction" })
+loss_class("SmoothL1Loss", F.smooth_l1_loss, { "reduction", "beta" })
+loss_class("HuberLoss", F.huber_loss, { "reduction", "delta" })
+loss_class("BCELoss", F.binary_cross_entropy, { "weight", "reduction" })
+loss_class("KLDivLoss", F.kl_div, { "reduction", "log_target" }, false, true)
+loss_class("CosineEmbeddingLoss", F.cosine_embedding_loss, { "margin", "reduction" }, true)
 
 return M

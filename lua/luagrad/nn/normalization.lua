@@ -1,4 +1,4 @@
--- luagrad.nn.normalization: BatchNorm1d, BatchNorm2d and LayerNorm over the fused C kernels.
+-- luagrad.nn.normalization: BatchNorm1d, BatchNorm2d, LayerNorm and GroupNorm over the fused C kernels.
 --
 -- BatchNorm1d(C, {eps = 1e-5, momentum = 0.1, affine = true, track_running_stats = true, dtype})
 --   input (N, C) or (N, C, L); BatchNorm2d the same over (N, C, H, W).
@@ -15,6 +15,11 @@
 -- LayerNorm(normalized_shape, {eps = 1e-5, elementwise_affine = true, dtype})
 --   normalizes over the trailing dimensions normalized_shape (a number or a table of sizes)
 --   with weight (ones) and bias (zeros) of that shape; core._layer_norm.
+--
+-- GroupNorm(num_groups, num_channels, {eps = 1e-5, affine = true, dtype})
+--   input (N, C, *): each sample's num_groups groups of C / num_groups consecutive channels
+--   normalized over their channels and positions (each group a row of core._layer_norm), then
+--   weight (ones) and bias (zeros), one per channel.
 local core = require "luagrad.core"
 local autograd = require "luagrad.autograd"
 local errors = require "luagrad.errors"
@@ -207,4 +212,60 @@ function LayerNorm:extra_repr()
     tostring(self.elementwise_affine))
 end
 
-return { BatchNorm1d = BatchNorm1d, BatchNorm2d = BatchNorm2d, LayerNorm = LayerNorm }
+---@class luagrad.nn.GroupNormOptions
+---@field eps? number added to the variance (default 1e-5)
+---@field affine? boolean learn a weight and a bias per channel (default true)
+---@field dtype? "float32"|"float64" (default lg.get_default_dtype())
+
+---@class luagrad.nn.GroupNorm: luagrad.nn.Module
+---@field num_groups integer
+---@field num_channels integer
+---@field eps number
+---@field affine boolean
+---@field weight luagrad.Tensor|nil (C), when affine
+---@field bias luagrad.Tensor|nil (C), when affine
+---@overload fun(x: luagrad.Tensor): luagrad.Tensor
+local GroupNorm = Module:extend("GroupNorm")
+
+---@param num_groups integer the number of groups the channels are split into
+---@param num_channels integer C, the channels (dimension 2) of the input; a multiple of num_groups
+---@param opts? luagrad.nn.GroupNormOptions
+function GroupNorm:init(num_groups, num_channels, opts)
+  for _, a in ipairs({ { "num_groups", num_groups }, { "num_channels", num_channels } }) do
+    if math.type(a[2]) ~= "integer" or a[2] < 1 then
+      errors.raisef("GroupNorm: %s must be a positive integer, got %s", a[1],
+        type(a[2]) == "number" and tostring(a[2]) or errors.describe(a[2]))
+    end
+  end
+  if num_channels % num_groups ~= 0 then
+    errors.raisef("GroupNorm: num_channels = %d is not divisible by num_groups = %d", num_channels, num_groups)
+  end
+  local o = F._check_opts("GroupNorm", opts, { "eps", "affine", "dtype" })
+  if o.eps ~= nil and (type(o.eps) ~= "number" or not (o.eps >= 0)) then
+    errors.raisef("GroupNorm: eps must be a non-negative number, got %s", tostring(o.eps))
+  end
+  self.num_groups, self.num_channels = num_groups, num_channels
+  self.eps = o.eps or 1e-5
+  self.affine = o.affine ~= false
+  local dt = { dtype = float_dtype("GroupNorm", o.dtype) }
+  if self.affine then
+    self.weight = Parameter(errors.call_as("GroupNorm", core.ones, num_channels, dt))
+    self.bias = Parameter(errors.call_as("GroupNorm", core.zeros, num_channels, dt))
+  end
+end
+
+---@param x luagrad.Tensor (N, C, *)
+---@return luagrad.Tensor
+function GroupNorm:forward(x)
+  if not core.is_tensor(x) then errors.raise("GroupNorm: expected a tensor input, got " .. type(x)) end
+  if x:dim() < 2 or x:size(2) ~= self.num_channels then
+    errors.raisef("GroupNorm: expected input of shape (N, %d, *), got shape %s", self.num_channels, shape_str(x))
+  end
+  return F.group_norm(x, self.num_groups, { weight = self.weight, bias = self.bias, eps = self.eps })
+end
+
+function GroupNorm:extra_repr()
+  return string.format("%d, %d, eps=%g, affine=%s", self.num_groups, self.num_channels, self.eps, tostring(self.affine))
+end
+
+return { BatchNorm1d = BatchNorm1d, BatchNorm2d = BatchNorm2d, LayerNorm = LayerNorm, GroupNorm = GroupNorm }

@@ -7,6 +7,10 @@
 --   AdamW(params, {... as Adam, weight_decay = 1e-2})          decoupled: p <- p (1 - lr wd) first
 --   RMSprop(params, {lr = 1e-2, alpha = 0.99, eps = 1e-8, weight_decay = 0, momentum = 0, centered = false})
 --   Adagrad(params, {lr = 1e-2, lr_decay = 0, weight_decay = 0, initial_accumulator_value = 0, eps = 1e-10})
+--   Adamax(params, {lr = 2e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0, maximize = false})
+--   NAdam(params, {lr = 2e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0, momentum_decay = 4e-3})
+--   RAdam(params, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0})
+--   Adadelta(params, {lr = 1.0, rho = 0.9, eps = 1e-6, weight_decay = 0, maximize = false})
 --
 -- params is a list of tensors or a list of groups {{params = {...}, lr = ...}, ...}; a group's
 -- options override the optimizer's. opt.param_groups[i].lr can be changed between steps.
@@ -49,6 +53,33 @@ local errors = require "luagrad.errors"
 ---@field eps? number (default 1e-10)
 ---@field maximize? boolean (default false)
 
+---@class luagrad.optim.AdamaxOptions
+---@field lr? number (default 2e-3)
+---@field betas? number[] {beta1, beta2} (default {0.9, 0.999})
+---@field eps? number (default 1e-8)
+---@field weight_decay? number L2 penalty added to the gradient (default 0)
+---@field maximize? boolean (default false)
+
+---@class luagrad.optim.NAdamOptions
+---@field lr? number (default 2e-3)
+---@field betas? number[] {beta1, beta2} (default {0.9, 0.999})
+---@field eps? number (default 1e-8)
+---@field weight_decay? number L2 penalty added to the gradient (default 0)
+---@field momentum_decay? number how fast the momentum coefficient approaches beta1 (default 4e-3)
+
+---@class luagrad.optim.RAdamOptions
+---@field lr? number (default 1e-3)
+---@field betas? number[] {beta1, beta2} (default {0.9, 0.999})
+---@field eps? number (default 1e-8)
+---@field weight_decay? number L2 penalty added to the gradient (default 0)
+
+---@class luagrad.optim.AdadeltaOptions
+---@field lr? number scales the computed step (default 1.0)
+---@field rho? number smoothing of the squared gradients and steps, in [0, 1] (default 0.9)
+---@field eps? number (default 1e-6)
+---@field weight_decay? number L2 penalty added to the gradient (default 0)
+---@field maximize? boolean (default false)
+
 ---A parameter group: its parameters and the options that override the optimizer's (lr, ...).
 ---@class luagrad.optim.ParamGroup
 ---@field params luagrad.Tensor[]|luagrad.Tensor
@@ -64,6 +95,10 @@ local errors = require "luagrad.errors"
 ---@field AdamW fun(params: luagrad.optim.Params, opts?: luagrad.optim.AdamOptions): luagrad.optim.Optimizer
 ---@field RMSprop fun(params: luagrad.optim.Params, opts?: luagrad.optim.RMSpropOptions): luagrad.optim.Optimizer
 ---@field Adagrad fun(params: luagrad.optim.Params, opts?: luagrad.optim.AdagradOptions): luagrad.optim.Optimizer
+---@field Adamax fun(params: luagrad.optim.Params, opts?: luagrad.optim.AdamaxOptions): luagrad.optim.Optimizer
+---@field NAdam fun(params: luagrad.optim.Params, opts?: luagrad.optim.NAdamOptions): luagrad.optim.Optimizer
+---@field RAdam fun(params: luagrad.optim.Params, opts?: luagrad.optim.RAdamOptions): luagrad.optim.Optimizer
+---@field Adadelta fun(params: luagrad.optim.Params, opts?: luagrad.optim.AdadeltaOptions): luagrad.optim.Optimizer
 local M = {}
 
 local has_grad = core._has_grad
@@ -418,6 +453,88 @@ local Adagrad = class("Adagrad",
 Adagrad.init_state = function(p, g)
   return { step = 0, sum = core.full_like(p, g.initial_accumulator_value) }
 end
+
+-- ---- Adamax, NAdam, RAdam, Adadelta ----
+-- One C call per parameter (src/engine/optim.c has the equations). The state keys are PyTorch's;
+-- a parameter's state is made on its first step, and a state with a step but without its
+-- tensors (a damaged state dict) is refused rather than silently restarted.
+
+-- st's tensors named in keys, made as zeros like p on the first step (st.step == nil)
+local function moments(name, p, st, keys)
+  if st.step == nil then
+    for _, k in ipairs(keys) do st[k] = core.zeros_like(p) end
+    return
+  end
+  for _, k in ipairs(keys) do
+    if not core.is_tensor(st[k]) then
+      fail(name, "the state of a parameter has a step but no tensor '%s' (a damaged state dict?)", k)
+    end
+  end
+end
+
+-- the next step count: st.step + 1 (stored by the caller once the update has run)
+local function next_step(name, st)
+  local t = st.step or 0
+  if math.type(t) ~= "integer" and not (type(t) == "number" and t == math.floor(t)) or t < 0 then
+    fail(name, "state step must be a non-negative integer, got %s", type(t) == "number" and tostring(t) or type(t))
+  end
+  return math.tointeger(t) + 1
+end
+
+local ADAMAX_KEYS = { "exp_avg", "exp_inf" }
+class("Adamax", { lr = 2e-3, betas = { 0.9, 0.999 }, eps = 1e-8, weight_decay = 0, maximize = false },
+  adam_validate,
+  per_param(function(p, st, g)
+    local t = next_step("Adamax", st)
+    moments("Adamax", p, st, ADAMAX_KEYS)
+    core._adamax_step(p, nil, st.exp_avg, st.exp_inf, t, g.lr, g.betas[1], g.betas[2], g.eps, g.weight_decay,
+      g.maximize)
+    st.step = t
+  end))
+
+local ADAM_KEYS = { "exp_avg", "exp_avg_sq" }
+class("NAdam", { lr = 2e-3, betas = { 0.9, 0.999 }, eps = 1e-8, weight_decay = 0, momentum_decay = 4e-3 },
+  function(g, bad)
+    adam_validate(g, bad)
+    nonneg(bad, g, "momentum_decay", "momentum_decay value")
+  end,
+  per_param(function(p, st, g)
+    local t = next_step("NAdam", st)
+    if st.step == nil then st.mu_product = 1 end
+    moments("NAdam", p, st, ADAM_KEYS)
+    local mu = st.mu_product
+    if core.is_tensor(mu) and mu:numel() == 1 then mu = mu:item() end -- as PyTorch saves it
+    if type(mu) ~= "number" then fail("NAdam", "state mu_product must be a number, got %s", errors.describe(mu)) end
+    st.mu_product = core._nadam_step(p, nil, st.exp_avg, st.exp_avg_sq, t, mu, g.lr, g.betas[1], g.betas[2], g.eps,
+      g.weight_decay, g.momentum_decay)
+    st.step = t
+  end))
+
+class("RAdam", { lr = 1e-3, betas = { 0.9, 0.999 }, eps = 1e-8, weight_decay = 0 },
+  adam_validate,
+  per_param(function(p, st, g)
+    local t = next_step("RAdam", st)
+    moments("RAdam", p, st, ADAM_KEYS)
+    core._radam_step(p, nil, st.exp_avg, st.exp_avg_sq, t, g.lr, g.betas[1], g.betas[2], g.eps, g.weight_decay)
+    st.step = t
+  end))
+
+local ADADELTA_KEYS = { "square_avg", "acc_delta" }
+class("Adadelta", { lr = 1.0, rho = 0.9, eps = 1e-6, weight_decay = 0, maximize = false },
+  function(g, bad)
+    nonneg(bad, g, "lr", "learning rate")
+    nonneg(bad, g, "eps", "epsilon value")
+    nonneg(bad, g, "weight_decay", "weight_decay value")
+    if type(g.rho) ~= "number" or not (g.rho >= 0 and g.rho <= 1) then
+      bad("invalid rho value: %s (must be in [0, 1])", tostring(g.rho))
+    end
+  end,
+  per_param(function(p, st, g)
+    local t = next_step("Adadelta", st)
+    moments("Adadelta", p, st, ADADELTA_KEYS)
+    core._adadelta_step(p, nil, st.square_avg, st.acc_delta, g.lr, g.rho, g.eps, g.weight_decay, g.maximize)
+    st.step = t
+  end))
 
 M.lr_scheduler = require "luagrad.optim.lr_scheduler"
 
