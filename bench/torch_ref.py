@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""bench/torch_ref.py: the workloads W1-W5 of bench/workloads.lua in PyTorch (CPU, eager, float32).
+"""bench/torch_ref.py: the workloads W1-W6 of bench/workloads.lua in PyTorch (CPU, eager, float32).
 
 Same shapes, losses, optimizers and learning rates; synthetic data with a fixed seed. Prints one
 JSON line per workload: median ms per step after warm-up at 1 and 2 threads, first and final loss.
@@ -9,6 +9,7 @@ JSON line per workload: median ms per step after warm-up at 1 and 2 threads, fir
 """
 import ctypes
 import json
+import math
 import resource
 import sys
 import time
@@ -93,7 +94,62 @@ def w5():
     return m, torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=1e-2), lambda: nn.functional.cross_entropy(m(x), y)
 
 
-WORKLOADS = [("W1", w1, 2000, 100), ("W2", w2, 300, 20), ("W3", w3, 8, 2), ("W4", w4, 300, 20), ("W5", w5, 20, 3)]
+class W6Attention(nn.Module):
+    def __init__(self, width, heads):
+        super().__init__()
+        self.width, self.heads = width, heads
+        self.c_attn, self.c_proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        T = 64
+        self.register_buffer("mask", torch.full((T, T), float("-inf")).triu(1))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in self.c_attn(x).split(C, 2))
+        if hasattr(nn.functional, "scaled_dot_product_attention"):  # PyTorch >= 2.0
+            y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # 1.13: composed, as PyTorch users wrote it before the fused op
+            s = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(C // self.heads)) + self.mask[:T, :T]
+            y = s.softmax(-1) @ v
+        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class W6Block(nn.Module):
+    def __init__(self, width, heads):
+        super().__init__()
+        self.ln_1, self.attn, self.ln_2 = nn.LayerNorm(width), W6Attention(width, heads), nn.LayerNorm(width)
+        self.c_fc, self.c_proj = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.c_proj(nn.functional.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class W6GPT(nn.Module):
+    def __init__(self, vocab=128, context=64, width=128, layers=4, heads=4):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, width), nn.Embedding(context, width)
+        nn.init.normal_(self.wte.weight, 0, 0.02)
+        nn.init.normal_(self.wpe.weight, 0, 0.02)
+        self.h = nn.ModuleList([W6Block(width, heads) for _ in range(layers)])
+        self.ln_f = nn.LayerNorm(width)
+
+    def forward(self, idx):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for b in self.h:
+            x = b(x)
+        return nn.functional.linear(self.ln_f(x), self.wte.weight)
+
+
+def w6():
+    m = W6GPT()
+    data = torch.randint(0, 128, (32, 65))
+    x, y = data[:, :64], data[:, 1:]
+    return m, torch.optim.AdamW(m.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1), \
+        lambda: nn.functional.cross_entropy(m(x).reshape(-1, 128), y.reshape(-1))
+
+
+WORKLOADS = [("W1", w1, 2000, 100), ("W2", w2, 300, 20), ("W3", w3, 8, 2), ("W4", w4, 300, 20), ("W5", w5, 20, 3),
+             ("W6", w6, 40, 5)]
 
 
 def step(opt, lossf):
