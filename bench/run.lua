@@ -105,6 +105,28 @@ for _, r in ipairs(rows) do
   end
 end
 
+-- W6's step, part by part (bench/workloads.lua --breakdown), on both sides
+io.stderr:write("bench: W6 breakdown...\n")
+local bd_ours = decode_all((lines(exe .. " bench/workloads.lua --breakdown W6" .. scale)))[1] or {}
+local bd_theirs = have_torch and decode_all((lines("/usr/bin/python3 bench/torch_ref.py --breakdown W6" .. scale)))[1]
+  or {}
+print("")
+print("W6 at 1 thread, part by part (ms; parts timed alone at W6's shapes, forward + backward; the rest is")
+print("the step minus the parts: residual adds, views, copies, per-op overhead)" ..
+  (bd_ours.skipped and (": luagrad skipped, " .. bd_ours.skipped) or ""))
+print("")
+print("| | luagrad ms | share | PyTorch ms | share |")
+print("|---|---:|---:|---:|---:|")
+local function cell(r, k)
+  if not r[k] then return "- | -" end
+  return string.format("%.3f | %.0f%%", r[k], 100 * r[k] / r.step)
+end
+for _, k in ipairs({ "step", "forward", "backward", "gemm_linear", "gemm_attention", "attention",
+  "layer_norm", "gelu", "embedding", "cross_entropy", "optimizer", "rest" }) do
+  print(string.format("| %s | %s | %s |", k, cell(bd_ours, k), cell(bd_theirs, k)))
+end
+print("(gemm_attention, the products inside attention, is part of attention and not counted again.)")
+
 io.stderr:write("bench: memory and start-up...\n")
 local rss_ours = decode_all((lines(exe .. " bench/workloads.lua --rss W2 200")))[1]
 local rss_theirs = have_torch and decode_all((lines("/usr/bin/python3 bench/torch_ref.py --rss W2 200")))[1] or nil

@@ -6,6 +6,7 @@ JSON line per workload: median ms per step after warm-up at 1 and 2 threads, fir
 
   /usr/bin/python3 bench/torch_ref.py [--only W2] [--threads 1,2] [--steps-scale 1]
   /usr/bin/python3 bench/torch_ref.py --rss W2 200      (200 steps of W2, then peak RSS)
+  /usr/bin/python3 bench/torch_ref.py --breakdown W6    (where W6's 1-thread step goes, as bench/workloads.lua)
 """
 import ctypes
 import json
@@ -178,8 +179,100 @@ def run(build, steps, warm, threads):
     return times[(len(times) - 1) // 2], first, last.item(), cores
 
 
+def time_ms(fn, reps):
+    for _ in range(2):
+        fn()
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1e3)
+    ts.sort()
+    return ts[(len(ts) - 1) // 2]
+
+
+def fwd_bwd(f, *xs):
+    xs = [x.detach().requires_grad_() if x.is_floating_point() else x for x in xs]
+
+    def run():
+        y = f(*xs)
+        y.backward(torch.randn(y.shape))
+    return run
+
+
+def gemm_ms(layers, reps):
+    """The products of bench/workloads.lua's GEMM floor: forward, weight and input gradient per entry."""
+    mats = []
+    for l in layers:
+        B, K, N = l[0], l[1], l[2]
+        P = l[3] if len(l) > 3 else None
+        m = (lambda r, c: torch.randn(P, r, c)) if P else (lambda r, c: torch.randn(r, c))
+        mats.append((m(B, K), m(N, K).transpose(-2, -1), m(B, N), m(N, K)))
+
+    def run():
+        for x, wt, g, w in mats:
+            x @ wt
+            g.transpose(-2, -1) @ x
+            g @ w
+    return time_ms(run, reps)
+
+
+def breakdown(scale):
+    """W6's step split as bench/workloads.lua --breakdown splits luagrad's (see there)."""
+    set_threads(1)
+    torch.manual_seed(0)
+    _, opt, lossf = w6()
+    for _ in range(5):
+        step(opt, lossf)
+    tf, tb, to, ts = [], [], [], []
+    for _ in range(max(3, int(40 * scale))):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        loss = lossf()
+        t1 = time.perf_counter()
+        loss.backward()
+        t2 = time.perf_counter()
+        opt.step()
+        t3 = time.perf_counter()
+        tf.append((t1 - t0) * 1e3), tb.append((t2 - t1) * 1e3), to.append((t3 - t2) * 1e3), ts.append((t3 - t0) * 1e3)
+    med = lambda v: sorted(v)[(len(v) - 1) // 2]
+    reps = max(5, int(20 * scale))
+    block = [(2048, 128, 384), (2048, 128, 128), (2048, 128, 512), (2048, 512, 128)]
+    attn = W6Attention(128, 4)
+    q = torch.randn(32, 4, 64, 32)
+
+    def attention(a, b, c):  # W6Attention's core: the part F.scaled_dot_product_attention fuses
+        s = a @ b.transpose(-2, -1) * (1.0 / math.sqrt(32)) + attn.mask
+        return s.softmax(-1) @ c
+    ln = nn.LayerNorm(128)
+    parts = {
+        "gemm_linear": gemm_ms(block * 4 + [(2048, 128, 128)], reps),
+        "gemm_attention": gemm_ms([(64, 32, 64, 128), (64, 64, 32, 128)] * 4, reps),
+        "attention": 4 * time_ms(fwd_bwd(attention, q, q, q), reps),
+        "layer_norm": 9 * time_ms(fwd_bwd(ln, torch.randn(32, 64, 128)), reps),
+        "gelu": 4 * time_ms(fwd_bwd(lambda x: nn.functional.gelu(x, approximate="tanh"), torch.randn(32, 64, 512)),
+                            reps),
+        "embedding": time_ms(fwd_bwd(lambda e1, e2, i1, i2: nn.functional.embedding(i1, e1) + nn.functional.embedding(
+            i2, e2), torch.randn(128, 128), torch.randn(64, 128), torch.randint(0, 128, (32, 64)), torch.arange(64)),
+            reps),
+        "cross_entropy": time_ms(fwd_bwd(nn.functional.cross_entropy, torch.randn(2048, 128),
+                                         torch.randint(0, 128, (2048,))), reps),
+        "optimizer": med(to),
+    }
+    res = {"name": "W6", "step": med(ts), "forward": med(tf), "backward": med(tb), "optimizer_step": med(to)}
+    res.update(parts)
+    res["rest"] = med(ts) - sum(v for k, v in parts.items() if k != "gemm_attention")
+    print(json.dumps(res), flush=True)
+
+
 def main():
     args = sys.argv[1:]
+    if "--breakdown" in args:
+        if args[args.index("--breakdown") + 1] != "W6":
+            raise SystemExit("torch_ref: --breakdown knows W6 only")
+        scale = float(args[args.index("--steps-scale") + 1]) if "--steps-scale" in args else 1.0
+        breakdown(scale)
+        return
     only, threads, scale = None, [1, 2], 1.0
     if "--rss" in args:
         k = args.index("--rss")

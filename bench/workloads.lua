@@ -26,6 +26,14 @@
 --
 --   build/luagrad bench/workloads.lua [--table] [--only W2] [--threads 1,2] [--steps-scale 1]
 --   build/luagrad bench/workloads.lua --rss W2 200     (runs 200 steps of W2 and prints VmHWM)
+--   build/luagrad bench/workloads.lua --breakdown W6   (where W6's 1-thread step goes, one JSON line)
+--
+-- The breakdown (W6): the step's forward (with the loss), backward and optimizer step, each timed
+-- inside real steps; then the parts timed alone at W6's shapes, forward + backward: the Linear
+-- layers' GEMMs (the floor without attention), attention (the fused op on (32, 4, 64, 32), four
+-- times), LayerNorm (nine), tanh-GELU (four), the two embeddings, cross-entropy, and AdamW's step.
+-- What the parts leave of the step is the rest: residual adds, views and copies, per-op overhead.
+-- bench/torch_ref.py --breakdown W6 measures the same parts in PyTorch.
 local lg = require "luagrad"
 local nn, F = lg.nn, lg.nn.functional
 
@@ -41,6 +49,7 @@ while i <= #arg do
     i = i + 1
   elseif a == "--steps-scale" then args.scale = tonumber(arg[i + 1]); i = i + 1
   elseif a == "--rss" then args.rss = { arg[i + 1], tonumber(arg[i + 2]) }; i = i + 2
+  elseif a == "--breakdown" then args.breakdown = arg[i + 1]; i = i + 1
   else error("workloads: unknown argument " .. a, 0) end
   i = i + 1
 end
@@ -247,6 +256,90 @@ if args.rss then -- peak resident memory of a short run
       end
     end
   end
+  return
+end
+
+-- median milliseconds of fn() over reps runs after 2 warm-up runs
+local function time_ms(fn, reps)
+  for _ = 1, 2 do fn() end
+  local ts = {}
+  for r = 1, reps do
+    local t0 = lg.clock()
+    fn()
+    ts[r] = (lg.clock() - t0) * 1e3
+  end
+  return median(ts)
+end
+
+-- forward + backward of f on fresh inputs that require grad, with a random output gradient
+local function fwd_bwd(f, ...)
+  local xs = { ... }
+  for k, x in ipairs(xs) do
+    if x.dtype ~= "int64" then xs[k] = x:detach():requires_grad_() end
+  end
+  return function()
+    local y = f(table.unpack(xs))
+    y:backward(lg.randn(table.unpack(y.shape)))
+  end
+end
+
+if args.breakdown then
+  local w
+  for _, c in ipairs(W) do if c.name == args.breakdown and c.name == "W6" then w = c end end
+  if not w then error("workloads: --breakdown knows W6 only", 0) end
+  local missing = w.missing()
+  if missing then
+    print(string.format('{"name": "W6", "skipped": "%s"}', missing))
+    return
+  end
+  lg.set_num_threads(1)
+  lg.manual_seed(0)
+  local model, opt, lossf = w.build()
+  for _ = 1, w.warm do step(opt, lossf) end
+  local n = math.max(3, math.floor(w.steps * args.scale))
+  local tf, tb, to, ts = {}, {}, {}, {}
+  for s = 1, n do
+    local t0 = lg.clock()
+    opt:zero_grad()
+    local loss = lossf()
+    local t1 = lg.clock()
+    loss:backward()
+    local t2 = lg.clock()
+    opt:step()
+    local t3 = lg.clock()
+    tf[s], tb[s], to[s], ts[s] = (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t3 - t0) * 1e3
+  end
+  local _ = model
+  local reps = math.max(5, math.floor(20 * args.scale))
+  local linears = { layers = {} }
+  for _, l in ipairs(w.layers) do if not l[4] then linears.layers[#linears.layers + 1] = l end end
+  linears.grad_first = true
+  local attn = {}
+  for _, l in ipairs(w.layers) do if l[4] then attn[#attn + 1] = l end end
+  local q = lg.randn(32, 4, 64, 32)
+  local ln = nn.LayerNorm(128)
+  local parts = {
+    gemm_linear = gemm_floor(linears, reps),
+    gemm_attention = gemm_floor({ layers = attn, grad_first = true }, reps),
+    attention = 4 * time_ms(fwd_bwd(function(a, b, c)
+      return F.scaled_dot_product_attention(a, b, c, { is_causal = true })
+    end, q, q, q), reps),
+    layer_norm = 9 * time_ms(fwd_bwd(function(x) return ln(x) end, lg.randn(32, 64, 128)), reps),
+    gelu = 4 * time_ms(fwd_bwd(function(x) return F.gelu(x, { approximate = "tanh" }) end, lg.randn(32, 64, 512)), reps),
+    embedding = time_ms(fwd_bwd(function(e1, e2, i1, i2) return F.embedding(i1, e1) + F.embedding(i2, e2) end,
+      lg.randn(128, 128), lg.randn(64, 128), lg.randint(1, 129, { 32, 64 }), lg.arange(1, 65)), reps),
+    cross_entropy = time_ms(fwd_bwd(function(x, y) return F.cross_entropy(x, y) end, lg.randn(2048, 128),
+      lg.randint(1, 129, { 2048 })), reps),
+    optimizer = median(to),
+  }
+  local sum = 0
+  for k, v in pairs(parts) do if k ~= "gemm_attention" then sum = sum + v end end
+  local fields = {}
+  for _, k in ipairs({ "gemm_linear", "gemm_attention", "attention", "layer_norm", "gelu", "embedding",
+    "cross_entropy", "optimizer" }) do fields[#fields + 1] = string.format('"%s": %.4f', k, parts[k]) end
+  print(string.format('{"name": "W6", "step": %.4f, "forward": %.4f, "backward": %.4f, "optimizer_step": %.4f, '
+    .. '%s, "rest": %.4f}', median(ts), median(tf), median(tb), median(to), table.concat(fields, ", "),
+    median(ts) - sum))
   return
 end
 
