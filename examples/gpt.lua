@@ -64,6 +64,14 @@ if opts.width % opts.heads ~= 0 then
 end
 if opts.threads then lg.set_num_threads(opts.threads) end
 lg.manual_seed(opts.seed)
+do -- the sequence ops of issue 15 this script needs
+  local missing = {}
+  if not nn.Embedding then missing[#missing + 1] = "nn.Embedding" end
+  if not F.scaled_dot_product_attention then missing[#missing + 1] = "F.scaled_dot_product_attention" end
+  if not lg.zeros(1).topk then missing[#missing + 1] = "Tensor:topk" end
+  if not lg.multinomial then missing[#missing + 1] = "lg.multinomial" end
+  if #missing > 0 then error("gpt: this luagrad has no " .. table.concat(missing, ", "), 0) end
+end
 
 -- ---- the model ----
 -- Causal self-attention: one Linear makes q, k and v for every head at once; each head attends
