@@ -267,6 +267,7 @@ end
 
 -- ---- training ----
 local history = { step = {}, train_loss = {}, val_step = {}, val_time = {}, val_loss = {} }
+local params = model:parameters()
 local step, t_train = 0, lg.clock()
 local function log_val(elapsed)
   local v = evaluate()
@@ -291,7 +292,7 @@ while not done do
     local logits = model(x)
     local loss = F.cross_entropy(logits:view(-1, cfg.vocab_size), y:view(-1))
     loss:backward()
-    nn.utils.clip_grad_norm_(model:parameters(), opts.clip)
+    nn.utils.clip_grad_norm_(params, opts.clip)
     opt:step()
     local l = loss:item()
     run_loss = run_loss + l
