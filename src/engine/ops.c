@@ -332,9 +332,20 @@ typedef void (*unary_p_k)(int64_t n, char *o, int64_t so, const char *x, int64_t
 #define SQRT_2_OVER_PI 0.7978845608028654
 #define GELU_C 0.044715
 /* gelu(x) = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + c x^3))) */
-UNARY_P(gelu_f32, float,
-        mode ? 0.5f * x *(1 + tanhf((float)SQRT_2_OVER_PI * (x + (float)GELU_C * x * x * x)))
-             : 0.5f * x * (1 + erff(x * (float)M_SQRT1_2)))
+/* float32's tanh form through tanh_fast (a few ulp) in a loop the wide clone vectorizes, as tanh_f32:
+** with libm's tanhf a GPT's MLP activation cost more than its GEMMs (bench W6, --breakdown). */
+__attribute__((optimize("fp-contract=fast")))
+UNARY_W(gelu_tanh_f32, float,
+        0.5f * x * (1 + tanh_fast((float)SQRT_2_OVER_PI * (x + (float)GELU_C * x * x * x))))
+    UNARY(gelu_erf_f32, float,
+          0.5f * x * (1 + erff(x * (float)M_SQRT1_2))) static void gelu_f32(int64_t n, char *o, int64_t so,
+                                                                            const char *x, int64_t sx,
+                                                                            const lg_args *a) {
+  if (a->mode)
+    gelu_tanh_f32(n, o, so, x, sx);
+  else
+    gelu_erf_f32(n, o, so, x, sx);
+}
 UNARY_P(gelu_f64, double,
         mode ? 0.5 * x *(1 + tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)))
              : 0.5 * x * (1 + erf(x * M_SQRT1_2)))
