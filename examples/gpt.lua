@@ -29,8 +29,9 @@
 --
 -- The defaults are sized for the target: validation loss <= 1.75 nats/char within 10 minutes on
 -- 2 cores. 4 layers of width 192 (1.8M parameters, 6 heads of 32) at context 128 and batch 32
--- cost ~50 GFLOP a step (6 x parameters x 4096 tokens, plus attention), so a 2-core machine makes
--- about a thousand steps, 4M characters, in 10 minutes: less than two passes over the text. A
+-- cost ~50 GFLOP a step (6 x parameters x 4096 tokens, plus attention), so a quiet 2-core machine
+-- should make about a thousand steps, 4M characters, in 10 minutes: less than two passes over the
+-- text (an estimate from W6's step time; the 10-minute run is still to be recorded). A
 -- wider or deeper model learns more per step but makes too few of them in the budget, a smaller
 -- one plateaus above the target; context 128 covers most fortunes' lines and costs little more
 -- attention than 64 at this width.
