@@ -8,16 +8,32 @@
 --   W5 Fashion-MNIST CNN input (128, 1, 28, 28): Conv2d(1,32,3,pad 1) BatchNorm2d ReLU MaxPool2d(2)
 --                        Conv2d(32,64,3,pad 1) BatchNorm2d ReLU MaxPool2d(2) Flatten
 --                        Linear(3136,128) ReLU Linear(128,10); cross-entropy; AdamW lr 1e-3 wd 1e-2
+--   W6 GPT               vocab 128, context 64, 4 pre-LayerNorm blocks (causal self-attention with
+--                        one fused qkv Linear and 4 heads, MLP 4x tanh-GELU), width 128, learned
+--                        positions, final LayerNorm, head tied to the token embedding (embeddings
+--                        N(0, 0.02^2), Linear layers PyTorch's default init), no dropout; batch 32,
+--                        cross-entropy over all 2048 tokens; AdamW lr 3e-4 betas (0.9, 0.95) wd 0.1
+--                        (needs F.embedding and F.scaled_dot_product_attention: until luagrad has
+--                        them W6 prints {"name": "W6", "skipped": reason})
 --
 -- One step = zero_grad + forward + loss + backward + optimizer step, on synthetic data with a
 -- fixed seed. For each workload: median ms per step after warm-up at 1 and 2 threads, the GEMM
 -- floor (exactly the matrix products one step needs, run back to back: forward, weight gradient
 -- and input gradient per layer; a convolution counts as the one product im2col makes of it over
--- the whole batch: (N Ho Wo) x (Cin kh kw) by (Cin kh kw) x Cout), and a check that the run's final loss is finite and lower than
+-- the whole batch: (N Ho Wo) x (Cin kh kw) by (Cin kh kw) x Cout; attention as its two batched
+-- products per head, Q K^T and P V), and a check that the run's final loss is finite and lower than
 -- its first. Prints one JSON line per workload for bench/run.sh, or a table with --table.
 --
 --   build/luagrad bench/workloads.lua [--table] [--only W2] [--threads 1,2] [--steps-scale 1]
 --   build/luagrad bench/workloads.lua --rss W2 200     (runs 200 steps of W2 and prints VmHWM)
+--   build/luagrad bench/workloads.lua --breakdown W6   (where W6's 1-thread step goes, one JSON line)
+--
+-- The breakdown (W6): the step's forward (with the loss), backward and optimizer step, each timed
+-- inside real steps; then the parts timed alone at W6's shapes, forward + backward: the Linear
+-- layers' GEMMs (the floor without attention), attention (the fused op on (32, 4, 64, 32), four
+-- times), LayerNorm (nine), tanh-GELU (four), the two embeddings, cross-entropy, and AdamW's step.
+-- What the parts leave of the step is the rest: residual adds, views and copies, per-op overhead.
+-- bench/torch_ref.py --breakdown W6 measures the same parts in PyTorch.
 local lg = require "luagrad"
 local nn, F = lg.nn, lg.nn.functional
 
@@ -33,8 +49,48 @@ while i <= #arg do
     i = i + 1
   elseif a == "--steps-scale" then args.scale = tonumber(arg[i + 1]); i = i + 1
   elseif a == "--rss" then args.rss = { arg[i + 1], tonumber(arg[i + 2]) }; i = i + 2
+  elseif a == "--breakdown" then args.breakdown = arg[i + 1]; i = i + 1
   else error("workloads: unknown argument " .. a, 0) end
   i = i + 1
+end
+
+-- W6's GPT (the same in bench/torch_ref.py). Block: x + attn(ln_1(x)), then + mlp(ln_2(x)).
+local function gpt(vocab, context, width, layers, heads)
+  local Attn = nn.Module:extend("W6Attention")
+  function Attn:init()
+    self.c_attn, self.c_proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+  end
+  function Attn:forward(x)
+    local B, T = x:size(1), x:size(2)
+    local qkv = self.c_attn(x):split(width, 3)
+    local function h(t) return t:view(B, T, heads, width // heads):transpose(2, 3) end
+    local y = F.scaled_dot_product_attention(h(qkv[1]), h(qkv[2]), h(qkv[3]), { is_causal = true })
+    return self.c_proj(y:transpose(2, 3):reshape(B, T, width))
+  end
+  local Block = nn.Module:extend("W6Block")
+  function Block:init()
+    self.ln_1, self.attn, self.ln_2 = nn.LayerNorm(width), Attn(), nn.LayerNorm(width)
+    self.c_fc, self.c_proj = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+  end
+  function Block:forward(x)
+    x = x + self.attn(self.ln_1(x))
+    return x + self.c_proj(F.gelu(self.c_fc(self.ln_2(x)), { approximate = "tanh" }))
+  end
+  local GPT = nn.Module:extend("W6GPT")
+  function GPT:init()
+    self.wte, self.wpe = nn.Embedding(vocab, width), nn.Embedding(context, width)
+    nn.init.normal_(self.wte.weight, 0, 0.02)
+    nn.init.normal_(self.wpe.weight, 0, 0.02)
+    local blocks = {}
+    for k = 1, layers do blocks[k] = Block() end
+    self.h, self.ln_f = nn.ModuleList(blocks), nn.LayerNorm(width)
+  end
+  function GPT:forward(idx)
+    local x = self.wte(idx) + self.wpe(lg.arange(1, idx:size(2) + 1))
+    for _, b in ipairs(self.h) do x = b(x) end
+    return F.linear(self.ln_f(x), self.wte.weight)
+  end
+  return GPT()
 end
 
 local function mlp(sizes, act, bn)
@@ -102,6 +158,29 @@ local W = {
       return model, lg.optim.AdamW(model:parameters(), { lr = 1e-3, weight_decay = 1e-2 }),
         function() return F.cross_entropy(model(x), y) end
     end },
+  { name = "W6", desc = "GPT 4 x (LN attn LN MLP) width 128, T 64, tied head, AdamW", steps = 40, warm = 5,
+    -- the tokens' products per block: qkv, Q K^T and P V for the 32 x 4 heads, c_proj, c_fc,
+    -- c_proj; then the tied head. Every input needs its gradient (the embeddings learn).
+    layers = (function()
+      local l = {}
+      for _ = 1, 4 do
+        for _, p in ipairs({ { 2048, 128, 384 }, { 64, 32, 64, 128 }, { 64, 64, 32, 128 }, { 2048, 128, 128 },
+          { 2048, 128, 512 }, { 2048, 512, 128 } }) do l[#l + 1] = p end
+      end
+      l[#l + 1] = { 2048, 128, 128 }
+      return l
+    end)(), grad_first = true,
+    missing = function()
+      if not F.scaled_dot_product_attention then return "luagrad has no F.scaled_dot_product_attention yet" end
+      if not nn.Embedding then return "luagrad has no nn.Embedding yet" end
+    end,
+    build = function()
+      local model = gpt(128, 64, 128, 4, 4)
+      local data = lg.randint(1, 129, { 32, 65 })
+      local x, y = data:narrow(2, 1, 64), data:narrow(2, 2, 64)
+      return model, lg.optim.AdamW(model:parameters(), { lr = 3e-4, betas = { 0.9, 0.95 }, weight_decay = 0.1 }),
+        function() return F.cross_entropy(model(x):reshape(-1, 128), y:reshape(-1)) end
+    end },
 }
 
 local function median(t)
@@ -120,19 +199,22 @@ end
 
 -- The GEMM floor: per layer (batch B, in K, out N) the forward X W^T (B x K . K x N), the
 -- weight gradient G^T X (N x B . B x K) and, except for the first layer, the input gradient
--- G W (B x N . N x K): exactly the products a step needs, back to back.
+-- G W (B x N . N x K): exactly the products a step needs, back to back. A fourth number is a
+-- batch of that many independent products (attention's heads), done as one batched matmul.
 local function gemm_floor(w, reps)
   local mats = {}
   for k, l in ipairs(w.layers) do
-    local B, K, N = l[1], l[2], l[3]
-    mats[k] = { x = lg.randn(B, K), wt = lg.randn(N, K):t(), g = lg.randn(B, N), w = lg.randn(N, K), first = k == 1 }
+    local B, K, N, P = l[1], l[2], l[3], l[4]
+    local function m(r, c) return P and lg.randn(P, r, c) or lg.randn(r, c) end
+    local function tr(t) return t:transpose(-2, -1) end
+    mats[k] = { x = m(B, K), wt = tr(m(N, K)), g = m(B, N), w = m(N, K), first = k == 1 and not w.grad_first }
   end
   local times = {}
   for r = 1, reps do
     local t0 = lg.clock()
     for _, m in ipairs(mats) do
       local _ = m.x:matmul(m.wt)
-      _ = m.g:t():matmul(m.x)
+      _ = m.g:transpose(-2, -1):matmul(m.x)
       if not m.first then _ = m.g:matmul(m.w) end
     end
     times[r] = (lg.clock() - t0) * 1e3
@@ -177,6 +259,89 @@ if args.rss then -- peak resident memory of a short run
   return
 end
 
+-- median milliseconds of fn() over reps runs after 2 warm-up runs
+local function time_ms(fn, reps)
+  for _ = 1, 2 do fn() end
+  local ts = {}
+  for r = 1, reps do
+    local t0 = lg.clock()
+    fn()
+    ts[r] = (lg.clock() - t0) * 1e3
+  end
+  return median(ts)
+end
+
+-- forward + backward of f on inputs that require grad, with a random output gradient drawn once
+-- (outside the timing: drawing it costs more than some of the ops timed)
+local function fwd_bwd(f, ...)
+  local xs = { ... }
+  for k, x in ipairs(xs) do
+    if x.dtype ~= "int64" then xs[k] = x:detach():requires_grad_() end
+  end
+  local g = lg.randn(table.unpack(f(table.unpack(xs)).shape))
+  return function() f(table.unpack(xs)):backward(g) end
+end
+
+if args.breakdown then
+  local w
+  for _, c in ipairs(W) do if c.name == args.breakdown and c.name == "W6" then w = c end end
+  if not w then error("workloads: --breakdown knows W6 only", 0) end
+  local missing = w.missing()
+  if missing then
+    print(string.format('{"name": "W6", "skipped": "%s"}', missing))
+    return
+  end
+  lg.set_num_threads(1)
+  lg.manual_seed(0)
+  local model, opt, lossf = w.build()
+  for _ = 1, w.warm do step(opt, lossf) end
+  local n = math.max(3, math.floor(w.steps * args.scale))
+  local tf, tb, to, ts = {}, {}, {}, {}
+  for s = 1, n do
+    local t0 = lg.clock()
+    opt:zero_grad()
+    local loss = lossf()
+    local t1 = lg.clock()
+    loss:backward()
+    local t2 = lg.clock()
+    opt:step()
+    local t3 = lg.clock()
+    tf[s], tb[s], to[s], ts[s] = (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t3 - t0) * 1e3
+  end
+  local _ = model
+  local reps = math.max(5, math.floor(20 * args.scale))
+  local linears = { layers = {} }
+  for _, l in ipairs(w.layers) do if not l[4] then linears.layers[#linears.layers + 1] = l end end
+  linears.grad_first = true
+  local attn = {}
+  for _, l in ipairs(w.layers) do if l[4] then attn[#attn + 1] = l end end
+  local q = lg.randn(32, 4, 64, 32)
+  local ln = nn.LayerNorm(128)
+  local parts = {
+    gemm_linear = gemm_floor(linears, reps),
+    gemm_attention = gemm_floor({ layers = attn, grad_first = true }, reps),
+    attention = 4 * time_ms(fwd_bwd(function(a, b, c)
+      return F.scaled_dot_product_attention(a, b, c, { is_causal = true })
+    end, q, q, q), reps),
+    layer_norm = 9 * time_ms(fwd_bwd(function(x) return ln(x) end, lg.randn(32, 64, 128)), reps),
+    gelu = 4 * time_ms(fwd_bwd(function(x) return F.gelu(x, { approximate = "tanh" }) end, lg.randn(32, 64, 512)), reps),
+    embedding = time_ms(fwd_bwd(function(e1, e2, i1, i2) return F.embedding(i1, e1) + F.embedding(i2, e2) end,
+      lg.randn(128, 128), lg.randn(64, 128), lg.randint(1, 129, { 32, 64 }), lg.arange(1, 65)), reps),
+    cross_entropy = time_ms(fwd_bwd(function(x, y) return F.cross_entropy(x, y) end, lg.randn(2048, 128),
+      lg.randint(1, 129, { 2048 })), reps),
+    optimizer = median(to),
+  }
+  local sum = 0
+  for k, v in pairs(parts) do if k ~= "gemm_attention" then sum = sum + v end end
+  local fields = {}
+  for _, k in ipairs({ "gemm_linear", "gemm_attention", "attention", "layer_norm", "gelu", "embedding",
+    "cross_entropy", "optimizer" }) do fields[#fields + 1] = string.format('"%s": %.4f', k, parts[k]) end
+  print(string.format('{"name": "W6", "step": %.4f, "forward": %.4f, "backward": %.4f, "optimizer_step": %.4f, '
+    .. '%s, "rest": %.4f}', median(ts), median(tf), median(tb), median(to), table.concat(fields, ", "),
+    median(ts) - sum))
+  return
+end
+
 -- sgemm peak: a large square product at 1 thread
 lg.set_num_threads(1)
 local n = 2048
@@ -193,7 +358,11 @@ if args.table then print(string.format("sgemm peak (1 thread, %dx%d): %.1f GFLOP
 if not args.table then print(string.format('{"sgemm_gflops": %.2f}', peak)) end
 
 for _, w in ipairs(W) do
-  if not args.only or args.only == w.name then
+  local missing = w.missing and w.missing()
+  if missing and (not args.only or args.only == w.name) then
+    if args.table then print(string.format("%-3s skipped: %s", w.name, missing))
+    else print(string.format('{"name": "%s", "skipped": "%s"}', w.name, missing)) end
+  elseif not args.only or args.only == w.name then
     local res = { name = w.name }
     for _, t in ipairs(args.threads) do
       local ms, first, final, cores = run(w, t)

@@ -190,6 +190,20 @@ print("parsed", opts.epochs)
         assert.truthy(out:find("\n  " .. o, 1, true), o .. " missing from:\n" .. out)
       end
     end)
+
+    it("gpt.lua: --help lists its options; a width the heads do not divide is an error", function()
+      local cmd = string.format("env -u LUA_INIT -u LUA_INIT_5_4 %s examples/gpt.lua", util.shell_quote(util.LUAGRAD))
+      local out, ok = util.run(cmd .. " --help 2>&1")
+      assert.is_true(ok, out)
+      for _, o in ipairs({ "--time-limit SECONDS", "--max-steps N", "--context T", "--width D", "--layers N", "--heads N",
+        "--batch-size N", "--lr X", "--warmup STEPS", "--clip NORM", "--eval-every STEPS", "--temperature X", "--top-k K",
+        "--out PREFIX", "--quick", "--sample", "--help" }) do
+        assert.truthy(out:find("\n  " .. o, 1, true), o .. " missing from:\n" .. out)
+      end
+      out, ok = util.run(cmd .. " --width 100 --heads 6 2>&1")
+      assert.is_not_true(ok)
+      assert.truthy(out:find("gpt: --width 100 is not a multiple of --heads 6", 1, true), out)
+    end)
   end)
 end)
 

@@ -1,4 +1,5 @@
--- lg.data (TensorDataset, DataLoader) and lg.datasets.fashion_mnist (IDX files through zlib).
+-- lg.data (TensorDataset, DataLoader), lg.datasets.fashion_mnist (IDX files through zlib) and
+-- lg.datasets.fortunes (the text of Debian's fortune files, as character tokens).
 local lg = require "luagrad"
 package.path = "spec/?.lua;" .. package.path
 local util = require "helpers.util"
@@ -185,5 +186,109 @@ describe("fashion_mnist", function()
     assert.is_false(ok)
     assert.matches("corrupt or truncated", err)
     util.remove_dir(dir)
+  end)
+end)
+
+describe("fortunes", function()
+  -- a folder shaped like Debian's: text files with their .dat index and .u8 link, plus things to skip
+  local function fake_fortunes()
+    local dir = util.tmpdir()
+    util.write_file(dir .. "/zen", "Be here.\n%\nNow.\n%\n")
+    util.write_file(dir .. "/art", "Ars longa,\nvita brevis.\n%\n")
+    util.write_file(dir .. "/art.dat", "\0\0\0\2\0\0\0\1xyz") -- the strfile index: binary, skipped by name
+    util.write_file(dir .. "/blob", "QQ\0QQ") -- a NUL byte: not text
+    util.write_file(dir .. "/tail", "no newline at the end") -- gets one
+    assert(os.execute("ln -s art " .. util.shell_quote(dir .. "/art.u8")))
+    assert(os.execute("ln -s zen " .. util.shell_quote(dir .. "/other_link"))) -- any link is skipped
+    assert(os.execute("mkdir " .. util.shell_quote(dir .. "/off")))
+    util.write_file(dir .. "/off/hidden", "XX\n")
+    return dir
+  end
+
+  it("reads the regular text files in name order, builds a byte vocabulary and splits off the end", function()
+    local dir = fake_fortunes()
+    local all = lg.datasets.fortunes({ root = dir, split = "all" })
+    assert.are.same({ "art", "tail", "zen" }, all.files)
+    local text = "Ars longa,\nvita brevis.\n%\nno newline at the end\nBe here.\n%\nNow.\n%\n"
+    assert.are.equal(text, all.text)
+    -- the vocabulary: every byte that occurs, sorted, ids from 1
+    local seen = {}
+    for c in text:gmatch(".") do seen[c] = true end
+    local expect = {}
+    for b = 0, 255 do if seen[string.char(b)] then expect[#expect + 1] = string.char(b) end end
+    assert.are.same(expect, all.vocab)
+    assert.are.equal(#expect, all.vocab_size)
+    assert.are.equal("\n", all.vocab[1])
+    assert.are.equal("int64", all.data.dtype)
+    assert.are.same({ #text }, all.data.shape)
+    local ids = all.data:tolist()
+    for i = 1, #text do assert.are.equal(text:sub(i, i), all.vocab[ids[i]]) end
+    assert.are.equal(text, all.decode(all.data))
+    assert.are.equal(text, all.decode(ids))
+    assert.are.same({ 3, 1 }, all.encode("%\n"):tolist()) -- "\n" is byte 10, " " 32, "%" 37
+    -- the last val_fraction of the text is the validation split; the rest, in order, is training
+    local train = lg.datasets.fortunes({ root = dir, val_fraction = 0.25 })
+    local val = lg.datasets.fortunes({ root = dir, split = "val", val_fraction = 0.25 })
+    local n_val = math.floor(#text * 0.25)
+    assert.are.equal(text:sub(1, #text - n_val), train.text)
+    assert.are.equal(text:sub(#text - n_val + 1), val.text)
+    assert.are.same(all.vocab, val.vocab) -- one vocabulary for both splits
+    assert.are.equal(train.data:numel() + val.data:numel(), all.data:numel())
+    assert.are.equal("train", lg.datasets.fortunes({ root = dir }).split)
+    assert.are.equal(math.floor(#text * 0.1), #lg.datasets.fortunes({ root = dir, split = "val" }).text)
+    util.remove_dir(dir)
+  end)
+
+  it("refuses bytes outside the vocabulary, ids out of range and bad options", function()
+    local dir = fake_fortunes()
+    local ds = lg.datasets.fortunes({ root = dir })
+    local ok, err = pcall(ds.encode, "Ars!")
+    assert.is_false(ok)
+    assert.matches('fortunes.encode: byte 33 %("!"%) is not in the vocabulary', err)
+    ok, err = pcall(ds.decode, { 1, ds.vocab_size + 1 })
+    assert.is_false(ok)
+    assert.matches("fortunes.decode: id " .. (ds.vocab_size + 1) .. " at position 2 is not in 1..", err)
+    ok, err = pcall(lg.datasets.fortunes, { root = dir, split = "test" })
+    assert.is_false(ok)
+    assert.matches('split must be "train", "val" or "all", got "test"', err)
+    ok, err = pcall(lg.datasets.fortunes, { root = dir, val_fraction = 1 })
+    assert.is_false(ok)
+    assert.matches("val_fraction must be a number in %[0, 1%)", err)
+    ok, err = pcall(lg.datasets.fortunes, { root = dir, valfraction = 0.1 })
+    assert.is_false(ok)
+    assert.matches("valfraction", err)
+    util.remove_dir(dir)
+  end)
+
+  it("names the Debian package when the folder is missing or holds no fortunes", function()
+    local dir = util.tmpdir()
+    local ok, err = pcall(lg.datasets.fortunes, { root = dir .. "/nowhere" })
+    assert.is_false(ok)
+    assert.matches("fortunes: cannot read the folder .*nowhere", err)
+    assert.matches("apt%-get install fortunes", err)
+    ok, err = pcall(lg.datasets.fortunes, { root = dir })
+    assert.is_false(ok)
+    assert.matches("no fortune text files in", err)
+    assert.matches("apt%-get install fortunes", err)
+    util.remove_dir(dir)
+  end)
+
+  it("reads Debian's fortunes: about 2.5 MB of text, a vocabulary of at most 256 bytes", function()
+    local have = io.open(lg.datasets.FORTUNES_ROOT .. "/fortunes", "rb")
+    if not have then
+      print("\nnote: the package fortunes is not installed; skipping the real-data case")
+      return
+    end
+    have:close()
+    local train, val = lg.datasets.fortunes(), lg.datasets.fortunes({ split = "val" })
+    local n = train.data:numel() + val.data:numel()
+    assert.is_true(n > 2e6 and n < 4e6, tostring(n))
+    assert.are.equal(math.floor(n * 0.1), val.data:numel())
+    assert.is_true(train.vocab_size > 90 and train.vocab_size <= 256, tostring(train.vocab_size))
+    for _, f in ipairs(train.files) do assert.is_nil(f:match("%.dat$") or f:match("%.u8$"), f) end
+    assert.are.equal(1, train.data:min():item())
+    assert.are.equal(train.vocab_size, math.max(train.data:max():item(), val.data:max():item()))
+    assert.are.equal(train.text:sub(1, 1000), train.decode(train.data:narrow(1, 1, 1000)))
+    assert.is_truthy(train.text:find("\n%\n", 1, true), "fortunes are separated by lines holding %")
   end)
 end)

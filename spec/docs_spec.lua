@@ -36,6 +36,18 @@ local PROBES = {
   end },
   { "Claim", function() return lg.cli.claim("docs") end },
   { "lg.data.DataLoader", function() return lg.data.DataLoader(lg.data.TensorDataset(lg.zeros(2, 1))) end },
+  { "Fortunes", function() -- lg.datasets.fortunes's result, read from a one-file folder
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    local f = assert(io.open(dir .. "/one", "wb"))
+    f:write("A fortune.\n%\n")
+    f:close()
+    local ds = lg.datasets.fortunes({ root = dir })
+    os.remove(dir .. "/one")
+    os.remove(dir)
+    return ds
+  end },
 }
 
 -- ---- small helpers ---------------------------------------------------------------------------

@@ -294,6 +294,55 @@ describe("activations", function()
     assert.matches("softmax: a dimension is needed", message_of(F.softmax, x))
   end)
 
+  it("tanh-GELU's fused backward equals its composite derivative, and float32 follows float64", function()
+    -- backward() without create_graph runs the one-pass kernel; create_graph composes d_gelu from
+    -- elementwise ops (the rule double backward and forward mode use)
+    for _, dt in ipairs({ "float64", "float32" }) do
+      lg.manual_seed(3)
+      local x = (lg.randn(4, 1000, { dtype = dt }) * 4):requires_grad_()
+      local g = lg.randn(4, 1000, { dtype = dt })
+      F.gelu(x, "tanh"):backward(g)
+      local fused = x.grad
+      local composite = lg.autograd.grad(F.gelu(x, "tanh"), x, { grad_outputs = g, create_graph = true })
+      composite = (type(composite) == "table" and composite[1] or composite):detach()
+      assert_close(fused:double(), composite:double(), dt == "float64" and 1e-13 or 1e-5, dt)
+    end
+    local x64 = lg.randn(5000, F64) * 4
+    local x32 = x64:float():requires_grad_()
+    x64:requires_grad_()
+    local g = lg.randn(5000, F64)
+    F.gelu(x64, "tanh"):backward(g)
+    F.gelu(x32, "tanh"):backward(g:float())
+    assert_close(x32.grad:double(), x64.grad, 2e-5, "float32 gradient against float64")
+    assert_close(F.gelu(x32:detach(), "tanh"):double(), F.gelu(x64:detach(), "tanh"), 2e-6, "float32 forward against float64")
+  end)
+
+  it("float32 LayerNorm (vectorized row sums) follows float64 forward and backward, with and without affine", function()
+    for _, D in ipairs({ 128, 13 }) do -- 13: the rows' tails after the eight-wide sums
+      for _, affine in ipairs({ true, false }) do
+        lg.manual_seed(5)
+        local x64 = (lg.randn(6, 7, D, F64) * 3 + 1):requires_grad_()
+        local g64 = lg.randn(6, 7, D, F64)
+        local w64 = affine and (lg.randn(D, F64) + 1):requires_grad_() or nil
+        local b64 = affine and lg.randn(D, F64):requires_grad_() or nil
+        local x32 = x64:detach():float():requires_grad_()
+        local w32 = w64 and w64:detach():float():requires_grad_()
+        local b32 = b64 and b64:detach():float():requires_grad_()
+        local y64 = F.layer_norm(x64, { D }, { weight = w64, bias = b64 })
+        local y32 = F.layer_norm(x32, { D }, { weight = w32, bias = b32 })
+        y64:backward(g64)
+        y32:backward(g64:float())
+        local what = string.format("D %d, affine %s", D, tostring(affine))
+        assert_close(y32:double(), y64, 3e-6, what .. ": y")
+        assert_close(x32.grad:double(), x64.grad, 3e-6, what .. ": dx")
+        if affine then
+          assert_close(w32.grad:double(), w64.grad, 1e-4, what .. ": dweight")
+          assert_close(b32.grad:double(), b64.grad, 1e-4, what .. ": dbias")
+        end
+      end
+    end
+  end)
+
   it("functional forms take plain or table options", function()
     local x = lg.tensor(xs, F64)
     assert_close(F.leaky_relu(x, 0.3), F.leaky_relu(x, { negative_slope = 0.3 }), 0)

@@ -19,6 +19,7 @@ packages=(
   strace                               # the checkpoint spec sees lg.save fsync before it renames
   luarocks                             # the packaging spec builds and installs the rock
   dataset-fashion-mnist                # real data for the main example
+  fortunes                             # real text for the GPT example (lg.datasets.fortunes)
 )
 
 missing=()

@@ -8,6 +8,19 @@
 -- with fields images, labels and classes (the ten class names, in label order). normalize
 -- standardizes the pixels while they are decoded, (p - mean) / std, with no extra copy: true uses
 -- the training set's mean and standard deviation (M.FASHION_MNIST_MEAN, M.FASHION_MNIST_STD).
+--
+--   lg.datasets.fortunes({root = "/usr/share/games/fortunes", split = "train" | "val" | "all",
+--                         val_fraction = 0.1})
+--
+-- reads the plain-text fortune files that Debian's package fortunes installs, for character-level
+-- language models: the text of every regular file of the folder in bytewise name order (skipping
+-- the .dat index files, the .u8 links and anything holding a NUL byte), as one string. The
+-- vocabulary is the set of bytes that occur in the whole text, sorted by value (about 100 for
+-- Debian's files; at most 256): token i is the i-th such byte, so ids are 1-based and every text
+-- made of those bytes round-trips through encode and decode. The last val_fraction of the text
+-- is the validation split. Returns a table: data (the split's token ids, an int64 tensor),
+-- text, vocab (the bytes, as one-character strings), vocab_size, encode(s) -> int64 tensor,
+-- decode(ids) -> string (ids a tensor or a list), files, root, split.
 local core = require "luagrad.core"
 local data = require "luagrad.data"
 local errors = require "luagrad.errors"
@@ -112,6 +125,112 @@ function M.fashion_mnist(opts)
   rawset(ds, "labels", labels)
   rawset(ds, "classes", M.fashion_mnist_classes)
   return ds
+end
+
+-- ---- fortunes ---------------------------------------------------------------------------------
+
+M.FORTUNES_ROOT = "/usr/share/games/fortunes"
+
+local function fortune_files(root)
+  local names, kinds = core._list_dir(root)
+  if not names then
+    errors.raisef("fortunes: cannot read the folder %s (%s); install Debian's package fortunes "
+      .. "(apt-get install fortunes) or pass {root = ...}", root, kinds)
+  end
+  local files, texts = {}, {}
+  for _, name in ipairs(names) do
+    if kinds[name] == "file" and not name:match("%.dat$") and not name:match("%.u8$") then
+      local s = core._read_file(root .. "/" .. name, 64 * 1024 * 1024)
+      if s and #s > 0 and not s:find("\0", 1, true) then -- a NUL byte: not a text file
+        files[#files + 1] = name
+        texts[#texts + 1] = s
+      end
+    end
+  end
+  if #files == 0 then
+    errors.raisef("fortunes: no fortune text files in %s; install Debian's package fortunes "
+      .. "(apt-get install fortunes) or pass {root = ...}", root)
+  end
+  return files, texts
+end
+
+---@class luagrad.datasets.FortunesOptions
+---@field root? string the folder of the fortune files (default M.FORTUNES_ROOT)
+---@field split? "train"|"val"|"all" (default "train")
+---@field val_fraction? number the share of the text, at its end, held out for validation (default 0.1)
+
+---@class luagrad.datasets.Fortunes
+---@field data luagrad.Tensor (N) int64 token ids in 1..vocab_size: the split's text
+---@field text string the split's text
+---@field vocab string[] token id -> its byte, as a one-character string
+---@field vocab_size integer
+---@field encode fun(s: string): luagrad.Tensor
+---@field decode fun(ids: luagrad.Tensor|integer[]): string
+---@field files string[] the files read, in order
+---@field root string
+---@field split string
+
+---@param opts? luagrad.datasets.FortunesOptions|string
+---@return luagrad.datasets.Fortunes
+function M.fortunes(opts)
+  if type(opts) == "string" then opts = { split = opts } end -- fortunes("val")
+  if opts ~= nil and type(opts) ~= "table" then
+    errors.raisef('fortunes: expected a split ("train", "val" or "all") or an options table, got %s', type(opts))
+  end
+  opts = errors.options("fortunes", opts, { "root", "split", "val_fraction" })
+  local split = opts.split or "train"
+  if split ~= "train" and split ~= "val" and split ~= "all" then
+    errors.raisef('fortunes: split must be "train", "val" or "all", got %q', tostring(split))
+  end
+  local frac = opts.val_fraction or 0.1
+  if type(frac) ~= "number" or not (frac >= 0 and frac < 1) then
+    errors.raisef("fortunes: val_fraction must be a number in [0, 1), got %s", tostring(frac))
+  end
+  local root = opts.root or M.FORTUNES_ROOT
+  local files, texts = fortune_files(root)
+  -- one text: the files in order, each ending with a newline
+  for i, s in ipairs(texts) do
+    if s:sub(-1) ~= "\n" then texts[i] = s .. "\n" end
+  end
+  local all = table.concat(texts)
+
+  -- the vocabulary: the bytes that occur, sorted; to_code[c] = the byte whose value is c's id - 1
+  local vocab, to_code = {}, {}
+  for b = 0, 255 do
+    local c = string.char(b)
+    if all:find(c, 1, true) then
+      vocab[#vocab + 1] = c
+      to_code[c] = string.char(#vocab - 1) -- the id - 1 as one byte, read back below with shift 1
+    end
+  end
+
+  local function encode(s)
+    errors.check("fortunes.encode", "s", s, "string")
+    local bad = s:match("[^" .. table.concat(vocab):gsub("[%%%]%^%-]", "%%%0"):gsub("%z", "%%z") .. "]")
+    if bad then
+      errors.raisef("fortunes.encode: byte %d (%q) is not in the vocabulary", bad:byte(), bad)
+    end
+    return core._bytes_to_tensor((s:gsub(".", to_code)), 0, { #s }, "int64", 1, 1)
+  end
+
+  local function decode(ids)
+    if core.is_tensor(ids) then ids = ids:reshape(-1):tolist() end
+    errors.check("fortunes.decode", "ids", ids, "table")
+    local out = {}
+    for i, id in ipairs(ids) do
+      local c = vocab[id]
+      if not c then errors.raisef("fortunes.decode: id %s at position %d is not in 1..%d", tostring(id), i, #vocab) end
+      out[i] = c
+    end
+    return table.concat(out)
+  end
+
+  local n_val = math.floor(#all * frac)
+  local text = split == "train" and all:sub(1, #all - n_val) or split == "val" and all:sub(#all - n_val + 1) or all
+  return {
+    data = encode(text), text = text, vocab = vocab, vocab_size = #vocab, encode = encode, decode = decode,
+    files = files, root = root, split = split,
+  }
 end
 
 return M

@@ -1,7 +1,7 @@
 /*
 ** lua_io.c: file helpers: reading gzipped files through zlib, turning unsigned bytes into
 ** tensors (IDX image and label files), writing checkpoints durably and atomically (lg.save), and
-** asking whether a stream is a terminal (lg.progress).
+** asking whether a stream is a terminal (lg.progress), and listing a folder (lg.datasets.fortunes).
 */
 #include "lua_binding.h"
 
@@ -234,14 +234,71 @@ static int m_clean_temps(lua_State *L) {
   return 0;
 }
 
+/* core._list_dir(path) -> {names...} sorted bytewise, {name = kind}, or nil, message. kind is
+** "file" (a regular file), "link" (a symbolic link, not followed), "dir" or "other"; "." and ".."
+** are left out. lg.datasets.fortunes reads the regular files of a folder in this order. */
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int m_list_dir(lua_State *L) {
+  const char *path = lgL_checkstring(L, 1, NULL);
+  DIR *d = opendir(path);
+  if (!d) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_newtable(L); /* names, in readdir's order first */
+  lua_newtable(L); /* kinds */
+  struct dirent *e;
+  lua_Integer n = 0;
+  while ((e = readdir(d))) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    char full[4096];
+    struct stat st;
+    snprintf(full, sizeof full, "%s/%s", path, e->d_name);
+    const char *kind = "other";
+    if (lstat(full, &st) == 0)
+      kind = S_ISREG(st.st_mode)   ? "file"
+             : S_ISLNK(st.st_mode) ? "link"
+             : S_ISDIR(st.st_mode) ? "dir"
+                                   : "other";
+    lua_pushstring(L, e->d_name);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -4, ++n);
+    lua_pushstring(L, kind);
+    lua_rawset(L, -3);
+  }
+  closedir(d);
+  /* sort the names bytewise: the order must not depend on the file system */
+  const char **names = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * sizeof *names, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -3, i);
+    names[i - 1] = lua_tostring(L, -1); /* anchored in the names table */
+    lua_pop(L, 1);
+  }
+  qsort(names, (size_t)n, sizeof *names, cmp_names);
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_pushstring(L, names[i - 1]);
+    lua_rawseti(L, -2, i);
+  }
+  lua_replace(L, -4); /* the sorted list takes the unsorted one's place */
+  lua_pop(L, 1);      /* the scratch array */
+  return 2;
+}
+
 /* core._isatty(fd) -> boolean */
 static int m_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)lgL_checkinteger(L, 1, NULL)));
   return 1;
 }
 
-static const luaL_Reg functions[] = {{"_read_file", m_read_file},     {"_save_atomic", m_save_atomic},
-                                     {"_clean_temps", m_clean_temps}, {"_bytes_to_tensor", m_bytes_to_tensor},
-                                     {"_isatty", m_isatty},           {NULL, NULL}};
+static const luaL_Reg functions[] = {{"_read_file", m_read_file},
+                                     {"_save_atomic", m_save_atomic},
+                                     {"_clean_temps", m_clean_temps},
+                                     {"_bytes_to_tensor", m_bytes_to_tensor},
+                                     {"_isatty", m_isatty},
+                                     {"_list_dir", m_list_dir},
+                                     {NULL, NULL}};
 
 void lgL_open_io(lua_State *L) { lgL_setfuncs(L, functions); }

@@ -332,8 +332,79 @@ BN_BACKWARD(bn_backward_f64, f64, double)
       for (int64_t d = 0; d < D; d++) y[d] = (T)(((double)x[d] - m) * rs * (w ? w[d] : 1) + (b ? b[d] : 0)); \
     }                                                                                                        \
   }
-LN_FORWARD(ln_forward_f32, float)
 LN_FORWARD(ln_forward_f64, double)
+
+/* float32 LayerNorm in loops that vectorize: the same double arithmetic as LN_FORWARD/LN_BACKWARD,
+** but the row sums in eight partial sums (row_sum_f32, row_dev_f32, ln_dxh_sums_f32) and the
+** elementwise loops free of per-element branches. The order of a row's additions differs from the
+** plain loops', so a result may differ from them in the last bit of a double before rounding to
+** float. */
+LG_WIDE static void ln_apply_f32(const float *restrict x, float *restrict y, const float *restrict w,
+                                 const float *restrict b, double m, double rs, int64_t D) {
+  if (w && b)
+    for (int64_t d = 0; d < D; d++) y[d] = (float)(((double)x[d] - m) * rs * w[d] + b[d]);
+  else if (w)
+    for (int64_t d = 0; d < D; d++) y[d] = (float)(((double)x[d] - m) * rs * w[d]);
+  else if (b)
+    for (int64_t d = 0; d < D; d++) y[d] = (float)(((double)x[d] - m) * rs + b[d]);
+  else
+    for (int64_t d = 0; d < D; d++) y[d] = (float)(((double)x[d] - m) * rs);
+}
+static void ln_forward_f32(const float *x, float *y, const float *w, const float *b, float *mean_out,
+                           float *var_out, int64_t R, int64_t D, double eps) {
+  for (int64_t r = 0; r < R; r++, x += D, y += D) {
+    double m = row_sum_f32(x, D) / (double)D, s1 = 0, v = 0;
+    row_dev_f32(NULL, x, m, D, &s1, &v); /* v = sum (x - m)^2 */
+    v /= (double)D;
+    mean_out[r] = (float)m;
+    var_out[r] = (float)v;
+    ln_apply_f32(x, y, w, b, m, 1 / sqrt(v + eps), D);
+  }
+}
+
+/* one row's sums for the backward pass: s1 = sum dxh, s2 = sum dxh (x - m), dxh = dy w */
+LG_WIDE static void ln_dxh_sums_f32(const float *restrict dy, const float *restrict w,
+                                    const float *restrict x, double m, int64_t D, double *s1, double *s2) {
+  double a[8] = {0}, c[8] = {0};
+  int64_t d = 0;
+  for (; d + 8 <= D; d += 8)
+    for (int k = 0; k < 8; k++) {
+      double g = (double)dy[d + k] * (w ? (double)w[d + k] : 1);
+      a[k] += g, c[k] += g * ((double)x[d + k] - m);
+    }
+  double sa = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+  double sd = ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+  for (; d < D; d++) {
+    double g = (double)dy[d] * (w ? (double)w[d] : 1);
+    sa += g, sd += g * ((double)x[d] - m);
+  }
+  *s1 = sa, *s2 = sd;
+}
+/* dx = rs / D (D dxh - s1 - xhat s2), xhat = (x - m) rs; dw += dy xhat, db += dy (in double) */
+LG_WIDE static void ln_row_grads_f32(const float *restrict x, const float *restrict dy,
+                                     const float *restrict w, float *restrict dx, double *restrict dw,
+                                     double *restrict db, double m, double rs, double s1, double s2,
+                                     int64_t D) {
+  double k = rs / (double)D;
+  if (dx)
+    for (int64_t d = 0; d < D; d++) {
+      double xhat = ((double)x[d] - m) * rs, dxh = (double)dy[d] * (w ? (double)w[d] : 1);
+      dx[d] = (float)(k * ((double)D * dxh - s1 - xhat * s2));
+    }
+  if (dw)
+    for (int64_t d = 0; d < D; d++) dw[d] += (double)dy[d] * (((double)x[d] - m) * rs);
+  if (db)
+    for (int64_t d = 0; d < D; d++) db[d] += dy[d];
+}
+static void ln_backward_f32(const float *x, const float *dy, const float *w, const float *mean,
+                            const float *var, float *dx, double *dw, double *db, int64_t R, int64_t D,
+                            double eps) {
+  for (int64_t r = 0; r < R; r++, x += D, dy += D) {
+    double rs = 1 / sqrt((double)var[r] + eps), m = mean[r], s1, s2;
+    ln_dxh_sums_f32(dy, w, x, m, D, &s1, &s2);
+    ln_row_grads_f32(x, dy, w, dx ? dx + r * D : NULL, dw, db, m, rs, s1, s2 * rs, D);
+  }
+}
 
 #define LN_BACKWARD(name, T)                                                                                 \
   static void name(const T *x, const T *dy, const T *w, const T *mean, const T *var, T *dx, double *dw,      \
@@ -354,7 +425,6 @@ LN_FORWARD(ln_forward_f64, double)
         }                                                                                                    \
     }                                                                                                        \
   }
-LN_BACKWARD(ln_backward_f32, float)
 LN_BACKWARD(ln_backward_f64, double)
 
 /* ---- shared checks ---- */

@@ -332,9 +332,20 @@ typedef void (*unary_p_k)(int64_t n, char *o, int64_t so, const char *x, int64_t
 #define SQRT_2_OVER_PI 0.7978845608028654
 #define GELU_C 0.044715
 /* gelu(x) = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + c x^3))) */
-UNARY_P(gelu_f32, float,
-        mode ? 0.5f * x *(1 + tanhf((float)SQRT_2_OVER_PI * (x + (float)GELU_C * x * x * x)))
-             : 0.5f * x * (1 + erff(x * (float)M_SQRT1_2)))
+/* float32's tanh form through tanh_fast (a few ulp) in a loop the wide clone vectorizes, as tanh_f32:
+** with libm's tanhf a GPT's MLP activation cost more than its GEMMs (bench W6, --breakdown). */
+__attribute__((optimize("fp-contract=fast")))
+UNARY_W(gelu_tanh_f32, float,
+        0.5f * x * (1 + tanh_fast((float)SQRT_2_OVER_PI * (x + (float)GELU_C * x * x * x))))
+    UNARY(gelu_erf_f32, float,
+          0.5f * x * (1 + erff(x * (float)M_SQRT1_2))) static void gelu_f32(int64_t n, char *o, int64_t so,
+                                                                            const char *x, int64_t sx,
+                                                                            const lg_args *a) {
+  if (a->mode)
+    gelu_tanh_f32(n, o, so, x, sx);
+  else
+    gelu_erf_f32(n, o, so, x, sx);
+}
 UNARY_P(gelu_f64, double,
         mode ? 0.5 * x *(1 + tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)))
              : 0.5 * x * (1 + erf(x * M_SQRT1_2)))
@@ -548,6 +559,29 @@ static lg_status unary_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
   lg_tensor *d = op->deriv(&s, n->args.in[0], lg_node_saved_out(n), &n->args);
   return sc_done(&s, sc_bin(&s, LG_OP_MUL, g, d), &gin[0]);
 }
+/* gelu's tanh form in one pass (x is g, y the input): with u = k (y + c y^3), t = tanh u,
+**   gin = g (0.5 (1 + t) + 0.5 y (1 - t^2) k (1 + 3 c y^2))
+** the same derivative d_gelu composes from about ten ops; the erf form and create_graph use that. */
+static inline float gelu_tanh_grad_f32(float y) {
+  const float k = (float)SQRT_2_OVER_PI, c = (float)GELU_C;
+  float t = tanh_fast(k * (y + c * y * y * y));
+  return 0.5f * (1 + t) + 0.5f * y * (1 - t * t) * k * (1 + 3 * c * y * y);
+}
+static inline double gelu_tanh_grad_f64(double y) {
+  double t = tanh(SQRT_2_OVER_PI * (y + GELU_C * y * y * y));
+  return 0.5 * (1 + t) + 0.5 * y * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * GELU_C * y * y);
+}
+/* clang-format off */
+__attribute__((optimize("fp-contract=fast"))) LG_WIDE BINARY(gelu_tanh_bw_f32, float, x * gelu_tanh_grad_f32(y))
+BINARY(gelu_tanh_bw_f64, double, x * gelu_tanh_grad_f64(y))
+static lg_status gelu_backward(lg_node *n, lg_tensor *g, lg_tensor **gin) {
+  lg_tensor *x = n->args.in[0];
+  if (n->args.mode == 1 && !lg_grad_enabled() && g->dtype == x->dtype && lg_dtype_is_float(g->dtype) &&
+      g->ndim <= x->ndim)
+    return fused_grad(gelu_tanh_bw_f32, gelu_tanh_bw_f64, g, x, &gin[0]);
+  return unary_backward(n, g, gin);
+}
+/* clang-format on */
 static lg_status unary_jvp(const lg_op *op, const lg_args *a, lg_tensor *out, lg_tensor *const *tin,
                            lg_tensor **tout) {
   sc s = {0};
@@ -2073,7 +2107,11 @@ const lg_op lg_ops[LG_NUM_OPS] = {
   UNARY_ROW(LOG10, log10, NULL, SI),
   UNARY_ROW_R(TRUNC, trunc, copy_i64, 0, zero),
 
-  ACTIVATION_ROW(GELU, gelu, {.mode_key = "approximate", .modes = {"none", "tanh"}}),
+  /* gelu's row spelled out: its backward fuses the tanh form (gelu_backward) */
+  [LG_OP_GELU] = {.name = "gelu", .arity = 1, .nout = 1, .forward = unary_p_forward,
+                  .kernel = {K(gelu_f32), K(gelu_f64), NULL}, .flags = SI, .backward = gelu_backward,
+                  .jvp = unary_jvp, .deriv = d_gelu, .call = LG_CALL_ACTIVATION,
+                  .params = {.mode_key = "approximate", .modes = {"none", "tanh"}}},
   ACTIVATION_ROW(LEAKY_RELU, leaky_relu, {.name = {"negative_slope"}, .def = {0.01}}),
   ACTIVATION_ROW(ELU, elu, {.name = {"alpha"}, .def = {1.0}}),
   ACTIVATION_ROW(SOFTPLUS, softplus, {.name = {"beta", "threshold"}, .def = {1.0, 20.0}}),
