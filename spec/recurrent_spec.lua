@@ -391,5 +391,7 @@ describe("recurrent errors", function()
     raises("RNNCell: nonlinearity must be", nn.RNNCell, 3, 4, { nonlinearity = 1 })
     raises("LSTMCell", nn.LSTMCell, 3, 4, { nonlinearity = "relu" })
     raises("GRU: batch_first must be a boolean", nn.GRU, 3, 4, { batch_first = 1 })
+    raises("LSTMCell: hidden_size 4611686018427387904 is too large", nn.LSTMCell, 3, 1 << 62) -- 4 * 2^62 wraps to 0
+    raises("^[^\n]*GRU: invalid shape", nn.GRU, 3, math.maxinteger // 4)
   end)
 end)

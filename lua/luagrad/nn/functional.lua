@@ -460,6 +460,9 @@ function F.cross_entropy(input, target, opts)
   check_tensor(input, "cross_entropy")
   local o = check_opts("cross_entropy", opts, { "reduction", "label_smoothing" })
   local reduction, ls = o.reduction or "mean", o.label_smoothing or 0
+  if type(reduction) ~= "string" then -- (the fused op's own check would name _cross_entropy)
+    errors.raisef('cross_entropy: reduction must be "mean", "sum" or "none", got %s', tostring(reduction))
+  end
   if type(ls) ~= "number" or not (ls >= 0 and ls <= 1) then
     errors.raisef("cross_entropy: label_smoothing must be between 0 and 1, got %s", tostring(ls))
   end

@@ -103,6 +103,13 @@ local function check_state_shape(name, what, t, want)
   end
 end
 
+-- G * hidden_size rows must not wrap around (4 * 2^62 is 0 in integer arithmetic)
+local function check_rows(name, G, hidden_size)
+  if hidden_size > math.maxinteger // G then
+    errors.raisef("%s: hidden_size %d is too large (%d gate rows per unit)", name, hidden_size, G)
+  end
+end
+
 local function draw_uniform(m, hidden)
   local bound = hidden > 0 and 1 / math.sqrt(hidden) or 0
   for _, p in ipairs(m:parameters()) do init.uniform_(p, -bound, bound) end
@@ -170,9 +177,10 @@ function RNNBase:init(input_size, hidden_size, opts)
   self.bidirectional, self.proj_size = o.bidirectional == true, proj
   -- PyTorch's registration order: per layer, per direction: w_ih, w_hh, b_ih, b_hh (, w_hr)
   local G, H = MODES[mode].gates, hidden_size
+  check_rows(name, G, H)
   local out = proj > 0 and proj or H -- the size of h
   local D = self.bidirectional and 2 or 1
-  local function param(shape) return Parameter(core.empty(shape, { dtype = dtype })) end
+  local function param(shape) return Parameter(errors.call_as(name, core.empty, shape, { dtype = dtype })) end
   for k = 0, num_layers - 1 do
     local in_k = k == 0 and input_size or out * D
     for dir = 1, D do
@@ -359,11 +367,13 @@ function RNNCellBase:init(input_size, hidden_size, opts)
   check_dtype(name, dtype)
   self.mode, self.input_size, self.hidden_size, self.bias = mode, input_size, hidden_size, o.bias ~= false
   local G = MODES[mode].gates
-  self.weight_ih = Parameter(core.empty({ G * hidden_size, input_size }, { dtype = dtype }))
-  self.weight_hh = Parameter(core.empty({ G * hidden_size, hidden_size }, { dtype = dtype }))
+  check_rows(name, G, hidden_size)
+  local function param(shape) return Parameter(errors.call_as(name, core.empty, shape, { dtype = dtype })) end
+  self.weight_ih = param({ G * hidden_size, input_size })
+  self.weight_hh = param({ G * hidden_size, hidden_size })
   if self.bias then
-    self.bias_ih = Parameter(core.empty({ G * hidden_size }, { dtype = dtype }))
-    self.bias_hh = Parameter(core.empty({ G * hidden_size }, { dtype = dtype }))
+    self.bias_ih = param({ G * hidden_size })
+    self.bias_hh = param({ G * hidden_size })
   end
   self:reset_parameters()
 end
