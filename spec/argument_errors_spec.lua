@@ -61,6 +61,12 @@ local RECEIVERS = {
   ["lg.nn.Conv1d"] = function() return nn.Conv1d(2, 3, 3) end,
   ["lg.nn.Embedding"] = function() return nn.Embedding(4, 3) end,
   ["lg.nn.Conv2d"] = function() return nn.Conv2d(2, 3, 3) end,
+  ["lg.nn.RNN"] = function() return nn.RNN(3, 2) end,
+  ["lg.nn.LSTM"] = function() return nn.LSTM(3, 2) end,
+  ["lg.nn.GRU"] = function() return nn.GRU(3, 2) end,
+  ["lg.nn.RNNCell"] = function() return nn.RNNCell(3, 2) end,
+  ["lg.nn.LSTMCell"] = function() return nn.LSTMCell(3, 2) end,
+  ["lg.nn.GRUCell"] = function() return nn.GRUCell(3, 2) end,
   ["lg.nn.MaxPool1d"] = function() return nn.MaxPool1d(2) end,
   ["lg.nn.MaxPool2d"] = function() return nn.MaxPool2d(2) end,
   ["lg.nn.AvgPool1d"] = function() return nn.AvgPool1d(2) end,
@@ -187,6 +193,12 @@ local VALID = {
   ["lg.nn.Linear"] = function() return { 3, 2, {} } end,
   ["lg.nn.Embedding"] = function() return { 4, 3, {} } end,
   ["lg.nn.Embedding:forward"] = function() return { i64({ 1, 2 }) } end,
+  ["lg.nn.RNN:forward"] = function() return { lg.randn(4, 2, 3), lg.zeros(1, 2, 2) } end,
+  ["lg.nn.GRU:forward"] = function() return { lg.randn(4, 2, 3), lg.zeros(1, 2, 2) } end,
+  ["lg.nn.LSTM:forward"] = function() return { lg.randn(4, 2, 3), { lg.zeros(1, 2, 2), lg.zeros(1, 2, 2) } } end,
+  ["lg.nn.RNNCell:forward"] = function() return { lg.randn(2, 3), lg.zeros(2, 2) } end,
+  ["lg.nn.GRUCell:forward"] = function() return { lg.randn(2, 3), lg.zeros(2, 2) } end,
+  ["lg.nn.LSTMCell:forward"] = function() return { lg.randn(2, 3), { lg.zeros(2, 2), lg.zeros(2, 2) } } end,
   ["lg.nn.functional.embedding"] = function() return { i64({ 1, 2 }), lg.ones(4, 3), {} } end,
   ["lg.nn.functional.one_hot"] = function() return { i64({ 1, 2 }), 3 } end,
   ["lg.nn.Flatten"] = function() return { 2, -1 } end,
@@ -246,6 +258,9 @@ local VALID = {
   ["lg.progress.wrap"] = function() return { 3, { file = SINK } } end,
   ["lg.plot.line"] = function() return { { { 1, 2, 3 } }, {} } end,
 }
+for _, name in ipairs({ "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell" }) do
+  VALID["lg.nn." .. name] = function() return { 3, 2, {} } end
+end
 for _, name in ipairs({ "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam", "RAdam", "Adadelta" }) do
   VALID["lg.optim." .. name] = function() return { { leaf() }, { lr = 0.1 } } end
 end

@@ -5,6 +5,7 @@
 --   nn.Linear                                        (linear.lua)
 --   nn.Embedding                                     (embedding.lua)
 --   nn.Conv1d, nn.Conv2d                             (conv.lua)
+--   nn.RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell    (recurrent.lua)
 --   nn.MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d, AdaptiveAvgPool2d  (pooling.lua)
 --   nn.Sequential, ModuleList, ModuleDict, Residual, Identity, Flatten  (containers.lua)
 --   nn.ReLU, Sigmoid, Tanh, GELU, LeakyReLU, ELU, SiLU, Softplus, Softmax, LogSoftmax
@@ -29,6 +30,12 @@ local base = require "luagrad.nn.module"
 ---@field Embedding fun(num_embeddings: integer, embedding_dim: integer, opts?: luagrad.nn.EmbeddingOptions): luagrad.nn.Embedding
 ---@field Conv1d fun(in_ch: integer, out_ch: integer, kernel: integer|integer[], opts?: luagrad.nn.ConvOptions): luagrad.nn.Conv1d
 ---@field Conv2d fun(in_ch: integer, out_ch: integer, kernel: integer|integer[], opts?: luagrad.nn.ConvOptions): luagrad.nn.Conv2d
+---@field RNN fun(input_size: integer, hidden_size: integer, opts?: luagrad.nn.RNNOptions): luagrad.nn.RNN
+---@field LSTM fun(input_size: integer, hidden_size: integer, opts?: luagrad.nn.RNNOptions): luagrad.nn.LSTM
+---@field GRU fun(input_size: integer, hidden_size: integer, opts?: luagrad.nn.RNNOptions): luagrad.nn.GRU
+---@field RNNCell fun(input_size: integer, hidden_size: integer, opts?: luagrad.nn.RNNCellOptions): luagrad.nn.RNNCell
+---@field LSTMCell fun(input_size: integer, hidden_size: integer, opts?: luagrad.nn.RNNCellOptions): luagrad.nn.LSTMCell
+---@field GRUCell fun(input_size: integer, hidden_size: integer, opts?: luagrad.nn.RNNCellOptions): luagrad.nn.GRUCell
 ---@field MaxPool1d fun(kernel_size: integer|integer[]|table, opts?: luagrad.nn.MaxPoolOptions): luagrad.nn.MaxPool1d
 ---@field MaxPool2d fun(kernel_size: integer|integer[]|table, opts?: luagrad.nn.MaxPoolOptions): luagrad.nn.MaxPool2d
 ---@field AvgPool1d fun(kernel_size: integer|integer[]|table, opts?: luagrad.nn.AvgPoolOptions): luagrad.nn.AvgPool1d
@@ -77,8 +84,8 @@ local nn = {
 }
 nn.F = nn.functional
 
-local FILES = { "linear", "embedding", "conv", "pooling", "containers", "activation", "dropout", "attention", "normalization",
-  "loss" }
+local FILES = { "linear", "embedding", "conv", "recurrent", "pooling", "containers", "activation", "dropout", "attention",
+  "normalization", "loss" }
 for _, name in ipairs(FILES) do
   for k, v in pairs(require("luagrad.nn." .. name)) do nn[k] = v end
 end
