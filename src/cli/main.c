@@ -372,6 +372,7 @@ static int pmain(lua_State *L) {
   }
   luaL_openlibs(L);
   lg_preload(L);
+  lg_cli_preload_reference(L);
   createargtable(L, argv, argc, script);
   lua_gc(L, LUA_GCRESTART);
   lua_gc(L, LUA_GCGEN, 0, 0); /* as lua.c */
