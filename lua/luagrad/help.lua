@@ -179,9 +179,11 @@ end
 
 local function by_name(ref, name) return ref.by_name[norm(name)] end
 
+-- The first name of the list with an entry. A class's init is what calling the class runs, so
+-- the constructor's entry covers it (as in spec/docs_spec.lua).
 local function first_documented(ref, list)
   for _, name in ipairs(list or {}) do
-    local e = by_name(ref, name)
+    local e = by_name(ref, name) or by_name(ref, name:match("^(.+)[.:]init$") or "")
     if e then return e end
   end
 end

@@ -441,6 +441,25 @@ static void free_matches(void) {
   nmatches = 0;
 }
 
+/* readline's word-break hook: inside an unclosed string only quotes break words, so that a file
+** name is one word ("data/train.csv"; with the usual breaks, '/' and '-' would split it). NULL
+** keeps rl_completer_word_break_characters. */
+static char *word_breaks(void) {
+  static char quotes[] = "\"'";
+  char open = 0;
+  int i;
+  for (i = 0; i < rl_point && rl_line_buffer[i] != '\0'; i++) {
+    char c = rl_line_buffer[i];
+    if (open == 0 && (c == '"' || c == '\''))
+      open = c;
+    else if (open != 0 && c == '\\' && rl_line_buffer[i + 1] != '\0')
+      i++; /* an escaped character */
+    else if (c == open)
+      open = 0;
+  }
+  return open != 0 ? quotes : NULL;
+}
+
 static char **complete(const char *text, int start, int end) {
   lua_State *L = replL;
   int top = lua_gettop(L);
@@ -731,6 +750,7 @@ void lg_repl_run(lua_State *L) {
     rl_attempted_completion_function = complete;
     rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/%^~#[]}";
     rl_completer_quote_characters = "\"'"; /* inside a string, Tab completes file names */
+    rl_completion_word_break_hook = word_breaks;
     rl_completion_append_character = '\0';
     history_open();
   }
