@@ -77,7 +77,8 @@ describe("the luagrad command line", function()
     local short = luagrad({"-h", "-e", "print('ran')"})
     assert.are.equal(out, short)
     for _, want in ipairs({"-e stat", "-i ", "-l mod", "-l g=mod", "-v ", "-E ", "-W ", "-h, --help", "--version",
-                           "Tab completes", "history", "Ctrl-C", "Ctrl-D"}) do
+                           "Tab completes", "history", "Ctrl-C", "Ctrl-D",
+                           "help(x) or ?x", "_ is the last result", "trailing ';'", "%time"}) do
       assert.truthy(out:find(want, 1, true), want .. " missing from --help:\n" .. out)
     end
     -- every environment variable luagrad reads (a getenv in src/ or lua/, and what Lua's own
