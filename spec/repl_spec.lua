@@ -390,6 +390,22 @@ describe("the luagrad REPL", function()
     assert.are.same({"3"}, eval("1 + 2")) -- and the session goes on
   end)
 
+  it("carries the reference into an installed tree; a stock lua5.4 says it has none", function()
+    local prefix = home .. "/prefix"
+    local log = util.run(string.format("cmake --install %s --prefix %s 2>&1", shell_quote(BUILD),
+                                       shell_quote(prefix)))
+    assert(file_exists(prefix .. "/bin/luagrad"), log)
+    local env = {HOME = home, LUAGRAD_HISTORY = home .. "/history", INPUTRC = "/dev/null",
+                 LUA_INIT = "", LUA_INIT_5_4 = ""}
+    term = open_terminal(home, env, shell_quote(prefix .. "/bin/luagrad"))
+    term:wait_prompt()
+    local want = entry_lines("optim.md", "lg.optim.AdamW")
+    assert.are.same(want, head(eval("help(lg.optim.AdamW)"), #want))
+
+    local out = util.run(util.stock_lua() .. [[ -e 'require("luagrad.help")(require("luagrad").zeros)' 2>&1]])
+    assert.truthy(out:match("^help: no reference pages in this program%."), out)
+  end)
+
   it("keeps the last result in _ and prints nothing after a trailing ';'", function()
     start()
     assert.are.same({"3"}, eval("1 + 2"))

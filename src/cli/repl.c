@@ -273,18 +273,19 @@ static void add_keys(lua_State *L, int tab, int set, const char *prefix, const c
 ** parameters, buffers, children and fields). Errors only mean no names. */
 static void add_members(lua_State *L, int idx, int set, const char *prefix, const char *partial) {
   size_t plen = strlen(partial);
+  int top = lua_gettop(L);
   lua_Integer i, n;
   idx = lua_absindex(L, idx);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "luagrad.repl");
   if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TTABLE ||
       lua_getfield(L, -1, "members") != LUA_TFUNCTION) {
-    lua_pop(L, lua_type(L, -1) == LUA_TTABLE ? 1 : 2);
+    lua_settop(L, top);
     return;
   }
   lua_pushvalue(L, idx);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TTABLE) {
-    lua_pop(L, 2);
+    lua_settop(L, top);
     return;
   }
   n = luaL_len(L, -1);
@@ -301,7 +302,7 @@ static void add_members(lua_State *L, int idx, int set, const char *prefix, cons
     }
     lua_pop(L, 1);
   }
-  lua_pop(L, 2); /* the names, the module */
+  lua_settop(L, top);
 }
 
 /* Adds the keys of the value at idx and of what its metatable's __index leads to: a table
