@@ -236,7 +236,7 @@ describe("the luagrad command line", function()
     local out, err, code = luagrad({"-i", script}, "x + 1\n{1, 'two'}\nerror('oops')\n1, nil, 'z'\n")
     assert.are.equal(0, code)
     local lines = lines_of(out)
-    assert.truthy(lines[1]:match('^luagrad %S+ %(Lua 5%.4%.%d+%)  lg = require "luagrad" is loaded$'),
+    assert.truthy(lines[1]:match('^luagrad %S+ %(Lua 5%.4%.%d+%)  lg = require "luagrad" is loaded; help%(%) for help$'),
                   lines[1])
     assert.are.same({'> 42', '> {1, "two"}', '> > 1\tnil\t"z"', '> '}, {table.unpack(lines, 2)})
     assert.are.equal("stdin:1: oops", lines_of(err)[1])

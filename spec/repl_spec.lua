@@ -112,7 +112,7 @@ local function output_after(lines, line)
   return out
 end
 
-local BANNER = '^luagrad %d+%.%d+%.%d+ %(Lua 5%.4%.%d+%)  lg = require "luagrad" is loaded$'
+local BANNER = '^luagrad %d+%.%d+%.%d+ %(Lua 5%.4%.%d+%)  lg = require "luagrad" is loaded; help%(%) for help$'
 
 describe("the luagrad REPL", function()
   local term, home

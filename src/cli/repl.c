@@ -755,7 +755,7 @@ void lg_repl_run(lua_State *L) {
     rl_completion_append_character = '\0';
     history_open();
   }
-  printf("luagrad %s (%s)  lg = require \"luagrad\" is loaded\n", LG_VERSION, LUA_RELEASE);
+  printf("luagrad %s (%s)  lg = require \"luagrad\" is loaded; help() for help\n", LG_VERSION, LUA_RELEASE);
   fflush(stdout);
   if (load_lg(L)) set_help(L);
   while ((status = loadline(L, &mode)) != -1) {
