@@ -77,7 +77,8 @@ describe("the luagrad command line", function()
     local short = luagrad({"-h", "-e", "print('ran')"})
     assert.are.equal(out, short)
     for _, want in ipairs({"-e stat", "-i ", "-l mod", "-l g=mod", "-v ", "-E ", "-W ", "-h, --help", "--version",
-                           "Tab completes", "history", "Ctrl-C", "Ctrl-D"}) do
+                           "Tab completes", "history", "Ctrl-C", "Ctrl-D",
+                           "help(x) or ?x", "_ is the last result", "trailing ';'", "%time"}) do
       assert.truthy(out:find(want, 1, true), want .. " missing from --help:\n" .. out)
     end
     -- every environment variable luagrad reads (a getenv in src/ or lua/, and what Lua's own
@@ -235,7 +236,7 @@ describe("the luagrad command line", function()
     local out, err, code = luagrad({"-i", script}, "x + 1\n{1, 'two'}\nerror('oops')\n1, nil, 'z'\n")
     assert.are.equal(0, code)
     local lines = lines_of(out)
-    assert.truthy(lines[1]:match('^luagrad %S+ %(Lua 5%.4%.%d+%)  lg = require "luagrad" is loaded$'),
+    assert.truthy(lines[1]:match('^luagrad %S+ %(Lua 5%.4%.%d+%)  lg = require "luagrad" is loaded; help%(%) for help$'),
                   lines[1])
     assert.are.same({'> 42', '> {1, "two"}', '> > 1\tnil\t"z"', '> '}, {table.unpack(lines, 2)})
     assert.are.equal("stdin:1: oops", lines_of(err)[1])

@@ -14,7 +14,7 @@ local VERSION = read_file(ROOT .. "/include/luagrad.h"):match('#define LG_VERSIO
 local ROCKSPEC = "luagrad-scm-1.rockspec"
 -- what the build and its hosts need; the rest of the checkout (docs, spec, bench) stays behind
 local SOURCES = { "CMakeLists.txt", ROCKSPEC, "README.md", "cmake", "include", "src", "lua", "tools", "tests",
-  "examples" }
+  "examples", "docs" } -- docs/reference/ is compiled into the command for the REPL's help(x)
 
 -- One training step, printing where the modules came from and the loss before and after.
 local TRAIN = [[
@@ -123,6 +123,9 @@ describe("the rock (luarocks make --lua-version 5.4)", function()
 
     -- the rock's command is the luagrad executable
     assert.are.equal("luagrad " .. VERSION, run(q(tree .. "/bin/luagrad") .. " --version"):match("^luagrad %S+"))
+    -- and carries the reference for the REPL's help(x)
+    local help = run(q(tree .. "/bin/luagrad") .. [[ -e 'require("luagrad.help")(lg.optim.AdamW)' 2>&1]])
+    assert.truthy(help:match("^lg%.optim%.AdamW%(params, opts%)    %[docs/reference/optim%.md:%d+%]\n"), help)
   end)
 end)
 

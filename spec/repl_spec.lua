@@ -51,8 +51,9 @@ function Terminal:close()
 end
 
 function Terminal:type(text)
+  -- tmux reads a ';' ending an argument as the end of its command: "\;" is a literal one
   assert(os.execute(string.format("%s send-keys -t %s -l %s", self.tmux, self.name,
-                                  shell_quote(text))))
+                                  shell_quote((text:gsub(";$", "\\;"))))))
 end
 
 function Terminal:key(name)
@@ -111,7 +112,7 @@ local function output_after(lines, line)
   return out
 end
 
-local BANNER = '^luagrad %d+%.%d+%.%d+ %(Lua 5%.4%.%d+%)  lg = require "luagrad" is loaded$'
+local BANNER = '^luagrad %d+%.%d+%.%d+ %(Lua 5%.4%.%d+%)  lg = require "luagrad" is loaded; help%(%) for help$'
 
 describe("the luagrad REPL", function()
   local term, home
@@ -312,9 +313,230 @@ describe("the luagrad REPL", function()
     assert.are.same({"8"}, eval("4 * 2"))
   end)
 
+  -- The entry of `name` as docs/reference/<page> has it: what help prints for it (the signature
+  -- and where it is, a blank line, the text up to the next heading, without trailing blanks).
+  local function entry_lines(page, name)
+    local path = "docs/reference/" .. page
+    local text = assert(util.read_file(path), "cannot read " .. path)
+    local lines = {}
+    for line in (text .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+    for i, line in ipairs(lines) do
+      local sig = line:match("^###%s+`([^`]+)`")
+      if sig and (sig == name or sig:sub(1, #name + 1) == name .. "(") then
+        local out = {sig .. "    [" .. path .. ":" .. i .. "]", ""}
+        local j = i + 1
+        while lines[j] and not lines[j]:match("^#") do
+          out[#out + 1] = lines[j]:gsub("%s+$", "")
+          j = j + 1
+        end
+        while out[#out] == "" do out[#out] = nil end
+        while out[3] == "" do table.remove(out, 3) end
+        return out
+      end
+    end
+    error("no entry " .. name .. " in " .. path)
+  end
+
+  -- The first n lines of a list.
+  local function head(list, n)
+    local out = {}
+    for i = 1, math.min(n, #list) do out[i] = list[i] end
+    return out
+  end
+
+  it("prints a reference entry with help(x) and ?x", function()
+    start()
+    local want = entry_lines("optim.md", "lg.optim.AdamW")
+    assert.are.same(want, head(eval("help(lg.optim.AdamW)"), #want))
+    want = entry_lines("nn.md", "lg.nn.Linear")
+    local out = eval("?lg.nn.Linear")
+    assert.are.same(want, head(out, #want))
+    assert.are.same({"", "Entries under lg.nn.Linear (?lg.nn.Linear.<name> shows one):",
+                     "  forward  reset_parameters  extra_repr"}, {table.unpack(out, #want + 1)})
+    -- a method through a value, a field of a tensor, a method an instance inherits, an instance
+    eval("t = lg.ones(2)")
+    want = entry_lines("tensor.md", "Tensor:sum")
+    assert.are.same(want, head(eval("?t:sum"), #want))
+    assert.are.same(entry_lines("tensor.md", "Tensor.shape"), eval("?t.shape"))
+    eval("model = lg.nn.Sequential(lg.nn.Linear(2, 3))")
+    assert.are.same(entry_lines("nn.md", "lg.nn.Module:parameters"), eval("?model:parameters"))
+    out = eval("help(model)")
+    want = entry_lines("nn.md", "lg.nn.Sequential")
+    assert.are.same(want[1], out[1])
+    assert.are.same("(an instance of lg.nn.Sequential)", out[2])
+    -- a last name alone, with arguments typed after it; a function value
+    want = entry_lines("lg.md", "lg.zeros")
+    assert.are.same(want, head(eval("?zeros(2, 3)"), #want))
+    assert.are.same(want, head(eval("help(lg.zeros)"), #want))
+    -- several entries share a last name; none has it; not luagrad's
+    out = eval("?step")
+    assert.are.same("help: 5 entries are named 'step'; ask for one of them:", out[1])
+    assert.truthy(out[2]:find("lg.optim.Optimizer:step", 1, true), out[2])
+    assert.are.same({"help: no reference entry for 'nosuch' (docs/reference.md lists them)"}, eval("?nosuch"))
+    assert.are.same({"help: no reference entry for this function (not a public value of luagrad?)"},
+                    eval("help(print)"))
+    -- help() and ? alone list what the REPL offers
+    out = eval("?")
+    assert.are.same("luagrad's REPL:", out[1])
+    assert.are.same(out, eval("help()"))
+  end)
+
+  it("says so when the program has no reference pages", function()
+    start()
+    eval('package.preload["luagrad.reference_pages"] = nil')
+    local out = eval("help(lg.zeros)")
+    assert.are.same(1, #out)
+    assert.truthy(out[1]:match("^help: no reference pages in this program%."), out[1])
+    assert.are.same({"3"}, eval("1 + 2")) -- and the session goes on
+  end)
+
+  it("carries the reference into an installed tree; a stock lua5.4 says it has none", function()
+    local prefix = home .. "/prefix"
+    local log = util.run(string.format("cmake --install %s --prefix %s 2>&1", shell_quote(BUILD),
+                                       shell_quote(prefix)))
+    assert(file_exists(prefix .. "/bin/luagrad"), log)
+    local env = {HOME = home, LUAGRAD_HISTORY = home .. "/history", INPUTRC = "/dev/null",
+                 LUA_INIT = "", LUA_INIT_5_4 = ""}
+    term = open_terminal(home, env, shell_quote(prefix .. "/bin/luagrad"))
+    term:wait_prompt()
+    local want = entry_lines("optim.md", "lg.optim.AdamW")
+    assert.are.same(want, head(eval("help(lg.optim.AdamW)"), #want))
+
+    local out = util.run(util.stock_lua() .. [[ -e 'require("luagrad.help")(require("luagrad").zeros)' 2>&1]])
+    assert.truthy(out:match("^help: no reference pages in this program%."), out)
+  end)
+
+  it("keeps the last result in _ and prints nothing after a trailing ';'", function()
+    start()
+    assert.are.same({"3"}, eval("1 + 2"))
+    assert.are.same({"30"}, eval("_ * 10"))
+    assert.are.same({}, eval("lg.ones(3);"))
+    assert.are.same({"3"}, eval("_:numel()"))
+    assert.are.same({}, eval("y = 5;")) -- a statement has no result: _ stays
+    assert.are.same({"3"}, eval("_"))
+    assert.are.same({}, eval("1, 2;"))
+    assert.are.same({"1"}, eval("_")) -- the first of several
+  end)
+
+  it("times a chunk with %time", function()
+    start()
+    local out = eval("%time s = 0 for i = 1, 1e5 do s = s + i end")
+    assert.are.equal(1, #out)
+    assert.truthy(out[1]:match("^wall time: %d+%.%d+ [mu]?s$"), out[1])
+    assert.are.same({"5000050000"}, eval("s // 1"))
+    out = eval("%time 6 * 7")
+    assert.truthy(out[1]:match("^wall time: "), out[1])
+    assert.are.same({"42"}, {out[2]})
+    assert.are.same({"usage: %time <statement or expression>"}, eval("%time"))
+    assert.are.same({"unknown REPL command '%foo' (the commands are %time and ?name)"}, eval("%foo"))
+  end)
+
+  it("completes methods, children and parameters of module instances", function()
+    start()
+    eval("model = lg.nn.Module()")
+    eval("model.fc1 = lg.nn.Linear(2, 3)")
+    term:type("model:par")
+    term:key("Tab")
+    term:wait_last("> model:parameters(")
+    term:enter(")[1]:numel()")
+    local lines = term:wait_prompt()
+    assert.are.same({"6"}, output_after(lines, "> model:parameters()[1]:numel()"))
+
+    term:type("model.fc")
+    term:key("Tab")
+    term:wait_last("> model.fc1")
+    term:type(".wei")
+    term:key("Tab")
+    term:wait_last("> model.fc1.weight")
+    term:enter(":numel()")
+    lines = term:wait_prompt()
+    assert.are.same({"6"}, output_after(lines, "> model.fc1.weight:numel()"))
+
+    term:type("model.fc1:res") -- a method the class defines
+    term:key("Tab")
+    term:wait_last("> model.fc1:reset_parameters(")
+    term:key("C-c")
+    term:wait_prompt()
+  end)
+
+  it("completes file names inside a string", function()
+    util.write_file(home .. "/sample_data.csv", "a,b\n")
+    assert(os.execute("mkdir " .. shell_quote(home .. "/subdir")))
+    start()
+    local typed = 'f = io.open("' .. home .. "/sample_d"
+    term:type(typed)
+    term:key("Tab")
+    term:wait_last("> " .. 'f = io.open("' .. home .. '/sample_data.csv"') -- and the closing quote
+    term:enter(")")
+    term:wait_prompt()
+    assert.are.same({[["a,b\n"]]}, eval('f:read("a")'))
+
+    term:type('"' .. home .. "/subd")
+    term:key("Tab")
+    term:wait_last('> "' .. home .. '/subdir/')
+    term:key("C-c")
+    term:wait_prompt()
+  end)
+
   it("exits with status 0 on Ctrl-D", function()
     start()
     term:key("C-d")
     term:wait_last("[exit 0]")
+  end)
+end)
+
+-- luagrad.help in this process (the spec runs under build/luagrad, which carries the reference
+-- pages): every entry is found by its name, and every function and class of lg by its value.
+describe("luagrad.help", function()
+  local help = require "luagrad.help"
+
+  setup(function()
+    assert(package.preload["luagrad.reference_pages"],
+           "no luagrad.reference_pages: run this spec under build/luagrad, which carries the reference")
+  end)
+
+  it("finds every entry of docs/reference/ by its name", function()
+    local missing, n = {}, 0
+    for _, page in ipairs(util.listdir("docs/reference")) do
+      if page:match("%.md$") then
+        local text = assert(util.read_file("docs/reference/" .. page))
+        local in_code = false
+        for line in (text .. "\n"):gmatch("(.-)\n") do
+          if line:match("^%s*```") then in_code = not in_code end
+          local sig = not in_code and line:match("^###%s+`([^`]+)`")
+          if sig then
+            n = n + 1
+            local name = sig:match("^[%a_][%w_.:]*")
+            local shown = help.text(name)
+            if not (shown and shown:sub(1, #sig + 4) == sig .. "    ") then missing[#missing + 1] = name end
+          end
+        end
+      end
+    end
+    assert.is_true(n > 300, "only " .. n .. " entries found")
+    assert.are.same({}, missing)
+  end)
+
+  it("finds an entry for every function and class reachable from lg", function()
+    local lg = require "luagrad"
+    local missing, seen, n = {}, {}, 0
+    local function walk(t, path, depth)
+      if seen[t] or depth > 6 then return end
+      seen[t] = true
+      for k, v in pairs(t) do
+        if type(k) == "string" and k:match("^%a") then
+          local p = path .. "." .. k
+          if type(v) == "function" or (type(v) == "table" and rawget(v, "__index") ~= nil) then
+            n = n + 1
+            if not help.text(v) then missing[#missing + 1] = p end
+          end
+          if type(v) == "table" then walk(v, p, depth + 1) end
+        end
+      end
+    end
+    walk(lg, "lg", 1)
+    table.sort(missing)
+    assert.is_true(n > 300, "only " .. n .. " values found")
+    assert.are.same({}, missing)
   end)
 end)

@@ -1,4 +1,8 @@
--- luagrad.repl: how the REPL shows a value. `show(value) -> string`.
+-- luagrad.repl: the Lua side of the REPL (src/cli/repl.c).
+--
+--   show(value) -> string      how the REPL prints a value
+--   members(value) -> {names}  what Tab offers after `value.` besides its table keys: an nn
+--                              module's parameters, buffers, children and fields
 --
 --   show("hi")                         --> "hi"             (quoted, escapes as Lua reads them)
 --   show({1, 2, 3, x = 4, sub = {}})   --> {1, 2, 3, sub = {}, x = 4}
@@ -109,4 +113,26 @@ local function show(v)
   return show_value(v, 1, {open = {}, total = 0})
 end
 
-return show
+---The names an nn module instance answers through its __index function (which completion
+---cannot list): parameters, buffers and children by their public iterators, plain fields from
+---the instance's field table. Empty for anything else.
+---@param v any
+---@return string[]
+local function members(v)
+  local names = {}
+  local nn = package.loaded["luagrad.nn"]
+  if not (nn and nn.is_module(v)) then return names end
+  for _, iter in ipairs({"named_parameters", "named_buffers"}) do
+    for name in v[iter](v, {recurse = false}) do names[#names + 1] = name end
+  end
+  for name in v:named_children() do names[#names + 1] = name end
+  local fields = rawget(v, "_fields")
+  if type(fields) == "table" then
+    for k in next, fields do
+      if type(k) == "string" then names[#names + 1] = k end
+    end
+  end
+  return names
+end
+
+return {show = show, members = members}

@@ -72,7 +72,13 @@ static void print_help(void) {
               "  - lg = require \"luagrad\" is loaded; an expression's value prints without '='\n"
               "    or 'return' (several separated by tabs, tensors as tostring shows them)\n"
               "  - line editing and a persistent history (GNU readline)\n"
-              "  - Tab completes globals and keywords, fields (lg.nn.Li) and methods (t:su)\n"
+              "  - Tab completes globals and keywords, fields (lg.nn.Li) and methods (t:su),\n"
+              "    a module's methods, children and parameters (model:par, model.fc1.wei), and\n"
+              "    file names inside a string (lg.load(\"runs/<Tab>)\n"
+              "  - help(x) or ?x prints x's entry of the reference (help(lg.optim.AdamW),\n"
+              "    ?lg.nn.Linear, ?t:sum, ?model); help() or ? alone lists these features\n"
+              "  - _ is the last result; a trailing ';' runs without printing\n"
+              "  - %time <statement or expression> prints the wall time it took\n"
               "  - an incomplete statement continues on a '>>' line\n"
               "  - an error prints its message and traceback, and the session goes on\n"
               "  - Ctrl-C interrupts running code or drops the line being typed; Ctrl-D exits\n"
@@ -372,6 +378,7 @@ static int pmain(lua_State *L) {
   }
   luaL_openlibs(L);
   lg_preload(L);
+  lg_cli_preload_reference(L);
   createargtable(L, argv, argc, script);
   lua_gc(L, LUA_GCRESTART);
   lua_gc(L, LUA_GCGEN, 0, 0); /* as lua.c */

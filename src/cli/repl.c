@@ -6,12 +6,22 @@
 **     (errors reading or writing it are ignored: history is a convenience);
 **   - tab completion of globals and keywords, of fields of tables (`lg.nn.Li` -> `lg.nn.Linear`)
 **     and of methods after ':' (`t:su` -> `t:sum(`), looking through a metatable's __index
-**     table, and for tensors through require("luagrad.core").Tensor;
+**     table, and for tensors through require("luagrad.core").Tensor; for an instance whose
+**     metatable's __index is a function (an nn module), the metatable is its class and the
+**     class's own __index chain is followed (`model:par` -> `model:parameters(`), and
+**     require("luagrad.repl").members lists what that function answers (`model.fc1.wei` ->
+**     `model.fc1.weight`); inside an unclosed string, file names (`lg.load("ru` -> "runs/");
+**     names starting with '_' are offered only when the typed part starts with '_';
 **   - an expression is printed without typing `return`: a line is tried as "return <line>"
 **     first, then as a statement; a chunk that is incomplete either way (its syntax error ends
 **     in "<eof>", lua.c's test) continues on a ">> " line, so `1 +` then `2` prints 3;
-**   - results are shown by the Lua function require("luagrad.repl") (strings quoted, tables
-**     with sorted keys, tensors by their __tostring), several separated by tabs;
+**   - results are shown by require("luagrad.repl").show (strings quoted, tables with sorted
+**     keys, tensors by their __tostring), several separated by tabs; the global `_` is set to
+**     the first result, and a chunk ending in ';' prints nothing (`_` is still set);
+**   - `help(x)` (the global help = require "luagrad.help", unless a script took the name) and
+**     `?x` print x's entry of the reference, which the executable carries compiled in
+**     (reference_pages.h; lg_cli_preload_reference registers it as "luagrad.reference_pages");
+**   - `%time <chunk>` runs the chunk and prints the wall time it took;
 **   - errors print the message and a traceback, and the loop goes on;
 **   - Ctrl-C while a chunk runs interrupts it (main.c's hook, as lua.c), and at the prompt
 **     drops the line being typed (readline's callback interface, so the prompt never has to
@@ -25,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <readline/history.h>
@@ -38,6 +49,8 @@
 
 /* What main.c and repl.c share. */
 #include "cli.h"
+/* The reference pages, generated at build time. */
+#include "reference_pages.h"
 
 #define PROMPT1 "> "
 #define PROMPT2 ">> "
@@ -246,7 +259,7 @@ static void add_keys(lua_State *L, int tab, int set, const char *prefix, const c
     if (lua_type(L, -2) == LUA_TSTRING) {
       k = lua_tolstring(L, -2, &klen);
       if (klen >= plen && strncmp(k, partial, plen) == 0 && is_identifier(k, klen) &&
-          (!methods_only || is_callable(L, -1))) {
+          (k[0] != '_' || partial[0] == '_') && (!methods_only || is_callable(L, -1))) {
         lua_pushfstring(L, "%s%s%s", prefix, k, suffix);
         lua_pushboolean(L, 1);
         lua_rawset(L, set);
@@ -256,12 +269,51 @@ static void add_keys(lua_State *L, int tab, int set, const char *prefix, const c
   }
 }
 
+/* Adds the names require("luagrad.repl").members(v) gives for the value at idx (an nn module's
+** parameters, buffers, children and fields). Errors only mean no names. */
+static void add_members(lua_State *L, int idx, int set, const char *prefix, const char *partial) {
+  size_t plen = strlen(partial);
+  int top = lua_gettop(L);
+  lua_Integer i, n;
+  idx = lua_absindex(L, idx);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luagrad.repl");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TTABLE ||
+      lua_getfield(L, -1, "members") != LUA_TFUNCTION) {
+    lua_settop(L, top);
+    return;
+  }
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TTABLE) {
+    lua_settop(L, top);
+    return;
+  }
+  n = luaL_len(L, -1);
+  for (i = 1; i <= n; i++) {
+    size_t klen;
+    const char *k;
+    if (lua_rawgeti(L, -1, i) == LUA_TSTRING) {
+      k = lua_tolstring(L, -1, &klen);
+      if (klen >= plen && strncmp(k, partial, plen) == 0 && is_identifier(k, klen)) {
+        lua_pushfstring(L, "%s%s", prefix, k);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, set);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_settop(L, top);
+}
+
 /* Adds the keys of the value at idx and of what its metatable's __index leads to: a table
-** __index (a class, its base class...), or for a tensor the methods table of the core. */
+** __index (a class, its base class...), for a tensor the methods table of the core, and for an
+** instance whose metatable's __index is a function (an nn module) the metatable itself, taken
+** as the class, and its chain; fields (not methods) also get add_members' names. */
 static void add_value_keys(lua_State *L, int idx, int set, const char *prefix, const char *partial,
                            int methods_only, const char *suffix) {
   int depth;
   idx = lua_absindex(L, idx);
+  if (!methods_only && lua_type(L, idx) == LUA_TTABLE) add_members(L, idx, set, prefix, partial);
   lua_pushvalue(L, idx);
   for (depth = 0; depth < 16; depth++) { /* the value, then each __index table */
     int t = lua_type(L, -1);
@@ -291,7 +343,13 @@ static void add_value_keys(lua_State *L, int idx, int set, const char *prefix, c
       }
       lua_pop(L, 1);
     }
-    if (lua_getfield(L, -1, "__index") != LUA_TTABLE) { /* a function __index cannot be listed */
+    t = lua_getfield(L, -1, "__index");
+    if (t == LUA_TFUNCTION) { /* cannot be listed: go on with the metatable, the class */
+      lua_pop(L, 1);
+      lua_remove(L, -2); /* previous value */
+      continue;
+    }
+    if (t != LUA_TTABLE) {
       lua_pop(L, 2);
       break;
     }
@@ -384,13 +442,34 @@ static void free_matches(void) {
   nmatches = 0;
 }
 
+/* readline's word-break hook: inside an unclosed string only quotes break words, so that a file
+** name is one word ("data/train.csv"; with the usual breaks, '/' and '-' would split it). NULL
+** keeps rl_completer_word_break_characters. */
+static char *word_breaks(void) {
+  static char quotes[] = "\"'";
+  char open = 0;
+  int i;
+  for (i = 0; i < rl_point && rl_line_buffer[i] != '\0'; i++) {
+    char c = rl_line_buffer[i];
+    if (open == 0 && (c == '"' || c == '\''))
+      open = c;
+    else if (open != 0 && c == '\\' && rl_line_buffer[i + 1] != '\0')
+      i++; /* an escaped character */
+    else if (c == open)
+      open = 0;
+  }
+  return open != 0 ? quotes : NULL;
+}
+
 static char **complete(const char *text, int start, int end) {
   lua_State *L = replL;
   int top = lua_gettop(L);
   (void)start;
   (void)end;
-  rl_attempted_completion_over = 1; /* never fall back to file names */
+  rl_attempted_completion_over = 1; /* never fall back to readline's own completion */
   rl_completion_suppress_append = 1;
+  if (rl_completion_quote_character != 0) /* inside a string: a file name */
+    return rl_completion_matches(text, rl_filename_completion_function);
   free_matches();
   lua_pushcfunction(L, collect);
   lua_pushstring(L, text);
@@ -433,15 +512,88 @@ static int incomplete(lua_State *L, int status) {
   return 0;
 }
 
+/* How a chunk is to be run and shown: what its first line and last character asked for. */
+typedef struct chunk_mode {
+  int timed; /* "%time <chunk>": print the wall time */
+  int quiet; /* the chunk ends in ';': print no results */
+} chunk_mode;
+
+/* `?text`: calls require("luagrad.help").ask(text), the text being upvalue 1. */
+static int ask_help(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luagrad.help");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "ask");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_call(L, 1, 0);
+  return 0;
+}
+
+/* A REPL command on the first line: `?text` becomes a call of ask_help; `%time ` is taken off
+** the line and noted in mode. Returns 1 when the chunk is ready (the closure or an error message
+** on the stack, and *status set), 0 when the (rest of the) line is Lua to compile. */
+static int repl_command(lua_State *L, chunk_mode *mode, int *status) {
+  const char *line = lua_tostring(L, 1), *p = line;
+  while (*p == ' ' || *p == '\t') p++;
+  if (*p == '?') {
+    lua_pushstring(L, p + 1);
+    lua_pushcclosure(L, ask_help, 1);
+    *status = LUA_OK;
+    return 1;
+  }
+  if (*p != '%') return 0; /* a '%' never starts Lua code */
+  if (strncmp(p + 1, "time", 4) == 0 && (p[5] == '\0' || p[5] == ' ' || p[5] == '\t')) {
+    p += 5;
+    while (*p == ' ' || *p == '\t') p++;
+    if (*p == '\0') {
+      lua_pushliteral(L, "usage: %time <statement or expression>");
+      *status = LUA_ERRSYNTAX;
+      return 1;
+    }
+    mode->timed = 1;
+    lua_pushstring(L, p);
+    lua_replace(L, 1);
+    return 0;
+  }
+  lua_pushfstring(L, "unknown REPL command '%s' (the commands are %%time and ?name)", p);
+  *status = LUA_ERRSYNTAX;
+  return 1;
+}
+
+/* Does the chunk end in ';' (spaces aside)? */
+static int ends_in_semicolon(const char *chunk) {
+  size_t n = strlen(chunk);
+  while (n > 0 &&
+         (chunk[n - 1] == ' ' || chunk[n - 1] == '\t' || chunk[n - 1] == '\n' || chunk[n - 1] == '\r'))
+    n--;
+  return n > 0 && chunk[n - 1] == ';';
+}
+
+/* The chunk (stack index 1) into the history, with the "%time " it was typed with. */
+static void add_chunk_to_history(lua_State *L, const chunk_mode *mode) {
+  if (mode->timed) {
+    history_add(lua_pushfstring(L, "%%time %s", lua_tostring(L, 1)));
+    lua_pop(L, 1);
+  } else {
+    history_add(lua_tostring(L, 1));
+  }
+}
+
 /* Reads a chunk: the line on the stack top is tried as "return <line>" and as a statement;
 ** while both are incomplete (or the expression is), more lines are read. Leaves the compiled
-** function (LUA_OK) or the error message on the stack. Returns -1 at end of input, -2 when
-** Ctrl-C dropped the input. */
-static int loadline(lua_State *L) {
+** function (LUA_OK) or the error message on the stack, and sets *mode. Returns -1 at end of
+** input, -2 when Ctrl-C dropped the input. */
+static int loadline(lua_State *L, chunk_mode *mode) {
   int status;
+  mode->timed = mode->quiet = 0;
   lua_settop(L, 0);
   status = pushline(L, 1);
   if (status != LINE_OK) return status == LINE_EOF ? -1 : -2;
+  if (repl_command(L, mode, &status)) {
+    history_add(lua_tostring(L, 1));
+    lua_remove(L, 1); /* the text */
+    return status;
+  }
   for (;;) {
     size_t len;
     const char *chunk = lua_tolstring(L, 1, &len);
@@ -463,7 +615,7 @@ static int loadline(lua_State *L) {
     lua_pop(L, 1); /* incomplete: read a continuation line */
     status = pushline(L, 0);
     if (status != LINE_OK) {
-      history_add(lua_tostring(L, 1));
+      add_chunk_to_history(L, mode);
       lua_settop(L, 0);
       return status == LINE_EOF ? -1 : -2;
     }
@@ -471,7 +623,8 @@ static int loadline(lua_State *L) {
     lua_insert(L, -2);
     lua_concat(L, 3);
   }
-  history_add(lua_tostring(L, 1));
+  add_chunk_to_history(L, mode);
+  mode->quiet = ends_in_semicolon(lua_tostring(L, 1));
   lua_remove(L, 1); /* the text */
   return status;
 }
@@ -493,9 +646,16 @@ static void print_results(lua_State *L, int n) {
   luaL_checkstack(L, 8, "too many results to print");
   lua_getglobal(L, "require");
   lua_pushliteral(L, "luagrad.repl");
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TFUNCTION) {
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || lua_type(L, -1) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_pushnil(L);
+  } else {
+    lua_getfield(L, -1, "show");
+    lua_remove(L, -2);
+    if (lua_type(L, -1) != LUA_TFUNCTION) {
+      lua_pop(L, 1);
+      lua_pushnil(L);
+    }
   }
   show = lua_gettop(L);
   for (i = 1; i <= n; i++) {
@@ -529,8 +689,60 @@ static int load_lg(lua_State *L) {
   return 1;
 }
 
+/* The global help = require "luagrad.help", unless the name is taken (by a script before -i). */
+static void set_help(lua_State *L) {
+  if (lua_getglobal(L, "help") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luagrad.help");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    report_error(L);
+    return;
+  }
+  lua_setglobal(L, "help");
+}
+
+static double wall_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* "wall time: 12.3 ms" */
+static void print_time(double seconds) {
+  if (seconds < 1e-3)
+    printf("wall time: %.1f us\n", seconds * 1e6);
+  else if (seconds < 1.0)
+    printf("wall time: %.2f ms\n", seconds * 1e3);
+  else
+    printf("wall time: %.3f s\n", seconds);
+  fflush(stdout);
+}
+
+/* package.preload loader of "luagrad.reference_pages": {["nn.md"] = text, ...}. */
+static int load_reference_pages(lua_State *L) {
+  const struct lg_reference_page *page;
+  lua_newtable(L);
+  for (page = lg_reference_pages; page->name != NULL; page++) {
+    lua_pushlstring(L, (const char *)page->bytes, page->len);
+    lua_setfield(L, -2, page->name);
+  }
+  return 1;
+}
+
+void lg_cli_preload_reference(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, load_reference_pages);
+  lua_setfield(L, -2, "luagrad.reference_pages");
+  lua_pop(L, 1);
+}
+
 void lg_repl_run(lua_State *L) {
   int status;
+  chunk_mode mode;
   replL = L;
   use_readline = isatty(STDIN_FILENO);
   if (use_readline) {
@@ -538,19 +750,34 @@ void lg_repl_run(lua_State *L) {
     rl_catch_signals = 0; /* Ctrl-C is ours, see read_tty */
     rl_attempted_completion_function = complete;
     rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/%^~#[]}";
+    rl_completer_quote_characters = "\"'"; /* inside a string, Tab completes file names */
+    rl_completion_word_break_hook = word_breaks;
     rl_completion_append_character = '\0';
     history_open();
   }
-  printf("luagrad %s (%s)  lg = require \"luagrad\" is loaded\n", LG_VERSION, LUA_RELEASE);
+  printf("luagrad %s (%s)  lg = require \"luagrad\" is loaded; help() for help\n", LG_VERSION, LUA_RELEASE);
   fflush(stdout);
-  load_lg(L);
-  while ((status = loadline(L)) != -1) {
+  if (load_lg(L)) set_help(L);
+  while ((status = loadline(L, &mode)) != -1) {
+    double start = 0;
     if (status == -2) continue; /* Ctrl-C at the prompt */
-    if (status == LUA_OK) status = lg_cli_docall(L, 0, LUA_MULTRET);
-    if (status == LUA_OK)
-      print_results(L, lua_gettop(L));
-    else
+    if (status == LUA_OK) {
+      start = wall_seconds();
+      status = lg_cli_docall(L, 0, LUA_MULTRET);
+      if (mode.timed) print_time(wall_seconds() - start);
+    }
+    if (status == LUA_OK) {
+      if (lua_gettop(L) > 0) { /* _ is the first result */
+        lua_pushvalue(L, 1);
+        lua_setglobal(L, "_");
+      }
+      if (mode.quiet)
+        lua_settop(L, 0);
+      else
+        print_results(L, lua_gettop(L));
+    } else {
       report_error(L);
+    }
   }
   lua_settop(L, 0);
   fputs("\n", stdout);
