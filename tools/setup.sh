@@ -18,6 +18,7 @@ packages=(
   clang-format lua-check git           # style checks of the suite (C format, Lua lint); git ls-files
   strace                               # the checkpoint spec sees lg.save fsync before it renames
   dataset-fashion-mnist                # real data for the main example
+  openmpi-bin libopenmpi-dev           # lg.distributed: mpirun and MPI (luagrad.mpi)
 )
 
 missing=()

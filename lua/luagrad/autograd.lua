@@ -110,6 +110,12 @@ function M.grad(outputs, inputs, opts)
   return core._grad(outputs, inputs, opts)
 end
 
+---Queues fn() to run once the backward pass running now (the outermost, when a hook starts
+---another) has finished and every gradient has landed in .grad; called from gradient hooks
+---(lg.nn.DistributedDataParallel waits for its all-reduces there). Dropped if the pass fails.
+---@param fn fun()
+M.queue_callback = core._queue_callback
+
 ---Turns anomaly detection on or off (the first op producing NaN or Inf raises, naming the op);
 ---returns whether it is on.
 ---@param on? boolean
