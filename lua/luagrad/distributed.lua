@@ -208,7 +208,7 @@ local function stacked(t)
   return all, function(r) return all:select(1, r) end
 end
 
-local function fill_list(fname, list, rows, t)
+local function fill_list(fname, list, rows)
   for r = 1, size do
     local row = rows(r)
     if list[r] == nil then
@@ -232,7 +232,7 @@ function M.all_gather(list, t)
   local all, rows = stacked(t)
   local ap = core._buffer(all)
   on_buffer(t, false, function(p, n, dt) mpi.allgather(p, ap, n, dt) end)
-  return fill_list("all_gather", list, rows, t)
+  return fill_list("all_gather", list, rows)
 end
 
 ---gather(t, {dst = 1, gather_list = {}}): on rank dst, gather_list[r] becomes rank r's t.
@@ -245,7 +245,7 @@ function M.gather(t, opts)
   local all, rows
   if rank0 + 1 == dst then all, rows = stacked(t) end
   on_buffer(t, false, function(p, n, dt) mpi.gather(p, all and core._buffer(all) or nil, n, dt, dst - 1) end)
-  if all then return fill_list("gather", opts.gather_list or {}, rows, t) end
+  if all then return fill_list("gather", opts.gather_list or {}, rows) end
 end
 
 ---scatter(t, {src = 1, scatter_list = {...}}): t becomes rank src's scatter_list[rank()].

@@ -11,6 +11,7 @@
 --   nn.Dropout, nn.Dropout2d                         (dropout.lua)
 --   nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm     (normalization.lua)
 --   nn.CrossEntropyLoss, NLLLoss, MSELoss, BCEWithLogitsLoss  (loss.lua)
+--   nn.DistributedDataParallel                       (parallel.lua: over lg.distributed)
 --   nn.functional (also nn.F)                        (functional.lua)
 --   nn.init                                          (initializers.lua)
 --   nn.utils: clip_grad_norm_, clip_grad_value_      (utils.lua)
@@ -65,7 +66,8 @@ local nn = {
 }
 nn.F = nn.functional
 
-for _, name in ipairs({ "linear", "conv", "pooling", "containers", "activation", "dropout", "normalization", "loss" }) do
+for _, name in ipairs({ "linear", "conv", "pooling", "containers", "activation", "dropout", "normalization", "loss",
+  "parallel" }) do
   for k, v in pairs(require("luagrad.nn." .. name)) do nn[k] = v end
 end
 

@@ -1,0 +1,105 @@
+-- lg.distributed and nn.DistributedDataParallel: jobs of 2 processes started with mpirun, each
+-- running a script of spec/distributed/ (the luagrad executable in LUAGRAD_BUILD). Pending, with
+-- the reason, when mpirun or the MPI module (build/lib/luagrad/mpi.so) is absent.
+--
+-- mpirun runs as root only with --allow-run-as-root, and starts more processes than the machine
+-- has free cores only with --oversubscribe: the specs pass both (harmless otherwise).
+local util = require "helpers.util"
+local q = util.shell_quote
+
+local have_mpirun = select(2, util.run("command -v mpirun >/dev/null 2>&1")) == true
+local have_module = util.file_exists(util.BUILD .. "/lib/luagrad/mpi.so")
+
+-- Runs `luagrad script args` on np ranks; returns stdout, stderr, the exit code and the seconds.
+local function mpirun(np, script, args)
+  local dir = util.tmpdir()
+  local t0 = os.time()
+  -- Open MPI leaks on purpose; LeakSanitizer (the ASan build) would fail every rank at exit
+  local cmd = string.format("cd %s && env ASAN_OPTIONS=\"${ASAN_OPTIONS:-}:detect_leaks=0\" timeout 120 " ..
+    "mpirun --allow-run-as-root --oversubscribe -np %d %s %s %s >%s/out 2>%s/err </dev/null",
+    q(util.ROOT), np, q(util.LUAGRAD), q(script), args or "", dir, dir)
+  local _, _, code = os.execute(cmd)
+  local out, err = util.read_file(dir .. "/out"), util.read_file(dir .. "/err")
+  util.remove_dir(dir)
+  return out, err, code, os.time() - t0
+end
+
+describe("lg.distributed", function()
+  it("is not loaded by require \"luagrad\": a stock lua5.4 maps no MPI library", function()
+    local out, ok = util.run(util.stock_lua() .. [[ -e 'local lg = require "luagrad"
+      local maps = io.open("/proc/self/maps"):read("a")
+      print(package.loaded["luagrad.mpi"] == nil, maps:find("libmpi", 1, true) == nil,
+        lg.distributed.rank(), lg.distributed.world_size(), lg.distributed.is_initialized())' 2>&1]])
+    assert.is_true(ok, out)
+    assert.are.equal("true\ttrue\t1\t1\tfalse", out)
+  end)
+
+  it("says how to get it when luagrad was built without MPI", function()
+    local dir = util.tmpdir()
+    os.execute("mkdir -p " .. q(dir .. "/luagrad") .. " && cp " .. q(util.BUILD .. "/lib/luagrad/core.so") .. " " ..
+      q(dir .. "/luagrad/"))
+    local lua = os.getenv("LUAGRAD_LUA") or "lua5.4"
+    local out = util.run("env LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=" .. q(dir .. "/?.so") .. " " .. lua ..
+      [[ -e 'local lg = require "luagrad"; print(pcall(lg.distributed.init))' 2>&1]])
+    util.remove_dir(dir)
+    assert.is_truthy(out:find("false\t", 1, true), out)
+    assert.is_truthy(out:find("init: distributed training is unavailable: this luagrad was built without MPI", 1, true), out)
+    assert.is_truthy(out:find("apt-get install openmpi-bin libopenmpi-dev", 1, true), out)
+  end)
+
+  if not have_mpirun or not have_module then
+    pending("mpirun jobs: " .. (not have_mpirun and "mpirun is not installed (apt-get install openmpi-bin)"
+      or "luagrad.mpi was not built (apt-get install libopenmpi-dev, then tools/setup.sh)"))
+    return
+  end
+
+  it("without mpirun is a world of one", function()
+    local out, ok = util.run(q(util.LUAGRAD) .. [[ -e 'local lg = require "luagrad"
+      local d = lg.distributed
+      local r, n = d.init()
+      local t = lg.tensor({1.5, -2})
+      d.all_reduce(t, {op = "mean"}); d.broadcast(t); d.barrier()
+      print(r, n, d.rank(), d.world_size(), d.is_initialized(), t[1], t[2])' 2>&1]])
+    assert.is_true(ok, out)
+    assert.are.equal("1\t1\t1\t1\ttrue\t1.5\t-2", out)
+  end)
+
+  it("collectives on 2 ranks equal a slow reference for every op and dtype, contiguous or strided; " ..
+     "mismatched shapes are an error on every rank", function()
+    local out, err, code = mpirun(2, "spec/distributed/collectives.lua")
+    assert.are.equal(0, code, out .. err)
+    local checks, failures = out:match("checks (%d+) failures (%d+)")
+    assert.is_truthy(checks, out .. err)
+    assert.is_true(tonumber(checks) >= 120, out)
+    assert.are.equal("0", failures, out)
+  end)
+
+  it("DistributedDataParallel in float64: 5 steps on 2 ranks x batch B equal 1 rank x batch 2B to 1e-12", function()
+    local out, err, code = mpirun(2, "spec/distributed/ddp_equivalence.lua")
+    assert.are.equal(0, code, out .. err)
+    local rel = tonumber(out:match("max_rel (%S+)"))
+    assert.is_truthy(rel, out .. err)
+    assert.is_true(rel <= 1e-12, out)
+    local bytes, buckets = out:match("bytes_per_step (%d+) wait_seconds %S+ buckets (%d+)")
+    assert.are.equal(2, tonumber(buckets), out) -- bucket_mb = 0.001: several all-reduces, not one per parameter
+    assert.are.equal((6 * 16 + 16 + 16 * 3 + 3 + 6 * 3 + 3) * 8, tonumber(bytes), out)
+  end)
+
+  it("DistributedDataParallel: a parameter unused on one rank (nil gradient) neither hangs nor skews the average", function()
+    local out, err, code, secs = mpirun(2, "spec/distributed/ddp_equivalence.lua", "unused")
+    assert.are.equal(0, code, out .. err)
+    local rel = tonumber(out:match("max_rel (%S+)"))
+    assert.is_truthy(rel, out .. err)
+    assert.is_true(rel <= 1e-12, out)
+    assert.is_true(secs < 60, "took " .. secs .. " s")
+  end)
+
+  it("an error on rank 2 ends the whole job within seconds, non-zero, with rank 2's message", function()
+    local out, err, code, secs = mpirun(2, "spec/distributed/failure.lua")
+    assert.are_not.equal(0, code, out .. err)
+    assert.is_truthy(err:find("rank two fails on purpose", 1, true), err)
+    assert.is_truthy(err:find("rank 2 of the job failed", 1, true), err)
+    assert.is_falsy(out:find("after the barrier", 1, true), out)
+    assert.is_true(secs <= 15, "took " .. secs .. " s")
+  end)
+end)
