@@ -47,6 +47,72 @@ describe("lg.distributed", function()
     assert.is_truthy(out:find("apt-get install openmpi-bin libopenmpi-dev", 1, true), out)
   end)
 
+  describe("DistributedSampler", function()
+    local lg = require "luagrad"
+    local function shards(n, R, opts)
+      local out = {}
+      for r = 1, R do
+        local o = { num_replicas = R, rank = r }
+        for k, v in pairs(opts or {}) do if k ~= "epoch" then o[k] = v end end
+        local s = lg.data.DistributedSampler(n, o)
+        if opts and opts.epoch then s:set_epoch(opts.epoch) end
+        local idx = s:indices()
+        assert.are.equal(#s, idx:numel())
+        out[r] = {}
+        for i = 1, idx:numel() do out[r][i] = idx[i] end
+      end
+      return out
+    end
+
+    it("gives disjoint shards that cover the dataset, padded as PyTorch pads (or cut with drop_last)", function()
+      for _, c in ipairs({ { 10, 2 }, { 10, 3 }, { 7, 4 }, { 2, 3 }, { 12, 4 } }) do
+        local n, R = c[1], c[2]
+        for _, drop in ipairs({ false, true }) do
+          local sh = shards(n, R, { drop_last = drop, epoch = 5 })
+          local per = drop and n // R or (n + R - 1) // R
+          local count, seen = 0, {}
+          for r = 1, R do
+            assert.are.equal(per, #sh[r])
+            for _, i in ipairs(sh[r]) do
+              assert.is_true(i >= 1 and i <= n)
+              seen[i] = (seen[i] or 0) + 1
+              count = count + 1
+            end
+          end
+          local distinct = 0
+          for _ in pairs(seen) do distinct = distinct + 1 end
+          assert.are.equal(per * R, count)
+          -- every sample once; padding repeats only as many as needed; drop_last drops n % R
+          assert.are.equal(drop and per * R or n, distinct, ("n=%d R=%d drop=%s"):format(n, R, tostring(drop)))
+        end
+      end
+    end)
+
+    it("draws the same order on every rank for an epoch, a new one per set_epoch, leaving luagrad's generator", function()
+      lg.manual_seed(3)
+      local before = lg.get_rng_state()
+      local a, b = shards(20, 2, { epoch = 1 }), shards(20, 2, { epoch = 1 })
+      assert.are.same(a, b)
+      local c = shards(20, 2, { epoch = 2 })
+      assert.are_not.same(a, c)
+      assert.are.same(shards(20, 2, { epoch = 1, seed = 9 }), shards(20, 2, { epoch = 1, seed = 9 }))
+      assert.are_not.same(a, shards(20, 2, { epoch = 1, seed = 9 }))
+      assert.are.same({ before[1], before[2] }, { lg.get_rng_state()[1], lg.get_rng_state()[2] })
+      assert.are.same({ { 1, 3, 5 }, { 2, 4, 1 } }, shards(5, 2, { shuffle = false }))
+    end)
+
+    it("feeds a DataLoader: each rank's batches hold its shard", function()
+      local ds = lg.data.TensorDataset(lg.arange(1, 11):reshape(10, 1))
+      local s = lg.data.DistributedSampler(ds, { num_replicas = 2, rank = 2, shuffle = false })
+      local loader = lg.data.DataLoader(ds, { batch_size = 2, sampler = s })
+      local got = {}
+      for x in loader do for i = 1, x:size(1) do got[#got + 1] = x[i][1] end end
+      assert.are.equal(3, #loader)
+      assert.are.same({ 2, 4, 6, 8, 10 }, got)
+      assert.has_error(function() lg.data.DataLoader(ds, { sampler = s, shuffle = true }) end)
+    end)
+  end)
+
   if not have_mpirun or not have_module then
     pending("mpirun jobs: " .. (not have_mpirun and "mpirun is not installed (apt-get install openmpi-bin)"
       or "luagrad.mpi was not built (apt-get install libopenmpi-dev, then tools/setup.sh)"))
