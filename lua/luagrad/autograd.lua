@@ -114,7 +114,10 @@ end
 ---another) has finished and every gradient has landed in .grad; called from gradient hooks
 ---(lg.nn.DistributedDataParallel waits for its all-reduces there). Dropped if the pass fails.
 ---@param fn fun()
-M.queue_callback = core._queue_callback
+function M.queue_callback(fn)
+  errors.check("queue_callback", "argument #1 (fn)", fn, "function")
+  core._queue_callback(fn)
+end
 
 ---Turns anomaly detection on or off (the first op producing NaN or Inf raises, naming the op);
 ---returns whether it is on.

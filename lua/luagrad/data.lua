@@ -174,8 +174,11 @@ DistributedSampler.__index = DistributedSampler
 ---@param ds table|integer a dataset (anything with #) or its number of samples
 function M.DistributedSampler(ds, opts)
   opts = errors.options("DistributedSampler", opts, { "num_replicas", "rank", "shuffle", "seed", "drop_last" })
-  local n = type(ds) == "number" and ds or #ds
-  if math.type(n) ~= "integer" or n < 0 then errors.raise("DistributedSampler: the dataset's size must be an integer") end
+  local n = ds
+  if type(ds) == "table" or type(ds) == "userdata" then n = #ds end
+  if math.type(n) ~= "integer" or n < 0 then
+    errors.raise("DistributedSampler: argument #1 must be a dataset or its number of samples, got " .. type(ds))
+  end
   local dist = require "luagrad.distributed"
   local R = opts.num_replicas or dist.world_size()
   local r = opts.rank or dist.rank()

@@ -79,7 +79,7 @@ end
 ---Ends every process of the job now, printing msg; the exit status is non-zero.
 function M.abort(msg)
   io.stderr:write("luagrad: ", tostring(msg or "abort"), "\n")
-  if mpi then mpi.abort(tostring(msg or "abort"), 1) end
+  if M.is_initialized() then mpi.abort(tostring(msg or "abort"), 1) end
   os.exit(1)
 end
 
