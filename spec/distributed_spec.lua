@@ -160,6 +160,23 @@ describe("lg.distributed", function()
     assert.is_true(secs < 60, "took " .. secs .. " s")
   end)
 
+  it("examples/fashion_mnist.lua --distributed --quick on 2 ranks learns as one process does; rank 1 saves a " ..
+     "state dict without prefix", function()
+    local dir = util.tmpdir()
+    local out, err, code = mpirun(2, "examples/fashion_mnist.lua", "--distributed --quick --out " .. q(dir .. "/fm"))
+    local saved = util.file_exists(dir .. "/fm.safetensors")
+    local keys = util.run(q(util.LUAGRAD) .. " -e " .. q("local lg = require 'luagrad'; local sd = lg.load('" .. dir ..
+      "/fm.safetensors'); local k = {}; for n in pairs(sd) do k[#k + 1] = n end; table.sort(k); print(k[1], #k)"))
+    util.remove_dir(dir)
+    assert.are.equal(0, code, out .. err)
+    assert.is_true(saved, out)
+    local acc = tonumber(out:match("test accuracy: ([%d.]+)%%"))
+    assert.is_truthy(acc, out .. err)
+    assert.is_true(acc > 80, out) -- one process on the same slice: 84.8%
+    assert.is_truthy(out:find("distributed: 2 ranks; per step", 1, true), out)
+    assert.are.equal("0.bias\t16", keys) -- the bare model's keys: no "module." prefix
+  end)
+
   it("an error on rank 2 ends the whole job within seconds, non-zero, with rank 2's message", function()
     local out, err, code, secs = mpirun(2, "spec/distributed/failure.lua")
     assert.are_not.equal(0, code, out .. err)

@@ -283,12 +283,41 @@ function M._iall_reduce_sum(t)
 end
 M._check_same = function(fname, t, extra) need(fname); check_same(fname, t, extra) end
 
+---Broadcasts a list of tensors from rank src with one MPI call per dtype (packed into one flat
+---buffer), without the shape check: for tensors already checked once (DDP's buffers each forward).
+function M._broadcast_many(list, src)
+  local by = {}
+  for _, t in ipairs(list) do
+    local g = by[t.dtype]
+    if not g then g = {}; by[t.dtype] = g end
+    g[#g + 1] = t
+  end
+  autograd.no_grad(function()
+    for _, dt in ipairs({ "float32", "float64", "int64" }) do
+      local g = by[dt]
+      if g then
+        local flat = {}
+        for i, t in ipairs(g) do flat[i] = t:reshape(-1) end
+        local buf = #flat == 1 and flat[1]:contiguous():clone() or core.cat(flat)
+        local p, n = core._buffer(buf)
+        mpi.bcast(p, n, dt, src - 1)
+        local off = 0
+        for _, t in ipairs(g) do
+          local k = t:numel()
+          t:copy_(buf:narrow(1, off + 1, k):view(t.shape))
+          off = off + k
+        end
+      end
+    end
+  end)
+end
+
 -- ---- checkpoints and printing from rank 1 ----------------------------------------------------
 
----save(obj, path): rank 1 writes (atomically, lg.save), then every rank waits for it, so a
+---save(path, value): rank 1 writes (atomically, lg.save), then every rank waits for it, so a
 ---load that follows finds the file.
-function M.save(obj, path)
-  if rank0 == 0 then require("luagrad.serialize").save(obj, path) end
+function M.save(path, value)
+  if rank0 == 0 then require("luagrad.serialize").save(path, value) end
   if M.is_initialized() then mpi.barrier() end
 end
 

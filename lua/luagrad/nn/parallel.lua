@@ -96,7 +96,8 @@ end
 
 function DDP:forward(...)
   if self._broadcast_buffers and dist.world_size() > 1 then
-    for _, b in ipairs(self.module:buffers()) do dist.broadcast(b, { src = 1 }) end
+    local bufs = self.module:buffers()
+    if #bufs > 0 then dist._broadcast_many(bufs, 1) end -- one call per dtype; shapes checked at construction
   end
   return self.module(...)
 end
