@@ -132,6 +132,11 @@ function DDP:_on_grad(bi, k, g)
     pass.filled[bi] = pass.filled[bi] + 1
   end
   start_ready(self, pass)
+  -- Open MPI moves a nonblocking collective along only inside MPI calls: test the running ones
+  -- from each hook, so the transfers advance while backward computes
+  for i = pass.tested or 1, pass.next - 1 do
+    if pass.reqs[i]:test() then pass.tested = i + 1 else break end
+  end
 end
 
 -- End of backward: slots no gradient reached count as zeros (or their accumulated .grad), the
