@@ -177,6 +177,23 @@ describe("lg.distributed", function()
     assert.are.equal("0.bias\t16", keys) -- the bare model's keys: no "module." prefix
   end)
 
+  it("in a stock lua5.4 too, an error on rank 2 ends the job (MPI_Abort at a failed exit, not MPI_Finalize)",
+    function()
+    local dir = util.tmpdir()
+    local t0 = os.time()
+    local cmd = string.format("cd %s && env ASAN_OPTIONS=\"${ASAN_OPTIONS:-}:detect_leaks=0\" " ..
+      "LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH=%s timeout 120 mpirun --allow-run-as-root --oversubscribe " ..
+      "-np 2 %s spec/distributed/failure.lua >%s/out 2>&1 </dev/null", q(util.ROOT), q(util.BUILD .. "/lib/?.so;;"),
+      os.getenv("LUAGRAD_LUA") or "lua5.4", dir)
+    local _, _, code = os.execute(cmd)
+    local out = util.read_file(dir .. "/out")
+    util.remove_dir(dir)
+    assert.are_not.equal(0, code, out)
+    assert.is_truthy(out:find("rank two fails on purpose", 1, true), out)
+    assert.is_falsy(out:find("after the barrier", 1, true), out)
+    assert.is_true(os.time() - t0 <= 15, "took " .. (os.time() - t0) .. " s")
+  end)
+
   it("an error on rank 2 ends the whole job within seconds, non-zero, with rank 2's message", function()
     local out, err, code, secs = mpirun(2, "spec/distributed/failure.lua")
     assert.are_not.equal(0, code, out .. err)

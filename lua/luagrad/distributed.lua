@@ -14,8 +14,9 @@
 -- shape and dtype, so a mismatch is an error on every rank, not a hang.
 --
 -- After init() an error that ends a script run by the luagrad executable ends the whole job
--- (MPI_Abort) with the failing rank's message and a non-zero status. MPI is finalized when the
--- Lua state closes or the process exits.
+-- (MPI_Abort) with the failing rank's message and a non-zero status. MPI ends at process exit:
+-- finalized after exit status 0, the job aborted after any other (a stock lua5.4 whose script
+-- failed), so that no rank waits in MPI_Finalize for ranks waiting for it.
 local core = require "luagrad.core"
 local errors = require "luagrad.errors"
 local autograd = require "luagrad.autograd"
@@ -71,7 +72,7 @@ function M.barrier()
   mpi.barrier()
 end
 
----Ends MPI now (it also ends by itself when the state closes or the process exits).
+---Ends MPI now (it also ends by itself when the process exits).
 function M.finalize()
   if mpi then mpi.finalize() end
 end

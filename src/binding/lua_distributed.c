@@ -8,10 +8,13 @@
 ** core._buffer(t) and keeps alive meanwhile (a nonblocking request also holds a value given to
 ** it until it is waited for). Ranks are 0-based here and 1-based in Lua.
 **
-** Lifetime: MPI_Init_thread on init(); MPI_Finalize when the Lua state closes (a sentinel's
-** __gc) or at process exit (atexit), whichever comes first. abort(msg) prints msg and ends the
-** whole job with MPI_Abort; init() stores it in the registry under "luagrad.abort_job", where
-** the luagrad CLI finds it when a script ends with an error.
+** Lifetime: MPI_Init_thread on init(); at process exit (on_exit, which sees the exit status)
+** MPI_Finalize when the status is 0, and MPI_Abort otherwise: a rank that exits with an error
+** (a stock lua5.4 whose script raised, os.exit(false)) must not wait in MPI_Finalize for ranks
+** that wait for it in their next collective. Closing the Lua state does not finalize (the exit
+** status is not known yet). abort(msg) prints msg and ends the whole job with MPI_Abort; init()
+** stores it in the registry under "luagrad.abort_job", where the luagrad CLI finds it when a
+** script ends with an error.
 */
 #include <dlfcn.h>
 #include <stdint.h>
@@ -33,6 +36,15 @@ static void finalize_once(void) {
   if (!init) return;
   MPI_Finalized(&fin);
   if (!fin && we_initialized) MPI_Finalize();
+}
+
+static int is_live(void);
+
+/* at exit: finalize after a clean exit, end the whole job after a failed one */
+static void at_exit(int status, void *arg) {
+  (void)arg;
+  if (status != 0 && we_initialized && is_live()) MPI_Abort(MPI_COMM_WORLD, status);
+  finalize_once();
 }
 
 static int is_live(void) {
@@ -95,12 +107,6 @@ static int check_root(lua_State *L, int idx, const char *fn) {
 
 /* ---- life ---- */
 
-static int sentinel_gc(lua_State *L) {
-  (void)L;
-  finalize_once();
-  return 0;
-}
-
 static int m_abort(lua_State *L);
 
 /* init() -> rank (0-based), size. A second call returns the same. */
@@ -115,14 +121,7 @@ static int m_init(lua_State *L) {
     we_initialized = 1;
     /* errors come back as codes (raised as Lua errors), not an abort inside MPI */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    atexit(finalize_once);
-    /* finalize when this state closes */
-    lua_newuserdatauv(L, 1, 0);
-    lua_newtable(L);
-    lua_pushcfunction(L, sentinel_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, "luagrad.mpi.sentinel");
+    on_exit(at_exit, NULL);
   }
   lua_pushcfunction(L, m_abort);
   lua_setfield(L, LUA_REGISTRYINDEX, "luagrad.abort_job");
