@@ -48,6 +48,7 @@ local PROBES = {
     os.remove(dir)
     return ds
   end },
+  { "lg.data.DistributedSampler", function() return lg.data.DistributedSampler(4, { num_replicas = 2, rank = 1 }) end },
 }
 
 -- ---- small helpers ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ packages=(
   luarocks                             # the packaging spec builds and installs the rock
   dataset-fashion-mnist                # real data for the main example
   fortunes                             # real text for the GPT example (lg.datasets.fortunes)
+  openmpi-bin libopenmpi-dev           # lg.distributed: mpirun and MPI (luagrad.mpi)
 )
 
 missing=()

@@ -111,6 +111,15 @@ function M.grad(outputs, inputs, opts)
   return core._grad(outputs, inputs, opts)
 end
 
+---Queues fn() to run once the backward pass running now (the outermost, when a hook starts
+---another) has finished and every gradient has landed in .grad; called from gradient hooks
+---(lg.nn.DistributedDataParallel waits for its all-reduces there). Dropped if the pass fails.
+---@param fn fun()
+function M.queue_callback(fn)
+  errors.check("queue_callback", "argument #1 (fn)", fn, "function")
+  core._queue_callback(fn)
+end
+
 ---Turns anomaly detection on or off (the first op producing NaN or Inf raises, naming the op);
 ---returns whether it is on.
 ---@param on? boolean

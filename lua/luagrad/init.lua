@@ -63,4 +63,7 @@ lg.plot = require "luagrad.plot"
 lg.progress = require "luagrad.progress"
 lg.cli = require "luagrad.cli"
 
+-- Data-parallel training over MPI; the MPI module itself loads on lg.distributed.init().
+lg.distributed = require "luagrad.distributed"
+
 return lg

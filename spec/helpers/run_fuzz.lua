@@ -34,6 +34,8 @@ first, last = math.tointeger(tonumber(first)), math.min(math.tointeger(tonumber(
 local real_exit = os.exit
 os.exit = function() error("fuzz: os.exit was called", 0) end -- luacheck: ignore 122
 io.read = function() error("fuzz: io.read was called", 0) end -- luacheck: ignore 122
+-- lg.distributed.init would start MPI in the child, and abort end it: the MPI module is a stub
+package.preload["luagrad.mpi"] = function() error("fuzz: MPI is not started in the fuzzer", 0) end
 local threads = lg.get_num_threads()
 local function reset()
   lg.set_grad_enabled(true)

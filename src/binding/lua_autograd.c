@@ -46,6 +46,74 @@ static int opt_bool(lua_State *L, int idx, const char *key, int def) {
   return v;
 }
 
+/* ---- callbacks at the end of a backward pass ----
+** lg.autograd.queue_callback(fn) (PyTorch's queue_callback on its execution engine): fn runs
+** once the outermost backward pass running now (t:backward or autograd.grad) has finished, after
+** every gradient has landed; DDP waits for its all-reduces there. The queue and the depth of
+** nested passes live in the state's registry. */
+#define CALLBACKS_KEY "luagrad.autograd.callbacks"
+
+static void callbacks_table(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CALLBACKS_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, CALLBACKS_KEY);
+  }
+}
+
+static void pass_begin(lua_State *L) {
+  callbacks_table(L);
+  lua_getfield(L, -1, "depth");
+  lua_Integer d = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lua_pushinteger(L, d + 1);
+  lua_setfield(L, -2, "depth");
+  lua_pop(L, 1);
+}
+
+/* Ends a pass; the outermost one runs the queued callbacks in order when it succeeded (and drops
+** them when it failed). A callback's error propagates. */
+static void pass_end(lua_State *L, int ok) {
+  callbacks_table(L);
+  lua_getfield(L, -1, "depth");
+  lua_Integer d = lua_tointeger(L, -1) - 1;
+  lua_pop(L, 1);
+  lua_pushinteger(L, d > 0 ? d : 0);
+  lua_setfield(L, -2, "depth");
+  if (d > 0) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfield(L, -1, "queue");
+  lua_pushnil(L);
+  lua_setfield(L, -3, "queue");
+  lua_remove(L, -2);
+  if (ok && lua_istable(L, -1)) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      lua_call(L, 0, 0);
+    }
+  }
+  lua_pop(L, 1);
+}
+
+/* lg.autograd.queue_callback(fn) */
+static int m_queue_callback(lua_State *L) {
+  lgL_checktype(L, 1, LUA_TFUNCTION, "fn");
+  callbacks_table(L);
+  if (lua_getfield(L, -1, "queue") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "queue");
+  }
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
 /* t:backward(grad, {retain_graph = false, create_graph = false}) */
 static int t_backward(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
@@ -54,7 +122,10 @@ static int t_backward(lua_State *L) {
   lg_backward_opts o;
   o.create_graph = opt_bool(L, optidx, "create_graph", 0);
   o.retain_graph = opt_bool(L, optidx, "retain_graph", o.create_graph);
-  lgL_check(L, lg_backward(&t, &g, 1, NULL, 0, o, NULL));
+  pass_begin(L);
+  lg_status st = lg_backward(&t, &g, 1, NULL, 0, o, NULL);
+  pass_end(L, st == LG_OK);
+  lgL_check(L, st);
   lgL_gcpace(L);
   return 0;
 }
@@ -83,7 +154,9 @@ static int m_grad(lua_State *L) {
     if (!ins[i]->requires_grad)
       return lgL_error(L, "grad: input %d (shape %s) does not require grad", i + 1, LG_SHAPE(ins[i]));
   lg_tensor **res = lua_newuserdatauv(L, sizeof *res * (size_t)(nin ? nin : 1), 0);
+  pass_begin(L);
   lg_status st = lg_backward(outs, gouts, nout, ins, nin, o, res);
+  pass_end(L, st == LG_OK);
   if (st != LG_OK) {
     /* the tape speaks as backward; what the user called is grad */
     const char *m = lg_errmsg();
@@ -320,6 +393,7 @@ static const luaL_Reg module_functions[] = {{"_grad", m_grad},
                                             {"_detect_anomaly", m_detect_anomaly},
                                             {"_fw_push", m_fw_push},
                                             {"_fw_pop", m_fw_pop},
+                                            {"_queue_callback", m_queue_callback},
                                             {NULL, NULL}};
 
 /* Adds the autograd methods to the methods table at -2 and functions to the module at -1. */

@@ -293,12 +293,21 @@ static int m_isatty(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg functions[] = {{"_read_file", m_read_file},
-                                     {"_save_atomic", m_save_atomic},
-                                     {"_clean_temps", m_clean_temps},
-                                     {"_bytes_to_tensor", m_bytes_to_tensor},
-                                     {"_isatty", m_isatty},
-                                     {"_list_dir", m_list_dir},
-                                     {NULL, NULL}};
+/* core._buffer(t) -> address, numel, dtype name: the memory of a contiguous tensor, for the
+** MPI module (luagrad.mpi), which moves bytes and knows no tensors. The caller keeps t alive
+** while the address is used; writes through it bypass autograd's version counters. */
+static int m_buffer(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (!lg_is_contiguous(t)) return lgL_error(L, "_buffer: the tensor must be contiguous");
+  lua_pushlightuserdata(L, lg_data(t));
+  lua_pushinteger(L, (lua_Integer)lg_numel(t));
+  lua_pushstring(L, lg_dtype_name(t->dtype));
+  return 3;
+}
+
+static const luaL_Reg functions[] = {{"_read_file", m_read_file},     {"_save_atomic", m_save_atomic},
+                                     {"_clean_temps", m_clean_temps}, {"_bytes_to_tensor", m_bytes_to_tensor},
+                                     {"_isatty", m_isatty},           {"_list_dir", m_list_dir},
+                                     {"_buffer", m_buffer},           {NULL, NULL}};
 
 void lgL_open_io(lua_State *L) { lgL_setfuncs(L, functions); }

@@ -302,8 +302,12 @@ static int m_avg_pool2d(lua_State *L) {
   int backward = !lua_isnoneornil(L, 9);
   if (backward) pair_arg(L, 9, "avg_pool2d_backward", "input size", &a.shape[6]);
   lg_tensor **y = lgL_newslot(L);
-  lgL_checkop(L, lg_apply(backward ? LG_OP_AVG_POOL2D_BACKWARD : LG_OP_AVG_POOL2D, &a, y),
-              adaptive ? "adaptive_avg_pool2d" : "avg_pool2d");
+  lg_status st = lg_apply(backward ? LG_OP_AVG_POOL2D_BACKWARD : LG_OP_AVG_POOL2D, &a, y);
+  /* adaptive pooling runs the avg_pool2d op: its errors ("avg_pool2d: out of memory") name the
+  ** function the user called */
+  if (st != LG_OK && adaptive && strncmp(lg_errmsg(), "avg_pool2d: ", 12) == 0)
+    return lgL_error(L, "adaptive_avg_pool2d: %s", lg_errmsg() + 12);
+  lgL_checkop(L, st, adaptive ? "adaptive_avg_pool2d" : "avg_pool2d");
   return 1;
 }
 

@@ -106,6 +106,18 @@ static void l_message(const char *pname, const char *msg) {
   fflush(stderr);
 }
 
+/* When a script of a distributed job fails, the other ranks would wait in their next collective
+** forever: lg.distributed.init() leaves a function in the registry under "luagrad.abort_job" that
+** ends the whole job (MPI_Abort), called here once the message is printed. */
+static void abort_job(lua_State *L) {
+  int top = lua_gettop(L);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "luagrad.abort_job") == LUA_TFUNCTION) {
+    lua_pushliteral(L, "error");
+    lua_pcall(L, 1, 0, 0); /* does not return when the job is live */
+  }
+  lua_settop(L, top);
+}
+
 /* Reports a failed status: the message (with its traceback) is on top of the stack. */
 static int report(lua_State *L, int status) {
   if (status != LUA_OK) {
@@ -113,8 +125,26 @@ static int report(lua_State *L, int status) {
     if (msg == NULL) msg = "(error object is not a string)";
     l_message(progname, msg);
     lua_pop(L, 1);
+    abort_job(L);
   }
   return status;
+}
+
+/* C modules built beside the executable (build/lib/luagrad/mpi.so next to build/luagrad) come
+** first in package.cpath; an installed luagrad finds them in lua5.4's own directories. */
+static void add_cpath_beside_exe(lua_State *L) {
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return;
+  exe[n] = '\0';
+  char *slash = strrchr(exe, '/');
+  if (!slash) return;
+  *slash = '\0';
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "cpath");
+  lua_pushfstring(L, "%s/lib/?.so;%s", exe, lua_tostring(L, -1));
+  lua_setfield(L, -3, "cpath");
+  lua_pop(L, 2);
 }
 
 /* Message handler: adds a traceback; turns a non-string error into a string if it can. */
@@ -377,6 +407,7 @@ static int pmain(lua_State *L) {
     lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV"); /* the package library reads this */
   }
   luaL_openlibs(L);
+  add_cpath_beside_exe(L);
   lg_preload(L);
   lg_cli_preload_reference(L);
   createargtable(L, argv, argc, script);

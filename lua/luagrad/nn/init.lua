@@ -15,6 +15,7 @@
 --   nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm     (normalization.lua)
 --   nn.CrossEntropyLoss, NLLLoss, MSELoss, BCEWithLogitsLoss, L1Loss, SmoothL1Loss, HuberLoss,
 --     BCELoss, KLDivLoss, CosineEmbeddingLoss  (loss.lua)
+--   nn.DistributedDataParallel                       (parallel.lua: over lg.distributed)
 --   nn.functional (also nn.F)                        (functional.lua)
 --   nn.init                                          (initializers.lua)
 --   nn.utils: clip_grad_norm_, clip_grad_value_      (utils.lua)
@@ -85,7 +86,7 @@ local nn = {
 nn.F = nn.functional
 
 local FILES = { "linear", "embedding", "conv", "recurrent", "pooling", "containers", "activation", "dropout", "attention",
-  "normalization", "loss" }
+  "normalization", "loss", "parallel" }
 for _, name in ipairs(FILES) do
   for k, v in pairs(require("luagrad.nn." .. name)) do nn[k] = v end
 end
