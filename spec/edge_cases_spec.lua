@@ -311,6 +311,21 @@ end)
 
 -- Found by the API fuzzer and the property checks (spec/fuzz_spec.lua, spec/properties_spec.lua)
 describe("what the fuzzer found", function()
+  it("group_norm, DistributedSampler and load_state_dict name themselves for odd arguments", function()
+    assert.matches("group_norm: num_groups must be a positive integer, got 9.22", util.error_of(function()
+      F.group_norm(lg.ones(2, 4), 2 ^ 63) -- a whole float past int64 (was: arithmetic on nil)
+    end))
+    assert.matches("DistributedSampler: argument #1 must be a dataset", util.error_of(function()
+      lg.data.DistributedSampler(lg.tensor(3), { num_replicas = 1, rank = 1 }) -- a 0-d tensor has no length
+    end))
+    local m = lg.nn.Linear(2, 2)
+    -- a table that answers every key through __index but lists none: checked as what it lists
+    local sd = setmetatable({}, { __index = function() return 3 end })
+    assert.matches("Linear:load_state_dict: missing keys: 'bias', 'weight'", util.error_of(function()
+      m:load_state_dict(sd)
+    end))
+  end)
+
   it("randint draws from any int64 range, up to the whole of it", function()
     local r = lg.randint(math.mininteger, math.maxinteger, { 1000 })
     assert.are.equal("int64", r.dtype)

@@ -175,7 +175,10 @@ DistributedSampler.__index = DistributedSampler
 function M.DistributedSampler(ds, opts)
   opts = errors.options("DistributedSampler", opts, { "num_replicas", "rank", "shuffle", "seed", "drop_last" })
   local n = ds
-  if type(ds) == "table" or type(ds) == "userdata" then n = #ds end
+  if type(ds) == "table" or type(ds) == "userdata" then
+    local ok, len = pcall(function() return #ds end) -- (a 0-d tensor has no length)
+    n = ok and len or nil
+  end
   if math.type(n) ~= "integer" or n < 0 then
     errors.raise("DistributedSampler: argument #1 must be a dataset or its number of samples, got " .. type(ds))
   end

@@ -510,12 +510,12 @@ function F.group_norm(x, num_groups, opts)
   local fname = "group_norm"
   check_tensor(x, fname)
   local o = check_opts(fname, opts, { "weight", "bias", "eps" })
-  if math.type(num_groups) ~= "integer" and not (type(num_groups) == "number" and num_groups == math.floor(num_groups))
-    or num_groups < 1 then
+  local groups = type(num_groups) == "number" and math.tointeger(num_groups) or nil
+  if groups == nil or groups < 1 then
     errors.raisef("%s: num_groups must be a positive integer, got %s", fname,
       type(num_groups) == "number" and tostring(num_groups) or errors.describe(num_groups))
   end
-  num_groups = math.tointeger(num_groups)
+  num_groups = groups
   if x:dim() < 2 then
     errors.raisef("%s: expected input of shape (N, C, *) with at least 2 dimensions, got shape %s", fname, shape_str(x))
   end

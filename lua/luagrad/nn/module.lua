@@ -463,6 +463,9 @@ function Module:load_state_dict(sd, opts)
   local name = method_name(self, "load_state_dict")
   if type(sd) ~= "table" then errors.raisef("%s: expected a table of tensors, got %s", name, type(sd)) end
   local strict = errors.options(name, opts, { "strict" }).strict ~= false
+  local given = {} -- what pairs lists is what is checked and copied (an object's __index is not asked)
+  for k, v in pairs(sd) do given[k] = v end
+  sd = given
   local own = self:state_dict({ keep_vars = true })
   local missing, unexpected, problems = {}, {}, {}
   for _, k in ipairs(sorted_keys(own)) do
