@@ -34,7 +34,7 @@ local functional = {
   "clamp", "sum", "mean", "norm", "max", "min",
   "matmul", "index_select", "gather", "index_add", "scatter_add", "split", "chunk", "transpose", "permute", "narrow", "select",
   "unsqueeze", "squeeze", "flatten", "reshape", "clone", "detach", "numel",
-  "masked_fill", "tril", "triu", "sort", "topk", "cumsum", "multinomial",
+  "masked_fill", "masked_select", "tril", "triu", "sort", "topk", "cumsum", "multinomial",
 }
 for _, name in ipairs(functional) do
   if lg[name] == nil then lg[name] = Tensor[name] end
