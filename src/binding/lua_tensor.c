@@ -326,26 +326,37 @@ lg_dtype lgL_checkdtype(lua_State *L, int idx, lg_dtype def) {
   return dt;
 }
 
-void lgL_creation_opts(lua_State *L, int idx, lg_dtype *dt, int *requires_grad) {
-  *dt = lg_default_dtype();
-  *requires_grad = 0;
-  if (!lua_istable(L, idx)) return;
+int lgL_checkoptions(lua_State *L, int idx, const char *op, const char *const *known) {
+  if (!lua_istable(L, idx)) return 0;
   idx = lua_absindex(L, idx);
   lua_pushnil(L); /* every key must be an option, as PyTorch refuses an unknown keyword argument */
   while (lua_next(L, idx)) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    if (!k || (strcmp(k, "dtype") != 0 && strcmp(k, "requires_grad") != 0)) {
-      char key[96];
+    int ok = 0;
+    for (int i = 0; k && known[i] && !ok; i++) ok = strcmp(k, known[i]) == 0;
+    if (!ok) {
+      char key[96], list[256] = "";
       if (k)
         snprintf(key, sizeof key, "'%.80s'", k);
       else if (lua_type(L, -2) == LUA_TNUMBER)
         snprintf(key, sizeof key, "%.14g", lua_tonumber(L, -2));
       else
         snprintf(key, sizeof key, "of type %s", lgL_typename(L, -2));
-      lgL_error(L, "%s: unknown option %s (accepted: dtype, requires_grad)", current_name(L, NULL), key);
+      for (int i = 0; known[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", known[i]);
+      return lgL_error(L, "%s: unknown option %s (accepted: %s)", op, key, known[0] ? list : "none");
     }
     lua_pop(L, 1);
   }
+  return 1;
+}
+
+void lgL_creation_opts(lua_State *L, int idx, lg_dtype *dt, int *requires_grad) {
+  static const char *const known[] = {"dtype", "requires_grad", NULL};
+  *dt = lg_default_dtype();
+  *requires_grad = 0;
+  if (!lgL_checkoptions(L, idx, current_name(L, NULL), known)) return;
+  idx = lua_absindex(L, idx);
   if (lua_getfield(L, idx, "dtype") != LUA_TNIL) *dt = lgL_checkdtype(L, -1, *dt);
   lua_pop(L, 1);
   lua_getfield(L, idx, "requires_grad");
@@ -835,6 +846,8 @@ static int t_clamp(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   lg_args a = {.in = {t}, .nin = 1, .dim = -1};
   if (lua_istable(L, 2)) { /* clamp({min = lo, max = hi}) */
+    static const char *const known[] = {"min", "max", NULL};
+    lgL_checkoptions(L, 2, lgL_name(L, "clamp"), known);
     lua_getfield(L, 2, "min");
     lua_getfield(L, 2, "max");
     clamp_bounds(L, lua_gettop(L) - 1, &a, 1);
@@ -940,6 +953,9 @@ static reduce_spec reduce_args(lua_State *L, lg_tensor *t, int idx, const char *
     lgL_error(L, "%s: dimension must be an integer, got %s", op, luaL_typename(L, idx));
   }
   if (optidx) {
+    static const char *const plain[] = {"dim", "keepdim", NULL};
+    static const char *const spread[] = {"dim", "keepdim", "unbiased", "correction", NULL};
+    lgL_checkoptions(L, optidx, op, strcmp(op, "var") && strcmp(op, "std") ? plain : spread);
     if (lua_getfield(L, optidx, "dim") != LUA_TNIL) {
       r.has_dim = 1;
       r.dim = lgL_checkdim(L, lua_gettop(L), t->ndim, op, t);
@@ -1130,27 +1146,6 @@ static int t_scatter_add(lua_State *L) { return index_add_like(L, LG_OP_SCATTER_
 ** Each takes its arguments positionally as PyTorch's do, or the optional ones as a table of
 ** PyTorch's keyword names: t:sort(2, true), t:sort({dim = 2, descending = true}). */
 
-/* The options table at idx (absolute), if any: every key must be one of known (NULL-ended). */
-static int check_opts(lua_State *L, int idx, const char *op, const char *const *known) {
-  if (!lua_istable(L, idx)) return 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    int ok = 0;
-    for (int i = 0; k && known[i] && !ok; i++) ok = strcmp(k, known[i]) == 0;
-    if (!ok) {
-      char list[160] = "";
-      for (int i = 0; known[i]; i++) {
-        if (i) strncat(list, ", ", sizeof list - strlen(list) - 1);
-        strncat(list, known[i], sizeof list - strlen(list) - 1);
-      }
-      lgL_error(L, "%s: unknown option %s%s%s (accepted: %s)", op, k ? "'" : "", k ? k : lgL_typename(L, -2),
-                k ? "'" : "", list);
-    }
-    lua_pop(L, 1);
-  }
-  return 1;
-}
 /* the option's value pushed (nil when absent) */
 static int opt_field(lua_State *L, int opts, const char *key) {
   return opts ? lua_getfield(L, opts, key) : (lua_pushnil(L), LUA_TNIL);
@@ -1209,7 +1204,7 @@ static int triangle(lua_State *L, lg_opcode op) {
   const char *name = lgL_name(L, lg_ops[op].name);
   static const char *const known[] = {"diagonal", NULL};
   lg_tensor *t = checktensor_op(L, 1, name);
-  int opts = check_opts(L, 2, name, known) ? 2 : 0;
+  int opts = lgL_checkoptions(L, 2, name, known) ? 2 : 0;
   lua_Integer k = 0;
   if (opts) {
     if (opt_field(L, opts, "diagonal") != LUA_TNIL) k = lgL_checkinteger(L, -1, "diagonal");
@@ -1239,7 +1234,7 @@ static int t_sort(lua_State *L) {
   const char *name = lgL_name(L, "sort");
   static const char *const known[] = {"dim", "descending", "stable", NULL};
   lg_tensor *t = checktensor_op(L, 1, name);
-  int opts = check_opts(L, 2, name, known) ? 2 : 0;
+  int opts = lgL_checkoptions(L, 2, name, known) ? 2 : 0;
   int last = t->ndim ? t->ndim - 1 : 0;
   lg_args a = {.in = {t}, .nin = 1, .dim = opt_dim(L, opts, 2, t, name, last)};
   a.mode = opt_bool(L, opts, 3, "descending", 0);
@@ -1252,7 +1247,7 @@ static int t_topk(lua_State *L) {
   static const char *const known[] = {"dim", "largest", "sorted", NULL};
   lg_tensor *t = checktensor_op(L, 1, name);
   lua_Integer k = lgL_checkinteger(L, 2, "k");
-  int opts = check_opts(L, 3, name, known) ? 3 : 0;
+  int opts = lgL_checkoptions(L, 3, name, known) ? 3 : 0;
   int last = t->ndim ? t->ndim - 1 : 0;
   lg_args a = {.in = {t}, .nin = 1, .dim = opt_dim(L, opts, 3, t, name, last), .len = (int64_t)k};
   a.mode = opt_bool(L, opts, 4, "largest", 1);
@@ -1265,7 +1260,7 @@ static int t_cumsum(lua_State *L) {
   const char *name = lgL_name(L, "cumsum");
   static const char *const known[] = {"dim", NULL};
   lg_tensor *t = checktensor_op(L, 1, name);
-  int opts = check_opts(L, 2, name, known) ? 2 : 0;
+  int opts = lgL_checkoptions(L, 2, name, known) ? 2 : 0;
   int d = opt_dim(L, opts, 2, t, name, -1);
   if (d < 0) return lgL_error(L, "%s: a dimension is needed, e.g. t:cumsum(1)", name);
   lg_args a = {.in = {t}, .nin = 1, .dim = d};
@@ -1280,7 +1275,7 @@ static int t_multinomial(lua_State *L) {
   static const char *const known[] = {"replacement", NULL};
   lg_tensor *p = checktensor_op(L, 1, name);
   lua_Integer n = lgL_checkinteger(L, 2, "num_samples");
-  int opts = check_opts(L, 3, name, known) ? 3 : 0;
+  int opts = lgL_checkoptions(L, 3, name, known) ? 3 : 0;
   int replacement = opt_bool(L, opts, 3, "replacement", 0);
   lg_tensor **slot = lgL_newslot(L);
   lgL_checkas(L, lg_multinomial(p, (int64_t)n, replacement, slot), "multinomial");
@@ -1718,6 +1713,7 @@ static int newindex_other(lua_State *L, lg_tensor *t) {
                        "%s: t[mask] = v takes a number or a 0-d tensor, got a tensor of shape %s "
                        "(masked_scatter is not supported)",
                        op, LG_SHAPE(src));
+    lua_settop(L, 3);
     lua_pushcfunction(L, t_masked_fill_); /* its errors, renamed: "index assignment: ..." */
     lua_insert(L, 1);
     if (lua_pcall(L, 3, 0, 0) != LUA_OK && lua_type(L, -1) == LUA_TSTRING)

@@ -21,7 +21,7 @@ local M = {}
 local function loss_class(name, fn, allowed)
   local cls = Module:extend(name)
   function cls:init(opts)
-    local o = F._check_opts(name, opts, allowed)
+    local o = errors.options(name, opts, allowed)
     self.reduction = o.reduction or "mean"
     if self.reduction ~= "mean" and self.reduction ~= "sum" and self.reduction ~= "none" then
       errors.raisef('%s: reduction must be "mean", "sum" or "none", got %s', name, tostring(self.reduction))

@@ -63,7 +63,7 @@ function BatchNormNd:init(num_features, opts)
   if math.type(num_features) ~= "integer" or num_features < 1 then
     errors.raisef("%s: num_features must be a positive integer, got %s", name, tostring(num_features))
   end
-  local o = F._check_opts(name, opts, { "eps", "momentum", "affine", "track_running_stats", "dtype" })
+  local o = errors.options(name, opts, { "eps", "momentum", "affine", "track_running_stats", "dtype" })
   local momentum = o.momentum
   if momentum == nil then momentum = 0.1 end
   if momentum ~= false and type(momentum) ~= "number" then
@@ -175,7 +175,7 @@ function LayerNorm:init(normalized_shape, opts)
   if not ok then
     errors.raise("LayerNorm: normalized_shape must be a positive integer or a table of them, got " .. tostring(normalized_shape))
   end
-  local o = F._check_opts("LayerNorm", opts, { "eps", "elementwise_affine", "dtype" })
+  local o = errors.options("LayerNorm", opts, { "eps", "elementwise_affine", "dtype" })
   self.normalized_shape = ns
   self.eps = o.eps or 1e-5
   self.elementwise_affine = o.elementwise_affine ~= false
