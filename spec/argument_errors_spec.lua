@@ -38,6 +38,7 @@ local RECEIVERS = {
   HookHandle = function() return lg.ones(1, { requires_grad = true }):register_hook(function() end) end,
   Claim = function() return lg.cli.claim("spec") end,
   ["lg.data.DataLoader"] = function() return lg.data.DataLoader(lg.data.TensorDataset(lg.zeros(4, 2)), { batch_size = 2 }) end,
+  ["lg.data.Generator"] = function() return lg.data.Generator(0) end,
   ["lg.progress.Bar"] = function() return lg.progress(10, { file = SINK }) end,
   ["lg.nn.Module"] = function() return nn.Module() end,
   ["lg.nn.Linear"] = function() return nn.Linear(3, 2) end,

@@ -36,6 +36,7 @@ local PROBES = {
   end },
   { "Claim", function() return lg.cli.claim("docs") end },
   { "lg.data.DataLoader", function() return lg.data.DataLoader(lg.data.TensorDataset(lg.zeros(2, 1))) end },
+  { "lg.data.Generator", function() return lg.data.Generator(0) end },
 }
 
 -- ---- small helpers ---------------------------------------------------------------------------
