@@ -291,6 +291,15 @@ describe("t[{...}]", function()
     assert.are.same(lg.ones(4, 5, { dtype = "float64" }):tolist(), x.grad:tolist())
   end)
 
+  it("carries forward-mode tangents through every reading form", function()
+    local x = lg.randn(3, 4, { dtype = "float64" })
+    local mask = x:gt(0)
+    local _, t = lg.autograd.jvp(function(a)
+      return a[{ { 1, 3, 2 }, { 2, -1 } }]:sum() + a[mask]:sum() + a[{ 2 }]:sum() + a[i64({ 3 })]:sum()
+    end, { x }, { lg.ones(3, 4, { dtype = "float64" }) })
+    assert.are.equal(6 + mask:sum():item() + 4 + 4, t:item())
+  end)
+
   it("assignment under autograd is recorded like other in-place writes", function()
     local w = lg.randn(3, 3, { dtype = "float64", requires_grad = true })
     local y = w * 1

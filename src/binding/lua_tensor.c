@@ -1511,6 +1511,42 @@ static int index_by_table(lua_State *L, lg_tensor *t, int idx, int writing) {
   return apply_view(L, LG_OP_AS_STRIDED, a);
 }
 
+/* The 1-based positions of the nonzero elements of the contiguous mask m, written to p unless it
+** is NULL; returns how many. */
+static int64_t mask_positions(const lg_tensor *m, int64_t n, int64_t *restrict p) {
+  int64_t c = 0;
+  switch (m->dtype) { /* counting is branch-free; writing branches on the mask */
+  case LG_FLOAT32: {
+    const float *restrict x = lg_data(m);
+    if (!p)
+      for (int64_t i = 0; i < n; i++) c += x[i] != 0;
+    else
+      for (int64_t i = 0; i < n; i++)
+        if (x[i] != 0) p[c++] = i + 1;
+    break;
+  }
+  case LG_FLOAT64: {
+    const double *restrict x = lg_data(m);
+    if (!p)
+      for (int64_t i = 0; i < n; i++) c += x[i] != 0;
+    else
+      for (int64_t i = 0; i < n; i++)
+        if (x[i] != 0) p[c++] = i + 1;
+    break;
+  }
+  default: {
+    const int64_t *restrict x = lg_data(m);
+    if (!p)
+      for (int64_t i = 0; i < n; i++) c += x[i] != 0;
+    else
+      for (int64_t i = 0; i < n; i++)
+        if (x[i] != 0) p[c++] = i + 1;
+    break;
+  }
+  }
+  return c;
+}
+
 /* Pushes t[mask]: the elements of t where mask (broadcast to t's shape) is nonzero, in order, as
 ** a 1-d tensor: index_select of t flattened, so gradients flow back to the selected elements. */
 static int masked_select_at(lua_State *L, lg_tensor *t, lg_tensor *m, const char *name) {
@@ -1518,13 +1554,12 @@ static int masked_select_at(lua_State *L, lg_tensor *t, lg_tensor *m, const char
   if (lg_expand(m, t->shape, t->ndim, mb) != LG_OK)
     return lgL_error(L, "%s: mask of shape %s does not broadcast to the tensor's shape %s", name, LG_SHAPE(m),
                      LG_SHAPE(t));
-  int64_t numel = lg_numel(t), count = 0;
-  for (int64_t i = 0; i < numel; i++) count += lg_get_flat(*mb, i) != 0;
+  lg_tensor **mc = lgL_newslot(L); /* the mask contiguous, read with one loop per dtype */
+  lgL_check(L, lg_contiguous(*mb, mc));
+  int64_t numel = lg_numel(t), count = mask_positions(*mc, numel, NULL);
   lg_tensor **idx = lgL_newslot(L);
   lgL_check(L, lg_tensor_empty(&count, 1, LG_INT64, idx));
-  int64_t *p = lg_data(*idx);
-  for (int64_t i = 0, j = 0; i < numel; i++)
-    if (lg_get_flat(*mb, i) != 0) p[j++] = i + 1;
+  mask_positions(*mc, numel, lg_data(*idx));
   reshape_to(L, t, &numel, 1, 0);
   lg_args a = {.in = {*(lg_tensor **)lua_touserdata(L, -1), *idx}, .nin = 2, .dim = 0};
   lg_tensor **slot = lgL_newslot(L);
