@@ -235,6 +235,7 @@ describe("lg.data.Generator", function()
     lg.manual_seed(3)
     assert.are.same(p1, lg.randperm(20):tolist()) -- the same Philox stream as lg.manual_seed(3)
     assert.has_error(function() g:manual_seed(1.5) end, "Generator:manual_seed: seed must be an integer, got number 1.5")
+    assert.has_error(function() lg.data.Generator(math.huge) end, "Generator: seed must be an integer, got number inf")
   end)
 end)
 

@@ -67,8 +67,23 @@ local DEFAULT_SEED = 67280421310721 -- PyTorch's default seed
 ---Generator(seed): a new generator seeded with seed (an integer; default PyTorch's default seed).
 ---@param seed? integer
 ---@return luagrad.data.Generator
+-- seed as a Lua integer, or an error naming fname
+local function check_seed(fname, seed)
+  local s = math.tointeger(seed)
+  if s == nil then errors.raisef("%s: seed must be an integer, got %s", fname, errors.describe(seed)) end
+  return s
+end
+
 function M.Generator(seed)
-  return setmetatable({}, Generator):manual_seed(seed == nil and DEFAULT_SEED or seed)
+  return setmetatable({}, Generator):_seed(check_seed("Generator", seed == nil and DEFAULT_SEED or seed))
+end
+
+function Generator:_seed(seed)
+  local saved = core.get_rng_state()
+  core.manual_seed(seed)
+  self._state = core.get_rng_state()
+  core.set_rng_state(saved)
+  return self
 end
 
 -- fn(...) with this generator as luagrad's, which is restored afterwards (also on an error)
@@ -86,12 +101,7 @@ end
 ---@param seed integer
 ---@return luagrad.data.Generator
 function Generator:manual_seed(seed)
-  errors.check("Generator:manual_seed", "seed", seed, "integer")
-  local saved = core.get_rng_state()
-  core.manual_seed(seed)
-  self._state = core.get_rng_state()
-  core.set_rng_state(saved)
-  return self
+  return self:_seed(check_seed("Generator:manual_seed", seed))
 end
 
 ---The generator's state (an int64 tensor of two elements, as lg.get_rng_state).
