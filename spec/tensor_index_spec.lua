@@ -350,8 +350,38 @@ describe("t[mask] and t[idx]", function()
     assert.are.same({ { 1, 0 }, { 0, 4 } }, x:tolist())
     x[x:gt(3)] = lg.tensor(9)
     assert.are.same({ { 1, 0 }, { 0, 9 } }, x:tolist())
+    -- a tensor of values: masked_scatter_, the selected places in row-major order
+    x[x:eq(0)] = lg.tensor({ { 5, 6, 7 } })
+    assert.are.same({ { 1, 5 }, { 6, 9 } }, x:tolist())
     assert.has_error(function() x[x:gt(0)] = lg.tensor({ 1, 2 }) end,
-      "index assignment: t[mask] = v takes a number or a 0-d tensor, got a tensor of shape {2} (masked_scatter is not supported)")
+      "index assignment: t[mask] = v: the mask selects 4 elements, but source has 2")
+  end)
+
+  it("masked_scatter inverts masked_select and is differentiable in both inputs", function()
+    lg.manual_seed(5)
+    local x = lg.randn(3, 4)
+    local m = lg.rand(3, 4):gt(0.4)
+    assert.are.same(x:tolist(), x:masked_scatter(m, x:masked_select(m)):tolist())
+    -- against a loop over the elements
+    local src = lg.arange(1, 13):float() * 100
+    local want, k = {}, 0
+    local xf, mf = x:flatten():tolist(), m:flatten():tolist()
+    for i = 1, 12 do
+      if mf[i] ~= 0 then
+        k = k + 1
+        want[i] = src[k]
+      else
+        want[i] = xf[i]
+      end
+    end
+    assert.are.same(want, x:masked_scatter(m, src):flatten():tolist())
+    local w = lg.randn(3, 4, { dtype = "float64", requires_grad = true })
+    local s = lg.randn(12, { dtype = "float64", requires_grad = true })
+    assert.is_true(lg.autograd.gradcheck(function(a, b) return a:masked_scatter(m, b) end, { w, s }))
+    local y = w * 1
+    y[m] = s
+    y:sum():backward()
+    assert.are.same((1 - m:double()):tolist(), w.grad:tolist())
   end)
 
   it("t[idx] with a 1-d int64 tensor is index_select along dimension 1", function()

@@ -236,7 +236,9 @@ function M.ConcatDataset(datasets)
     total = total + check_dataset(string.format("ConcatDataset: datasets[%d]", i), ds)
     sizes[i] = total
   end
-  return setmetatable({ datasets = { table.unpack(datasets) }, cumulative_sizes = sizes }, ConcatDataset)
+  local list = {}
+  for i, ds in ipairs(datasets) do list[i] = ds end
+  return setmetatable({ datasets = list, cumulative_sizes = sizes }, ConcatDataset)
 end
 
 ---random_split(dataset, lengths, generator): Subsets of a random permutation of dataset, of the

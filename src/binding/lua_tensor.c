@@ -83,6 +83,7 @@ int lgL_checkop(lua_State *L, lg_status st, const char *op) {
 ** with lua_rawgetp: a lookup by name (luaL_testudata, luaL_setmetatable) goes through Lua's string
 ** cache, a strcmp each time, and ran about 300 times per step of a small model. */
 static const char tensor_mt_key = 0;
+static const char tensor_methods_key = 0; /* the methods table, the same way */
 
 static void push_tensor_mt(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &tensor_mt_key); }
 
@@ -1743,16 +1744,20 @@ static int newindex_other(lua_State *L, lg_tensor *t) {
     return 0;
   }
   if (k && !(k->ndim == 0 && k->dtype == LG_INT64)) { /* t[mask] = v */
-    if (src && src->ndim != 0)
-      return lgL_error(L,
-                       "%s: t[mask] = v takes a number or a 0-d tensor, got a tensor of shape %s "
-                       "(masked_scatter is not supported)",
-                       op, LG_SHAPE(src));
+    int scatter = src && src->ndim != 0; /* a tensor of values: masked_scatter_ (lua/luagrad/init.lua) */
     lua_settop(L, 3);
-    lua_pushcfunction(L, t_masked_fill_); /* its errors, renamed: "index assignment: ..." */
-    lua_insert(L, 1);
+    if (scatter) {
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &tensor_methods_key);
+      lua_getfield(L, -1, "masked_scatter_");
+      lua_remove(L, -2);
+      if (!lua_isfunction(L, -1)) return lgL_error(L, "%s: masked_scatter_ is not loaded", op);
+    } else {
+      lua_pushcfunction(L, t_masked_fill_);
+    }
+    lua_insert(L, 1); /* its errors, renamed: "index assignment: ..." */
     if (lua_pcall(L, 3, 0, 0) != LUA_OK && lua_type(L, -1) == LUA_TSTRING)
-      luaL_gsub(L, lua_tostring(L, -1), "masked_fill_: ", "index assignment: t[mask] = v: ");
+      luaL_gsub(L, lua_tostring(L, -1),
+                scatter ? "masked_scatter_: " : "masked_fill_: ", "index assignment: t[mask] = v: ");
     return lua_gettop(L) ? lua_error(L) : 0;
   }
   if (k) { /* a 0-d int64 tensor: an integer */
@@ -1901,6 +1906,8 @@ void lgL_open_tensor(lua_State *L) {
   lgL_setfuncs(L, metamethods);
   lua_newtable(L);
   lgL_setfuncs(L, methods);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &tensor_methods_key);
   lua_pushvalue(L, -1);
   lua_pushlightuserdata(L, lgL_state_of(L));
   lua_pushcclosure(L, t_index, 2);
