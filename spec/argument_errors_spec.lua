@@ -38,6 +38,7 @@ local RECEIVERS = {
   HookHandle = function() return lg.ones(1, { requires_grad = true }):register_hook(function() end) end,
   Claim = function() return lg.cli.claim("spec") end,
   ["lg.data.DataLoader"] = function() return lg.data.DataLoader(lg.data.TensorDataset(lg.zeros(4, 2)), { batch_size = 2 }) end,
+  ["lg.data.Generator"] = function() return lg.data.Generator(0) end,
   ["lg.progress.Bar"] = function() return lg.progress(10, { file = SINK }) end,
   ["lg.data.DistributedSampler"] = function() return lg.data.DistributedSampler(4, { num_replicas = 2, rank = 1 }) end,
   -- made without MPI (its constructor needs lg.distributed.init()): an empty module of the class, for

@@ -1,5 +1,6 @@
--- lg.data (TensorDataset, DataLoader), lg.datasets.fashion_mnist (IDX files through zlib) and
--- lg.datasets.fortunes (the text of Debian's fortune files, as character tokens).
+-- lg.data (TensorDataset, Subset, ConcatDataset, random_split, Generator, DataLoader and its options),
+-- lg.datasets.fashion_mnist (IDX files through zlib) and lg.datasets.fortunes (the text of
+-- Debian's fortune files, as character tokens).
 local lg = require "luagrad"
 package.path = "spec/?.lua;" .. package.path
 local util = require "helpers.util"
@@ -290,5 +291,148 @@ describe("fortunes", function()
     assert.are.equal(train.vocab_size, math.max(train.data:max():item(), val.data:max():item()))
     assert.are.equal(train.text:sub(1, 1000), train.decode(train.data:narrow(1, 1, 1000)))
     assert.is_truthy(train.text:find("\n%\n", 1, true), "fortunes are separated by lines holding %")
+  end)
+end)
+
+-- ---- Generator, Subset, ConcatDataset, random_split; the loader's sampler, generator,
+-- ---- collate_fn and num_workers ---------------------------------------------------------------
+
+local function rows(ds) -- every item's first value, in order
+  local out = {}
+  for i = 1, #ds do out[i] = ds[i][1] end
+  return out
+end
+local function batches(loader) -- every batch's first tensor as a list, for one epoch
+  local out = {}
+  for x in loader do out[#out + 1] = x:tolist() end
+  return out
+end
+local function i64(t) return lg.tensor(t, { dtype = "int64" }) end
+local function ten() return lg.data.TensorDataset(lg.arange(1, 11):float(), lg.arange(1, 11) * 10) end
+
+describe("lg.data.Generator", function()
+  it("gives a loader's shuffle its own stream: same seed, same orders, the global generator untouched", function()
+    local D = lg.data
+    local function orders(seed, global_seed)
+      lg.manual_seed(global_seed)
+      local before = lg.get_rng_state():tolist()
+      local loader = D.DataLoader(ten(), { batch_size = 10, shuffle = true, generator = D.Generator(seed) })
+      local e1, e2 = batches(loader), batches(loader)
+      assert.are.same(before, lg.get_rng_state():tolist())
+      return { e1, e2 }
+    end
+    local a = orders(7, 1)
+    assert.are.same(a, orders(7, 2))
+    assert.are_not.same(a[1], a[2]) -- each epoch draws a new order
+    assert.are_not.same(a, orders(8, 1))
+    local seen = {}
+    for _, v in ipairs(a[1][1]) do seen[v] = true end
+    for v = 1, 10 do assert.is_true(seen[v]) end
+  end)
+
+  it("manual_seed restarts it and get_state/set_state resume it", function()
+    local g = lg.data.Generator():manual_seed(3)
+    local s = g:get_state()
+    local p1 = g:_draw(lg.randperm, 20):tolist()
+    assert.are_not.same(p1, g:_draw(lg.randperm, 20):tolist())
+    g:set_state(s)
+    assert.are.same(p1, g:_draw(lg.randperm, 20):tolist())
+    lg.manual_seed(3)
+    assert.are.same(p1, lg.randperm(20):tolist()) -- the same Philox stream as lg.manual_seed(3)
+    assert.has_error(function() g:manual_seed(1.5) end, "Generator:manual_seed: seed must be an integer, got number 1.5")
+    assert.has_error(function() lg.data.Generator(math.huge) end, "Generator: seed must be an integer, got number inf")
+  end)
+end)
+
+describe("Subset, ConcatDataset, random_split", function()
+  local D = lg.data
+  it("Subset indexes the dataset at the given indices", function()
+    local s = D.Subset(ten(), { 3, 1, 3 })
+    assert.are.equal(3, #s)
+    assert.are.same({ 3, 1, 3 }, rows(s))
+    assert.are.same({ 30, 10, 30 }, { s[1][2], s[2][2], s[3][2] })
+    assert.are.same({ 3, 1, 3 }, rows(D.Subset(ten(), i64({ 3, 1, 3 }))))
+    assert.are.equal(0, #D.Subset(ten(), {}))
+    assert.has_error(function() D.Subset(ten(), { 11 }) end, "Subset: an index is outside 1..10 (the dataset's length)")
+    assert.has_error(function() return s[4] end, "Subset: index 4 out of range 1..3")
+  end)
+
+  it("ConcatDataset runs through its datasets in order", function()
+    local c = D.ConcatDataset({ D.Subset(ten(), { 5, 6 }), ten(), D.TensorDataset(lg.tensor({ 100 }), i64({ 7 })) })
+    assert.are.equal(13, #c)
+    local want = { 5, 6, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 100 }
+    assert.are.same(want, rows(c))
+    assert.are.equal(100, c[-1][1])
+    assert.has_error(function() return c[14] end, "ConcatDataset: index 14 out of range 1..13")
+    -- batches of TensorDataset items keep each tensor's dtype
+    local x, y = D.DataLoader(c, { batch_size = 13 })()
+    assert.are.same(want, x:tolist())
+    assert.are.equal("int64", y.dtype)
+    assert.are.same({ 50, 60, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 7 }, y:tolist())
+  end)
+
+  it("random_split partitions a permutation, by counts or by fractions", function()
+    local a, b, c = D.random_split(ten(), { 5, 3, 2 }, D.Generator(0))
+    assert.are.same({ 5, 3, 2 }, { #a, #b, #c })
+    local all = {}
+    for _, s in ipairs({ a, b, c }) do
+      for _, v in ipairs(rows(s)) do all[#all + 1] = v end
+    end
+    table.sort(all)
+    assert.are.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, all)
+    -- the same generator seed gives the same split
+    local a2 = D.random_split(ten(), { 5, 3, 2 }, D.Generator(0))
+    assert.are.same(rows(a), rows(a2))
+    -- fractions: floors 3, 3, 3 and the one left over goes to the first
+    local f1, f2, f3 = D.random_split(ten(), { 1 / 3, 1 / 3, 1 / 3 })
+    assert.are.same({ 4, 3, 3 }, { #f1, #f2, #f3 })
+    assert.has_error(function() D.random_split(ten(), { 5, 4 }) end,
+      "random_split: the lengths sum to 9, the dataset has 10 items")
+    assert.has_error(function() D.random_split(ten(), { 5, 5 }, 42) end,
+      "random_split: generator must be a lg.data.Generator, got number")
+  end)
+end)
+
+describe("DataLoader's sampler, collate_fn and num_workers", function()
+  local D = lg.data
+  it("a sampler gives each epoch's order: a list, a tensor or a function", function()
+    assert.are.same({ { 10, 1 }, { 5 } }, batches(D.DataLoader(ten(), { batch_size = 2, sampler = { 10, 1, 5 } })))
+    assert.are.same({ { 2, 2 } }, batches(D.DataLoader(ten(), { batch_size = 2, sampler = i64({ 2, 2 }) })))
+    local calls = 0
+    local loader = D.DataLoader(ten(), { batch_size = 4, sampler = function(n)
+      calls = calls + 1
+      local order = {}
+      for i = n, 1, -2 do order[#order + 1] = i end
+      return order
+    end })
+    assert.are.equal(2, #loader)
+    assert.are.same({ { 10, 8, 6, 4 }, { 2 } }, batches(loader))
+    assert.is_true(calls >= 2)
+    assert.has_error(function() D.DataLoader(ten(), { sampler = { 1 }, shuffle = true }) end,
+      "DataLoader: sampler and shuffle = true exclude each other")
+    assert.has_error(function() batches(D.DataLoader(ten(), { sampler = { 0 } })) end,
+      "DataLoader: the sampler gave an index outside 1..10 (the dataset's length)")
+  end)
+
+  it("collate_fn makes the batch from the list of items", function()
+    local seen
+    local loader = D.DataLoader(ten(), { batch_size = 3, collate_fn = function(items)
+      seen = items
+      local s = 0
+      for _, item in ipairs(items) do s = s + item[2] end
+      return s, #items
+    end })
+    local got = {}
+    for s, n in loader do got[#got + 1] = { s, n } end
+    assert.are.same({ { 60, 3 }, { 150, 3 }, { 240, 3 }, { 100, 1 } }, got)
+    assert.are.same({ 10, 100 }, seen[1])
+  end)
+
+  it("num_workers is 0 or an error, never silently ignored", function()
+    assert.are.equal(0, D.DataLoader(ten(), { num_workers = 0 }).num_workers)
+    assert.has_error(function() D.DataLoader(ten(), { num_workers = 2 }) end,
+      "DataLoader: num_workers = 2 is not supported: batches are made in the calling thread (leave num_workers out or pass 0)")
+    assert.has_error(function() D.DataLoader(ten(), { bach_size = 2 }) end, "DataLoader: unknown option 'bach_size' "
+      .. "(accepted: batch_size, shuffle, drop_last, sampler, generator, collate_fn, num_workers)")
   end)
 end)

@@ -49,6 +49,7 @@ local PROBES = {
     return ds
   end },
   { "lg.data.DistributedSampler", function() return lg.data.DistributedSampler(4, { num_replicas = 2, rank = 1 }) end },
+  { "lg.data.Generator", function() return lg.data.Generator(0) end },
 }
 
 -- ---- small helpers ---------------------------------------------------------------------------

@@ -73,7 +73,7 @@ local CASES = {
   { "an optimizer's constructor with a bad option", function() lg.optim.Adam(params, { lr = -1 }) end,
     "Adam: invalid learning rate: -1 (must be >= 0)" },
   { "an optimizer's constructor with an unknown option", function() lg.optim.SGD(params, { lr = 0.1, momentun = 0.9 }) end,
-    "SGD: unknown option 'momentun'" },
+    "SGD: unknown option 'momentun' (accepted: dampening, lr, maximize, momentum, nesterov, weight_decay)" },
   { "an optimizer's step after a bad change", function() stepped:step() end,
     "SGD: invalid learning rate: -0.1 (must be >= 0)" },
   { "a schedule without its required option", function() lg.optim.lr_scheduler.StepLR(opt, { gamma = 0.5 }) end,

@@ -157,7 +157,7 @@ describe("nn.init distributions", function()
     assert.has_error(function() init.kaiming_uniform_(lg.empty(3, 3), { mode = "fan_avg" }) end,
       'nn.init.kaiming_uniform_: mode must be "fan_in" or "fan_out", got fan_avg')
     assert.has_error(function() init.xavier_uniform_(lg.empty(3, 3), { gian = 2 }) end,
-      "nn.init.xavier_uniform_: unknown option 'gian'")
+      "nn.init.xavier_uniform_: unknown option 'gian' (accepted: gain)")
     assert.has_error(function() init.normal_(lg.empty(3, 3, { dtype = "int64" })) end,
       "nn.init.normal_: expected a float32 or float64 tensor, got int64")
     assert.has_error(function() init.uniform_(lg.empty(3), 1, 0) end, "nn.init.uniform_: expected a <= b, got a = 1, b = 0")

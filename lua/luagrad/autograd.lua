@@ -231,6 +231,7 @@ function M.jacobian(f, x, opts)
   errors.check("jacobian", "f", f, "callable")
   errors.check("jacobian", "x", x, "tensor")
   local mode = errors.options("jacobian", opts, { "mode" }).mode or "reverse"
+  if x.dtype == "int64" then errors.raise("jacobian: x must be a float tensor, got int64") end
   local y = in_grad_mode("jacobian", false, f, x:detach())
   if not is_tensor(y) then errors.raise("jacobian: f must return a tensor") end
   if y:dim() + x:dim() > MAX_DIMS then

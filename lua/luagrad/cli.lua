@@ -33,8 +33,10 @@ end
 local function help_text(args, keys, defaults, more, name)
   local script = args[0] or name
   local lines = { "usage: luagrad " .. tostring(script) .. " [options]", "options:" }
-  local width = 0
+  local width = #"--help"
   for _, k in ipairs(keys) do width = math.max(width, #spelling(k, defaults, more)) end
+  -- padded by hand: string.format's "%-Ns" takes at most two digits of N
+  local function row(left, right) return "  " .. left .. string.rep(" ", width - #left) .. "  " .. right end
   for _, k in ipairs(keys) do
     local d, note = defaults[k], ""
     if type(d) == "string" then
@@ -44,9 +46,9 @@ local function help_text(args, keys, defaults, more, name)
     elseif d == nil then
       note = "no default"
     end
-    lines[#lines + 1] = (string.format("  %-" .. width .. "s  %s", spelling(k, defaults, more), note):gsub("%s+$", ""))
+    lines[#lines + 1] = (row(spelling(k, defaults, more), note):gsub("%s+$", ""))
   end
-  lines[#lines + 1] = string.format("  %-" .. width .. "s  %s", "--help", "print this and exit")
+  lines[#lines + 1] = row("--help", "print this and exit")
   return table.concat(lines, "\n")
 end
 

@@ -28,13 +28,43 @@ lg.Tensor = Tensor
 -- Tensors print through the Lua formatter (PyTorch's layout, Lua's braces).
 core._tensor_mt.__tostring = format.tensor
 
+-- t:masked_scatter(mask, source): t with the elements where mask is nonzero replaced, in
+-- row-major order, by source's first elements. Composed of differentiable ops, so gradients
+-- reach t (where the mask is zero) and source (its used elements):
+--   masked_fill(t, mask, 0) flattened, + source's elements added at the selected positions.
+local errors = require "luagrad.errors"
+function Tensor.masked_scatter(t, mask, source)
+  errors.check("masked_scatter", "self", t, "tensor")
+  errors.check("masked_scatter", "mask", mask, "tensor")
+  errors.check("masked_scatter", "source", source, "tensor")
+  local n = t:numel()
+  local pos = errors.call_as("masked_scatter", function()
+    return core.arange(1, n + 1):reshape(t.shape):masked_select(mask)
+  end)
+  local count = pos:numel()
+  if source:numel() < count then
+    errors.raisef("masked_scatter: the mask selects %d elements, but source has %d", count, source:numel())
+  end
+  local src = source:reshape(-1):narrow(1, 1, count):to(t.dtype)
+  return t:masked_fill(mask, 0):reshape(n):index_add(1, pos, src):reshape(t.shape)
+end
+
+-- t:masked_scatter_(mask, source): the same written into t (recorded as other in-place writes)
+function Tensor.masked_scatter_(t, mask, source)
+  errors.check("masked_scatter_", "self", t, "tensor")
+  -- under autograd the ops read a copy: masked_fill saves its input, which the write changes
+  local recorded = core.is_grad_enabled() and (t.requires_grad or (core.is_tensor(source) and source.requires_grad))
+  local r = errors.call_as("masked_scatter_", Tensor.masked_scatter, recorded and t:clone() or t, mask, source)
+  return errors.call_as("masked_scatter_", t.copy_, t, r)
+end
+
 -- Functional forms of the tensor methods bound by hand: lg.sum(t, 2), lg.matmul(a, b), ... (the
 -- op table's rows, lg.exp(t), lg.add(1, t), ..., are registered by the core itself; lg.ops lists them)
 local functional = {
   "clamp", "sum", "mean", "norm", "max", "min",
   "matmul", "index_select", "gather", "index_add", "scatter_add", "split", "chunk", "transpose", "permute", "narrow", "select",
   "unsqueeze", "squeeze", "flatten", "reshape", "clone", "detach", "numel",
-  "masked_fill", "tril", "triu", "sort", "topk", "cumsum", "multinomial",
+  "masked_fill", "masked_select", "tril", "triu", "sort", "topk", "cumsum", "multinomial",
 }
 for _, name in ipairs(functional) do
   if lg[name] == nil then lg[name] = Tensor[name] end

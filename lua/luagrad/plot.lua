@@ -245,8 +245,9 @@ local function check_series(series, logy)
 end
 
 local function check_opts(opts)
-  if opts == nil then opts = {} end
-  if type(opts) ~= "table" then fail("opts must be a table, got %s", type(opts)) end
+  if opts ~= nil and type(opts) ~= "table" then fail("opts must be a table, got %s", type(opts)) end
+  opts = errors.options("plot.line", opts,
+    { "title", "xlabel", "ylabel", "logy", "width", "height", "path", "xlim", "ylim" })
   local o = {
     title = opts.title, xlabel = opts.xlabel, ylabel = opts.ylabel,
     logy = opts.logy or false, width = opts.width or 720, height = opts.height or 440,

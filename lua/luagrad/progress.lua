@@ -65,6 +65,10 @@ progress.Bar = Bar
 
 local function fail(msg, ...) errors.raise("progress: " .. format(msg, ...)) end
 
+-- The options a bar takes, and wrap's (the same and total)
+local BAR_OPTIONS = { "desc", "width", "file", "interval", "plain_interval", "mode", "clock", "metrics" }
+local WRAP_OPTIONS = { "total", table.unpack(BAR_OPTIONS) }
+
 -- ---- formatting ------------------------------------------------------------------------------
 
 -- Whole seconds, rounded down: 75.9 -> "01:15", 3725 -> "1:02:05".
@@ -207,8 +211,8 @@ local function new(total, opts)
     fail("total must be a non-negative number or nil, got %s", type(total) == "number"
       and tostring(total) or type(total))
   end
-  if opts == nil then opts = {} end
-  if type(opts) ~= "table" then fail("opts must be a table, got %s", type(opts)) end
+  if opts ~= nil and type(opts) ~= "table" then fail("opts must be a table, got %s", type(opts)) end
+  opts = errors.options("progress", opts, BAR_OPTIONS)
   local file = opts.file or io.stdout
   if (type(file) ~= "table" and type(file) ~= "userdata") or type(file.write) ~= "function" then
     fail("opts.file must be a file or an object with a write method, got %s", type(file))
@@ -408,6 +412,14 @@ function progress.wrap(it, opts)
   if opts ~= nil and type(opts) ~= "table" then fail("wrap: opts must be a table, got %s", type(opts)) end
   local _, total = stepper(it, "wrap")
   if opts and opts.total ~= nil then total = opts.total end
+  if opts then -- the bar's options and wrap's own, total
+    local o = {}
+    errors.options("progress.wrap", opts, WRAP_OPTIONS)
+    for k, v in pairs(opts) do
+      if k ~= "total" then o[k] = v end
+    end
+    opts = o
+  end
   local bar = errors.call_as("progress: wrap", new, total, opts) -- "progress: wrap: total must be ..."
   return bar:iter(it)
 end

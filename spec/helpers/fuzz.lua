@@ -198,6 +198,7 @@ local FACTORY = {
   ["lg.data.TensorDataset"] = { "lg.data.TensorDataset(lg.zeros(4, 2), lg.zeros(4))" },
   ["lg.data.Dataset"] = { "lg.data.TensorDataset(lg.zeros(4, 2))" },
   ["lg.data.DataLoader"] = { "lg.data.DataLoader(lg.data.TensorDataset(lg.zeros(4, 2)), {batch_size = 2})" },
+  ["lg.data.Generator"] = { "lg.data.Generator(0)" },
   ["lg.progress.Bar"] = { "lg.progress(10, {file = {write = function() end}})" },
   HookHandle = { "lg.ones(1, {requires_grad = true}):register_hook(function() end)" },
   Claim = { "lg.cli.claim('fuzz')" },
@@ -210,6 +211,7 @@ local PROBES = {
   { "Claim", "lg.cli.claim('fuzz')" },
   { "lg.data.DataLoader", "lg.data.DataLoader(lg.data.TensorDataset(lg.zeros(2, 1)))" },
   { "lg.data.DistributedSampler", "lg.data.DistributedSampler(4, {num_replicas = 2, rank = 1})" },
+  { "lg.data.Generator", "lg.data.Generator(0)" },
   { "lg.progress.Bar", "lg.progress(10, {file = {write = function() end}})" },
 }
 

@@ -119,6 +119,8 @@ static int t_backward(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int optidx = lua_istable(L, 2) && !lg_lua_totensor(L, 2) ? 2 : 3;
   lg_tensor *g = lua_isnoneornil(L, 2) || optidx == 2 ? NULL : lgL_checktensor(L, 2);
+  static const char *const known[] = {"retain_graph", "create_graph", NULL};
+  lgL_checkoptions(L, optidx, "backward", known);
   lg_backward_opts o;
   o.create_graph = opt_bool(L, optidx, "create_graph", 0);
   o.retain_graph = opt_bool(L, optidx, "retain_graph", o.create_graph);
@@ -138,6 +140,8 @@ static int m_grad(lua_State *L) {
   lg_tensor **outs = tensors_arg(L, 1, "grad", "outputs", &nout, &s1);
   lg_tensor **ins = tensors_arg(L, 2, "grad", "inputs", &nin, &s2);
   lg_tensor **gouts = NULL;
+  static const char *const known[] = {"grad_outputs", "retain_graph", "create_graph", "allow_unused", NULL};
+  lgL_checkoptions(L, 3, "grad", known);
   if (lua_istable(L, 3)) {
     lua_getfield(L, 3, "grad_outputs");
     int gi = lua_gettop(L);

@@ -87,6 +87,10 @@ int lgL_checkdims(lua_State *L, int idx, const char *op, const lg_tensor *t, int
 int lgL_checkdim(lua_State *L, int idx, int ndim, const char *op, const lg_tensor *t);
 /* dtype from a name or nil (default). */
 lg_dtype lgL_checkdtype(lua_State *L, int idx, lg_dtype def);
+/* The one check of an options table at idx: every key must be among known (NULL-ended), as
+** PyTorch refuses an unknown keyword argument; raises "op: unknown option 'k' (accepted: a, b)",
+** the message of lua/luagrad/errors.lua's errors.options. Returns whether idx holds a table. */
+int lgL_checkoptions(lua_State *L, int idx, const char *op, const char *const *known);
 /* Options table at idx (or none): dtype and requires_grad. */
 void lgL_creation_opts(lua_State *L, int idx, lg_dtype *dt, int *requires_grad);
 /* Pushes a number read from a tensor: whole floats below 2^53 come back as Lua integers. */

@@ -41,26 +41,12 @@ static int call_activation(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   lg_args a = {.in = {t}, .nin = 1, .dim = -1, .s = {p->def[0], p->def[1]}};
   if (lua_istable(L, 2)) {
-    lua_pushnil(L);
-    while (lua_next(L, 2)) { /* every key must be a parameter of this op */
-      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-      int known = k && p->mode_key && !strcmp(k, p->mode_key);
-      for (int i = 0; i < 2 && !known; i++) known = k && p->name[i] && !strcmp(k, p->name[i]);
-      if (!known) {
-        char names[128] = "";
-        for (int i = 0; i < 2; i++)
-          if (p->name[i])
-            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", *names ? ", " : "",
-                     p->name[i]);
-        if (p->mode_key)
-          snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", *names ? ", " : "",
-                   p->mode_key);
-        lua_pop(L, 1);
-        return lgL_error(L, "%s: unknown option '%s' (options: %s)", op->name, lua_tostring(L, -1),
-                         *names ? names : "none");
-      }
-      lua_pop(L, 1);
-    }
+    const char *known[4] = {NULL};
+    int nk = 0;
+    for (int i = 0; i < 2; i++)
+      if (p->name[i]) known[nk++] = p->name[i];
+    if (p->mode_key) known[nk++] = p->mode_key;
+    lgL_checkoptions(L, 2, op->name, known);
     for (int i = 0; i < 2; i++) {
       if (!p->name[i]) continue;
       if (lua_getfield(L, 2, p->name[i]) != LUA_TNIL) {
@@ -109,6 +95,8 @@ static int call_dim(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int dim;
   if (lua_istable(L, 2)) {
+    static const char *const known[] = {"dim", NULL};
+    lgL_checkoptions(L, 2, name, known);
     lua_getfield(L, 2, "dim");
     if (lua_isnil(L, -1)) return lgL_error(L, "%s: the options need a dim", name);
     dim = lgL_checkdim(L, lua_gettop(L), t->ndim, name, t);

@@ -83,6 +83,7 @@ int lgL_checkop(lua_State *L, lg_status st, const char *op) {
 ** with lua_rawgetp: a lookup by name (luaL_testudata, luaL_setmetatable) goes through Lua's string
 ** cache, a strcmp each time, and ran about 300 times per step of a small model. */
 static const char tensor_mt_key = 0;
+static const char tensor_methods_key = 0; /* the methods table, the same way */
 
 static void push_tensor_mt(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &tensor_mt_key); }
 
@@ -326,26 +327,37 @@ lg_dtype lgL_checkdtype(lua_State *L, int idx, lg_dtype def) {
   return dt;
 }
 
-void lgL_creation_opts(lua_State *L, int idx, lg_dtype *dt, int *requires_grad) {
-  *dt = lg_default_dtype();
-  *requires_grad = 0;
-  if (!lua_istable(L, idx)) return;
+int lgL_checkoptions(lua_State *L, int idx, const char *op, const char *const *known) {
+  if (!lua_istable(L, idx)) return 0;
   idx = lua_absindex(L, idx);
   lua_pushnil(L); /* every key must be an option, as PyTorch refuses an unknown keyword argument */
   while (lua_next(L, idx)) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    if (!k || (strcmp(k, "dtype") != 0 && strcmp(k, "requires_grad") != 0)) {
-      char key[96];
+    int ok = 0;
+    for (int i = 0; k && known[i] && !ok; i++) ok = strcmp(k, known[i]) == 0;
+    if (!ok) {
+      char key[96], list[256] = "";
       if (k)
         snprintf(key, sizeof key, "'%.80s'", k);
       else if (lua_type(L, -2) == LUA_TNUMBER)
         snprintf(key, sizeof key, "%.14g", lua_tonumber(L, -2));
       else
         snprintf(key, sizeof key, "of type %s", lgL_typename(L, -2));
-      lgL_error(L, "%s: unknown option %s (accepted: dtype, requires_grad)", current_name(L, NULL), key);
+      for (int i = 0; known[i]; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", known[i]);
+      return lgL_error(L, "%s: unknown option %s (accepted: %s)", op, key, known[0] ? list : "none");
     }
     lua_pop(L, 1);
   }
+  return 1;
+}
+
+void lgL_creation_opts(lua_State *L, int idx, lg_dtype *dt, int *requires_grad) {
+  static const char *const known[] = {"dtype", "requires_grad", NULL};
+  *dt = lg_default_dtype();
+  *requires_grad = 0;
+  if (!lgL_checkoptions(L, idx, current_name(L, NULL), known)) return;
+  idx = lua_absindex(L, idx);
   if (lua_getfield(L, idx, "dtype") != LUA_TNIL) *dt = lgL_checkdtype(L, -1, *dt);
   lua_pop(L, 1);
   lua_getfield(L, idx, "requires_grad");
@@ -835,6 +847,8 @@ static int t_clamp(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   lg_args a = {.in = {t}, .nin = 1, .dim = -1};
   if (lua_istable(L, 2)) { /* clamp({min = lo, max = hi}) */
+    static const char *const known[] = {"min", "max", NULL};
+    lgL_checkoptions(L, 2, lgL_name(L, "clamp"), known);
     lua_getfield(L, 2, "min");
     lua_getfield(L, 2, "max");
     clamp_bounds(L, lua_gettop(L) - 1, &a, 1);
@@ -940,6 +954,9 @@ static reduce_spec reduce_args(lua_State *L, lg_tensor *t, int idx, const char *
     lgL_error(L, "%s: dimension must be an integer, got %s", op, luaL_typename(L, idx));
   }
   if (optidx) {
+    static const char *const plain[] = {"dim", "keepdim", NULL};
+    static const char *const spread[] = {"dim", "keepdim", "unbiased", "correction", NULL};
+    lgL_checkoptions(L, optidx, op, strcmp(op, "var") && strcmp(op, "std") ? plain : spread);
     if (lua_getfield(L, optidx, "dim") != LUA_TNIL) {
       r.has_dim = 1;
       r.dim = lgL_checkdim(L, lua_gettop(L), t->ndim, op, t);
@@ -1130,27 +1147,6 @@ static int t_scatter_add(lua_State *L) { return index_add_like(L, LG_OP_SCATTER_
 ** Each takes its arguments positionally as PyTorch's do, or the optional ones as a table of
 ** PyTorch's keyword names: t:sort(2, true), t:sort({dim = 2, descending = true}). */
 
-/* The options table at idx (absolute), if any: every key must be one of known (NULL-ended). */
-static int check_opts(lua_State *L, int idx, const char *op, const char *const *known) {
-  if (!lua_istable(L, idx)) return 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-    int ok = 0;
-    for (int i = 0; k && known[i] && !ok; i++) ok = strcmp(k, known[i]) == 0;
-    if (!ok) {
-      char list[160] = "";
-      for (int i = 0; known[i]; i++) {
-        if (i) strncat(list, ", ", sizeof list - strlen(list) - 1);
-        strncat(list, known[i], sizeof list - strlen(list) - 1);
-      }
-      lgL_error(L, "%s: unknown option %s%s%s (accepted: %s)", op, k ? "'" : "", k ? k : lgL_typename(L, -2),
-                k ? "'" : "", list);
-    }
-    lua_pop(L, 1);
-  }
-  return 1;
-}
 /* the option's value pushed (nil when absent) */
 static int opt_field(lua_State *L, int opts, const char *key) {
   return opts ? lua_getfield(L, opts, key) : (lua_pushnil(L), LUA_TNIL);
@@ -1209,7 +1205,7 @@ static int triangle(lua_State *L, lg_opcode op) {
   const char *name = lgL_name(L, lg_ops[op].name);
   static const char *const known[] = {"diagonal", NULL};
   lg_tensor *t = checktensor_op(L, 1, name);
-  int opts = check_opts(L, 2, name, known) ? 2 : 0;
+  int opts = lgL_checkoptions(L, 2, name, known) ? 2 : 0;
   lua_Integer k = 0;
   if (opts) {
     if (opt_field(L, opts, "diagonal") != LUA_TNIL) k = lgL_checkinteger(L, -1, "diagonal");
@@ -1239,7 +1235,7 @@ static int t_sort(lua_State *L) {
   const char *name = lgL_name(L, "sort");
   static const char *const known[] = {"dim", "descending", "stable", NULL};
   lg_tensor *t = checktensor_op(L, 1, name);
-  int opts = check_opts(L, 2, name, known) ? 2 : 0;
+  int opts = lgL_checkoptions(L, 2, name, known) ? 2 : 0;
   int last = t->ndim ? t->ndim - 1 : 0;
   lg_args a = {.in = {t}, .nin = 1, .dim = opt_dim(L, opts, 2, t, name, last)};
   a.mode = opt_bool(L, opts, 3, "descending", 0);
@@ -1252,7 +1248,7 @@ static int t_topk(lua_State *L) {
   static const char *const known[] = {"dim", "largest", "sorted", NULL};
   lg_tensor *t = checktensor_op(L, 1, name);
   lua_Integer k = lgL_checkinteger(L, 2, "k");
-  int opts = check_opts(L, 3, name, known) ? 3 : 0;
+  int opts = lgL_checkoptions(L, 3, name, known) ? 3 : 0;
   int last = t->ndim ? t->ndim - 1 : 0;
   lg_args a = {.in = {t}, .nin = 1, .dim = opt_dim(L, opts, 3, t, name, last), .len = (int64_t)k};
   a.mode = opt_bool(L, opts, 4, "largest", 1);
@@ -1265,7 +1261,7 @@ static int t_cumsum(lua_State *L) {
   const char *name = lgL_name(L, "cumsum");
   static const char *const known[] = {"dim", NULL};
   lg_tensor *t = checktensor_op(L, 1, name);
-  int opts = check_opts(L, 2, name, known) ? 2 : 0;
+  int opts = lgL_checkoptions(L, 2, name, known) ? 2 : 0;
   int d = opt_dim(L, opts, 2, t, name, -1);
   if (d < 0) return lgL_error(L, "%s: a dimension is needed, e.g. t:cumsum(1)", name);
   lg_args a = {.in = {t}, .nin = 1, .dim = d};
@@ -1280,7 +1276,7 @@ static int t_multinomial(lua_State *L) {
   static const char *const known[] = {"replacement", NULL};
   lg_tensor *p = checktensor_op(L, 1, name);
   lua_Integer n = lgL_checkinteger(L, 2, "num_samples");
-  int opts = check_opts(L, 3, name, known) ? 3 : 0;
+  int opts = lgL_checkoptions(L, 3, name, known) ? 3 : 0;
   int replacement = opt_bool(L, opts, 3, "replacement", 0);
   lg_tensor **slot = lgL_newslot(L);
   lgL_checkas(L, lg_multinomial(p, (int64_t)n, replacement, slot), "multinomial");
@@ -1366,6 +1362,250 @@ static int t_requires_grad_(lua_State *L) {
   return 1;
 }
 
+/* ---- indexing by tables and tensors ----
+** t[{2, {1, 3}}] (Torch7's table indexing, 1-based): one entry per leading dimension, each an
+** integer (select: the dimension goes), {} (the whole dimension), {i} (i alone, kept as a
+** dimension), {first, last} (inclusive) or {first, last, step}; negative integers count from the
+** end. Without a step the result is a chain of narrow/select views; with one, a window
+** (as_strided) of a contiguous tensor, or of a contiguous copy of a strided one (reading only).
+** t[mask] (a tensor of any dtype, nonzero = true, broadcast to t's shape) is masked_select;
+** t[idx] (a 1-d int64 tensor) is index_select along dimension 1; a 0-d int64 tensor is an
+** integer. Assignment writes through the same views (t[{...}] = v, t[idx] = v) or is
+** masked_fill_ (t[mask] = v). */
+
+typedef struct {
+  int select;               /* 1: an integer (the dimension goes); 0: a range */
+  int64_t first, len, step; /* 0-based first element, how many, the step */
+} index_entry;
+
+/* Reads the integer at the top of the stack (an entry of a table index); raises naming the entry. */
+static int64_t index_integer(lua_State *L, const char *op, int entry, const char *what) {
+  int isint;
+  lua_Integer v = lua_tointegerx(L, -1, &isint);
+  if (!isint || lua_type(L, -1) != LUA_TNUMBER) {
+    if (lua_type(L, -1) == LUA_TNUMBER)
+      return lgL_error(L, "%s: entry %d of the index table: %s must be an integer, got %s", op, entry, what,
+                       lua_tostring(L, -1));
+    return lgL_error(L, "%s: entry %d of the index table: %s must be an integer, got %s", op, entry, what,
+                     lgL_typename(L, -1));
+  }
+  return (int64_t)v;
+}
+
+/* The number of keys of the table at idx (its length only counts 1..n) */
+static int64_t count_keys(lua_State *L, int idx) {
+  int64_t n = 0;
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) n++, lua_pop(L, 1);
+  return n;
+}
+
+/* 1-based (negative from the end) position -> 0-based, checked against size */
+static int64_t index_position(lua_State *L, const char *op, int64_t i, int64_t size, int d, int entry) {
+  int64_t r = i < 0 ? i + size + 1 : i;
+  if (r < 1 || r > size)
+    return lgL_error(L,
+                     "%s: entry %d of the index table: index %lld out of range for dimension %d of size %lld",
+                     op, entry, (long long)i, d + 1, (long long)size);
+  return r - 1;
+}
+
+/* Parses the index table at idx against t into e[]; returns how many entries it has. */
+static int parse_index_table(lua_State *L, int idx, const lg_tensor *t, const char *op, index_entry *e) {
+  lua_Unsigned n = lua_rawlen(L, idx);
+  if ((lua_Unsigned)count_keys(L, idx) != n)
+    return lgL_error(L, "%s: an index table must be a list (entries 1..n), got a table with other keys", op);
+  if (n > (lua_Unsigned)t->ndim)
+    return lgL_error(L, "%s: %d entries in the index table for a %d-d tensor %s", op, (int)n, t->ndim,
+                     LG_SHAPE(t));
+  for (int k = 0; k < (int)n; k++) {
+    int64_t size = t->shape[k];
+    lua_rawgeti(L, idx, k + 1);
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+      e[k] = (index_entry){1, index_position(L, op, index_integer(L, op, k + 1, "an index"), size, k, k + 1),
+                           1, 1};
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_Unsigned m = lua_rawlen(L, -1);
+      if ((lua_Unsigned)count_keys(L, -1) != m || m > 3)
+        return lgL_error(L,
+                         "%s: entry %d of the index table: a range is {}, {i}, {first, last} or "
+                         "{first, last, step}, got a table with %lld keys",
+                         op, k + 1, (long long)count_keys(L, -1));
+      int64_t v[3] = {1, -1, 1};
+      for (int j = 0; j < (int)m; j++) {
+        lua_rawgeti(L, -1, j + 1);
+        v[j] = index_integer(L, op, k + 1,
+                             j == 0   ? "a range's first index"
+                             : j == 1 ? "a range's last index"
+                                      : "a range's step");
+        lua_pop(L, 1);
+      }
+      if (m == 1) v[1] = v[0];
+      if (v[2] < 1)
+        return lgL_error(L, "%s: entry %d of the index table: step %lld must be positive", op, k + 1,
+                         (long long)v[2]);
+      if (m == 0) {
+        e[k] = (index_entry){0, 0, size, 1};
+      } else {
+        int64_t first = index_position(L, op, v[0], size, k, k + 1),
+                last = index_position(L, op, v[1], size, k, k + 1);
+        if (last < first)
+          return lgL_error(L, "%s: entry %d of the index table: range {%lld, %lld} ends before it starts", op,
+                           k + 1, (long long)v[0], (long long)v[1]);
+        e[k] = (index_entry){0, first, (last - first) / v[2] + 1, v[2]};
+      }
+    } else {
+      return lgL_error(L, "%s: entry %d of the index table must be an integer or a range table, got %s", op,
+                       k + 1, lgL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+  return (int)n;
+}
+
+/* Pushes t[{...}] for the index table at idx: views (narrow/select) without a step; with one, a
+** window of t (as_strided) when t is contiguous, else (reading only) of a contiguous copy. */
+static int index_by_table(lua_State *L, lg_tensor *t, int idx, int writing) {
+  const char *op = writing ? "index assignment" : "index";
+  index_entry e[LG_MAX_DIMS];
+  int n = parse_index_table(L, idx, t, op, e), stepped = 0;
+  for (int k = 0; k < n; k++) stepped |= !e[k].select && e[k].step > 1;
+  if (!stepped) {
+    lg_tensor *cur = t;
+    int d = 0, pushed = 0;
+    for (int k = 0; k < n; k++) {
+      if (e[k].select)
+        select_at(L, cur, d, e[k].first);
+      else if (e[k].first != 0 || e[k].len != cur->shape[d])
+        narrow_to(L, cur, d++, e[k].first, e[k].len);
+      else {
+        d++;
+        continue;
+      }
+      cur = *(lg_tensor **)lua_touserdata(L, -1), pushed = 1;
+    }
+    if (!pushed) reshape_to(L, t, t->shape, t->ndim, 1); /* t[{}]: a view of the whole */
+    return 1;
+  }
+  lg_tensor *x = t;
+  if (!lg_is_contiguous(t)) {
+    if (writing)
+      return lgL_error(L,
+                       "%s: a range with a step over a non-contiguous tensor (strides %s) cannot be written "
+                       "through; make it contiguous first",
+                       op, LG_SHAPEV(t->stride, t->ndim));
+    lg_args c = {.in = {t}, .nin = 1, .dim = -1};
+    apply_view(L, LG_OP_CLONE, c);
+    x = *(lg_tensor **)lua_touserdata(L, -1);
+  }
+  lg_args a = {.in = {x}, .nin = 1, .dim = -1};
+  for (int d = 0; d < x->ndim; d++) {
+    int64_t stride = lg_shape_numel(x->shape + d + 1, x->ndim - d - 1);
+    if (d >= n) {
+      a.shape[a.nshape] = x->shape[d], a.stride[a.nshape++] = stride;
+      continue;
+    }
+    a.start += e[d].first * stride;
+    if (!e[d].select) a.shape[a.nshape] = e[d].len, a.stride[a.nshape++] = stride * e[d].step;
+  }
+  return apply_view(L, LG_OP_AS_STRIDED, a);
+}
+
+/* The 1-based positions of the nonzero elements of the contiguous mask m, written to p unless it
+** is NULL; returns how many. */
+static int64_t mask_positions(const lg_tensor *m, int64_t n, int64_t *restrict p) {
+  int64_t c = 0;
+  switch (m->dtype) { /* counting is branch-free; writing branches on the mask */
+  case LG_FLOAT32: {
+    const float *restrict x = lg_data(m);
+    if (!p)
+      for (int64_t i = 0; i < n; i++) c += x[i] != 0;
+    else
+      for (int64_t i = 0; i < n; i++)
+        if (x[i] != 0) p[c++] = i + 1;
+    break;
+  }
+  case LG_FLOAT64: {
+    const double *restrict x = lg_data(m);
+    if (!p)
+      for (int64_t i = 0; i < n; i++) c += x[i] != 0;
+    else
+      for (int64_t i = 0; i < n; i++)
+        if (x[i] != 0) p[c++] = i + 1;
+    break;
+  }
+  default: {
+    const int64_t *restrict x = lg_data(m);
+    if (!p)
+      for (int64_t i = 0; i < n; i++) c += x[i] != 0;
+    else
+      for (int64_t i = 0; i < n; i++)
+        if (x[i] != 0) p[c++] = i + 1;
+    break;
+  }
+  }
+  return c;
+}
+
+/* Pushes t[mask]: the elements of t where mask (broadcast to t's shape) is nonzero, in order, as
+** a 1-d tensor: index_select of t flattened, so gradients flow back to the selected elements. */
+static int masked_select_at(lua_State *L, lg_tensor *t, lg_tensor *m, const char *name) {
+  lg_tensor **mb = lgL_newslot(L);
+  if (lg_expand(m, t->shape, t->ndim, mb) != LG_OK)
+    return lgL_error(L, "%s: mask of shape %s does not broadcast to the tensor's shape %s", name, LG_SHAPE(m),
+                     LG_SHAPE(t));
+  lg_tensor **mc = lgL_newslot(L); /* the mask contiguous, read with one loop per dtype */
+  lgL_check(L, lg_contiguous(*mb, mc));
+  int64_t numel = lg_numel(t), count = mask_positions(*mc, numel, NULL);
+  lg_tensor **idx = lgL_newslot(L);
+  lgL_check(L, lg_tensor_empty(&count, 1, LG_INT64, idx));
+  mask_positions(*mc, numel, lg_data(*idx));
+  reshape_to(L, t, &numel, 1, 0);
+  lg_args a = {.in = {*(lg_tensor **)lua_touserdata(L, -1), *idx}, .nin = 2, .dim = 0};
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_checkas(L, lg_apply(LG_OP_INDEX_SELECT, &a, slot), "index_select");
+  return 1;
+}
+
+/* t:masked_select(mask) */
+static int t_masked_select(lua_State *L) {
+  const char *name = lgL_name(L, "masked_select");
+  lg_tensor *t = checktensor_op(L, 1, name), *m = checktensor_op(L, 2, name);
+  return masked_select_at(L, t, m, name);
+}
+
+/* Whether the tensor key k indexes positions along dimension 1 (a 1-d int64 tensor) rather than
+** masking (any other tensor). */
+static int is_index_tensor(const lg_tensor *k) { return k->dtype == LG_INT64 && k->ndim == 1; }
+
+/* t[k] for a key that is neither a number nor a string */
+static int index_other(lua_State *L, lg_tensor *t) {
+  if (lua_type(L, 2) == LUA_TTABLE) return index_by_table(L, t, 2, 0);
+  lg_tensor *k = lg_lua_totensor(L, 2);
+  if (k && k->ndim == 0 && k->dtype == LG_INT64) { /* a 0-d int64 tensor: an integer */
+    if (t->ndim == 0) return lgL_error(L, "index: a 0-d tensor cannot be indexed (use item())");
+    lua_pushinteger(L, (lua_Integer)lg_get_flat_i64(k, 0));
+    lua_replace(L, 2);
+    int64_t i = check_index(L, 2, t->shape[0], "index", 0);
+    return select_at(L, t, 0, i);
+  }
+  if (k && is_index_tensor(k)) {
+    if (t->ndim == 0) return lgL_error(L, "index: a 0-d tensor cannot be indexed with an index tensor");
+    lg_args a = {.in = {t, k}, .nin = 2, .dim = 0};
+    lg_tensor **slot = lgL_newslot(L);
+    if (lg_apply(LG_OP_INDEX_SELECT, &a, slot) != LG_OK) return raise_as(L, "index_select", "index");
+    return 1;
+  }
+  if (k) return masked_select_at(L, t, k, "index");
+  if (lua_type(L, 2) == LUA_TUSERDATA && lua_touserdata(L, 2) && test_slot(L, 2))
+    return lgL_error(L, "index: cannot index with a closed tensor");
+  return lgL_error(L,
+                   "index: cannot index a tensor with %s (use an integer, a table such as {2, {1, 3}}, a "
+                   "mask tensor or a 1-d int64 index tensor)",
+                   lgL_typename(L, 2));
+}
+
 /* ---- __index / __newindex ---- */
 
 static int t_index(lua_State *L) {
@@ -1388,8 +1628,9 @@ static int t_index(lua_State *L) {
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
   lua_pop(L, 1);
-  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
-  if (k) {
+  if (lua_type(L, 2) != LUA_TSTRING) return index_other(L, t);
+  const char *k = lua_tostring(L, 2);
+  {
     switch (k[0]) {
     case 's':
       if (!strcmp(k, "shape")) return t_shape(L);
@@ -1432,8 +1673,7 @@ static int t_index(lua_State *L) {
       break;
     }
   }
-  lua_pushnil(L);
-  return 1;
+  return lgL_error(L, "index: a tensor has no field or method '%s'", k);
 }
 
 /* Whether two elements of t share memory (an expanded view: stride 0 over a size above 1). */
@@ -1457,6 +1697,83 @@ static int overlapping(const lg_tensor *t) {
   return 0;
 }
 
+/* Releases the tensors pushed above index `from` now, not at the next collection: a view holds
+** its storage. */
+static void release_pushed(lua_State *L, int from) {
+  for (int i = lua_gettop(L); i > from; i--) {
+    lg_tensor **slot = test_slot(L, i);
+    if (slot && *slot) lg_tensor_release(*slot), *slot = NULL;
+  }
+  lua_settop(L, from);
+}
+
+/* t[k] = v for a key that is neither a number nor a string: a table (written through the view),
+** an index tensor (each indexed slice), a mask (masked_fill_) */
+static int newindex_other(lua_State *L, lg_tensor *t) {
+  const char *op = "index assignment";
+  lg_tensor *src = lg_lua_totensor(L, 3), *k = lg_lua_totensor(L, 2);
+  if (!src && lua_type(L, 3) != LUA_TNUMBER)
+    return lgL_error(L, "%s: can only assign a number or a tensor, got %s", op, lgL_typename(L, 3));
+  double v = src ? 0 : lua_tonumber(L, 3);
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    index_by_table(L, t, 2, 1);
+    write_into(L, *(lg_tensor **)lua_touserdata(L, -1), src, v, op);
+    release_pushed(L, 3);
+    return 0;
+  }
+  if (k && is_index_tensor(k)) { /* t[idx] = v: v broadcast to (#idx, the rest of t's shape) */
+    if (t->ndim == 0) return lgL_error(L, "%s: a 0-d tensor cannot be indexed with an index tensor", op);
+    int64_t n = lg_numel(k);
+    int rowwise = src && src->ndim == t->ndim;
+    if (rowwise && src->shape[0] != n && src->shape[0] != 1)
+      return lgL_error(L, "%s: value of shape %s does not fit the %lld indexed slices of %s", op,
+                       LG_SHAPE(src), (long long)n, LG_SHAPE(t));
+    for (int64_t i = 0; i < n; i++) {
+      int64_t r = lg_get_flat_i64(k, i);
+      if (r < 1 || r > t->shape[0])
+        return lgL_error(L, "%s: index %lld out of range 1..%lld of dimension 1", op, (long long)r,
+                         (long long)t->shape[0]);
+    }
+    for (int64_t i = 0; i < n; i++) {
+      select_at(L, t, 0, lg_get_flat_i64(k, i) - 1);
+      lg_tensor *row = *(lg_tensor **)lua_touserdata(L, -1), *s = src;
+      if (rowwise) select_at(L, src, 0, src->shape[0] == 1 ? 0 : i), s = *(lg_tensor **)lua_touserdata(L, -1);
+      write_into(L, row, s, v, op);
+      release_pushed(L, 3);
+    }
+    return 0;
+  }
+  if (k && !(k->ndim == 0 && k->dtype == LG_INT64)) { /* t[mask] = v */
+    int scatter = src && src->ndim != 0; /* a tensor of values: masked_scatter_ (lua/luagrad/init.lua) */
+    lua_settop(L, 3);
+    if (scatter) {
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &tensor_methods_key);
+      lua_getfield(L, -1, "masked_scatter_");
+      lua_remove(L, -2);
+      if (!lua_isfunction(L, -1)) return lgL_error(L, "%s: masked_scatter_ is not loaded", op);
+    } else {
+      lua_pushcfunction(L, t_masked_fill_);
+    }
+    lua_insert(L, 1); /* its errors, renamed: "index assignment: ..." */
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+      luaL_gsub(L, lua_tostring(L, -1),
+                scatter ? "masked_scatter_: " : "masked_fill_: ", "index assignment: t[mask] = v: ");
+    return lua_gettop(L) ? lua_error(L) : 0;
+  }
+  if (k) { /* a 0-d int64 tensor: an integer */
+    if (t->ndim == 0) return lgL_error(L, "%s: a 0-d tensor cannot be indexed (use fill_)", op);
+    lua_pushinteger(L, (lua_Integer)lg_get_flat_i64(k, 0));
+    select_at(L, t, 0, check_index(L, -1, t->shape[0], "index", 0));
+    write_into(L, *(lg_tensor **)lua_touserdata(L, -1), src, v, op);
+    release_pushed(L, 3);
+    return 0;
+  }
+  return lgL_error(L,
+                   "%s: cannot index a tensor with %s (use an integer, a table such as {2, {1, 3}}, a "
+                   "mask tensor or a 1-d int64 index tensor)",
+                   op, lgL_typename(L, 2));
+}
+
 static int t_newindex(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   if (lua_type(L, 2) == LUA_TNUMBER) {
@@ -1472,6 +1789,7 @@ static int t_newindex(lua_State *L) {
     *view = NULL;
     return 0;
   }
+  if (lua_type(L, 2) != LUA_TSTRING) return newindex_other(L, t);
   const char *k = lua_tostring(L, 2);
   if (k && !strcmp(k, "requires_grad")) {
     set_requires_grad(L, t, lua_toboolean(L, 3), "requires_grad");
@@ -1564,6 +1882,7 @@ static const luaL_Reg methods[] = {{"size", t_size},
                                    {"scatter_add", t_scatter_add},
                                    {"masked_fill", t_masked_fill},
                                    {"masked_fill_", t_masked_fill_},
+                                   {"masked_select", t_masked_select},
                                    {"tril", t_tril},
                                    {"triu", t_triu},
                                    {"sort", t_sort},
@@ -1587,6 +1906,8 @@ void lgL_open_tensor(lua_State *L) {
   lgL_setfuncs(L, metamethods);
   lua_newtable(L);
   lgL_setfuncs(L, methods);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &tensor_methods_key);
   lua_pushvalue(L, -1);
   lua_pushlightuserdata(L, lgL_state_of(L));
   lua_pushcclosure(L, t_index, 2);

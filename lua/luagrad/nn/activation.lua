@@ -26,7 +26,7 @@ local function fmt(v) return string.format("%g", v) end
 
 -- Reads an options table or a plain first option into self.
 local function options(self, name, v, key, allowed)
-  local o = type(v) == "table" and F._check_opts(name, v, allowed) or { [key] = v }
+  local o = type(v) == "table" and errors.options(name, v, allowed) or { [key] = v }
   for _, k in ipairs(allowed) do self[k] = o[k] end
 end
 
@@ -91,7 +91,7 @@ local function softmax_class(name, fn)
   local cls = Module:extend(name)
   ---@param dim integer|{dim: integer}
   function cls:init(dim)
-    if type(dim) == "table" then dim = F._check_opts(name, dim, { "dim" }).dim end
+    if type(dim) == "table" then dim = errors.options(name, dim, { "dim" }).dim end
     if math.type(dim) ~= "integer" then
       errors.raisef("%s: a dimension is needed, e.g. nn.%s(-1) or nn.%s(2)", name, name, name)
     end

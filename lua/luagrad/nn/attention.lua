@@ -67,7 +67,7 @@ function MultiheadAttention:init(embed_dim, num_heads, opts)
   if embed_dim % num_heads ~= 0 then
     errors.raisef("%s: embed_dim %d is not divisible by num_heads %d", NAME, embed_dim, num_heads)
   end
-  local o = F._check_opts(NAME, opts, { "bias", "batch_first", "dropout", "dtype" })
+  local o = errors.options(NAME, opts, { "bias", "batch_first", "dropout", "dtype" })
   local dtype = o.dtype or core.get_default_dtype()
   if dtype ~= "float32" and dtype ~= "float64" then
     errors.raisef('%s: dtype must be "float32" or "float64", got %s', NAME, tostring(dtype))
@@ -155,7 +155,7 @@ function MultiheadAttention:forward(query, key, value, opts)
   check_input(query, "query", E)
   check_input(key, "key", E)
   check_input(value, "value", E)
-  local o = F._check_opts(NAME .. ":forward", opts,
+  local o = errors.options(NAME .. ":forward", opts,
     { "attn_mask", "key_padding_mask", "need_weights", "average_attn_weights", "is_causal" })
   local batched = query:dim() == 3
   if key:dim() ~= query:dim() or value:dim() ~= query:dim() then

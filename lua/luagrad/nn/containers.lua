@@ -13,7 +13,6 @@
 -- {name, module} pairs keeps its own).
 local core = require "luagrad.core"
 local base = require "luagrad.nn.module"
-local F = require "luagrad.nn.functional"
 local errors = require "luagrad.errors"
 
 local Module, is_module = base.Module, base.is_module
@@ -321,7 +320,7 @@ local Flatten = Module:extend("Flatten")
 ---@param end_dim? integer
 function Flatten:init(start_dim, end_dim)
   if type(start_dim) == "table" then
-    local o = F._check_opts("Flatten", start_dim, { "start_dim", "end_dim" })
+    local o = errors.options("Flatten", start_dim, { "start_dim", "end_dim" })
     start_dim, end_dim = o.start_dim, o.end_dim
   end
   self.start_dim, self.end_dim = start_dim or 2, end_dim or -1

@@ -61,7 +61,7 @@ function ConvNd:init(in_channels, out_channels, kernel_size, opts)
   local name, n = getmetatable(self).__name, getmetatable(self).dims
   check_channels(name, "in_channels", in_channels)
   check_channels(name, "out_channels", out_channels)
-  local o = F._check_opts(name, opts, { "stride", "padding", "dilation", "groups", "bias", "padding_mode", "dtype" })
+  local o = errors.options(name, opts, { "stride", "padding", "dilation", "groups", "bias", "padding_mode", "dtype" })
   local groups = o.groups == nil and 1 or o.groups
   if math.type(groups) ~= "integer" or groups < 1 then
     errors.raisef("%s: groups must be a positive integer, got %s", name, tostring(groups))

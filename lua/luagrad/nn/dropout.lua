@@ -15,7 +15,7 @@ local Dropout = Module:extend("Dropout")
 ---@param p? number|{p?: number} in [0, 1] (default 0.5)
 function Dropout:init(p)
   local name = getmetatable(self).__name
-  if type(p) == "table" then p = F._check_opts(name, p, { "p" }).p end
+  if type(p) == "table" then p = errors.options(name, p, { "p" }).p end
   if p == nil then p = 0.5 end
   if type(p) ~= "number" or not (p >= 0 and p <= 1) then
     errors.raisef("%s: p must be a probability between 0 and 1, got %s", name, tostring(p))

@@ -10,7 +10,6 @@ local autograd = require "luagrad.autograd"
 local errors = require "luagrad.errors"
 local base = require "luagrad.nn.module"
 local init = require "luagrad.nn.initializers"
-local F = require "luagrad.nn.functional"
 
 local Parameter = base.Parameter
 
@@ -35,7 +34,7 @@ function Embedding:init(num_embeddings, embedding_dim, opts)
       errors.raisef("Embedding: %s must be a non-negative integer, got %s", what, tostring(v))
     end
   end
-  local o = F._check_opts("Embedding", opts, { "padding_idx", "dtype" })
+  local o = errors.options("Embedding", opts, { "padding_idx", "dtype" })
   local pad = o.padding_idx
   if pad ~= nil then
     if math.type(pad) ~= "integer" or pad == 0 or pad > num_embeddings or pad < -num_embeddings then

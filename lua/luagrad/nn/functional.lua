@@ -93,9 +93,9 @@ local function check_tensor(t, fname, what)
   end
 end
 
--- opts must be nil or a table whose keys are among `allowed`; returns a table.
+-- opts must be nil or a table whose keys are among `allowed`; returns a table. The one checker
+-- of the Lua library (errors.options; the C core's is lgL_checkoptions, with the same message).
 local check_opts = errors.options
-F._check_opts = check_opts
 
 -- A plain value for the first option, or an options table: plain(x, "p", {...}).
 local function plain_or_opts(fname, v, key, allowed)
@@ -614,6 +614,7 @@ function F.cross_entropy(input, target, opts)
   local o = check_opts("cross_entropy", opts, { "reduction", "label_smoothing" })
   check_reduction(o.reduction, "cross_entropy")
   local reduction, ls = o.reduction or "mean", o.label_smoothing or 0
+  errors.check("cross_entropy", "opts.reduction", reduction, "string")
   if type(ls) ~= "number" or not (ls >= 0 and ls <= 1) then
     errors.raisef("cross_entropy: label_smoothing must be between 0 and 1, got %s", tostring(ls))
   end

@@ -107,10 +107,10 @@ local function options(opts, plain_key, fname, allowed)
   if type(opts) ~= "table" then
     errors.raisef("nn.init.%s: options must be a table, got %s", fname, type(opts))
   end
-  for k in pairs(opts) do
-    if not allowed[k] then errors.raisef("nn.init.%s: unknown option '%s'", fname, tostring(k)) end
-  end
-  return opts
+  local names = {}
+  for k in pairs(allowed) do names[#names + 1] = k end
+  table.sort(names)
+  return errors.options("nn.init." .. fname, opts, names)
 end
 
 local KAIMING = { a = true, mode = true, nonlinearity = true }

@@ -36,7 +36,7 @@ end
 function Linear:init(in_features, out_features, opts)
   check_size(in_features, "in_features")
   check_size(out_features, "out_features")
-  local o = F._check_opts("Linear", opts, { "bias", "dtype" })
+  local o = errors.options("Linear", opts, { "bias", "dtype" })
   self.in_features, self.out_features = in_features, out_features
   local dtype = o.dtype or core.get_default_dtype()
   if dtype ~= "float32" and dtype ~= "float64" then

@@ -30,7 +30,7 @@ local M = {}
 local function loss_class(name, fn, allowed, three_args, batchmean)
   local cls = Module:extend(name)
   function cls:init(opts)
-    local o = F._check_opts(name, opts, allowed)
+    local o = errors.options(name, opts, allowed)
     self.reduction = o.reduction or "mean"
     local r = self.reduction
     if r ~= "mean" and r ~= "sum" and r ~= "none" and not (batchmean and r == "batchmean") then

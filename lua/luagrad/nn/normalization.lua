@@ -68,7 +68,7 @@ function BatchNormNd:init(num_features, opts)
   if math.type(num_features) ~= "integer" or num_features < 1 then
     errors.raisef("%s: num_features must be a positive integer, got %s", name, tostring(num_features))
   end
-  local o = F._check_opts(name, opts, { "eps", "momentum", "affine", "track_running_stats", "dtype" })
+  local o = errors.options(name, opts, { "eps", "momentum", "affine", "track_running_stats", "dtype" })
   local momentum = o.momentum
   if momentum == nil then momentum = 0.1 end
   if momentum ~= false and type(momentum) ~= "number" then
@@ -180,7 +180,7 @@ function LayerNorm:init(normalized_shape, opts)
   if not ok then
     errors.raise("LayerNorm: normalized_shape must be a positive integer or a table of them, got " .. tostring(normalized_shape))
   end
-  local o = F._check_opts("LayerNorm", opts, { "eps", "elementwise_affine", "dtype" })
+  local o = errors.options("LayerNorm", opts, { "eps", "elementwise_affine", "dtype" })
   self.normalized_shape = ns
   self.eps = o.eps or 1e-5
   self.elementwise_affine = o.elementwise_affine ~= false
@@ -240,7 +240,7 @@ function GroupNorm:init(num_groups, num_channels, opts)
   if num_channels % num_groups ~= 0 then
     errors.raisef("GroupNorm: num_channels = %d is not divisible by num_groups = %d", num_channels, num_groups)
   end
-  local o = F._check_opts("GroupNorm", opts, { "eps", "affine", "dtype" })
+  local o = errors.options("GroupNorm", opts, { "eps", "affine", "dtype" })
   if o.eps ~= nil and (type(o.eps) ~= "number" or not (o.eps >= 0)) then
     errors.raisef("GroupNorm: eps must be a non-negative number, got %s", tostring(o.eps))
   end

@@ -43,9 +43,9 @@ end
 local function read_options(name, kernel_size, opts, allowed)
   local o
   if type(kernel_size) == "table" and kernel_size[1] == nil and opts == nil then
-    o = F._check_opts(name, kernel_size, allowed)
+    o = errors.options(name, kernel_size, allowed)
   else
-    local given = F._check_opts(name, opts, allowed)
+    local given = errors.options(name, opts, allowed)
     if given.kernel_size ~= nil then errors.raisef("%s: kernel_size is given twice", name) end
     o = { kernel_size = kernel_size }
     for k, v in pairs(given) do o[k] = v end
@@ -186,7 +186,7 @@ local AdaptiveAvgPool2d = Module:extend("AdaptiveAvgPool2d")
 ---@param output_size integer|integer[]|{output_size: integer|integer[]}
 function AdaptiveAvgPool2d:init(output_size)
   if type(output_size) == "table" and output_size[1] == nil then
-    output_size = F._check_opts("AdaptiveAvgPool2d", output_size, { "output_size" }).output_size
+    output_size = errors.options("AdaptiveAvgPool2d", output_size, { "output_size" }).output_size
   end
   tuple("AdaptiveAvgPool2d", "output_size", output_size, 2, nil, 1)
   self.output_size = output_size

@@ -171,7 +171,7 @@ function RNNBase:init(input_size, hidden_size, opts)
   local allowed = { "num_layers", "bias", "batch_first", "dropout", "bidirectional", "dtype" }
   if name == "RNN" then allowed[#allowed + 1] = "nonlinearity" end
   if name == "LSTM" then allowed[#allowed + 1] = "proj_size" end
-  local o = F._check_opts(name, opts, allowed)
+  local o = errors.options(name, opts, allowed)
   local num_layers = o.num_layers == nil and 1 or o.num_layers
   check_size(name, "num_layers", num_layers, 1)
   for _, k in ipairs({ "bias", "batch_first", "bidirectional" }) do check_bool(name, k, o[k]) end
@@ -376,7 +376,7 @@ function RNNCellBase:init(input_size, hidden_size, opts)
   check_size(name, "hidden_size", hidden_size, 1)
   local allowed = { "bias", "dtype" }
   if name == "RNNCell" then allowed[3] = "nonlinearity" end
-  local o = F._check_opts(name, opts, allowed)
+  local o = errors.options(name, opts, allowed)
   check_bool(name, "bias", o.bias)
   local mode = CELL_MODE[name]
   if name == "RNNCell" then

@@ -167,11 +167,10 @@ function Optimizer.new(cls, params, opts)
   if core.is_tensor(params) then params = { params } end
   opts = opts or {}
   if type(opts) ~= "table" then fail(name, "options must be a table, got %s", errors.describe(opts)) end
-  for k in pairs(opts) do
-    if cls.defaults[k] == nil and not (k == "lr" and cls.defaults.lr == false) then
-      fail(name, "unknown option '%s'", tostring(k))
-    end
-  end
+  local accepted = {} -- the class's options, the names errors.options lists
+  for k in pairs(cls.defaults) do accepted[#accepted + 1] = k end
+  table.sort(accepted)
+  errors.options(name, opts, accepted)
   local self = setmetatable({ param_groups = {}, state = {} }, cls)
   if #params == 0 then fail(name, "optimizer got an empty parameter list") end
   local groups = core.is_tensor(params[1]) and { { params = params } } or params
@@ -197,7 +196,10 @@ function Optimizer.new(cls, params, opts)
     for k, v in pairs(opts) do g[k] = copy(v) end
     for k, v in pairs(group) do
       if k ~= "params" then
-        if cls.defaults[k] == nil then fail(name, "unknown option '%s' in parameter group %d", tostring(k), gi) end
+        if cls.defaults[k] == nil then
+          fail(name, "unknown option '%s' in parameter group %d (accepted: %s)", tostring(k), gi,
+            table.concat(accepted, ", "))
+        end
         g[k] = copy(v)
       end
     end
