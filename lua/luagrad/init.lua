@@ -53,7 +53,11 @@ end
 function Tensor.masked_scatter_(t, mask, source)
   errors.check("masked_scatter_", "self", t, "tensor")
   -- under autograd the ops read a copy: masked_fill saves its input, which the write changes
-  local recorded = core.is_grad_enabled() and (t.requires_grad or (core.is_tensor(source) and source.requires_grad))
+  -- (a mask that requires grad records too; source is copied as well: it may be t or a view of it.
+  -- Reading t itself there made t's new node hold a node that holds t: a cycle nothing freed.)
+  local function needs(v) return core.is_tensor(v) and v.requires_grad end
+  local recorded = core.is_grad_enabled() and (needs(t) or needs(mask) or needs(source))
+  if recorded and core.is_tensor(source) then source = source:clone() end
   local r = errors.call_as("masked_scatter_", Tensor.masked_scatter, recorded and t:clone() or t, mask, source)
   return errors.call_as("masked_scatter_", t.copy_, t, r)
 end
