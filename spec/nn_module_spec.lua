@@ -580,6 +580,14 @@ describe("nn.summary", function()
     assert.are.same({ 1, 1, 0 }, column(s, "calls"))
     assert.are.equal(8 + 6, s.total_params)
     assert.truthy(tostring(s):find("Input shape: {4, 3}, {4, 2} (float64)", 1, true))
+    -- a tensor is the input itself; a layer called twice is one row with calls = 2
+    local twice = nn.Module:extend("Twice")
+    function twice:init() self.fc = nn.Linear(3, 3) end
+    function twice:forward(x) return self.fc(self.fc(x)):sum(2) end
+    s = nn.summary(twice(), lg.randn(5, 3))
+    assert.are.same({ { 5 }, { 5, 3 } }, column(s, "output_shape"))
+    assert.are.same({ 1, 2 }, column(s, "calls"))
+    assert.are.same({ { 5, 3 } }, s.input_shapes)
   end)
 
   it("names itself when the shape or the model is wrong, and leaves the model as it was", function()
