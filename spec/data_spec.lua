@@ -103,6 +103,70 @@ describe("DataLoader", function()
   end)
 end)
 
+describe("FunctionDataset", function()
+  it("computes ds[i] = fn(i) when asked, for i in 1..n (negative from the end), each time afresh", function()
+    local calls = 0
+    local ds = lg.data.FunctionDataset(4, function(i)
+      calls = calls + 1
+      return { lg.full({ 2 }, i * 1.5), i * 10 }
+    end)
+    assert.are.equal(4, #ds)
+    assert.are.equal(0, calls)
+    assert.are.same({ 3, 3 }, ds[2][1]:tolist())
+    assert.are.equal(40, ds[-1][2])
+    assert.are.equal(10, ds[-4][2])
+    ds = lg.data.FunctionDataset(4, function(i) calls = calls + 1 return i end)
+    calls = 0
+    assert.are.equal(ds[1], ds[1])
+    assert.are.equal(2, calls)
+    assert.are.equal(0, #lg.data.FunctionDataset(0, print))
+  end)
+
+  it("is batched by a DataLoader: tensors stacked, integer labels int64, in shuffled or sampled order", function()
+    local ds = lg.data.FunctionDataset(5, function(i) return { lg.full({ 2 }, i), i } end)
+    local batches = {}
+    for xb, yb in lg.data.DataLoader(ds, { batch_size = 2 }) do batches[#batches + 1] = { xb:tolist(), yb:tolist(), yb.dtype } end
+    assert.are.same({
+      { { { 1, 1 }, { 2, 2 } }, { 1, 2 }, "int64" },
+      { { { 3, 3 }, { 4, 4 } }, { 3, 4 }, "int64" },
+      { { { 5, 5 } }, { 5 }, "int64" },
+    }, batches)
+    -- an item that is one tensor gives one batch tensor; fractional numbers a float tensor
+    local single = lg.data.FunctionDataset(3, function(i) return lg.full({ 2, 2 }, i) end)
+    local b = lg.data.DataLoader(single, { batch_size = 3, sampler = { 3, 1, 2 } })()
+    assert.are.same({ 3, 2, 2 }, b.shape)
+    assert.are.same({ 3, 1, 2 }, b:select(2, 1):select(2, 1):tolist())
+    local halves = lg.data.DataLoader(lg.data.FunctionDataset(2, function(i) return i / 2 end), { batch_size = 2 })()
+    assert.are.same({ 0.5, 1 }, halves:tolist())
+    assert.are.equal("float32", halves.dtype)
+    -- random_split and Subset compose with it
+    local a, rest = lg.data.random_split(ds, { 2, 3 }, lg.data.Generator(3))
+    local seen = {}
+    for _, part in ipairs({ a, rest }) do
+      for _, yb in lg.data.DataLoader(part, { batch_size = 5 }) do
+        for _, v in ipairs(yb:tolist()) do seen[#seen + 1] = v end
+      end
+    end
+    table.sort(seen)
+    assert.are.same({ 1, 2, 3, 4, 5 }, seen)
+  end)
+
+  it("names itself for a bad n, a bad fn, a bad index; a bad item names DataLoader", function()
+    assert.has_error(function() lg.data.FunctionDataset(-1, print) end,
+      "FunctionDataset: n must be a non-negative integer, got -1")
+    assert.has_error(function() lg.data.FunctionDataset(2.5, print) end,
+      "FunctionDataset: n must be a non-negative integer, got 2.5")
+    assert.has_error(function() lg.data.FunctionDataset(3, 7) end,
+      "FunctionDataset: fn must be a function, got number")
+    local ds = lg.data.FunctionDataset(3, function(i) return i end)
+    assert.has_error(function() return ds[4] end, "FunctionDataset: index 4 out of range 1..3")
+    assert.has_error(function() return ds[1.5] end, "FunctionDataset: index must be an integer, got number 1.5")
+    local words = lg.data.FunctionDataset(2, function() return "word" end)
+    assert.has_error(function() lg.data.DataLoader(words)() end,
+      "DataLoader: a dataset item must be a tensor, a number or a list of those (or pass a collate_fn), got string")
+  end)
+end)
+
 describe("fashion_mnist", function()
   local have = io.open("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", "rb")
   if have then have:close() end

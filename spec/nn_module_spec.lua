@@ -1,5 +1,6 @@
 -- nn.Module mechanics: classes and extend, registration by assignment, names and order,
--- train/eval, zero_grad, to(dtype), state dicts (round trip, strict errors), printing.
+-- train/eval, zero_grad, to(dtype), state dicts (round trip, strict errors), printing; forward
+-- hooks and pre-hooks, apply, requires_grad_, num_parameters, nn.summary.
 local lg = require "luagrad"
 local nn = lg.nn
 
@@ -347,6 +348,261 @@ describe("tostring(module)", function()
     assert.are.equal("Softmax(dim=2)", tostring(nn.Softmax(2)))
     assert.are.equal('GELU(approximate="tanh")', tostring(nn.GELU({ approximate = "tanh" })))
     assert.are.equal("LeakyReLU(negative_slope=0.2)", tostring(nn.LeakyReLU(0.2)))
+  end)
+end)
+
+describe("nn.Module forward hooks", function()
+  local function linear(w, b) -- a 1 -> 1 Linear computing w x + b, in float64
+    local m = nn.Linear(1, 1, F64)
+    lg.no_grad(function()
+      m.weight:fill_(w)
+      m.bias:fill_(b)
+    end)
+    return m
+  end
+  local x = lg.tensor({ { 1 }, { 2 } }, F64)
+
+  it("run in registration order around forward when the module is called, not by forward itself", function()
+    local m, log = linear(2, 1), {}
+    m:register_forward_pre_hook(function(mod, inputs)
+      assert.are.equal(m, mod)
+      log[#log + 1] = string.format("pre1 n=%d %g", inputs.n, inputs[1]:sum():item())
+    end)
+    m:register_forward_pre_hook(function() log[#log + 1] = "pre2" end)
+    m:register_forward_hook(function(mod, inputs, out)
+      assert.are.equal(m, mod)
+      log[#log + 1] = string.format("post1 in=%g out=%g", inputs[1]:sum():item(), out:sum():item())
+    end)
+    m:register_forward_hook(function() log[#log + 1] = "post2" end)
+    m:register_forward_pre_hook(function() log[#log + 1] = "pre0" end, { prepend = true })
+    local y = m(x)
+    assert.are.same({ { 3 }, { 5 } }, y:tolist())
+    assert.are.same({ "pre0", "pre1 n=1 3", "pre2", "post1 in=3 out=8", "post2" }, log)
+    log = {}
+    m:forward(x)
+    assert.are.same({}, log)
+  end)
+
+  it("replace the inputs and the output, each hook seeing what the one before left", function()
+    local m = linear(2, 1)
+    m:register_forward_pre_hook(function(_, inputs) return inputs[1] * 10 end)      -- a single value
+    m:register_forward_pre_hook(function(_, inputs) return { inputs[1] + 1 } end)   -- a list
+    local seen
+    m:register_forward_hook(function(_, inputs, out)
+      seen = inputs[1]:tolist()
+      return out * -1
+    end)
+    m:register_forward_hook(function(_, _, out) return out + 100 end)
+    m:register_forward_hook(function() return nil end) -- nil keeps the output
+    -- x -> 10 x + 1 -> 2 (10 x + 1) + 1 -> -(...) -> + 100
+    assert.are.same({ { 77 }, { 57 } }, m(x):tolist())
+    assert.are.same({ { 11 }, { 21 } }, seen)
+  end)
+
+  it("see every argument and every result of a module with several", function()
+    local rnn = nn.RNN(2, 3, { dtype = "float64" })
+    local got = {}
+    rnn:register_forward_pre_hook(function(_, inputs) got.n = inputs.n end)
+    rnn:register_forward_hook(function(_, _, out, h)
+      got.out, got.h = out.shape, h.shape
+      return out, h * 0 -- both replaced
+    end)
+    local out, h = rnn(lg.randn(4, 1, 2, F64), lg.zeros(1, 1, 3, F64))
+    assert.are.same({ n = 2, out = { 4, 1, 3 }, h = { 1, 1, 3 } }, got)
+    assert.are.same({ 4, 1, 3 }, out.shape)
+    assert.are.equal(0, h:abs():sum():item())
+  end)
+
+  it("go away with handle:remove() (twice is harmless), and a module without hooks calls forward", function()
+    local m = linear(2, 1)
+    local h1 = m:register_forward_hook(function(_, _, out) return out + 1 end)
+    local h2 = m:register_forward_pre_hook(function(_, inputs) return inputs[1] * 3 end)
+    assert.are.same({ { 8 }, { 14 } }, m(x):tolist())
+    h2:remove()
+    assert.are.same({ { 4 }, { 6 } }, m(x):tolist())
+    h1:remove()
+    h1:remove()
+    assert.are.same({ { 3 }, { 5 } }, m(x):tolist())
+    assert.is_nil(rawget(m, "_forward_hooks"))
+    assert.is_nil(rawget(m, "_forward_pre_hooks"))
+  end)
+
+  it("removed during a call take effect from the next call", function()
+    local m, count = linear(1, 0), 0
+    local h
+    h = m:register_forward_hook(function()
+      count = count + 1
+      h:remove()
+    end)
+    m:register_forward_hook(function() count = count + 10 end)
+    m(x)
+    m(x)
+    assert.are.equal(21, count)
+  end)
+
+  it("run on children called inside a parent's forward, and gradients flow through replacements", function()
+    local net, log = nn.Sequential(linear(2, 0), nn.ReLU(), linear(3, 0)), {}
+    for name, mod in net:named_modules() do
+      mod:register_forward_hook(function() log[#log + 1] = name == "" and "seq" or name end)
+    end
+    net[3]:register_forward_hook(function(_, _, out) return out * 2 end)
+    local y = net(x)
+    assert.are.same({ "0", "1", "2", "seq" }, log)
+    y:sum():backward()
+    -- y = 2 * 3 * relu(2 x): dy/dw3 = 2 * sum(relu(2 x)) = 2 * (2 + 4)
+    assert.are.equal(12, net[3].weight.grad:item())
+  end)
+
+  it("refuse what is not a function, naming the method", function()
+    local m = nn.Linear(2, 2)
+    assert.has_error(function() m:register_forward_hook(3) end,
+      "Linear:register_forward_hook: fn must be a function, got number")
+    assert.has_error(function() m:register_forward_pre_hook(print, { prepend = 1 }) end,
+      "Linear:register_forward_pre_hook: opts.prepend must be a boolean, got number")
+  end)
+end)
+
+describe("nn.Module apply, requires_grad_, num_parameters", function()
+  it("apply visits children before their parents, then the module itself, and returns it", function()
+    local inner = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    local net = nn.Sequential(nn.Linear(2, 2), inner, nn.Tanh())
+    local order = {}
+    assert.are.equal(net, net:apply(function(m) order[#order + 1] = getmetatable(m).__name end))
+    assert.are.same({ "Linear", "Linear", "ReLU", "Sequential", "Tanh", "Sequential" }, order)
+    net:apply(function(m) if m.bias then lg.nn.init.zeros_(m.bias) end end)
+    assert.are.equal(0, net[1].bias:abs():sum():item())
+    assert.are.equal(0, net[2][1].bias:abs():sum():item())
+  end)
+
+  it("requires_grad_(false) freezes every parameter; requires_grad_() unfreezes; counts follow", function()
+    local net = Net(5, 8, 3)
+    -- embed 5*8+8, res 8*16+16 + 16*8+8, norm 8+8, head 8*3+3, scale 1
+    local n = 48 + 144 + 136 + 16 + 27 + 1
+    assert.are.equal(n, net:num_parameters())
+    assert.are.equal(n, net:num_parameters({ trainable_only = true }))
+    assert.are.equal(net.res, net.res:requires_grad_(false))
+    assert.is_false(net.res.block.fc1.weight.requires_grad)
+    assert.are.equal(n - 280, net:num_parameters({ trainable_only = true }))
+    assert.are.equal(n, net:num_parameters())
+    net(lg.randn(2, 5)):sum():backward()
+    assert.is_nil(net.res.block.fc2.weight.grad)
+    assert.is_not_nil(net.head.weight.grad)
+    net:requires_grad_()
+    assert.is_true(net.res.block.fc1.weight.requires_grad)
+    assert.are.equal(n, net:num_parameters({ trainable_only = true }))
+    assert.has_error(function() net:requires_grad_("no") end,
+      "Net:requires_grad_: requires_grad must be a boolean, got string")
+  end)
+
+  it("num_parameters counts a shared tensor once", function()
+    local a = nn.Linear(3, 3)
+    local net = nn.Sequential(a, nn.ReLU(), a)
+    assert.are.equal(12, net:num_parameters())
+  end)
+end)
+
+describe("nn.summary", function()
+  local CNN = nn.Module:extend("SmallCNN")
+  function CNN:init()
+    self.conv1 = nn.Conv2d(1, 4, 3, { padding = 1 })
+    self.bn = nn.BatchNorm2d(4)
+    self.pool = nn.MaxPool2d(2)
+    self.head = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+  end
+  function CNN:forward(x) return self.head(self.pool(self.bn(self.conv1(x)):relu())) end
+
+  local function column(s, key)
+    local out = {}
+    for i, r in ipairs(s.rows) do out[i] = r[key] == nil and "--" or r[key] end
+    return out
+  end
+
+  it("lists a small CNN's layers with their output shapes and parameter counts", function()
+    local model = CNN()
+    model.conv1.weight.requires_grad = false -- 36 frozen
+    local s = nn.summary(model, { 2, 1, 8, 8 })
+    assert.are.same({ "", "conv1", "bn", "pool", "head", "head.0", "head.1" }, column(s, "name"))
+    assert.are.same({ "SmallCNN", "Conv2d", "BatchNorm2d", "MaxPool2d", "Sequential", "Flatten", "Linear" },
+      column(s, "class"))
+    assert.are.same({ { 2, 10 }, { 2, 4, 8, 8 }, { 2, 4, 8, 8 }, { 2, 4, 4, 4 }, { 2, 10 }, { 2, 64 }, { 2, 10 } },
+      column(s, "output_shape"))
+    assert.are.same({ 0, 40, 8, 0, 0, 0, 650 }, column(s, "params"))
+    assert.are.same({ 0, 4, 8, 0, 0, 0, 650 }, column(s, "trainable"))
+    assert.are.same({ 1, 1, 1, 1, 1, 1, 1 }, column(s, "calls"))
+    assert.are.equal(698, s.total_params)
+    assert.are.equal(662, s.trainable_params)
+    assert.are.equal(36, s.non_trainable_params)
+    assert.are.equal(698 * 4, s.param_bytes)
+    assert.are.same({ { 2, 1, 8, 8 } }, s.input_shapes)
+    assert.are.same({ 2, 10 }, s.output_shape)
+    assert.are.equal("float32", s.dtype)
+    assert.are.equal(model:num_parameters(), s.total_params)
+    -- in eval mode, then back: the running statistics did not move, the modes are restored
+    assert.is_true(model.training and model.bn.training)
+    assert.are.equal(0, model.bn.running_mean:abs():sum():item())
+    assert.are.equal(0, model.bn.num_batches_tracked:item())
+    assert.is_nil(rawget(model.conv1, "_forward_hooks"))
+  end)
+
+  it("prints as a table with totals", function()
+    local s = nn.summary(nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10)), { 3, 784 })
+    assert.are.same({ { 3, 10 }, { 3, 256 }, { 3, 256 }, { 3, 10 } }, column(s, "output_shape"))
+    assert.are.same({ 0, 200960, 0, 2570 }, column(s, "params"))
+    assert.are.equal(table.concat({
+      "Layer    Class       Output shape   Params",
+      "------------------------------------------",
+      "(model)  Sequential  {3, 10}            --",
+      "0        Linear      {3, 256}      200,960",
+      "1        ReLU        {3, 256}            0",
+      "2        Linear      {3, 10}         2,570",
+      "==========================================",
+      "Total params: 203,530",
+      "Trainable params: 203,530",
+      "Non-trainable params: 0",
+      "Params size (MB): 0.81",
+      "Input shape: {3, 784} (float32)",
+    }, "\n"), tostring(s))
+  end)
+
+  it("takes int64 inputs (ones: the first index), several inputs, and notes modules never called", function()
+    local s = nn.summary(nn.Sequential(nn.Embedding(10, 4), nn.LSTM(4, 3, { batch_first = true })), { 2, 5 },
+      { dtype = "int64" })
+    assert.are.same({ { 2, 5, 3 }, { 2, 5, 4 }, { 2, 5, 3 } }, column(s, "output_shape"))
+    assert.are.same({ 0, 40, 4 * 3 * (4 + 3) + 2 * 4 * 3 }, column(s, "params"))
+    local Pair = nn.Module:extend("Pair")
+    function Pair:init()
+      self.a = nn.Linear(3, 2)
+      self.unused = nn.Linear(2, 2)
+    end
+    function Pair:forward(x, y) return self.a(x) + y end
+    s = nn.summary(Pair(), { { 4, 3 }, { 4, 2 } }, { dtype = "float64" })
+    assert.are.same({ { 4, 2 }, { 4, 2 }, "--" }, column(s, "output_shape"))
+    assert.are.same({ 1, 1, 0 }, column(s, "calls"))
+    assert.are.equal(8 + 6, s.total_params)
+    assert.truthy(tostring(s):find("Input shape: {4, 3}, {4, 2} (float64)", 1, true))
+    -- a tensor is the input itself; a layer called twice is one row with calls = 2
+    local twice = nn.Module:extend("Twice")
+    function twice:init() self.fc = nn.Linear(3, 3) end
+    function twice:forward(x) return self.fc(self.fc(x)):sum(2) end
+    s = nn.summary(twice(), lg.randn(5, 3))
+    assert.are.same({ { 5 }, { 5, 3 } }, column(s, "output_shape"))
+    assert.are.same({ 1, 2 }, column(s, "calls"))
+    assert.are.same({ { 5, 3 } }, s.input_shapes)
+  end)
+
+  it("names itself when the shape or the model is wrong, and leaves the model as it was", function()
+    local model = CNN()
+    assert.has_error(function() nn.summary(model, { 2, 3, 8, 8 }) end,
+      "summary: the forward pass of SmallCNN on {2, 3, 8, 8} (float32) failed: Conv2d: weight {4,1,3,3} with 1 group " ..
+      "expects 1 input channels, got input of shape {2,3,8,8}")
+    assert.is_true(model.training)
+    assert.is_nil(rawget(model.conv1, "_forward_hooks"))
+    assert.has_error(function() nn.summary(nn.Linear, { 2, 3 }) end,
+      "summary: model must be a module (an instance of nn.Module), got table")
+    assert.has_error(function() nn.summary(model, { 2, -1 }) end,
+      "summary: input_shape[2] must be a non-negative integer, got number")
+    assert.has_error(function() nn.summary(model, { 2, 1, 8, 8 }, { dtype = "int32" }) end,
+      'summary: dtype must be "float32", "float64" or "int64", got "int32"')
   end)
 end)
 

@@ -6,12 +6,14 @@
 --
 --   local a, b = lg.data.random_split(ds, {0.8, 0.2}, lg.data.Generator(0))   -- two Subsets
 --   lg.data.Subset(ds, {1, 5, 9}), lg.data.ConcatDataset({a, b})
+--   lg.data.FunctionDataset(1000, function(i) return {x_of(i), label_of(i)} end)  -- made on demand
 --
 -- Shuffling draws a permutation from luagrad's generator each epoch, so lg.manual_seed(n) fixes
 -- the order of every epoch; a loader given its own generator (lg.data.Generator(seed)) draws from
 -- that instead and leaves the global stream alone. A TensorDataset (and a Subset of one) is
 -- batched with one index_select per tensor; any other dataset (a table with __len and __index
--- returning a list of tensors) by stacking items, or by the loader's collate_fn.
+-- returning a tensor, a number or a list of those) by stacking items (integers become int64
+-- tensors, as PyTorch's default collate makes them), or by the loader's collate_fn.
 local core = require "luagrad.core"
 local errors = require "luagrad.errors"
 
@@ -52,6 +54,39 @@ function M.TensorDataset(...)
   return setmetatable({ tensors = { table.unpack(ts, 1, ts.n) }, n = n }, TensorDataset)
 end
 
+---ds[i] is fn(i), computed when asked; #ds is n.
+---@class luagrad.data.FunctionDataset
+---@field n integer the number of items
+---@field fn fun(i: integer): any
+local FunctionDataset = {}
+FunctionDataset.__index = function(self, k)
+  if type(k) == "number" then
+    local n = rawget(self, "n")
+    local i = math.tointeger(k)
+    if i == nil then errors.raisef("FunctionDataset: index must be an integer, got %s", errors.describe(k)) end
+    if i < 0 then i = i + n + 1 end
+    if i < 1 or i > n then errors.raisef("FunctionDataset: index %d out of range 1..%d", k, n) end
+    return rawget(self, "fn")(i)
+  end
+  return FunctionDataset[k]
+end
+FunctionDataset.__len = function(self) return rawget(self, "n") end
+
+---FunctionDataset(n, fn): a dataset of n items made on demand, ds[i] = fn(i) for i in 1..n
+---(negative i counts from the end). An item is what a DataLoader batches: a tensor, a number,
+---or a list of those (a sample and its label).
+---@param n integer
+---@param fn fun(i: integer): any
+---@return luagrad.data.FunctionDataset
+function M.FunctionDataset(n, fn)
+  local len = type(n) == "number" and math.tointeger(n)
+  if not len or len < 0 then
+    errors.raisef("FunctionDataset: n must be a non-negative integer, got %s",
+      type(n) == "number" and tostring(n) or errors.describe(n))
+  end
+  errors.check("FunctionDataset", "fn", fn, "callable")
+  return setmetatable({ n = len, fn = fn }, FunctionDataset)
+end
 
 -- ---- Generator: a random stream of its own ---------------------------------------------------
 
@@ -411,6 +446,16 @@ function DataLoader:_start()
   self._pos = 0
 end
 
+-- one column of a batch: tensors stacked, integers into an int64 tensor (labels), other
+-- numbers into one of the default dtype
+local function collate(col)
+  if core.is_tensor(col[1]) then return core.stack(col) end
+  for _, v in ipairs(col) do
+    if math.type(v) ~= "integer" then return core.tensor(col) end
+  end
+  return core.tensor(col, { dtype = "int64" })
+end
+
 local function batch_of(ds, idx, collate_fn)
   if collate_fn then
     local items = {}
@@ -446,11 +491,16 @@ local function batch_of(ds, idx, collate_fn)
   end
   local items = {}
   for k = 1, idx:numel() do items[k] = ds[idx[k]] end
+  if core.is_tensor(items[1]) or type(items[1]) == "number" then return { collate(items) } end
+  if type(items[1]) ~= "table" then
+    errors.raisef("DataLoader: a dataset item must be a tensor, a number or a list of those (or pass a collate_fn), "
+      .. "got %s", errors.describe(items[1]))
+  end
   local out = {}
   for j = 1, #items[1] do
     local col = {}
     for k, item in ipairs(items) do col[k] = item[j] end
-    out[j] = core.is_tensor(col[1]) and core.stack(col) or core.tensor(col)
+    out[j] = collate(col)
   end
   return out
 end

@@ -144,6 +144,7 @@ local BY_NAME = {
   keepdim = "bool", on = "bool", set_to_none = "bool", ok = "bool", params = "params", series = "series",
   block = "module", key = "key", optimizer = "optimizer", dataset = "dataset", args = "args", defaults = "defaults",
   iterable = "misc", metrics = "opts", state = "opts", sd = "opts", group = "opts", bad = "opts", cls = "misc",
+  model = "module", input_shape = "size",
 }
 P.tensor_or_int = {}
 for _, v in ipairs(P.tensor) do P.tensor_or_int[#P.tensor_or_int + 1] = v end

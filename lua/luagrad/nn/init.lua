@@ -19,6 +19,8 @@
 --   nn.functional (also nn.F)                        (functional.lua)
 --   nn.init                                          (initializers.lua)
 --   nn.utils: clip_grad_norm_, clip_grad_value_      (utils.lua)
+--   nn.summary(model, input_shape)                   (summary.lua: a table of the layers, with
+--                                                     output shapes and parameter counts)
 --
 -- Sequential names its children "0", "1", ... so that state-dict keys match PyTorch's
 -- ("0.weight"), while seq[1] (Lua's 1-based indexing) is the first layer.
@@ -75,6 +77,7 @@ local base = require "luagrad.nn.module"
 ---@field BCELoss fun(opts?: {reduction?: luagrad.nn.Reduction, weight?: luagrad.Tensor}): luagrad.nn.Loss
 ---@field KLDivLoss fun(opts?: {reduction?: "mean"|"batchmean"|"sum"|"none", log_target?: boolean}): luagrad.nn.Loss
 ---@field CosineEmbeddingLoss fun(opts?: {reduction?: luagrad.nn.Reduction, margin?: number}): luagrad.nn.Module
+---@field summary fun(model: luagrad.nn.Module, input_shape: integer[]|luagrad.Tensor|table, opts?: {dtype?: string}): table
 local nn = {
   Module = base.Module,
   Parameter = base.Parameter,
@@ -86,7 +89,7 @@ local nn = {
 nn.F = nn.functional
 
 local FILES = { "linear", "embedding", "conv", "recurrent", "pooling", "containers", "activation", "dropout", "attention",
-  "normalization", "loss", "parallel" }
+  "normalization", "loss", "parallel", "summary" }
 for _, name in ipairs(FILES) do
   for k, v in pairs(require("luagrad.nn." .. name)) do nn[k] = v end
 end

@@ -159,9 +159,44 @@ function Module.__newindex(self, k, v)
   F[k] = v
 end
 
+-- ---- calling a module: forward, and the hooks around it ------------------------------------
+--
+-- A module's forward pre-hooks and forward hooks (PyTorch's) are raw fields of the instance,
+-- _forward_pre_hooks and _forward_hooks, absent until one is registered: arrays of entries
+-- {fn = fn}. Registering or removing one replaces the array by a new one, so a call already
+-- running goes on with the hooks it started with (PyTorch iterates over a snapshot too), and the
+-- last removal drops the field: a module without hooks costs two rawgets per call more.
+
+-- forward(self, ...) between the hooks. inputs is a list with its count in n (table.pack's):
+-- a pre-hook's result replaces it (a plain table is the new list, anything else the only input);
+-- a forward hook's results replace the outputs unless the first is nil.
+local function call_hooked(self, pre, post, ...)
+  local inputs = table.pack(...)
+  for _, e in ipairs(pre or {}) do
+    local r = e.fn(self, inputs)
+    if r ~= nil then
+      if type(r) == "table" and getmetatable(r) == nil then
+        inputs = table.pack(table.unpack(r, 1, math.tointeger(r.n) or #r))
+      else
+        inputs = table.pack(r)
+      end
+    end
+  end
+  local out = table.pack(getmetatable(self).forward(self, table.unpack(inputs, 1, inputs.n)))
+  for _, e in ipairs(post or {}) do
+    local r = table.pack(e.fn(self, inputs, table.unpack(out, 1, out.n)))
+    if r[1] ~= nil then out = r end
+  end
+  return table.unpack(out, 1, out.n)
+end
+
 -- calling an instance runs its class's forward (looked up on the class directly: this runs for
--- every layer of every step)
-function Module.__call(self, ...) return getmetatable(self).forward(self, ...) end
+-- every layer of every step), through its hooks when it has some
+function Module.__call(self, ...)
+  local pre, post = rawget(self, "_forward_pre_hooks"), rawget(self, "_forward_hooks")
+  if pre == nil and post == nil then return getmetatable(self).forward(self, ...) end
+  return call_hooked(self, pre, post, ...)
+end
 
 local function new_instance(cls, ...)
   local self = setmetatable({
@@ -249,6 +284,61 @@ function Module:add_module(name, m)
   return m
 end
 Module.register_module = Module.add_module
+
+-- ---- forward hooks ------------------------------------------------------------------------
+
+-- Adds fn to the hook array `key` of m (first when prepend); returns the handle. The handle
+-- holds the module weakly: a handle kept somewhere does not keep a model alive.
+local function add_hook(m, key, fn, prepend)
+  local entry, old, new = { fn = fn }, rawget(m, key) or {}, {}
+  if prepend then new[1] = entry end
+  for _, e in ipairs(old) do new[#new + 1] = e end
+  if not prepend then new[#new + 1] = entry end
+  rawset(m, key, new)
+  local owner = setmetatable({ m }, { __mode = "v" })
+  return {
+    remove = function()
+      local mod = owner[1]
+      local cur = mod and rawget(mod, key)
+      if cur == nil then return end
+      local kept = {}
+      for _, e in ipairs(cur) do
+        if e ~= entry then kept[#kept + 1] = e end
+      end
+      rawset(mod, key, #kept > 0 and kept or nil)
+    end,
+  }
+end
+
+local function check_hook(self, method, fn, opts)
+  local fname = method_name(self, method)
+  errors.check(fname, "fn", fn, "callable")
+  opts = errors.options(fname, opts, { "prepend" })
+  errors.check(fname, "opts.prepend", opts.prepend, "boolean?")
+  return opts.prepend == true
+end
+
+---register_forward_pre_hook(fn, {prepend = false}): fn(module, inputs) runs each time the module
+---is called, before its forward; inputs is the list of the call's arguments (with its count in
+---inputs.n). fn returns nil to keep them, or replacement inputs: a plain table is the new list,
+---any other value the only argument. Hooks run in registration order (prepend = true puts this
+---one first), each seeing what the earlier ones left. Returns a handle whose remove() drops it.
+---@param fn fun(module: luagrad.nn.Module, inputs: table): any
+---@param opts? {prepend?: boolean}
+---@return {remove: fun()}
+function Module:register_forward_pre_hook(fn, opts)
+  return add_hook(self, "_forward_pre_hooks", fn, check_hook(self, "register_forward_pre_hook", fn, opts))
+end
+
+---register_forward_hook(fn, {prepend = false}): fn(module, inputs, output, ...) runs each time
+---the module is called, after its forward, with the inputs forward got and its results. fn
+---returns nil to keep the results, or replacement results. Order and handle as for pre-hooks.
+---@param fn fun(module: luagrad.nn.Module, inputs: table, output: any, ...: any): any
+---@param opts? {prepend?: boolean}
+---@return {remove: fun()}
+function Module:register_forward_hook(fn, opts)
+  return add_hook(self, "_forward_hooks", fn, check_hook(self, "register_forward_hook", fn, opts))
+end
 
 -- ---- traversal ----------------------------------------------------------------------------
 
@@ -375,6 +465,35 @@ end
 
 ---@return self
 function Module:eval() return self:train(false) end
+
+---requires_grad_(requires_grad = true): sets requires_grad on every parameter of the module and
+---its descendants (false freezes them: backward leaves them without gradients). Returns self.
+---@param requires_grad? boolean
+---@return self
+function Module:requires_grad_(requires_grad)
+  if requires_grad == nil then requires_grad = true end
+  if type(requires_grad) ~= "boolean" then
+    errors.raisef("%s: requires_grad must be a boolean, got %s", method_name(self, "requires_grad_"),
+      errors.describe(requires_grad))
+  end
+  for _, p in ipairs(self:parameters()) do p:requires_grad_(requires_grad) end
+  return self
+end
+
+---num_parameters({trainable_only = false}): the number of parameter elements of the module and
+---its descendants, each tensor counted once; trainable_only counts only those requiring grad.
+---@param opts? {trainable_only?: boolean}
+---@return integer
+function Module:num_parameters(opts)
+  local fname = method_name(self, "num_parameters")
+  opts = errors.options(fname, opts, { "trainable_only" })
+  errors.check(fname, "opts.trainable_only", opts.trainable_only, "boolean?")
+  local n = 0
+  for _, p in ipairs(self:parameters()) do
+    if p.requires_grad or not opts.trainable_only then n = n + p:numel() end
+  end
+  return n
+end
 
 ---zero_grad(): every parameter's .grad becomes nil (PyTorch's set_to_none = True).
 function Module:zero_grad()
