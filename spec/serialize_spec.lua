@@ -665,6 +665,36 @@ describe("lg.save / lg.load", function()
     end)
   end)
 
+  describe("examples/pytorch_interop.lua, the Lua half, on spec/fixtures/interop", function()
+    -- The fixture is what `bench/pytorch_interop.py export DIR --bf16` writes, made without
+    -- PyTorch by spec/fixtures/make_interop.lua (its output computed there in plain Lua doubles).
+    it("loads PyTorch's BF16 state_dict, matches its outputs and writes files PyTorch can read", function()
+      local out, ok = util.run(string.format("%s examples/pytorch_interop.lua --out %s 2>&1",
+        shell_quote(util.LUAGRAD), shell_quote(dir)))
+      assert.is_true(ok, out)
+      contains(out, "claim holds: PyTorch's weights give PyTorch's outputs in luagrad")
+      local diff = tonumber(out:match("max |PyTorch %- luagrad| over 16 rows: (%S+)"))
+      assert.is_true(diff ~= nil and diff < 1e-5, out)
+      local torch_state = lg.load("spec/fixtures/interop/torch_model.safetensors")
+      local back = lg.load(tmp("luagrad_model.safetensors"))
+      local names = {}
+      for name, t in pairs(back) do
+        names[#names + 1] = name
+        same(torch_state[name], t, name) -- bit for bit the weights PyTorch sent (as float32)
+      end
+      table.sort(names)
+      assert.are.same({ "0.bias", "0.weight", "2.bias", "2.weight" }, names)
+      if python_available() then -- a reader without luagrad sees the same flat names
+        local dump = python_dump(tmp("luagrad_model.safetensors"))
+        local pnames = {}
+        for i, name in ipairs(dump.names) do pnames[i] = name end
+        table.sort(pnames)
+        assert.are.same(names, pnames)
+        assert.are.same({ 8, 4 }, dump.tensors["0.weight"].shape)
+      end
+    end)
+  end)
+
   describe("interoperability with a stdlib-only Python reader and writer", function()
     if not python_available() then
       print("\nnote: python3 not on PATH; skipping the safetensors interoperability cases")
