@@ -132,6 +132,8 @@ describe("lg.save_npy / lg.load_npy", function()
     -- numpy's other spellings of the same header: double quotes, no trailing comma, other key order
     t = load_bytes(npy('{"shape": (3,), "fortran_order": False, "descr": "<f4"}', pack("<f", { 1, 2, 3 })))
     assert.are.same({ 1, 2, 3 }, t:tolist())
+    t = load_bytes(npy(dict("<f4", "(1L, 2L)"), pack("<f", { 1, 2 }))) -- written by Python 2's numpy
+    assert.are.same({ { 1, 2 } }, t:tolist())
   end)
 
   it("returns nil and a message for a missing file, as io.open does", function()

@@ -73,6 +73,7 @@ local function parse_header(text, fail)
         if not d or #digits > 18 then fail("bad header: a dimension of " .. digits .. " is too large") end
         list[#list + 1] = d
         pos = pos + #digits
+        if text:sub(pos, pos) == "L" then pos = pos + 1 end -- Python 2's longs: (3L, 4L)
         skip()
         if text:sub(pos, pos) == "," then pos = pos + 1 end
       end
