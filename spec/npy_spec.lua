@@ -276,3 +276,55 @@ describe("lg.load_npz", function()
     contains(msg, "No such file")
   end)
 end)
+
+-- Against numpy itself, where it is installed (python3 -c "import numpy"); pending otherwise, the
+-- hand-written bytes above standing in for it.
+local function numpy_available()
+  return os.execute("python3 -c 'import numpy' >/dev/null 2>&1") == true
+end
+
+describe("against numpy", function()
+  if not numpy_available() then
+    pending("numpy is not installed: the .npy bytes above are written by hand instead")
+    return
+  end
+  before_each(function() dir = util.tmpdir() end)
+  after_each(function() util.remove_dir(dir) end)
+
+  local function python(code)
+    local out, ok = util.run("python3 -c " .. util.shell_quote(code) .. " 2>&1")
+    assert.is_true(ok, out)
+    return out
+  end
+
+  it("reads what numpy.save and numpy.savez_compressed write", function()
+    python(string.format([==[
+import numpy as np
+d = %q
+np.save(d + "/f4.npy", np.arange(6, dtype="<f4").reshape(2, 3) / 4)
+np.save(d + "/f8.npy", np.array([-0.0, 1e-310, np.inf], dtype="<f8"))
+np.save(d + "/i8.npy", np.asfortranarray(np.arange(12, dtype="<i8").reshape(3, 4)))
+np.save(d + "/b1.npy", np.array([[True, False], [False, True]]))
+np.savez_compressed(d + "/z.npz", a=np.ones((4, 5), dtype="<f8"), b=np.arange(3, dtype="<i8"))
+]==], dir))
+    assert.are.same({ { 0, 0.25, 0.5 }, { 0.75, 1, 1.25 } }, lg.load_npy(tmp("f4.npy")):tolist())
+    local f8 = lg.load_npy(tmp("f8.npy"))
+    assert.are.equal(hex(pack("<d", { -0.0, 1e-310, math.huge })), hex(f8:_to_bytes()))
+    assert.are.same({ { 0, 1, 2, 3 }, { 4, 5, 6, 7 }, { 8, 9, 10, 11 } }, lg.load_npy(tmp("i8.npy")):tolist())
+    assert.are.same({ { 1, 0 }, { 0, 1 } }, lg.load_npy(tmp("b1.npy")):tolist())
+    local z = lg.load_npz(tmp("z.npz"))
+    assert.are.equal(20, z.a:sum():item())
+    assert.are.same({ 0, 1, 2 }, z.b:tolist())
+  end)
+
+  it("writes what numpy.load reads", function()
+    lg.save_npy(tmp("x.npy"), lg.tensor({ { 1.5, -2 }, { 3, 4 } }, { dtype = "float64" }))
+    lg.save_npy(tmp("y.npy"), lg.tensor({ 1, 2, 3 }, { dtype = "int64" }))
+    local out = python(string.format([[
+import numpy as np
+x, y = np.load(%q), np.load(%q)
+print(x.dtype, x.shape, x.tolist(), y.dtype, y.tolist())
+]], tmp("x.npy"), tmp("y.npy")))
+    contains(out, "float64 (2, 2) [[1.5, -2.0], [3.0, 4.0]] int64 [1, 2, 3]")
+  end)
+end)
