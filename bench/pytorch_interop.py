@@ -5,7 +5,8 @@ through safetensors files, and the outputs must agree.
   build/luagrad examples/pytorch_interop.lua --dir DIR
   python3 bench/pytorch_interop.py check DIR    # luagrad's weights back in PyTorch, outputs compared
 
-Needs torch and safetensors (pip install torch safetensors). `export --bf16` stores the weights
+Needs torch; safetensors (pip install safetensors) is used when installed, else the few lines of
+the format written out below (8-byte header length, JSON header, raw data). `export --bf16` stores the weights
 as bfloat16, as most published checkpoints are; luagrad reads them converted to float32, and the
 reference output is computed from those same rounded weights.
 
@@ -15,11 +16,47 @@ Files in DIR:
   luagrad_model.safetensors   written by the Lua half: the weights under PyTorch's names
   luagrad_io.safetensors      the input and luagrad's output
 """
+import json
 import os
+import struct
 import sys
 
 import torch
-from safetensors.torch import load_file, save_file
+
+try:
+    from safetensors.torch import load_file, save_file
+except ImportError:  # the format is small enough to write out here
+    CODES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.bfloat16: "BF16",
+             torch.float16: "F16"}
+    SAME_SIZE_INT = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+    def save_file(tensors, path):
+        header, blobs, off = {}, [], 0
+        for name in sorted(tensors):
+            t = tensors[name].detach().contiguous()
+            raw = t.view(SAME_SIZE_INT[t.element_size()]).numpy().tobytes()  # little-endian machine
+            header[name] = {"dtype": CODES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
+            blobs.append(raw)
+            off += len(raw)
+        text = json.dumps(header).encode()
+        text += b" " * (-len(text) % 8)
+        with open(path, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+    def load_file(path):
+        data = open(path, "rb").read()
+        n = struct.unpack("<Q", data[:8])[0]
+        header, base, out = json.loads(data[8:8 + n]), 8 + n, {}
+        dtypes = {v: k for k, v in CODES.items()}
+        for name, e in header.items():
+            if name == "__metadata__":
+                continue
+            b, end = e["data_offsets"]
+            dt = dtypes[e["dtype"]]
+            raw = bytearray(data[base + b:base + end])
+            t = torch.frombuffer(raw, dtype=dt) if raw else torch.empty(0, dtype=dt)
+            out[name] = t.reshape(e["shape"]).clone()
+        return out
 
 
 def model():

@@ -1,9 +1,9 @@
 -- pytorch_interop.lua: a model moves from PyTorch to luagrad and back through safetensors files,
 -- and both frameworks compute the same outputs from the same weights.
 --
---   python3 bench/pytorch_interop.py export /tmp/interop [--bf16]   # PyTorch: weights, input, output
+--   /usr/bin/python3 bench/pytorch_interop.py export /tmp/interop [--bf16]   # weights, input, output
 --   build/luagrad examples/pytorch_interop.lua --dir /tmp/interop
---   python3 bench/pytorch_interop.py check /tmp/interop             # PyTorch runs luagrad's copy
+--   /usr/bin/python3 bench/pytorch_interop.py check /tmp/interop   # PyTorch runs luagrad's copy
 --
 -- Without PyTorch, `--dir` defaults to spec/fixtures/interop, files laid out exactly as the export
 -- writes them with --bf16 (made by spec/fixtures/make_interop.lua, without PyTorch), and `--out`
@@ -75,6 +75,6 @@ for _, name in ipairs(names) do
 end
 print()
 print("wrote " .. out .. "/luagrad_model.safetensors and luagrad_io.safetensors;")
-print("PyTorch checks them with: python3 bench/pytorch_interop.py check " .. out)
+print("PyTorch checks them with: /usr/bin/python3 bench/pytorch_interop.py check " .. out)
 claim.verify()
 print(string.format("claim holds: PyTorch's weights give PyTorch's outputs in luagrad (max difference %.3g)", diff))

@@ -695,6 +695,31 @@ describe("lg.save / lg.load", function()
     end)
   end)
 
+  describe("examples/pytorch_interop.lua with PyTorch itself, where it is installed", function()
+    local PY
+    for _, py in ipairs({ "python3", "/usr/bin/python3" }) do
+      if not PY and os.execute(py .. " -c 'import torch' >/dev/null 2>&1") == true then PY = py end
+    end
+    if not PY then
+      pending("PyTorch is not installed: the Lua half runs on spec/fixtures/interop above")
+      return
+    end
+    for _, flag in ipairs({ "", "--bf16" }) do
+      it("export " .. flag .. ", the Lua half, check: the outputs agree both ways", function()
+        local script = "bench/pytorch_interop.py"
+        local out, ok = util.run(string.format("%s %s export %s %s 2>&1", PY, script, shell_quote(dir), flag))
+        assert.is_true(ok, out)
+        out, ok = util.run(string.format("%s examples/pytorch_interop.lua --dir %s 2>&1", shell_quote(util.LUAGRAD),
+          shell_quote(dir)))
+        assert.is_true(ok, out)
+        contains(out, "claim holds")
+        out, ok = util.run(string.format("%s %s check %s 2>&1", PY, script, shell_quote(dir)))
+        assert.is_true(ok, out)
+        contains(out, "outputs agree")
+      end)
+    end
+  end)
+
   describe("interoperability with a stdlib-only Python reader and writer", function()
     if not python_available() then
       print("\nnote: python3 not on PATH; skipping the safetensors interoperability cases")
