@@ -142,6 +142,10 @@ lg_status lg_tensor_empty(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor
 lg_status lg_tensor_zeros(const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out);
 lg_status lg_tensor_full(const int64_t *shape, int ndim, lg_dtype dt, double v, lg_tensor **out);
 lg_status lg_tensor_from_data(const void *data, const int64_t *shape, int ndim, lg_dtype dt, lg_tensor **out);
+/* A float32 or float64 tensor from n little-endian IEEE halves (bfloat = 0) or bfloat16s
+** (bfloat = 1), converted exactly: inf, nan, -0 and the subnormals kept. */
+lg_status lg_tensor_from_16bit(const void *data, int bfloat, const int64_t *shape, int ndim, lg_dtype dt,
+                               lg_tensor **out);
 lg_tensor *lg_tensor_retain(lg_tensor *t);
 void lg_tensor_release(lg_tensor *t);
 int64_t lg_numel(const lg_tensor *t);

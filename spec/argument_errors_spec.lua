@@ -177,6 +177,7 @@ local VALID = {
   ["lg.tensor"] = function() return { { 1, 2 }, {} } end,
   ["lg.where"] = function() return { lg.ones(2), 1, 0 } end,
   ["lg.save"] = function() return { TMP .. "/valid.safetensors", { w = lg.ones(2) } } end,
+  ["lg.save_npy"] = function() return { TMP .. "/valid.npy", lg.ones(2) } end,
   ["lg.autograd.grad"] = function()
     local x = leaf()
     return { (x * 2):sum(), { x }, {} }

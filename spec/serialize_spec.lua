@@ -480,8 +480,9 @@ describe("lg.save / lg.load", function()
       { "a header that is a list", "[1, 2]", "", nil, { "not a JSON object" } },
       { "deeply nested JSON", string.rep("[", 100000), "", nil, { "nesting deeper" } },
       { "an unknown dtype", { x = entry("Q7", { 1 }, 0, 4) }, ONE, nil, { "unknown dtype", "Q7", "'x'" } },
-      { "F16", { x = entry("F16", { 2 }, 0, 4) }, ONE, nil, { "F16 is not supported", "F32, F64 and I64" } },
-      { "BF16", { x = entry("BF16", { 2 }, 0, 4) }, ONE, nil, { "BF16 is not supported" } },
+      { "F16 of the wrong size", { x = entry("F16", { 3 }, 0, 4) }, ONE, nil, { "shape [3] of F16 needs 6 bytes" } },
+      { "BF16 of the wrong size", { x = entry("BF16", { 1 }, 0, 4) }, ONE, nil, { "of BF16 needs 2 bytes" } },
+      { "F8_E4M3", { x = entry("F8_E4M3", { 4 }, 0, 4) }, ONE, nil, { "F8_E4M3 is not supported", "F16 and BF16" } },
       { "I32", { x = entry("I32", { 1 }, 0, 4) }, ONE, nil, { "I32 is not supported" } },
       { "a missing dtype", { x = { shape = { 1 }, data_offsets = { 0, 4 } } }, ONE, nil, { "dtype missing" } },
       { "a negative dimension", { x = entry("F32", { -1 }, 0, 4) }, ONE, nil, { "dimension 1 is -1" } },
@@ -591,6 +592,132 @@ describe("lg.save / lg.load", function()
       assert.are.equal(600, loaded + failed)
       assert.is_true(failed > 300, failed .. " failures")
     end)
+  end)
+
+  describe("16-bit floats (F16, BF16) load converted, exactly", function()
+    -- bit pattern -> the float32 bit pattern it must become
+    local F16 = {
+      { 0x0000, 0x00000000 }, { 0x8000, 0x80000000 }, -- zero, negative zero
+      { 0x0001, 0x33800000 }, { 0x8001, 0xb3800000 }, -- the smallest subnormal, 2^-24
+      { 0x03ff, 0x387fc000 }, { 0x0400, 0x38800000 }, -- the largest subnormal, the smallest normal 2^-14
+      { 0x3c00, 0x3f800000 }, { 0xc000, 0xc0000000 }, { 0x3555, 0x3eaaa000 }, -- 1, -2, 0.333251953125
+      { 0x7bff, 0x477fe000 }, { 0x7c00, 0x7f800000 }, { 0xfc00, 0xff800000 }, -- 65504, inf, -inf
+      { 0x7e00, 0x7fc00000 }, { 0xfe01, 0xffc02000 }, { 0x7c01, 0x7f802000 }, -- nans, payloads kept
+    }
+    local BF16 = {
+      { 0x0000, 0x00000000 }, { 0x8000, 0x80000000 }, { 0x0001, 0x00010000 }, { 0x807f, 0x807f0000 },
+      { 0x3f80, 0x3f800000 }, { 0x4049, 0x40490000 }, { 0x7f7f, 0x7f7f0000 }, { 0x0080, 0x00800000 },
+      { 0x7f80, 0x7f800000 }, { 0xff80, 0xff800000 }, { 0x7fc0, 0x7fc00000 }, { 0xffc1, 0xffc10000 },
+    }
+    local function file(name, rows, code)
+      local halves, want = {}, {}
+      for i, r in ipairs(rows) do
+        halves[i] = string.pack("<I2", r[1])
+        want[i] = string.pack("<I4", r[2])
+      end
+      local data = table.concat(halves)
+      local p = craft(name, { x = { dtype = code, shape = { #rows }, data_offsets = { 0, #data } } }, data)
+      return p, table.concat(want)
+    end
+
+    for code, rows in pairs({ F16 = F16, BF16 = BF16 }) do
+      it(code .. " -> float32: zeros, subnormals, extremes, inf and nan bit for bit", function()
+        local p, want = file(code .. ".safetensors", rows, code)
+        local t = lg.load(p).x
+        assert.are.equal("float32", t.dtype)
+        assert.are.equal(hex(want), hex(t:_to_bytes()))
+      end)
+
+      it(code .. " -> float64 with {dtype = \"float64\"}: the same values", function()
+        local p = file(code .. ".safetensors", rows, code)
+        local t = lg.load(p, { dtype = "float64" }).x
+        assert.are.equal("float64", t.dtype)
+        local got = t:_to_bytes()
+        for i, r in ipairs(rows) do
+          local x = string.unpack("<f", string.pack("<I4", r[2]))
+          local y = string.unpack("<d", got, 8 * i - 7)
+          if x ~= x then
+            assert.is_true(y ~= y, code .. " row " .. i)
+          else
+            assert.are.equal(hex(bits(x)), hex(bits(y)), code .. " row " .. i) -- -0 keeps its sign
+          end
+        end
+      end)
+    end
+
+    it("mixed with F32 in one file, shaped, as published checkpoints are", function()
+      local data = string.pack("<I2I2I2I2", 0x3c00, 0x4000, 0x4200, 0x4400) .. string.pack("<f", 7)
+      local p = craft("mixed.safetensors", {
+        ["w"] = { dtype = "BF16", shape = { 2, 2 }, data_offsets = { 0, 8 } },
+        ["b"] = { dtype = "F32", shape = { 1 }, data_offsets = { 8, 12 } },
+      }, data)
+      local v = lg.load(p)
+      -- bf16 0x3c00 = 2^-7, 0x4000 = 2, 0x4200 = 32, 0x4400 = 512
+      assert.are.same({ { 2 ^ -7, 2 }, { 32, 512 } }, v.w:tolist())
+      assert.are.same({ 7 }, v.b:tolist())
+      assert.are.equal("float32", lg.load(p, { dtype = "float64" }).b.dtype) -- the option is for 16-bit tensors
+    end)
+
+    it("checks its option", function()
+      local p = file("x.safetensors", F16, "F16")
+      contains(util.message_of(lg.load, p, { dtype = "int64" }), "load: option dtype must be", "float64")
+      contains(util.message_of(lg.load, p, { dtyp = "float64" }), "load: unknown option 'dtyp'")
+    end)
+  end)
+
+  describe("examples/pytorch_interop.lua, the Lua half, on spec/fixtures/interop", function()
+    -- The fixture is what `bench/pytorch_interop.py export DIR --bf16` writes, made without
+    -- PyTorch by spec/fixtures/make_interop.lua (its output computed there in plain Lua doubles).
+    it("loads PyTorch's BF16 state_dict, matches its outputs and writes files PyTorch can read", function()
+      local out, ok = util.run(string.format("%s examples/pytorch_interop.lua --out %s 2>&1",
+        shell_quote(util.LUAGRAD), shell_quote(dir)))
+      assert.is_true(ok, out)
+      contains(out, "claim holds: PyTorch's weights give PyTorch's outputs in luagrad")
+      local diff = tonumber(out:match("max |PyTorch %- luagrad| over 16 rows: (%S+)"))
+      assert.is_true(diff ~= nil and diff < 1e-5, out)
+      local torch_state = lg.load("spec/fixtures/interop/torch_model.safetensors")
+      local back = lg.load(tmp("luagrad_model.safetensors"))
+      local names = {}
+      for name, t in pairs(back) do
+        names[#names + 1] = name
+        same(torch_state[name], t, name) -- bit for bit the weights PyTorch sent (as float32)
+      end
+      table.sort(names)
+      assert.are.same({ "0.bias", "0.weight", "2.bias", "2.weight" }, names)
+      if python_available() then -- a reader without luagrad sees the same flat names
+        local dump = python_dump(tmp("luagrad_model.safetensors"))
+        local pnames = {}
+        for i, name in ipairs(dump.names) do pnames[i] = name end
+        table.sort(pnames)
+        assert.are.same(names, pnames)
+        assert.are.same({ 8, 4 }, dump.tensors["0.weight"].shape)
+      end
+    end)
+  end)
+
+  describe("examples/pytorch_interop.lua with PyTorch itself, where it is installed", function()
+    local PY
+    for _, py in ipairs({ "python3", "/usr/bin/python3" }) do
+      if not PY and os.execute(py .. " -c 'import torch' >/dev/null 2>&1") == true then PY = py end
+    end
+    if not PY then
+      pending("PyTorch is not installed: the Lua half runs on spec/fixtures/interop above")
+      return
+    end
+    for _, flag in ipairs({ "", "--bf16" }) do
+      it("export " .. flag .. ", the Lua half, check: the outputs agree both ways", function()
+        local script = "bench/pytorch_interop.py"
+        local out, ok = util.run(string.format("%s %s export %s %s 2>&1", PY, script, shell_quote(dir), flag))
+        assert.is_true(ok, out)
+        out, ok = util.run(string.format("%s examples/pytorch_interop.lua --dir %s 2>&1", shell_quote(util.LUAGRAD),
+          shell_quote(dir)))
+        assert.is_true(ok, out)
+        contains(out, "claim holds")
+        out, ok = util.run(string.format("%s %s check %s 2>&1", PY, script, shell_quote(dir)))
+        assert.is_true(ok, out)
+        contains(out, "outputs agree")
+      end)
+    end
   end)
 
   describe("interoperability with a stdlib-only Python reader and writer", function()

@@ -84,6 +84,8 @@ lg._detect_anomaly = nil
 
 lg.nn = require "luagrad.nn"
 lg.save, lg.load = require("luagrad.serialize").save, require("luagrad.serialize").load
+lg.save_npy, lg.load_npy, lg.load_npz = require("luagrad.npy").save_npy, require("luagrad.npy").load_npy,
+  require("luagrad.npy").load_npz
 
 -- Optimizers (fused C updates) and learning-rate schedules.
 lg.optim = require "luagrad.optim"

@@ -4,7 +4,7 @@
 -- File layout:
 --   8 bytes     N, the header length, little-endian unsigned
 --   N bytes     JSON header, padded with spaces so that N is a multiple of 8:
---               {"name": {"dtype": "F32"|"F64"|"I64", "shape": [..], "data_offsets": [b, e]}, ...,
+--               {"name": {"dtype": "F32"|"F64"|"I64" (read too: "F16"|"BF16"), "shape": [..], "data_offsets": [b, e]}, ...,
 --                "__metadata__": {"luagrad": "<structure JSON>"}}
 --   the data    each tensor's elements row-major, little-endian, at [b, e) counted from the start
 --               of the data; tensors follow one another in name order, with no gaps.
@@ -44,8 +44,10 @@ local to_code = { float32 = "F32", float64 = "F64", int64 = "I64" }
 local from_code = { F32 = "float32", F64 = "float64", I64 = "int64" }
 local elem_size = { F32 = 4, F64 = 8, I64 = 8 }
 -- dtypes other tools write that luagrad has no tensors for
+-- 16-bit floats, converted on load to float32 (or the `dtype` option's float64), exactly
+local elem_size_16 = { F16 = 2, BF16 = 2 }
 local unsupported = {
-  F16 = true, BF16 = true, F8_E4M3 = true, F8_E5M2 = true, F8_E8M0 = true, F4 = true,
+  F8_E4M3 = true, F8_E5M2 = true, F8_E8M0 = true, F4 = true,
   F6_E2M3 = true, F6_E3M2 = true, C64 = true, I32 = true, I16 = true, I8 = true, U64 = true,
   U32 = true, U16 = true, U8 = true, BOOL = true,
 }
@@ -248,13 +250,13 @@ end
 
 -- ---- load ------------------------------------------------------------------------------------
 
-local function check_entry(name, e, fail)
+local function check_entry(name, e, fail, half_dtype)
   if not json.is_object(e) then fail(format("tensor '%s': entry is not an object", name)) end
   local code = e.dtype
   if type(code) ~= "string" then fail(format("tensor '%s': dtype missing or not a string", name)) end
-  if not from_code[code] then
+  if not from_code[code] and not elem_size_16[code] then
     if unsupported[code] then
-      fail(format("tensor '%s': dtype %s is not supported (luagrad reads F32, F64 and I64)", name, code))
+      fail(format("tensor '%s': dtype %s is not supported (luagrad reads F32, F64, I64, F16 and BF16)", name, code))
     end
     fail(format("tensor '%s': unknown dtype %s", name, show(code)))
   end
@@ -281,21 +283,29 @@ local function check_entry(name, e, fail)
   end
   local b, en = offs[1], offs[2]
   if b < 0 or en < b then fail(format("tensor '%s': bad data_offsets [%d, %d]", name, b, en)) end
-  local size = elem_size[code]
+  local size = elem_size[code] or elem_size_16[code]
   if numel > (en - b) // size or numel * size ~= en - b then
     fail(format("tensor '%s': shape %s of %s needs %s bytes but data_offsets [%d, %d] hold %d",
       name, show(shape), code, numel <= (1 << 53) // size and tostring(numel * size) or "too many",
       b, en, en - b))
   end
+  if elem_size_16[code] then return { name = name, dtype = half_dtype, half = code, shape = shape, b = b, e = en } end
   return { name = name, dtype = from_code[code], shape = shape, b = b, e = en }
 end
 
----lg.load(path) -> value; nil, message when the file cannot be opened.
+---lg.load(path[, opts]) -> value; nil, message when the file cannot be opened. opts.dtype
+---("float32", the default, or "float64") is what F16 and BF16 tensors are converted to.
 ---@param path string
+---@param opts? {dtype: string}
 ---@return any value what was saved, or a table name -> tensor for another tool's file
 ---@return string? err
-function M.load(path)
+function M.load(path, opts)
   if type(path) ~= "string" then errors.raise("load: path must be a string, got " .. type(path)) end
+  opts = errors.options("load", opts, { "dtype" })
+  local half_dtype = opts.dtype or "float32"
+  if half_dtype ~= "float32" and half_dtype ~= "float64" then
+    errors.raisef("load: option dtype must be \"float32\" or \"float64\", got %s", show(half_dtype))
+  end
   core._clean_temps(path)
   local f, err = io.open(path, "rb")
   if not f then return nil, err end
@@ -338,7 +348,7 @@ function M.load(path)
       end
       metadata = e
     else
-      entries[#entries + 1] = check_entry(name, e, fail)
+      entries[#entries + 1] = check_entry(name, e, fail, half_dtype)
     end
   end
   -- the tensors must tile the data exactly: sorted by offset, each begins where the last ended
@@ -362,7 +372,11 @@ function M.load(path)
   local tensors = {}
   for _, e in ipairs(entries) do
     local bytes = read(e.e - e.b, format("tensor '%s'", e.name))
-    tensors[e.name] = core._from_bytes(bytes, 0, #bytes, e.dtype, setmetatable(e.shape, nil))
+    if e.half then
+      tensors[e.name] = core._from_16bit(bytes, 0, #bytes, e.half, e.dtype, setmetatable(e.shape, nil))
+    else
+      tensors[e.name] = core._from_bytes(bytes, 0, #bytes, e.dtype, setmetatable(e.shape, nil))
+    end
   end
   f:close()
 

@@ -225,6 +225,9 @@ M.SKIP = {
   ["lg.save"] = { reason = "writes files: paths in the pools are relative and the child runs in a fresh temporary " ..
     "directory, removed afterwards" },
   ["lg.load"] = { reason = "reads files: as lg.save, relative paths inside the temporary directory" },
+  ["lg.save_npy"] = { reason = "writes files: as lg.save" },
+  ["lg.load_npy"] = { reason = "reads files: as lg.load" },
+  ["lg.load_npz"] = { reason = "reads files: as lg.load" },
   ["lg.plot.line"] = { reason = "writes an SVG when given a path: as lg.save" },
   ["lg.progress"] = { reason = "draws on stdout: the child's stdout is /dev/null (bars in the pools write to a sink)" },
   ["lg.cli.options"] = { reason = "--help prints and calls os.exit: the child turns os.exit and io.read into errors" },

@@ -1,13 +1,15 @@
 /*
 ** lua_io.c: file helpers: reading gzipped files through zlib, turning unsigned bytes into
 ** tensors (IDX image and label files), writing checkpoints durably and atomically (lg.save), and
-** asking whether a stream is a terminal (lg.progress), and listing a folder (lg.datasets.fortunes).
+** inflating zip members (lg.load_npz), asking whether a stream is a terminal (lg.progress), and listing a
+*folder (lg.datasets.fortunes).
 */
 #include "lua_binding.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -53,6 +55,82 @@ static int m_read_file(lua_State *L) {
   int ok = gzclose(f) == Z_OK;
   if (!ok) return lgL_error(L, "%s: corrupt or truncated gzip data", path);
   luaL_pushresult(&b);
+  return 1;
+}
+
+/* core._inflate(s, offset, csize, limit) -> data, ended | nil, message: inflates the raw deflate
+** stream (no zlib or gzip wrapper, as zip members hold it) at s[offset+1 .. offset+csize], stopping
+** after limit bytes of output; ended says the stream finished within them. The caller derives limit
+** from what the output must hold (an .npy header's shape), so a zip bomb cannot make us allocate
+** more than the tensor it claims to be. */
+static int m_inflate(lua_State *L) {
+  size_t len;
+  const char *s = lgL_checklstring(L, 1, NULL, &len);
+  lua_Integer off = lgL_checkinteger(L, 2, NULL), csize = lgL_checkinteger(L, 3, NULL);
+  lua_Integer limit = lgL_checkinteger(L, 4, NULL);
+  if (off < 0 || csize < 0 || limit < 0 || (size_t)off > len || (size_t)csize > len - (size_t)off ||
+      (uint64_t)csize > UINT_MAX)
+    return lgL_error(L, "_inflate: range [%lld, %lld) outside the %zu bytes given", (long long)off,
+                     (long long)(off + csize), len);
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  if (inflateInit2(&z, -MAX_WBITS) != Z_OK) return lgL_error(L, "_inflate: out of memory");
+  z.next_in = (Bytef *)(s + off);
+  z.avail_in = (uInt)csize;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  lua_Integer total = 0;
+  int rc = Z_OK;
+  while (total < limit) {
+    size_t chunk = limit - total < (1 << 16) ? (size_t)(limit - total) : (size_t)1 << 16;
+    z.next_out = (Bytef *)luaL_prepbuffsize(&b, chunk);
+    z.avail_out = (uInt)chunk;
+    rc = inflate(&z, Z_NO_FLUSH);
+    size_t got = chunk - z.avail_out;
+    luaL_addsize(&b, got);
+    total += (lua_Integer)got;
+    if (rc == Z_STREAM_END) break;
+    if (rc == Z_BUF_ERROR && z.avail_in == 0) break; /* the input ends mid-stream */
+    if (rc != Z_OK) break;
+  }
+  int ended = rc == Z_STREAM_END;
+  if (!ended && total < limit) { /* stopped early, not by the limit: corrupt or truncated */
+    const char *why = rc == Z_DATA_ERROR && z.msg ? z.msg : "the compressed data end early";
+    inflateEnd(&z);
+    luaL_pushresult(&b);
+    lua_pushnil(L);
+    lua_pushfstring(L, "corrupt deflate data (%s)", why);
+    return 2;
+  }
+  if (!ended) { /* at the limit: a finished stream may still be one inflate call away */
+    unsigned char probe;
+    z.next_out = &probe;
+    z.avail_out = 1;
+    rc = inflate(&z, Z_NO_FLUSH);
+    ended = rc == Z_STREAM_END && z.avail_out == 1;
+  }
+  inflateEnd(&z);
+  luaL_pushresult(&b);
+  lua_pushboolean(L, ended);
+  return 2;
+}
+
+/* core._crc32(s, offset, n) -> the CRC-32 of s[offset+1 .. offset+n], as zip files store it */
+static int m_crc32(lua_State *L) {
+  size_t len;
+  const char *s = lgL_checklstring(L, 1, NULL, &len);
+  lua_Integer off = lgL_optinteger(L, 2, NULL, 0), n = lgL_optinteger(L, 3, NULL, (lua_Integer)len);
+  if (off < 0 || n < 0 || (size_t)off > len || (size_t)n > len - (size_t)off)
+    return lgL_error(L, "_crc32: range [%lld, %lld) outside the %zu bytes given", (long long)off,
+                     (long long)(off + n), len);
+  uLong c = crc32(0L, Z_NULL, 0);
+  const Bytef *p = (const Bytef *)(s + off);
+  for (size_t left = (size_t)n; left > 0;) {
+    uInt step = left > (1u << 30) ? (1u << 30) : (uInt)left;
+    c = crc32(c, p, step);
+    p += step, left -= step;
+  }
+  lua_pushinteger(L, (lua_Integer)c);
   return 1;
 }
 
@@ -305,9 +383,15 @@ static int m_buffer(lua_State *L) {
   return 3;
 }
 
-static const luaL_Reg functions[] = {{"_read_file", m_read_file},     {"_save_atomic", m_save_atomic},
-                                     {"_clean_temps", m_clean_temps}, {"_bytes_to_tensor", m_bytes_to_tensor},
-                                     {"_isatty", m_isatty},           {"_list_dir", m_list_dir},
-                                     {"_buffer", m_buffer},           {NULL, NULL}};
+static const luaL_Reg functions[] = {{"_read_file", m_read_file},
+                                     {"_save_atomic", m_save_atomic},
+                                     {"_clean_temps", m_clean_temps},
+                                     {"_bytes_to_tensor", m_bytes_to_tensor},
+                                     {"_isatty", m_isatty},
+                                     {"_list_dir", m_list_dir},
+                                     {"_buffer", m_buffer},
+                                     {"_inflate", m_inflate},
+                                     {"_crc32", m_crc32},
+                                     {NULL, NULL}};
 
 void lgL_open_io(lua_State *L) { lgL_setfuncs(L, functions); }

@@ -126,6 +126,33 @@ static int m_from_bytes(lua_State *L) {
   return 1;
 }
 
+/* core._from_16bit(s, offset, nbytes, kind, dtype, shape) -> a float32 or float64 tensor from the
+** F16 or BF16 (kind) elements at s[offset+1 .. offset+nbytes], converted exactly */
+static int m_from_16bit(lua_State *L) {
+  size_t len;
+  const char *s = lgL_checklstring(L, 1, NULL, &len);
+  lua_Integer off = lgL_checkinteger(L, 2, NULL), nbytes = lgL_checkinteger(L, 3, NULL);
+  const char *kind = lgL_checkstring(L, 4, "kind");
+  if (strcmp(kind, "F16") != 0 && strcmp(kind, "BF16") != 0)
+    return lgL_argerror(L, 4, "kind", "\"F16\" or \"BF16\"");
+  lg_dtype dt = lgL_checkdtype(L, 5, LG_FLOAT32);
+  int64_t shape[LG_MAX_DIMS];
+  int nd;
+  lgL_checktype(L, 6, LUA_TTABLE, NULL);
+  lgL_checkshape(L, 6, "load", shape, &nd);
+  int64_t n = lg_shape_numel(shape, nd);
+  if (n < 0) return lgL_error(L, "load: invalid shape %s", LG_SHAPEV(shape, nd));
+  if (off < 0 || nbytes < 0 || (size_t)off > len || (size_t)nbytes > len - (size_t)off)
+    return lgL_error(L, "load: data range [%lld, %lld) lies outside the %zu bytes read", (long long)off,
+                     (long long)(off + nbytes), len);
+  if ((uint64_t)n > (uint64_t)nbytes / 2 || (uint64_t)n * 2 != (uint64_t)nbytes)
+    return lgL_error(L, "load: %lld bytes do not hold a %s tensor of shape %s", (long long)nbytes, kind,
+                     LG_SHAPEV(shape, nd));
+  lg_tensor **slot = lgL_newslot(L);
+  lgL_check(L, lg_tensor_from_16bit(s + off, kind[0] == 'B', shape, nd, dt, slot));
+  return 1;
+}
+
 /* core._linear(x, W, b|nil) -> x W^T + b */
 static int m_linear(lua_State *L) {
   lg_tensor *x = lgL_checktensor(L, 1), *w = lgL_checktensor(L, 2);
@@ -324,6 +351,7 @@ static const luaL_Reg functions[] = {{"_linear", m_linear},
                                      {"_cross_entropy", m_cross_entropy},
                                      {"_scaled_dot_product_attention", m_attention},
                                      {"_from_bytes", m_from_bytes},
+                                     {"_from_16bit", m_from_16bit},
                                      {NULL, NULL}};
 
 /* Adds the functions to the module table on top of the stack, and _to_bytes to the tensor

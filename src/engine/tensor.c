@@ -633,6 +633,52 @@ lg_status lg_tensor_from_data(const void *data, const int64_t *shape, int ndim, 
   return LG_OK;
 }
 
+/* ---- 16-bit floats, as published weights store them (safetensors F16 and BF16) ----
+** bfloat16 is the top half of a float32: shifted left 16 bits it is that float32.
+** IEEE half: sign s, exponent e (5 bits, bias 15), mantissa m (10 bits):
+**   e = 0        (-1)^s * m * 2^-24              zero and the subnormals
+**   0 < e < 31   (-1)^s * (1 + m/1024) * 2^(e-15)  rebiased to float32's 127: e + 112
+**   e = 31       inf (m = 0), nan (m != 0; the payload is kept in float32's top mantissa bits)
+** Every half and every bfloat16 is exactly a float32 (and a float64): no rounding happens. */
+static float half_to_f32(uint16_t h) {
+  uint32_t s = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31u, m = h & 1023u, bits;
+  if (e == 0) {
+    float v = (float)m * 0x1p-24f; /* m < 2^10: exact */
+    return s ? -v : v;
+  }
+  bits = s | (e == 31 ? 0x7f800000u : (e + 112) << 23) | (m << 13);
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+static float bf16_to_f32(uint16_t h) {
+  uint32_t bits = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+lg_status lg_tensor_from_16bit(const void *data, int bfloat, const int64_t *shape, int ndim, lg_dtype dt,
+                               lg_tensor **out) {
+  if (dt != LG_FLOAT32 && dt != LG_FLOAT64)
+    return lg_error(LG_EDTYPE, "tensor: 16-bit floats convert to float32 or float64, not %s",
+                    lg_dtype_name(dt));
+  LG_TRY(lg_new(shape, ndim, dt, out));
+  const unsigned char *p = data; /* little-endian, maybe unaligned */
+  int64_t n = lg_numel(*out);
+  void *d = (*out)->storage->data;
+  for (int64_t i = 0; i < n; i++) {
+    uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+    float f = bfloat ? bf16_to_f32(h) : half_to_f32(h);
+    if (dt == LG_FLOAT32)
+      ((float *)d)[i] = f;
+    else
+      ((double *)d)[i] = f;
+  }
+  return LG_OK;
+}
+
 lg_tensor *lg_tensor_retain(lg_tensor *t) {
   if (t) t->refcount++;
   return t;
