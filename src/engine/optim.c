@@ -408,43 +408,23 @@ RADAM_KERNEL(radam_f64, double)
 ADADELTA_KERNEL(adadelta_f32, float)
 ADADELTA_KERNEL(adadelta_f64, double)
 
-static void adamax_range(void *u_, int64_t lo, int64_t hi) {
-  upd *u = u_;
-  if (u->dt == LG_FLOAT32)
-    adamax_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, (float *)u->a + lo, (float *)u->b + lo,
-               u->opts, u->step);
-  else
-    adamax_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo,
-               (double *)u->b + lo, u->opts, u->step);
-}
-/* NAdam and RAdam pass their per-step coefficients in c */
-static void nadam_range(void *u_, int64_t lo, int64_t hi) {
-  upd *u = u_;
-  if (u->dt == LG_FLOAT32)
-    nadam_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, (float *)u->a + lo, (float *)u->b + lo,
-              u->opts, u->c);
-  else
-    nadam_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo,
-              (double *)u->b + lo, u->opts, u->c);
-}
-static void radam_range(void *u_, int64_t lo, int64_t hi) {
-  upd *u = u_;
-  if (u->dt == LG_FLOAT32)
-    radam_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, (float *)u->a + lo, (float *)u->b + lo,
-              u->opts, u->c);
-  else
-    radam_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo,
-              (double *)u->b + lo, u->opts, u->c);
-}
-static void adadelta_range(void *u_, int64_t lo, int64_t hi) {
-  upd *u = u_;
-  if (u->dt == LG_FLOAT32)
-    adadelta_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, (float *)u->a + lo,
-                 (float *)u->b + lo, u->opts);
-  else
-    adadelta_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo,
-                 (double *)u->b + lo, u->opts);
-}
+/* The range functions of the two-state optimizers: their kernel for the group's dtype over
+** [lo, hi) of p, g and the states a, b, with the extra arguments __VA_ARGS__ (the step for
+** Adamax, the per-step coefficients c for NAdam and RAdam, nothing for Adadelta). */
+#define TWO_STATE_RANGE(name, ...)                                                                           \
+  static void name##_range(void *u_, int64_t lo, int64_t hi) {                                               \
+    upd *u = u_;                                                                                             \
+    if (u->dt == LG_FLOAT32)                                                                                 \
+      name##_f32(hi - lo, (float *)u->p + lo, (const float *)u->g + lo, (float *)u->a + lo,                  \
+                 (float *)u->b + lo, u->opts __VA_ARGS__);                                                   \
+    else                                                                                                     \
+      name##_f64(hi - lo, (double *)u->p + lo, (const double *)u->g + lo, (double *)u->a + lo,               \
+                 (double *)u->b + lo, u->opts __VA_ARGS__);                                                  \
+  }
+TWO_STATE_RANGE(adamax, , u->step)
+TWO_STATE_RANGE(nadam, , u->c)
+TWO_STATE_RANGE(radam, , u->c)
+TWO_STATE_RANGE(adadelta, )
 
 /* the checks every stepped optimizer makes before touching anything: step >= 1, both state
 ** tensors present and like p, p and g fit */
