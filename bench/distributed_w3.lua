@@ -6,6 +6,8 @@
 --   build/luagrad bench/distributed_w3.lua [steps]                       (1 rank x 1 thread)
 --   mpirun --allow-run-as-root --oversubscribe -np 2 build/luagrad bench/distributed_w3.lua [steps]
 --
+--   NODDP=1 mpirun ... -x NODDP ...   the same split with no gradient averaging: the compute floor
+--
 -- Scaling = samples/s on 2 ranks / samples/s on 1 rank (the issue's goal: >= 1.6x). The two
 -- runs must see the same machine: on a machine shared with other jobs the figures mean little.
 local lg = require "luagrad"
@@ -16,7 +18,7 @@ local rank, world = dist.init()
 lg.set_num_threads(1)
 lg.manual_seed(0)
 local net = nn.Sequential(nn.Linear(1024, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 1024))
-local model = world > 1 and nn.DistributedDataParallel(net) or net
+local model = (world > 1 and not os.getenv("NODDP")) and nn.DistributedDataParallel(net) or net
 local opt = lg.optim.SGD(model:parameters(), { lr = 1e-3, momentum = 0.9 })
 local B = 256 // world
 lg.manual_seed(rank)

@@ -11,14 +11,15 @@ local q = util.shell_quote
 local have_mpirun = select(2, util.run("command -v mpirun >/dev/null 2>&1")) == true
 local have_module = util.file_exists(util.BUILD .. "/lib/luagrad/mpi.so")
 
--- Runs `luagrad script args` on np ranks; returns stdout, stderr, the exit code and the seconds.
-local function mpirun(np, script, args)
+-- Runs `luagrad script args` on np ranks (mpirun's own flags in flags); returns stdout, stderr,
+-- the exit code and the seconds.
+local function mpirun(np, script, args, flags)
   local dir = util.tmpdir()
   local t0 = os.time()
   -- Open MPI leaks on purpose; LeakSanitizer (the ASan build) would fail every rank at exit
   local cmd = string.format("cd %s && env ASAN_OPTIONS=\"${ASAN_OPTIONS:-}:detect_leaks=0\" timeout 120 " ..
-    "mpirun --allow-run-as-root --oversubscribe -np %d %s %s %s >%s/out 2>%s/err </dev/null",
-    q(util.ROOT), np, q(util.LUAGRAD), q(script), args or "", dir, dir)
+    "mpirun --allow-run-as-root --oversubscribe %s -np %d %s %s %s >%s/out 2>%s/err </dev/null",
+    q(util.ROOT), flags or "", np, q(util.LUAGRAD), q(script), args or "", dir, dir)
   local _, _, code = os.execute(cmd)
   local out, err = util.read_file(dir .. "/out"), util.read_file(dir .. "/err")
   util.remove_dir(dir)
@@ -153,6 +154,20 @@ describe("lg.distributed", function()
     assert.are.equal(2, tonumber(buckets), out) -- bucket_mb = 0.001: several all-reduces, not one per parameter
     assert.are.equal((6 * 16 + 16 + 16 * 3 + 3 + 6 * 3 + 3) * 8, tonumber(bytes), out)
   end)
+
+  for _, case in ipairs {
+    { "accumulate", "", "gradient accumulation under no_sync" },
+    { "zero_false", "", "zero_grad(false): .grad exists before backward and is overwritten in place" },
+    { "", "-x LUAGRAD_MPI_THREAD=0", "without the communication thread (MPI_Iallreduce)" },
+  } do
+    it("DistributedDataParallel in float64 equals one process to 1e-12: " .. case[3], function()
+      local out, err, code = mpirun(2, "spec/distributed/ddp_equivalence.lua", case[1], case[2])
+      assert.are.equal(0, code, out .. err)
+      local rel = tonumber(out:match("max_rel (%S+)"))
+      assert.is_truthy(rel, out .. err)
+      assert.is_true(rel <= 1e-12, out)
+    end)
+  end
 
   it("DistributedDataParallel: a parameter unused on one rank (nil gradient) neither hangs nor skews the average", function()
     local out, err, code, secs = mpirun(2, "spec/distributed/ddp_equivalence.lua", "unused")

@@ -2,7 +2,9 @@
 -- DistributedDataParallel, each rank on its B rows of a global batch of world_size * B, against
 -- N steps of the same model on the whole batch in one process (run on every rank, for reference).
 -- Prints "max_rel <x>" on rank 1: the largest relative difference of any parameter after any step.
--- arg[1] = "unused": a branch that only rank 2 leaves unused (its gradient is nil there).
+-- arg[1] = "unused": a branch that only rank 2 leaves unused (its gradient is nil there);
+-- "accumulate": each rank's rows in two micro-batches, the first under ddp:no_sync (gradient
+-- accumulation); "zero_false": opt:zero_grad(false), so .grad exists before each backward.
 local lg = require "luagrad"
 local nn, F, dist = lg.nn, lg.nn.functional, lg.distributed
 local rank, world = dist.init()
@@ -37,8 +39,18 @@ for step = 1, N do
   -- the side branch: used by both halves in the reference; with "unused", rank 2's half skips it
   -- and the reference sees the gradient of the first half only (averaged over the 2 halves)
   local use_side = not (mode == "unused" and rank == 2)
-  opt:zero_grad()
-  F.cross_entropy(ddp(xs, use_side), ys):backward()
+  opt:zero_grad(mode ~= "zero_false" and nil or false)
+  if mode == "accumulate" then
+    local h = B // 2
+    ddp:no_sync(function()
+      local first = F.cross_entropy(ddp(xs:narrow(1, 1, h), true), ys:narrow(1, 1, h)) / 2
+      first:backward()
+    end)
+    local second = F.cross_entropy(ddp(xs:narrow(1, h + 1, h), true), ys:narrow(1, h + 1, h)) / 2
+    second:backward()
+  else
+    F.cross_entropy(ddp(xs, use_side), ys):backward()
+  end
   opt:step()
   ropt:zero_grad()
   local l

@@ -9,8 +9,8 @@
 -- At construction every rank takes rank 1's parameters and buffers (broadcast). The gradients
 -- are averaged in buckets of about bucket_mb megabytes, filled in reverse parameter order (the
 -- order backward produces them): each parameter's gradient hook copies its gradient into its
--- bucket, and a full bucket starts a nonblocking all-reduce (MPI_Iallreduce) while backward goes
--- on computing the earlier layers. Buckets start in the same order on every rank (a bucket waits
+-- bucket, and a full bucket starts an all-reduce on the communication thread of luagrad.mpi
+-- while backward goes on computing the earlier layers. Buckets start in the same order on every rank (a bucket waits
 -- for the ones before it), as MPI requires. At the end of the backward pass (a callback queued
 -- with lg.autograd.queue_callback) the last buckets start, every all-reduce is waited for and
 -- each .grad becomes the average: after backward() returns, the gradients are synchronized.
@@ -116,7 +116,7 @@ function DDP:_on_grad(bi, k, g)
   if not self._sync or dist.world_size() == 1 then return end
   local pass = self._pass
   if not pass then
-    pass = { filled = {}, seen = {}, next = 1, reqs = {} }
+    pass = { filled = {}, seen = {}, next = 1, reqs = {}, fresh = {} }
     for i = 1, #self._buckets do pass.filled[i], pass.seen[i] = 0, {} end
     rawset(self, "_pass", pass)
     autograd.queue_callback(function() self:_finish() end)
@@ -126,14 +126,16 @@ function DDP:_on_grad(bi, k, g)
     s.view:copy_(g)
     local acc = s.param.grad -- gradients accumulated under no_sync: averaged with this one
     if acc ~= nil then s.view:add_(acc) end
+    pass.fresh[s] = acc == nil
   end)
   if not pass.seen[bi][k] then
     pass.seen[bi][k] = true
     pass.filled[bi] = pass.filled[bi] + 1
   end
   start_ready(self, pass)
-  -- Open MPI moves a nonblocking collective along only inside MPI calls: test the running ones
-  -- from each hook, so the transfers advance while backward computes
+  -- the all-reduces run on luagrad.mpi's communication thread; without it (an MPI without
+  -- MPI_THREAD_SERIALIZED) Open MPI moves MPI_Iallreduce along only inside MPI calls, so test
+  -- the running ones from each hook
   for i = pass.tested or 1, pass.next - 1 do
     if pass.reqs[i]:test() then pass.tested = i + 1 else break end
   end
@@ -161,10 +163,11 @@ function DDP:_finish()
     for i, b in ipairs(self._buckets) do
       stats.wait_seconds = stats.wait_seconds + pass.reqs[i]:wait()
       stats.bytes = stats.bytes + b.numel * BYTES[b.dtype]
-      b.buffer:div_(n)
       for _, s in ipairs(b.slots) do
+        -- a .grad this backward made (nobody else can hold it) is replaced by the average, one
+        -- pass over memory; an older one (no_sync, zero_grad(false)) is overwritten in place
         local p = s.param
-        if p.grad ~= nil then p.grad:copy_(s.view) else p.grad = s.view:clone() end
+        if pass.fresh[s] or p.grad == nil then p.grad = s.view / n else p.grad:copy_(s.view):div_(n) end
       end
     end
     stats.steps = stats.steps + 1
