@@ -94,7 +94,8 @@ static void print_help(void) {
               "  TERM                     dumb or unset: no redrawn bars (when no terminal test\n"
               "                           is available)\n"
               "  OPENBLAS_NUM_THREADS, OPENBLAS_CORETYPE, OPENBLAS_THREAD_TIMEOUT\n"
-              "                           passed to OpenBLAS as given; unset, luagrad chooses\n",
+              "                           passed to OpenBLAS as given; unset, luagrad chooses\n"
+              "  LUAGRAD_MPI_THREAD       0: lg.distributed's all-reduces without their thread\n",
         stdout);
   fflush(stdout);
 }
