@@ -1,11 +1,17 @@
 /*
 ** blas.c: OpenBLAS, loaded when first needed, with its kernels chosen for the CPU.
 **
-** Debian's OpenBLAS is built for every x86-64 core (DYNAMIC_ARCH) and picks its kernels once, as
-** it is loaded, from the CPU or from the environment variable OPENBLAS_CORETYPE. On AMD Zen 4 it
-** picks its AVX-512 kernels (Cooperlake), but Zen 4 executes a 512-bit FMA as two 256-bit halves,
-** and there its Haswell (AVX2) kernels are faster: 1 thread, OpenBLAS 0.3.21, bench/workloads.lua,
-** W3 392-401 -> 360-365 ms, W2 1.50-1.51 -> 1.43-1.47 ms, W4 1.68-1.70 -> 1.61-1.64 ms.
+** Debian's OpenBLAS (0.3.21) is built for every x86-64 core (DYNAMIC_ARCH) and picks its kernels
+** once, as it is loaded, from the CPU or from the environment variable OPENBLAS_CORETYPE. Its own
+** pick is wrong for both recent AMD cores, measured at 1 thread (bench/workloads.lua):
+** - Zen 4 (family 19h with AVX-512): OpenBLAS picks its AVX-512 kernels (Cooperlake), but Zen 4
+**   executes a 512-bit FMA as two 256-bit halves, and there its Haswell (AVX2) kernels are faster:
+**   W3 392-401 -> 360-365 ms, W2 1.50-1.51 -> 1.43-1.47 ms, W4 1.68-1.70 -> 1.61-1.64 ms.
+** - Zen 5 (family 1Ah): OpenBLAS 0.3.21 does not know it and takes its Haswell kernels, but Zen 5
+**   runs 512-bit FMAs at full width and the AVX-512 (SkylakeX) kernels are far faster: SGEMM
+**   108 -> 200 GFLOP/s, W3 374 -> 218 ms, W2 1.53 -> 0.95 ms, W5 80 -> 66 ms, W6 139 -> 93 ms.
+** On Intel CPUs OpenBLAS's own choice stands (SkylakeX or Cooperlake with AVX-512, Haswell with
+** AVX2). lg_blas_info() says which kernels run and why.
 **
 ** OpenBLAS also reads, at load time, how long its worker threads spin after a product before they
 ** sleep: 2^28 cycles by default, about 80 ms. luagrad's own loops run on a thread pool beside
@@ -15,9 +21,9 @@
 ** than a worker's wake-up.
 **
 ** So luagrad does not link OpenBLAS: it loads libopenblas.so.0 on first use, with
-** OPENBLAS_THREAD_TIMEOUT=12 and, on an AMD CPU with AVX-512, OPENBLAS_CORETYPE=Haswell set for
-** the load and removed again (child processes see the environment they would have seen). A
-** variable the user set wins; an OpenBLAS the host process had already loaded is used as it is.
+** OPENBLAS_THREAD_TIMEOUT=12 and the core type chosen here set for the load and removed again
+** (child processes see the environment they would have seen). A variable the user set wins; an
+** OpenBLAS the host process had already loaded is used as it is.
 */
 #include "blas.h"
 
@@ -34,13 +40,34 @@ lg_blas_api lg_blas_fns;
 static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
 static char blas_error[512];
 static char blas_chosen[64]; /* the core type luagrad asked for, or "" */
+static const char *blas_why = "";
 
-/* the core type to ask for on this CPU, or NULL for OpenBLAS's own choice */
-static const char *preferred_coretype(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+static unsigned cpu_family(void) { /* the displayed family: base + extended */
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+  unsigned base = (a >> 8) & 0xf;
+  return base == 0xf ? base + ((a >> 20) & 0xff) : base;
+}
+#endif
+
+/* the core type to ask for on this CPU, or NULL for OpenBLAS's own choice; *why says which */
+static const char *preferred_coretype(const char **why) {
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
-  if (__builtin_cpu_is("amd") && __builtin_cpu_supports("avx512f")) return "Haswell";
+  if (__builtin_cpu_is("amd") && __builtin_cpu_supports("avx512f")) {
+    if (cpu_family() >= 0x1a) {
+      *why = "AMD Zen 5 (family 1Ah) runs 512-bit FMAs at full width; OpenBLAS 0.3.21 would take its "
+             "AVX2 kernels, its AVX-512 ones measured 1.7x faster on W3";
+      return "SkylakeX";
+    }
+    *why = "AMD Zen 4 (family 19h) splits a 512-bit FMA in two; OpenBLAS's AVX2 kernels measured faster "
+           "there than its AVX-512 ones";
+    return "Haswell";
+  }
 #endif
+  *why = "OpenBLAS's own choice for this CPU";
   return NULL;
 }
 
@@ -110,7 +137,13 @@ static void blas_load(void) {
   /* The variables are set only around the load. setenv is not safe beside a getenv in another
   ** thread; the load happens once, at the first product, thread setting or engine loop large
   ** enough to split across threads (which asks for OpenBLAS's thread count). */
-  const char *want = h || getenv("OPENBLAS_CORETYPE") ? NULL : preferred_coretype();
+  const char *want = NULL;
+  if (h)
+    blas_why = "the host process had loaded OpenBLAS already";
+  else if (getenv("OPENBLAS_CORETYPE"))
+    blas_why = "OPENBLAS_CORETYPE set in the environment";
+  else
+    want = preferred_coretype(&blas_why);
   int set_timeout = !h && !getenv("OPENBLAS_THREAD_TIMEOUT");
   if (want) {
     setenv("OPENBLAS_CORETYPE", want, 0);
@@ -180,8 +213,9 @@ const char *lg_blas_info(char *buf, size_t n) {
   if (lg_blas_load() != LG_OK)
     snprintf(buf, n, "%s", blas_error);
   else
-    snprintf(buf, n, "%s, kernels %s%s%s", lg_blas_fns.get_config(), lg_blas_fns.get_corename(),
-             blas_chosen[0] ? " (chosen by luagrad for this CPU)" : "",
+    snprintf(buf, n, "%s, kernels %s (%s%s); small float32 products: %s; elementwise loops: %s%s",
+             lg_blas_fns.get_config(), lg_blas_fns.get_corename(),
+             blas_chosen[0] ? "chosen by luagrad: " : "", blas_why, lg_gemm_small_kernel(), lg_wide_kernel(),
              fallback_used
                  ? "; some products ran in luagrad's own kernel: the address-space limit (ulimit -v) "
                    "left too little room for OpenBLAS's buffers"

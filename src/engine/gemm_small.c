@@ -172,3 +172,13 @@ int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
   return 0;
 #endif
 }
+
+const char *lg_gemm_small_kernel(void) {
+#ifdef HAVE_SMALL_GEMM
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return "luagrad's AVX2 kernel up to 2^20 multiply-adds, OpenBLAS above";
+  return "OpenBLAS (this CPU lacks AVX2 and FMA for luagrad's kernel)";
+#else
+  return "OpenBLAS (luagrad's kernel is not built for this target)";
+#endif
+}

@@ -15,7 +15,8 @@
 ** The build turns floating-point contraction off, so a clone computes exactly what the default
 ** code does; FMA is used only where a kernel asks for it by name. (Each comma-separated name in
 ** target_clones is its own clone: "avx2,arch=haswell" would make an AVX2 clone without FMA and
-** an Intel-only Haswell clone.) */
+** an Intel-only Haswell clone.) An x86-64-v4 (AVX-512) clone as well was measured on AMD Zen 5 at
+** 1 thread and did not win: W6 92-96 -> 119-121 ms, W1-W5 within noise; so there is none. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(LG_NO_CLONES)
 #define LG_WIDE __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
@@ -191,6 +192,8 @@ void lg_blas_threads_reset(void); /* matmul.c: forget the per-call BLAS thread c
 ** 1; returns 0 (nothing done) when the product is not small or the CPU lacks AVX2 and FMA. */
 int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
                       const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+const char *lg_gemm_small_kernel(void); /* which kernel runs small float32 products, for lg_blas_info */
+const char *lg_wide_kernel(void);       /* ops.c: which clone of the LG_WIDE loops runs, for lg_blas_info */
 
 /* Threads the engine starts (its workers; OpenBLAS's, created while luagrad calls it) have the
 ** asynchronous signals blocked, so a host's handler never runs on them (tensor.c). */

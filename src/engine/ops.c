@@ -134,6 +134,10 @@ static int have_avx2(void) {
   return known;
 }
 
+const char *lg_wide_kernel(void) {
+  return have_avx2() ? "AVX2 (x86-64-v3 clones and AVX2 kernels)" : "portable (x86-64 baseline)";
+}
+
 __attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
   const __m256 hi = _mm256_set1_ps(88.72283935546875f), lo = _mm256_set1_ps(-103.972084f);
   __m256 c = _mm256_min_ps(_mm256_max_ps(x, lo), hi); /* NaN becomes lo here; fixed below */
@@ -194,6 +198,8 @@ __attribute__((target("avx2,fma"))) static int64_t sigmoid_avx2(int64_t n, float
   }
   return i;
 }
+#else
+const char *lg_wide_kernel(void) { return "portable (no AVX2 path in this build)"; }
 #endif
 
 /* tanh as Eigen's rational approximation on [-7.9, 7.9] (odd degree 13 over even degree 6, one
