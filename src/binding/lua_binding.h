@@ -24,6 +24,7 @@ typedef struct lgL_state {
   lg_context *ctx;
   uint64_t id; /* unique for the process's life: a state freed and another made at its address differ */
   size_t gc_last_total, gc_threshold;
+  const void *tensor_mt; /* the address of this state's tensor metatable (a quick identity test) */
 } lgL_state;
 extern _Thread_local lgL_state *lgL_cur; /* the state that last called into luagrad on this thread */
 extern _Thread_local uint64_t lgL_cur_id;

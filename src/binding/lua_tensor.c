@@ -13,6 +13,8 @@
 */
 #include "lua_binding.h"
 
+#include <pthread.h>
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -87,14 +89,20 @@ static const char tensor_methods_key = 0; /* the methods table, the same way */
 
 static void push_tensor_mt(lua_State *L) { lua_rawgetp(L, LUA_REGISTRYINDEX, &tensor_mt_key); }
 
-/* the slot of the tensor at idx, or NULL if the value there is not a tensor */
+/* The slot of the tensor at idx, or NULL if the value there is not a tensor. Its metatable is
+** compared by address with the running state's (two live tables never share an address); when
+** the running state is not known to be this one's (a C host's call, a finalizer), by the registry. */
 static lg_tensor **test_slot(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (!p || !lua_getmetatable(L, idx)) return NULL;
-  push_tensor_mt(L);
-  int ok = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return ok ? p : NULL;
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
+  const lgL_state *s = lgL_cur;
+  int ok = s && lua_topointer(L, -1) == s->tensor_mt;
+  if (!ok) {
+    push_tensor_mt(L);
+    ok = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return ok ? lua_touserdata(L, idx) : NULL;
 }
 
 lg_tensor **lgL_newslot(lua_State *L) {
@@ -894,7 +902,38 @@ static int t_clamp_(lua_State *L) { return inplace(L, LG_OP_CLAMP, t_clamp); }
 static int binary_upvalue(lua_State *L) {
   return lgL_binary(L, (lg_opcode)lua_tointeger(L, lua_upvalueindex(2)));
 }
-int lgL_inplace_binary(lua_State *L, lg_opcode op) { return inplace(L, op, binary_upvalue); }
+
+/* "add_", "mul_", ...: the in-place names, made once */
+static char inplace_names[LG_NUM_OPS][32];
+static pthread_once_t inplace_names_once = PTHREAD_ONCE_INIT;
+static void make_inplace_names(void) {
+  for (int i = 0; i < LG_NUM_OPS; i++)
+    snprintf(inplace_names[i], sizeof inplace_names[i], "%s_", lg_ops[i].name);
+}
+
+/* t:add_(u) when nothing records (the common case: an optimizer's or a no_grad loop's update):
+** r = t op u, then t takes r's values, with no closure, no Lua call and no Lua-owned temporary.
+** Returns 0, having changed nothing, when it does not apply or fails: the general path then runs
+** (and raises its own error). */
+static int inplace_binary_fast(lua_State *L, lg_opcode op) {
+  if (lua_gettop(L) != 2) return 0;
+  lg_tensor *t = lg_lua_totensor(L, 1), *u = lg_lua_totensor(L, 2);
+  if (!t || (!u && lua_type(L, 2) != LUA_TNUMBER) || records_inplace(t, u)) return 0;
+  lg_tensor *r = NULL;
+  lg_status st = u ? lg_binary(op, t, u, &r) : lg_binary_scalar(op, t, lua_tonumber(L, 2), 0, &r);
+  if (st == LG_OK) {
+    pthread_once(&inplace_names_once, make_inplace_names);
+    st = lg_assign_(t, r, inplace_names[op]);
+  }
+  lg_tensor_release(r);
+  if (st != LG_OK) return 0;
+  lua_settop(L, 1);
+  return 1;
+}
+
+int lgL_inplace_binary(lua_State *L, lg_opcode op) {
+  return inplace_binary_fast(L, op) || inplace(L, op, binary_upvalue);
+}
 
 /* where(mask, a, b) with a, b tensors or numbers */
 int lgL_where(lua_State *L) {
@@ -1901,6 +1940,7 @@ static const luaL_Reg metamethods[] = {{"__len", t_len},           {"__gc", t_gc
 
 void lgL_open_tensor(lua_State *L) {
   luaL_newmetatable(L, LG_TENSOR_MT);
+  lgL_state_of(L)->tensor_mt = lua_topointer(L, -1);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &tensor_mt_key);
   lgL_setfuncs(L, metamethods);

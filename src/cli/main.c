@@ -413,7 +413,12 @@ static int pmain(lua_State *L) {
   lg_cli_preload_reference(L);
   createargtable(L, argv, argc, script);
   lua_gc(L, LUA_GCRESTART);
-  lua_gc(L, LUA_GCGEN, 0, 0); /* as lua.c */
+  /* Generational, as lua.c, but with a minor collection each time the heap grows 3% (Lua's
+  ** default: 20%). Every tensor is a userdata with a finalizer, and a collection frees all of its
+  ** garbage at once: in smaller batches the freed tensors, storage and tape nodes are reused while
+  ** still in cache. A 1-element add in a loop (bench/overhead.lua, AMD Zen 5): 0.39 -> 0.25 us,
+  ** recorded 0.65 -> 0.39 us; W1, W2, W4, W6 unchanged within noise. */
+  lua_gc(L, LUA_GCGEN, 3, 0);
   if (!(args & has_E) && handle_luainit(L) != LUA_OK) return 0;
   if (!runargs(L, argv, optlim)) return 0;
   if (script > 0 && handle_script(L, argv + script) != LUA_OK) return 0;

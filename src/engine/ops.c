@@ -698,8 +698,26 @@ static int has_zero_i64(lg_tensor *t) {
   return 0;
 }
 
+/* Both operands of one dtype, one shape and contiguous, and too few elements to split across
+** threads: one call of the kernel, without broadcasting or the iterator (the per-op cost of
+** small tensors). Returns 0 when it does not apply. */
+static int binary_plain(const lg_op *op, lg_tensor *x, lg_tensor *y, lg_tensor **out, lg_status *st) {
+  lg_dtype dt = x->dtype;
+  if (y->dtype != dt || x->ndim != y->ndim || compute_dtype(op, dt) != dt || (op->flags & LG_F_INT_DIVIDES) ||
+      memcmp(x->shape, y->shape, sizeof(int64_t) * (size_t)x->ndim) != 0 || !lg_is_contiguous(x) ||
+      !lg_is_contiguous(y))
+    return 0;
+  int64_t n = lg_shape_numel(x->shape, x->ndim);
+  if (n >= 65536) return 0; /* lg_iter_run splits long rows across threads */
+  if ((*st = lg_new(x->shape, x->ndim, dt, out)) == LG_OK && n > 0)
+    ((binary_k)op->kernel[dt])(n, lg_data(*out), 1, lg_data(x), 1, lg_data(y), 1);
+  return 1;
+}
+
 static lg_status binary_forward(const lg_op *op, const lg_args *a, lg_tensor **out) {
   lg_tensor *x = a->in[0], *y = a->in[1], *tx = NULL, *ty = NULL;
+  lg_status plain;
+  if (binary_plain(op, x, y, out, &plain)) return plain;
   int64_t shape[LG_MAX_DIMS];
   int nd;
   LG_TRY(lg_broadcast_shapes(op->name, x->shape, x->ndim, y->shape, y->ndim, shape, &nd));

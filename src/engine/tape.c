@@ -40,7 +40,9 @@ void lg_fw_level_set(int level) { lg_ctx()->fw_level = level; }
 
 /* ---- the node pool ---- */
 
-#define POOL_MAX 4096
+/* as tensor.c's pool of tensor objects, and for the same reason (bursts of a collection's garbage):
+** a recorded 1-element add costs about 400 instructions more at 16384 */
+#define POOL_MAX 65536
 static _Thread_local lg_node *pool;
 static _Thread_local int pool_n;
 

@@ -186,7 +186,11 @@ static int size_class(size_t n, size_t *cap) {
   return 16 + (k - 10) * 4 + (int)j;
 }
 
+static void tensor_pool_empty(void);
+
 void lg_empty_cache(void) {
+  tensor_pool_empty();
+  lg_node_pool_empty();
   for (int c = 0; c < NCLASSES; c++)
     while (buffers[c]) {
       void *b = buffers[c];
@@ -571,8 +575,13 @@ static lg_tensor *tensor_alloc(void) {
   return t;
 }
 
+/* Up to 65536 pooled: Lua frees tensors in bursts, all of one collection's garbage at once (tens
+** of thousands in a loop of small ops), and a pool that overflows sends the rest of the burst and
+** as many allocations after it through malloc (a 1-element add: 3031 instructions at this cap,
+** about 1,000 more at 8192). Pooled objects were all live at once before, so the pool holds no
+** more than the program's peak; lg_empty_cache gives it back. */
 static void tensor_free(lg_tensor *t) {
-  if (tensor_pool_n >= 8192) {
+  if (tensor_pool_n >= 65536) {
     free(t);
     return;
   }
