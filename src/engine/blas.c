@@ -2,16 +2,17 @@
 ** blas.c: OpenBLAS, loaded when first needed, with its kernels chosen for the CPU.
 **
 ** Debian's OpenBLAS (0.3.21) is built for every x86-64 core (DYNAMIC_ARCH) and picks its kernels
-** once, as it is loaded, from the CPU or from the environment variable OPENBLAS_CORETYPE. Its own
-** pick is wrong for both recent AMD cores, measured at 1 thread (bench/workloads.lua):
-** - Zen 4 (family 19h with AVX-512): OpenBLAS picks its AVX-512 kernels (Cooperlake), but Zen 4
-**   executes a 512-bit FMA as two 256-bit halves, and there its Haswell (AVX2) kernels are faster:
-**   W3 392-401 -> 360-365 ms, W2 1.50-1.51 -> 1.43-1.47 ms, W4 1.68-1.70 -> 1.61-1.64 ms.
-** - Zen 5 (family 1Ah): OpenBLAS 0.3.21 does not know it and takes its Haswell kernels, but Zen 5
-**   runs 512-bit FMAs at full width and the AVX-512 (SkylakeX) kernels are far faster: SGEMM
-**   108 -> 200 GFLOP/s, W3 374 -> 218 ms, W2 1.53 -> 0.95 ms, W5 80 -> 66 ms, W6 139 -> 93 ms.
-** On Intel CPUs OpenBLAS's own choice stands (SkylakeX or Cooperlake with AVX-512, Haswell with
-** AVX2). lg_blas_info() says which kernels run and why.
+** once, as it is loaded, from the CPU or from the environment variable OPENBLAS_CORETYPE. It
+** picks its AVX-512 kernels (Cooperlake) on both recent AMD cores, measured at 1 thread
+** (bench/workloads.lua):
+** - Zen 4 (family 19h with AVX-512) executes a 512-bit FMA as two 256-bit halves, and there the
+**   Haswell (AVX2) kernels are faster: W3 392-401 -> 360-365 ms, W2 1.50-1.51 -> 1.43-1.47 ms,
+**   W4 1.68-1.70 -> 1.61-1.64 ms. luagrad asks for them.
+** - Zen 5 (family 1Ah) runs 512-bit FMAs at full width: OpenBLAS's choice stands. (luagrad used to
+**   ask for Haswell on every AMD CPU with AVX-512; on Zen 5 that cost SGEMM 200 -> 108 GFLOP/s,
+**   W3 209-218 -> 374 ms, W2 0.95 -> 1.53 ms, W5 64-66 -> 80 ms, W6 92-93 -> 139 ms.)
+** On Intel CPUs OpenBLAS's own choice stands too (SkylakeX or Cooperlake with AVX-512, Haswell
+** with AVX2). lg_blas_info() says which kernels run and why.
 **
 ** OpenBLAS also reads, at load time, how long its worker threads spin after a product before they
 ** sleep: 2^28 cycles by default, about 80 ms. luagrad's own loops run on a thread pool beside
@@ -34,6 +35,7 @@
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 lg_blas_api lg_blas_fns;
 
@@ -58,9 +60,9 @@ static const char *preferred_coretype(const char **why) {
   __builtin_cpu_init();
   if (__builtin_cpu_is("amd") && __builtin_cpu_supports("avx512f")) {
     if (cpu_family() >= 0x1a) {
-      *why = "AMD Zen 5 (family 1Ah) runs 512-bit FMAs at full width; OpenBLAS 0.3.21 would take its "
-             "AVX2 kernels, its AVX-512 ones measured 1.7x faster on W3";
-      return "SkylakeX";
+      *why = "OpenBLAS's own choice: AMD Zen 5 (family 1Ah) runs 512-bit FMAs at full width, and its "
+             "AVX-512 kernels measured 1.7x faster than its AVX2 ones on W3";
+      return NULL;
     }
     *why = "AMD Zen 4 (family 19h) splits a 512-bit FMA in two; OpenBLAS's AVX2 kernels measured faster "
            "there than its AVX-512 ones";
@@ -207,6 +209,15 @@ void lg_blas_set_threads(int n) {
 lg_status lg_blas_load(void) {
   pthread_once(&blas_once, blas_load_masked);
   return lg_blas_fns.loaded ? LG_OK : lg_error(LG_EVALUE, "%s", blas_error);
+}
+
+int lg_blas_avx512_kernels(void) {
+  if (lg_blas_load() != LG_OK) return 0;
+  const char *core = lg_blas_fns.get_corename();
+  const char *avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+  for (size_t i = 0; core && i < sizeof avx512 / sizeof avx512[0]; i++)
+    if (!strcasecmp(core, avx512[i])) return 1;
+  return 0;
 }
 
 const char *lg_blas_info(char *buf, size_t n) {

@@ -4,8 +4,8 @@
 ** luagrad runs OpenBLAS with its Haswell kernels on Zen 4 (blas.c), which are faster there for
 ** every product but the small ones: the AVX-512 kernels' small-matrix path, which skips OpenBLAS's
 ** packing, made 64x64x64 take 4.6 us against the Haswell kernels' 5.6-6.3. This file is such a
-** path for products of up to SMALL_FLOPS multiply-adds (1 thread, 64x64x64: 4.6 us A B, 5.0 us
-** A B^T; 64x128x128: 19-23 us against OpenBLAS's 22).
+** path for small products (1 thread, Zen 4, 64x64x64: 4.6 us A B, 5.0 us A B^T; 64x128x128:
+** 19-23 us against OpenBLAS's 22); how small depends on OpenBLAS's kernels (small_limit below).
 **
 ** C (m x n, row-major, ldc) = beta C + op(A) op(B), beta 0 or 1 (anything else is refused),
 ** op(A)[i][p] = A[i lda + p] or (ta) A[p lda + i], op(B)[p][j] = B[p ldb + j] or (tb) B[j ldb + p].
@@ -19,9 +19,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The largest product (m n k) done here depends on which kernels OpenBLAS runs (blas.c):
+** - its AVX2 (Haswell) kernels, as on Zen 4: up to 2^20 (64x128x128 ran 5% faster here);
+** - its AVX-512 kernels on a core that runs them at full width (AMD Zen 5, Intel with AVX-512):
+**   up to 2^18. Measured on Zen 5, 1 thread, OpenBLAS's Cooperlake kernels against this file:
+**   64x64x64 5.2 against 5.0 us (even), 64x64x128 7.7 against 9.7, 64x128x128 15.2 against 20.1;
+**   below 2^18 this file wins (16x64x64 1.5 against 3.4 us, 128x10x128 3.4 against 4.7). */
 #ifndef SMALL_FLOPS
-#define SMALL_FLOPS 1048576.0 /* m n k at most (2^20; 64x128x128 runs 5% faster here than in OpenBLAS) */
+#define SMALL_FLOPS 1048576.0
 #endif
+#define SMALL_FLOPS_AVX512 262144.0
 #define SMALL_BPACK 65536 /* floats of packed op(B) at most */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(LG_NO_CLONES)
@@ -149,6 +156,19 @@ __attribute__((target("avx2,fma"))) static void small_sgemm(int ta, int tb, int6
 }
 #endif
 
+#ifdef HAVE_SMALL_GEMM
+/* SMALL_FLOPS, or SMALL_FLOPS_AVX512 when OpenBLAS runs AVX-512 kernels (decided once) */
+static double small_limit(void) {
+  static _Atomic double limit = 0;
+  double l = limit;
+  if (l == 0) {
+    l = lg_blas_avx512_kernels() ? SMALL_FLOPS_AVX512 : SMALL_FLOPS;
+    limit = l;
+  }
+  return l;
+}
+#endif
+
 int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
                       const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
 #ifdef HAVE_SMALL_GEMM
@@ -157,7 +177,7 @@ int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
   ** does those */
   int packed = tb || n % 16 != 0;
   int64_t npack = packed ? k * ((n + 15) / 16 * 16) : 0;
-  if ((double)m * (double)n * (double)k > SMALL_FLOPS || n < 16 || (tb && m < 48) || npack > SMALL_BPACK ||
+  if ((double)m * (double)n * (double)k > small_limit() || n < 16 || (tb && m < 48) || npack > SMALL_BPACK ||
       k == 0 || (beta != 0 && beta != 1))
     return 0;
   if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
@@ -176,7 +196,9 @@ int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
 const char *lg_gemm_small_kernel(void) {
 #ifdef HAVE_SMALL_GEMM
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return "luagrad's AVX2 kernel up to 2^20 multiply-adds, OpenBLAS above";
+    return small_limit() == SMALL_FLOPS_AVX512
+               ? "luagrad's AVX2 kernel up to 2^18 multiply-adds, OpenBLAS's AVX-512 kernels above"
+               : "luagrad's AVX2 kernel up to 2^20 multiply-adds, OpenBLAS above";
   return "OpenBLAS (this CPU lacks AVX2 and FMA for luagrad's kernel)";
 #else
   return "OpenBLAS (luagrad's kernel is not built for this target)";

@@ -193,6 +193,7 @@ void lg_blas_threads_reset(void); /* matmul.c: forget the per-call BLAS thread c
 int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
                       const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 const char *lg_gemm_small_kernel(void); /* which kernel runs small float32 products, for lg_blas_info */
+int lg_blas_avx512_kernels(void);       /* blas.c: OpenBLAS loaded and running AVX-512 kernels */
 const char *lg_wide_kernel(void);       /* ops.c: which clone of the LG_WIDE loops runs, for lg_blas_info */
 
 /* Threads the engine starts (its workers; OpenBLAS's, created while luagrad calls it) have the
