@@ -130,6 +130,32 @@ describe("memory", function()
     assert.is_true(kb < 300 * 1024, label .. ": VmHWM " .. kb .. " kB is not under 300 MB")
   end
 
+  it("the allocator's cache follows the shapes in use: another size's buffers give way", function()
+    -- in a child, so that the cache's limit (the larger of 128 MiB and the peak in use) is known:
+    -- 100 buffers of 1 MiB are cached, then 100 of 1.5 MiB are used and freed (peak 150 MiB);
+    -- they must all be cached (the 1 MiB ones go back), so using them again takes all 150 MiB
+    -- from the cache. Without eviction only 33 fit, and 100 MiB of 1 MiB buffers stay.
+    local out, ok = util.run(util.LUAGRAD .. [[ -e '
+      local function use(n, mib)
+        local t = {}
+        for i = 1, n do t[i] = lg.zeros(math.floor(mib * 262144)) end
+        return t
+      end
+      local a = use(100, 1); a = nil; collectgarbage(); collectgarbage()
+      local c1 = lg.memory_cached()
+      local b = use(100, 1.5); b = nil; collectgarbage(); collectgarbage()
+      local c2 = lg.memory_cached()
+      local again = use(100, 1.5)
+      local c3 = lg.memory_cached()
+      print(c1 // 1048576, c2 // 1048576, (c2 - c3) // 1048576, #again)' 2>&1]])
+    assert.is_true(ok, out)
+    local c1, c2, taken = out:match("^(%d+)\t(%d+)\t(%d+)\t100")
+    assert.is_not_nil(c1, out)
+    assert.are.equal(100, tonumber(c1), out)
+    assert.are.equal(150, tonumber(c2), out)
+    assert.are.equal(150, tonumber(taken), "MiB taken from the cache by the second use: " .. out)
+  end)
+
   it("20,000 tensors of 1 MB stay under 300 MB resident in the luagrad executable", function()
     hwm_child(util.LUAGRAD, "luagrad")
   end)
