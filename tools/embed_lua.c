@@ -4,9 +4,12 @@
 **   lg_embed_lua <luadir> <out.c> <files...>
 **
 ** Each file must lie under <luadir> and end in ".lua". The output is a C file holding each
-** file's bytes as an unsigned char array and a table lg_lua_sources[] of
-** {module name, chunk name, bytes, length}, ended by a row of NULLs, that src/binding/lua_preload.c
-** registers in package.preload. Module names follow Lua's searchers in reverse:
+** file compiled to Lua bytecode (lua_dump, with its debug information: errors still name the file
+** and line) as an unsigned char array, and a table lg_lua_sources[] of {module name, chunk name,
+** bytes, length}, ended by a row of NULLs, that src/binding/lua_preload.c registers in
+** package.preload. Bytecode, because compiling the library's source at every start took most of
+** `require "luagrad"` (35 files: 9.9 ms to compile, 1.9 ms to load as bytecode). A file that
+** does not compile fails the build here. Module names follow Lua's searchers in reverse:
 **
 **   luagrad/init.lua       -> "luagrad"            chunk "@lua/luagrad/init.lua"
 **   luagrad/nn/init.lua    -> "luagrad.nn"         chunk "@lua/luagrad/nn/init.lua"
@@ -18,6 +21,8 @@
 ** a half-written file for the next build to compile.
 */
 #include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +118,41 @@ static char *module_name(const char *rel) {
   return mod;
 }
 
+typedef struct dump_buf {
+  unsigned char *p;
+  size_t n, cap;
+} dump_buf;
+
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud) {
+  dump_buf *b = ud;
+  (void)L;
+  if (b->n + sz > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->n + sz) cap *= 2;
+    unsigned char *q = realloc(b->p, cap);
+    if (q == NULL) return 1;
+    b->p = q;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, p, sz);
+  b->n += sz;
+  return 0;
+}
+
+/* Replaces s's source text by its bytecode, compiled with the chunk name the loader uses. */
+static void compile(lua_State *L, source *s) {
+  char chunk[4096];
+  dump_buf b = {NULL, 0, 0};
+  snprintf(chunk, sizeof chunk, "@lua/%s", s->relpath);
+  if (luaL_loadbufferx(L, (const char *)s->bytes, s->len, chunk, "t") != LUA_OK)
+    fail("%s", lua_tostring(L, -1));
+  if (lua_dump(L, dump_writer, &b, 0) != 0 || b.n == 0) fail("cannot dump the bytecode of '%s'", s->relpath);
+  lua_pop(L, 1);
+  free(s->bytes);
+  s->bytes = b.p;
+  s->len = b.n;
+}
+
 static int by_module(const void *a, const void *b) {
   return strcmp(((const source *)a)->module, ((const source *)b)->module);
 }
@@ -180,6 +220,12 @@ int main(int argc, char **argv) {
     src[i].relpath = xstrndup(rel, strlen(rel));
     src[i].module = module_name(rel);
     src[i].bytes = read_file(file, &src[i].len);
+  }
+  {
+    lua_State *L = luaL_newstate();
+    if (L == NULL) fail("cannot create a Lua state");
+    for (i = 0; i < n; i++) compile(L, &src[i]);
+    lua_close(L);
   }
   qsort(src, (size_t)n, sizeof(source), by_module);
   for (i = 1; i < n; i++)

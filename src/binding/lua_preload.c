@@ -3,12 +3,13 @@
 **
 ** It registers in package.preload
 **   - "luagrad.core" -> luaopen_luagrad_core (the binding, linked into this library), and
-**   - one loader per Lua file under lua/, whose source tools/embed_lua.c embedded into the
-**     generated lua_sources.c at build time ("luagrad", "luagrad.nn", "luagrad.nn.linear"...).
+**   - one loader per Lua file under lua/, which tools/embed_lua.c compiled to bytecode (with its
+**     debug information) into the generated lua_sources.c at build time ("luagrad",
+**     "luagrad.nn", "luagrad.nn.linear"...).
 **
-** A loader compiles its file with the chunk name "@lua/<path>", so error messages and
-** tracebacks name the source file, and calls the chunk with the module name and that path as
-** Lua's own file searcher does. lg_preload sets no globals, and works before or after
+** A loader loads its file's bytecode, compiled with the chunk name "@lua/<path>", so error
+** messages and tracebacks name the source file and line, and calls the chunk with the module
+** name and that path as Lua's own file searcher does. lg_preload sets no globals, and works before or after
 ** luaL_openlibs (package.preload is the registry's _PRELOAD table either way).
 */
 #include <lauxlib.h>
@@ -22,7 +23,7 @@
 ** light userdata of the lg_lua_source row. Returns what the chunk returns. */
 static int load_embedded(lua_State *L) {
   const struct lg_lua_source *src = lua_touserdata(L, lua_upvalueindex(1));
-  if (luaL_loadbufferx(L, (const char *)src->bytes, src->len, src->chunkname, "t") != LUA_OK)
+  if (luaL_loadbufferx(L, (const char *)src->bytes, src->len, src->chunkname, "b") != LUA_OK)
     return luaL_error(L, "error loading module '%s' from embedded file '%s':\n\t%s", src->module,
                       src->chunkname + 1, lua_tostring(L, -1));
   lua_pushstring(L, src->module);        /* ... = modname, */
