@@ -19,16 +19,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The largest product (m n k) done here depends on which kernels OpenBLAS runs (blas.c):
-** - its AVX2 (Haswell) kernels, as on Zen 4: up to 2^20 (64x128x128 ran 5% faster here);
-** - its AVX-512 kernels on a core that runs them at full width (AMD Zen 5, Intel with AVX-512):
-**   up to 2^18. Measured on Zen 5, 1 thread, OpenBLAS's Cooperlake kernels against this file:
-**   64x64x64 5.2 against 5.0 us (even), 64x64x128 7.7 against 9.7, 64x128x128 15.2 against 20.1;
-**   below 2^18 this file wins (16x64x64 1.5 against 3.4 us, 128x10x128 3.4 against 4.7). */
+/* Which tiles, and the largest product (m n k) done here, depend on which kernels OpenBLAS runs
+** (blas.c):
+** - its AVX2 (Haswell) kernels, as on Zen 4: the AVX2 tiles, up to 2^20 (64x128x128 ran 5% faster
+**   here);
+** - its AVX-512 kernels, on a core that runs them at full width (AMD Zen 5; Intel with AVX-512 by
+**   the same rule, not measured): the AVX-512 tiles, up to 2^21. Measured on Zen 5, 1 thread,
+**   against OpenBLAS's Cooperlake kernels: 64x64x64 2.8 against 5.2 us, 64x128x128 10.3 against
+**   15.2, 64x256x128 22.9 against 25.6, 128x256x128 46.1 against 48.1 (even). The AVX2 tiles
+**   there lost above 2^18 (64x128x128: 20.1 us). */
 #ifndef SMALL_FLOPS
 #define SMALL_FLOPS 1048576.0
 #endif
-#define SMALL_FLOPS_AVX512 262144.0
+#ifndef SMALL_FLOPS_AVX512
+#define SMALL_FLOPS_AVX512 2097152.0
+#endif
 #define SMALL_BPACK 65536 /* floats of packed op(B) at most */
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(LG_NO_CLONES)
@@ -154,15 +159,111 @@ __attribute__((target("avx2,fma"))) static void small_sgemm(int ta, int tb, int6
     }
   }
 }
+
+/* ---- the AVX-512 variant: tiles of up to 6 rows and 32 columns (two 512-bit accumulators per
+** row), op(B) in rows of 32. The same sums in the same order as the AVX2 tiles: the results are
+** equal bit for bit. Used on cores that run 512-bit FMAs at full width (small_use512). */
+
+__attribute__((target("avx512f"), always_inline)) static inline void
+put_row512(__m512 lo, __m512 hi, float beta, float *c, int nj) {
+  __mmask16 ml = nj >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nj) - 1);
+  __mmask16 mh = nj >= 32 ? (__mmask16)0xFFFF : nj > 16 ? (__mmask16)((1u << (nj - 16)) - 1) : (__mmask16)0;
+  if (beta != 0) {
+    lo = _mm512_add_ps(lo, _mm512_maskz_loadu_ps(ml, c));
+    hi = _mm512_add_ps(hi, _mm512_maskz_loadu_ps(mh, c + 16));
+  }
+  _mm512_mask_storeu_ps(c, ml, lo);
+  _mm512_mask_storeu_ps(c + 16, mh, hi);
+}
+
+#define ROW_FMA512(r, lo, hi)                                                                                \
+  if (MR > r) {                                                                                              \
+    __m512 av = _mm512_set1_ps(a[r * ai + p * ap]);                                                          \
+    lo = _mm512_fmadd_ps(av, b0, lo);                                                                        \
+    hi = _mm512_fmadd_ps(av, b1, hi);                                                                        \
+  }
+__attribute__((target("avx512f"), always_inline)) static inline void
+tile512(const int MR, int64_t k, const float *a, int64_t ai, int64_t ap, const float *bp, int64_t bs,
+        float beta, float *c, int64_t ldc, int nj) {
+  __m512 z = _mm512_setzero_ps();
+  __m512 c0l = z, c0h = z, c1l = z, c1h = z, c2l = z, c2h = z, c3l = z, c3h = z, c4l = z, c4h = z, c5l = z,
+         c5h = z;
+  for (int64_t p = 0; p < k; p++) {
+    __m512 b0 = _mm512_loadu_ps(bp + p * bs), b1 = _mm512_loadu_ps(bp + p * bs + 16);
+    ROW_FMA512(0, c0l, c0h)
+    ROW_FMA512(1, c1l, c1h)
+    ROW_FMA512(2, c2l, c2h)
+    ROW_FMA512(3, c3l, c3h)
+    ROW_FMA512(4, c4l, c4h)
+    ROW_FMA512(5, c5l, c5h)
+  }
+  put_row512(c0l, c0h, beta, c, nj);
+  if (MR > 1) put_row512(c1l, c1h, beta, c + ldc, nj);
+  if (MR > 2) put_row512(c2l, c2h, beta, c + 2 * ldc, nj);
+  if (MR > 3) put_row512(c3l, c3h, beta, c + 3 * ldc, nj);
+  if (MR > 4) put_row512(c4l, c4h, beta, c + 4 * ldc, nj);
+  if (MR > 5) put_row512(c5l, c5h, beta, c + 5 * ldc, nj);
+}
+#undef ROW_FMA512
+
+__attribute__((target("avx512f,avx2,fma"))) static void
+small_sgemm512(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
+               int64_t ldb, float beta, float *C, int64_t ldc, float *pack) {
+  int64_t np = (n + 31) / 32 * 32, bs;
+  const float *bp;
+  if (!tb && n % 32 == 0) { /* op(B) is already rows of 32s */
+    bp = B, bs = ldb;
+  } else {
+    if (tb)
+      pack_transposed(B, ldb, n, k, pack, np);
+    else
+      for (int64_t p = 0; p < k; p++) memcpy(pack + p * np, B + p * ldb, sizeof(float) * (size_t)n);
+    for (int64_t p = 0; p < k; p++)
+      for (int64_t j = n; j < np; j++) pack[p * np + j] = 0;
+    bp = pack, bs = np;
+  }
+  int64_t ai = ta ? 1 : lda, ap = ta ? lda : 1;
+  for (int64_t i0 = 0; i0 < m; i0 += 6) {
+    int mr = m - i0 < 6 ? (int)(m - i0) : 6;
+    const float *a = A + i0 * ai;
+    for (int64_t j0 = 0; j0 < n; j0 += 32) {
+      int nj = n - j0 < 32 ? (int)(n - j0) : 32;
+      float *c = C + i0 * ldc + j0;
+      switch (mr) {
+      case 6:
+        tile512(6, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
+        break;
+      case 5:
+        tile512(5, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
+        break;
+      case 4:
+        tile512(4, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
+        break;
+      case 3:
+        tile512(3, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
+        break;
+      case 2:
+        tile512(2, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
+        break;
+      default:
+        tile512(1, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
+        break;
+      }
+    }
+  }
+}
 #endif
 
 #ifdef HAVE_SMALL_GEMM
 /* SMALL_FLOPS, or SMALL_FLOPS_AVX512 when OpenBLAS runs AVX-512 kernels (decided once) */
+static _Atomic int small_use512 = -1; /* the AVX-512 tiles: decided with the limit */
 static double small_limit(void) {
   static _Atomic double limit = 0;
   double l = limit;
   if (l == 0) {
-    l = lg_blas_avx512_kernels() ? SMALL_FLOPS_AVX512 : SMALL_FLOPS;
+    int wide = lg_blas_avx512_kernels() && __builtin_cpu_supports("avx512f");
+    l = wide ? SMALL_FLOPS_AVX512 : SMALL_FLOPS;
+    small_use512 = wide;
     limit = l;
   }
   return l;
@@ -175,15 +276,20 @@ int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
   /* narrow outputs (n < 16) would waste most of each 16-wide tile, and a transposed op(B) is
   ** packed first, which few rows do not repay (32x256x128: 32 us against OpenBLAS's 25): OpenBLAS
   ** does those */
-  int packed = tb || n % 16 != 0;
-  int64_t npack = packed ? k * ((n + 15) / 16 * 16) : 0;
-  if ((double)m * (double)n * (double)k > small_limit() || n < 16 || (tb && m < 48) || npack > SMALL_BPACK ||
+  double limit = small_limit();
+  int64_t w = small_use512 == 1 ? 32 : 16; /* the tiles' width */
+  int packed = tb || n % w != 0;
+  int64_t npack = packed ? k * ((n + w - 1) / w * w) : 0;
+  if ((double)m * (double)n * (double)k > limit || n < 16 || (tb && m < 48) || npack > SMALL_BPACK ||
       k == 0 || (beta != 0 && beta != 1))
     return 0;
   if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
   float stackbuf[4096], *pack = stackbuf; /* 16 KB on the stack covers most; larger packs malloc */
   if (npack > 4096 && !(pack = malloc(sizeof(float) * (size_t)npack))) return 0;
-  small_sgemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc, pack);
+  if (w == 32)
+    small_sgemm512(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc, pack);
+  else
+    small_sgemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc, pack);
   if (pack != stackbuf) free(pack);
   return 1;
 #else
@@ -193,11 +299,19 @@ int lg_gemm_small_f32(int ta, int tb, int64_t m, int64_t n, int64_t k, const flo
 #endif
 }
 
+double lg_gemm_small_limit(void) {
+#ifdef HAVE_SMALL_GEMM
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? small_limit() : 0;
+#else
+  return 0;
+#endif
+}
+
 const char *lg_gemm_small_kernel(void) {
 #ifdef HAVE_SMALL_GEMM
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return small_limit() == SMALL_FLOPS_AVX512
-               ? "luagrad's AVX2 kernel up to 2^18 multiply-adds, OpenBLAS's AVX-512 kernels above"
+    return small_limit() > 0 && small_use512 == 1
+               ? "luagrad's AVX-512 kernel up to 2^21 multiply-adds, OpenBLAS above"
                : "luagrad's AVX2 kernel up to 2^20 multiply-adds, OpenBLAS above";
   return "OpenBLAS (this CPU lacks AVX2 and FMA for luagrad's kernel)";
 #else
