@@ -24,7 +24,7 @@
 -- products per head, Q K^T and P V), and a check that the run's final loss is finite and lower than
 -- its first. Prints one JSON line per workload for bench/run.sh, or a table with --table.
 --
---   build/luagrad bench/workloads.lua [--table] [--only W2] [--threads 1,2] [--steps-scale 1]
+--   build/luagrad bench/workloads.lua [--table] [--only W2[,W6...]] [--threads 1,2] [--steps-scale 1]
 --   build/luagrad bench/workloads.lua --rss W2 200     (runs 200 steps of W2 and prints VmHWM)
 --   build/luagrad bench/workloads.lua --breakdown W6   (where W6's 1-thread step goes, one JSON line)
 --
@@ -359,10 +359,11 @@ if not args.table then print(string.format('{"sgemm_gflops": %.2f}', peak)) end
 
 for _, w in ipairs(W) do
   local missing = w.missing and w.missing()
-  if missing and (not args.only or args.only == w.name) then
+  local chosen = not args.only or ("," .. args.only .. ","):find("," .. w.name .. ",", 1, true)
+  if missing and chosen then
     if args.table then print(string.format("%-3s skipped: %s", w.name, missing))
     else print(string.format('{"name": "%s", "skipped": "%s"}', w.name, missing)) end
-  elseif not args.only or args.only == w.name then
+  elseif chosen then
     local res = { name = w.name }
     for _, t in ipairs(args.threads) do
       local ms, first, final, cores = run(w, t)
