@@ -112,53 +112,58 @@ __attribute__((target("avx2,fma"))) static void pack_transposed(const float *B, 
     for (int64_t p = j < n8 ? k8 : 0; p < k; p++) pack[p * np + j] = B[j * ldb + p];
 }
 
-__attribute__((target("avx2,fma"))) static void small_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k,
-                                                            const float *A, int64_t lda, const float *B,
-                                                            int64_t ldb, float beta, float *C, int64_t ldc,
-                                                            float *pack) {
-  int64_t np = (n + 15) / 16 * 16, bs;
-  const float *bp;
-  if (!tb && n % 16 == 0) { /* op(B) is already rows of 16s */
-    bp = B, bs = ldb;
-  } else {
-    if (tb)
-      pack_transposed(B, ldb, n, k, pack, np);
-    else
-      for (int64_t p = 0; p < k; p++) memcpy(pack + p * np, B + p * ldb, sizeof(float) * (size_t)n);
-    for (int64_t p = 0; p < k; p++)
-      for (int64_t j = n; j < np; j++) pack[p * np + j] = 0;
-    bp = pack, bs = np;
+/* C = beta C + op(A) op(B) in tiles of up to 6 rows and W columns (TILE): op(B) is used in rows
+** of W floats, as it is when B is not transposed and n is a multiple of W, else packed (and
+** zero-padded) into pack. The AVX2 and AVX-512 variants differ only in W and TILE. */
+#define SMALL_SGEMM(name, W, TILE, targets)                                                                  \
+  __attribute__((target(targets))) static void name(                                                         \
+      int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,          \
+      int64_t ldb, float beta, float *C, int64_t ldc, float *pack) {                                         \
+    int64_t np = (n + W - 1) / W * W, bs;                                                                    \
+    const float *bp;                                                                                         \
+    if (!tb && n % W == 0) {                                                                                 \
+      bp = B, bs = ldb;                                                                                      \
+    } else {                                                                                                 \
+      if (tb)                                                                                                \
+        pack_transposed(B, ldb, n, k, pack, np);                                                             \
+      else                                                                                                   \
+        for (int64_t p = 0; p < k; p++) memcpy(pack + p * np, B + p * ldb, sizeof(float) * (size_t)n);       \
+      for (int64_t p = 0; p < k; p++)                                                                        \
+        for (int64_t j = n; j < np; j++) pack[p * np + j] = 0;                                               \
+      bp = pack, bs = np;                                                                                    \
+    }                                                                                                        \
+    int64_t ai = ta ? 1 : lda, ap = ta ? lda : 1; /* steps of op(A) between rows and along p */              \
+    for (int64_t i0 = 0; i0 < m; i0 += 6) {                                                                  \
+      int mr = m - i0 < 6 ? (int)(m - i0) : 6;                                                               \
+      const float *a = A + i0 * ai;                                                                          \
+      for (int64_t j0 = 0; j0 < n; j0 += W) {                                                                \
+        int nj = n - j0 < W ? (int)(n - j0) : W;                                                             \
+        float *c = C + i0 * ldc + j0;                                                                        \
+        switch (mr) { /* MR a constant in each call, so each tile is compiled for its row count */           \
+        case 6:                                                                                              \
+          TILE(6, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);                                              \
+          break;                                                                                             \
+        case 5:                                                                                              \
+          TILE(5, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);                                              \
+          break;                                                                                             \
+        case 4:                                                                                              \
+          TILE(4, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);                                              \
+          break;                                                                                             \
+        case 3:                                                                                              \
+          TILE(3, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);                                              \
+          break;                                                                                             \
+        case 2:                                                                                              \
+          TILE(2, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);                                              \
+          break;                                                                                             \
+        default:                                                                                             \
+          TILE(1, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);                                              \
+          break;                                                                                             \
+        }                                                                                                    \
+      }                                                                                                      \
+    }                                                                                                        \
   }
-  int64_t ai = ta ? 1 : lda, ap = ta ? lda : 1; /* steps of op(A) between rows and along p */
-  for (int64_t i0 = 0; i0 < m; i0 += 6) {
-    int mr = m - i0 < 6 ? (int)(m - i0) : 6;
-    const float *a = A + i0 * ai;
-    for (int64_t j0 = 0; j0 < n; j0 += 16) {
-      int nj = n - j0 < 16 ? (int)(n - j0) : 16;
-      float *c = C + i0 * ldc + j0;
-      switch (mr) {
-      case 6:
-        tile(6, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
-        break;
-      case 5:
-        tile(5, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
-        break;
-      case 4:
-        tile(4, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
-        break;
-      case 3:
-        tile(3, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
-        break;
-      case 2:
-        tile(2, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
-        break;
-      default:
-        tile(1, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
-        break;
-      }
-    }
-  }
-}
+
+SMALL_SGEMM(small_sgemm, 16, tile, "avx2,fma")
 
 /* ---- the AVX-512 variant: tiles of up to 6 rows and 32 columns (two 512-bit accumulators per
 ** row), op(B) in rows of 32. The same sums in the same order as the AVX2 tiles: the results are
@@ -206,52 +211,7 @@ tile512(const int MR, int64_t k, const float *a, int64_t ai, int64_t ap, const f
 }
 #undef ROW_FMA512
 
-__attribute__((target("avx512f,avx2,fma"))) static void
-small_sgemm512(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
-               int64_t ldb, float beta, float *C, int64_t ldc, float *pack) {
-  int64_t np = (n + 31) / 32 * 32, bs;
-  const float *bp;
-  if (!tb && n % 32 == 0) { /* op(B) is already rows of 32s */
-    bp = B, bs = ldb;
-  } else {
-    if (tb)
-      pack_transposed(B, ldb, n, k, pack, np);
-    else
-      for (int64_t p = 0; p < k; p++) memcpy(pack + p * np, B + p * ldb, sizeof(float) * (size_t)n);
-    for (int64_t p = 0; p < k; p++)
-      for (int64_t j = n; j < np; j++) pack[p * np + j] = 0;
-    bp = pack, bs = np;
-  }
-  int64_t ai = ta ? 1 : lda, ap = ta ? lda : 1;
-  for (int64_t i0 = 0; i0 < m; i0 += 6) {
-    int mr = m - i0 < 6 ? (int)(m - i0) : 6;
-    const float *a = A + i0 * ai;
-    for (int64_t j0 = 0; j0 < n; j0 += 32) {
-      int nj = n - j0 < 32 ? (int)(n - j0) : 32;
-      float *c = C + i0 * ldc + j0;
-      switch (mr) {
-      case 6:
-        tile512(6, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
-        break;
-      case 5:
-        tile512(5, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
-        break;
-      case 4:
-        tile512(4, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
-        break;
-      case 3:
-        tile512(3, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
-        break;
-      case 2:
-        tile512(2, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
-        break;
-      default:
-        tile512(1, k, a, ai, ap, bp + j0, bs, beta, c, ldc, nj);
-        break;
-      }
-    }
-  }
-}
+SMALL_SGEMM(small_sgemm512, 32, tile512, "avx512f,avx2,fma")
 #endif
 
 #ifdef HAVE_SMALL_GEMM

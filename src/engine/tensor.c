@@ -516,8 +516,11 @@ void lg_parallel_for(int64_t n, void (*fn)(void *ctx, int64_t lo, int64_t hi), v
 ** waited for the workers after its own part with that part: waiting longer than the part means
 ** the split lost (one thread would have done both parts in about twice the part), and the grain
 ** doubles; waiting under a quarter of it means there was room, and it halves back toward
-** LG_PARALLEL_GRAIN. Results do not depend on it (fn's elements are independent). */
+** LG_PARALLEL_GRAIN. One loop in 64 that the learned grain keeps on one thread but the default
+** would split is split anyway, to measure again: a grain raised by a bad moment (the machine
+** busy elsewhere) comes back down. Results do not depend on it (fn's elements are independent). */
 static _Atomic int64_t parallel_grain = LG_PARALLEL_GRAIN;
+static _Atomic unsigned parallel_probe;
 
 static double now_seconds(void) {
   struct timespec ts;
@@ -528,7 +531,11 @@ static double now_seconds(void) {
 void lg_parallel_for_cost(int64_t n, int64_t cost, void (*fn)(void *ctx, int64_t lo, int64_t hi), void *ctx) {
   int nt = lg_get_num_threads();
   int64_t work = cost > 0 && n > INT64_MAX / cost ? INT64_MAX : n * (cost > 0 ? cost : 1);
-  int64_t grain = parallel_grain;
+  int64_t learned = parallel_grain, grain = learned;
+  int probe = 0;
+  if (nt > 1 && learned > LG_PARALLEL_GRAIN && work >= 2 * LG_PARALLEL_GRAIN && work < 2 * learned &&
+      (atomic_fetch_add_explicit(&parallel_probe, 1, memory_order_relaxed) & 63) == 63)
+    grain = LG_PARALLEL_GRAIN, probe = 1;
   if (nt > work / grain) nt = (int)(work / grain);
   if (nt > n) nt = (int)n;
   if (nt > LG_MAX_WORKERS + 1) nt = LG_MAX_WORKERS + 1;
@@ -563,10 +570,10 @@ void lg_parallel_for_cost(int64_t n, int64_t cost, void (*fn)(void *ctx, int64_t
   while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
   pthread_mutex_unlock(&pool.mu);
   double part = t1 - t0, waited = now_seconds() - t1;
-  if (waited > part && grain < ((int64_t)1 << 40)) /* work / nt per thread was not worth a wake-up */
-    parallel_grain = grain * 2 > work / nt * 2 ? grain * 2 : work / nt * 2;
-  else if (waited < part / 4 && grain > LG_PARALLEL_GRAIN)
-    parallel_grain = grain / 2 > LG_PARALLEL_GRAIN ? grain / 2 : LG_PARALLEL_GRAIN;
+  if (waited > part && !probe && learned < ((int64_t)1 << 40)) /* not worth a wake-up */
+    parallel_grain = learned * 2;
+  else if (waited < part / 4 && learned > LG_PARALLEL_GRAIN)
+    parallel_grain = learned / 2 > LG_PARALLEL_GRAIN ? learned / 2 : LG_PARALLEL_GRAIN;
   pthread_mutex_unlock(&pool_run);
 }
 
