@@ -287,7 +287,7 @@ static size_t class_cap(int c) {
 static void cache_evict(size_t need, int keep) {
   size_t freed = 0;
   for (int c = NCLASSES - 1; c >= 1 && freed < need; c--) {
-    if (c == keep) continue;
+    if (c == keep || !buffers[c]) continue; /* (classes past 2^60 bytes are never filled) */
     size_t cap = class_cap(c);
     while (buffers[c] && freed < need) {
       void *b = buffers[c];
