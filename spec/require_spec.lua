@@ -71,4 +71,36 @@ describe("threads", function()
     assert.are.equal(200000 * 199999 + 200000, a)
     ref.assert_close(d, b, 1e-13, 0)
   end)
+
+  describe("the embedded library (tools/embed_lua.c)", function()
+    local embed = util.BUILD .. "/lg_embed_lua"
+
+    it("is compiled to bytecode with its debug information: tracebacks name the file and line", function()
+      local dir = util.tmpdir()
+      os.execute("mkdir -p " .. util.shell_quote(dir .. "/lua/m"))
+      util.write_file(dir .. "/lua/m/init.lua", "return function() error('boom') end\n")
+      local out, ok = util.run(util.shell_quote(embed) .. " " .. util.shell_quote(dir .. "/lua") .. " " ..
+        util.shell_quote(dir .. "/out.c") .. " " .. util.shell_quote(dir .. "/lua/m/init.lua") .. " 2>&1")
+      local c = util.read_file(dir .. "/out.c") or ""
+      util.remove_dir(dir)
+      assert.is_true(ok == true, out)
+      -- the array starts with Lua's bytecode signature, ESC "Lua" (27, 76, 117, 97), not the source
+      assert.is_truthy(c:find("= {%s*27,76,117,97,"), c:sub(1, 300))
+      local tb = util.run(util.LUAGRAD .. [[ -e 'lg.nn.Linear(2, 2)(lg.ones(3))' 2>&1]])
+      assert.matches("lua/luagrad/[%w_/]+%.lua:%d+:", tb)
+    end)
+
+    it("refuses a file that does not compile, naming it, and writes no output", function()
+      local dir = util.tmpdir()
+      os.execute("mkdir -p " .. util.shell_quote(dir .. "/lua/bad"))
+      util.write_file(dir .. "/lua/bad/init.lua", "return function( end\n")
+      local out, ok = util.run(util.shell_quote(embed) .. " " .. util.shell_quote(dir .. "/lua") .. " " ..
+        util.shell_quote(dir .. "/out.c") .. " " .. util.shell_quote(dir .. "/lua/bad/init.lua") .. " 2>&1")
+      local written = util.file_exists(dir .. "/out.c")
+      util.remove_dir(dir)
+      assert.is_false(ok == true, out)
+      assert.matches("lg_embed_lua: lua/bad/init%.lua:1:", out)
+      assert.is_false(written)
+    end)
+  end)
 end)
